@@ -1,0 +1,157 @@
+"""Strict, deterministic CBOR: the one encoding profile of every qdht message.
+
+Implements ``protocol-spec/00-conventions.md`` §2 (encoding profile):
+RFC 8949 core deterministic encoding (§4.2.1), text-string map keys only, no
+tags, floats or simple values other than ``false``/``true``/``null``, integers
+within 64 bits, and limits on size, depth and item counts.
+
+A receiver accepts bytes only if they are exactly the deterministic encoding of
+what they decode to: ``dumps(loads(b)) == b``.  That single check rejects
+non-shortest integers and lengths, unsorted map keys and trailing bytes;
+cbor2 itself is told to reject duplicate keys and indefinite lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+import cbor2
+
+from qdht.errors import DecodeError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_INT",
+    "MIN_INT",
+    "CborLimits",
+    "dumps_canonical",
+    "format_path",
+    "loads_canonical",
+]
+
+MAX_INT: Final = 2**64 - 1
+MIN_INT: Final = -(2**64)
+
+
+@attrs.frozen
+class CborLimits:
+    """Resource limits applied before and while decoding one data item.
+
+    The defaults are the protocol's (``protocol-spec/00-conventions.md`` §3).
+    """
+
+    #: Largest encoded data item accepted, in bytes (72 KiB: a 64 KiB value
+    #: plus a signed record's keys, signature and framing).
+    max_bytes: int = 72 * 1024
+    #: Deepest nesting of arrays and maps (the top-level item is depth 1).
+    max_depth: int = 16
+    #: Most elements in one array, or entries in one map.
+    max_container_len: int = 1024
+    #: Most data items in total, counting every nested item once.
+    max_items: int = 8192
+
+
+DEFAULT_LIMITS: Final = CborLimits()
+
+# cbor2 reports these conditions only as message text; map them to the
+# protocol's reason codes (anything else is plain "malformed").
+_CBOR2_REASONS: Final = (
+    ("indefinite length", "indefinite-length"),
+    ("Duplicate map key", "duplicate-key"),
+    ("nesting depth", "too-deep"),
+)
+
+
+def dumps_canonical(obj: object) -> bytes:
+    """Encode ``obj`` with RFC 8949 core deterministic encoding.
+
+    cbor2's ``canonical=True`` sorts map keys length-first, which is the same
+    as §4.2.1's bytewise order of encoded keys because every qdht map key is a
+    text string (one major type).
+    """
+    return cbor2.dumps(obj, canonical=True)
+
+
+def loads_canonical(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
+    """Decode one deterministic CBOR data item, or raise :class:`DecodeError`.
+
+    Never raises anything else, whatever ``data`` holds.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("not-bytes", detail=f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise DecodeError("empty")
+    if len(data) > limits.max_bytes:
+        raise DecodeError("too-large", detail=f"{len(data)} bytes > limit {limits.max_bytes}")
+    try:
+        obj = cbor2.loads(
+            data,
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=limits.max_depth,
+        )
+    except Exception as exc:  # cbor2 and its semantic decoders raise many kinds
+        text = str(exc)
+        for needle, reason in _CBOR2_REASONS:
+            if needle in text:
+                raise DecodeError(reason, detail=text) from None
+        raise DecodeError("malformed", detail=text) from None
+    _check_item(obj, limits, [], [0])
+    try:
+        encoded = dumps_canonical(obj)
+    except Exception as exc:  # pragma: no cover - _check_item admits only encodable types
+        raise DecodeError("malformed", detail=str(exc)) from None
+    if encoded != data:
+        if data.startswith(encoded):
+            raise DecodeError(
+                "trailing-bytes", detail=f"{len(data) - len(encoded)} bytes after the data item"
+            )
+        raise DecodeError("non-deterministic", detail="not the core deterministic encoding")
+    return obj
+
+
+def format_path(parts: list[str | int]) -> str:
+    """Render path components as ``$.field[index]`` (the DecodeError path syntax)."""
+    out = ["$"]
+    for part in parts:
+        out.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(out)
+
+
+def _check_item(obj: object, limits: CborLimits, parts: list[str | int], count: list[int]) -> None:
+    """Admit only the profile's types, within the item-count limits."""
+    count[0] += 1
+    if count[0] > limits.max_items:
+        raise DecodeError("too-many-items", format_path(parts), f"more than {limits.max_items} items")
+    # bool before int: bool is a subclass of int and is always allowed.
+    if obj is None or obj is True or obj is False or isinstance(obj, bytes | str):
+        return
+    if type(obj) is int:
+        if not MIN_INT <= obj <= MAX_INT:
+            raise DecodeError("int-range", format_path(parts), "integer outside 64 bits (bignum tag)")
+        return
+    if type(obj) is list:
+        if len(obj) > limits.max_container_len:
+            raise DecodeError("too-many-items", format_path(parts), f"array of {len(obj)} elements")
+        for index, item in enumerate(obj):
+            parts.append(index)
+            _check_item(item, limits, parts, count)
+            parts.pop()
+        return
+    if type(obj) is dict:
+        if len(obj) > limits.max_container_len:
+            raise DecodeError("too-many-items", format_path(parts), f"map of {len(obj)} entries")
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise DecodeError("non-text-key", format_path(parts), f"map key {key!r}")
+            parts.append(key)
+            _check_item(value, limits, parts, count)
+            parts.pop()
+        return
+    raise DecodeError(
+        "unsupported-type",
+        format_path(parts),
+        f"{type(obj).__name__} (floats, tags and simple values are not allowed)",
+    )
