@@ -11,6 +11,7 @@ from qdht.wire._cbor import (
     format_path,
     loads_canonical,
 )
+from qdht.wire._contact import MAX_ADDRESSES, NODE_ID_SIZE, TRANSPORTS, Address, Contact
 from qdht.wire._fields import FieldReader, check_bytes, check_uint, child_path
 from qdht.wire._registry import (
     WireMessage,
@@ -26,7 +27,12 @@ from qdht.wire._registry import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_ADDRESSES",
+    "NODE_ID_SIZE",
+    "TRANSPORTS",
+    "Address",
     "CborLimits",
+    "Contact",
     "FieldReader",
     "WireMessage",
     "check_bytes",

@@ -124,13 +124,17 @@ def _check_item(obj: object, limits: CborLimits, parts: list[str | int], count: 
     """Admit only the profile's types, within the item-count limits."""
     count[0] += 1
     if count[0] > limits.max_items:
-        raise DecodeError("too-many-items", format_path(parts), f"more than {limits.max_items} items")
+        raise DecodeError(
+            "too-many-items", format_path(parts), f"more than {limits.max_items} items"
+        )
     # bool before int: bool is a subclass of int and is always allowed.
     if obj is None or obj is True or obj is False or isinstance(obj, bytes | str):
         return
     if type(obj) is int:
         if not MIN_INT <= obj <= MAX_INT:
-            raise DecodeError("int-range", format_path(parts), "integer outside 64 bits (bignum tag)")
+            raise DecodeError(
+                "int-range", format_path(parts), "integer outside 64 bits (bignum tag)"
+            )
         return
     if type(obj) is list:
         if len(obj) > limits.max_container_len:

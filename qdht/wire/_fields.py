@@ -168,9 +168,7 @@ def check_bytes(
         if len(value) != size:
             raise DecodeError("field-size", path, f"{len(value)} bytes, expected {size}")
     elif len(value) < min_size or (max_size is not None and len(value) > max_size):
-        raise DecodeError(
-            "field-size", path, f"{len(value)} bytes, allowed {min_size}..{max_size}"
-        )
+        raise DecodeError("field-size", path, f"{len(value)} bytes, allowed {min_size}..{max_size}")
     return value
 
 

@@ -1,0 +1,48 @@
+"""``qdht-bench NAME [options] [--json PATH]``: run one benchmark, print its table.
+
+Each benchmark is a module ``qdht_bench.<module>`` with ``DESCRIPTION``,
+``add_arguments(parser)`` and ``run(args) -> BenchResult``; register it in
+``BENCHMARKS`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Final
+
+from qdht_bench._common import render_table, write_json
+
+__all__ = ["BENCHMARKS", "main"]
+
+#: benchmark name → module under qdht_bench.  One line per benchmark.
+BENCHMARKS: Final[dict[str, str]] = {
+    # -- benchmarks --
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qdht-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="name", metavar="NAME")
+    for name, module_name in BENCHMARKS.items():
+        module = importlib.import_module(f"qdht_bench.{module_name}")
+        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
+        p.add_argument("--json", type=Path, metavar="PATH", help="write metric → number JSON")
+        module.add_arguments(p)
+        p.set_defaults(module=module)
+    args = parser.parse_args(argv)
+    if args.name is None:
+        parser.print_help()
+        return 2
+    result = args.module.run(args)
+    print(render_table(result))
+    if args.json is not None:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
