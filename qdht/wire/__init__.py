@@ -11,7 +11,31 @@ from qdht.wire._cbor import (
     format_path,
     loads_canonical,
 )
-from qdht.wire._contact import MAX_ADDRESSES, NODE_ID_SIZE, TRANSPORTS, Address, Contact
+from qdht.wire._contact import (
+    MAX_ADDRESSES,
+    NODE_ID_SIZE,
+    TRANSPORTS,
+    WS_PATH,
+    Address,
+    Contact,
+)
+from qdht.wire._dht import (
+    KEY_SIZE,
+    MAX_VALUE_SIZE,
+    RID_SIZE,
+    ErrorCode,
+    ErrorMessage,
+    FindNode,
+    FindValue,
+    Nodes,
+    Ping,
+    Pong,
+    Store,
+    Stored,
+    Value,
+    immutable_key,
+    new_rid,
+)
 from qdht.wire._fields import FieldReader, check_bytes, check_uint, child_path
 from qdht.wire._registry import (
     WireMessage,
@@ -22,18 +46,36 @@ from qdht.wire._registry import (
     register,
 )
 
+# isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
+from qdht.wire import _session  # noqa: F401
+from qdht.wire import _identity  # noqa: F401
+from qdht.wire import _dht  # noqa: F401
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "KEY_SIZE",
     "MAX_ADDRESSES",
+    "MAX_VALUE_SIZE",
     "NODE_ID_SIZE",
+    "RID_SIZE",
     "TRANSPORTS",
+    "WS_PATH",
     "Address",
     "CborLimits",
     "Contact",
+    "ErrorCode",
+    "ErrorMessage",
     "FieldReader",
+    "FindNode",
+    "FindValue",
+    "Nodes",
+    "Ping",
+    "Pong",
+    "Store",
+    "Stored",
+    "Value",
     "WireMessage",
     "check_bytes",
     "check_uint",
@@ -43,7 +85,9 @@ __all__ = [
     "dumps_canonical",
     "encode",
     "format_path",
+    "immutable_key",
     "loads_canonical",
     "message_types",
+    "new_rid",
     "register",
 ]

@@ -8,12 +8,15 @@ within 64 bits, and limits on size, depth and item counts.
 A receiver accepts bytes only if they are exactly the deterministic encoding of
 what they decode to: ``dumps(loads(b)) == b``.  That single check rejects
 non-shortest integers and lengths, unsorted map keys and trailing bytes;
-cbor2 itself is told to reject duplicate keys and indefinite lengths.
+cbor2 itself is told to reject duplicate keys, indefinite lengths and every
+tag (its built-in tag decoders would otherwise build datetimes, regular
+expressions, MIME messages or self-referencing containers from remote input).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, NoReturn
 
 import attrs
 import cbor2
@@ -63,6 +66,37 @@ _CBOR2_REASONS: Final = (
 )
 
 
+class _TagRejected(Exception):
+    """Raised inside cbor2 when the input holds a tag (caught in loads_canonical)."""
+
+
+def _reject_tag(*_: object) -> NoReturn:
+    raise _TagRejected
+
+
+class _RejectEveryTag(Mapping[int, Any]):
+    """A ``semantic_decoders`` table mapping every tag number to a rejection.
+
+    cbor2 consults this table before its built-in decoders, so no tag, known
+    or not, is ever interpreted.
+    """
+
+    def __getitem__(self, tag: int) -> Any:
+        return _reject_tag
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_TAGS: Final = _RejectEveryTag()
+
+
 def dumps_canonical(obj: object) -> bytes:
     """Encode ``obj`` with RFC 8949 core deterministic encoding.
 
@@ -73,7 +107,9 @@ def dumps_canonical(obj: object) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
-def loads_canonical(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
+def loads_canonical(
+    data: bytes | bytearray | memoryview, limits: CborLimits = DEFAULT_LIMITS
+) -> Any:
     """Decode one deterministic CBOR data item, or raise :class:`DecodeError`.
 
     Never raises anything else, whatever ``data`` holds.
@@ -91,14 +127,21 @@ def loads_canonical(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
             allow_duplicate_keys=False,
             allow_indefinite=False,
             max_depth=limits.max_depth,
+            semantic_decoders=_NO_TAGS,
+            tag_hook=_reject_tag,
         )
-    except Exception as exc:  # cbor2 and its semantic decoders raise many kinds
+    except Exception as exc:  # cbor2 raises several kinds; RecursionError included
         text = str(exc)
+        if isinstance(exc.__cause__, _TagRejected) or isinstance(exc, _TagRejected):
+            raise DecodeError("unsupported-type", detail="tags are not allowed") from None
         for needle, reason in _CBOR2_REASONS:
             if needle in text:
                 raise DecodeError(reason, detail=text) from None
         raise DecodeError("malformed", detail=text) from None
-    _check_item(obj, limits, [], [0])
+    if not _admissible(obj, limits):
+        # Walk again, slowly, to name the reason and the path.
+        _check_item(obj, limits, [], [0])
+        raise DecodeError("malformed")  # pragma: no cover - _check_item raised above
     try:
         encoded = dumps_canonical(obj)
     except Exception as exc:  # pragma: no cover - _check_item admits only encodable types
@@ -120,6 +163,45 @@ def format_path(parts: list[str | int]) -> str:
     return "".join(out)
 
 
+def _admissible(obj: object, limits: CborLimits) -> bool:
+    """Whether ``obj`` passes :func:`_check_item`, without building error paths.
+
+    The common case (valid input) takes this iterative fast path; only a
+    rejected item is walked again by ``_check_item`` for its reason and path.
+    """
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > limits.max_items:
+            return False
+        kind = type(item)
+        if kind is bytes or kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not MIN_INT <= item <= MAX_INT:  # type: ignore[operator]
+                return False
+            continue
+        if kind is list:
+            assert isinstance(item, list)
+            if depth > limits.max_depth or len(item) > limits.max_container_len:
+                return False
+            stack.extend((element, depth + 1) for element in item)
+            continue
+        if kind is dict:
+            assert isinstance(item, dict)
+            if depth > limits.max_depth or len(item) > limits.max_container_len:
+                return False
+            for key, value in item.items():
+                if type(key) is not str:
+                    return False
+                stack.append((value, depth + 1))
+            continue
+        return False
+    return True
+
+
 def _check_item(obj: object, limits: CborLimits, parts: list[str | int], count: list[int]) -> None:
     """Admit only the profile's types, within the item-count limits."""
     count[0] += 1
@@ -136,6 +218,11 @@ def _check_item(obj: object, limits: CborLimits, parts: list[str | int], count: 
                 "int-range", format_path(parts), "integer outside 64 bits (bignum tag)"
             )
         return
+    # cbor2's own depth guard counts the scalars inside the deepest container
+    # too, so it lets one more level of empty containers through; this check
+    # is the exact one (the outermost item is at depth 1).
+    if (type(obj) is list or type(obj) is dict) and len(parts) >= limits.max_depth:
+        raise DecodeError("too-deep", format_path(parts), f"deeper than {limits.max_depth}")
     if type(obj) is list:
         if len(obj) > limits.max_container_len:
             raise DecodeError("too-many-items", format_path(parts), f"array of {len(obj)} elements")

@@ -8,7 +8,9 @@ ID so that a bootstrap contact says who must answer, e.g.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -18,20 +20,54 @@ import attrs
 from qdht.errors import ContactError, DecodeError
 from qdht.wire._fields import FieldReader, child_path
 
-__all__ = ["MAX_ADDRESSES", "NODE_ID_SIZE", "TRANSPORTS", "Address", "Contact"]
+__all__ = ["MAX_ADDRESSES", "NODE_ID_SIZE", "TRANSPORTS", "WS_PATH", "Address", "Contact"]
 
 NODE_ID_SIZE: Final = 32
 #: Transports a contact may name.
 TRANSPORTS: Final = frozenset({"udp", "ws"})
 #: Most addresses one contact may list.
 MAX_ADDRESSES: Final = 4
+#: The HTTP path a ``ws`` address serves qdht at (05-transport.md).
+WS_PATH: Final = "/qdht/v1"
+
+_NODE_PATH: Final = re.compile(rf"/[0-9a-f]{{{2 * NODE_ID_SIZE}}}")
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
+#: Parsed hosts remembered by the helpers below (contacts repeat a lot; each
+#: ``ipaddress`` parse costs microseconds).  Bounded, so remote input cannot
+#: grow it.
+_HOST_CACHE_SIZE: Final = 4096
 
 
 def _canonical_host(host: str) -> str:
+    """``host`` as a compressed IP literal, or ContactError."""
     try:
-        return ipaddress.ip_address(host).compressed
+        return _canonical_host_cached(host)
+    except TypeError:  # unhashable: not a host at all
+        raise ContactError(f"host must be an IPv4 or IPv6 literal, got {host!r}") from None
+
+
+@functools.lru_cache(maxsize=_HOST_CACHE_SIZE)
+def _canonical_host_cached(host: str) -> str:
+    try:
+        ip = ipaddress.ip_address(host)
     except ValueError:
         raise ContactError(f"host must be an IPv4 or IPv6 literal, got {host!r}") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # A zone ("%eth0") means something only on the host that wrote it.
+        raise ContactError(f"host must not carry an IPv6 zone, got {host!r}")
+    return ip.compressed
+
+
+@functools.lru_cache(maxsize=_HOST_CACHE_SIZE)
+def _packed(host: str) -> bytes:
+    return ipaddress.ip_address(host).packed
+
+
+@functools.lru_cache(maxsize=_HOST_CACHE_SIZE)
+def _unpacked(raw: bytes) -> str:
+    return ipaddress.ip_address(raw).compressed
 
 
 def _check_transport(_: object, __: object, value: str) -> None:
@@ -66,7 +102,7 @@ class Address:
         return f"{self.transport}://{self.authority}"
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"tr": self.transport, "ip": self.ip.packed, "port": self.port}
+        return {"tr": self.transport, "ip": _packed(self.host), "port": self.port}
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Address:
@@ -83,7 +119,7 @@ class Address:
             raise DecodeError(
                 "field-size", child_path(path, "ip"), "an IP address is 4 or 16 bytes"
             )
-        return cls(transport, ipaddress.ip_address(raw_ip).compressed, port)
+        return cls(transport, _unpacked(raw_ip), port)
 
 
 def _check_node_id(_: object, __: object, value: bytes) -> None:
@@ -134,15 +170,13 @@ class Contact:
             raise ContactError(f"contact URI needs a host and a port: {uri!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ContactError(f"contact URI has unexpected parts: {uri!r}")
-        node_hex = parts.path.lstrip("/")
-        try:
-            node_id = bytes.fromhex(node_hex)
-        except ValueError:
-            raise ContactError(f"node ID in {uri!r} is not hex") from None
-        if len(node_id) != NODE_ID_SIZE or node_hex != node_hex.lower():
+        if not _PORT.fullmatch(parts.netloc.rpartition(":")[2]):
+            raise ContactError(f"contact URI port must be decimal digits: {uri!r}")
+        if not _NODE_PATH.fullmatch(parts.path):
             raise ContactError(
-                f"node ID in {uri!r} must be {2 * NODE_ID_SIZE} lowercase hex digits"
+                f"contact URI path must be / and {2 * NODE_ID_SIZE} lowercase hex digits: {uri!r}"
             )
+        node_id = bytes.fromhex(parts.path[1:])
         return cls(node_id, (Address(scheme[5:], parts.hostname, port),))
 
     def to_cbor(self) -> dict[str, Any]:

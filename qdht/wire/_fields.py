@@ -16,6 +16,9 @@ __all__ = ["FieldReader", "check_bytes", "check_uint", "child_path"]
 
 T = TypeVar("T")
 
+#: What ``FieldReader._get`` returns for an optional field that is absent.
+_ABSENT: Any = object()
+
 
 def child_path(path: str, key: str | int) -> str:
     """The path of ``key`` (a map key or an array index) inside ``path``."""
@@ -40,10 +43,15 @@ class FieldReader:
         self.path = path
 
     def _get(self, key: str, optional: bool) -> Any:
+        """The field's value; ``_ABSENT`` if an optional field is not there.
+
+        An optional field that is present must hold a value of its type: a
+        CBOR ``null`` is not the same as leaving the field out.
+        """
         self._seen.add(key)
         if key not in self._map:
             if optional:
-                return None
+                return _ABSENT
             raise DecodeError("missing-field", child_path(self.path, key))
         return self._map[key]
 
@@ -68,7 +76,7 @@ class FieldReader:
     ) -> Any:
         """A byte string of exactly ``size`` bytes, or within [min_size, max_size]."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         return check_bytes(
             value, child_path(self.path, key), size=size, min_size=min_size, max_size=max_size
@@ -85,7 +93,7 @@ class FieldReader:
     ) -> Any:
         """A text string of at most ``max_len`` UTF-8 bytes, optionally from ``choices``."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         path = child_path(self.path, key)
         if type(value) is not str:
@@ -102,14 +110,14 @@ class FieldReader:
     ) -> Any:
         """An unsigned integer within [min_value, max_value]."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         return check_uint(value, child_path(self.path, key), min_value, max_value)
 
     def bool_(self, key: str, *, optional: bool = False) -> Any:
         """A boolean."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         if type(value) is not bool:
             raise DecodeError(
@@ -128,7 +136,7 @@ class FieldReader:
     ) -> Any:
         """An array whose items ``parse_item(item, path)`` turns into values."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         path = child_path(self.path, key)
         if type(value) is not list:
@@ -142,7 +150,7 @@ class FieldReader:
     def nested(self, key: str, parse: Callable[[Any, str], T], *, optional: bool = False) -> Any:
         """A nested item parsed by ``parse(item, path)``."""
         value = self._get(key, optional)
-        if value is None and optional:
+        if value is _ABSENT:
             return None
         return parse(value, child_path(self.path, key))
 

@@ -59,7 +59,7 @@ def encode(message: WireMessage) -> bytes:
 
 
 def decode(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     *,
     limits: CborLimits = DEFAULT_LIMITS,
     expect: tuple[type[WireMessage], ...] | None = None,
@@ -79,10 +79,10 @@ def decode_object(
     """Turn an already-decoded CBOR map into its message class."""
     if type(obj) is not dict:
         raise DecodeError("not-a-map", path, "a message body must be a map")
-    type_name = obj.get("type")
-    if type_name is None:
+    if "type" not in obj:
         raise DecodeError("missing-type", f"{path}.type")
-    if type(type_name) is not str or len(type_name) > MAX_TYPE_LEN:
+    type_name = obj["type"]
+    if type(type_name) is not str or len(type_name.encode()) > MAX_TYPE_LEN:
         raise DecodeError("field-type", f"{path}.type", "type must be a short text string")
     cls = _REGISTRY.get(type_name)
     if cls is None:

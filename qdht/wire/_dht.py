@@ -1,0 +1,409 @@
+"""The DHT's remote procedure calls: PING, FIND_NODE, FIND_VALUE, STORE and ERROR.
+
+Implements ``protocol-spec/02-dht-rpc.md``.  Every request carries ``rid``, an
+8-byte request ID the requester picks at random; the response echoes it.
+
+=============  ==========================  ===========================
+request        success response            meaning
+=============  ==========================  ===========================
+``ping``       ``pong``                    liveness
+``find_node``  ``nodes``                   contacts closest to ``target``
+``find_value`` ``value`` or ``nodes``      the value under ``key``, else contacts
+``store``      ``stored``                  keep ``value`` under ``key``
+=============  ==========================  ===========================
+
+Any request may instead be answered with ``error`` (:class:`ErrorMessage`).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Final, TypeAlias
+
+import attrs
+
+from qdht.errors import ConfigError
+from qdht.wire._contact import NODE_ID_SIZE, Contact
+from qdht.wire._fields import FieldReader
+from qdht.wire._registry import register
+
+__all__ = [
+    "IMMUTABLE_KEY_PREFIX",
+    "KEY_SIZE",
+    "MAX_ERROR_MESSAGE_BYTES",
+    "MAX_NODES",
+    "MAX_VALUE_SIZE",
+    "RECOMMENDED_ERROR_MESSAGE_BYTES",
+    "RECOMMENDED_NODES",
+    "RESPONSE_TYPES",
+    "RID_SIZE",
+    "DhtMessage",
+    "DhtRequest",
+    "DhtResponse",
+    "ErrorCode",
+    "ErrorMessage",
+    "FindNode",
+    "FindValue",
+    "Nodes",
+    "Ping",
+    "Pong",
+    "Store",
+    "Stored",
+    "Value",
+    "immutable_key",
+    "new_rid",
+]
+
+#: Size of a request ID, in bytes.
+RID_SIZE: Final = 8
+#: Size of a DHT key (a SHA3-256 digest), in bytes; the same as a node ID.
+KEY_SIZE: Final = NODE_ID_SIZE
+#: Largest value a ``store`` or ``value`` message may carry (64 KiB).
+MAX_VALUE_SIZE: Final = 65536
+#: Most contacts in one ``nodes`` message (MUST).
+MAX_NODES: Final = 32
+#: Contacts a ``nodes`` message SHOULD not exceed: the bucket size k (S-DHT-1).
+RECOMMENDED_NODES: Final = 20
+#: Longest ``error`` message text, in UTF-8 bytes (MUST).
+MAX_ERROR_MESSAGE_BYTES: Final = 256
+#: Length an ``error`` message text SHOULD not exceed (S-DHT-3).
+RECOMMENDED_ERROR_MESSAGE_BYTES: Final = 128
+#: Domain-separation prefix of immutable keys (02-dht-rpc.md §4).
+IMMUTABLE_KEY_PREFIX: Final = b"qdht/v1/immutable"
+
+
+class ErrorCode(enum.IntEnum):
+    """The ``code`` of an ``error`` message (02-dht-rpc.md §5)."""
+
+    #: The request decoded but is not acceptable (for example a response type sent as a request).
+    BAD_REQUEST = 1
+    #: The request's ``type`` is not one this node serves.
+    UNKNOWN_REQUEST = 2
+    #: The request or the value it carries exceeds the receiver's limits.
+    TOO_LARGE = 3
+    #: The sender is over the receiver's request rate limit.
+    RATE_LIMITED = 4
+    #: The receiver has no room left for the value (quota per peer or in total).
+    STORAGE_FULL = 5
+    #: The key does not match the value (``key != immutable_key(value)``).
+    INVALID_VALUE = 6
+    #: The receiver runs in client mode and answers no DHT requests.
+    NOT_SERVING = 7
+    #: The receiver failed for a reason of its own.
+    INTERNAL = 8
+
+
+def immutable_key(value: bytes | bytearray | memoryview) -> bytes:
+    """The key of an immutable value: SHA3-256(``b"qdht/v1/immutable"`` ‖ value)."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ConfigError(f"value must be bytes, got {type(value).__name__}")
+    return hashlib.sha3_256(IMMUTABLE_KEY_PREFIX + bytes(value)).digest()
+
+
+def new_rid(randbytes: Callable[[int], bytes] = os.urandom) -> bytes:
+    """A fresh random request ID (``randbytes`` is injectable for tests)."""
+    rid = randbytes(RID_SIZE)
+    if type(rid) is not bytes or len(rid) != RID_SIZE:
+        raise ConfigError(f"randbytes({RID_SIZE}) must return {RID_SIZE} bytes")
+    return rid
+
+
+# ------------------------------------------------------------------ validators
+
+
+def _exact_bytes(size: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if type(value) is not bytes or len(value) != size:
+            got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+            raise ConfigError(f"{attribute.name} must be {size} bytes, got {got}")
+
+    return check
+
+
+def _check_value(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not bytes:
+        raise ConfigError(f"{attribute.name} must be bytes, got {type(value).__name__}")
+    if len(value) > MAX_VALUE_SIZE:
+        raise ConfigError(
+            f"{attribute.name} is {len(value)} bytes, more than the limit {MAX_VALUE_SIZE}"
+        )
+
+
+def _to_contacts(value: Iterable[Contact]) -> tuple[Contact, ...]:
+    return tuple(value)
+
+
+def _check_contacts(_: Any, attribute: attrs.Attribute[Any], value: tuple[Contact, ...]) -> None:
+    if len(value) > MAX_NODES:
+        raise ConfigError(f"{attribute.name} holds {len(value)} contacts, limit {MAX_NODES}")
+    for item in value:
+        if not isinstance(item, Contact):
+            raise ConfigError(f"{attribute.name} must hold Contact objects, got {item!r}")
+
+
+def _check_code(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not int or not 0 <= value <= 2**64 - 1:
+        raise ConfigError(f"{attribute.name} must be an unsigned 64-bit integer, got {value!r}")
+
+
+def _to_code(value: Any) -> Any:
+    # ErrorCode members become plain ints so that equality and encoding never
+    # depend on how the code was spelled.
+    return int(value) if isinstance(value, enum.IntEnum) else value
+
+
+def _check_text(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not str:
+        raise ConfigError(f"{attribute.name} must be a str, got {type(value).__name__}")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ConfigError(f"{attribute.name} is not valid Unicode text") from None
+    if size > MAX_ERROR_MESSAGE_BYTES:
+        raise ConfigError(
+            f"{attribute.name} is {size} UTF-8 bytes, more than {MAX_ERROR_MESSAGE_BYTES}"
+        )
+
+
+def _check_optional_rid(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _exact_bytes(RID_SIZE)(_, attribute, value)
+
+
+_rid = _exact_bytes(RID_SIZE)
+_key = _exact_bytes(KEY_SIZE)
+
+
+# -------------------------------------------------------------------- messages
+
+
+@register
+@attrs.frozen
+class Ping:
+    """PING: is the receiver alive?  Answered with :class:`Pong`."""
+
+    TYPE: ClassVar[str] = "ping"
+    rid: bytes = attrs.field(validator=_rid)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Ping:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        reader.finish()
+        return cls(rid)
+
+
+@register
+@attrs.frozen
+class Pong:
+    """PONG: the answer to :class:`Ping`."""
+
+    TYPE: ClassVar[str] = "pong"
+    rid: bytes = attrs.field(validator=_rid)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Pong:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        reader.finish()
+        return cls(rid)
+
+
+@register
+@attrs.frozen
+class FindNode:
+    """FIND_NODE: the contacts closest to ``target`` the receiver knows (see :class:`Nodes`)."""
+
+    TYPE: ClassVar[str] = "find_node"
+    rid: bytes = attrs.field(validator=_rid)
+    target: bytes = attrs.field(validator=_key)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid, "target": self.target}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> FindNode:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        target = reader.bytes_("target", size=KEY_SIZE)
+        reader.finish()
+        return cls(rid, target)
+
+
+@register
+@attrs.frozen
+class Nodes:
+    """NODES: up to :data:`MAX_NODES` contacts, answering FIND_NODE or FIND_VALUE."""
+
+    TYPE: ClassVar[str] = "nodes"
+    rid: bytes = attrs.field(validator=_rid)
+    nodes: tuple[Contact, ...] = attrs.field(converter=_to_contacts, validator=_check_contacts)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "rid": self.rid,
+            "nodes": [contact.to_cbor() for contact in self.nodes],
+        }
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Nodes:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        nodes = reader.array("nodes", Contact.from_cbor, max_len=MAX_NODES)
+        reader.finish()
+        return cls(rid, nodes)
+
+
+@register
+@attrs.frozen
+class FindValue:
+    """FIND_VALUE: the value under ``key``, answered with :class:`Value` or :class:`Nodes`."""
+
+    TYPE: ClassVar[str] = "find_value"
+    rid: bytes = attrs.field(validator=_rid)
+    key: bytes = attrs.field(validator=_key)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid, "key": self.key}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> FindValue:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        key = reader.bytes_("key", size=KEY_SIZE)
+        reader.finish()
+        return cls(rid, key)
+
+
+@register
+@attrs.frozen
+class Value:
+    """VALUE: the value the receiver holds under the requested key."""
+
+    TYPE: ClassVar[str] = "value"
+    rid: bytes = attrs.field(validator=_rid)
+    value: bytes = attrs.field(validator=_check_value)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid, "value": self.value}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Value:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
+        reader.finish()
+        return cls(rid, value)
+
+
+@register
+@attrs.frozen
+class Store:
+    """STORE: keep ``value`` under ``key``; answered with :class:`Stored`."""
+
+    TYPE: ClassVar[str] = "store"
+    rid: bytes = attrs.field(validator=_rid)
+    key: bytes = attrs.field(validator=_key)
+    value: bytes = attrs.field(validator=_check_value)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid, "key": self.key, "value": self.value}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Store:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        key = reader.bytes_("key", size=KEY_SIZE)
+        value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
+        reader.finish()
+        return cls(rid, key, value)
+
+    @classmethod
+    def immutable(cls, rid: bytes, value: bytes) -> Store:
+        """A STORE of an immutable value under its key :func:`immutable_key`."""
+        return cls(rid, immutable_key(value), value)
+
+
+@register
+@attrs.frozen
+class Stored:
+    """STORED: the receiver now holds the value of the STORE with this ``rid``."""
+
+    TYPE: ClassVar[str] = "stored"
+    rid: bytes = attrs.field(validator=_rid)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "rid": self.rid}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Stored:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE)
+        reader.finish()
+        return cls(rid)
+
+
+@register
+@attrs.frozen
+class ErrorMessage:
+    """ERROR: the request with ``rid`` failed (``rid`` is None if it could not be read)."""
+
+    TYPE: ClassVar[str] = "error"
+    code: int = attrs.field(converter=_to_code, validator=_check_code)
+    message: str = attrs.field(default="", validator=_check_text)
+    rid: bytes | None = attrs.field(default=None, validator=_check_optional_rid)
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """``code`` as an :class:`ErrorCode`, or None for a code this version does not know."""
+        try:
+            return ErrorCode(self.code)
+        except ValueError:
+            return None
+
+    def to_cbor(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"type": self.TYPE, "code": self.code, "message": self.message}
+        if self.rid is not None:
+            obj["rid"] = self.rid
+        return obj
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> ErrorMessage:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        rid = reader.bytes_("rid", size=RID_SIZE, optional=True)
+        code = reader.uint("code")
+        message = reader.text("message", max_len=MAX_ERROR_MESSAGE_BYTES)
+        reader.finish()
+        return cls(code, message, rid)
+
+
+DhtRequest: TypeAlias = Ping | FindNode | FindValue | Store
+DhtResponse: TypeAlias = Pong | Nodes | Value | Stored | ErrorMessage
+DhtMessage: TypeAlias = DhtRequest | DhtResponse
+
+#: The response types that may answer each request type (ERROR answers any).
+RESPONSE_TYPES: Final[dict[type[DhtRequest], tuple[type[DhtResponse], ...]]] = {
+    Ping: (Pong, ErrorMessage),
+    FindNode: (Nodes, ErrorMessage),
+    FindValue: (Value, Nodes, ErrorMessage),
+    Store: (Stored, ErrorMessage),
+}

@@ -1,0 +1,435 @@
+"""Test vectors for the DHT RPC messages (``protocol-spec/02-dht-rpc.md``).
+
+Every byte comes from fixed labels hashed with SHA3-256, so the output is the
+same on every run.  Valid vectors are encodings of message objects; invalid
+vectors are hand-built CBOR (maps encoded with the canonical encoder, or raw
+bytes where the point is the encoding itself), each with the ``reason`` a
+conforming decoder reports.  Valid vectors whose ``flags`` name a SHOULD rule
+(``S-DHT-1`` ...) obey every MUST but break that recommendation; qdht-lint
+reports them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+
+from qdht.wire import (
+    Address,
+    Contact,
+    ErrorCode,
+    ErrorMessage,
+    FindNode,
+    FindValue,
+    Nodes,
+    Ping,
+    Pong,
+    Store,
+    Stored,
+    Value,
+    encode,
+    immutable_key,
+)
+
+__all__ = ["vector_files"]
+
+Case = tuple[str, list[str], bytes, str | None]  # comment, flags, cbor, reason (None: valid)
+
+
+def _bytes(label: str, size: int) -> bytes:
+    out = b""
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha3_256(f"qdht/vectors/dht/{label}/{counter}".encode()).digest()
+        counter += 1
+    return out[:size]
+
+
+RID = _bytes("rid", 8)
+NODE_ID = _bytes("node-id", 32)
+
+
+def _canon(obj: Any) -> bytes:
+    return cbor2.dumps(obj, canonical=True)
+
+
+def _contact(index: int, *addresses: Address) -> Contact:
+    if not addresses:
+        addresses = (Address("udp", f"198.51.100.{index % 250 + 1}", 6881),)
+    return Contact(_bytes(f"contact-{index}", 32), addresses)
+
+
+def _common_invalid(valid: dict[str, Any], *, rid_required: bool = True) -> list[Case]:
+    """Invalid cases every message rule gets, derived from one valid map."""
+    good = _canon(valid)
+    cases: list[Case] = []
+    wrong_kind = dict(valid, type=1)
+    cases.append(("type is an integer", ["wrong-type"], _canon(wrong_kind), "field-type"))
+    unknown = dict(valid, type=valid["type"] + "_v2")
+    cases.append(("unknown type value", ["wrong-type"], _canon(unknown), "unknown-type"))
+    no_type = {k: v for k, v in valid.items() if k != "type"}
+    cases.append(("type field missing", ["missing-field"], _canon(no_type), "missing-type"))
+    if "rid" in valid:
+        no_rid = {k: v for k, v in valid.items() if k != "rid"}
+        if rid_required:
+            cases.append(("rid missing", ["missing-field"], _canon(no_rid), "missing-field"))
+        cases.append(
+            (
+                "rid of 9 bytes",
+                ["oversize-field"],
+                _canon(dict(valid, rid=RID + b"\0")),
+                "field-size",
+            )
+        )
+        cases.append(
+            ("rid of 7 bytes", ["undersize-field"], _canon(dict(valid, rid=RID[:7])), "field-size")
+        )
+        cases.append(
+            ("rid is text", ["wrong-field-type"], _canon(dict(valid, rid=RID.hex())), "field-type")
+        )
+    cases.append(("extra field", ["unknown-field"], _canon(dict(valid, extra=0)), "unknown-field"))
+    # Non-deterministic encodings of the same map.
+    unsorted = _encode_map_unsorted(valid)
+    if unsorted != good:
+        cases.append(
+            (
+                "map keys not in deterministic order",
+                ["non-deterministic"],
+                unsorted,
+                "non-deterministic",
+            )
+        )
+    long_header = bytes([0xB8, len(valid)]) + good[1:]
+    cases.append(
+        ("map length in a 1-byte argument", ["non-deterministic"], long_header, "non-deterministic")
+    )
+    indefinite = bytes([0xBF]) + good[1:] + b"\xff"
+    cases.append(("indefinite-length map", ["non-deterministic"], indefinite, "indefinite-length"))
+    cases.append(
+        ("trailing byte after the map", ["trailing-bytes"], good + b"\x00", "trailing-bytes")
+    )
+    cases.append(("map wrapped in an array", ["not-a-map"], _canon([valid]), "not-a-map"))
+    cases.append(("tagged map", ["tag"], b"\xd9\xd9\xf7" + good, "unsupported-type"))
+    dup = _encode_map_with_duplicate(valid)
+    cases.append(("duplicate type key", ["duplicate-key"], dup, "duplicate-key"))
+    cases.append(("truncated", ["truncated"], good[:-1], "malformed"))
+    return cases
+
+
+def _encode_map_unsorted(obj: dict[str, Any]) -> bytes:
+    """The map with its entries in reverse deterministic order."""
+    items = sorted(obj.items(), key=lambda kv: _canon(kv[0]), reverse=True)
+    out = bytearray(_map_header(len(items)))
+    for key, value in items:
+        out += _canon(key) + _canon(value)
+    return bytes(out)
+
+
+def _encode_map_with_duplicate(obj: dict[str, Any]) -> bytes:
+    items = sorted(obj.items(), key=lambda kv: _canon(kv[0]))
+    items.append(("type", obj["type"]))
+    out = bytearray(_map_header(len(items)))
+    for key, value in items:
+        out += _canon(key) + _canon(value)
+    return bytes(out)
+
+
+def _map_header(length: int) -> bytes:
+    assert length < 24
+    return bytes([0xA0 + length])
+
+
+def _file(
+    rule: str, valid: list[tuple[str, list[str], bytes]], invalid: list[Case]
+) -> dict[str, Any]:
+    tests: list[dict[str, Any]] = []
+    for comment, flags, data in valid:
+        tests.append(
+            {"tcId": 0, "comment": comment, "flags": flags, "cbor": data.hex(), "result": "valid"}
+        )
+    for comment, flags, data, reason in invalid:
+        test: dict[str, Any] = {
+            "tcId": 0,
+            "comment": comment,
+            "flags": flags,
+            "cbor": data.hex(),
+            "result": "invalid",
+        }
+        if reason is not None:
+            test["reason"] = reason
+        tests.append(test)
+    for number, test in enumerate(tests, start=1):
+        test["tcId"] = number
+    return {"rule": rule, "spec": "02-dht-rpc.md", "tests": tests}
+
+
+def _simple(rule: str, cls: Callable[[bytes], Any]) -> dict[str, Any]:
+    message = cls(RID)
+    valid: list[tuple[str, list[str], bytes]] = [
+        ("typical", [], encode(message)),
+        ("all-zero rid", [], encode(cls(bytes(8)))),
+    ]
+    return _file(rule, valid, _common_invalid(message.to_cbor()))
+
+
+def _find(rule: str, cls: Callable[[bytes, bytes], Any], field: str) -> dict[str, Any]:
+    message = cls(RID, NODE_ID)
+    as_map = message.to_cbor()
+    valid: list[tuple[str, list[str], bytes]] = [
+        ("typical", [], encode(message)),
+        ("all-ones " + field, [], encode(cls(RID, b"\xff" * 32))),
+    ]
+    invalid = _common_invalid(as_map)
+    invalid += [
+        (
+            f"{field} of 33 bytes",
+            ["oversize-field"],
+            _canon(dict(as_map, **{field: NODE_ID + b"\0"})),
+            "field-size",
+        ),
+        (
+            f"{field} of 31 bytes",
+            ["undersize-field"],
+            _canon(dict(as_map, **{field: NODE_ID[:31]})),
+            "field-size",
+        ),
+        (
+            f"{field} is an array",
+            ["wrong-field-type"],
+            _canon(dict(as_map, **{field: [1]})),
+            "field-type",
+        ),
+        (
+            f"{field} missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != field}),
+            "missing-field",
+        ),
+    ]
+    return _file(rule, valid, invalid)
+
+
+def _nodes() -> dict[str, Any]:
+    one = Nodes(RID, [_contact(0)])
+    multi = Nodes(
+        RID,
+        [
+            _contact(1, Address("udp", "198.51.100.7", 6881), Address("udp", "2001:db8::1", 6881)),
+            _contact(2, Address("ws", "203.0.113.9", 443)),
+            _contact(
+                3,
+                Address("udp", "192.0.2.1", 1),
+                Address("udp", "192.0.2.2", 65535),
+                Address("ws", "2001:db8::2", 8080),
+                Address("ws", "::ffff:192.0.2.3", 80),
+            ),
+        ],
+    )
+    twenty = Nodes(RID, [_contact(i) for i in range(20)])
+    thirty_two = Nodes(RID, [_contact(i) for i in range(32)])
+    dup_node = Nodes(RID, [_contact(5), _contact(5, Address("ws", "198.51.100.5", 443))])
+    same_addr = Address("udp", "198.51.100.8", 6881)
+    dup_addr = Nodes(RID, [_contact(6, same_addr, same_addr)])
+    valid: list[tuple[str, list[str], bytes]] = [
+        ("one contact", [], encode(one)),
+        ("no contacts", [], encode(Nodes(RID, []))),
+        ("IPv4, IPv6 and ws addresses, 1..4 per contact", [], encode(multi)),
+        ("k = 20 contacts", [], encode(twenty)),
+        ("32 contacts: allowed, above the recommended 20", ["S-DHT-1"], encode(thirty_two)),
+        ("the same node ID twice", ["S-DHT-2"], encode(dup_node)),
+        ("a contact listing the same address twice", ["S-CONTACT-1"], encode(dup_addr)),
+    ]
+    base = one.to_cbor()
+    contact = base["nodes"][0]
+    address = contact["addrs"][0]
+
+    def with_contact(**changes: Any) -> bytes:
+        return _canon(dict(base, nodes=[dict(contact, **changes)]))
+
+    def with_address(**changes: Any) -> bytes:
+        return with_contact(addrs=[dict(address, **changes)])
+
+    thirty_three = [_contact(i).to_cbor() for i in range(33)]
+    invalid = _common_invalid(base)
+    invalid += [
+        ("33 contacts", ["oversize-field"], _canon(dict(base, nodes=thirty_three)), "field-size"),
+        ("nodes is a map", ["wrong-field-type"], _canon(dict(base, nodes={})), "field-type"),
+        (
+            "nodes missing",
+            ["missing-field"],
+            _canon({"type": "nodes", "rid": RID}),
+            "missing-field",
+        ),
+        (
+            "contact is an array",
+            ["wrong-field-type"],
+            _canon(dict(base, nodes=[[NODE_ID]])),
+            "not-a-map",
+        ),
+        (
+            "contact id of 31 bytes",
+            ["undersize-field"],
+            with_contact(id=NODE_ID[:31]),
+            "field-size",
+        ),
+        (
+            "contact without addrs",
+            ["missing-field"],
+            _canon(dict(base, nodes=[{"id": NODE_ID}])),
+            "missing-field",
+        ),
+        ("contact with no addresses", ["undersize-field"], with_contact(addrs=[]), "field-size"),
+        (
+            "contact with 5 addresses",
+            ["oversize-field"],
+            with_contact(addrs=[address] * 5),
+            "field-size",
+        ),
+        ("contact with an extra field", ["unknown-field"], with_contact(name="x"), "unknown-field"),
+        (
+            "address ip of 5 bytes",
+            ["oversize-field"],
+            with_address(ip=b"\xc6\x33\x64\x07\x00"),
+            "field-size",
+        ),
+        ("address ip of 0 bytes", ["undersize-field"], with_address(ip=b""), "field-size"),
+        ("address ip is text", ["wrong-field-type"], with_address(ip="198.51.100.7"), "field-type"),
+        ("address port 0", ["field-value"], with_address(port=0), "field-value"),
+        ("address port 65536", ["field-value"], with_address(port=65536), "field-value"),
+        ("address port negative", ["wrong-field-type"], with_address(port=-1), "field-type"),
+        ("address transport tcp", ["field-value"], with_address(tr="tcp"), "field-value"),
+        ("address with an extra field", ["unknown-field"], with_address(path="/"), "unknown-field"),
+        (
+            "address without port",
+            ["missing-field"],
+            _canon(dict(base, nodes=[dict(contact, addrs=[{"tr": "udp", "ip": address["ip"]}])])),
+            "missing-field",
+        ),
+    ]
+    return _file("dht-nodes", valid, invalid)
+
+
+def _value_cases(rule: str, make: Callable[[bytes], Any]) -> dict[str, Any]:
+    small = make(b"hello, qdht")
+    biggest = make(_bytes("biggest", 65536))
+    as_map = small.to_cbor()
+    valid: list[tuple[str, list[str], bytes]] = [
+        ("short value", [], encode(small)),
+        ("empty value", [], encode(make(b""))),
+        ("value of 65536 bytes (the limit)", ["max-size"], encode(biggest)),
+    ]
+    invalid = _common_invalid(as_map)
+    invalid += [
+        (
+            "value of 65537 bytes",
+            ["oversize-field"],
+            _canon(dict(as_map, value=_bytes("biggest", 65537))),
+            "field-size",
+        ),
+        ("value is text", ["wrong-field-type"], _canon(dict(as_map, value="hello")), "field-type"),
+        (
+            "value missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != "value"}),
+            "missing-field",
+        ),
+    ]
+    if "key" in as_map:
+        invalid += [
+            (
+                "key of 33 bytes",
+                ["oversize-field"],
+                _canon(dict(as_map, key=as_map["key"] + b"\0")),
+                "field-size",
+            ),
+            (
+                "key missing",
+                ["missing-field"],
+                _canon({k: v for k, v in as_map.items() if k != "key"}),
+                "missing-field",
+            ),
+        ]
+    return _file(rule, valid, invalid)
+
+
+def _error() -> dict[str, Any]:
+    typical = ErrorMessage(ErrorCode.UNKNOWN_REQUEST, "unknown request type", RID)
+    as_map = typical.to_cbor()
+    valid: list[tuple[str, list[str], bytes]] = [("unknown-request, with rid", [], encode(typical))]
+    valid += [
+        (
+            f"code {code.value} ({code.name.lower().replace('_', '-')})",
+            [],
+            encode(ErrorMessage(code, "", RID)),
+        )
+        for code in ErrorCode
+    ]
+    valid += [
+        (
+            "without rid (the request's rid was unreadable)",
+            [],
+            encode(ErrorMessage(ErrorCode.BAD_REQUEST, "bad request")),
+        ),
+        ("unassigned code 1000", [], encode(ErrorMessage(1000, "", RID))),
+        (
+            "message of 256 bytes",
+            ["S-DHT-3"],
+            encode(ErrorMessage(ErrorCode.INTERNAL, "é" * 128, RID)),
+        ),
+        ("message of 128 bytes", [], encode(ErrorMessage(ErrorCode.INTERNAL, "x" * 128, RID))),
+    ]
+    invalid = _common_invalid(as_map, rid_required=False)
+    invalid += [
+        (
+            "message of 257 bytes",
+            ["oversize-field"],
+            _canon(dict(as_map, message="x" * 257)),
+            "field-size",
+        ),
+        (
+            "message is bytes",
+            ["wrong-field-type"],
+            _canon(dict(as_map, message=b"x")),
+            "field-type",
+        ),
+        (
+            "message missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != "message"}),
+            "missing-field",
+        ),
+        (
+            "code missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != "code"}),
+            "missing-field",
+        ),
+        ("code negative", ["wrong-field-type"], _canon(dict(as_map, code=-1)), "field-type"),
+        ("code is text", ["wrong-field-type"], _canon(dict(as_map, code="2")), "field-type"),
+        ("rid is null", ["wrong-field-type"], _canon(dict(as_map, rid=None)), "field-type"),
+    ]
+    return _file("dht-error", valid, invalid)
+
+
+def vector_files() -> dict[str, dict[str, Any]]:
+    """``dht/<rule>.json`` for every DHT message rule."""
+    value_key = immutable_key(b"hello, qdht")
+    files = {
+        "dht-ping": _simple("dht-ping", Ping),
+        "dht-pong": _simple("dht-pong", Pong),
+        "dht-find_node": _find("dht-find_node", FindNode, "target"),
+        "dht-nodes": _nodes(),
+        "dht-find_value": _find("dht-find_value", FindValue, "key"),
+        "dht-value": _value_cases("dht-value", lambda v: Value(RID, v)),
+        "dht-store": _value_cases("dht-store", lambda v: Store.immutable(RID, v)),
+        "dht-stored": _simple("dht-stored", Stored),
+        "dht-error": _error(),
+    }
+    files["dht-store"]["immutable_key_example"] = {
+        "value": b"hello, qdht".hex(),
+        "key": value_key.hex(),
+    }
+    return {f"dht/{rule}.json": content for rule, content in files.items()}
