@@ -1,0 +1,69 @@
+"""Node identities: keys, node IDs and the static puzzle, certificates, key files.
+
+Implements ``protocol-spec/03-identity.md``.  The X-Wing key is the node's
+routing identity (the node ID hashes it; rotating it yields a new node ID);
+the ML-DSA-65 key is its owner identity (it signs certificates and records and
+survives X-Wing rotations; it is replaced only by a successor statement).
+"""
+
+from qdht.identity._certs import (
+    CERTIFICATE_CONTEXT,
+    MAX_CERTIFICATE_LIFETIME,
+    REVOCATION_CONTEXT,
+    SUCCESSOR_ACCEPT_CONTEXT,
+    SUCCESSOR_CONTEXT,
+    certificate_node_id,
+    revokes,
+    successor_in_grace,
+    verify_certificate,
+    verify_revocation,
+    verify_successor,
+)
+from qdht.identity._identity import DEFAULT_CERTIFICATE_LIFETIME, DEFAULT_GRACE_PERIOD, Identity
+from qdht.identity._keyfile import SCRYPT_LOG2_N
+from qdht.identity._puzzle import (
+    DEFAULT_PUZZLE_DIFFICULTY,
+    MAX_PUZZLE_DIFFICULTY,
+    NODE_ID_DOMAIN,
+    NONCE_SIZE,
+    compute_node_id,
+    mint_nonce,
+    puzzle_ok,
+)
+from qdht.wire._identity import (
+    EncryptedKeyFile,
+    IdentityCertificate,
+    KeyFile,
+    Revocation,
+    SuccessorStatement,
+)
+
+__all__ = [
+    "CERTIFICATE_CONTEXT",
+    "DEFAULT_CERTIFICATE_LIFETIME",
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_PUZZLE_DIFFICULTY",
+    "MAX_CERTIFICATE_LIFETIME",
+    "MAX_PUZZLE_DIFFICULTY",
+    "NODE_ID_DOMAIN",
+    "NONCE_SIZE",
+    "REVOCATION_CONTEXT",
+    "SCRYPT_LOG2_N",
+    "SUCCESSOR_ACCEPT_CONTEXT",
+    "SUCCESSOR_CONTEXT",
+    "EncryptedKeyFile",
+    "Identity",
+    "IdentityCertificate",
+    "KeyFile",
+    "Revocation",
+    "SuccessorStatement",
+    "certificate_node_id",
+    "compute_node_id",
+    "mint_nonce",
+    "puzzle_ok",
+    "revokes",
+    "successor_in_grace",
+    "verify_certificate",
+    "verify_revocation",
+    "verify_successor",
+]
