@@ -20,6 +20,11 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "handshake": "handshake",
+    "session": "session",
+    "identity": "identity",
+    "transport": "transport",
+    "lint": "lint",
 }
 
 
