@@ -1,0 +1,117 @@
+"""Tunables of the routing table and of iterative lookups (DESIGN §4 "DHT").
+
+Both classes are frozen attrs values with documented defaults; the node-level
+configuration embeds them.  Every limit that bounds memory is named here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from qdht.errors import ConfigError
+
+__all__ = ["LookupConfig", "RoutingConfig"]
+
+
+def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if type(value) is not int or value < 0:
+        raise ConfigError(f"{attribute.name} must be a non-negative integer, got {value!r}")
+
+
+def _positive_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+def _optional_positive_float(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive_float(_, attribute, value)
+
+
+@attrs.frozen
+class RoutingConfig:
+    """Parameters of the Kademlia routing table (``qdht.dht.RoutingTable``)."""
+
+    #: Bucket size: the number of contacts per bucket (Kademlia's k).
+    k: int = attrs.field(default=20, validator=_positive_int)
+    #: Verified contacts remembered per bucket as replacements for entries that stop
+    #: answering (most recently seen kept).
+    replacement_size: int = attrs.field(default=4, validator=_non_negative_int)
+    #: Consecutive missed replies after which an entry is evicted even when no
+    #: replacement is waiting.  Several misses are tolerated on purpose: evicting on
+    #: the first miss makes tables collapse under churn and packet loss.
+    max_failures: int = attrs.field(default=5, validator=_positive_int)
+    #: Consecutive missed replies after which an entry is replaced when its bucket
+    #: holds a verified replacement (ping-before-evict: a ping that goes unanswered
+    #: counts as one miss).
+    replace_after_failures: int = attrs.field(default=2, validator=_positive_int)
+    #: A full bucket asks to ping its least recently seen entry only when that entry
+    #: has not been heard from for this long (seconds) or has missed a reply.
+    stale_after: float = attrs.field(default=900.0, validator=_positive_float)
+    #: After asking for a ping, do not ask again for the same bucket for this long
+    #: (seconds) unless the ping's outcome was reported.
+    ping_interval: float = attrs.field(default=30.0, validator=_positive_float)
+    #: A bucket none of whose contacts answered for this long (seconds) is refreshed
+    #: with a lookup for a random ID in its range.
+    refresh_interval: float = attrs.field(default=3600.0, validator=_positive_float)
+    #: Most entries of one bucket from one IP prefix (/24 IPv4, /48 IPv6).
+    max_per_prefix_bucket: int = attrs.field(default=2, validator=_positive_int)
+    #: Most entries of the whole table from one IP prefix (/24 IPv4, /48 IPv6).
+    max_per_prefix_table: int = attrs.field(default=10, validator=_positive_int)
+    #: Loopback addresses (127.0.0.0/8, ::1) are exempt from the prefix limits, so a
+    #: test network on one host works.  Set to False to apply the limits to them.
+    exempt_loopback: bool = True
+    #: Request timeout (seconds) for a peer without round-trip measurements
+    #: (RFC 6298 §2.1 uses 1 s).
+    initial_timeout: float = attrs.field(default=1.0, validator=_positive_float)
+    #: Lower clamp of the per-peer timeout (seconds).
+    min_timeout: float = attrs.field(default=0.2, validator=_positive_float)
+    #: Upper clamp of the per-peer timeout, backoff included (seconds).
+    max_timeout: float = attrs.field(default=5.0, validator=_positive_float)
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_timeout > self.max_timeout:
+            raise ConfigError("min_timeout must not exceed max_timeout")
+        if not self.min_timeout <= self.initial_timeout <= self.max_timeout:
+            raise ConfigError("initial_timeout must lie between min_timeout and max_timeout")
+        if self.replace_after_failures > self.max_failures:
+            raise ConfigError("replace_after_failures must not exceed max_failures")
+        if self.max_per_prefix_bucket > self.max_per_prefix_table:
+            raise ConfigError("max_per_prefix_bucket must not exceed max_per_prefix_table")
+
+
+@attrs.frozen
+class LookupConfig:
+    """Parameters of one iterative lookup (``qdht.dht.Lookup``)."""
+
+    #: The lookup ends when the k closest nodes seen (failed ones excluded) answered.
+    k: int = attrs.field(default=20, validator=_positive_int)
+    #: Requests kept in flight per path (not lock-step rounds).
+    alpha: int = attrs.field(default=3, validator=_positive_int)
+    #: Disjoint paths (S/Kademlia); 1 is plain Kademlia.  A node queried by one path
+    #: is never queried by another.
+    disjoint_paths: int = attrs.field(default=1, validator=_positive_int)
+    #: A request unanswered for this long (seconds) is "slow": it stops counting
+    #: against ``alpha`` (up to ``max_slow_extra`` extra requests per path), the way
+    #: Mainline DHT implementations keep lookups moving past slow peers.  ``None``
+    #: disables this.  The caller still reports the request's timeout with
+    #: ``on_failure`` when its per-peer timeout expires.
+    slow_after: float | None = attrs.field(default=1.0, validator=_optional_positive_float)
+    #: Extra requests per path allowed beyond ``alpha`` while requests are slow.
+    max_slow_extra: int = attrs.field(default=1, validator=_non_negative_int)
+    #: Most contacts taken from one response; the rest are dropped and counted.
+    max_contacts_per_response: int = attrs.field(default=20, validator=_positive_int)
+    #: Most candidates remembered per path; the farthest unqueried ones are
+    #: forgotten first.
+    max_candidates: int = attrs.field(default=200, validator=_positive_int)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_candidates < self.k:
+            raise ConfigError("max_candidates must be at least k")
