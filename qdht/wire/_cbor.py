@@ -138,21 +138,20 @@ def loads_canonical(
             if needle in text:
                 raise DecodeError(reason, detail=text) from None
         raise DecodeError("malformed", detail=text) from None
-    if not _admissible(obj, limits):
-        # Walk again, slowly, to name the reason and the path.
-        _check_item(obj, limits, [], [0])
-        raise DecodeError("malformed")  # pragma: no cover - _check_item raised above
+    size = _canonical_size(obj, limits)
+    if size == len(data):
+        return obj
+    # Not admissible, or not canonical: find out which, slowly, for the reason.
+    _check_item(obj, limits, [], [0])
     try:
         encoded = dumps_canonical(obj)
     except Exception as exc:  # pragma: no cover - _check_item admits only encodable types
         raise DecodeError("malformed", detail=str(exc)) from None
-    if encoded != data:
-        if data.startswith(encoded):
-            raise DecodeError(
-                "trailing-bytes", detail=f"{len(data) - len(encoded)} bytes after the data item"
-            )
-        raise DecodeError("non-deterministic", detail="not the core deterministic encoding")
-    return obj
+    if encoded != data and data.startswith(encoded):
+        raise DecodeError(
+            "trailing-bytes", detail=f"{len(data) - len(encoded)} bytes after the data item"
+        )
+    raise DecodeError("non-deterministic", detail="not the core deterministic encoding")
 
 
 def format_path(parts: list[str | int]) -> str:
@@ -163,43 +162,87 @@ def format_path(parts: list[str | int]) -> str:
     return "".join(out)
 
 
-def _admissible(obj: object, limits: CborLimits) -> bool:
-    """Whether ``obj`` passes :func:`_check_item`, without building error paths.
+def _head_size(n: int) -> int:
+    """Bytes of the shortest CBOR head carrying argument ``n`` (RFC 8949 §4.2.1)."""
+    if n < 24:
+        return 1
+    if n < 0x100:
+        return 2
+    if n < 0x10000:
+        return 3
+    if n < 0x100000000:
+        return 5
+    return 9
 
-    The common case (valid input) takes this iterative fast path; only a
-    rejected item is walked again by ``_check_item`` for its reason and path.
+
+def _canonical_size(obj: object, limits: CborLimits) -> int:
+    """The length of ``obj``'s deterministic encoding, or -1 if it cannot be accepted.
+
+    -1 means: a type outside the profile, a limit exceeded, or a map whose
+    keys are not in deterministic order.  Once cbor2 has rejected tags and
+    indefinite lengths, input bytes that decode to ``obj`` differ from its
+    deterministic encoding only by key order (checked here) or by
+    non-shortest heads, and every non-shortest head makes the input longer.
+    So "keys in order and ``len(data) == _canonical_size(obj)``" is exactly
+    ``dumps_canonical(obj) == data``, without encoding anything.
     """
     stack: list[tuple[object, int]] = [(obj, 1)]
     count = 0
+    total = 0
+    max_depth = limits.max_depth
+    max_len = limits.max_container_len
     while stack:
         item, depth = stack.pop()
         count += 1
-        if count > limits.max_items:
-            return False
         kind = type(item)
-        if kind is bytes or kind is str or kind is bool or item is None:
-            continue
-        if kind is int:
-            if not MIN_INT <= item <= MAX_INT:  # type: ignore[operator]
-                return False
-            continue
-        if kind is list:
-            assert isinstance(item, list)
-            if depth > limits.max_depth or len(item) > limits.max_container_len:
-                return False
-            stack.extend((element, depth + 1) for element in item)
-            continue
-        if kind is dict:
-            assert isinstance(item, dict)
-            if depth > limits.max_depth or len(item) > limits.max_container_len:
-                return False
-            for key, value in item.items():
+        if kind is bytes:
+            n = len(item)  # type: ignore[arg-type]
+            total += _head_size(n) + n
+        elif kind is str:
+            text: str = item  # type: ignore[assignment]
+            n = len(text) if text.isascii() else len(text.encode())
+            total += _head_size(n) + n
+        elif kind is int:
+            value: int = item  # type: ignore[assignment]
+            if value >= 0:
+                if value > MAX_INT:
+                    return -1
+                total += _head_size(value)
+            else:
+                if value < MIN_INT:
+                    return -1
+                total += _head_size(-1 - value)
+        elif kind is bool or item is None:
+            total += 1
+        elif kind is list:
+            elements: list[object] = item  # type: ignore[assignment]
+            if depth > max_depth or len(elements) > max_len:
+                return -1
+            total += _head_size(len(elements))
+            stack.extend((element, depth + 1) for element in elements)
+        elif kind is dict:
+            entries: dict[object, object] = item  # type: ignore[assignment]
+            if depth > max_depth or len(entries) > max_len:
+                return -1
+            total += _head_size(len(entries))
+            previous: tuple[int, bytes] | None = None
+            for key, value_ in entries.items():
                 if type(key) is not str:
-                    return False
-                stack.append((value, depth + 1))
-            continue
-        return False
-    return True
+                    return -1
+                encoded = key.encode()
+                n = len(encoded)
+                total += _head_size(n) + n
+                # Deterministic order of text keys: shorter first, then bytewise.
+                current = (n, encoded)
+                if previous is not None and current <= previous:
+                    return -1
+                previous = current
+                stack.append((value_, depth + 1))
+        else:
+            return -1
+    if count > limits.max_items:
+        return -1
+    return total
 
 
 def _check_item(obj: object, limits: CborLimits, parts: list[str | int], count: list[int]) -> None:
