@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
 
-from qdht.errors import ConfigError
+from qdht.errors import ConfigError, DecodeError
 from qdht.wire._contact import NODE_ID_SIZE, Contact
-from qdht.wire._fields import FieldReader
+from qdht.wire._fields import FieldReader, child_path
 from qdht.wire._registry import register
 
 __all__ = [
@@ -177,6 +177,26 @@ _rid = _exact_bytes(RID_SIZE)
 _key = _exact_bytes(KEY_SIZE)
 
 
+def _check_ro(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not bool:
+        raise ConfigError(f"{attribute.name} must be a bool, got {type(value).__name__}")
+
+
+def _read_ro(reader: FieldReader) -> bool:
+    """The optional ``ro`` flag of a request: ``true`` or absent (02-dht-rpc.md §1.2)."""
+    ro = reader.bool_("ro", optional=True)
+    if ro is False:
+        # One encoding per message: "not read-only" is written by leaving ro out.
+        raise DecodeError("field-value", child_path(reader.path, "ro"), "ro is true or absent")
+    return ro is True
+
+
+def _with_ro(obj: dict[str, Any], ro: bool) -> dict[str, Any]:
+    if ro:
+        obj["ro"] = True
+    return obj
+
+
 # -------------------------------------------------------------------- messages
 
 
@@ -187,17 +207,21 @@ class Ping:
 
     TYPE: ClassVar[str] = "ping"
     rid: bytes = attrs.field(validator=_rid)
+    #: The requester is read-only (client mode, BEP 43 style): do not add it to
+    #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "rid": self.rid}
+        return _with_ro({"type": self.TYPE, "rid": self.rid}, self.ro)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Ping:
         reader = FieldReader(obj, path)
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
+        ro = _read_ro(reader)
         reader.finish()
-        return cls(rid)
+        return cls(rid, ro=ro)
 
 
 @register
@@ -228,9 +252,12 @@ class FindNode:
     TYPE: ClassVar[str] = "find_node"
     rid: bytes = attrs.field(validator=_rid)
     target: bytes = attrs.field(validator=_key)
+    #: The requester is read-only (client mode, BEP 43 style): do not add it to
+    #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "rid": self.rid, "target": self.target}
+        return _with_ro({"type": self.TYPE, "rid": self.rid, "target": self.target}, self.ro)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> FindNode:
@@ -238,8 +265,9 @@ class FindNode:
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
         target = reader.bytes_("target", size=KEY_SIZE)
+        ro = _read_ro(reader)
         reader.finish()
-        return cls(rid, target)
+        return cls(rid, target, ro=ro)
 
 
 @register
@@ -276,9 +304,12 @@ class FindValue:
     TYPE: ClassVar[str] = "find_value"
     rid: bytes = attrs.field(validator=_rid)
     key: bytes = attrs.field(validator=_key)
+    #: The requester is read-only (client mode, BEP 43 style): do not add it to
+    #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "rid": self.rid, "key": self.key}
+        return _with_ro({"type": self.TYPE, "rid": self.rid, "key": self.key}, self.ro)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> FindValue:
@@ -286,8 +317,9 @@ class FindValue:
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
         key = reader.bytes_("key", size=KEY_SIZE)
+        ro = _read_ro(reader)
         reader.finish()
-        return cls(rid, key)
+        return cls(rid, key, ro=ro)
 
 
 @register
@@ -321,9 +353,18 @@ class Store:
     rid: bytes = attrs.field(validator=_rid)
     key: bytes = attrs.field(validator=_key)
     value: bytes = attrs.field(validator=_check_value)
+    #: The requester is read-only (client mode, BEP 43 style): do not add it to
+    #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "rid": self.rid, "key": self.key, "value": self.value}
+        obj: dict[str, Any] = {
+            "type": self.TYPE,
+            "rid": self.rid,
+            "key": self.key,
+            "value": self.value,
+        }
+        return _with_ro(obj, self.ro)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Store:
@@ -332,13 +373,14 @@ class Store:
         rid = reader.bytes_("rid", size=RID_SIZE)
         key = reader.bytes_("key", size=KEY_SIZE)
         value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
+        ro = _read_ro(reader)
         reader.finish()
-        return cls(rid, key, value)
+        return cls(rid, key, value, ro=ro)
 
     @classmethod
-    def immutable(cls, rid: bytes, value: bytes) -> Store:
+    def immutable(cls, rid: bytes, value: bytes, *, ro: bool = False) -> Store:
         """A STORE of an immutable value under its key :func:`immutable_key`."""
-        return cls(rid, immutable_key(value), value)
+        return cls(rid, immutable_key(value), value, ro=ro)
 
 
 @register

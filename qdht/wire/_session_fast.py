@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from typing import Final
 
+import attrs
+
 __all__ = [
+    "HsView",
     "encode_data_packet",
     "encode_frag_frame",
+    "encode_hs_fragment",
     "encode_msg_frame",
     "parse_data_packet",
     "parse_frame",
+    "parse_hs_fragment",
 ]
 
 _DATA_TAIL: Final = b"\x64type\x64data"
@@ -160,3 +165,97 @@ def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
     if not 1 <= len(payload) <= 65_535 or msg_id > 2**64 - 1:
         return None
     return msg_id, index, count, payload
+
+
+@attrs.define
+class HsView:
+    """A ``session-hs`` fragment as plain fields (the hot-path twin of HandshakeFragment).
+
+    No validation on construction: only :func:`parse_hs_fragment` (which
+    checks every field) and the session core (which builds valid ones) make them.
+    """
+
+    kind: int
+    sid: int
+    rid: int
+    index: int
+    count: int
+    body: bytes
+    mac1: bytes
+    mac2: bytes | None = None
+
+    def mac_input(self) -> bytes:
+        """The bytes both MACs cover (04-handshake.md §5.1)."""
+        return b"".join(
+            (
+                b"qdht-hs",
+                bytes([self.kind]),
+                self.sid.to_bytes(4, "big"),
+                self.rid.to_bytes(4, "big"),
+                bytes([self.index, self.count]),
+                self.body,
+            )
+        )
+
+
+_HS_TAIL: Final = b"\x64type\x62hs"
+
+
+def encode_hs_fragment(frag: HsView, mac2: bytes | None = None) -> bytes:
+    """The canonical ``session-hs`` packet of ``frag`` (with ``mac2`` if given)."""
+    mac2 = mac2 if mac2 is not None else frag.mac2
+    return b"".join(
+        (
+            b"\xa9" if mac2 is not None else b"\xa8",
+            b"\x61c",
+            _head(0, frag.count),
+            b"\x61i",
+            _head(0, frag.index),
+            b"\x63rid",
+            _head(0, frag.rid),
+            b"\x63sid",
+            _head(0, frag.sid),
+            b"\x64body",
+            _head(2, len(frag.body)),
+            frag.body,
+            b"\x64kind",
+            _head(0, frag.kind),
+            b"\x64mac1\x50",
+            frag.mac1,
+            b"\x64mac2\x50" + mac2 if mac2 is not None else b"",
+            _HS_TAIL,
+        )
+    )
+
+
+def parse_hs_fragment(data: bytes) -> HsView | None:
+    """A canonical, valid ``session-hs`` packet as an :class:`HsView`, else None."""
+    if data[:1] not in (b"\xa8", b"\xa9"):
+        return None
+    try:
+        pos = _expect(data, 1, b"\x61c")
+        count, pos = _arg(data, pos, 0)
+        pos = _expect(data, pos, b"\x61i")
+        index, pos = _arg(data, pos, 0)
+        pos = _expect(data, pos, b"\x63rid")
+        rid, pos = _arg(data, pos, 0)
+        pos = _expect(data, pos, b"\x63sid")
+        sid, pos = _arg(data, pos, 0)
+        pos = _expect(data, pos, b"\x64body")
+        body, pos = _bstr(data, pos)
+        pos = _expect(data, pos, b"\x64kind")
+        kind, pos = _arg(data, pos, 0)
+        pos = _expect(data, pos, b"\x64mac1\x50")
+        mac1, pos = data[pos : pos + 16], pos + 16
+        mac2 = None
+        if data[0] == 0xA9:
+            pos = _expect(data, pos, b"\x64mac2\x50")
+            mac2, pos = data[pos : pos + 16], pos + 16
+        pos = _expect(data, pos, _HS_TAIL)
+    except _Reject:
+        return None
+    if pos != len(data) or not 1 <= kind <= 6 or not 1 <= sid <= 0xFFFFFFFF:
+        return None
+    if rid > 0xFFFFFFFF or not 1 <= count <= 16 or index >= count or len(body) > 65_535:
+        return None
+    return HsView(kind, sid, rid, index, count, body, mac1, mac2)

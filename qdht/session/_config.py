@@ -1,0 +1,79 @@
+"""Every limit and timer of the session layer, with its default (05-transport.md §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from qdht.errors import ConfigError
+
+__all__ = ["SessionConfig"]
+
+
+def _positive(_: object, attribute: Any, value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class SessionConfig:
+    """Limits and timers of one :class:`~qdht.session.SessionEndpoint` (times in seconds)."""
+
+    #: Largest datagram sent (bytes); handshake messages and large
+    #: application messages are fragmented to fit.
+    datagram_size: int = attrs.field(default=1200, validator=_positive)
+    #: Largest application message (bytes).
+    max_message_size: int = attrs.field(default=65_536, validator=_positive)
+    #: Replay window (packets) checked after the AEAD tag; at least 2048.
+    replay_window: int = attrs.field(default=2048, validator=_positive)
+    #: Start a new handshake when the sending keys are this old ...
+    rekey_after_time: float = attrs.field(default=120.0, validator=_positive)
+    #: ... or have sent this many packets.
+    rekey_after_messages: int = attrs.field(default=2**20, validator=_positive)
+    #: Keys older than this are never used to send or receive.
+    reject_after_time: float = attrs.field(default=180.0, validator=_positive)
+    #: A partly received message is discarded after this long.
+    reassembly_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Bytes of partly received messages held per peer ...
+    reassembly_peer_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    #: ... and in total.
+    reassembly_global_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    #: Partly received handshake messages held in the responder's global buffer
+    #: (oldest evicted first), and their total bytes.
+    handshake_reassembly_slots: int = attrs.field(default=256, validator=_positive)
+    handshake_reassembly_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    #: A handshake that has not completed after this long fails ("timeout");
+    #: a biscuit older than this is refused.
+    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: First retransmission of an unanswered handshake message; doubles each time.
+    handshake_retry: float = attrs.field(default=1.0, validator=_positive)
+    #: Messages queued per peer while its handshake runs (oldest dropped beyond).
+    send_queue_messages: int = attrs.field(default=64, validator=_positive)
+    #: First handshake messages per second above which the responder demands
+    #: a cookie (mac2) before doing any KEM work.
+    under_load_handshakes_per_s: int = attrs.field(default=50, validator=_positive)
+    #: Lifetime of the cookie secret and of the biscuit key (each keeps one predecessor).
+    secret_rotation: float = attrs.field(default=120.0, validator=_positive)
+    #: Bytes sent in answer to an unvalidated address, as a multiple of the bytes received.
+    amplification_factor: int = attrs.field(default=3, validator=_positive)
+    #: Most established sessions (peers); a new one beyond evicts the least recently used.
+    max_sessions: int = attrs.field(default=100_000, validator=_positive)
+    #: Most node IDs whose last accepted biscuit number is remembered.
+    biscuit_replay_entries: int = attrs.field(default=65_536, validator=_positive)
+    #: Verified static X-Wing keys remembered (1216 bytes each, least recently
+    #: used evicted): a peer whose key is known is rehandshaked with pqIK,
+    #: otherwise with pqXX.
+    static_key_cache: int = attrs.field(default=256, validator=_positive)
+    #: Protocol version carried in every hello.
+    protocol_version: int = attrs.field(default=1, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if not 600 <= self.datagram_size <= 65_507:
+            raise ConfigError(f"datagram_size must be in 600..65507, got {self.datagram_size}")
+        if self.replay_window < 2048:
+            raise ConfigError(f"replay_window must be at least 2048, got {self.replay_window}")
+        if self.max_message_size > 65_536:
+            raise ConfigError("max_message_size must be at most 65536")
+        if self.reject_after_time <= self.rekey_after_time:
+            raise ConfigError("reject_after_time must exceed rekey_after_time")

@@ -1,0 +1,65 @@
+"""The handshake transcripts in protocol-spec/vectors replay byte for byte (04 §8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qdht.crypto.xwing import XWingPrivateKey
+from qdht.session import PQXX, HandshakeState, KemOps
+from qdht.wire import decode
+from qdht.wire._session import HandshakeFragment
+
+SPEC = Path(__file__).resolve().parents[2] / "protocol-spec"
+BISCUIT = 225
+
+
+class _Replay(KemOps):
+    def __init__(self, cts: list[bytes], keys: dict[bytes, XWingPrivateKey]) -> None:
+        super().__init__()
+        self.cts, self.keys = cts, keys
+
+    def encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        ct = self.cts.pop(0)
+        return self.keys[public_key].decapsulate(ct), ct
+
+
+def _messages(transcript: dict[str, Any]) -> dict[int, bytes]:
+    parts: dict[int, dict[int, bytes]] = {}
+    for d in transcript["datagrams"]:
+        msg = decode(bytes.fromhex(d["hex"]))
+        if isinstance(msg, HandshakeFragment):
+            parts.setdefault(msg.kind, {})[msg.index] = msg.body
+    return {kind: b"".join(p[i] for i in sorted(p)) for kind, p in parts.items()}
+
+
+def test_pqxx_transcript_replays_with_noise_state_alone() -> None:
+    content = json.loads((SPEC / "vectors/session/session-hs.json").read_text())
+    transcript = next(t for t in content["transcripts"] if t["pattern"] == PQXX)
+    assert transcript["flags"] == ["replay-by-decapsulation"]
+    ini = XWingPrivateKey.from_seed(bytes.fromhex(transcript["initiator"]["xwing_seed"]))
+    res = XWingPrivateKey.from_seed(bytes.fromhex(transcript["responder"]["xwing_seed"]))
+    e_seed = bytes.fromhex(transcript["rng_draws"]["initiator"][1])  # after the 4-byte index
+    eph = XWingPrivateKey.from_seed(e_seed)
+    keys = {k.public_key_bytes(): k for k in (ini, res, eph)}
+    cts = [bytes.fromhex(c) for c in transcript["kem_ciphertexts"]]
+    prologue = bytes.fromhex(transcript["prologue"])
+    msgs = _messages(transcript)
+
+    class _Eph(_Replay):
+        def generate(self) -> XWingPrivateKey:
+            return eph
+
+    kem = _Eph(cts, keys)
+    i = HandshakeState(PQXX, initiator=True, prologue=prologue, s=ini, kem=kem)
+    r = HandshakeState(PQXX, initiator=False, prologue=prologue, s=res, kem=kem)
+    assert i.write_message(b"") == msgs[1]
+    r.read_message(msgs[1])
+    hello_r = i.read_message(msgs[2][BISCUIT:])
+    assert r.write_message(hello_r) == msgs[2][BISCUIT:]
+    hello_i = r.read_message(msgs[3][BISCUIT:])
+    assert i.write_message(hello_i) == msgs[3][BISCUIT:]
+    assert r.write_message(b"") == msgs[4]
+    i.read_message(msgs[4])
+    assert i.handshake_hash.hex() == transcript["handshake_hash"]
