@@ -32,6 +32,7 @@ __all__ = [
     "QdhtError",
     "RPCError",
     "RecordError",
+    "RecordRejectedError",
     "SessionError",
     "TransportError",
     "WrongPassphraseError",
@@ -140,3 +141,17 @@ class RecordError(QdhtError):
 
 class NodeStateError(QdhtError, RuntimeError):
     """An operation was used on a node that is not running, or is in client mode."""
+
+
+class RecordRejectedError(RecordError):
+    """A received record fails a rule of ``protocol-spec/07-records.md``.
+
+    ``reason`` is the machine-readable code of the rule (for example
+    ``"bad-signature"`` or ``"seq-regression"``), listed in 07-records.md §6 and §7;
+    a node counts drops under it.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from qdht.errors import ConfigError
+from qdht.wire import DEFAULT_LIMITS
 
 __all__ = ["SessionConfig"]
 
@@ -24,7 +25,7 @@ class SessionConfig:
     #: application messages are fragmented to fit.
     datagram_size: int = attrs.field(default=1200, validator=_positive)
     #: Largest application message (bytes).
-    max_message_size: int = attrs.field(default=65_536, validator=_positive)
+    max_message_size: int = attrs.field(default=DEFAULT_LIMITS.max_bytes, validator=_positive)
     #: Replay window (packets) checked after the AEAD tag; at least 2048.
     replay_window: int = attrs.field(default=2048, validator=_positive)
     #: Start a new handshake when the sending keys are this old ...
@@ -73,7 +74,13 @@ class SessionConfig:
             raise ConfigError(f"datagram_size must be in 600..65507, got {self.datagram_size}")
         if self.replay_window < 2048:
             raise ConfigError(f"replay_window must be at least 2048, got {self.replay_window}")
-        if self.max_message_size > 65_536:
-            raise ConfigError("max_message_size must be at most 65536")
+        # An application message is one encoded protocol message, so the wire
+        # layer's limit (72 KiB: a 64 KiB value plus a signed record's key and
+        # signature) is also the largest message worth carrying.
+        if self.max_message_size > DEFAULT_LIMITS.max_bytes:
+            raise ConfigError(
+                f"max_message_size must be at most {DEFAULT_LIMITS.max_bytes}, "
+                f"got {self.max_message_size}"
+            )
         if self.reject_after_time <= self.rekey_after_time:
             raise ConfigError("reject_after_time must exceed rekey_after_time")

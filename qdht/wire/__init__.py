@@ -4,6 +4,7 @@
 bytes become messages and back; see ``protocol-spec/00-conventions.md``.
 """
 
+from qdht.wire._bootstrap import CONTACT_LIST_CONTEXT, MAX_LIST_CONTACTS, ContactList
 from qdht.wire._cbor import (
     DEFAULT_LIMITS,
     CborLimits,
@@ -49,14 +50,18 @@ from qdht.wire._registry import (
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
+from qdht.wire import _records  # noqa: F401
+from qdht.wire import _bootstrap  # noqa: F401
 from qdht.wire import _session  # noqa: F401
 from qdht.wire import _identity  # noqa: F401
 from qdht.wire import _dht  # noqa: F401
 
 __all__ = [
+    "CONTACT_LIST_CONTEXT",
     "DEFAULT_LIMITS",
     "KEY_SIZE",
     "MAX_ADDRESSES",
+    "MAX_LIST_CONTACTS",
     "MAX_VALUE_SIZE",
     "NODE_ID_SIZE",
     "RID_SIZE",
@@ -65,6 +70,7 @@ __all__ = [
     "Address",
     "CborLimits",
     "Contact",
+    "ContactList",
     "ErrorCode",
     "ErrorMessage",
     "FieldReader",

@@ -291,7 +291,7 @@ def test_sending_to_ourselves_or_oversized_is_local_misuse() -> None:
     with pytest.raises(SessionError, match="own node ID"):
         ea.send_message(identity(0).node_id, b"", 0.0, addr=B)
     with pytest.raises(SessionError, match="max_message_size"):
-        ea.send_message(identity(1).node_id, bytes(65_537), 0.0, addr=B)
+        ea.send_message(identity(1).node_id, bytes(73_729), 0.0, addr=B)
     with pytest.raises(SessionError, match="pass addr"):
         ea.send_message(identity(1).node_id, b"", 0.0)
 

@@ -121,7 +121,7 @@ def test_keys_older_than_reject_after_are_refused() -> None:
     assert not [e for e in events(eb) if isinstance(e, MessageReceived)]
 
 
-@pytest.mark.parametrize("size", [0, 1, 1087, 1088, 1089, 5000, 65_535, 65_536])
+@pytest.mark.parametrize("size", [0, 1, 1087, 1088, 1089, 5000, 65_535, 65_536, 73_728])
 def test_messages_of_every_size_cross_in_both_directions(size: int) -> None:
     wire = established()
     payload = random.Random(size).randbytes(size)

@@ -414,6 +414,72 @@ def _error() -> dict[str, Any]:
     return _file("dht-error", valid, invalid)
 
 
+def _add_request_options(file: dict[str, Any], valid: dict[str, Any]) -> None:
+    """Cases of the optional ``ro`` flag and ``ws`` port of a request (02-dht-rpc.md §1.2-1.3)."""
+    tests: list[dict[str, Any]] = file["tests"]
+    extra: list[dict[str, Any]] = [
+        {
+            "comment": "read-only requester (ro: true)",
+            "flags": [],
+            "cbor": _canon(dict(valid, ro=True)).hex(),
+            "result": "valid",
+        },
+        {
+            "comment": "ro: false (absent is the only encoding of not read-only)",
+            "flags": ["wrong-field-value"],
+            "cbor": _canon(dict(valid, ro=False)).hex(),
+            "result": "invalid",
+            "reason": "field-value",
+        },
+        {
+            "comment": "WebSocket port of the requester (ws)",
+            "flags": [],
+            "cbor": _canon(dict(valid, ws=8080)).hex(),
+            "result": "valid",
+        },
+        {
+            "comment": "read-only with a WebSocket port",
+            "flags": [],
+            "cbor": _canon(dict(valid, ro=True, ws=443)).hex(),
+            "result": "valid",
+        },
+        {
+            "comment": "ws port 0",
+            "flags": ["wrong-field-value"],
+            "cbor": _canon(dict(valid, ws=0)).hex(),
+            "result": "invalid",
+            "reason": "field-value",
+        },
+        {
+            "comment": "ws port 65536",
+            "flags": ["wrong-field-value"],
+            "cbor": _canon(dict(valid, ws=65536)).hex(),
+            "result": "invalid",
+            "reason": "field-value",
+        },
+        {
+            "comment": "ws port is text",
+            "flags": ["wrong-field-type"],
+            "cbor": _canon(dict(valid, ws="8080")).hex(),
+            "result": "invalid",
+            "reason": "field-type",
+        },
+        {
+            "comment": "ro is an integer",
+            "flags": ["wrong-field-type"],
+            "cbor": _canon(dict(valid, ro=1)).hex(),
+            "result": "invalid",
+            "reason": "field-type",
+        },
+    ]
+    # Valid cases first, as _file writes them; tcIds renumbered in order.
+    ordered = sorted([*tests, *extra], key=lambda t: t["result"] != "valid")
+    file["tests"] = [
+        {"tcId": n, **{k: v for k, v in t.items() if k != "tcId"}}
+        for n, t in enumerate(ordered, start=1)
+    ]
+
+
 def vector_files() -> dict[str, dict[str, Any]]:
     """``dht/<rule>.json`` for every DHT message rule."""
     value_key = immutable_key(b"hello, qdht")
@@ -428,6 +494,10 @@ def vector_files() -> dict[str, dict[str, Any]]:
         "dht-stored": _simple("dht-stored", Stored),
         "dht-error": _error(),
     }
+    _add_request_options(files["dht-ping"], Ping(RID).to_cbor())
+    _add_request_options(files["dht-find_node"], FindNode(RID, NODE_ID).to_cbor())
+    _add_request_options(files["dht-find_value"], FindValue(RID, NODE_ID).to_cbor())
+    _add_request_options(files["dht-store"], Store.immutable(RID, b"hello, qdht").to_cbor())
     files["dht-store"]["immutable_key_example"] = {
         "value": b"hello, qdht".hex(),
         "key": value_key.hex(),
