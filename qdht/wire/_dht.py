@@ -191,9 +191,22 @@ def _read_ro(reader: FieldReader) -> bool:
     return ro is True
 
 
-def _with_ro(obj: dict[str, Any], ro: bool) -> dict[str, Any]:
+def _check_ws(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (type(value) is not int or not 1 <= value <= 65535):
+        raise ConfigError(f"{attribute.name} must be a port in 1..65535 or None, got {value!r}")
+
+
+def _read_ws(reader: FieldReader) -> int | None:
+    """The optional ``ws`` port of a request (02-dht-rpc.md §1.3)."""
+    port: int | None = reader.uint("ws", min_value=1, max_value=65535, optional=True)
+    return port
+
+
+def _with_flags(obj: dict[str, Any], ro: bool, ws: int | None) -> dict[str, Any]:
     if ro:
         obj["ro"] = True
+    if ws is not None:
+        obj["ws"] = ws
     return obj
 
 
@@ -210,9 +223,12 @@ class Ping:
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
     ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    #: The WebSocket port the requester listens on, at the IP address it
+    #: connects from (02-dht-rpc.md §1.3); None: not given.
+    ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
     def to_cbor(self) -> dict[str, Any]:
-        return _with_ro({"type": self.TYPE, "rid": self.rid}, self.ro)
+        return _with_flags({"type": self.TYPE, "rid": self.rid}, self.ro, self.ws)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Ping:
@@ -220,8 +236,9 @@ class Ping:
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
         ro = _read_ro(reader)
+        ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, ro=ro)
+        return cls(rid, ro=ro, ws=ws)
 
 
 @register
@@ -255,9 +272,14 @@ class FindNode:
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
     ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    #: The WebSocket port the requester listens on, at the IP address it
+    #: connects from (02-dht-rpc.md §1.3); None: not given.
+    ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
     def to_cbor(self) -> dict[str, Any]:
-        return _with_ro({"type": self.TYPE, "rid": self.rid, "target": self.target}, self.ro)
+        return _with_flags(
+            {"type": self.TYPE, "rid": self.rid, "target": self.target}, self.ro, self.ws
+        )
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> FindNode:
@@ -266,8 +288,9 @@ class FindNode:
         rid = reader.bytes_("rid", size=RID_SIZE)
         target = reader.bytes_("target", size=KEY_SIZE)
         ro = _read_ro(reader)
+        ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, target, ro=ro)
+        return cls(rid, target, ro=ro, ws=ws)
 
 
 @register
@@ -307,9 +330,12 @@ class FindValue:
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
     ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    #: The WebSocket port the requester listens on, at the IP address it
+    #: connects from (02-dht-rpc.md §1.3); None: not given.
+    ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
     def to_cbor(self) -> dict[str, Any]:
-        return _with_ro({"type": self.TYPE, "rid": self.rid, "key": self.key}, self.ro)
+        return _with_flags({"type": self.TYPE, "rid": self.rid, "key": self.key}, self.ro, self.ws)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> FindValue:
@@ -318,8 +344,9 @@ class FindValue:
         rid = reader.bytes_("rid", size=RID_SIZE)
         key = reader.bytes_("key", size=KEY_SIZE)
         ro = _read_ro(reader)
+        ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, key, ro=ro)
+        return cls(rid, key, ro=ro, ws=ws)
 
 
 @register
@@ -356,6 +383,9 @@ class Store:
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
     ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    #: The WebSocket port the requester listens on, at the IP address it
+    #: connects from (02-dht-rpc.md §1.3); None: not given.
+    ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
     def to_cbor(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
@@ -364,7 +394,7 @@ class Store:
             "key": self.key,
             "value": self.value,
         }
-        return _with_ro(obj, self.ro)
+        return _with_flags(obj, self.ro, self.ws)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Store:
@@ -374,8 +404,9 @@ class Store:
         key = reader.bytes_("key", size=KEY_SIZE)
         value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
         ro = _read_ro(reader)
+        ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, key, value, ro=ro)
+        return cls(rid, key, value, ro=ro, ws=ws)
 
     @classmethod
     def immutable(cls, rid: bytes, value: bytes, *, ro: bool = False) -> Store:

@@ -76,14 +76,17 @@ error_texts = st.text(st.characters(codec="utf-8"), max_size=MAX_ERROR_MESSAGE_B
 )
 
 
+#: The optional ``ws`` port of a request.
+ws_ports = st.none() | st.integers(1, 65535)
+
 MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
-    Ping: st.builds(Ping, rids),
+    Ping: st.builds(Ping, rids, ro=st.booleans(), ws=ws_ports),
     Pong: st.builds(Pong, rids),
-    FindNode: st.builds(FindNode, rids, node_ids),
+    FindNode: st.builds(FindNode, rids, node_ids, ro=st.booleans(), ws=ws_ports),
     Nodes: st.builds(Nodes, rids, st.lists(contacts, max_size=MAX_NODES)),
-    FindValue: st.builds(FindValue, rids, keys),
+    FindValue: st.builds(FindValue, rids, keys, ro=st.booleans(), ws=ws_ports),
     Value: st.builds(Value, rids, values),
-    Store: st.builds(Store, rids, keys, values),
+    Store: st.builds(Store, rids, keys, values, ro=st.booleans(), ws=ws_ports),
     Stored: st.builds(Stored, rids),
     ErrorMessage: st.builds(
         ErrorMessage,

@@ -1,0 +1,7 @@
+"""``python -m qdht.cli``: the same as the ``qdht`` command."""
+
+import sys
+
+from qdht.cli import main
+
+sys.exit(main())

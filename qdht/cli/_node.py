@@ -1,0 +1,194 @@
+"""``qdht node``: a long-running node that prints its contact URI and a periodic status line.
+
+The first line on stdout is the node's contact URI alone (one line per
+listen address, the first address first), so scripts can read it; status
+lines follow every ``--status-interval`` seconds.  SIGINT or SIGTERM stops
+the node cleanly with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import trio
+
+import qdht
+from qdht.cli._client import join
+from qdht.cli._common import (
+    CommandError,
+    parse_contacts,
+    read_passphrase,
+    usage_error,
+)
+from qdht.cli._output import Output, format_bytes
+from qdht.config import IDENTITY_FILE
+from qdht.errors import ConfigError, WrongPassphraseError
+from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
+from qdht.wire import Contact
+
+__all__ = ["register"]
+
+#: Where a node listens without --listen: qdht.Config's default (every IPv4
+#: interface, advertised as the address that routes to the internet).
+DEFAULT_LISTEN: Final = qdht.Config().listen
+DEFAULT_STATUS_INTERVAL: Final = 30.0
+#: Waits between bootstrap attempts while no bootstrap contact answers (seconds).
+BOOTSTRAP_RETRY: Final = (2.0, 5.0, 15.0, 30.0, 60.0)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "node",
+        help="run a node until Ctrl-C",
+        description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None,
+        parents=[common],
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="URI",
+        help=f"address to listen on, udp://IP:PORT or ws://IP:PORT (repeatable; default "
+        f"{' '.join(DEFAULT_LISTEN)}; port 0 picks a free port)",
+    )
+    p.add_argument(
+        "--advertise",
+        metavar="IP",
+        help="the IP to put in the contact URI when listening on 0.0.0.0 or :: "
+        "(default: the address of the interface that routes to the internet)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="contact URI of a node to join through, qdht+udp://IP:PORT/NODE-ID (repeatable)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"keep the identity ({IDENTITY_FILE}, created on first run) and data here; "
+        "without it the node has a fresh identity and forgets everything when it stops",
+    )
+    p.add_argument("--passphrase-file", metavar="FILE", help="passphrase of an encrypted key file")
+    p.add_argument(
+        "--difficulty",
+        type=int,
+        default=DEFAULT_PUZZLE_DIFFICULTY,
+        help=f"the network's puzzle difficulty (default {DEFAULT_PUZZLE_DIFFICULTY})",
+    )
+    p.add_argument(
+        "--status-interval",
+        type=float,
+        default=DEFAULT_STATUS_INTERVAL,
+        metavar="SECONDS",
+        help=f"print a status line this often (default {DEFAULT_STATUS_INTERVAL:g}; 0: never)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    if args.status_interval < 0:
+        raise usage_error("--status-interval must not be negative")
+    bootstrap = parse_contacts(args.bootstrap)
+    try:
+        config = qdht.Config(
+            listen=tuple(args.listen or DEFAULT_LISTEN),
+            advertise_host=args.advertise,
+            data_dir=args.data_dir,
+            identity_passphrase=read_passphrase(args.passphrase_file),
+            puzzle_difficulty=args.difficulty,
+        )
+    except ConfigError as exc:
+        raise usage_error(str(exc)) from None
+    config = attrs.evolve(config, identity=_identity(config, args, out))
+    stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out)
+    out.note(f"stopped ({stopped_by})")
+    return 0
+
+
+def _identity(config: qdht.Config, args: argparse.Namespace, out: Output) -> Identity:
+    """The identity in the data directory (created on first run), or a fresh one."""
+    key_file = config.identity_path()
+    created = key_file is not None and not key_file.exists()
+    try:
+        identity = config.load_identity()
+    except WrongPassphraseError as exc:
+        if args.passphrase_file is None:
+            raise CommandError(f"{exc} (pass --passphrase-file FILE)") from None
+        raise
+    if created:
+        out.stderr.write(f"qdht: created identity {identity.node_id.hex()} in {key_file}\n")
+    return identity
+
+
+async def _serve(
+    config: qdht.Config, bootstrap: list[Contact], status_interval: float, out: Output
+) -> str:
+    """Run the node until SIGINT or SIGTERM; return the signal's name."""
+    stopped_by = ""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                nonlocal stopped_by
+                async for signum in signals:
+                    stopped_by = signal.Signals(signum).name
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch_signals)
+            nursery.start_soon(_run_node, config, bootstrap, status_interval, out)
+    return stopped_by
+
+
+async def _run_node(
+    config: qdht.Config, bootstrap: list[Contact], status_interval: float, out: Output
+) -> None:
+    async with qdht.open_node(config) as node:
+        for i in range(len(node.contact.addresses)):
+            out.emit(node.contact.to_uri(i))
+        started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            if bootstrap:
+                nursery.start_soon(_join, node, bootstrap, out)
+            if status_interval > 0:
+                while True:
+                    await trio.sleep(status_interval)
+                    out.emit(_status_line(node, time.monotonic() - started))
+            else:
+                await trio.sleep_forever()
+
+
+async def _join(node: qdht.Node, bootstrap: list[Contact], out: Output) -> None:
+    """Bootstrap, retrying with growing pauses while no bootstrap contact answers."""
+    attempt = 0
+    while True:
+        try:
+            await join(node, bootstrap)
+        except CommandError as exc:
+            pause = BOOTSTRAP_RETRY[min(attempt, len(BOOTSTRAP_RETRY) - 1)]
+            out.emit(f"{exc}; retrying in {pause:g} s")
+            attempt += 1
+            await trio.sleep(pause)
+            continue
+        size = node.stats()["routing_table_size"]
+        out.emit(f"bootstrapped: {size} {'peer' if size == 1 else 'peers'} in the routing table")
+        return
+
+
+def _status_line(node: qdht.Node, uptime: float) -> str:
+    stats = node.stats()
+    lookups = stats["lookups"]
+    return (
+        f"status: up {uptime:.0f} s, peers {stats['routing_table_size']}, "
+        f"sessions {stats['sessions']}, values {stats['storage'].get('values', 0)}, "
+        f"rpcs in {sum(stats['rpcs_received'].values())} out {sum(stats['rpcs_sent'].values())}, "
+        f"lookups {lookups.get('succeeded', 0)}/{lookups.get('started', 0)}, "
+        f"sent {format_bytes(stats['bytes_sent'])}, drops {stats['drops_total']}"
+    )

@@ -1,0 +1,252 @@
+"""The configuration of a qdht node: :class:`Config`, every field with its default.
+
+``qdht.Config()`` is a working configuration: a serving node on UDP port 6881
+of every IPv4 interface, with an ephemeral identity.  Every limit that bounds
+memory or work is a named field here or in one of the embedded per-layer
+configurations (``routing``, ``lookup``, ``session``, ``rpc``, ``storage``).
+Invalid values raise :class:`qdht.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from qdht.dht import LookupConfig, RoutingConfig, RpcConfig, StorageConfig
+from qdht.errors import ConfigError, ContactError
+from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
+from qdht.session import SessionConfig
+from qdht.wire import Address, Contact
+
+__all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
+
+#: The default UDP port of the DHT (as BitTorrent's Mainline DHT).
+DEFAULT_PORT: Final = 6881
+#: Name of the identity key file inside ``data_dir``.
+IDENTITY_FILE: Final = "identity.key"
+
+
+def parse_listen(uri: str) -> tuple[str, str, int]:
+    """Split a listen URI into (transport, host, port).
+
+    ``udp://0.0.0.0:6881``, ``udp://[::]:6881``, ``ws://127.0.0.1:8080``.
+    Port 0 asks for an ephemeral port.  Raises ConfigError.
+    """
+    if not isinstance(uri, str):
+        raise ConfigError(f"listen: expected a URI string, got {type(uri).__name__}")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"listen: cannot parse {uri!r}: {exc}") from None
+    if parts.scheme not in ("udp", "ws"):
+        raise ConfigError(f"listen: scheme must be udp:// or ws://, got {uri!r}")
+    if parts.hostname is None or port is None:
+        raise ConfigError(f"listen: {uri!r} needs a host and a port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"listen: unexpected parts in {uri!r}")
+    try:
+        address = Address(parts.scheme, parts.hostname, port or 1)
+    except ContactError as exc:
+        raise ConfigError(f"listen: {exc}") from None
+    return parts.scheme, address.host, port
+
+
+def _check_listen(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigError("listen must name at least one address (or pass a transport)")
+    kinds = set()
+    for uri in value:
+        kind = parse_listen(uri)[0]
+        if kind in kinds:
+            raise ConfigError(f"listen: more than one {kind}:// address")
+        kinds.add(kind)
+
+
+def _to_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str | Contact):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ConfigError(f"expected a sequence, got {type(value).__name__}") from None
+
+
+def _check_bootstrap(_: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    for item in value:
+        if isinstance(item, Contact):
+            continue
+        if not isinstance(item, str):
+            raise ConfigError(f"bootstrap: expected contact URIs, got {item!r}")
+        try:
+            Contact.from_uri(item)
+        except ContactError as exc:
+            raise ConfigError(f"bootstrap: {exc}") from None
+
+
+def _check_identity(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Identity | str | os.PathLike):
+        raise ConfigError(
+            f"identity must be an Identity, a key file path or None, got {type(value).__name__}"
+        )
+
+
+def _check_bool(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not bool:
+        raise ConfigError(f"{attribute.name} must be True or False, got {value!r}")
+
+
+def _check_difficulty(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_PUZZLE_DIFFICULTY:
+        raise ConfigError(
+            f"{attribute.name} must be an integer in 0..{MAX_PUZZLE_DIFFICULTY}, got {value!r}"
+        )
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _instance(cls: type) -> Any:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, cls):
+            raise ConfigError(f"{attribute.name} must be a {cls.__name__}, got {value!r}")
+
+    return check
+
+
+def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    try:
+        Address("udp", value, 1)  # type: ignore[arg-type]
+    except ContactError as exc:
+        raise ConfigError(f"{attribute.name}: {exc}") from None
+
+
+@attrs.frozen
+class Config:
+    """Everything a node needs; ``qdht.Config()`` works as is.
+
+    Times are in seconds, sizes in bytes.
+    """
+
+    #: Where to listen: one URI per transport, ``udp://HOST:PORT`` or
+    #: ``ws://HOST:PORT`` (``udp://[::]:6881`` for IPv6; port 0: ephemeral).
+    #: Ignored when ``open_node`` is given a transport.
+    listen: tuple[str, ...] = attrs.field(
+        default=(f"udp://0.0.0.0:{DEFAULT_PORT}",), converter=_to_tuple, validator=_check_listen
+    )
+    #: Contacts (``qdht+udp://IP:PORT/NODE-ID-HEX`` URIs or ``Contact`` objects)
+    #: joined when the node starts; each pins the node ID that must answer.
+    bootstrap: tuple[str | Contact, ...] = attrs.field(
+        default=(), converter=_to_tuple, validator=_check_bootstrap
+    )
+    #: Client mode: query the DHT but serve nothing (for phones); requests carry
+    #: the read-only flag, so peers keep the node out of their routing tables.
+    #: A client needs no well-known port: listen on ``udp://0.0.0.0:0``.
+    client_mode: bool = attrs.field(default=False, validator=_check_bool)
+    #: The node's identity: an ``Identity``, the path of a key file (created if
+    #: missing), or None: ``data_dir/identity.key`` when ``data_dir`` is set,
+    #: else a fresh ephemeral identity.
+    identity: Identity | str | os.PathLike[str] | None = attrs.field(
+        default=None, validator=_check_identity
+    )
+    #: Passphrase of the identity key file (None: unencrypted).
+    identity_passphrase: str | None = attrs.field(default=None, repr=False)
+    #: Directory for the node's files (here: the identity key file).
+    data_dir: str | os.PathLike[str] | None = None
+    #: The network's static puzzle difficulty (leading zero bits of the node ID's
+    #: hash); new identities are minted at it.  Every node of one network uses
+    #: the same value (it is part of the handshake prologue).
+    puzzle_difficulty: int = attrs.field(
+        default=DEFAULT_PUZZLE_DIFFICULTY, validator=_check_difficulty
+    )
+    #: The host advertised in ``node.contact`` when listening on 0.0.0.0 or ::
+    #: (None: the address of the interface that routes to the internet, or
+    #: loopback when there is none).
+    advertise_host: str | None = attrs.field(default=None, validator=_check_host)
+    #: Routing table: k, replacement cache, liveness, timeouts, refresh interval,
+    #: per-prefix limits.
+    routing: RoutingConfig = attrs.field(factory=RoutingConfig, validator=_instance(RoutingConfig))
+    #: Lookups: k, alpha (requests in flight), d (disjoint paths).
+    lookup: LookupConfig = attrs.field(factory=LookupConfig, validator=_instance(LookupConfig))
+    #: Sessions: datagram size, handshake timeouts, rekeying, buffers.
+    session: SessionConfig = attrs.field(factory=SessionConfig, validator=_instance(SessionConfig))
+    #: RPCs: pending requests, concurrent lookups, per-peer request rate limit.
+    rpc: RpcConfig = attrs.field(factory=RpcConfig, validator=_instance(RpcConfig))
+    #: Values kept for others: count, bytes, per-peer quotas, expiry (24 h).
+    storage: StorageConfig = attrs.field(factory=StorageConfig, validator=_instance(StorageConfig))
+    #: Events buffered per ``node.events()`` subscriber; a slow subscriber loses
+    #: the newest events beyond this (counted in ``stats()["events_dropped"]``).
+    event_queue_size: int = attrs.field(default=256, validator=_positive_int)
+    #: Subscribers of ``node.events()`` at once.
+    max_event_subscribers: int = attrs.field(default=64, validator=_positive_int)
+    #: Tries per bootstrap contact before giving up on it.
+    bootstrap_attempts: int = attrs.field(default=4, validator=_positive_int)
+    #: Wait before the second try; doubles per try (with ±25 % jitter).
+    bootstrap_backoff: float = attrs.field(default=0.5, validator=_positive)
+    #: Once one bootstrap contact answered, how long the others may still take.
+    bootstrap_grace: float = attrs.field(default=1.0, validator=_positive)
+    #: Datagrams queued between the transports and the node (MultiTransport).
+    receive_queue: int = attrs.field(default=1024, validator=_positive_int)
+
+    def __attrs_post_init__(self) -> None:
+        if self.identity_passphrase is not None and not isinstance(self.identity_passphrase, str):
+            raise ConfigError("identity_passphrase must be a str or None")
+        if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):
+            raise ConfigError("data_dir must be a path or None")
+        if isinstance(self.identity, Identity) and (
+            self.identity.difficulty != self.puzzle_difficulty
+        ):
+            raise ConfigError(
+                f"identity: minted at difficulty {self.identity.difficulty}, "
+                f"but puzzle_difficulty is {self.puzzle_difficulty}"
+            )
+
+    def bootstrap_contacts(self) -> list[Contact]:
+        """``bootstrap`` as ``Contact`` objects."""
+        return [c if isinstance(c, Contact) else Contact.from_uri(c) for c in self.bootstrap]
+
+    def identity_path(self) -> Path | None:
+        """The key file the identity is loaded from (or created at), if any."""
+        if isinstance(self.identity, str | os.PathLike):
+            return Path(self.identity)
+        if self.identity is None and self.data_dir is not None:
+            return Path(self.data_dir) / IDENTITY_FILE
+        return None
+
+    def load_identity(self) -> Identity:
+        """The node's identity: given, loaded from its key file, or minted.
+
+        A key file that does not exist yet is created with a new identity.
+        Blocking (key files use scrypt, minting solves the puzzle): the node
+        runs it in a worker thread.
+        """
+        if isinstance(self.identity, Identity):
+            return self.identity
+        path = self.identity_path()
+        if path is None:
+            return Identity.generate(self.puzzle_difficulty)
+        if path.exists():
+            identity = Identity.load(path, passphrase=self.identity_passphrase)
+            if identity.difficulty != self.puzzle_difficulty:
+                raise ConfigError(
+                    f"identity: {path} was minted at difficulty {identity.difficulty}, "
+                    f"but puzzle_difficulty is {self.puzzle_difficulty}"
+                )
+            return identity
+        path.parent.mkdir(parents=True, exist_ok=True)
+        identity = Identity.generate(self.puzzle_difficulty)
+        identity.save(path, passphrase=self.identity_passphrase)
+        return identity

@@ -1,0 +1,711 @@
+"""The public node: ``async with qdht.open_node(config) as node: ...``.
+
+A thin Trio driver (DESIGN §3) around two sans-IO cores: the
+:class:`~qdht.session.SessionEndpoint` (handshakes, encryption) and the
+:class:`~qdht.dht.DhtCore` (RPCs, routing table, lookups, values).  One
+nursery per node holds exactly two tasks: the reader (transport → session →
+DHT) and the timer (both cores' timers).  Datagrams go out from whichever
+task produced them, one writer at a time.  Leaving the ``async with`` block
+cancels both tasks, closes the transports the node opened and ends every
+``events()`` subscription: nothing outlives the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import math
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Final
+
+import trio
+
+from qdht.config import Config, parse_listen
+from qdht.dht import (
+    DEFAULT_LIST_LIFETIME,
+    DhtCore,
+    DhtEvent,
+    LookupCompleted,
+    LookupTrace,
+    NodeEvent,
+    PutCompleted,
+    RequestCompleted,
+    RequestFailed,
+    sign_contact_list,
+    verify_contact_list,
+)
+from qdht.errors import (
+    ConfigError,
+    ContactError,
+    LookupFailedError,
+    NodeStateError,
+    RPCError,
+    SessionError,
+    TransportError,
+)
+from qdht.identity import Identity
+from qdht.session import HandshakeFailed, MessageReceived, SessionEndpoint
+from qdht.transport import (
+    DatagramTransport,
+    MultiTransport,
+    open_udp_transport,
+    open_websocket_transport,
+)
+from qdht.wire import KEY_SIZE, MAX_LIST_CONTACTS, Address, Contact, encode
+
+__all__ = ["EventSubscription", "Node", "open_node"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes a STORE message adds around its value (type, rid, key, framing), with margin.
+STORE_OVERHEAD: Final = 128
+_TEST_NET_V4: Final = "192.0.2.1"  # RFC 5737: only used to ask the kernel for a route
+_TEST_NET_V6: Final = "2001:db8::1"  # RFC 3849
+
+
+class _Waiter:
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: DhtEvent | None = None
+
+
+class EventSubscription:
+    """Node events for one subscriber: ``async with node.events() as events:``
+    then ``async for event in events:``.
+
+    Events are :class:`~qdht.dht.NodeDiscovered`,
+    :class:`~qdht.dht.RoutingTableChanged`, :class:`~qdht.dht.LookupCompleted`
+    (with its ``trace``), :class:`~qdht.dht.ValueStored` and
+    :class:`~qdht.dht.PutCompleted`.  The buffer holds
+    ``Config.event_queue_size`` events; while it is full, new events are lost
+    for this subscriber and counted in :attr:`dropped` (the node never waits
+    for a slow subscriber).  Iteration ends when the node stops.
+    """
+
+    def __init__(self, node: Node, size: int) -> None:
+        self._node = node
+        self._send, self._receive = trio.open_memory_channel[NodeEvent](size)
+        self.dropped = 0
+
+    def _offer(self, event: NodeEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped += 1
+            self._node._events_dropped += 1
+        except trio.ClosedResourceError:
+            pass
+
+    def _close(self) -> None:
+        self._send.close()
+
+    async def aclose(self) -> None:
+        """Stop receiving events (also done by leaving the ``async with`` block)."""
+        self._node._subscribers.discard(self)
+        self._send.close()
+        await self._receive.aclose()
+
+    async def __aenter__(self) -> EventSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> NodeEvent:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+
+class Node:
+    """A running qdht node; create it with :func:`open_node`.
+
+    Attributes: :attr:`node_id` (32 bytes), :attr:`contact` (a
+    :class:`~qdht.wire.Contact` with the advertised addresses),
+    :attr:`contact_uri` (its first address as a ``qdht+udp://...`` URI).
+    """
+
+    def __init__(self, config: Config, identity: Identity, transport: DatagramTransport) -> None:
+        self.config = config
+        self.identity = identity
+        self.transport = transport
+        now = trio.current_time()
+        self.endpoint = SessionEndpoint(identity, config.session)
+        kinds = {address.transport for address in transport.local_addresses}
+        ws_ports = [a.port for a in transport.local_addresses if a.transport == "ws"]
+        self.core = DhtCore(
+            identity.node_id,
+            now=now,
+            routing=config.routing,
+            lookup=config.lookup,
+            rpc=config.rpc,
+            storage=config.storage,
+            client_mode=config.client_mode,
+            transports=kinds,
+            ws_port=ws_ports[0] if ws_ports else None,
+        )
+        self.core.session_established = self._session_established
+        self.contact = Contact(
+            identity.node_id,
+            tuple(_advertised(a, config.advertise_host) for a in transport.local_addresses)[:4],
+        )
+        self._waiters: dict[int, _Waiter] = {}
+        self._subscribers: set[EventSubscription] = set()
+        self._events_dropped = 0
+        self._drops: dict[str, int] = {}
+        self._wake = trio.Event()
+        self._timer_at = -math.inf
+        self._writing = False
+        self._running = True
+        self._bootstrap = {"answered": 0, "refused": 0, "unreachable": 0}
+
+    def _session_established(self, node_id: bytes) -> bool:
+        state = self.endpoint.peer_state(node_id)
+        return state is not None and bool(state["established"])
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    @property
+    def contact_uri(self) -> str:
+        """``qdht+<transport>://<ip>:<port>/<node-id-hex>`` of the first address."""
+        return self.contact.to_uri()
+
+    @property
+    def client_mode(self) -> bool:
+        return self.config.client_mode
+
+    @property
+    def last_lookup_trace(self) -> LookupTrace | None:
+        """The trace (hops, RPCs, timeouts, duration) of the last find_node/get/put."""
+        return self.core.last_trace
+
+    def __repr__(self) -> str:
+        mode = " client" if self.client_mode else ""
+        return f"<qdht.Node {self.node_id.hex()[:16]}{mode} at {self.contact.address}>"
+
+    # ------------------------------------------------------------ public API
+
+    async def bootstrap(self, contacts: Iterable[str | Contact] | None = None) -> int:
+        """Join the network through ``contacts`` (default: ``Config.bootstrap``).
+
+        Each contact pins a node ID: the session handshake proves who answers,
+        and a contact answered by another identity is refused (counted in
+        ``stats()["bootstrap"]["refused"]``, never retried).  Contacts are tried
+        in parallel, each up to ``Config.bootstrap_attempts`` times with
+        exponential backoff; once one answered, the others get
+        ``Config.bootstrap_grace`` more seconds.  Then a lookup for our own
+        ID, and one for a random ID in each bucket farther away (Kademlia's
+        join), fill the routing table.  Returns how many contacts answered.
+        """
+        self._check_running()
+        parsed = _parse_contacts(self.config.bootstrap if contacts is None else contacts)
+        parsed = [c for c in parsed if c.node_id != self.node_id]
+        answered = refused = 0
+
+        async def join(contact: Contact) -> None:
+            nonlocal answered, refused
+            delay = self.config.bootstrap_backoff
+            # A first contact waits for the whole handshake: on a lossy path it
+            # takes retransmissions, and a handshake failure ends the wait early.
+            timeout = self.config.session.handshake_timeout + self.config.routing.max_timeout
+            for attempt in range(self.config.bootstrap_attempts):
+                event = await self._run(lambda now: self.core.ping(contact, now, timeout=timeout))
+                if type(event) is RequestCompleted:
+                    answered += 1
+                    return
+                assert type(event) is RequestFailed
+                if event.reason == "wrong-identity":
+                    refused += 1
+                    logger.warning(
+                        "bootstrap contact %s is answered by another node ID: refused",
+                        contact.to_uri(),
+                    )
+                    return
+                if answered or attempt + 1 == self.config.bootstrap_attempts:
+                    break  # once joined, a failing contact is not worth more waiting
+                await trio.sleep(delay * _jitter(self.node_id, contact.node_id, attempt))
+                delay *= 2
+
+        joined = trio.Event()
+
+        async def join_and_signal(contact: Contact) -> None:
+            await join(contact)
+            if answered:
+                joined.set()
+
+        async def stop_waiting(scope: trio.CancelScope) -> None:
+            # Once joined, slow contacts get a short grace period, not a full
+            # handshake timeout each.
+            await joined.wait()
+            await trio.sleep(self.config.bootstrap_grace)
+            scope.cancel()
+
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_waiting, scope)
+                async with trio.open_nursery() as joins:
+                    for contact in parsed:
+                        joins.start_soon(join_and_signal, contact)
+                scope.cancel()  # every contact finished first
+        self._bootstrap["answered"] += answered
+        self._bootstrap["refused"] += refused
+        # Contacts that gave up, and those still trying when the grace period ended.
+        self._bootstrap["unreachable"] += len(parsed) - answered - refused
+        if answered:
+            # On a lossy path the lookup for our own ID can come back empty
+            # (every request to the few contacts known so far lost): try again,
+            # or the table would hold little more than the bootstrap contacts.
+            for attempt in range(self.config.bootstrap_attempts):
+                found = await self._lookup(self.node_id, "bootstrap")
+                if found.contacts:
+                    break
+                await trio.sleep(
+                    self.config.bootstrap_backoff * _jitter(self.node_id, b"self", attempt)
+                )
+            # Kademlia §2.3: then refresh every bucket farther than the closest
+            # neighbour, so the table knows every part of the ID space.
+            routing = self.core.routing
+            targets = [routing.random_id_in_bucket(i) for i in range(routing.bucket_count - 1)]
+            async with trio.open_nursery() as nursery:
+                for target in targets:
+                    nursery.start_soon(self._refresh, target)
+        return answered
+
+    async def find_node(self, node_id: bytes) -> list[Contact]:
+        """The k closest nodes to ``node_id`` that answered, nearest first.
+
+        This node itself is never in the list (a lookup does not ask itself).
+        """
+        _check_key(node_id, "node_id")
+        event = await self._lookup(node_id, "find_node")
+        return list(event.contacts)
+
+    async def put(self, value: bytes) -> bytes:
+        """Store the immutable ``value`` on the k closest nodes to its key; return the key.
+
+        Returns once the STOREs were answered, if at least one node (possibly
+        this one) stored it.  Raises ``LookupFailedError`` when no node could be
+        reached and ``RPCError`` when every reachable node refused.
+        """
+        self._check_running()
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise ConfigError(f"value must be bytes, got {type(value).__name__}")
+        value = bytes(value)
+        limit = min(
+            self.config.storage.max_value_size,
+            self.config.session.max_message_size - STORE_OVERHEAD,
+        )
+        if len(value) > limit:
+            raise ConfigError(f"value is {len(value)} bytes; the largest value is {limit} bytes")
+        event = await self._run(lambda now: self.core.start_put(value, now))
+        assert type(event) is PutCompleted
+        if event.stored_at:
+            return event.key
+        if not event.trace.responses:
+            raise LookupFailedError("put: no node could be reached")
+        raise RPCError(f"put: no node stored the value ({_describe(event.errors)})")
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None if no node has it.
+
+        Only a value that hashes to ``key`` is returned; a node that answers
+        with another value is counted (``drops["dht.forged-value"]``) and the
+        lookup goes on.
+        """
+        _check_key(key, "key")
+        local = self.core.local_value(key, trio.current_time())
+        if local is not None:
+            return local
+        event = await self._lookup(key, "get")
+        return event.value
+
+    def signed_contacts(self, n: int = 20, *, lifetime: int = DEFAULT_LIST_LIFETIME) -> bytes:
+        """A contact list (06-bootstrap.md) of up to ``n`` good contacts, signed by this node.
+
+        The node's own contact comes first (unless in client mode), then
+        routing-table entries spread over the ID space: the most recently
+        seen of each bucket in turn, farthest buckets first.  Hand the bytes
+        out anywhere; joining nodes check them with :meth:`verify_contacts`
+        or :func:`qdht.dht.verify_contact_list`.
+        """
+        self._check_running()
+        if type(n) is not int or not 1 <= n <= MAX_LIST_CONTACTS:
+            raise ConfigError(f"n must be an integer in 1..{MAX_LIST_CONTACTS}, got {n!r}")
+        chosen: list[Contact] = [] if self.client_mode else [self.contact]
+        routing = self.core.routing
+        buckets = [routing.bucket_contacts(i)[::-1] for i in range(routing.bucket_count)]
+        depth = 0
+        while len(chosen) < n and any(depth < len(b) for b in buckets):
+            for bucket in buckets:
+                if depth < len(bucket) and len(chosen) < n:
+                    chosen.append(bucket[depth])
+            depth += 1
+        if not chosen:
+            raise NodeStateError("no contacts to vouch for: the routing table is empty")
+        signed = sign_contact_list(self.identity, chosen, now=int(time.time()), lifetime=lifetime)
+        return encode(signed)
+
+    def verify_contacts(self, data: bytes, *, signer: bytes | None = None) -> list[Contact]:
+        """The contacts of a signed contact list, checked now for this network's difficulty.
+
+        ``signer`` pins the node ID that must have signed it.  Raises
+        ``DecodeError`` or ``IdentityError``; pass the result to :meth:`bootstrap`.
+        """
+        return verify_contact_list(
+            data, now=int(time.time()), difficulty=self.config.puzzle_difficulty, signer=signer
+        )
+
+    def events(self) -> EventSubscription:
+        """Subscribe to node events (see :class:`EventSubscription`)."""
+        self._check_running()
+        if len(self._subscribers) >= self.config.max_event_subscribers:
+            raise NodeStateError(
+                f"{len(self._subscribers)} event subscribers already (max_event_subscribers)"
+            )
+        subscription = EventSubscription(self, self.config.event_queue_size)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the whole node.  Keys:
+
+        * ``node_id`` (hex), ``client_mode``, ``routing_table_size``;
+        * ``lookups``: ``started``, ``succeeded``, ``failed``, ``running``,
+          ``success_rate`` (None before any finished), ``latency`` {``p50``,
+          ``p90``, ``p99``} in seconds, ``hops`` {``mean``, ``p50``, ``max``},
+          ``rpcs_per_lookup``, ``by_kind`` {find_node, get, put, bootstrap,
+          refresh → started/succeeded/failed}; the totals count the user
+          operations find_node, get and put, over the last
+          ``RpcConfig.latency_samples`` for latency and hops;
+        * ``rpcs_sent`` / ``rpcs_received``: DHT messages by type;
+          ``errors_sent`` by error code name;
+        * ``bytes_sent`` / ``bytes_received`` and ``datagrams_sent`` /
+          ``datagrams_received``: on the wire, every layer included;
+          ``dht_bytes_sent`` / ``dht_bytes_received``: DHT payloads only;
+        * ``sessions``, ``handshakes_failed``, ``bootstrap`` {answered, refused,
+          unreachable}, ``storage`` {values, bytes, ...}, ``routing`` (table
+          details), ``events_dropped``;
+        * ``drops``: everything dropped, by ``"<layer>.<reason>"`` with layer
+          ``dht``, ``routing``, ``session``, ``transport`` or ``node``;
+          ``drops_total`` is their sum.
+        """
+        core = self.core.stats()
+        session = self.endpoint.stats()
+        transport = self.transport.stats()
+        drops: dict[str, int] = {}
+        for layer, table in (
+            ("dht", core["drops"]),
+            ("routing", core["routing"]["drops"]),
+            ("session", session["drops"]),
+            ("node", self._drops),
+        ):
+            for reason, count in table.items():
+                drops[f"{layer}.{reason}"] = count
+        for key, count in transport.items():
+            if key.startswith("drop_"):
+                drops[f"transport.{key[5:]}"] = count
+        return {
+            "node_id": self.node_id.hex(),
+            "client_mode": self.client_mode,
+            "routing_table_size": core["routing_table_size"],
+            "lookups": core["lookups"],
+            "rpcs_sent": core["rpcs_sent"],
+            "rpcs_received": core["rpcs_received"],
+            "errors_sent": core["errors_sent"],
+            "bytes_sent": transport.get("bytes_sent", 0),
+            "bytes_received": transport.get("bytes_received", 0),
+            "datagrams_sent": transport.get("datagrams_sent", 0),
+            "datagrams_received": transport.get("datagrams_received", 0),
+            "dht_bytes_sent": core["bytes_sent"],
+            "dht_bytes_received": core["bytes_received"],
+            "pending_requests": core["pending_requests"],
+            "late_responses": core["late_responses"],
+            "sessions": session.get("sessions", 0),
+            "handshakes_failed": session.get("handshakes_failed", 0),
+            "bootstrap": dict(self._bootstrap),
+            "storage": core["storage"],
+            "routing": {k: v for k, v in core["routing"].items() if k != "drops"},
+            "events_dropped": self._events_dropped,
+            "drops": drops,
+            "drops_total": sum(drops.values()),
+        }
+
+    # ------------------------------------------------------------ operations
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise NodeStateError("the node has stopped (its async with block was left)")
+
+    async def _refresh(self, target: bytes) -> None:
+        # With max_lookups running, skip it: the hourly refresh will do it.
+        with contextlib.suppress(LookupFailedError):
+            await self._lookup(target, "refresh")
+
+    async def _lookup(self, target: bytes, kind: str) -> LookupCompleted:
+        event = await self._run(lambda now: self.core.start_lookup(target, now, kind=kind))
+        assert type(event) is LookupCompleted
+        return event
+
+    async def _run(self, start: Callable[[float], int]) -> DhtEvent:
+        """Start work in the core and wait for the event that ends it."""
+        self._check_running()
+        handle = start(trio.current_time())
+        waiter = _Waiter()
+        self._waiters[handle] = waiter
+        try:
+            await self._flush()
+            await waiter.event.wait()
+        finally:
+            self._waiters.pop(handle, None)
+        assert waiter.result is not None
+        return waiter.result
+
+    # ------------------------------------------------------------ driver
+
+    def _drop(self, reason: str) -> None:
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+
+    def _step(self) -> None:
+        """Move messages and events between the two cores until both are quiet."""
+        endpoint, core = self.endpoint, self.core
+        now = trio.current_time()
+        busy = True
+        while busy:
+            busy = False
+            while (event := endpoint.next_event()) is not None:
+                busy = True
+                if type(event) is MessageReceived:
+                    core.receive_message(
+                        event.node_id, event.addr, event.payload, now, early=event.early
+                    )
+                elif type(event) is HandshakeFailed:
+                    core.peer_unreachable(event.node_id, now, event.reason)
+            for node_id, addr, payload in core.messages_to_send():
+                busy = True
+                try:
+                    endpoint.send_message(node_id, payload, now, addr=addr)
+                except SessionError as exc:
+                    self._drop("session-refused")
+                    logger.debug("session refused a message to %s: %s", node_id.hex()[:16], exc)
+                    core.peer_unreachable(node_id, now, "session-refused")
+            while (dht_event := core.next_event()) is not None:
+                self._dispatch(dht_event)
+
+    def _dispatch(self, event: DhtEvent) -> None:
+        handle = getattr(event, "handle", None)
+        if handle is not None:
+            waiter = self._waiters.pop(handle, None)
+            if waiter is not None:
+                waiter.result = event
+                waiter.event.set()
+        if type(event) in (RequestCompleted, RequestFailed):
+            return
+        for subscriber in self._subscribers:
+            subscriber._offer(event)  # type: ignore[arg-type]
+
+    async def _flush(self) -> None:
+        self._step()
+        if not self._writing:
+            # One writer at a time keeps datagrams in order; other tasks leave
+            # theirs in the endpoint's outbox for the active writer to drain.
+            self._writing = True
+            try:
+                endpoint, transport = self.endpoint, self.transport
+                while batch := endpoint.datagrams_to_send(trio.current_time()):
+                    for data, addr in batch:
+                        try:
+                            # The endpoint hands back the addresses the transport gave it.
+                            await transport.send(data, addr)  # type: ignore[arg-type]
+                        except (TransportError, OSError, ConfigError) as exc:
+                            self._drop("send-error")
+                            logger.debug("send to %r failed: %s", addr, exc)
+                        except trio.ClosedResourceError:
+                            self._drop("send-after-close")
+            finally:
+                self._writing = False
+        if min(self.endpoint.new_deadline, self.core.new_deadline) < self._timer_at:
+            self._wake.set()
+
+    async def _reader(self) -> None:
+        endpoint, transport = self.endpoint, self.transport
+        while True:
+            try:
+                data, addr = await transport.receive()
+            except trio.ClosedResourceError:
+                return
+            endpoint.receive_datagram(data, addr, trio.current_time())
+            await self._flush()
+
+    async def _timer(self) -> None:
+        endpoint, core = self.endpoint, self.core
+        while True:
+            session_at = endpoint.get_timer()
+            core_at = core.get_timer()
+            deadline = min(
+                session_at if session_at is not None else math.inf,
+                core_at if core_at is not None else math.inf,
+            )
+            self._wake = trio.Event()
+            self._timer_at = deadline
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            now = trio.current_time()
+            if session_at is not None and now >= session_at:
+                endpoint.handle_timer(now)
+            if core_at is not None and now >= core_at:
+                core.handle_timer(now)
+            await self._flush()
+            await trio.lowlevel.checkpoint()
+
+    def _stop(self) -> None:
+        self._running = False
+        for subscriber in list(self._subscribers):
+            subscriber._close()
+        self._subscribers.clear()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _jitter(*parts: bytes | int) -> float:
+    """A factor in [0.75, 1.25], fixed by ``parts``: no generator state per node
+    (a ``random.Random`` costs 2.5 KB), and reproducible in simulations."""
+    digest = hashlib.sha3_256(repr(parts).encode()).digest()
+    return 0.75 + int.from_bytes(digest[:4], "big") / 0xFFFFFFFF / 2
+
+
+def _check_key(value: object, name: str) -> None:
+    if type(value) is not bytes or len(value) != KEY_SIZE:
+        raise ConfigError(f"{name} must be {KEY_SIZE} bytes")
+
+
+def _describe(errors: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(errors.items())) or "no answer"
+
+
+def _parse_contacts(items: Iterable[str | Contact]) -> list[Contact]:
+    if isinstance(items, str | Contact):
+        items = [items]
+    out = []
+    for item in items:
+        if isinstance(item, Contact):
+            out.append(item)
+        elif isinstance(item, str):
+            try:
+                out.append(Contact.from_uri(item))
+            except ContactError as exc:
+                raise ConfigError(f"contacts: {exc}") from None
+        else:
+            raise ConfigError(f"contacts must be URIs or Contact objects, got {item!r}")
+    return out
+
+
+def _advertised(address: Address, advertise_host: str | None) -> Address:
+    """The address to put in our contact for a local (listening) address.
+
+    A wildcard bind (0.0.0.0, ::) is advertised as ``advertise_host`` if set,
+    else as the source address the kernel would use towards the internet
+    (no packet is sent), else as loopback.
+    """
+    ip = ipaddress.ip_address(address.host)
+    if not ip.is_unspecified:
+        return address
+    if advertise_host is not None:
+        return Address(address.transport, advertise_host, address.port)
+    v6 = ip.version == 6
+    host = "::1" if v6 else "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((_TEST_NET_V6 if v6 else _TEST_NET_V4, 9))
+            host = probe.getsockname()[0]
+    except OSError:
+        pass
+    return Address(address.transport, host, address.port)
+
+
+@asynccontextmanager
+async def _open_transports(config: Config) -> AsyncIterator[DatagramTransport]:
+    async with AsyncExitStack() as stack:
+        transports: list[DatagramTransport] = []
+        for uri in config.listen:
+            kind, host, port = parse_listen(uri)
+            if kind == "udp":
+                transports.append(await stack.enter_async_context(open_udp_transport(host, port)))
+            else:
+                transports.append(
+                    await stack.enter_async_context(open_websocket_transport(host, port))
+                )
+        if len(transports) == 1:
+            yield transports[0]
+        else:
+            multi = MultiTransport(transports, receive_queue=config.receive_queue)
+            async with multi:
+                yield multi
+
+
+@asynccontextmanager
+async def open_node(
+    config: Config | None = None, *, transport: DatagramTransport | None = None
+) -> AsyncIterator[Node]:
+    """Run a node until the ``async with`` block ends.
+
+    The node listens on ``config.listen`` (transports opened here are closed
+    on exit), or on ``transport`` when one is given — for example
+    ``MemoryNetwork().bind()`` in simulations; a given transport stays open
+    (its owner closes it).  With ``config.bootstrap`` set, the node joins
+    through those contacts before the block starts (see :meth:`Node.bootstrap`;
+    a failure to join is logged, not raised: check ``stats()["bootstrap"]``).
+    """
+    if config is None:
+        config = Config()
+    if not isinstance(config, Config):
+        raise ConfigError(f"config must be a qdht.Config, got {type(config).__name__}")
+    if transport is not None and not isinstance(transport, DatagramTransport):
+        raise ConfigError(f"transport must be a DatagramTransport, got {type(transport).__name__}")
+    if isinstance(config.identity, Identity):
+        identity = config.identity
+    else:
+        identity = await trio.to_thread.run_sync(config.load_identity)
+    async with AsyncExitStack() as stack:
+        if transport is None:
+            transport = await stack.enter_async_context(_open_transports(config))
+        body_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            node = Node(config, identity, transport)
+            nursery.start_soon(node._reader, name=f"qdht node {node.node_id.hex()[:8]} reader")
+            nursery.start_soon(node._timer, name=f"qdht node {node.node_id.hex()[:8]} timer")
+            try:
+                if config.bootstrap:
+                    answered = await node.bootstrap()
+                    if not answered:
+                        logger.warning("no bootstrap contact answered")
+                yield node
+            except BaseException as exc:
+                # Re-raised below, outside the nursery, so callers see it unwrapped.
+                body_error = exc
+            finally:
+                node._stop()
+                nursery.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
