@@ -1,0 +1,442 @@
+// Kademlia over qdht sessions (protocol-spec/02-dht-rpc.md): routing table,
+// serving PING / FIND_NODE / FIND_VALUE / STORE, and the client side
+// (bootstrap, iterative lookups, put / get).
+import { isIPv4, isIPv6 } from 'node:net';
+import { decode, encode, DecodeError } from './cbor.js';
+import { checkMessage } from './messages.js';
+import { sha3_256, ascii, concat, randomBytes, equalBytes } from './crypto.js';
+
+export const K = 20;
+export const ALPHA = 3;
+export const LIMITS = Object.freeze({
+  maxValues: 10000,
+  maxStoredBytes: 64 << 20,
+  valueTtl: 24 * 3600,
+  rpcTimeout: 12, // seconds, including a handshake
+  maxPendingRpcs: 4096,
+});
+export const ERR = Object.freeze({
+  'bad-request': 1,
+  'unknown-request': 2,
+  'too-large': 3,
+  'rate-limited': 4,
+  'storage-full': 5,
+  'invalid-value': 6,
+  'not-serving': 7,
+  internal: 8,
+});
+const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store'];
+const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error']);
+const ALLOWED_RESPONSES = {
+  ping: ['pong', 'error'],
+  find_node: ['nodes', 'error'],
+  find_value: ['value', 'nodes', 'error'],
+  store: ['stored', 'error'],
+};
+const IMMUTABLE_PREFIX = ascii('qdht/v1/immutable');
+
+const hexOf = (b) => Buffer.from(b).toString('hex');
+export const immutableKey = (value) => sha3_256(concat([IMMUTABLE_PREFIX, value]));
+
+/** XOR distance as a comparable hex string. */
+function distance(a, b) {
+  const d = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) d[i] = a[i] ^ b[i];
+  return d;
+}
+const cmpBytes = (a, b) => Buffer.compare(a, b);
+function bucketIndex(self, id) {
+  for (let i = 0; i < 32; i++) {
+    const x = self[i] ^ id[i];
+    if (x) return i * 8 + Math.clz32(x) - 24;
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------- addresses
+
+/** dgram address -> CBOR address map */
+export function toWireAddr(a) {
+  let ip;
+  if (isIPv4(a.address)) ip = Uint8Array.from(a.address.split('.').map(Number));
+  else ip = ipv6Bytes(a.address);
+  return { tr: 'udp', ip, port: a.port };
+}
+function ipv6Bytes(s) {
+  const [head, tail = null] = s.split('::');
+  const parse = (x) => (x ? x.split(':') : []);
+  let h = parse(head);
+  let t = tail === null ? [] : parse(tail);
+  const expand = (parts) => {
+    const out = [];
+    for (const p of parts) {
+      if (p.includes('.')) {
+        const v4 = p.split('.').map(Number);
+        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+      } else out.push(parseInt(p, 16));
+    }
+    return out;
+  };
+  h = expand(h);
+  t = expand(t);
+  const words = tail === null ? h : [...h, ...Array(8 - h.length - t.length).fill(0), ...t];
+  const b = new Uint8Array(16);
+  words.forEach((w, i) => {
+    b[2 * i] = w >> 8;
+    b[2 * i + 1] = w & 0xff;
+  });
+  return b;
+}
+/** CBOR address map -> dgram address (udp only) */
+export function fromWireAddr(w) {
+  if (w.tr !== 'udp') return null;
+  let address;
+  if (w.ip.length === 4) address = [...w.ip].join('.');
+  else {
+    const words = [];
+    for (let i = 0; i < 16; i += 2) words.push(((w.ip[i] << 8) | w.ip[i + 1]).toString(16));
+    address = compressV6(words);
+  }
+  return { address, port: Number(w.port) };
+}
+function compressV6(words) {
+  // RFC 5952: longest run (>= 2) of zero words becomes "::"
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return words.join(':');
+  return `${words.slice(0, best).join(':')}::${words.slice(best + bestLen).join(':')}`;
+}
+
+/** Parse a contact URI (01-contacts.md §3). */
+export function parseContactUri(uri) {
+  const m = /^qdht\+(udp|ws):\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]{1,5})\/([0-9a-f]{64})$/.exec(uri);
+  if (!m) throw new Error(`not a qdht contact URI: ${uri}`);
+  const host = m[2].startsWith('[') ? m[2].slice(1, -1) : m[2];
+  if (!isIPv4(host) && !isIPv6(host)) throw new Error(`contact URI: bad host ${m[2]}`);
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535 || String(port) !== m[3]) throw new Error(`contact URI: bad port ${m[3]}`);
+  return { transport: m[1], id: Uint8Array.from(Buffer.from(m[4], 'hex')), addr: { address: host, port } };
+}
+export function formatContactUri(id, addr, transport = 'udp') {
+  let host = addr.address;
+  if (isIPv6(host)) {
+    const b = ipv6Bytes(host);
+    const words = [];
+    for (let i = 0; i < 16; i += 2) words.push(((b[i] << 8) | b[i + 1]).toString(16));
+    host = `[${compressV6(words)}]`;
+  }
+  return `qdht+${transport}://${host}:${addr.port}/${hexOf(id)}`;
+}
+
+// ---------------------------------------------------------------- routing table
+
+export class RoutingTable {
+  constructor(self, k = K) {
+    this.self = self;
+    this.k = k;
+    this.buckets = Array.from({ length: 256 }, () => []);
+  }
+  /** Add or refresh a verified contact; returns false when the bucket is full. */
+  touch(id, addr, now) {
+    const i = bucketIndex(this.self, id);
+    if (i < 0) return false;
+    const b = this.buckets[i];
+    const j = b.findIndex((e) => equalBytes(e.id, id));
+    if (j >= 0) {
+      const [e] = b.splice(j, 1);
+      e.addr = addr;
+      e.seen = now;
+      b.push(e);
+      return true;
+    }
+    if (b.length >= this.k) return false;
+    b.push({ id, addr, seen: now });
+    return true;
+  }
+  /** Least recently seen entry of the bucket `id` falls in. */
+  oldestIn(id) {
+    const i = bucketIndex(this.self, id);
+    return i < 0 ? null : this.buckets[i][0] ?? null;
+  }
+  remove(id) {
+    const i = bucketIndex(this.self, id);
+    if (i < 0) return;
+    const b = this.buckets[i];
+    const j = b.findIndex((e) => equalBytes(e.id, id));
+    if (j >= 0) b.splice(j, 1);
+  }
+  closest(target, n = this.k, exclude = null) {
+    const all = [];
+    for (const b of this.buckets) for (const e of b) if (!exclude || !equalBytes(e.id, exclude)) all.push(e);
+    all.sort((a, b) => cmpBytes(distance(a.id, target), distance(b.id, target)));
+    return all.slice(0, n);
+  }
+  size() {
+    return this.buckets.reduce((a, b) => a + b.length, 0);
+  }
+}
+
+// ---------------------------------------------------------------- the node
+
+export class DhtNode {
+  /**
+   * @param {import('./session.js').Endpoint} endpoint
+   * @param {object} o
+   */
+  constructor(endpoint, o = {}) {
+    this.ep = endpoint;
+    this.self = endpoint.identity.nodeId;
+    this.table = new RoutingTable(this.self);
+    this.store = new Map(); // key hex -> {value, expires}
+    this.storedBytes = 0;
+    this.pending = new Map(); // peerHex|ridHex -> {type, resolve, reject, timer}
+    this.log = o.log ?? (() => {});
+    this.now = o.now ?? (() => Date.now() / 1000);
+    this.stats = { served: Object.create(null), dropped: Object.create(null) };
+    endpoint.onMessage = (peerId, bytes, addr, info) => this.onMessage(peerId, bytes, addr, info);
+    endpoint.onHandshakeFailed = (peerHex, reason) => this.onHandshakeFailed(peerHex, reason);
+  }
+
+  count(kind, reason) {
+    this.stats[kind][reason] = (this.stats[kind][reason] ?? 0) + 1;
+  }
+
+  onHandshakeFailed(peerHex, reason) {
+    this.log(`handshake with ${peerHex.slice(0, 16)} failed: ${reason}`);
+    for (const [k, p] of this.pending)
+      if (k.startsWith(`${peerHex}|`)) {
+        this.pending.delete(k);
+        clearTimeout(p.timer);
+        p.reject(new Error(`handshake failed: ${reason}`));
+      }
+  }
+
+  sendMsg(peerId, addr, msg) {
+    this.ep.send(peerId, addr, encode(msg));
+  }
+
+  onMessage(peerId, bytes, addr, info) {
+    let item;
+    try {
+      item = decode(bytes);
+    } catch (e) {
+      if (e instanceof DecodeError) return this.count('dropped', e.reason);
+      throw e;
+    }
+    const type = item && typeof item === 'object' && !Array.isArray(item) && !(item instanceof Uint8Array) ? item.type : undefined;
+    const rid = type !== undefined && item.rid instanceof Uint8Array && item.rid.length === 8 ? item.rid : null;
+    if (RESPONSE_TYPES.has(type)) return this.onResponse(peerId, item, addr);
+    let req;
+    try {
+      req = checkMessage(item, REQUEST_RULES);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      this.count('dropped', e.reason);
+      if (!rid || info.early) return;
+      const code = e.reason === 'unknown-type' ? ERR['unknown-request'] : ERR['bad-request'];
+      return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
+    }
+    const m = req.msg;
+    if (!m.ro && !info.early) this.table.touch(peerId, addr, this.now());
+    this.count('served', m.type);
+    this.serve(peerId, addr, m);
+  }
+
+  serve(peerId, addr, m) {
+    const reply = (r) => this.sendMsg(peerId, addr, { ...r, rid: m.rid });
+    switch (m.type) {
+      case 'ping':
+        return reply({ type: 'pong' });
+      case 'find_node':
+        return reply({ type: 'nodes', nodes: this.contactsNear(m.target, peerId) });
+      case 'find_value': {
+        const v = this.lookupLocal(m.key);
+        if (v) return reply({ type: 'value', value: v });
+        return reply({ type: 'nodes', nodes: this.contactsNear(m.key, peerId) });
+      }
+      case 'store': {
+        if (!equalBytes(immutableKey(m.value), m.key)) return reply({ type: 'error', code: ERR['invalid-value'], message: 'key does not match value' });
+        const r = this.putLocal(m.key, m.value);
+        if (!r) return reply({ type: 'error', code: ERR['storage-full'], message: 'storage full' });
+        return reply({ type: 'stored' });
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  contactsNear(target, requester) {
+    return this.table
+      .closest(target, K, requester)
+      .map((e) => ({ id: e.id, addrs: [toWireAddr(e.addr)] }));
+  }
+
+  lookupLocal(key) {
+    const e = this.store.get(hexOf(key));
+    if (!e) return null;
+    if (e.expires <= this.now() || !equalBytes(immutableKey(e.value), key)) {
+      this.store.delete(hexOf(key));
+      this.storedBytes -= e.value.length;
+      return null;
+    }
+    return e.value;
+  }
+
+  putLocal(key, value) {
+    const h = hexOf(key);
+    const old = this.store.get(h);
+    if (old) {
+      old.expires = this.now() + LIMITS.valueTtl;
+      return true;
+    }
+    if (this.store.size >= LIMITS.maxValues || this.storedBytes + value.length > LIMITS.maxStoredBytes) return false;
+    this.store.set(h, { value, expires: this.now() + LIMITS.valueTtl });
+    this.storedBytes += value.length;
+    return true;
+  }
+
+  onResponse(peerId, item, addr) {
+    const rid = item.rid instanceof Uint8Array ? item.rid : null;
+    if (!rid) return this.count('dropped', 'response-without-rid');
+    const key = `${hexOf(peerId)}|${hexOf(rid)}`;
+    const p = this.pending.get(key);
+    if (!p) return this.count('dropped', 'unmatched-response');
+    let r;
+    try {
+      r = checkMessage(item, ['dht-pong', 'dht-nodes', 'dht-value', 'dht-stored', 'dht-error']);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      return this.count('dropped', e.reason);
+    }
+    if (!ALLOWED_RESPONSES[p.type].includes(r.msg.type)) return this.count('dropped', 'wrong-response-type');
+    this.pending.delete(key);
+    clearTimeout(p.timer);
+    this.table.touch(peerId, addr, this.now());
+    p.resolve(r.msg);
+  }
+
+  /** Send one request; resolves with the response map (may be `error`). */
+  request(peerId, addr, msg) {
+    if (this.pending.size >= LIMITS.maxPendingRpcs) return Promise.reject(new Error('too many outstanding requests'));
+    let rid;
+    let key;
+    do {
+      rid = randomBytes(8);
+      key = `${hexOf(peerId)}|${hexOf(rid)}`;
+    } while (this.pending.has(key));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(key);
+        reject(new Error('timeout'));
+      }, LIMITS.rpcTimeout * 1000);
+      timer.unref?.();
+      this.pending.set(key, { type: msg.type, resolve, reject, timer });
+      this.sendMsg(peerId, addr, { ...msg, rid });
+    });
+  }
+
+  ping(peerId, addr) {
+    return this.request(peerId, addr, { type: 'ping' });
+  }
+
+  /** Contact the bootstrap contacts, then look up our own ID. */
+  async bootstrap(contacts) {
+    const results = await Promise.allSettled(contacts.map((c) => this.ping(c.id, c.addr)));
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    results.forEach((r, i) => r.status === 'rejected' && this.log(`bootstrap ${hexOf(contacts[i].id).slice(0, 16)}: ${r.reason.message}`));
+    if (ok) await this.lookup(this.self, 'find_node');
+    return ok;
+  }
+
+  /**
+   * Iterative lookup. `kind` 'find_node' returns the k closest contacts;
+   * 'find_value' returns {value} as soon as a node returns a matching one.
+   */
+  async lookup(target, kind = 'find_node') {
+    const short = new Map(); // hex -> {id, addr, state}
+    const add = (id, addr) => {
+      const h = hexOf(id);
+      if (equalBytes(id, this.self) || short.has(h)) return;
+      short.set(h, { id, addr, state: 'new', d: distance(id, target) });
+    };
+    for (const e of this.table.closest(target, K)) add(e.id, e.addr);
+    const sorted = () => [...short.values()].filter((e) => e.state !== 'failed').sort((a, b) => cmpBytes(a.d, b.d));
+    for (;;) {
+      const top = sorted().slice(0, K);
+      const todo = top.filter((e) => e.state === 'new').slice(0, ALPHA);
+      const inflight = top.filter((e) => e.state === 'asked');
+      if (!todo.length && !inflight.length) break;
+      if (!todo.length) {
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      const rounds = todo.map(async (e) => {
+        e.state = 'asked';
+        try {
+          const msg = kind === 'find_node' ? { type: 'find_node', target } : { type: 'find_value', key: target };
+          const r = await this.request(e.id, e.addr, msg);
+          if (r.type === 'value') {
+            if (equalBytes(immutableKey(r.value), target)) return { value: r.value };
+            this.count('dropped', 'value-mismatch');
+            e.state = 'failed';
+            return null;
+          }
+          if (r.type === 'error') {
+            e.state = 'failed';
+            return null;
+          }
+          e.state = 'done';
+          const seen = new Set();
+          for (const c of r.nodes) {
+            const h = hexOf(c.id);
+            if (seen.has(h)) continue;
+            seen.add(h);
+            const a = c.addrs.map(fromWireAddr).find((x) => x);
+            if (a) add(c.id, a);
+          }
+        } catch {
+          e.state = 'failed';
+        }
+        return null;
+      });
+      const res = await Promise.all(rounds);
+      const hit = res.find((x) => x && x.value);
+      if (hit) return hit;
+    }
+    if (kind === 'find_value') return { value: null };
+    return sorted()
+      .filter((e) => e.state === 'done')
+      .slice(0, K);
+  }
+
+  /** Store a value on the k closest nodes; returns {key, stored: count}. */
+  async put(value) {
+    const key = immutableKey(value);
+    this.putLocal(key, value);
+    const nodes = await this.lookup(key, 'find_node');
+    const res = await Promise.allSettled(nodes.map((n) => this.request(n.id, n.addr, { type: 'store', key, value })));
+    const stored = res.filter((r) => r.status === 'fulfilled' && r.value.type === 'stored').length;
+    return { key, stored };
+  }
+
+  /** Fetch a value by key: local store first, then the network. */
+  async get(key) {
+    const local = this.lookupLocal(key);
+    if (local) return local;
+    const r = await this.lookup(key, 'find_value');
+    return r.value;
+  }
+}

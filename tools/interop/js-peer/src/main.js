@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// qdht JS peer: the interop harness contract.
+//
+// Environment:
+//   QDHT_LISTEN      udp://HOST:PORT (default udp://127.0.0.1:0)
+//   QDHT_BOOTSTRAP   space-separated contact URIs (may be empty)
+//   QDHT_DIFFICULTY  network puzzle difficulty (default 19)
+//   QDHT_KEYLOGFILE  optional: append session keys (one line per keypair)
+//
+// stdout: line 1 is this node's contact URI; then one line per answered
+// stdin command (see README.md). Logs go to stderr. SIGTERM/SIGINT exit 0.
+import dgram from 'node:dgram';
+import { appendFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { isIPv6 } from 'node:net';
+import { generateIdentity } from './crypto.js';
+import { Endpoint } from './session.js';
+import { DhtNode, parseContactUri, formatContactUri } from './dht.js';
+
+const log = (...a) => process.stderr.write(`[js-peer] ${a.join(' ')}\n`);
+const hexOf = (b) => Buffer.from(b).toString('hex');
+
+function parseListen(s) {
+  const m = /^udp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]{1,5})$/.exec(s);
+  if (!m) throw new Error(`QDHT_LISTEN: expected udp://HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+async function main() {
+  const listen = parseListen(process.env.QDHT_LISTEN || 'udp://127.0.0.1:0');
+  const difficulty = Number.parseInt(process.env.QDHT_DIFFICULTY ?? '19', 10);
+  if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 255) throw new Error('QDHT_DIFFICULTY: integer 0..255 expected');
+  const bootstrap = (process.env.QDHT_BOOTSTRAP ?? '').split(/\s+/).filter(Boolean).map(parseContactUri);
+  const keylog = process.env.QDHT_KEYLOGFILE || null;
+  const verbose = !!process.env.QDHT_JS_VERBOSE;
+
+  const t0 = Date.now();
+  const identity = generateIdentity(difficulty);
+  log(`identity minted at difficulty ${difficulty} in ${Date.now() - t0} ms`);
+
+  const sock = dgram.createSocket({ type: isIPv6(listen.host) ? 'udp6' : 'udp4' });
+  await new Promise((res, rej) => {
+    sock.once('error', rej);
+    sock.bind(listen.port, listen.host, res);
+  });
+  const bound = sock.address();
+
+  const ep = new Endpoint({
+    identity,
+    difficulty,
+    sendDatagram: (bytes, addr) => sock.send(bytes, addr.port, addr.address),
+    onMessage: () => {},
+    log: verbose ? (s) => log(s) : () => {},
+    keyLog: keylog ? (line) => appendFileSync(keylog, `${line}\n`, { mode: 0o600 }) : null,
+  });
+  const node = new DhtNode(ep, { log });
+  sock.on('message', (msg, rinfo) => ep.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { address: rinfo.address, port: rinfo.port }));
+  sock.on('error', (e) => log(`socket error: ${e.message}`));
+  const timer = setInterval(() => ep.tick(), 200);
+
+  process.stdout.write(`${formatContactUri(identity.nodeId, { address: bound.address, port: bound.port })}\n`);
+  log(`listening on ${bound.address}:${bound.port}`);
+
+  let closing = false;
+  const shutdown = (sig) => {
+    if (closing) return;
+    closing = true;
+    log(`${sig}: shutting down (${node.table.size()} contacts, ${node.store.size} values, drops ${JSON.stringify(ep.stats.drops)})`);
+    clearInterval(timer);
+    for (const p of [...ep.peers.values()]) ep.closePeer(p.id);
+    setImmediate(() => sock.close(() => process.exit(0)));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  const ready = bootstrap.length
+    ? node.bootstrap(bootstrap).then(
+        (ok) => log(`bootstrap: ${ok}/${bootstrap.length} contacts answered; routing table ${node.table.size()}`),
+        (e) => log(`bootstrap failed: ${e.message}`),
+      )
+    : Promise.resolve();
+
+  // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>", "stats"
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  rl.on('line', async (line) => {
+    const [cmd, arg = ''] = line.trim().split(/\s+/, 2);
+    await ready;
+    try {
+      if (cmd === 'put') {
+        const r = await node.put(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(`stored ${hexOf(r.key)} ${r.stored}\n`);
+      } else if (cmd === 'get') {
+        const v = await node.get(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(v ? `value ${arg} ${hexOf(v)}\n` : `notfound ${arg}\n`);
+      } else if (cmd === 'ping') {
+        const c = parseContactUri(arg);
+        const r = await node.ping(c.id, c.addr);
+        process.stdout.write(`${r.type} ${hexOf(c.id)}\n`);
+      } else if (cmd === 'find-node') {
+        const nodes = await node.lookup(Uint8Array.from(Buffer.from(arg, 'hex')), 'find_node');
+        process.stdout.write(`nodes ${arg} ${nodes.map((n) => formatContactUri(n.id, n.addr)).join(' ')}\n`);
+      } else if (cmd === 'stats') {
+        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, dht: node.stats })}\n`);
+      } else if (cmd) process.stdout.write(`error unknown command ${cmd}\n`);
+    } catch (e) {
+      process.stdout.write(`error ${cmd} ${e.message}\n`);
+    }
+  });
+  rl.on('close', () => {}); // stdin closing does not stop the node
+}
+
+main().catch((e) => {
+  log(`fatal: ${e.stack ?? e}`);
+  process.exit(1);
+});

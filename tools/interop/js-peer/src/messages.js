@@ -1,0 +1,219 @@
+// Message rules of protocol-spec/qdht.cddl, checked as 00-conventions.md §4-§5
+// describe (closed maps, reason codes).
+import { DecodeError, decode, encode } from './cbor.js';
+
+const isInt = (v) => (typeof v === 'number' && Number.isInteger(v)) || typeof v === 'bigint';
+const isMap = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+const utf8len = (s) => Buffer.byteLength(s, 'utf8');
+
+// Field checkers: (value, path) => void, throwing DecodeError.
+const uint = (min = 0n, max = 0xffffffffffffffffn) => (v, p) => {
+  if (!isInt(v) || BigInt(v) < 0n) throw new DecodeError('field-type', p);
+  if (BigInt(v) < BigInt(min) || BigInt(v) > BigInt(max)) throw new DecodeError('field-value', p);
+};
+const bytes = (min, max = min) => (v, p) => {
+  if (!(v instanceof Uint8Array)) throw new DecodeError('field-type', p);
+  if (v.length < min || v.length > max) throw new DecodeError('field-size', p);
+};
+const text = (min, max) => (v, p) => {
+  if (typeof v !== 'string') throw new DecodeError('field-type', p);
+  const n = utf8len(v);
+  if (n < min || n > max) throw new DecodeError('field-size', p);
+};
+const textEnum = (...allowed) => (v, p) => {
+  if (typeof v !== 'string') throw new DecodeError('field-type', p);
+  if (!allowed.includes(v)) throw new DecodeError('field-value', p);
+};
+const trueOnly = (v, p) => {
+  if (typeof v !== 'boolean') throw new DecodeError('field-type', p);
+  if (v !== true) throw new DecodeError('field-value', p);
+};
+const ip = (v, p) => {
+  if (!(v instanceof Uint8Array)) throw new DecodeError('field-type', p);
+  if (v.length !== 4 && v.length !== 16) throw new DecodeError('field-size', p);
+};
+const array = (elem, min, max) => (v, p) => {
+  if (!Array.isArray(v)) throw new DecodeError('field-type', p);
+  if (v.length < min || v.length > max) throw new DecodeError('field-size', p);
+  v.forEach((x, i) => elem(x, `${p}[${i}]`));
+};
+
+/** Check a closed map against `fields` ({name: [checker, optional?]}). */
+function checkMap(v, fields, p) {
+  if (!isMap(v)) throw new DecodeError('not-a-map', p);
+  for (const [name, [check, optional]] of Object.entries(fields)) {
+    if (!(name in v)) {
+      if (optional) continue;
+      throw new DecodeError('missing-field', `${p}.${name}`);
+    }
+    check(v[name], `${p}.${name}`);
+  }
+  for (const k of Object.keys(v)) if (!(k in fields)) throw new DecodeError('unknown-field', `${p}.${k}`);
+}
+const map = (fields) => (v, p) => checkMap(v, fields, p);
+
+const NODE_ID = bytes(32);
+const ADDRESS = map({ tr: [textEnum('udp', 'ws')], ip: [ip], port: [uint(1, 65535)] });
+const CONTACT = map({ id: [NODE_ID], addrs: [array(ADDRESS, 1, 4)] });
+const RID = bytes(8);
+const RO = [trueOnly, true];
+const WS = [uint(1, 65535), true];
+const UNIX_TIME = uint(0, 2 ** 40 - 1);
+const V1 = uint(1, 1);
+const XWING_PK = bytes(1216);
+const MLDSA_PK = bytes(1952);
+const MLDSA_SIG = bytes(3309);
+const NONCE = bytes(8);
+
+const CERT_FIELDS = {
+  type: [textEnum('cert')],
+  v: [V1],
+  xwing: [XWING_PK],
+  mldsa: [MLDSA_PK],
+  nonce: [NONCE],
+  serial: [uint()],
+  nbf: [UNIX_TIME],
+  naf: [UNIX_TIME],
+  sig: [MLDSA_SIG],
+};
+
+/** Every message rule: `<area>-<type>` -> fields (without `type`). */
+export const RULES = {
+  'dht-ping': { rid: [RID], ro: RO, ws: WS },
+  'dht-pong': { rid: [RID] },
+  'dht-find_node': { rid: [RID], target: [NODE_ID], ro: RO, ws: WS },
+  'dht-nodes': { rid: [RID], nodes: [array(CONTACT, 0, 32)] },
+  'dht-find_value': { rid: [RID], key: [bytes(32)], ro: RO, ws: WS },
+  'dht-value': { rid: [RID], value: [bytes(0, 65536)] },
+  'dht-store': { rid: [RID], key: [bytes(32)], value: [bytes(0, 65536)], ro: RO, ws: WS },
+  'dht-stored': { rid: [RID] },
+  'dht-error': { rid: [RID, true], code: [uint()], message: [text(0, 256)] },
+  'identity-cert': CERT_FIELDS,
+  'identity-successor': {
+    v: [V1],
+    old: [MLDSA_PK],
+    new: [MLDSA_PK],
+    issued: [UNIX_TIME],
+    grace: [uint(0, 7776000)],
+    sig_old: [MLDSA_SIG],
+    sig_new: [MLDSA_SIG],
+  },
+  'identity-revocation': {
+    v: [V1],
+    mldsa: [MLDSA_PK],
+    issued: [UNIX_TIME],
+    reason: [text(0, 128)],
+    serial: [uint(), true],
+    sig: [MLDSA_SIG],
+  },
+  'identity-keyfile': {
+    v: [V1],
+    xwing_seed: [bytes(32)],
+    mldsa_seed: [bytes(32)],
+    nonce: [NONCE],
+    difficulty: [uint(0, 64)],
+  },
+  'identity-keyfile_sealed': {
+    v: [V1],
+    kdf: [textEnum('scrypt')],
+    log_n: [uint(10, 20)],
+    r: [uint(1, 16)],
+    p: [uint(1, 4)],
+    salt: [bytes(16)],
+    ct: [bytes(17, 512)],
+  },
+  'session-hs': {
+    kind: [uint(1, 6)],
+    sid: [uint(1, 0xffffffff)],
+    rid: [uint(0, 0xffffffff)],
+    i: [uint(0, 15)],
+    c: [uint(1, 16)],
+    body: [bytes(0, 65535)],
+    mac1: [bytes(16)],
+    mac2: [bytes(16), true],
+  },
+  'session-cookie': { rid: [uint(1, 0xffffffff)], salt: [bytes(16)], box: [bytes(32)] },
+  'session-data': { rid: [uint(1, 0xffffffff)], n: [uint(0, 0xfffffffffffffffen)], ct: [bytes(16, 65535)] },
+  'session-hello': { v: [uint(1, 255)], mldsa: [bytes(32)], nonce: [NONCE], early: [bytes(0, 4096), true] },
+  'session-msg': { p: [bytes(0, 65536)] },
+  'session-frag': { id: [uint()], i: [uint(0, 4095)], c: [uint(2, 4096)], p: [bytes(1, 65535)] },
+  'session-keepalive': {},
+  'session-close': {},
+  'records-immutable': { value: [bytes(0, 65536)], exp: [UNIX_TIME] },
+  'records-mutable': {
+    owner: [bytes(32)],
+    pk: [MLDSA_PK, true],
+    salt: [bytes(0, 64)],
+    seq: [uint()],
+    value: [bytes(0, 65536)],
+    exp: [UNIX_TIME],
+    sig: [MLDSA_SIG],
+  },
+  'records-tombstone': {
+    owner: [bytes(32)],
+    pk: [MLDSA_PK, true],
+    salt: [bytes(0, 64)],
+    seq: [uint()],
+    exp: [UNIX_TIME],
+    sig: [MLDSA_SIG],
+  },
+  'records-set_entry': {
+    topic: [bytes(1, 64)],
+    owner: [bytes(32)],
+    pk: [MLDSA_PK, true],
+    seq: [uint()],
+    value: [bytes(0, 65536)],
+    exp: [UNIX_TIME],
+    sig: [MLDSA_SIG],
+  },
+  'bootstrap-contact_list': {
+    v: [V1],
+    cert: [map(CERT_FIELDS)],
+    issued: [UNIX_TIME],
+    expires: [UNIX_TIME],
+    contacts: [array(CONTACT, 1, 64)],
+    sig: [MLDSA_SIG],
+  },
+};
+
+/** type value -> rule name */
+export const TYPE_TO_RULE = Object.fromEntries(Object.keys(RULES).map((r) => [r.slice(r.indexOf('-') + 1), r]));
+for (const [rule, fields] of Object.entries(RULES))
+  fields.type ??= [textEnum(rule.slice(rule.indexOf('-') + 1))];
+
+/** Semantic checks outside the CDDL. */
+function extraChecks(rule, m) {
+  if (rule === 'identity-successor') {
+    if (Buffer.compare(m.old, m.new) === 0) throw new DecodeError('field-value', '$.new');
+  }
+  if (rule === 'session-frag' && BigInt(m.i) >= BigInt(m.c)) throw new DecodeError('field-value', '$.i');
+  if (rule === 'session-hs' && m.i >= m.c) throw new DecodeError('field-value', '$.i');
+}
+
+/**
+ * Check a decoded item as a message; `allowed` restricts the rules (context).
+ * @returns {{rule: string, msg: any}}
+ */
+export function checkMessage(item, allowed = null) {
+  if (!isMap(item)) throw new DecodeError('not-a-map');
+  if (!('type' in item)) throw new DecodeError('missing-type', '$.type');
+  const t = item.type;
+  if (typeof t !== 'string' || utf8len(t) > 32) throw new DecodeError('field-type', '$.type');
+  const rule = TYPE_TO_RULE[t];
+  if (!rule) throw new DecodeError('unknown-type', '$.type');
+  if (allowed && !allowed.includes(rule)) throw new DecodeError('unexpected-type', '$.type');
+  checkMap(item, RULES[rule], '$');
+  extraChecks(rule, item);
+  return { rule, msg: item };
+}
+
+/** Decode bytes into a message (both steps of 00-conventions.md §4). */
+export function decodeMessage(bytes, allowed = null) {
+  return checkMessage(decode(bytes), allowed);
+}
+
+/** Encode a message map after checking it against its rule (local misuse throws). */
+export function encodeMessage(msg) {
+  checkMessage(msg);
+  return encode(msg);
+}

@@ -1,0 +1,101 @@
+// Profile rejections beyond the vector files, and robustness: remote input
+// never raises anything but DecodeError, and the endpoint never throws.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decode, encode, DecodeError } from '../src/cbor.js';
+import { decodeMessage } from '../src/messages.js';
+import { Endpoint } from '../src/session.js';
+import { generateIdentity } from '../src/crypto.js';
+import { vectorFiles, hex } from './util.js';
+
+const reason = (h) => {
+  try {
+    decode(typeof h === 'string' ? hex(h) : h);
+    return 'accepted';
+  } catch (e) {
+    if (!(e instanceof DecodeError)) throw e;
+    return e.reason;
+  }
+};
+
+test('profile rejections (00-conventions.md §2-§4)', () => {
+  const cases = {
+    '': 'empty',
+    f97e00: 'unsupported-type', // half float
+    fb3ff0000000000000: 'unsupported-type',
+    f7: 'unsupported-type', // undefined
+    f0: 'unsupported-type', // simple value 16
+    c0617a: 'unsupported-type', // tag 0
+    d9d9f7a0: 'unsupported-type', // self-describe tag 55799
+    c249010000000000000000: 'unsupported-type', // bignum
+    a10101: 'non-text-key',
+    a1410101: 'non-text-key',
+    '5f41aaff': 'indefinite-length',
+    '9fff': 'indefinite-length',
+    ff: 'malformed',
+    '1c': 'malformed',
+    '62c328': 'malformed', // invalid UTF-8
+    '5a0000ffff00': 'malformed', // length beyond the input
+    '1817': 'non-deterministic',
+    '190017': 'non-deterministic',
+    '3817': 'non-deterministic',
+    '0000': 'trailing-bytes',
+    a2616201616101: 'non-deterministic', // keys out of order
+    a2616101616102: 'duplicate-key',
+    f6: 'accepted',
+    '3bffffffffffffffff': 'accepted', // -2^64
+  };
+  for (const [h, r] of Object.entries(cases)) assert.equal(reason(h), r, h);
+  assert.equal(reason('81'.repeat(15) + '80'), 'accepted');
+  assert.equal(reason('81'.repeat(16) + '80'), 'too-deep');
+  assert.equal(reason(new Uint8Array([0x99, 0x04, 0x01, ...new Uint8Array(1025)])), 'too-many-items');
+  assert.equal(reason(new Uint8Array(73729)), 'too-large');
+  assert.equal(reason(new Uint8Array([0x99, 0x20, 0x00, ...new Uint8Array(8192)])), 'too-many-items'); // 8193 items
+  assert.equal(encode(-(2n ** 64n)).length, 9);
+  assert.equal(Buffer.from(encode({ b: 1, aa: 2, a: 3 })).toString('hex'), 'a3616103616201626161' + '02');
+});
+
+// xorshift32, fixed seed: the run is reproducible
+function prng(seed) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+test('mutated vectors: only DecodeError, and valid results re-encode identically', () => {
+  const rnd = prng(0xc0ffee);
+  const seeds = vectorFiles().flatMap(([, f]) => f.tests.map((t) => hex(t.cbor))).filter((b) => b.length < 8000);
+  for (let n = 0; n < 3000; n++) {
+    const b = seeds[rnd() % seeds.length].slice();
+    for (let k = 1 + (rnd() % 3); k > 0; k--) b[rnd() % b.length] = rnd() & 0xff;
+    try {
+      const m = decodeMessage(b);
+      assert.deepEqual(encode(m.msg), b);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+    }
+  }
+});
+
+test('the endpoint drops garbage and never throws', () => {
+  const id = generateIdentity(2);
+  const ep = new Endpoint({ identity: id, difficulty: 2, sendDatagram: () => {}, onMessage: () => assert.fail('no message') });
+  const rnd = prng(7);
+  const seeds = vectorFiles()
+    .filter(([n]) => n.startsWith('session/'))
+    .flatMap(([, f]) => f.tests.map((t) => hex(t.cbor)));
+  for (let n = 0; n < 2000; n++) {
+    const b = seeds[rnd() % seeds.length].slice();
+    if (n % 2) b[rnd() % b.length] ^= 1 << (rnd() % 8);
+    ep.receive(b, { address: '127.0.0.1', port: 1 + (rnd() % 60000) });
+  }
+  assert.equal(ep.stats.drops['internal-error'] ?? 0, 0);
+  const total = Object.values(ep.stats.drops).reduce((a, b) => a + b, 0);
+  assert.ok(total > 1000, JSON.stringify(ep.stats.drops));
+});

@@ -1,0 +1,148 @@
+// The harness contract over real loopback UDP: several `src/main.js` processes
+// (and, when QDHT_PYTHON_CLI names the Python `qdht` CLI, Python nodes as black
+// boxes) store and retrieve values through each other.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const D = 4;
+const children = [];
+after(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+
+const keyOf = (s) => createHash('sha3-256').update(Buffer.concat([Buffer.from('qdht/v1/immutable'), Buffer.from(s)])).digest('hex');
+
+/** Start a JS peer; resolves with {uri, cmd(line) -> Promise<reply line>, stop()}. */
+function startJs(bootstrap = []) {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { ...process.env, QDHT_LISTEN: 'udp://127.0.0.1:0', QDHT_BOOTSTRAP: bootstrap.join(' '), QDHT_DIFFICULTY: String(D) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  const lines = createInterface({ input: child.stdout });
+  const waiting = [];
+  let uri = null;
+  return new Promise((resolve) => {
+    lines.on('line', (l) => {
+      if (!uri) {
+        uri = l;
+        resolve({
+          uri,
+          child,
+          cmd: (c, prefix) =>
+            new Promise((res) => {
+              waiting.push({ prefix, res });
+              child.stdin.write(`${c}\n`);
+            }),
+          stop: () => new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })) && child.kill('SIGTERM')),
+        });
+        return;
+      }
+      const i = waiting.findIndex((w) => l.startsWith(w.prefix) || l.startsWith('error') || l.startsWith('notfound'));
+      if (i >= 0) waiting.splice(i, 1)[0].res(l);
+    });
+  });
+}
+
+function startPy(cli, bootstrap = []) {
+  const args = ['node', '--listen', 'udp://127.0.0.1:0', '--difficulty', String(D), '--status-interval', '0', ...bootstrap.flatMap((b) => ['--bootstrap', b])];
+  const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  children.push(child);
+  return new Promise((resolve) => createInterface({ input: child.stdout }).once('line', (uri) => resolve({ uri, child })));
+}
+function runPy(cli, args) {
+  return new Promise((resolve) => {
+    const c = spawn(cli, [...args, '--difficulty', String(D), '--timeout', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.on('exit', (code) => resolve({ code, out: out.trim() }));
+  });
+}
+
+test('JS peers store and retrieve through each other; SIGTERM exits 0', { timeout: 60000 }, async () => {
+  const a = await startJs();
+  assert.match(a.uri, /^qdht\+udp:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{64}$/);
+  const b = await startJs([a.uri]);
+  const c = await startJs([a.uri]);
+  const value = Buffer.from('through the JS DHT').toString('hex');
+  const stored = await b.cmd(`put ${value}`, 'stored');
+  assert.equal(stored.split(' ')[1], keyOf('through the JS DHT'));
+  assert.ok(Number(stored.split(' ')[2]) >= 1, stored);
+  const got = await c.cmd(`get ${keyOf('through the JS DHT')}`, 'value');
+  assert.equal(got.split(' ')[2], value);
+  assert.equal((await c.cmd(`get ${keyOf('never stored')}`, 'notfound')).split(' ')[0], 'notfound');
+  for (const p of [a, b, c]) assert.deepEqual(await p.stop(), { code: 0, sig: null });
+});
+
+const PY = process.env.QDHT_PYTHON_CLI;
+test('mixed network with Python nodes (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
+  const p = await startPy(PY);
+  const j = await startJs([p.uri]);
+  assert.match(await j.cmd(`ping ${p.uri}`, 'pong'), /^pong /);
+  // Python client -> JS peer: store, then fetch through the JS peer only
+  const put = await runPy(PY, ['put', '--bootstrap', j.uri, 'from python']);
+  assert.equal(put.code, 0);
+  assert.equal(put.out, keyOf('from python'));
+  const get = await runPy(PY, ['get', '--bootstrap', j.uri, put.out]);
+  assert.deepEqual(get, { code: 0, out: 'from python' });
+  // JS put -> Python get through the Python node
+  const v = Buffer.from('from js').toString('hex');
+  assert.match(await j.cmd(`put ${v}`, 'stored'), / [1-9]\d*$/);
+  assert.deepEqual(await runPy(PY, ['get', '--bootstrap', p.uri, keyOf('from js')]), { code: 0, out: 'from js' });
+  // a second Python node joins through the JS peer and finds the Python-stored value
+  const p2 = await startPy(PY, [j.uri]);
+  assert.deepEqual(await runPy(PY, ['get', '--bootstrap', p2.uri, keyOf('from python')]), { code: 0, out: 'from python' });
+  assert.equal((await j.cmd(`get ${keyOf('from python')}`, 'value')).split(' ')[2], Buffer.from('from python').toString('hex'));
+  assert.deepEqual(await j.stop(), { code: 0, sig: null });
+  for (const x of [p, p2]) x.child.kill('SIGTERM');
+});
+
+test('edge-case requests answered by a Python node as the spec says (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 60000 }, async () => {
+  const dgram = await import('node:dgram');
+  const { Endpoint } = await import('../src/session.js');
+  const { DhtNode, parseContactUri, immutableKey } = await import('../src/dht.js');
+  const { generateIdentity, randomBytes } = await import('../src/crypto.js');
+  const { encode } = await import('../src/cbor.js');
+  const p = await startPy(PY);
+  const target = parseContactUri(p.uri);
+  const sock = dgram.createSocket('udp4');
+  await new Promise((r) => sock.bind(0, '127.0.0.1', r));
+  const ep = new Endpoint({ identity: generateIdentity(D), difficulty: D, sendDatagram: (b, a) => sock.send(b, a.port, a.address), onMessage: () => {} });
+  const node = new DhtNode(ep);
+  sock.on('message', (m, r) => ep.receive(new Uint8Array(m), { address: r.address, port: r.port }));
+  const tick = setInterval(() => ep.tick(), 100);
+  // send any map as a request; resolve with the matched response or 'timeout'
+  const raw = (body, expect = 'ping', ms = 4000) => {
+    const rid = randomBytes(8);
+    const key = `${Buffer.from(target.id).toString('hex')}|${Buffer.from(rid).toString('hex')}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => node.pending.delete(key) && resolve('timeout'), ms);
+      node.pending.set(key, { type: expect, resolve: (m) => (clearTimeout(timer), resolve(m)), reject: () => {}, timer });
+      ep.send(target.id, target.addr, encode({ ...body, rid }));
+    });
+  };
+  try {
+    assert.equal((await node.ping(target.id, target.addr)).type, 'pong');
+    assert.equal((await raw({ type: 'ping', ws: 4433 })).type, 'pong', 'ws is ignored over UDP');
+    assert.equal((await raw({ type: 'ping', ro: true })).type, 'pong');
+    assert.equal((await raw({ type: 'ping', ro: false })).code, 1, 'ro: false is a bad request');
+    assert.equal((await raw({ type: 'frobnicate' })).code, 2, 'unknown-request');
+    assert.equal(await raw({ type: 'pong' }, 'ping', 1500), 'timeout', 'a response type is never answered');
+    assert.equal((await raw({ type: 'store', key: randomBytes(32), value: randomBytes(10) }, 'store')).code, 6, 'invalid-value');
+    const big = randomBytes(65536); // a 64 KiB value: a fragmented message both ways
+    assert.equal((await node.request(target.id, target.addr, { type: 'store', key: immutableKey(big), value: big })).type, 'stored');
+    const got = await node.request(target.id, target.addr, { type: 'find_value', key: immutableKey(big) });
+    assert.equal(got.type, 'value');
+    assert.ok(Buffer.from(got.value).equals(Buffer.from(big)));
+    const miss = await node.request(target.id, target.addr, { type: 'find_value', key: randomBytes(32) });
+    assert.equal(miss.type, 'nodes');
+    assert.deepEqual({ ...ep.stats.drops }, {}, "no session drops");
+  } finally {
+    clearInterval(tick);
+    sock.close();
+    p.child.kill('SIGTERM');
+  }
+});

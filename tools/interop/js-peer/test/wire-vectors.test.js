@@ -1,0 +1,32 @@
+// Wire-level vectors: every `tests` entry of protocol-spec/vectors/**.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decode, encode, DecodeError } from '../src/cbor.js';
+import { checkMessage } from '../src/messages.js';
+import { vectorFiles, hex, toHex } from './util.js';
+
+for (const [name, file] of vectorFiles()) {
+  test(`wire vectors ${name}`, () => {
+    for (const tc of file.tests) {
+      const bytes = hex(tc.cbor);
+      const label = `${name} tcId ${tc.tcId} (${tc.comment})`;
+      if (tc.result === 'valid') {
+        const item = decode(bytes);
+        const { rule } = checkMessage(item);
+        assert.equal(rule, file.rule, label);
+        assert.equal(toHex(encode(item)), tc.cbor, `${label}: re-encoding`);
+      } else {
+        let err = null;
+        try {
+          const { rule } = checkMessage(decode(bytes));
+          if (rule !== file.rule) err = new DecodeError('wrong-type');
+        } catch (e) {
+          if (!(e instanceof DecodeError)) throw e;
+          err = e;
+        }
+        assert.ok(err, `${label}: must be rejected`);
+        assert.equal(err.reason, tc.reason, `${label}: reason (${err.message})`);
+      }
+    }
+  });
+}
