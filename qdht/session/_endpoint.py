@@ -193,7 +193,9 @@ class Peer:
         self.queue: deque[bytes] | None = None
         self.reassembly: dict[int, Reassembly] | None = None
         self.reasm_bytes = 0
-        self.next_msg_id = 0
+        #: Fragmented-message id (05 §4): per peer, continuing across rekeys;
+        #: -1 until the first fragmented message draws a random start.
+        self.next_msg_id = -1
 
 
 class PendingHandshake:
@@ -1081,7 +1083,11 @@ class SessionEndpoint:
             return
         peer = kp.peer
         msg_id = peer.next_msg_id
-        peer.next_msg_id += 1
+        if msg_id < 0:
+            # A random start, so that the ids of a restarted node do not meet
+            # the receiver's partial messages from before the restart (05 §4).
+            msg_id = int.from_bytes(self._rng(4), "big")
+        peer.next_msg_id = msg_id + 1
         count = -(-len(payload) // chunk)
         for i in range(count):
             part = payload[i * chunk : (i + 1) * chunk]

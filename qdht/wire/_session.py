@@ -43,9 +43,9 @@ MAX_HS_FRAGMENTS: Final = 16
 MAX_FRAGMENTS: Final = 4096
 #: Largest body of one datagram-borne field (a datagram is at most 64 KiB).
 MAX_BODY: Final = 65_535
-#: Largest application message a frame may carry (the wire ceiling; the
-#: session's configured ``max_message_size`` is usually smaller).
-MAX_PAYLOAD: Final = 65_536
+#: Largest application message a frame may carry: the wire ceiling, equal to the
+#: largest ``max_message_size`` (05-transport.md §1, 00-conventions.md §3).
+MAX_PAYLOAD: Final = 73_728
 SALT_SIZE: Final = 16
 COOKIE_BOX_SIZE: Final = 32
 MLDSA_HASH_SIZE: Final = 32

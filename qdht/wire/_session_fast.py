@@ -146,7 +146,7 @@ def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
     try:
         if data[:3] == b"\xa2\x61p":
             payload, pos = _bstr(data, 3)
-            if data[pos:] != _MSG_TAIL or len(payload) > 65_536:
+            if data[pos:] != _MSG_TAIL or len(payload) > 73_728:
                 return None
             return 0, 0, 1, payload
         pos = _expect(data, 0, b"\xa5\x61c")

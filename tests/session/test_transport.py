@@ -291,3 +291,45 @@ def test_endpoint_is_deterministic_under_a_seeded_rng() -> None:
     assert run() == run()
     assert isinstance(SessionEndpoint, type)
     assert dumps_canonical({"type": "keepalive"})
+
+
+def test_fragment_ids_continue_across_a_rekey_so_partials_never_collide() -> None:
+    # 05 §4: ids are per peer and keep counting across rekeys, because the
+    # receiver reassembles per (peer, id) whichever keys carried a fragment.
+    wire = established()
+    ea, eb = wire.endpoints[A], wire.endpoints[B]
+    wire.advance(121.0)  # the keys are now due for a rekey
+    first, second = bytes([1]) * 3000, bytes([2]) * 3000
+    ea.send_message(identity(1).node_id, first, wire.now)  # sent on old keys, starts a rekey
+    out = ea.datagrams_to_send(wire.now)
+    fragments = [d for d, _ in out if decode(d).TYPE == "data"]
+    held = fragments.pop()  # the last fragment of `first` is late
+    for data, _ in out:
+        if data != held:
+            eb.receive_datagram(data, A, wire.now)
+    wire.pump()
+    assert ea.stats()["rekeys"] == 1
+    ea.send_message(identity(1).node_id, second, wire.now)  # on the new keys
+    wire.pump()
+    eb.receive_datagram(held, A, wire.now)
+    got = [e.payload for e in events(eb) if isinstance(e, MessageReceived)]
+    assert sorted(got) == [first, second]
+    assert "bad-fragment" not in eb.stats()["drops"]
+    assert "duplicate-fragment" not in eb.stats()["drops"]
+
+
+def test_a_restarted_sender_does_not_complete_a_stale_partial_message() -> None:
+    # 05 §4: ids start at random, so a node that restarts (losing its id
+    # counter) does not reuse the id of a partial message the receiver holds.
+    wire = established()
+    eb = wire.endpoints[B]
+    stale = bytes([1]) * 3000
+    wire.endpoints[A].send_message(identity(1).node_id, stale, wire.now)
+    for data, _ in wire.endpoints[A].datagrams_to_send(wire.now)[:-1]:  # last fragment lost
+        eb.receive_datagram(data, A, wire.now)
+    restarted = wire.add(A, identity(0))
+    fresh = bytes([2]) * 3000
+    restarted.send_message(identity(1).node_id, fresh, wire.now, addr=B)
+    wire.advance(1.0)
+    got = [e.payload for e in events(eb) if isinstance(e, MessageReceived)]
+    assert got == [fresh]

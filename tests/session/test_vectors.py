@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from qdht.crypto.xwing import XWingPrivateKey
+from qdht.errors import DecodeError
 from qdht.session import PQXX, HandshakeState, KemOps
 from qdht.wire import decode
 from qdht.wire._session import HandshakeFragment
@@ -40,7 +43,9 @@ def test_pqxx_transcript_replays_with_noise_state_alone() -> None:
     assert transcript["flags"] == ["replay-by-decapsulation"]
     ini = XWingPrivateKey.from_seed(bytes.fromhex(transcript["initiator"]["xwing_seed"]))
     res = XWingPrivateKey.from_seed(bytes.fromhex(transcript["responder"]["xwing_seed"]))
-    e_seed = bytes.fromhex(transcript["rng_draws"]["initiator"][1])  # after the 4-byte index
+    draws = transcript["rng_draws"]["initiator"]
+    assert [d["use"] for d in draws] == ["sid", "ephemeral_seed"]
+    e_seed = bytes.fromhex(draws[1]["hex"])
     eph = XWingPrivateKey.from_seed(e_seed)
     keys = {k.public_key_bytes(): k for k in (ini, res, eph)}
     cts = [bytes.fromhex(c) for c in transcript["kem_ciphertexts"]]
@@ -63,3 +68,14 @@ def test_pqxx_transcript_replays_with_noise_state_alone() -> None:
     assert r.write_message(b"") == msgs[4]
     i.read_message(msgs[4])
     assert i.handshake_hash.hex() == transcript["handshake_hash"]
+
+
+@pytest.mark.parametrize("rule", ["session-hs", "session-frag"])
+def test_cross_field_vectors_are_rejected_with_their_reason(rule: str) -> None:
+    # `i` < `c` is beyond the CDDL; the files carry those cases in `semantic`.
+    content = json.loads((SPEC / f"vectors/session/{rule}.json").read_text())
+    assert content["semantic"]
+    for case in content["semantic"]:
+        with pytest.raises(DecodeError) as info:
+            decode(bytes.fromhex(case["cbor"]))
+        assert info.value.reason == case["reason"], case["comment"]

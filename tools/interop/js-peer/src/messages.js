@@ -135,7 +135,7 @@ export const RULES = {
   'session-cookie': { rid: [uint(1, 0xffffffff)], salt: [bytes(16)], box: [bytes(32)] },
   'session-data': { rid: [uint(1, 0xffffffff)], n: [uint(0, 0xfffffffffffffffen)], ct: [bytes(16, 65535)] },
   'session-hello': { v: [uint(1, 255)], mldsa: [bytes(32)], nonce: [NONCE], early: [bytes(0, 4096), true] },
-  'session-msg': { p: [bytes(0, 65536)] },
+  'session-msg': { p: [bytes(0, 73728)] },
   'session-frag': { id: [uint()], i: [uint(0, 4095)], c: [uint(2, 4096)], p: [bytes(1, 65535)] },
   'session-keepalive': {},
   'session-close': {},

@@ -144,7 +144,7 @@ export class Endpoint {
   peer(peerHex) {
     let p = this.peers.get(peerHex);
     if (!p) {
-      p = { hex: peerHex, id: Buffer.from(peerHex, 'hex'), addr: null, current: null, previous: null, pending: null, queue: [], fragId: 0 };
+      p = { hex: peerHex, id: Buffer.from(peerHex, 'hex'), addr: null, current: null, previous: null, pending: null, queue: [], fragId: null };
       this.peers.set(peerHex, p);
       if (this.peers.size > this.cfg.maxSessions) {
         const oldest = this.peers.keys().next().value;
@@ -232,6 +232,9 @@ export class Endpoint {
       return;
     }
     const c = Math.ceil(msg.length / max);
+    // 05 §4: ids per peer, continuing across rekeys, from a random start (so a
+    // restarted node does not reuse the id of a receiver's stale partial message).
+    if (p.fragId === null) p.fragId = Buffer.from(this.rng(4)).readUInt32BE(0);
     const id = p.fragId++;
     for (let i = 0; i < c; i++) this.sendFrame(kp, { type: 'frag', id, i, c, p: msg.subarray(i * max, Math.min(msg.length, (i + 1) * max)) });
   }

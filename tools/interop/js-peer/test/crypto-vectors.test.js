@@ -4,30 +4,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { xwingExpand, xwingEncaps, xwingDecaps, identityFromSeeds, meetsPuzzle, nodeIdFromHashes, sha3_256, ascii, concat } from '../src/crypto.js';
 import { verifyCert, verifySuccessor, verifyRevocation, unsealKeyfile, readKeyfile, verifyContactList, VerifyError } from '../src/identity.js';
-import { vectorFile, hex, toHex } from './util.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { vectorFile, hex, toHex, SPEC_DIR } from './util.js';
 
-// draft-connolly-cfrg-xwing-kem-08 Appendix C, vectors 1 and 2 (seed, eseed, ss; the
-// shared secret hashes pk_X and ct_X and, through ML-KEM's K, the whole pk_M).
-const XWING_DRAFT = [
-  {
-    sk: '7f9c2ba4e88f827d616045507605853ed73b8093f6efbc88eb1a6eacfa66ef26',
-    pkPrefix: 'e2236b35a8c24b39b10aa1323a96a919',
-    pkSuffix: '23593d4ba32d9abac8cd049040ef6534',
-    eseed: '3cb1eea988004b93103cfb0aeefd2a686e01fa4a58e8a3639ca8a1e3f9ae57e235b8cc873c23dc62b8d260169afa2f75ab916a58d974918835d25e6a435085b2',
-    ctPrefix: 'b83aa828d4d62b9a83ceffe1d3d3bb1e',
-    ctSuffix: '7f31ed6f7cb1600de56f17576740ce2a32fc5145030145cfb97e63e0e41d354274a079d3e6fb2e15',
-    ss: 'd2df0522128f09dd8e2c92b1e905c793d8f57a54c3da25861f10bf4ca613e384',
-  },
-  {
-    sk: 'badfd6dfaac359a5efbb7bcc4b59d538df9a04302e10c8bc1cbf1a0b3a5120ea',
-    pkPrefix: '0333285fa253661508c9fb444852caa4',
-    pkSuffix: '43f1c89c62',
-    eseed: '17cda7cfad765f5623474d368ccca8af0007cd9f5e4c849f167a580b14aabdefaee7eef47cb0fca9767be1fda69419dfb927e9df07348b196691abaeb580b32d',
-    ctPrefix: 'c93beb22326705699bbc3d1d0aa6339b',
-    ctSuffix: 'ea155b67',
-    ss: 'f2e86241c64d60f6649fbc6c5b7d17180b780a3f34355e64a85749949c45f150',
-  },
-];
+// draft-connolly-cfrg-xwing-kem-08 Appendix C, as the spec publishes them
+// (protocol-spec/kat/xwing.json, 03-identity.md §1.2).
+const XWING_DRAFT = JSON.parse(readFileSync(join(SPEC_DIR, 'kat', 'xwing.json'), 'utf8')).tests.map((v) => ({
+  sk: v.seed,
+  pkPrefix: v.pk,
+  pkSuffix: v.pk,
+  eseed: v.eseed,
+  ctPrefix: v.ct,
+  ctSuffix: v.ct,
+  ss: v.ss,
+}));
 
 test('X-Wing reproduces the draft-08 vectors', () => {
   for (const v of XWING_DRAFT) {

@@ -69,10 +69,14 @@ test('pqXX transcript replays byte for byte', () => {
   const body1 = hsBody(dgrams(t, 'initiator').slice(0, 2));
   // Learn `created` and the address hash from the recorded biscuit (both local to the responder).
   const rec2 = hsBody(t.datagrams.slice(2, 5).map((d) => d.hex));
-  const drawsR = t.rng_draws.responder.map(hex);
-  const secrets = new ResponderSecrets(null, 0, drawsR[1]);
+  // The draws are labelled (04 §8); the biscuit's responder-local inputs are in the transcript.
+  assert.deepEqual(t.rng_draws.responder.map((d) => d.use), ['sid', 'biscuit_key']);
+  const biscuitKey = hex(t.rng_draws.responder.find((d) => d.use === 'biscuit_key').hex);
+  const secrets = new ResponderSecrets(null, 0, biscuitKey);
   const opened = openBiscuit(secrets, rec2.subarray(0, BISCUIT_LEN));
-  const ctxR = { ...s.ctxR, now: () => opened.created, addrHash: opened.addrHash };
+  assert.equal(opened.created, t.biscuit.created);
+  assert.equal(toHex(opened.addrHash), t.biscuit.address_hash);
+  const ctxR = { ...s.ctxR, now: () => t.biscuit.created, addrHash: hex(t.biscuit.address_hash) };
   const r2 = respondXX1(ctxR, secrets, body1, ini.sid, 'transcript');
   // the rng's second draw is the biscuit key (taken after the index)
   s.rr.rng(32);
@@ -88,9 +92,9 @@ test('pqXX transcript replays byte for byte', () => {
   assert.equal(toHex(done.handshakeHash), t.handshake_hash);
   assert.equal(toHex(r4.handshakeHash), t.handshake_hash);
   // first transport packet
-  out.push(toHex(dataPacket(done.send, r2.rsid, 0, { type: 'msg', p: ascii(t.first_message) })));
-  assert.deepEqual(s.ri.draws, t.rng_draws.initiator);
-  assert.deepEqual(s.rr.draws, t.rng_draws.responder);
+  out.push(toHex(dataPacket(done.send, r2.rsid, 0, { type: 'msg', p: hex(t.first_message_hex) })));
+  assert.deepEqual(s.ri.draws, t.rng_draws.initiator.map((d) => d.hex));
+  assert.deepEqual(s.rr.draws, t.rng_draws.responder.map((d) => d.hex));
   assert.equal(s.cts.length, 0, 'every recorded ciphertext used');
   assert.equal(out.length, t.datagrams.length);
   out.forEach((h, i) => assert.equal(h, t.datagrams[i].hex, `datagram ${i} (${t.datagrams[i].from})`));
@@ -117,9 +121,9 @@ test('pqIK transcript replays byte for byte', () => {
   out.push(...fragmentHandshake(6, r.rsid, ini.sid, r.body2, s.R.nodeId).map(toHex));
   const done = ini.readMessage2(r.body2);
   assert.equal(toHex(done.handshakeHash), t.handshake_hash);
-  out.push(toHex(dataPacket(done.send, r.rsid, 0, { type: 'msg', p: ascii(t.first_message) })));
-  assert.deepEqual(s.ri.draws, t.rng_draws.initiator);
-  assert.deepEqual(s.rr.draws, t.rng_draws.responder);
+  out.push(toHex(dataPacket(done.send, r.rsid, 0, { type: 'msg', p: hex(t.first_message_hex) })));
+  assert.deepEqual(s.ri.draws, t.rng_draws.initiator.map((d) => d.hex));
+  assert.deepEqual(s.rr.draws, t.rng_draws.responder.map((d) => d.hex));
   assert.equal(s.cts.length, 0);
   assert.equal(out.length, t.datagrams.length);
   out.forEach((h, i) => assert.equal(h, t.datagrams[i].hex, `datagram ${i} (${t.datagrams[i].from})`));

@@ -30,3 +30,17 @@ for (const [name, file] of vectorFiles()) {
     }
   });
 }
+
+// Session rules' cross-field cases (`i` < `c`, 04 §4, 05 §4): the CDDL admits
+// them, a decoder must reject them with `reason`.
+for (const [name, file] of vectorFiles().filter(([n, f]) => n.startsWith('session/') && f.semantic)) {
+  test(`cross-field vectors ${name}`, () => {
+    for (const tc of file.semantic) {
+      assert.throws(
+        () => checkMessage(decode(hex(tc.cbor))),
+        (e) => e instanceof DecodeError && e.reason === tc.reason,
+        `${name} semantic ${tc.tcId} (${tc.comment})`,
+      );
+    }
+  });
+}

@@ -9,7 +9,8 @@ reports.  ``session-hs.json`` also carries two complete handshake
   counter that solves the puzzle;
 * every other random input (ephemeral key seeds, indices, biscuit key, salts)
   is drawn from the stream ``SHAKE256("qdht/vectors/session/<side>")`` and
-  listed in ``rng_draws`` in the order drawn;
+  listed in ``rng_draws`` in the order drawn, each labelled with its ``use``
+  (04-handshake.md §8);
 * ``cryptography`` cannot derandomise ML-KEM encapsulation (DESIGN §6), so
   the KEM ciphertexts were recorded once (``_KEM_CIPHERTEXTS`` below) and are
   replayed: the encapsulating side's shared secret is what the recipient
@@ -21,18 +22,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import struct
 from typing import Any, Final
 
 import cbor2
 
 from qdht.crypto import xwing
+from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.identity import Identity, compute_node_id, puzzle_ok
 from qdht.session import SessionEndpoint
+from qdht.session._endpoint import BISCUIT_SIZE
 from qdht.session._noise import KemOps, protocol_name
 from qdht.wire import encode
 from qdht.wire._session import (
+    MAX_PAYLOAD,
     CloseFrame,
     CookieReply,
     DataPacket,
@@ -155,15 +160,52 @@ def _run(pattern: str, cts: list[bytes] | None) -> tuple[dict[str, Any], list[by
         "initiator": _side(ini, "initiator"),
         "responder": _side(res, "responder"),
         "rng": "SHAKE256('qdht/vectors/session/<pattern>/<side>') stream",
-        "rng_draws": {"initiator": rng_i.draws, "responder": rng_r.draws},
+        "rng_draws": {
+            "initiator": _labelled(rng_i.draws, _DRAWS["initiator"]),
+            "responder": _labelled(rng_r.draws, _DRAWS[f"{pattern}/responder"]),
+        },
         "kem_ciphertexts": [c.hex() for c in (cts if cts is not None else recorded)],
         "datagrams": datagrams,
+        **({"biscuit": _biscuit(rng_r.draws, datagrams)} if pattern == "pqXX" else {}),
         "handshake_hash": established[0].handshake_hash.hex()
         if established and hasattr(established[0], "handshake_hash")
         else None,
-        "first_message": "ping",
+        "first_message_hex": b"ping".hex(),
     }
     return transcript, recorded
+
+
+#: What each side's random draws are, in order (04-handshake.md §8).
+_DRAWS: Final[dict[str, tuple[tuple[str, int], ...]]] = {
+    "initiator": (("sid", 4), ("ephemeral_seed", 32)),
+    "pqXX/responder": (("sid", 4), ("biscuit_key", 32)),
+    "pqIK/responder": (("sid", 4),),
+}
+
+
+def _labelled(draws: list[str], uses: tuple[tuple[str, int], ...]) -> list[dict[str, str]]:
+    # An index of 0 would be redrawn; the fixed streams never draw one.
+    assert [len(d) // 2 for d in draws] == [size for _, size in uses], draws
+    return [{"use": use, "hex": d} for (use, _), d in zip(uses, draws, strict=True)]
+
+
+def _biscuit(responder_draws: list[str], datagrams: list[dict[str, str]]) -> dict[str, Any]:
+    """The responder-local inputs of the pqXX biscuit (04 §5.3), opened with the drawn key."""
+    key = bytes.fromhex(responder_draws[1])
+    body = b"".join(
+        m["body"]
+        for m in (cbor2.loads(bytes.fromhex(d["hex"])) for d in datagrams)
+        if m["type"] == "hs" and m["kind"] == 2
+    )
+    epoch, counter = body[0], int.from_bytes(body[1:9], "big")
+    plain = ChaChaPoly(key).decrypt(counter, body[:9], body[9:BISCUIT_SIZE])
+    created = struct.unpack(">d", plain[-24:-16])[0]
+    return {
+        "epoch": epoch,
+        "counter": counter,
+        "created": created,
+        "address_hash": plain[-16:].hex(),
+    }
 
 
 def _side(ident: Identity, label: str) -> dict[str, str]:
@@ -230,6 +272,18 @@ def _file(
     return {"rule": rule, "spec": spec, "tests": numbered}
 
 
+def _cross_field(cases: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
+    """Encodings the CDDL admits but a rule between fields rejects (``i`` < ``c``).
+
+    They cannot sit in ``tests`` (the CDDL, and so ``qdht-lint``, accepts them):
+    a decoder MUST reject each with ``reason``.
+    """
+    return [
+        {"tcId": n, "comment": c, "cbor": data.hex(), "result": "invalid", "reason": reason}
+        for n, (c, data, reason) in enumerate(cases, start=1)
+    ]
+
+
 def vector_files() -> dict[str, dict[str, Any]]:
     files: dict[str, dict[str, Any]] = {}
     xx, _ = _run("pqXX", _recorded("pqXX"))
@@ -263,6 +317,9 @@ def vector_files() -> dict[str, dict[str, Any]]:
         ),
     ]
     files["session/session-hs.json"] = _file("session-hs", SPEC_HS, hs_valid, hs_invalid)
+    files["session/session-hs.json"]["semantic"] = _cross_field(
+        [("i equal to c", _canon(dict(hs_map, i=2, c=2)), "field-value")]
+    )
     files["session/session-hs.json"]["transcripts"] = [xx, ik]
     files["session/session-cookie.json"] = _file(
         "session-cookie",
@@ -334,10 +391,12 @@ def vector_files() -> dict[str, dict[str, Any]]:
         [
             *_common_invalid(msg.to_cbor()),
             (
-                "p of 65537 bytes",
+                # The frame then exceeds the decoder's max_bytes (73728) too,
+                # which is what a qdht decoder reports first.
+                f"p of {MAX_PAYLOAD + 1} bytes",
                 ["oversize-field"],
-                _canon({"type": "msg", "p": bytes(65537)}),
-                "field-size",
+                _canon({"type": "msg", "p": bytes(MAX_PAYLOAD + 1)}),
+                "too-large",
             ),
         ],
     )
@@ -352,6 +411,9 @@ def vector_files() -> dict[str, dict[str, Any]]:
             ("count 1", ["field-value"], _canon(dict(fm, c=1)), "field-value"),
             ("empty fragment", ["undersize-field"], _canon(dict(fm, p=b"")), "field-size"),
         ],
+    )
+    files["session/session-frag.json"]["semantic"] = _cross_field(
+        [("i equal to c", _canon(dict(fm, i=2, c=2)), "field-value")]
     )
     for rule, cls in (("session-keepalive", KeepaliveFrame), ("session-close", CloseFrame)):
         obj = cls().to_cbor()
