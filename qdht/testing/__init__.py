@@ -1,20 +1,33 @@
 """Tools for testing and simulating qdht: like :mod:`trio.testing`, public.
 
 The in-memory network for simulations of thousands of nodes in one process,
-the fault injector for any transport, and reusable ``check_*`` conformance
-helpers that another implementation can run against itself.
+the fault injector for any transport, network builders for simulations
+(``build_network``: full-stack nodes; ``CoreNetwork``: 10,000 DHT cores in a
+discrete-event loop) with churn schedules, and reusable ``check_*``
+conformance helpers that another implementation can run against itself.
 """
 
 from qdht.testing._checks import TransportPairFactory, check_datagram_transport
+from qdht.testing._churn import ChurnEvent, ChurnSchedule
+from qdht.testing._coresim import CoreNetwork, SimCore, SimOperation
 from qdht.testing._delay import DelayLine
 from qdht.testing._faults import FaultInjector
 from qdht.testing._memory import MemoryNetwork, MemoryTransport
+from qdht.testing._sim import SimNetwork, build_network, seeded_identity
 
 __all__ = [
+    "ChurnEvent",
+    "ChurnSchedule",
+    "CoreNetwork",
     "DelayLine",
     "FaultInjector",
     "MemoryNetwork",
     "MemoryTransport",
+    "SimCore",
+    "SimNetwork",
+    "SimOperation",
     "TransportPairFactory",
+    "build_network",
     "check_datagram_transport",
+    "seeded_identity",
 ]

@@ -22,6 +22,8 @@ BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
     "dht-rpc": "dht_rpc",
     "records-validate": "records",
+    "dht-sim": "dht_sim",
+    "dht-vs-kademlia": "dht_vs_kademlia",
     "handshake": "handshake",
     "session": "session",
     "identity": "identity",

@@ -1,0 +1,222 @@
+"""The simulation builders of qdht.testing: full-stack networks, core-level networks, churn."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from qdht.errors import ConfigError
+from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimNetwork, build_network
+
+#: Full-stack nodes in the bootstrap test: real PQ handshakes cost ~3 ms of CPU
+#: each and every node makes a few dozen; measured here 100 nodes take 15-20 s,
+#: 120 nodes 23-31 s and 200 nodes 52 s, so 100 keeps this file under a minute.
+FULL_STACK_NODES = 100
+#: Core-level nodes for the convergence test (no sessions: ~10 s for 1,000 here).
+CORE_NODES = 1000
+
+
+# -- churn schedules ---------------------------------------------------------------
+
+
+def test_poisson_schedule_is_reproducible_and_in_time_order() -> None:
+    a = ChurnSchedule.poisson(0.5, 100.0, seed=3)
+    b = ChurnSchedule.poisson(0.5, 100.0, seed=3)
+    c = ChurnSchedule.poisson(0.5, 100.0, seed=4)
+    assert a == b
+    assert a != c
+    times = [e.at for e in a]
+    assert times == sorted(times)
+    assert all(0 <= t < 100.0 for t in times)
+    # About rate * duration of each kind (Poisson: loose bounds).
+    assert 25 <= a.leaves <= 80
+    assert 25 <= a.joins <= 80
+    assert a.duration == times[-1]
+
+
+def test_explicit_schedule_sorts_and_counts() -> None:
+    schedule = ChurnSchedule.explicit([(5.0, "join", 2), (1.0, "leave"), (3.0, "leave", 3)])
+    assert [e.at for e in schedule] == [1.0, 3.0, 5.0]
+    assert schedule.leaves == 4
+    assert schedule.joins == 2
+    assert ChurnSchedule.kill_fraction(0.3, 100, at=2.0).events == (ChurnEvent(2.0, "leave", 30),)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ChurnEvent(-1.0, "leave"), "at must be"),
+        (lambda: ChurnEvent(1.0, "explode"), "action must be"),  # type: ignore[arg-type]
+        (lambda: ChurnEvent(1.0, "join", 0), "count must be"),
+        (lambda: ChurnSchedule.poisson(-1.0, 10.0, seed=1), "rate must be"),
+        (lambda: ChurnSchedule.kill_fraction(1.5, 10), "fraction must be"),
+    ],
+)
+def test_bad_schedules_are_refused(build: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build()  # type: ignore[operator]
+
+
+# -- core level ----------------------------------------------------------------------
+
+
+def test_core_network_finds_the_true_closest_nodes() -> None:
+    net = CoreNetwork(seed=11)
+    net.build(CORE_NODES)
+    assert all(node.joined for node in net.nodes)
+    rng = random.Random(5)
+    lookups = [net.start_lookup(rng.choice(net.nodes), rng.randbytes(32)) for _ in range(50)]
+    puts = [net.start_put(rng.choice(net.nodes), rng.randbytes(40)) for _ in range(20)]
+    net.wait(lookups + puts)
+    assert all(op.succeeded for op in puts)
+    exact = 0
+    for op in lookups:
+        truth = net.true_closest(op.target, 20, exclude=op.node)
+        found = [c.node_id for c in op.contacts]
+        assert found[0] == truth[0]
+        assert len(set(found) & set(truth)) >= 18
+        exact += found == truth
+    assert exact >= 45  # converged to exactly the true k closest, in order
+    gets = [net.start_lookup(rng.choice(net.nodes), op.target, kind="get") for op in puts]
+    net.wait(gets)
+    assert all(op.succeeded and op.value is not None for op in gets)
+
+
+def test_core_network_survives_killing_30_percent() -> None:
+    net = CoreNetwork(seed=12)
+    net.build(250)
+    rng = random.Random(6)
+    values = [rng.randbytes(40) for _ in range(20)]
+    puts = [net.start_put(rng.choice(net.nodes), v) for v in values]
+    net.wait(puts)
+    dead = net.kill_random(75)
+    assert len(net.alive) == 175
+    gets = [net.start_lookup(rng.choice(net.alive), op.target, kind="get") for op in puts]
+    finds = [net.start_lookup(rng.choice(net.alive), rng.randbytes(32)) for _ in range(20)]
+    net.wait(gets + finds)
+    assert [op.value for op in gets] == values
+    dead_ids = {node.node_id for node in dead}
+    for op in finds:
+        assert op.contacts[0].node_id == net.true_closest(op.target, 1, exclude=op.node)[0]
+        assert not dead_ids & {c.node_id for c in op.contacts}
+    assert sum(op.trace.timeouts for op in finds if op.trace is not None) > 0
+
+
+def _core_churn_run(seed: int) -> tuple[list[bytes], list[bytes], dict[str, int]]:
+    net = CoreNetwork(seed=seed)
+    net.build(60)
+    left, joined = net.run_churn(ChurnSchedule.poisson(0.5, 20.0, seed=seed))
+    return [n.node_id for n in left], [n.node_id for n in joined], net.stats()
+
+
+def test_core_churn_is_deterministic() -> None:
+    first = _core_churn_run(21)
+    assert first == _core_churn_run(21)
+    assert first[0]
+    assert first[1]
+    assert first != _core_churn_run(22)
+
+
+def test_core_network_with_loss_still_finds_values() -> None:
+    net = CoreNetwork(seed=13, loss=0.1)
+    net.build(150)
+    joined = [node for node in net.nodes if node.joined]
+    # A join fails only when every try lost its messages (about 1 in 1,000).
+    assert len(joined) >= 140
+    rng = random.Random(7)
+    puts = [net.start_put(rng.choice(joined), rng.randbytes(30)) for _ in range(10)]
+    net.wait(puts)
+    gets = [net.start_lookup(rng.choice(joined), op.target, kind="get") for op in puts]
+    net.wait(gets)
+    assert net.stats()["lost"] > 0
+    assert all(op.succeeded for op in gets)
+
+
+def test_core_network_refuses_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="loss"):
+        CoreNetwork(seed=1, loss=1.0)
+    with pytest.raises(ConfigError, match="access_latency"):
+        CoreNetwork(seed=1, access_latency=(0.5, 0.1))
+    net = CoreNetwork(seed=1)
+    net.build(3)
+    with pytest.raises(ConfigError, match="count"):
+        net.kill_random(4)
+
+
+# -- full stack ------------------------------------------------------------------------
+
+
+async def test_full_stack_network_bootstraps_and_every_get_succeeds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(8)
+    async with build_network(FULL_STACK_NODES, seed=8) as sim:
+        nodes = sim.nodes
+        assert len(nodes) == FULL_STACK_NODES
+        assert all(len(node.core.routing) >= 10 for node in nodes)
+        values = [rng.randbytes(48) for _ in range(20)]
+        keys = [await rng.choice(nodes).put(v) for v in values]
+        for key, value in zip(keys, values, strict=True):
+            assert await rng.choice(nodes).get(key) == value
+
+
+async def _full_stack_churn(seed: int) -> tuple[list[bytes], list[bytes], list[bytes | None]]:
+    rng = random.Random(seed)
+    async with build_network(30, seed=seed) as sim:
+        values = [rng.randbytes(32) for _ in range(5)]
+        keys = [await sim.nodes[i].put(v) for i, v in enumerate(values)]
+        schedule = ChurnSchedule.explicit([(1.0, "leave", 4), (5.0, "join", 3), (9.0, "leave", 2)])
+        left, joined = await sim.run_churn(schedule)
+        assert len(sim) == 30 - 4 + 3 - 2
+        assert set(left).isdisjoint(n.node_id for n in sim.nodes)
+        got = [await sim.nodes[-1].get(k) for k in keys]
+        assert got == values
+        return left, joined, [sim.nodes[0].node_id]
+
+
+async def test_full_stack_churn_is_deterministic(autojump_clock: trio.testing.MockClock) -> None:
+    first = await _full_stack_churn(31)
+    second = await _full_stack_churn(31)
+    assert first == second
+    assert len(first[0]) == 6
+    assert len(first[1]) == 3
+
+
+async def test_killed_node_goes_silent(autojump_clock: trio.testing.MockClock) -> None:
+    async with build_network(10, seed=41) as sim:
+        victim = sim.nodes[3]
+        await sim.kill(victim)
+        assert victim not in sim.nodes
+        assert sim.stopped == [victim.node_id]
+        assert sim.network.transport_at(victim.contact.address) is None
+        # The survivors still find each other; the victim is gone from results.
+        found = await sim.nodes[0].find_node(victim.node_id)
+        assert victim.node_id not in [c.node_id for c in found]
+
+
+async def test_faults_apply_to_every_node(autojump_clock: trio.testing.MockClock) -> None:
+    async with build_network(12, seed=51, faults={"loss": 0.05}) as sim:
+        assert isinstance(sim, SimNetwork)
+        key = await sim.nodes[0].put(b"lossy but fine")
+        assert await sim.nodes[-1].get(key) == b"lossy but fine"
+        lost = sum(n.transport.stats().get("fault_lost", 0) for n in sim.nodes)
+        assert lost > 0
+
+
+def test_join_refresh_runs_refresh_lookups_after_joining() -> None:
+    plain = CoreNetwork(seed=14)
+    plain.build(40)
+    refreshing = CoreNetwork(seed=14, join_refresh=2)
+    refreshing.build(40)
+
+    def refreshes(net: CoreNetwork) -> int:
+        return sum(n.core.stats()["lookups"]["by_kind"]["refresh"]["started"] for n in net.nodes)
+
+    assert refreshes(plain) == 0
+    assert refreshes(refreshing) > 0
+    assert sum(len(n.core.routing) for n in refreshing.nodes) >= sum(
+        len(n.core.routing) for n in plain.nodes
+    )
