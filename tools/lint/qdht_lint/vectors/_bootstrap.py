@@ -21,13 +21,13 @@ from qdht.crypto.hashes import sha3_256
 from qdht.wire import Address, Contact, encode
 from qdht.wire._bootstrap import CONTACT_LIST_CONTEXT, ContactList
 from qdht_lint._cddl import default_spec_dir
+from qdht_lint.vectors._common import vector_file
 from qdht_lint.vectors._dht import _common_invalid
 from qdht_lint.vectors._identity import (
     DAY,
     DIFFICULTY,
     NOW,
     _cert,
-    _file,
     _flip,
     _Node,
     _nodes,
@@ -212,8 +212,7 @@ def vector_files() -> dict[str, dict[str, Any]]:
             "error": "puzzle",
         }
     )
-    content = _file(RULE, valid, invalid, nodes=[alice.describe(), bob.describe()])
-    content["spec"] = SPEC
+    content = vector_file(RULE, SPEC, valid, invalid, nodes=[alice.describe(), bob.describe()])
     content["semantic"] = semantic
     content["signatures"] = signer.used
     return {f"bootstrap/{RULE}.json": content}

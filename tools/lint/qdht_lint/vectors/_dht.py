@@ -33,10 +33,9 @@ from qdht.wire import (
     encode,
     immutable_key,
 )
+from qdht_lint.vectors._common import Case, Valid, vector_file
 
 __all__ = ["vector_files"]
-
-Case = tuple[str, list[str], bytes, str | None]  # comment, flags, cbor, reason (None: valid)
 
 
 def _bytes(label: str, size: int) -> bytes:
@@ -142,28 +141,8 @@ def _map_header(length: int) -> bytes:
     return bytes([0xA0 + length])
 
 
-def _file(
-    rule: str, valid: list[tuple[str, list[str], bytes]], invalid: list[Case]
-) -> dict[str, Any]:
-    tests: list[dict[str, Any]] = []
-    for comment, flags, data in valid:
-        tests.append(
-            {"tcId": 0, "comment": comment, "flags": flags, "cbor": data.hex(), "result": "valid"}
-        )
-    for comment, flags, data, reason in invalid:
-        test: dict[str, Any] = {
-            "tcId": 0,
-            "comment": comment,
-            "flags": flags,
-            "cbor": data.hex(),
-            "result": "invalid",
-        }
-        if reason is not None:
-            test["reason"] = reason
-        tests.append(test)
-    for number, test in enumerate(tests, start=1):
-        test["tcId"] = number
-    return {"rule": rule, "spec": "02-dht-rpc.md", "tests": tests}
+def _file(rule: str, valid: list[Valid], invalid: list[Case]) -> dict[str, Any]:
+    return vector_file(rule, "02-dht-rpc.md", valid, invalid)
 
 
 def _simple(rule: str, cls: Callable[[bytes], Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from qdht.wire._identity import (
     SuccessorStatement,
 )
 from qdht_lint._cddl import default_spec_dir
+from qdht_lint.vectors._common import Case, Valid, vector_file
 from qdht_lint.vectors._dht import _common_invalid
 
 __all__ = ["vector_files"]
@@ -57,8 +58,6 @@ DIFFICULTY: Final = 8
 NOW: Final = 1_750_000_000
 DAY: Final = 86400
 PASSPHRASE: Final = "correct horse battery staple"
-
-Case = tuple[str, list[str], bytes, str | None]
 
 
 def _bytes(label: str, size: int) -> bytes:
@@ -183,30 +182,8 @@ def _flip(data: bytes, index: int = 0) -> bytes:
     return data[:index] + bytes([data[index] ^ 1]) + data[index + 1 :]
 
 
-def _file(
-    rule: str, valid: list[tuple[str, list[str], bytes]], invalid: list[Case], **extra: Any
-) -> dict[str, Any]:
-    tests: list[dict[str, Any]] = []
-    for comment, flags, data in valid:
-        tests.append(
-            {"tcId": 0, "comment": comment, "flags": flags, "cbor": data.hex(), "result": "valid"}
-        )
-    for comment, flags, data, reason in invalid:
-        test: dict[str, Any] = {
-            "tcId": 0,
-            "comment": comment,
-            "flags": flags,
-            "cbor": data.hex(),
-            "result": "invalid",
-        }
-        if reason is not None:
-            test["reason"] = reason
-        tests.append(test)
-    for number, test in enumerate(tests, start=1):
-        test["tcId"] = number
-    content: dict[str, Any] = {"rule": rule, "spec": SPEC, "tests": tests}
-    content.update(extra)
-    return content
+def _file(rule: str, valid: list[Valid], invalid: list[Case], **extra: Any) -> dict[str, Any]:
+    return vector_file(rule, SPEC, valid, invalid, **extra)
 
 
 def _semantic(cases: list[tuple[str, bytes, int, int, str | None]]) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from qdht.wire._records import (
     owner_hash,
 )
 from qdht_lint._cddl import default_spec_dir
+from qdht_lint.vectors._common import Case, Valid, vector_file
 from qdht_lint.vectors._dht import _common_invalid
 
 __all__ = ["vector_files"]
@@ -54,7 +55,6 @@ NOW: Final = 1_750_000_000
 DAY: Final = 86400
 HOUR: Final = 3600
 
-Case = tuple[str, list[str], bytes, str | None]
 _PLACEHOLDER: Final = bytes(mldsa.SIGNATURE_SIZE)
 
 
@@ -194,35 +194,8 @@ def _entry(
     return record
 
 
-def _file(
-    rule: str, valid: list[tuple[str, list[str], bytes]], invalid: list[Case], **extra: Any
-) -> dict[str, Any]:
-    tests: list[dict[str, Any]] = []
-    for comment, flags, data in valid:
-        tests.append(
-            {"tcId": 0, "comment": comment, "flags": flags, "cbor": data.hex(), "result": "valid"}
-        )
-    for comment, flags, data, reason in invalid:
-        test: dict[str, Any] = {
-            "tcId": 0,
-            "comment": comment,
-            "flags": flags,
-            "cbor": data.hex(),
-            "result": "invalid",
-        }
-        if reason is not None:
-            test["reason"] = reason
-        tests.append(test)
-    for number, test in enumerate(tests, start=1):
-        test["tcId"] = number
-    content: dict[str, Any] = {
-        "rule": rule,
-        "spec": SPEC,
-        "limits": _limits(),
-        "tests": tests,
-    }
-    content.update(extra)
-    return content
+def _file(rule: str, valid: list[Valid], invalid: list[Case], **extra: Any) -> dict[str, Any]:
+    return vector_file(rule, SPEC, valid, invalid, head={"limits": _limits()}, **extra)
 
 
 def _limits() -> dict[str, int]:

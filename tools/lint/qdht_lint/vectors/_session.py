@@ -47,13 +47,13 @@ from qdht.wire._session import (
     KeepaliveFrame,
     MessageFrame,
 )
+from qdht_lint.vectors._common import Case, vector_file
 
 __all__ = ["vector_files"]
 
 SPEC_HS: Final = "04-handshake.md"
 SPEC_TR: Final = "05-transport.md"
 DIFFICULTY: Final = 4
-Case = tuple[str, list[str], bytes, str | None]
 
 
 def _bytes(label: str, size: int) -> bytes:
@@ -255,21 +255,7 @@ def _common_invalid(valid: dict[str, Any]) -> list[Case]:
 def _file(
     rule: str, spec: str, valid: list[tuple[str, bytes]], invalid: list[Case]
 ) -> dict[str, Any]:
-    tests: list[dict[str, Any]] = []
-    for comment, data in valid:
-        tests.append({"comment": comment, "flags": [], "cbor": data.hex(), "result": "valid"})
-    for comment, flags, data, reason in invalid:
-        test: dict[str, Any] = {
-            "comment": comment,
-            "flags": flags,
-            "cbor": data.hex(),
-            "result": "invalid",
-        }
-        if reason is not None:
-            test["reason"] = reason
-        tests.append(test)
-    numbered = [{"tcId": n, **t} for n, t in enumerate(tests, start=1)]
-    return {"rule": rule, "spec": spec, "tests": numbered}
+    return vector_file(rule, spec, [(comment, [], data) for comment, data in valid], invalid)
 
 
 def _cross_field(cases: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
