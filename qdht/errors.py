@@ -34,6 +34,7 @@ __all__ = [
     "RecordError",
     "RecordRejectedError",
     "SessionError",
+    "StoreError",
     "TransportError",
     "WrongPassphraseError",
 ]
@@ -155,3 +156,7 @@ class RecordRejectedError(RecordError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class StoreError(QdhtError):
+    """A record store cannot be used: closed, corrupt, or of a newer schema version."""

@@ -20,6 +20,7 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "records-store": "records_store",
     "dht-rpc": "dht_rpc",
     "records-validate": "records",
     "dht-sim": "dht_sim",

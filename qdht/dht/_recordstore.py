@@ -1,0 +1,849 @@
+"""The record store of a DHT node: one interface, an in-memory and an SQLite backend.
+
+A store keeps :class:`~qdht.dht._records.ValidRecord` objects (records that
+already passed :class:`~qdht.dht._records.RecordValidator`) and applies the
+merge rules of ``protocol-spec/07-records.md`` §7 (:func:`accept`,
+:func:`accept_set_entry`) atomically on every :meth:`RecordStore.put`.  Time
+is an argument (seconds since the Unix epoch, as record expiry times are);
+nothing here reads a clock.
+
+Slots
+    A key holds one record (immutable, mutable or tombstone) in the slot
+    ``b""``, or one set entry per publisher in the slot named by the
+    publisher's ``owner``.  :meth:`RecordStore.get` returns the records of
+    every slot of a key, set entries ordered by owner.
+
+Stored and cached entries
+    A *stored* entry (``cached=False``) is one we keep because we are among
+    the k closest nodes to its key; a *cached* entry (``cached=True``) was
+    pushed to us because we were on a lookup's path.  Stored entries are never
+    evicted: when a put would exceed a quota it is refused, never displacing
+    good data.  Cached entries live in their own budget
+    (:attr:`StoreLimits.max_cached_bytes`), count towards the total, are *not*
+    charged to the per-publisher and per-source quotas (they were not stored
+    on the source's request to hold them for the network), and are evicted
+    least recently used first, both when the cache budget is full and when a
+    stored put needs room under the total.  A stored put of a key that is
+    held cached promotes it (and is then charged to its source and
+    publisher); a cached put of a key that is held stored leaves it stored.
+
+Quotas
+    Sizes are the bytes of the record's canonical CBOR encoding (with
+    ``pk``).  A stored put is refused with a :class:`Decision` of outcome
+    ``REJECT`` and reason ``quota-source``, ``quota-publisher`` or
+    ``quota-total`` (``quota-cache`` for a cached put larger than the whole
+    cache budget), counted in ``stats()["refusals"]``; rule refusals
+    (``seq-regression``, ``set-full``, ...) are counted there too.
+    A replacement is charged only its growth when source and publisher stay
+    the same.  Sources are labelled by ``str`` (as is) or ``repr`` (anything
+    else, such as a ``(host, port)`` tuple), which is also how the SQLite
+    backend persists them.
+
+Republish sweeps
+    :meth:`RecordStore.keys_for_republish` lists the keys in a keyspace region
+    ``[low, high)`` in order, a page at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, Self
+
+import attrs
+
+from qdht.errors import ConfigError, DecodeError, StoreError
+from qdht.wire._cbor import dumps_canonical, loads_canonical
+from qdht.wire._records import SetEntry, decode_record
+
+from ._records import (
+    DEFAULT_RECORD_LIMITS,
+    Decision,
+    Outcome,
+    RecordLimits,
+    ValidRecord,
+    accept,
+    accept_set_entry,
+)
+
+__all__ = [
+    "DEFAULT_STORE_LIMITS",
+    "MIGRATIONS",
+    "QUOTA_REASONS",
+    "SCHEMA_VERSION",
+    "MemoryRecordStore",
+    "RecordStore",
+    "SqliteRecordStore",
+    "StoreLimits",
+    "encoded_size",
+    "source_label",
+]
+
+_MiB: Final = 1024 * 1024
+
+#: The reasons a put is refused for lack of room (besides the rule refusals of §7).
+QUOTA_REASONS: Final = frozenset({"quota-total", "quota-publisher", "quota-source", "quota-cache"})
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or value <= 0:
+        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+@attrs.frozen
+class StoreLimits:
+    """Byte quotas of a record store; every one bounds memory or disk.
+
+    The defaults suit a node on a small server: 256 MiB in all, of which at
+    most 32 MiB of cached entries; one publisher (owner key) may fill 8 MiB
+    (over a hundred records of the 64 KiB maximum) and one source address
+    16 MiB (a node that legitimately replicates many publishers' records to
+    us), so a flood from one address or one key stops at a small share of
+    the store.  A quota above ``max_bytes`` is bounded by it.
+    """
+
+    #: All entries, stored and cached, in bytes of canonical CBOR.
+    max_bytes: int = attrs.field(default=256 * _MiB, validator=_positive)
+    #: Cached entries (LRU-evicted), in bytes; part of ``max_bytes``.
+    max_cached_bytes: int = attrs.field(default=32 * _MiB, validator=_positive)
+    #: Stored entries signed by one owner, in bytes.
+    max_bytes_per_publisher: int = attrs.field(default=8 * _MiB, validator=_positive)
+    #: Stored entries put by one source address, in bytes.
+    max_bytes_per_source: int = attrs.field(default=16 * _MiB, validator=_positive)
+
+
+DEFAULT_STORE_LIMITS: Final = StoreLimits()
+
+
+def source_label(source: Hashable) -> str:
+    """How a source address is counted and persisted: a ``str`` as is, else its ``repr``."""
+    return source if isinstance(source, str) else repr(source)
+
+
+def encoded_size(record: ValidRecord) -> int:
+    """The bytes ``record`` is charged for: its canonical CBOR encoding."""
+    return len(_encode(record))
+
+
+def _encode(record: ValidRecord) -> bytes:
+    return dumps_canonical(record.record.to_cbor())
+
+
+def _slot_of(record: ValidRecord) -> bytes:
+    if isinstance(record.record, SetEntry):
+        return record.record.owner
+    return b""
+
+
+@attrs.define(slots=True)
+class _Row:
+    """One held entry and what it is charged for."""
+
+    record: ValidRecord
+    size: int
+    source: str
+    cached: bool
+
+
+class RecordStore(Protocol):
+    """What the DHT core needs from a record store (both backends implement it)."""
+
+    def get(self, key: bytes, *, now: float | None = None) -> list[ValidRecord]:
+        """The records held under ``key`` (one, or a set's entries by owner); expired
+        ones left out when ``now`` is given."""
+        ...
+
+    def put(
+        self,
+        record: ValidRecord,
+        *,
+        source: Hashable,
+        cached: bool,
+        now: float,
+        cas: int | None = None,
+    ) -> Decision:
+        """Apply the §7 merge rules and the quotas to ``record``, atomically."""
+        ...
+
+    def delete_expired(self, now: float) -> int:
+        """Remove every entry whose expiry is at or before ``now``; return how many."""
+        ...
+
+    def keys_for_republish(
+        self,
+        low: bytes = b"",
+        high: bytes | None = None,
+        *,
+        limit: int = 1024,
+        include_cached: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` distinct keys in ``[low, high)``, ascending."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Records, bytes, bytes by publisher and by source, evictions, refusals."""
+        ...
+
+    def close(self) -> None:
+        """Release the store (the SQLite backend closes its database)."""
+        ...
+
+
+class _StoreBase:
+    """The put logic both backends share; they provide storage primitives.
+
+    Byte counters (total, stored, cached, by source, by publisher) are kept
+    in memory by this class and changed only after a backend committed a
+    change, so a failed write leaves them consistent.
+    """
+
+    def __init__(self, limits: StoreLimits, record_limits: RecordLimits) -> None:
+        if not isinstance(limits, StoreLimits):
+            raise ConfigError(f"limits must be a StoreLimits, got {type(limits).__name__}")
+        if not isinstance(record_limits, RecordLimits):
+            raise ConfigError("record_limits must be a RecordLimits")
+        self.limits = limits
+        self.record_limits = record_limits
+        self._stored_bytes = 0
+        self._cached_bytes = 0
+        self._records = 0
+        self._cached_records = 0
+        self._by_source: Counter[str] = Counter()
+        self._by_publisher: Counter[bytes] = Counter()
+        self._evictions = 0
+        self._expired = 0
+        self._refusals: Counter[str] = Counter()
+        self._corrupt = 0
+        self._closed = False
+
+    # -- backend primitives
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _held(self, key: bytes) -> dict[bytes, _Row]:
+        raise NotImplementedError
+
+    def _lru_cached(
+        self, need: int, exclude: tuple[bytes, bytes]
+    ) -> list[tuple[bytes, bytes, int]]:
+        """Cached entries, least recently used first, until their sizes reach ``need``."""
+        raise NotImplementedError
+
+    def _write(
+        self, key: bytes, slot: bytes, row: _Row, blob: bytes, evict: list[tuple[bytes, bytes]]
+    ) -> None:
+        raise NotImplementedError
+
+    def _touch(self, key: bytes, slots: list[bytes]) -> None:
+        raise NotImplementedError
+
+    # -- accounting
+
+    def _charge(self, row: _Row, sign: int) -> None:
+        self._records += sign
+        if row.cached:
+            self._cached_bytes += sign * row.size
+            self._cached_records += sign
+            return
+        self._stored_bytes += sign * row.size
+        self._by_source[row.source] += sign * row.size
+        if self._by_source[row.source] <= 0:
+            del self._by_source[row.source]
+        owner = row.record.owner
+        if owner is not None:
+            self._by_publisher[owner] += sign * row.size
+            if self._by_publisher[owner] <= 0:
+                del self._by_publisher[owner]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the record store is closed")
+
+    # -- the interface
+
+    def put(
+        self,
+        record: ValidRecord,
+        *,
+        source: Hashable,
+        cached: bool,
+        now: float,
+        cas: int | None = None,
+    ) -> Decision:
+        """Apply the §7 merge rules and the quotas to ``record``, atomically.
+
+        Returns the :class:`Decision` of :func:`accept` (or
+        :func:`accept_set_entry`), or a ``REJECT`` with a quota reason.  A
+        refused or lower-ranked record changes nothing held.
+        """
+        self._check_open()
+        if not isinstance(record, ValidRecord):
+            raise ConfigError(f"record must be a ValidRecord, got {type(record).__name__}")
+        if type(cached) is not bool:
+            raise ConfigError(f"cached must be a bool, got {cached!r}")
+        if cas is not None and (type(cas) is not int or cas < 0):
+            raise ConfigError(f"cas must be a non-negative integer or None, got {cas!r}")
+        key, slot = record.key, _slot_of(record)
+        label = source_label(source)
+        with self._transaction():
+            held = self._held(key)
+            if isinstance(record.record, SetEntry):
+                entries = {s: r.record for s, r in held.items() if s}
+                decision = accept_set_entry(
+                    entries, record, now, cas=cas, limits=self.record_limits
+                )
+            else:
+                old_row = held.get(b"")
+                decision = accept(old_row.record if old_row else None, record, now, cas=cas)
+            old = held.get(slot)
+            if decision.outcome is Outcome.REJECT:
+                self._refusals[decision.reason or "rejected"] += 1
+                return decision
+            if decision.outcome is Outcome.UNCHANGED:
+                assert old is not None  # UNCHANGED means a live record is held
+                if cached or not old.cached:
+                    if old.cached:
+                        self._touch(key, [slot])
+                    return decision
+                keep = old.record  # a stored put of a cached entry: promote it
+            else:
+                keep = record
+            blob = _encode(keep)
+            row = _Row(keep, len(blob), label, cached and (old is None or old.cached))
+            refusal, evict = self._make_room(key, slot, row, old)
+            if refusal is not None:
+                self._refusals[refusal] += 1
+                return Decision(Outcome.REJECT, old.record if old else None, refusal)
+            self._write(key, slot, row, blob, [(k, s) for k, s, _size in evict])
+        for _k, _s, size in evict:
+            self._records -= 1
+            self._cached_records -= 1
+            self._cached_bytes -= size
+            self._evictions += 1
+        if old is not None:
+            self._charge(old, -1)
+        self._charge(row, +1)
+        return decision
+
+    def _make_room(
+        self, key: bytes, slot: bytes, row: _Row, old: _Row | None
+    ) -> tuple[str | None, list[tuple[bytes, bytes, int]]]:
+        """The quota refusal for ``row`` replacing ``old``, or the cached entries to evict."""
+        limits = self.limits
+        if not row.cached:
+            same_source = old is not None and not old.cached and old.source == row.source
+            used = self._by_source[row.source] - (old.size if old and same_source else 0)
+            if used + row.size > limits.max_bytes_per_source:
+                return "quota-source", []
+            owner = row.record.owner
+            if owner is not None:
+                same_owner = old is not None and not old.cached and old.record.owner == owner
+                used = self._by_publisher[owner] - (old.size if old and same_owner else 0)
+                if used + row.size > limits.max_bytes_per_publisher:
+                    return "quota-publisher", []
+        freed = old.size if old is not None else 0
+        need = self._stored_bytes + self._cached_bytes - freed + row.size - limits.max_bytes
+        reason = "quota-total"
+        if row.cached:
+            if row.size > limits.max_cached_bytes:
+                return "quota-cache", []
+            cached_freed = freed if old is not None and old.cached else 0
+            need_cache = self._cached_bytes - cached_freed + row.size - limits.max_cached_bytes
+            need = max(need, need_cache)
+        if need <= 0:
+            return None, []
+        evict = self._lru_cached(need, (key, slot))
+        if sum(size for _k, _s, size in evict) < need:
+            return reason, []
+        return None, evict
+
+    def stats(self) -> dict[str, Any]:
+        """Records and bytes held; stored bytes by publisher (hex) and by source;
+        evictions, expiry deletions, corrupt entries dropped and refusals by
+        reason since this store object was opened."""
+        return {
+            "records": self._records,
+            "cached_records": self._cached_records,
+            "bytes": self._stored_bytes + self._cached_bytes,
+            "stored_bytes": self._stored_bytes,
+            "cached_bytes": self._cached_bytes,
+            "by_publisher": {owner.hex(): n for owner, n in self._by_publisher.items()},
+            "by_source": dict(self._by_source),
+            "evictions": self._evictions,
+            "expired": self._expired,
+            "corrupt": self._corrupt,
+            "refusals": dict(self._refusals),
+        }
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the store; later calls raise :class:`~qdht.errors.StoreError`."""
+        self._closed = True
+
+
+def _check_region(low: bytes, high: bytes | None, limit: int) -> None:
+    if type(low) is not bytes or (high is not None and type(high) is not bytes):
+        raise ConfigError("low and high must be bytes (high may be None)")
+    if type(limit) is not int or limit <= 0:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+
+
+# ---------------------------------------------------------------- memory
+
+
+class MemoryRecordStore(_StoreBase):
+    """A record store in memory: the default for a node without a data directory."""
+
+    def __init__(
+        self,
+        limits: StoreLimits = DEFAULT_STORE_LIMITS,
+        *,
+        record_limits: RecordLimits = DEFAULT_RECORD_LIMITS,
+    ) -> None:
+        super().__init__(limits, record_limits)
+        self._keys: dict[bytes, dict[bytes, _Row]] = {}
+        self._lru: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def _held(self, key: bytes) -> dict[bytes, _Row]:
+        return dict(self._keys.get(key, {}))
+
+    def _lru_cached(
+        self, need: int, exclude: tuple[bytes, bytes]
+    ) -> list[tuple[bytes, bytes, int]]:
+        found: list[tuple[bytes, bytes, int]] = []
+        total = 0
+        for entry in self._lru:
+            if entry == exclude:
+                continue
+            size = self._keys[entry[0]][entry[1]].size
+            found.append((*entry, size))
+            total += size
+            if total >= need:
+                break
+        return found
+
+    def _drop(self, key: bytes, slot: bytes) -> _Row:
+        slots = self._keys[key]
+        row = slots.pop(slot)
+        if not slots:
+            del self._keys[key]
+        self._lru.pop((key, slot), None)
+        return row
+
+    def _write(
+        self, key: bytes, slot: bytes, row: _Row, blob: bytes, evict: list[tuple[bytes, bytes]]
+    ) -> None:
+        for k, s in evict:
+            self._drop(k, s)
+        self._keys.setdefault(key, {})[slot] = row
+        if row.cached:
+            self._lru[(key, slot)] = None
+            self._lru.move_to_end((key, slot))
+        else:
+            self._lru.pop((key, slot), None)
+
+    def _touch(self, key: bytes, slots: list[bytes]) -> None:
+        for slot in slots:
+            if (key, slot) in self._lru:
+                self._lru.move_to_end((key, slot))
+
+    def get(self, key: bytes, *, now: float | None = None) -> list[ValidRecord]:
+        """The records held under ``key``; a cached entry read becomes most recently used."""
+        self._check_open()
+        slots = self._keys.get(key)
+        if not slots:
+            return []
+        self._touch(key, [s for s, row in slots.items() if row.cached])
+        return [
+            slots[s].record for s in sorted(slots) if now is None or slots[s].record.expires > now
+        ]
+
+    def delete_expired(self, now: float) -> int:
+        """Remove every entry whose expiry is at or before ``now``; return how many."""
+        self._check_open()
+        gone = [
+            (key, slot)
+            for key, slots in self._keys.items()
+            for slot, row in slots.items()
+            if row.record.expires <= now
+        ]
+        for key, slot in gone:
+            self._charge(self._drop(key, slot), -1)
+        self._expired += len(gone)
+        return len(gone)
+
+    def keys_for_republish(
+        self,
+        low: bytes = b"",
+        high: bytes | None = None,
+        *,
+        limit: int = 1024,
+        include_cached: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` distinct keys in ``[low, high)``, ascending (held stored,
+        or cached too with ``include_cached``).  To page on, call again with
+        ``low = last + b"\\x00"``.  Sorts the keys: O(n log n) per call."""
+        self._check_open()
+        _check_region(low, high, limit)
+        keys = sorted(
+            key
+            for key, slots in self._keys.items()
+            if low <= key
+            and (high is None or key < high)
+            and (include_cached or any(not row.cached for row in slots.values()))
+        )
+        return keys[:limit]
+
+
+# ---------------------------------------------------------------- SQLite
+
+#: Schema migrations, applied in order on open: migration i takes a database
+#: from ``PRAGMA user_version`` i to i + 1.  Append; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE records (
+        key BLOB NOT NULL,
+        slot BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        owner BLOB,
+        seq INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        cached INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        used INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (key, slot)
+    );
+    CREATE INDEX records_expires ON records (expires);
+    CREATE INDEX records_lru ON records (used) WHERE cached = 1;
+    """,
+)
+
+#: The schema version this code writes (the number of migrations).
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = "key, slot, kind, owner, seq, expires, cached, source, size, digest, used, data"
+
+
+class SqliteRecordStore(_StoreBase):
+    """A record store in one SQLite database (stdlib :mod:`sqlite3`, WAL).
+
+    The default for a node with a data directory.  Every put is one
+    ``BEGIN IMMEDIATE … COMMIT`` transaction: when :meth:`put` returns, the
+    change is in the write-ahead log.
+
+    Durability: the database runs in ``journal_mode=WAL`` with
+    ``synchronous=NORMAL`` by default.  A committed transaction has then
+    been written to the WAL file (in the operating system's page cache)
+    before :meth:`put` returns, so it survives the *process* being killed at
+    any point, SIGKILL included: the next open replays the WAL.  What NORMAL
+    does not promise is surviving *power loss or a kernel crash*: the WAL is
+    fsynced only at checkpoints, so the last transactions before the crash
+    may be lost (the database stays consistent).  Records are replicated on
+    k nodes and republished by their publishers, so that window costs little,
+    and NORMAL writes several times faster.  Pass ``synchronous="FULL"`` to
+    fsync the WAL on every commit when that window matters.
+
+    On open, the schema is created or migrated (``PRAGMA user_version``,
+    :data:`MIGRATIONS`), a database of a newer schema version is refused
+    with :class:`~qdht.errors.StoreError`, and ``PRAGMA quick_check`` runs
+    (skip it with ``check_integrity=False``); a failure raises StoreError.
+    So does any SQLite failure later (disk full, database locked by another
+    process for longer than SQLite's 5 s busy timeout).
+
+    Not thread-safe, but not tied to one thread either: a Trio driver may
+    call it through ``trio.to_thread.run_sync`` with a limiter of one.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        limits: StoreLimits = DEFAULT_STORE_LIMITS,
+        *,
+        record_limits: RecordLimits = DEFAULT_RECORD_LIMITS,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        check_integrity: bool = True,
+    ) -> None:
+        super().__init__(limits, record_limits)
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        try:
+            self._open(synchronous, check_integrity)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self, synchronous: str, check_integrity: bool) -> None:
+        db = self._db
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: cannot use WAL (journal mode {mode})")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            if check_integrity:
+                problems = self.integrity_check(quick=True)
+                if problems:
+                    raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
+            self._migrate()
+            self._load_counters()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        db = self._db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}; this qdht knows up to {len(MIGRATIONS)}"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def _load_counters(self) -> None:
+        db = self._db
+        for cached, count, size in db.execute(
+            "SELECT cached, COUNT(*), COALESCE(SUM(size), 0) FROM records GROUP BY cached"
+        ):
+            self._records += count
+            if cached:
+                self._cached_records += count
+                self._cached_bytes += size
+            else:
+                self._stored_bytes += size
+        for source, size in db.execute(
+            "SELECT source, SUM(size) FROM records WHERE cached = 0 GROUP BY source"
+        ):
+            self._by_source[source] = size
+        for owner, size in db.execute(
+            "SELECT owner, SUM(size) FROM records "
+            "WHERE cached = 0 AND owner IS NOT NULL GROUP BY owner"
+        ):
+            self._by_publisher[owner] = size
+        self._used = db.execute("SELECT COALESCE(MAX(used), 0) FROM records").fetchone()[0]
+
+    def integrity_check(self, *, quick: bool = False) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check`` findings (empty: the database is sound).
+
+        ``quick`` runs ``quick_check`` instead: O(n) too, but it skips checking
+        that indexes match their tables, several times faster (what open runs).
+        """
+        pragma = "quick_check" if quick else "integrity_check"
+        rows = self._db.execute(f"PRAGMA {pragma}").fetchall()
+        problems = [str(row[0]) for row in rows]
+        return [] if problems == ["ok"] else problems
+
+    @property
+    def schema_version(self) -> int:
+        """The database's ``PRAGMA user_version``."""
+        self._check_open()
+        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE … COMMIT``; SQLite failures (disk full, database
+        locked by another process) roll back and raise StoreError."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: {exc}") from exc
+            raise
+
+    def _decode(self, key: bytes, digest: bytes, data: bytes) -> ValidRecord | None:
+        try:
+            record = decode_record(loads_canonical(data))
+        except DecodeError:
+            return None
+        return ValidRecord(record, key, digest)
+
+    def _held(self, key: bytes) -> dict[bytes, _Row]:
+        held: dict[bytes, _Row] = {}
+        for slot, cached, source, size, digest, data in self._db.execute(
+            "SELECT slot, cached, source, size, digest, data FROM records WHERE key = ?", (key,)
+        ).fetchall():
+            record = self._decode(key, digest, data)
+            if record is None:
+                self._drop_corrupt(key, slot, size, source, bool(cached))
+            else:
+                held[slot] = _Row(record, size, source, bool(cached))
+        return held
+
+    def _lru_cached(
+        self, need: int, exclude: tuple[bytes, bytes]
+    ) -> list[tuple[bytes, bytes, int]]:
+        found: list[tuple[bytes, bytes, int]] = []
+        total = 0
+        for key, slot, size in self._db.execute(
+            "SELECT key, slot, size FROM records WHERE cached = 1 ORDER BY used"
+        ):
+            if (key, slot) == exclude:
+                continue
+            found.append((key, slot, size))
+            total += size
+            if total >= need:
+                break
+        return found
+
+    def _write(
+        self, key: bytes, slot: bytes, row: _Row, blob: bytes, evict: list[tuple[bytes, bytes]]
+    ) -> None:
+        db = self._db
+        if evict:
+            db.executemany("DELETE FROM records WHERE key = ? AND slot = ?", evict)
+        self._used += 1
+        record = row.record
+        db.execute(
+            f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                key,
+                slot,
+                record.kind,
+                record.owner,
+                record.seq,
+                record.expires,
+                int(row.cached),
+                row.source,
+                row.size,
+                record.digest,
+                self._used,
+                blob,
+            ),
+        )
+
+    def _touch(self, key: bytes, slots: list[bytes]) -> None:
+        if not slots:
+            return
+        self._used += 1
+        self._db.executemany(
+            "UPDATE records SET used = ? WHERE key = ? AND slot = ? AND cached = 1",
+            [(self._used, key, slot) for slot in slots],
+        )
+
+    def get(self, key: bytes, *, now: float | None = None) -> list[ValidRecord]:
+        """The records held under ``key``; a cached entry read becomes most recently used.
+
+        An entry that no longer decodes (damaged outside SQLite's own
+        checks) is deleted and counted in ``stats()["corrupt"]``.
+        """
+        self._check_open()
+        records: list[ValidRecord] = []
+        cached_slots: list[bytes] = []
+        for slot, cached, size, source, digest, data in self._db.execute(
+            "SELECT slot, cached, size, source, digest, data FROM records "
+            "WHERE key = ? ORDER BY slot",
+            (key,),
+        ).fetchall():
+            record = self._decode(key, digest, data)
+            if record is None:
+                self._drop_corrupt(key, slot, size, source, bool(cached))
+                continue
+            if cached:
+                cached_slots.append(slot)
+            if now is None or record.expires > now:
+                records.append(record)
+        self._touch(key, cached_slots)
+        return records
+
+    def _drop_corrupt(self, key: bytes, slot: bytes, size: int, source: str, cached: bool) -> None:
+        self._db.execute("DELETE FROM records WHERE key = ? AND slot = ?", (key, slot))
+        self._drop_corrupt_counters(size, source, cached)
+
+    def delete_expired(self, now: float) -> int:
+        """Remove every entry whose expiry is at or before ``now`` (one transaction)."""
+        self._check_open()
+        with self._transaction():
+            gone = self._db.execute(
+                "SELECT key, slot, cached, source, size, digest, data FROM records "
+                "WHERE expires <= ?",
+                (int(now),),
+            ).fetchall()
+            self._db.execute("DELETE FROM records WHERE expires <= ?", (int(now),))
+        for key, _slot, cached, source, size, digest, data in gone:
+            record = self._decode(key, digest, data)
+            if record is None:
+                self._drop_corrupt_counters(size, source, bool(cached))
+                continue
+            self._charge(_Row(record, size, source, bool(cached)), -1)
+        self._expired += len(gone)
+        return len(gone)
+
+    def _drop_corrupt_counters(self, size: int, source: str, cached: bool) -> None:
+        """Release an entry that no longer decodes (its owner unknown: publisher
+        bytes stay charged until the store is reopened)."""
+        self._corrupt += 1
+        self._records -= 1
+        if cached:
+            self._cached_records -= 1
+            self._cached_bytes -= size
+            return
+        self._stored_bytes -= size
+        self._by_source[source] -= size
+        if self._by_source[source] <= 0:
+            del self._by_source[source]
+
+    def keys_for_republish(
+        self,
+        low: bytes = b"",
+        high: bytes | None = None,
+        *,
+        limit: int = 1024,
+        include_cached: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` distinct keys in ``[low, high)``, ascending (held stored,
+        or cached too with ``include_cached``).  To page on, call again with
+        ``low = last + b"\\x00"``."""
+        self._check_open()
+        _check_region(low, high, limit)
+        query = "SELECT DISTINCT key FROM records WHERE key >= ?"
+        params: list[object] = [low]
+        if high is not None:
+            query += " AND key < ?"
+            params.append(high)
+        if not include_cached:
+            query += " AND cached = 0"
+        query += " ORDER BY key LIMIT ?"
+        params.append(limit)
+        return [row[0] for row in self._db.execute(query, params)]
+
+    def close(self) -> None:
+        """Checkpoint and close the database; later calls raise StoreError."""
+        if not self._closed:
+            self._closed = True
+            self._db.close()

@@ -1,0 +1,135 @@
+"""``qdht-bench records-store``: what holding records costs, in memory and in SQLite.
+
+On one core, with immutable records of ``--value-size`` bytes (1 KiB by
+default), already validated (validation is ``records-validate``'s business):
+
+* ``sqlite_writes_per_s``: acknowledged puts into a fresh
+  :class:`SqliteRecordStore` in a temporary directory (WAL,
+  ``synchronous=NORMAL``, one transaction per put, so each put survives the
+  process being killed once it returns), median of ``--runs`` batches of
+  ``--count``; ``sqlite_full_writes_per_s`` the same with
+  ``synchronous=FULL`` (an fsync per put: survives power loss; depends
+  entirely on the disk under the temporary directory);
+* ``sqlite_reads_per_s``: :meth:`get` of every key of the last batch;
+* ``memory_puts_per_s`` and ``memory_reads_per_s`` for :class:`MemoryRecordStore`;
+* ``memory_bytes_per_record``: Python heap (tracemalloc) per record held by
+  a memory store, value included, and ``memory_overhead_per_record`` the
+  same minus the value size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from qdht.dht._records import ValidRecord, make_immutable, validate_record
+from qdht.dht._recordstore import MemoryRecordStore, RecordStore, SqliteRecordStore
+from qdht_bench._common import BenchResult, Target, median
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION: Final = "record store puts/gets per second (SQLite WAL, memory) and bytes per record"
+
+NOW: Final = 1_750_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=2000, help="puts per batch")
+    parser.add_argument("--runs", type=int, default=5, help="batches (median reported)")
+    parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
+    parser.add_argument(
+        "--full-count", type=int, default=200, help="puts per batch with synchronous=FULL"
+    )
+
+
+def _records(count: int, size: int, salt: int) -> list[ValidRecord]:
+    records = []
+    for n in range(count):
+        value = salt.to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(max(0, size - 8))
+        record = make_immutable(value, NOW + 86400)
+        records.append(validate_record(record, record.key(), NOW))
+    return records
+
+
+def _rate(store: RecordStore, records: list[ValidRecord]) -> float:
+    start = time.perf_counter()
+    for record in records:
+        store.put(record, source="bench", cached=False, now=NOW)
+    return len(records) / (time.perf_counter() - start)
+
+
+def _read_rate(store: RecordStore, records: list[ValidRecord]) -> float:
+    start = time.perf_counter()
+    for record in records:
+        if not store.get(record.key):
+            raise AssertionError("a stored record is missing")
+    return len(records) / (time.perf_counter() - start)
+
+
+def _sqlite_rates(
+    records_of: Callable[[int], list[ValidRecord]], runs: int, synchronous: str
+) -> tuple[list[float], list[float]]:
+    writes, reads = [], []
+    for run in range(runs):
+        records = records_of(run)
+        with tempfile.TemporaryDirectory(prefix="qdht-bench-") as tmp:
+            store = SqliteRecordStore(
+                Path(tmp) / "records.db",
+                synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+            )
+            try:
+                writes.append(_rate(store, records))
+                reads.append(_read_rate(store, records))
+            finally:
+                store.close()
+    return writes, reads
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    count, runs, size = args.count, args.runs, args.value_size
+    result = BenchResult("records-store")
+
+    writes, reads = _sqlite_rates(lambda run: _records(count, size, run), runs, "NORMAL")
+    result.add("sqlite_writes_per_s", median(writes), Target(">=", 5000))
+    result.add("sqlite_reads_per_s", median(reads))
+    full, _ = _sqlite_rates(
+        lambda run: _records(args.full_count, size, 100 + run), max(1, runs // 2), "FULL"
+    )
+    result.add("sqlite_full_writes_per_s", median(full))
+
+    puts, gets = [], []
+    for run_number in range(runs):
+        records = _records(count, size, 200 + run_number)
+        store = MemoryRecordStore()
+        puts.append(_rate(store, records))
+        gets.append(_read_rate(store, records))
+        store.close()
+    result.add("memory_puts_per_s", median(puts))
+    result.add("memory_reads_per_s", median(gets))
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = MemoryRecordStore()
+        records = _records(count, size, 300)
+        for record in records:
+            store.put(record, source="bench", cached=False, now=NOW)
+        held = tracemalloc.get_traced_memory()[0] - before
+        del records
+        after = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    per_record = min(held, after) / count
+    store.close()
+    result.add("memory_bytes_per_record", per_record)
+    result.add("memory_overhead_per_record", per_record - size)
+    result.notes.append(
+        f"{count} puts x {runs} runs of {size}-byte immutable records; "
+        "SQLite in a temporary directory, one transaction per put"
+    )
+    return result
