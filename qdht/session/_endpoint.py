@@ -87,6 +87,7 @@ _REKEY_JITTER: Final = 10.0
 _PACKETS: Final = (HandshakeFragment, CookieReply, DataPacket)
 _FRAMES: Final = (MessageFrame, FragmentFrame, KeepaliveFrame, CloseFrame)
 _EXPECT_KIND: Final = {1: 2, 3: 4, 5: 6}  # what the initiator waits for after sending
+_KEEPALIVE: Final = dumps_canonical(KeepaliveFrame().to_cbor())
 
 
 def _mac(key: bytes, data: bytes) -> bytes:
@@ -1048,7 +1049,7 @@ class SessionEndpoint:
             for payload_ in queue:
                 self._send_payload(kp, payload_)
         else:
-            self._send_frame(kp, dumps_canonical(KeepaliveFrame().to_cbor()))
+            self._send_frame(kp, _KEEPALIVE)
 
     def _promote(self, peer: Peer, kp: Keypair) -> None:
         if peer.previous is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -118,52 +118,94 @@ class UdpTransport:
                 raise trio.ClosedResourceError("UDP transport is closed")
             check_payload(data, addr, self._max, "udp", "UDP transport")
         await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._try_send(data, addr):
+            # The send buffer is full: wait (a real checkpoint) and retry.
+            await trio.lowlevel.wait_writable(self._sock)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_batch(self, datagrams: Iterable[tuple[bytes, Any]]) -> None:
+        """Send each ``(data, addr)`` in order, with one checkpoint for the batch.
+
+        The hot path of a sender: :meth:`send` yields to the scheduler per
+        datagram.  A datagram :meth:`send` would refuse (oversize, not a UDP
+        address) is dropped and counted (``"oversize"``, ``"wrong-transport"``)
+        instead, so one bad entry cannot lose the rest of the batch.
+        """
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("UDP transport is closed")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        limit = self._max
+        for data, addr in datagrams:
+            if len(data) > limit:
+                self._drops.drop("oversize")
+            elif not isinstance(addr, Address) or addr.transport != "udp":
+                self._drops.drop("wrong-transport")
+            else:
+                while not self._try_send(data, addr):
+                    await trio.lowlevel.wait_writable(self._sock)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _try_send(self, data: bytes, addr: Address) -> bool:
+        """sendto without waiting; False only if the send buffer is full (retry later)."""
         host = addr.host
         if self._family == socket.AF_INET6:
             if ":" not in host:
                 if not self._dual_stack:
                     self._drops.drop("address-family")
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return
+                    return True
                 host = "::ffff:" + host
         elif ":" in host:
             self._drops.drop("address-family")
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        sockaddr = (host, addr.port)
-        sock = self._sock
-        while True:
-            try:
-                sock.sendto(data, sockaddr)
-            except BlockingIOError:
-                # The send buffer is full: wait (a real checkpoint) and retry.
-                await trio.lowlevel.wait_writable(sock)
-                continue
-            except OSError as exc:
-                if self._closed:
-                    raise trio.ClosedResourceError("UDP transport is closed") from None
-                self._drops.drop(_REMOTE_ERRNOS.get(exc.errno or 0, "send-error"))
-                break
-            self._sent += 1
-            self._bytes_sent += len(data)
-            break
-        await trio.lowlevel.cancel_shielded_checkpoint()
+            return True
+        try:
+            self._sock.sendto(data, (host, addr.port))
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if self._closed:
+                raise trio.ClosedResourceError("UDP transport is closed") from None
+            self._drops.drop(_REMOTE_ERRNOS.get(exc.errno or 0, "send-error"))
+            return True
+        self._sent += 1
+        self._bytes_sent += len(data)
+        return True
 
     async def receive(self) -> tuple[bytes, Address]:
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("UDP transport is closed")
         await trio.lowlevel.checkpoint_if_cancelled()
-        sock = self._sock
         waited = False
+        while (item := self._take()) is None:
+            # wait_readable raises ClosedResourceError if aclose() runs meanwhile.
+            await trio.lowlevel.wait_readable(self._sock)
+            waited = True
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+
+    async def receive_batch(self, max_count: int = 64) -> list[tuple[bytes, Address]]:
+        """Wait for one datagram, then take up to ``max_count`` in all that are already queued.
+
+        One checkpoint per batch instead of one per datagram (the receive hot path).
+        """
+        if type(max_count) is not int or max_count < 1:
+            raise ConfigError(f"max_count must be a positive integer, got {max_count!r}")
+        batch = [await self.receive()]
+        take = self._take
+        while len(batch) < max_count and (item := take()) is not None:
+            batch.append(item)
+        return batch
+
+    def _take(self) -> tuple[bytes, Address] | None:
+        """The next valid queued datagram, or None if the socket has none now."""
+        sock = self._sock
         while True:
             try:
                 data, sockaddr = sock.recvfrom(self._recv_size)
             except BlockingIOError:
-                # wait_readable raises ClosedResourceError if aclose() runs meanwhile.
-                await trio.lowlevel.wait_readable(sock)
-                waited = True
-                continue
+                return None
             except OSError as exc:
                 if self._closed:
                     raise trio.ClosedResourceError("UDP transport is closed") from None
@@ -180,8 +222,6 @@ class UdpTransport:
                     continue
             self._received += 1
             self._bytes_received += len(data)
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
             return data, addr
 
     async def aclose(self) -> None:

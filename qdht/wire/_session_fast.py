@@ -10,6 +10,7 @@ datagram on the receive side, this one a few (05-transport.md §3).
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import attrs
@@ -82,60 +83,42 @@ def encode_frag_frame(msg_id: int, index: int, count: int, payload: bytes) -> by
     )
 
 
-class _Reject(Exception):
-    pass
+# Shortest-form heads as regular expressions (one match replaces a chain of
+# Python calls; the lookaheads reject a longer form than the value needs).
+_UINT: Final = (
+    rb"([\x00-\x17]|\x18[\x18-\xff]|\x19(?!\x00)..|\x1a(?!\x00\x00)....|\x1b(?!\x00{4})........)"
+)
+_BSTR: Final = (
+    rb"([\x40-\x57]|\x58[\x18-\xff]|\x59(?!\x00)..|\x5a(?!\x00\x00)....|\x5b(?!\x00{4})........)"
+)
+_DATA_HEAD: Final = re.compile(rb"\xa4\x61n" + _UINT + rb"\x62ct" + _BSTR, re.S)
+_DATA_END: Final = re.compile(rb"\x63rid" + _UINT + re.escape(_DATA_TAIL), re.S)
+_MSG_HEAD: Final = re.compile(rb"\xa2\x61p" + _BSTR, re.S)
+_FRAG_HEAD: Final = re.compile(rb"\xa5\x61c" + _UINT + rb"\x61i" + _UINT + rb"\x61p" + _BSTR, re.S)
+_FRAG_END: Final = re.compile(rb"\x62id" + _UINT + re.escape(_FRAG_TAIL), re.S)
 
 
-def _arg(data: bytes, pos: int, major: int) -> tuple[int, int]:
-    """(argument, next position) of a shortest-form head of ``major`` at ``pos``."""
-    if pos >= len(data):
-        raise _Reject
-    b = data[pos]
-    if b >> 5 != major:
-        raise _Reject
-    ai = b & 31
-    if ai < 24:
-        return ai, pos + 1
-    size = {24: 1, 25: 2, 26: 4, 27: 8}.get(ai)
-    if size is None or pos + 1 + size > len(data):
-        raise _Reject
-    value = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
-    if value < (24 if size == 1 else 1 << (4 * size)):
-        raise _Reject  # not the shortest form
-    return value, pos + 1 + size
-
-
-def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = _arg(data, pos, 2)
-    end = pos + length
-    if end > len(data):
-        raise _Reject
-    return data[pos:end], end
-
-
-def _expect(data: bytes, pos: int, literal: bytes) -> int:
-    if data[pos : pos + len(literal)] != literal:
-        raise _Reject
-    return pos + len(literal)
+def _value(head: bytes) -> int:
+    """The argument of a head matched by ``_UINT``/``_BSTR``."""
+    if len(head) == 1:
+        return head[0] & 31
+    return int.from_bytes(head[1:], "big")
 
 
 def parse_data_packet(data: bytes) -> tuple[int, int, bytes] | None:
     """(rid, n, ct) of a canonical, valid ``session-data`` packet, else None."""
-    try:
-        pos = _expect(data, 0, b"\xa4\x61n")
-        n, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x62ct")
-        ct, pos = _bstr(data, pos)
-        pos = _expect(data, pos, b"\x63rid")
-        rid, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, _DATA_TAIL)
-    except _Reject:
+    m = _DATA_HEAD.match(data)
+    if m is None:
         return None
-    if pos != len(data) or not 1 <= rid <= 0xFFFFFFFF or n > 2**64 - 2:
+    start = m.end()
+    end = start + _value(m.group(2))
+    tail = _DATA_END.fullmatch(data, end)
+    if tail is None:
         return None
-    if not 16 <= len(ct) <= 65_535:
+    rid, n = _value(tail.group(1)), _value(m.group(1))
+    if not 1 <= rid <= 0xFFFFFFFF or n > 2**64 - 2 or not 16 <= end - start <= 65_535:
         return None
-    return rid, n, ct
+    return rid, n, data[start:end]
 
 
 def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
@@ -143,28 +126,25 @@ def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
 
     A whole message is reported as ``(0, 0, 1, payload)``.
     """
-    try:
-        if data[:3] == b"\xa2\x61p":
-            payload, pos = _bstr(data, 3)
-            if data[pos:] != _MSG_TAIL or len(payload) > 73_728:
-                return None
-            return 0, 0, 1, payload
-        pos = _expect(data, 0, b"\xa5\x61c")
-        count, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x61i")
-        index, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x61p")
-        payload, pos = _bstr(data, pos)
-        pos = _expect(data, pos, b"\x62id")
-        msg_id, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, _FRAG_TAIL)
-    except _Reject:
+    m = _MSG_HEAD.match(data)
+    if m is not None:
+        start = m.end()
+        end = start + _value(m.group(1))
+        if end - start > 73_728 or data[end:] != _MSG_TAIL:
+            return None
+        return 0, 0, 1, data[start:end]
+    m = _FRAG_HEAD.match(data)
+    if m is None:
         return None
-    if pos != len(data) or not 2 <= count <= 4096 or index >= count:
+    start = m.end()
+    end = start + _value(m.group(3))
+    tail = _FRAG_END.fullmatch(data, end)
+    if tail is None:
         return None
-    if not 1 <= len(payload) <= 65_535 or msg_id > 2**64 - 1:
+    count, index, msg_id = _value(m.group(1)), _value(m.group(2)), _value(tail.group(1))
+    if not 2 <= count <= 4096 or index >= count or not 1 <= end - start <= 65_535:
         return None
-    return msg_id, index, count, payload
+    return msg_id, index, count, data[start:end]
 
 
 @attrs.define
@@ -228,34 +208,42 @@ def encode_hs_fragment(frag: HsView, mac2: bytes | None = None) -> bytes:
     )
 
 
+_HS_HEAD: Final = re.compile(
+    rb"[\xa8\xa9]\x61c"
+    + _UINT
+    + rb"\x61i"
+    + _UINT
+    + rb"\x63rid"
+    + _UINT
+    + rb"\x63sid"
+    + _UINT
+    + rb"\x64body"
+    + _BSTR,
+    re.S,
+)
+_HS_END: Final = re.compile(
+    rb"\x64kind" + _UINT + rb"\x64mac1\x50(.{16})(?:\x64mac2\x50(.{16}))?" + re.escape(_HS_TAIL),
+    re.S,
+)
+
+
 def parse_hs_fragment(data: bytes) -> HsView | None:
     """A canonical, valid ``session-hs`` packet as an :class:`HsView`, else None."""
-    if data[:1] not in (b"\xa8", b"\xa9"):
+    m = _HS_HEAD.match(data)
+    if m is None:
         return None
-    try:
-        pos = _expect(data, 1, b"\x61c")
-        count, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x61i")
-        index, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x63rid")
-        rid, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x63sid")
-        sid, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x64body")
-        body, pos = _bstr(data, pos)
-        pos = _expect(data, pos, b"\x64kind")
-        kind, pos = _arg(data, pos, 0)
-        pos = _expect(data, pos, b"\x64mac1\x50")
-        mac1, pos = data[pos : pos + 16], pos + 16
-        mac2 = None
-        if data[0] == 0xA9:
-            pos = _expect(data, pos, b"\x64mac2\x50")
-            mac2, pos = data[pos : pos + 16], pos + 16
-        pos = _expect(data, pos, _HS_TAIL)
-    except _Reject:
+    start = m.end()
+    end = start + _value(m.group(5))
+    tail = _HS_END.fullmatch(data, end)
+    if tail is None:
         return None
-    if pos != len(data) or not 1 <= kind <= 6 or not 1 <= sid <= 0xFFFFFFFF:
+    mac2 = tail.group(3)
+    if (mac2 is not None) != (data[0] == 0xA9):
         return None
-    if rid > 0xFFFFFFFF or not 1 <= count <= 16 or index >= count or len(body) > 65_535:
+    count, index, rid, sid = (_value(m.group(k)) for k in (1, 2, 3, 4))
+    kind = _value(tail.group(1))
+    if not 1 <= kind <= 6 or not 1 <= sid <= 0xFFFFFFFF:
         return None
-    return HsView(kind, sid, rid, index, count, body, mac1, mac2)
+    if rid > 0xFFFFFFFF or not 1 <= count <= 16 or index >= count or end - start > 65_535:
+        return None
+    return HsView(kind, sid, rid, index, count, data[start:end], tail.group(2), mac2)

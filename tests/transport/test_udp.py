@@ -199,3 +199,47 @@ async def test_udp_transport_is_a_datagram_transport() -> None:
     async with open_udp_transport("127.0.0.1", 0) as t:
         assert isinstance(t, UdpTransport)
         assert isinstance(t, DatagramTransport)
+
+
+async def test_send_batch_delivers_in_order_and_counts_bad_entries() -> None:
+    async with (
+        open_udp_transport("127.0.0.1", 0, max_datagram_size=1500) as a,
+        open_udp_transport("127.0.0.1", 0) as b,
+    ):
+        to = b.local_addresses[0]
+        good = [(bytes([i]) * (i + 1), to) for i in range(20)]
+        batch = [
+            *good[:10],
+            (b"x" * 1501, to),
+            (b"x", Address("ws", "127.0.0.1", to.port)),
+            *good[10:],
+        ]
+        await a.send_batch(batch)
+        got = [await b.receive() for _ in range(20)]
+        assert got == [(data, a.local_addresses[0]) for data, _ in good]
+        stats = a.stats()
+        assert stats["datagrams_sent"] == 20
+        assert stats["drop_oversize"] == 1
+        assert stats["drop_wrong-transport"] == 1
+
+
+async def test_receive_batch_takes_what_is_queued_up_to_the_limit() -> None:
+    async with open_udp_transport("127.0.0.1", 0) as a, open_udp_transport("127.0.0.1", 0) as b:
+        to = b.local_addresses[0]
+        await a.send_batch([(bytes([i]), to) for i in range(10)])
+        first = await b.receive_batch(4)
+        rest = await b.receive_batch(64)
+        assert [d for d, _ in first] == [bytes([i]) for i in range(4)]
+        assert [d for d, _ in rest] == [bytes([i]) for i in range(4, 10)]
+        assert {src for _, src in first + rest} == {a.local_addresses[0]}
+        with pytest.raises(ConfigError, match="max_count"):
+            await b.receive_batch(0)
+
+
+async def test_batch_calls_on_a_closed_transport_raise() -> None:
+    async with open_udp_transport("127.0.0.1", 0) as t:
+        me = t.local_addresses[0]
+    with pytest.raises(trio.ClosedResourceError):
+        await t.send_batch([(b"x", me)])
+    with pytest.raises(trio.ClosedResourceError):
+        await t.receive_batch()
