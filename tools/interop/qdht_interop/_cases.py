@@ -1,0 +1,605 @@
+"""The cases: each tied to a numbered section of ``protocol-spec/`` by its ID.
+
+An ID is ``<area>/<section>/<n>``; the areas map to spec files as in
+:data:`AREAS`.  A case is an async function of a :class:`Context` and a
+:class:`Notes` it writes its observations to; it raises
+:class:`~qdht_interop._grades.CaseFailed` when a MUST is broken and
+:class:`~qdht_interop._grades.CaseUnimplemented` when the target lacks an
+optional feature; :meth:`Notes.non_strict` marks a broken SHOULD.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import attrs
+import trio
+from qdht_lint.engine import Linter
+
+from qdht.errors import LookupFailedError, RPCError
+from qdht.identity import Identity
+from qdht.node import Node
+from qdht.wire import (
+    MAX_VALUE_SIZE,
+    Contact,
+    ErrorCode,
+    ErrorMessage,
+    FindNode,
+    FindValue,
+    Nodes,
+    Ping,
+    Pong,
+    Store,
+    Stored,
+    Value,
+    dumps_canonical,
+    encode,
+    immutable_key,
+    new_rid,
+)
+from qdht_interop._grades import INFORMATIONAL, NON_STRICT, CaseFailed, CaseUnimplemented
+from qdht_interop._probe import Probe, Undecodable
+from qdht_interop._target import TargetProcess, printable
+
+__all__ = ["AREAS", "CASES", "Case", "Context", "Notes"]
+
+#: Case ID area → the spec file its section numbers refer to.
+AREAS: Final = {
+    "conv": "00-conventions.md",
+    "dht": "02-dht-rpc.md",
+    "hs": "04-handshake.md",
+    "tr": "05-transport.md",
+    "boot": "06-bootstrap.md",
+}
+#: Seconds a request waits for its answer (a first handshake included).
+ANSWER_TIMEOUT: Final = 5.0
+#: Seconds of silence that count as "dropped" where a case must wait for nothing.
+SILENCE: Final = 1.0
+
+
+@attrs.define
+class Context:
+    """What every case can use."""
+
+    target: Contact
+    difficulty: int
+    linter: Linter
+    #: The target process when the harness started it (None with --target).
+    process: TargetProcess | None = None
+    #: Whether the target speaks the stdin control interface.
+    control: bool = False
+    #: The harness's own qdht network (Python nodes), empty when not started.
+    network: list[Node] = attrs.Factory(list)
+
+    async def identity(self) -> Identity:
+        """A fresh client identity at the network's difficulty (minted off the event loop)."""
+        return await trio.to_thread.run_sync(Identity.generate, self.difficulty)
+
+    @asynccontextmanager
+    async def probe(self, notes: Notes, *, established: bool = True) -> AsyncIterator[Probe]:
+        """A running probe (by default handshaken); its lint findings go to ``notes``."""
+        probe = Probe(await self.identity(), self.target, self.linter)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(probe.run)
+            try:
+                if established:
+                    result = await probe.handshake(ANSWER_TIMEOUT)
+                    if result is None or not probe.established:
+                        reason = getattr(result, "reason", "no answer")
+                        raise CaseFailed(f"handshake with the target failed ({reason})")
+                yield probe
+            finally:
+                notes.lint(probe)
+                nursery.cancel_scope.cancel()
+
+
+@attrs.define
+class Notes:
+    """What a case saw: details for the report, and the softer grades."""
+
+    details: list[str] = attrs.Factory(list)
+    grades: list[str] = attrs.Factory(list)
+    #: Messages received from the target (all linted).
+    linted: int = 0
+
+    def note(self, text: str) -> None:
+        self.details.append(text)
+
+    def non_strict(self, text: str) -> None:
+        self.grades.append(NON_STRICT)
+        self.details.append(f"SHOULD broken: {text}")
+
+    def informational(self, text: str) -> None:
+        self.grades.append(INFORMATIONAL)
+        self.details.append(text)
+
+    def lint(self, probe: Probe) -> None:
+        self.linted += len(probe.messages)
+        for verdict, text in probe.findings:
+            self.details.append(f"lint: {text}")
+            self.grades.append("FAILED" if verdict != NON_STRICT else NON_STRICT)
+
+
+CaseFn = Callable[[Context, Notes], Awaitable[None]]
+
+
+@attrs.frozen
+class Case:
+    id: str
+    title: str
+    fn: CaseFn = attrs.field(repr=False)
+    #: Seconds before the case is FAILED as hung.
+    timeout: float = 20.0
+    #: Needs the harness's Python network.
+    network: bool = False
+
+    @property
+    def spec(self) -> str:
+        area, section, _ = self.id.split("/")
+        return f"{AREAS[area]} §{section}"
+
+
+CASES: list[Case] = []
+
+
+def case(
+    case_id: str, title: str, *, timeout: float = 20.0, network: bool = False
+) -> Callable[[CaseFn], CaseFn]:
+    def register(fn: CaseFn) -> CaseFn:
+        CASES.append(Case(case_id, title, fn, timeout, network))
+        return fn
+
+    return register
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def describe(message: Any) -> str:
+    if message is None:
+        return "nothing"
+    if isinstance(message, Undecodable):
+        return str(message)
+    if isinstance(message, ErrorMessage):
+        return f"error code {message.code} ({printable(message.message, 80)!r})"
+    return str(getattr(message, "TYPE", type(message).__name__))
+
+
+async def expect_alive(probe: Probe, after: str) -> None:
+    """PING the target on the probe's session; CaseFailed if it does not answer."""
+    answer = await probe.request(Ping(new_rid(), ro=True), ANSWER_TIMEOUT)
+    if not isinstance(answer, Pong):
+        raise CaseFailed(f"the target answered PING with {describe(answer)} after {after}")
+
+
+async def expect_alive_fresh(ctx: Context, notes: Notes, after: str) -> None:
+    """PING the target from a new identity (new handshake): the target still serves."""
+    async with ctx.probe(notes) as probe:
+        await expect_alive(probe, after)
+
+
+def quiet_for(probe: Probe, rid: bytes) -> Callable[[], bool]:
+    return lambda: bool(probe.responses(rid))
+
+
+# ------------------------------------------------------------------- cases
+
+
+@case("hs/6/1", "pqXX handshake completes and proves the pinned node ID")
+async def hs_pqxx(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes, established=False) as probe:
+        result = await probe.handshake(ANSWER_TIMEOUT)
+        if result is None:
+            raise CaseFailed("no handshake answer within the handshake timeout")
+        if not probe.established:
+            raise CaseFailed(f"handshake failed: {getattr(result, 'reason', result)}")
+        event = probe.established[0]
+        if event.node_id != ctx.target.node_id:
+            raise CaseFailed("the session is with another node ID than the pinned one")
+        notes.note(f"pattern {event.pattern}, {len(probe.datagrams_in)} datagrams received")
+        await expect_alive(probe, "the handshake")
+
+
+@case("hs/2.2/1", "after a session, a new handshake with the known static key uses pqIK")
+async def hs_pqik(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        # Closing forgets the keys but keeps the target's verified static key,
+        # so the next message starts a pqIK handshake (04 §2.2).
+        probe.endpoint.close(ctx.target.node_id, trio.current_time())
+        await probe.flush()
+        probe.established.clear()
+        await expect_alive(probe, "a pqIK handshake")
+        patterns = [e.pattern for e in probe.established]
+        if not patterns:
+            raise CaseFailed("no second session was established")
+        if patterns[0] != "pqIK":
+            raise CaseFailed(f"harness: the second handshake used {patterns[0]}, not pqIK")
+        notes.note("closed the pqXX session; the pqIK handshake completed and PING works")
+
+
+@case("hs/5.1/1", "a handshake for another node ID gets no session (and SHOULD get silence)")
+async def hs_wrong_id(ctx: Context, notes: Notes) -> None:
+    pinned = attrs.evolve(ctx.target, node_id=os.urandom(32))
+    probe = Probe(await ctx.identity(), pinned, ctx.linter)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(probe.run)
+        probe.endpoint.connect(probe.addr, pinned.node_id, trio.current_time())
+        await probe.flush()
+        await trio.sleep(SILENCE * 1.5)
+        nursery.cancel_scope.cancel()
+    if probe.established:
+        raise CaseFailed("a session was established under a node ID the target does not own")
+    if probe.datagrams_in:
+        notes.non_strict(
+            f"answered {len(probe.datagrams_in)} datagram(s) to a handshake with a wrong "
+            "mac1 (04 §5.1: drop before any other work)"
+        )
+    else:
+        notes.note("silent, as 04 §5.1 asks")
+    await expect_alive_fresh(ctx, notes, "a handshake for another node ID")
+
+
+@case("dht/2/1", "PING is answered with PONG carrying the same rid")
+async def dht_ping(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        rid = new_rid()
+        answer = await probe.request(Ping(rid, ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Pong):
+            raise CaseFailed(f"PING answered with {describe(answer)}")
+        notes.note("PONG with the request's rid")
+
+
+@case("dht/3/1", "FIND_NODE is answered with NODES (at most 32 contacts)")
+async def dht_find_node(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request(FindNode(new_rid(), os.urandom(32), ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Nodes):
+            raise CaseFailed(f"FIND_NODE answered with {describe(answer)}")
+        if any(c.node_id == probe.endpoint.node_id for c in answer.nodes):
+            raise CaseFailed("NODES lists the read-only requester itself (02 §1.2)")
+        notes.note(f"NODES with {len(answer.nodes)} contact(s)")
+
+
+@case("dht/4.3/1", "STORE is answered with STORED, and FIND_VALUE then returns the value")
+async def dht_store_find_value(ctx: Context, notes: Notes) -> None:
+    value = b"qdht-interop " + os.urandom(24)
+    key = immutable_key(value)
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
+        if isinstance(answer, ErrorMessage) and answer.error_code in (
+            ErrorCode.NOT_SERVING,
+            ErrorCode.STORAGE_FULL,
+            ErrorCode.RATE_LIMITED,
+        ):
+            raise CaseUnimplemented(f"the target refused to store: {describe(answer)}")
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"STORE answered with {describe(answer)}")
+        answer = await probe.request(FindValue(new_rid(), key, ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Value):
+            raise CaseFailed(f"FIND_VALUE of a stored key answered with {describe(answer)}")
+        if answer.value != value:
+            raise CaseFailed("VALUE carries other bytes than the ones stored")
+        notes.note("STORED, then VALUE with the stored bytes")
+
+
+@case("dht/4.2/1", "FIND_VALUE of an unknown key is answered with NODES")
+async def dht_find_value_unknown(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request(FindValue(new_rid(), os.urandom(32), ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Nodes):
+            raise CaseFailed(f"FIND_VALUE of an unknown key answered with {describe(answer)}")
+        notes.note(f"NODES with {len(answer.nodes)} contact(s)")
+
+
+@case("dht/4.3/2", "STORE whose key does not match the value: ERROR invalid-value, nothing stored")
+async def dht_store_invalid_value(ctx: Context, notes: Notes) -> None:
+    value = os.urandom(40)
+    key = os.urandom(32)
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
+        if isinstance(answer, Stored):
+            raise CaseFailed("a STORE with a mismatched key was answered STORED")
+        if isinstance(answer, ErrorMessage):
+            if answer.error_code is not ErrorCode.INVALID_VALUE:
+                raise CaseFailed(f"answered {describe(answer)}, expected invalid-value (6)")
+        elif answer is None:
+            raise CaseFailed("no answer: 02 §4.3 says the receiver answers invalid-value")
+        else:
+            raise CaseFailed(f"answered {describe(answer)}")
+        found = await probe.request(FindValue(new_rid(), key, ro=True), ANSWER_TIMEOUT)
+        if isinstance(found, Value):
+            raise CaseFailed("the mismatched value was stored anyway")
+        notes.note("ERROR invalid-value, and FIND_VALUE does not return it")
+
+
+@case("dht/5/1", "an unknown request type gets ERROR unknown-request or is dropped")
+async def dht_unknown_request(ctx: Context, notes: Notes) -> None:
+    rid = new_rid()
+    payload = dumps_canonical({"type": "qdht-interop-frobnicate", "rid": rid})
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request_payload(payload, rid, SILENCE * 2)
+        if answer is None:
+            notes.note("dropped silently (allowed)")
+        elif isinstance(answer, ErrorMessage):
+            if answer.error_code is ErrorCode.UNKNOWN_REQUEST:
+                notes.note("ERROR unknown-request with the request's rid")
+            elif answer.error_code is ErrorCode.BAD_REQUEST:
+                notes.non_strict("answered bad-request; 02 §5 names unknown-request (2)")
+            else:
+                raise CaseFailed(f"answered {describe(answer)}")
+        else:
+            raise CaseFailed(f"an unknown request type was answered with {describe(answer)}")
+        await expect_alive(probe, "an unknown request type")
+
+
+@case("dht/5/2", "a response type sent as a request gets ERROR bad-request or is dropped")
+async def dht_response_as_request(ctx: Context, notes: Notes) -> None:
+    rid = new_rid()
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request_payload(encode(Pong(rid)), rid, SILENCE * 2)
+        if answer is None:
+            notes.note("dropped silently (allowed)")
+        elif isinstance(answer, ErrorMessage):
+            if answer.error_code is not ErrorCode.BAD_REQUEST:
+                notes.non_strict(f"answered {describe(answer)}; 02 §5 names bad-request (1)")
+            else:
+                notes.note("ERROR bad-request")
+        else:
+            raise CaseFailed(f"a PONG sent as a request was answered with {describe(answer)}")
+        await expect_alive(probe, "a response sent as a request")
+
+
+@case("conv/4/1", "malformed messages inside a session are rejected whole; the target lives")
+async def conv_malformed(ctx: Context, notes: Notes) -> None:
+    rid = new_rid()
+    bad = [
+        ("not CBOR", b"\xff\xfe\xfd"),
+        ("trailing bytes", encode(Ping(rid, ro=True)) + b"\x00"),
+        ("not a map", dumps_canonical([1, 2, 3])),
+        ("missing rid", dumps_canonical({"type": "ping"})),
+        ("rid of 7 bytes", dumps_canonical({"type": "ping", "rid": rid[:7]})),
+        ("unknown field", dumps_canonical({"type": "ping", "rid": rid, "x": 1})),
+        ("ro: false", dumps_canonical({"type": "ping", "rid": rid, "ro": False})),
+    ]
+    async with ctx.probe(notes) as probe:
+        for _, payload in bad:
+            await probe.send_payload(payload)
+        await expect_alive(probe, "malformed messages")
+        answered = [r.message for r in probe.responses(rid)]
+        if any(not isinstance(m, ErrorMessage) for m in answered):
+            raise CaseFailed(
+                "an invalid PING (sharing its rid with the others) was acted on: "
+                + ", ".join(describe(m) for m in answered)
+            )
+        codes = {m.code for m in answered}
+        notes.note(
+            f"{len(bad)} malformed messages ({', '.join(n for n, _ in bad)}): "
+            + (f"answered ERROR codes {sorted(codes)}" if answered else "all dropped")
+        )
+
+
+@case("tr/8/1", "garbage and truncated datagrams are dropped; the target lives")
+async def tr_garbage(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        hs = [d for d in probe.sent if d[:1] in (b"\xa8", b"\xa9")]
+        garbage = [
+            b"",
+            b"\x00",
+            os.urandom(200),
+            dumps_canonical({"type": "ping", "rid": new_rid()}),
+            dumps_canonical({"rid": 1, "n": 0, "ct": b""}),
+            probe.sent[-1][: len(probe.sent[-1]) // 2],
+        ]
+        if hs:
+            garbage.append(hs[0][:-1])
+        for data in garbage:
+            await probe.send_raw(data)
+        await expect_alive(probe, f"{len(garbage)} garbage datagrams")
+        await expect_alive_fresh(ctx, notes, "garbage datagrams")
+        notes.note(f"{len(garbage)} garbage datagrams dropped, sessions old and new still work")
+
+
+@case("tr/2/1", "a replayed data packet is dropped (no second answer)")
+async def tr_replay(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        rid = new_rid()
+        probe.endpoint.send_message(
+            ctx.target.node_id, encode(Ping(rid, ro=True)), trio.current_time()
+        )
+        packets = probe.take()
+        if len(packets) != 1:
+            raise CaseFailed(f"harness: expected one data packet, got {len(packets)}")
+        await probe.send_raw(packets[0])
+        if not await probe.wait_for(quiet_for(probe, rid), ANSWER_TIMEOUT):
+            raise CaseFailed("the PING itself was not answered")
+        for _ in range(3):
+            await probe.send_raw(packets[0])
+        await expect_alive(probe, "replayed packets")
+        if len(probe.responses(rid)) > 1:
+            raise CaseFailed(
+                f"a replayed PING was answered {len(probe.responses(rid)) - 1} time(s)"
+            )
+        notes.note("3 replays dropped; the session still works")
+
+
+@case("tr/2/2", "a packet with a tampered tag is dropped and does not move the replay window")
+async def tr_tamper(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        rid = new_rid()
+        probe.endpoint.send_message(
+            ctx.target.node_id, encode(Ping(rid, ro=True)), trio.current_time()
+        )
+        (packet,) = probe.take()
+        tampered = packet[:-1] + bytes([packet[-1] ^ 0x01])
+        await probe.send_raw(tampered)
+        if await probe.wait_for(quiet_for(probe, rid), SILENCE):
+            raise CaseFailed("a PING with a tampered tag was answered")
+        await probe.send_raw(packet)
+        if not await probe.wait_for(quiet_for(probe, rid), ANSWER_TIMEOUT):
+            raise CaseFailed(
+                "the untampered packet was refused after its tampered copy "
+                "(05 §2: the window moves only after the tag verifies)"
+            )
+        notes.note("tampered copy dropped, the genuine packet then accepted")
+
+
+@case("tr/4/1", "fragments arriving out of order are reassembled")
+async def tr_fragments_reordered(ctx: Context, notes: Notes) -> None:
+    value = os.urandom(5000)
+    key = immutable_key(value)
+    async with ctx.probe(notes) as probe:
+        rid = new_rid()
+        probe.endpoint.send_message(
+            ctx.target.node_id, encode(Store(rid, key, value, ro=True)), trio.current_time()
+        )
+        packets = probe.take()
+        if len(packets) < 2:
+            raise CaseFailed(f"harness: expected several fragments, got {len(packets)}")
+        for data in reversed(packets):
+            await probe.send_raw(data)
+        if not await probe.wait_for(quiet_for(probe, rid), ANSWER_TIMEOUT):
+            raise CaseFailed(f"no answer to a STORE sent as {len(packets)} fragments in reverse")
+        answer = probe.responses(rid)[0].message
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"the reassembled STORE was answered with {describe(answer)}")
+        notes.note(f"{len(packets)} fragments in reverse order: STORED")
+
+
+@case("tr/7/1", "a datagram over datagram_size (1200 bytes) is dropped")
+async def tr_oversize_datagram(ctx: Context, notes: Notes) -> None:
+    value = os.urandom(1150)
+    async with ctx.probe(notes) as probe:
+        endpoint: Any = probe.endpoint
+        rid = new_rid()
+        # A genuine, authenticated packet that is only wrong by its size: the
+        # probe's endpoint seals the message as one packet of ~1300 bytes.
+        if not isinstance(getattr(endpoint, "_chunk", None), int):
+            notes.informational("harness: this qdht's SessionEndpoint cannot seal one big packet")
+            return
+        chunk = endpoint._chunk
+        endpoint._chunk = 4096
+        try:
+            endpoint.send_message(
+                ctx.target.node_id,
+                encode(Store.immutable(rid, value, ro=True)),
+                trio.current_time(),
+            )
+            packets = probe.take()
+        finally:
+            endpoint._chunk = chunk
+        if len(packets) != 1 or len(packets[0]) <= 1200:
+            raise CaseFailed(f"harness: expected one packet over 1200 bytes, got {len(packets)}")
+        await probe.send_raw(packets[0])
+        if await probe.wait_for(quiet_for(probe, rid), SILENCE):
+            raise CaseFailed(f"a {len(packets[0])}-byte datagram was accepted (05 §2, §7)")
+        await expect_alive(probe, "an oversize datagram")
+        notes.note(f"a {len(packets[0])}-byte datagram was dropped, the session still works")
+
+
+@case("dht/6/1", "a STORE with a value over 65536 bytes is refused")
+async def dht_oversize_value(ctx: Context, notes: Notes) -> None:
+    value = b"\x00" * (MAX_VALUE_SIZE + 1)
+    key = immutable_key(value)
+    rid = new_rid()
+    payload = dumps_canonical({"type": "store", "rid": rid, "key": key, "value": value, "ro": True})
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request_payload(payload, rid, SILENCE * 3)
+        if isinstance(answer, Stored):
+            raise CaseFailed("a value over 65536 bytes was answered STORED")
+        if answer is None:
+            notes.note("dropped silently (allowed)")
+        elif isinstance(answer, ErrorMessage):
+            if answer.error_code not in (ErrorCode.TOO_LARGE, ErrorCode.BAD_REQUEST):
+                notes.non_strict(f"answered {describe(answer)}; expected too-large or bad-request")
+            else:
+                notes.note(f"answered {describe(answer)}")
+        else:
+            raise CaseFailed(f"answered {describe(answer)}")
+        found = await probe.request(FindValue(new_rid(), key, ro=True), ANSWER_TIMEOUT)
+        if isinstance(found, Value):
+            raise CaseFailed("the oversize value was stored anyway")
+        await expect_alive(probe, "an oversize STORE")
+
+
+# ----------------------------------------------------------------- network
+
+
+def _in(contacts: list[Contact], node_id: bytes) -> bool:
+    return any(c.node_id == node_id for c in contacts)
+
+
+@case("boot/1/1", "the target joins the harness's network and is found by lookups", network=True)
+async def net_join(ctx: Context, notes: Notes) -> None:
+    if not ctx.network:
+        raise CaseFailed("harness: no network was started")
+    found = 0
+    for node in ctx.network:
+        with trio.move_on_after(ANSWER_TIMEOUT * 2):
+            try:
+                contacts = await node.find_node(ctx.target.node_id)
+            except (LookupFailedError, RPCError) as exc:
+                notes.note(f"a harness node's lookup failed: {exc}")
+                continue
+            if _in(contacts, ctx.target.node_id):
+                found += 1
+    if not found:
+        raise CaseFailed("no harness node finds the target by a FIND_NODE lookup of its ID")
+    notes.note(f"{found} of {len(ctx.network)} harness nodes find the target")
+
+
+@case(
+    "dht/4.2/2",
+    "a value STOREd on the target is returned to a harness node's lookup",
+    network=True,
+)
+async def net_value_from_target(ctx: Context, notes: Notes) -> None:
+    if not ctx.network:
+        raise CaseFailed("harness: no network was started")
+    value = b"stored on the target " + os.urandom(16)
+    key = immutable_key(value)
+    async with ctx.probe(notes) as probe:
+        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"STORE answered with {describe(answer)}")
+    node = ctx.network[-1]
+    got = None
+    with trio.move_on_after(ANSWER_TIMEOUT * 2):
+        try:
+            got = await node.get(key)
+        except (LookupFailedError, RPCError) as exc:
+            raise CaseFailed(f"the harness node's lookup failed: {exc}") from None
+    if got != value:
+        raise CaseFailed("a harness node's lookup did not get the value held only by the target")
+    notes.note("a harness node's FIND_VALUE lookup got the value from the target")
+
+
+@case(
+    "dht/4.2/3",
+    "a value put by a harness node is got by the target's lookup (control interface)",
+    network=True,
+)
+async def net_value_to_target(ctx: Context, notes: Notes) -> None:
+    if not ctx.network:
+        raise CaseFailed("harness: no network was started")
+    if not ctx.control or ctx.process is None:
+        notes.informational("skipped: the target has no stdin control interface (--control)")
+        return
+    value = b"put by the harness " + os.urandom(16)
+    key = immutable_key(value)
+    with trio.move_on_after(ANSWER_TIMEOUT * 2):
+        try:
+            await ctx.network[0].put(value)
+        except (LookupFailedError, RPCError) as exc:
+            raise CaseFailed(f"the harness node's put failed: {exc}") from None
+    line = await ctx.process.control(f"get {key.hex()}", f"value {key.hex()}", ANSWER_TIMEOUT * 2)
+    if line is None:
+        raise CaseFailed("no answer to the control command 'get'")
+    if line.startswith("error"):
+        raise CaseFailed(f"control 'get' failed: {printable(line)}")
+    parts = line.split()
+    if len(parts) != 3 or parts[2] != value.hex():
+        raise CaseFailed(f"control 'get' returned other bytes: {printable(line)}")
+    notes.note("the target's lookup got the value a harness node put")

@@ -1,0 +1,31 @@
+"""``python -m qdht_interop.pynode``: ``qdht node`` under the harness contract.
+
+Reads ``QDHT_LISTEN``, ``QDHT_BOOTSTRAP`` (space-separated contact URIs) and
+``QDHT_DIFFICULTY`` from the environment and runs ``qdht node`` with the
+matching flags (no status lines), so its first stdout line is its contact URI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def argv(environ: dict[str, str]) -> list[str]:
+    """The ``qdht`` command line for the contract variables in ``environ``."""
+    args = [sys.executable, "-m", "qdht.cli", "node", "--status-interval", "0"]
+    args += ["--listen", environ.get("QDHT_LISTEN") or "udp://127.0.0.1:0"]
+    if environ.get("QDHT_DIFFICULTY"):
+        args += ["--difficulty", environ["QDHT_DIFFICULTY"]]
+    for uri in (environ.get("QDHT_BOOTSTRAP") or "").split():
+        args += ["--bootstrap", uri]
+    return args
+
+
+def main() -> None:
+    args = argv(dict(os.environ))
+    os.execv(args[0], args)
+
+
+if __name__ == "__main__":
+    main()
