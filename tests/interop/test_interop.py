@@ -11,6 +11,7 @@ import json
 import shlex
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,9 +55,30 @@ async def test_python_node_passes_every_case() -> None:
     assert sum(r.linted for r in report.results) >= len(CASES)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node (Node.js) is not installed")
-async def test_js_peer_passes_every_case() -> None:
-    command = f"{shlex.quote(str(shutil.which('node')))} {shlex.quote(str(JS_PEER))}"
+@pytest.fixture(scope="session")
+def node_with_js_peer() -> str:
+    """Node.js, with the JS peer's locked dependencies installed (``npm ci``) if missing.
+
+    The README's test command runs on a fresh clone, where nothing has run
+    ``npm ci`` yet; the peer cannot start without its libraries.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js (node and npm) is not installed: the JS peer cannot run")
+    peer_dir = JS_PEER.parent.parent
+    if not (peer_dir / "node_modules").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=peer_dir,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return node
+
+
+async def test_js_peer_passes_every_case(node_with_js_peer: str) -> None:
+    command = f"{shlex.quote(node_with_js_peer)} {shlex.quote(str(JS_PEER))}"
     with trio.fail_after(HANG_GUARD):
         report = await run_suite(RunOptions(command=command, name="js", control=True))
     assert report.setup_error is None
