@@ -48,6 +48,7 @@ from qdht.dht._events import (
     ValueStored,
 )
 from qdht.dht._lookup import Lookup, LookupTrace
+from qdht.dht._ratelimit import TokenBuckets
 from qdht.dht._routing import (
     PeerAdded,
     PeerRemoved,
@@ -223,17 +224,6 @@ class _LookupOp:
         self.errors: dict[str, int] = {}
 
 
-class _Bucket:
-    """A peer's request token bucket."""
-
-    __slots__ = ("error_at", "stamp", "tokens")
-
-    def __init__(self, tokens: float, stamp: float) -> None:
-        self.tokens = tokens
-        self.stamp = stamp
-        self.error_at = -1e18
-
-
 #: Lookup kinds whose outcome counts in ``stats()["lookups"]`` (user operations).
 USER_KINDS: Final = ("find_node", "get", "put")
 LOOKUP_KINDS: Final = (*USER_KINDS, "bootstrap", "refresh")
@@ -259,8 +249,8 @@ class DhtCore:
 
     # Slotted: thousands of cores share one simulation process.
     __slots__ = (
-        "_buckets",
         "_deadlines",
+        "_error_answers",
         "_events",
         "_hops",
         "_late",
@@ -272,6 +262,7 @@ class DhtCore:
         "_out",
         "_outcomes",
         "_pending",
+        "_requests",
         "_rng",
         "_rpcs",
         "_sample_at",
@@ -331,7 +322,14 @@ class DhtCore:
         self._next_handle = 1
         self._out: list[Outgoing] = []
         self._events: list[DhtEvent] = []
-        self._buckets: dict[bytes, _Bucket] = {}
+        cfg = self.rpc_config
+        self._requests: TokenBuckets[bytes] = TokenBuckets(
+            rate=cfg.rate_limit, burst=cfg.rate_burst, max_keys=cfg.rate_limit_peers
+        )
+        # A refused peer is told so at most once a second; the rest is dropped.
+        self._error_answers: TokenBuckets[bytes] = TokenBuckets(
+            rate=1.0, burst=1, max_keys=cfg.rate_limit_peers
+        )
         self._new_deadline = float("inf")
         self.drops: dict[str, int] = {}
         self.sent: dict[str, int] = {}
@@ -645,27 +643,10 @@ class DhtCore:
         peer learns to back off); the rest of a flood is dropped silently, so
         refusing costs less than answering.
         """
-        cfg = self.rpc_config
-        buckets = self._buckets
-        bucket = buckets.get(node_id)
-        if bucket is None:
-            bucket = _Bucket(float(cfg.rate_burst), now)
-            buckets[node_id] = bucket
-            if len(buckets) > cfg.rate_limit_peers:
-                del buckets[next(iter(buckets))]  # least recently seen
-        else:
-            del buckets[node_id]
-            buckets[node_id] = bucket  # most recently seen last
-            bucket.tokens = min(
-                float(cfg.rate_burst), bucket.tokens + (now - bucket.stamp) * cfg.rate_limit
-            )
-            bucket.stamp = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if self._requests.allow(node_id, now):
             return True
         self._drop("rate-limited")
-        if now - bucket.error_at >= 1.0:
-            bucket.error_at = now
+        if self._error_answers.allow(node_id, now):
             self._error(node_id, addr, rid, ErrorCode.RATE_LIMITED, "slow down")
         return False
 

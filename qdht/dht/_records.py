@@ -15,7 +15,7 @@ expiry times are absolute) is always an argument.
   the same for one publisher's slot of a multi-publisher set.
 * :func:`best_of` and :func:`merge_set` pick the winner among the answers of
   several holders and name the holders that need an entry correction.
-* ``sign_*`` build records on the publisher's side; :class:`FloodGuard` bounds
+* ``sign_*`` build records on the publisher's side; :func:`flood_guard` bounds
   how many stores one source address may make.
 """
 
@@ -31,6 +31,7 @@ import attrs
 from qdht.crypto import mldsa
 from qdht.crypto.hashes import blake2b, sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
+from qdht.dht._ratelimit import TokenBuckets
 from qdht.errors import ConfigError, InvalidSignatureError, RecordRejectedError
 from qdht.wire._records import (
     MAX_RECORD_TIME,
@@ -50,7 +51,6 @@ __all__ = [
     "REJECT_REASONS",
     "BestOf",
     "Decision",
-    "FloodGuard",
     "Outcome",
     "OwnerKeyResolver",
     "RecordLimits",
@@ -60,6 +60,7 @@ __all__ = [
     "accept",
     "accept_set_entry",
     "best_of",
+    "flood_guard",
     "make_immutable",
     "merge_set",
     "sign_mutable",
@@ -599,42 +600,13 @@ def _check_salt(salt: bytes) -> None:
 # ------------------------------------------------------------ flood guard
 
 
-class FloodGuard(Generic[H]):
-    """Bounds the STOREs one source may make: a token bucket per source (§6.3).
+def flood_guard(
+    *, rate: float = 10.0, burst: int = 50, max_sources: int = 10_000
+) -> TokenBuckets[H]:
+    """Bounds the STOREs one source may make (§6.3): a token bucket per source.
 
     Each source earns ``rate`` stores per second up to ``burst``; a store
-    without a token is refused with reason ``flood`` before any signature
-    is checked.  At most ``max_sources`` buckets are kept (least recently
-    used evicted; an evicted source starts again with a full bucket, which
-    bounds memory, not the total rate of many sources).
+    without a token is refused with reason ``flood`` before any signature is
+    checked.  At most ``max_sources`` buckets are kept.
     """
-
-    def __init__(self, *, rate: float = 10.0, burst: int = 50, max_sources: int = 10_000) -> None:
-        if not rate > 0:
-            raise ConfigError(f"rate must be positive, got {rate!r}")
-        if type(burst) is not int or burst <= 0:
-            raise ConfigError(f"burst must be a positive integer, got {burst!r}")
-        if type(max_sources) is not int or max_sources <= 0:
-            raise ConfigError(f"max_sources must be a positive integer, got {max_sources!r}")
-        self.rate = float(rate)
-        self.burst = burst
-        self.max_sources = max_sources
-        self._buckets: OrderedDict[H, tuple[float, float]] = OrderedDict()
-        self.refused = 0
-
-    def allow(self, source: H, now: float) -> bool:
-        """Take a token for ``source`` at ``now`` (monotonic seconds); False if none."""
-        tokens, last = self._buckets.pop(source, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + max(0.0, now - last) * self.rate)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        else:
-            self.refused += 1
-        self._buckets[source] = (tokens, now)
-        if len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
-        return allowed
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+    return TokenBuckets(rate=rate, burst=burst, max_keys=max_sources)

@@ -420,6 +420,9 @@ def test_find_node_flood_is_rate_limited_and_recovers() -> None:
     net.now += 1.0
     answered = [decode(r) for i in range(15) for r in request(a, b, encode(Ping(RID)))]
     assert sum(isinstance(m, Pong) for m in answered) == 10
+    # A second later the flooder is told once more, then silence again.
+    notices = [m.code for m in answered if isinstance(m, ErrorMessage)]
+    assert notices == [ErrorCode.RATE_LIMITED]
 
 
 # ------------------------------------------------------------------ timeouts and identity

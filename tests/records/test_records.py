@@ -6,9 +6,9 @@ import attrs
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
+from qdht.dht._ratelimit import TokenBuckets
 from qdht.dht._records import (
     BestOf,
-    FloodGuard,
     Outcome,
     RecordLimits,
     RecordValidator,
@@ -16,6 +16,7 @@ from qdht.dht._records import (
     accept,
     accept_set_entry,
     best_of,
+    flood_guard,
     make_immutable,
     merge_set,
     sign_mutable,
@@ -388,7 +389,7 @@ def test_merge_set_unions_publishers_and_lists_corrections(
 
 
 def test_flood_guard_refuses_a_flood_from_one_source_only() -> None:
-    guard: FloodGuard[str] = FloodGuard(rate=1.0, burst=3, max_sources=2)
+    guard: TokenBuckets[str] = flood_guard(rate=1.0, burst=3, max_sources=2)
     assert [guard.allow("flooder", 0.0) for _ in range(5)] == [True, True, True, False, False]
     assert guard.allow("honest", 0.0)
     assert guard.refused == 2
@@ -399,9 +400,9 @@ def test_flood_guard_refuses_a_flood_from_one_source_only() -> None:
 
 def test_flood_guard_arguments_are_checked() -> None:
     with pytest.raises(ConfigError, match="rate"):
-        FloodGuard(rate=0)
+        flood_guard(rate=0)
     with pytest.raises(ConfigError, match="burst"):
-        FloodGuard(burst=0)
+        flood_guard(burst=0)
 
 
 def test_record_types_are_the_four_kinds() -> None:

@@ -1,0 +1,62 @@
+"""Token buckets per key (peer, source address, ...), bounded in number, sans-IO.
+
+One mechanism for every rate limit in the DHT layer: requests per peer in
+:class:`~qdht.dht._core.DhtCore`, STOREs per source for records
+(``07-records.md`` §6.3), and the defences of later layers.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from qdht.errors import ConfigError
+
+__all__ = ["TokenBuckets"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+class TokenBuckets(Generic[K]):
+    """A token bucket for each key: ``rate`` tokens per second, up to ``burst``.
+
+    ``allow(key, now)`` takes a token if there is one.  At most ``max_keys``
+    buckets are kept, least recently used evicted; an evicted key starts again
+    with a full bucket, which bounds memory, not the total rate of many keys.
+    Time (``now``, monotonic seconds) is passed in.
+    """
+
+    __slots__ = ("_buckets", "burst", "max_keys", "rate", "refused")
+
+    def __init__(self, *, rate: float, burst: int, max_keys: int) -> None:
+        if not rate > 0:
+            raise ConfigError(f"rate must be positive, got {rate!r}")
+        if type(burst) is not int or burst <= 0:
+            raise ConfigError(f"burst must be a positive integer, got {burst!r}")
+        if type(max_keys) is not int or max_keys <= 0:
+            raise ConfigError(f"max_keys must be a positive integer, got {max_keys!r}")
+        self.rate = float(rate)
+        self.burst = burst
+        self.max_keys = max_keys
+        #: key → (tokens, time of the last update), least recently used first.
+        self._buckets: OrderedDict[K, tuple[float, float]] = OrderedDict()
+        #: Requests refused so far.
+        self.refused = 0
+
+    def allow(self, key: K, now: float) -> bool:
+        """Take a token for ``key`` at ``now``; False (and counted) if there is none."""
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        else:
+            self.refused += 1
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
