@@ -12,7 +12,9 @@ from qdht.dht import (
     NodeDiscovered,
     PutCompleted,
     RoutingTableChanged,
+    ValidRecord,
     ValueStored,
+    WatchUpdate,
 )
 from qdht.node import EventSubscription, Node, open_node
 from qdht.wire import Address, Contact
@@ -30,7 +32,9 @@ __all__ = [
     "NodeDiscovered",
     "PutCompleted",
     "RoutingTableChanged",
+    "ValidRecord",
     "ValueStored",
+    "WatchUpdate",
     "__version__",
     "errors",
     "open_node",

@@ -16,7 +16,17 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from qdht.dht import LookupConfig, RoutingConfig, RpcConfig, StorageConfig
+from qdht.dht import (
+    LookupConfig,
+    RecordConfig,
+    RecordLimits,
+    ReputationConfig,
+    RoutingConfig,
+    RpcConfig,
+    StoreLimits,
+    WatchConfig,
+    WatchLimits,
+)
 from qdht.errors import ConfigError, ContactError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
 from qdht.session import SessionConfig
@@ -164,7 +174,10 @@ class Config:
     )
     #: Passphrase of the identity key file (None: unencrypted).
     identity_passphrase: str | None = attrs.field(default=None, repr=False)
-    #: Directory for the node's files (here: the identity key file).
+    #: Directory for the node's files: the identity key file, the record store
+    #: (SQLite, ``records.sqlite``), the publisher's records and schedule
+    #: (``published.sqlite``) and the routing table (``routing.cbor``).  None:
+    #: everything in memory, forgotten when the node stops.
     data_dir: str | os.PathLike[str] | None = None
     #: The network's static puzzle difficulty (leading zero bits of the node ID's
     #: hash); new identities are minted at it.  Every node of one network uses
@@ -185,8 +198,27 @@ class Config:
     session: SessionConfig = attrs.field(factory=SessionConfig, validator=_instance(SessionConfig))
     #: RPCs: pending requests, concurrent lookups, per-peer request rate limit.
     rpc: RpcConfig = attrs.field(factory=RpcConfig, validator=_instance(RpcConfig))
-    #: Values kept for others: count, bytes, per-peer quotas, expiry (24 h).
-    storage: StorageConfig = attrs.field(factory=StorageConfig, validator=_instance(StorageConfig))
+    #: Records kept for others: byte quotas in total, per publisher, per source,
+    #: and for cached entries (``qdht.dht.StoreLimits``).
+    storage: StoreLimits = attrs.field(factory=StoreLimits, validator=_instance(StoreLimits))
+    #: Records: the get quorum, the STORE flood guard, the signature verdict
+    #: cache, entry corrections (``qdht.dht.RecordConfig``).
+    records: RecordConfig = attrs.field(factory=RecordConfig, validator=_instance(RecordConfig))
+    #: Peer reputation: scores per offence, decay, bans (``qdht.dht.ReputationConfig``).
+    reputation: ReputationConfig = attrs.field(
+        factory=ReputationConfig, validator=_instance(ReputationConfig)
+    )
+    #: Watching keys (``node.watch``): holders subscribed per key, renewal,
+    #: retries (``qdht.dht.WatchConfig``, 08-watch.md).
+    watch: WatchConfig = attrs.field(factory=WatchConfig, validator=_instance(WatchConfig))
+    #: Watchers this node serves as a holder: per key, per watcher, in total
+    #: (``qdht.dht.WatchLimits``).
+    watch_limits: WatchLimits = attrs.field(factory=WatchLimits, validator=_instance(WatchLimits))
+    #: What a record may be: value sizes, set size, furthest expiry, clock skew
+    #: (``qdht.dht.RecordLimits``, 07-records.md §6.1).
+    record_limits: RecordLimits = attrs.field(
+        factory=RecordLimits, validator=_instance(RecordLimits)
+    )
     #: Events buffered per ``node.events()`` subscriber; a slow subscriber loses
     #: the newest events beyond this (counted in ``stats()["events_dropped"]``).
     event_queue_size: int = attrs.field(default=256, validator=_positive_int)
@@ -200,12 +232,31 @@ class Config:
     bootstrap_grace: float = attrs.field(default=1.0, validator=_positive)
     #: Datagrams queued between the transports and the node (MultiTransport).
     receive_queue: int = attrs.field(default=1024, validator=_positive_int)
+    #: Lifetime of a record put without ``ttl`` (24 h); at most
+    #: ``RecordLimits.max_ttl`` (7 days), what holders accept.
+    record_ttl: float = attrs.field(default=86_400.0, validator=_positive)
+    #: How often a publisher stores each of its records again (until the record
+    #: expires), so that replicas lost to churn come back even when every
+    #: holder left.  Holders also replicate what they hold (07-records.md §10).
+    republish_interval: float = attrs.field(default=3_600.0, validator=_positive)
+    #: Records republished at once by the publisher; the rest wait their turn.
+    republish_batch: int = attrs.field(default=32, validator=_positive_int)
+    #: How often the routing table is saved to ``data_dir`` (and at shutdown).
+    snapshot_interval: float = attrs.field(default=600.0, validator=_positive)
+    #: Remembered peers a restarted node re-bootstraps from when no
+    #: ``bootstrap`` contact is configured (or in addition to them).
+    rejoin_contacts: int = attrs.field(default=16, validator=_positive_int)
 
     def __attrs_post_init__(self) -> None:
         if self.identity_passphrase is not None and not isinstance(self.identity_passphrase, str):
             raise ConfigError("identity_passphrase must be a str or None")
         if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):
             raise ConfigError("data_dir must be a path or None")
+        if self.record_ttl > self.record_limits.max_ttl:
+            raise ConfigError(
+                f"record_ttl is {self.record_ttl:g} s, more than record_limits.max_ttl "
+                f"({self.record_limits.max_ttl} s): holders would refuse every record"
+            )
         if isinstance(self.identity, Identity) and (
             self.identity.difficulty != self.puzzle_difficulty
         ):

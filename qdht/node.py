@@ -2,12 +2,14 @@
 
 A thin Trio driver (DESIGN §3) around two sans-IO cores: the
 :class:`~qdht.session.SessionEndpoint` (handshakes, encryption) and the
-:class:`~qdht.dht.DhtCore` (RPCs, routing table, lookups, values).  One
-nursery per node holds exactly two tasks: the reader (transport → session →
-DHT) and the timer (both cores' timers).  Datagrams go out from whichever
-task produced them, one writer at a time.  Leaving the ``async with`` block
-cancels both tasks, closes the transports the node opened and ends every
-``events()`` subscription: nothing outlives the node.
+:class:`~qdht.dht.DhtCore` (RPCs, routing table, lookups, records, watches).
+One nursery per node holds three tasks: the reader (transport → session →
+DHT), the timer (both cores' timers) and the upkeep (republishing this
+node's own records, saving the routing table).  Datagrams go out from
+whichever task produced them, one writer at a time.  Leaving the ``async
+with`` block cancels the tasks, closes the transports the node opened and
+the files it keeps in ``data_dir``, and ends every ``events()`` subscription
+and ``watch()``: nothing outlives the node.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+import attrs
 import trio
 
+from qdht._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
+from qdht._published import PUBLISHED_FILE, PublishedRecords
+from qdht._watching import KeyWatch, WatchHub
 from qdht.config import Config, parse_listen
 from qdht.dht import (
     DEFAULT_LIST_LIFETIME,
@@ -33,31 +40,54 @@ from qdht.dht import (
     DhtEvent,
     LookupCompleted,
     LookupTrace,
+    MemoryRecordStore,
     NodeEvent,
     PutCompleted,
+    RecordStore,
     RequestCompleted,
     RequestFailed,
+    RoutingTable,
+    SqliteRecordStore,
+    ValidRecord,
+    WatchUpdate,
+    make_immutable,
     sign_contact_list,
+    sign_mutable,
+    sign_set_entry,
+    sign_tombstone,
     verify_contact_list,
 )
 from qdht.errors import (
     ConfigError,
     ContactError,
+    DecodeError,
     LookupFailedError,
     NodeStateError,
+    RecordRejectedError,
     RPCError,
     SessionError,
     TransportError,
 )
 from qdht.identity import Identity
-from qdht.session import HandshakeFailed, MessageReceived, SessionEndpoint
+from qdht.session import HandshakeFailed, MessageReceived, SessionEndpoint, keylog_from_environ
 from qdht.transport import (
     DatagramTransport,
     MultiTransport,
     open_udp_transport,
     open_websocket_transport,
 )
-from qdht.wire import KEY_SIZE, MAX_LIST_CONTACTS, Address, Contact, encode
+from qdht.wire import KEY_SIZE, MAX_LIST_CONTACTS, Address, Contact, encode, immutable_key
+from qdht.wire._records import (
+    MAX_SALT_SIZE,
+    MAX_TOPIC_SIZE,
+    AnyRecord,
+    ImmutableRecord,
+    MutableRecord,
+    SetEntry,
+    Tombstone,
+    mutable_key,
+    set_key,
+)
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -142,26 +172,53 @@ class Node:
     :attr:`contact_uri` (its first address as a ``qdht+udp://...`` URI).
     """
 
-    def __init__(self, config: Config, identity: Identity, transport: DatagramTransport) -> None:
+    def __init__(
+        self,
+        config: Config,
+        identity: Identity,
+        transport: DatagramTransport,
+        keylog: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self.identity = identity
         self.transport = transport
         now = trio.current_time()
-        self.endpoint = SessionEndpoint(identity, config.session)
+        #: Unix time = trio time + this; records carry absolute Unix expiry times.
+        self._unix_offset = time.time() - now
+        self._data_dir = Path(config.data_dir) if config.data_dir is not None else None
+        if self._data_dir is not None:
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = SessionEndpoint(identity, config.session, keylog=keylog)
         kinds = {address.transport for address in transport.local_addresses}
         ws_ports = [a.port for a in transport.local_addresses if a.transport == "ws"]
         self.core = DhtCore(
             identity.node_id,
             now=now,
-            routing=config.routing,
+            # The table refuses IDs that do not solve the network's puzzle
+            # (the handshake checks it too; this also covers restored snapshots).
+            routing=attrs.evolve(config.routing, puzzle_difficulty=config.puzzle_difficulty),
             lookup=config.lookup,
             rpc=config.rpc,
-            storage=config.storage,
+            records=self._open_records(),
+            record_limits=config.record_limits,
+            record_config=config.records,
+            reputation=config.reputation,
+            watch_config=config.watch,
+            watch_limits=config.watch_limits,
+            unix_offset=self._unix_offset,
             client_mode=config.client_mode,
             transports=kinds,
             ws_port=ws_ports[0] if ws_ports else None,
         )
         self.core.session_established = self._session_established
+        #: The records this node published, with their republish schedule.
+        self._published = PublishedRecords(
+            self._data_dir / PUBLISHED_FILE if self._data_dir is not None else None
+        )
+        self._restore_routing(now)
+        self._upkeep_wake = trio.Event()
+        self._republished = 0
+        self._watches = WatchHub(self.core, self._flush)
         self.contact = Contact(
             identity.node_id,
             tuple(_advertised(a, config.advertise_host) for a in transport.local_addresses)[:4],
@@ -175,6 +232,54 @@ class Node:
         self._writing = False
         self._running = True
         self._bootstrap = {"answered": 0, "refused": 0, "unreachable": 0}
+
+    def _open_records(self) -> RecordStore:
+        """SQLite under ``data_dir`` (durable once a STORE is answered), else memory."""
+        limits, record_limits = self.config.storage, self.config.record_limits
+        if self._data_dir is None:
+            return MemoryRecordStore(limits, record_limits=record_limits)
+        return SqliteRecordStore(self._data_dir / RECORDS_FILE, limits, record_limits=record_limits)
+
+    def _restore_routing(self, now: float) -> None:
+        """Load the routing table saved by the last run (a bad snapshot is ignored)."""
+        if self._data_dir is None:
+            return
+        snapshot = load_snapshot(self._data_dir / ROUTING_FILE)
+        if snapshot is None:
+            return
+        try:
+            table = RoutingTable.from_snapshot(
+                snapshot, now=now, local_id=self.node_id, config=self.core.routing.config
+            )
+        except DecodeError as exc:
+            logger.warning("routing table snapshot ignored: %s", exc)
+            return
+        self.core.routing = table
+
+    def _save_routing(self) -> None:
+        if self._data_dir is None:
+            return
+        try:
+            snapshot = self.core.routing.to_snapshot(trio.current_time())
+            save_snapshot(self._data_dir / ROUTING_FILE, snapshot)
+        except OSError as exc:
+            self._drop("snapshot-error")
+            logger.warning("cannot save the routing table: %s", exc)
+
+    def remembered_contacts(self, n: int | None = None) -> list[Contact]:
+        """Up to ``n`` (default ``Config.rejoin_contacts``) peers from the routing
+        table, spread over its buckets: what a restarted node rejoins through."""
+        n = self.config.rejoin_contacts if n is None else n
+        routing = self.core.routing
+        buckets = [routing.bucket_contacts(i)[::-1] for i in range(routing.bucket_count)]
+        chosen: list[Contact] = []
+        depth = 0
+        while len(chosen) < n and any(depth < len(b) for b in buckets):
+            for bucket in buckets:
+                if depth < len(bucket) and len(chosen) < n:
+                    chosen.append(bucket[depth])
+            depth += 1
+        return chosen
 
     def _session_established(self, node_id: bytes) -> bool:
         state = self.endpoint.peer_state(node_id)
@@ -301,44 +406,245 @@ class Node:
         event = await self._lookup(node_id, "find_node")
         return list(event.contacts)
 
-    async def put(self, value: bytes) -> bytes:
-        """Store the immutable ``value`` on the k closest nodes to its key; return the key.
+    # ------------------------------------------------------------ records
 
-        Returns once the STOREs were answered, if at least one node (possibly
-        this one) stored it.  Raises ``LookupFailedError`` when no node could be
-        reached and ``RPCError`` when every reachable node refused.
+    async def put(self, value: bytes, *, ttl: float | None = None) -> bytes:
+        """Same as :meth:`put_immutable`."""
+        return await self.put_immutable(value, ttl=ttl)
+
+    async def put_immutable(self, value: bytes, *, ttl: float | None = None) -> bytes:
+        """Store ``value`` as an immutable record on the k closest nodes; return its key.
+
+        The key is the hash of the value (07-records.md §3), so anyone may store
+        it again and nobody can change it.  It lives ``ttl`` seconds (default
+        ``Config.record_ttl``, at most ``record_limits.max_ttl``); this node stores
+        it again every ``Config.republish_interval`` until then (across restarts,
+        with a ``data_dir``).  Returns once the STOREs were answered, if at least
+        one node (possibly this one) stored it.  Raises ``LookupFailedError``
+        when no node could be reached and ``RPCError`` when every node refused.
         """
         self._check_running()
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise ConfigError(f"value must be bytes, got {type(value).__name__}")
-        value = bytes(value)
-        limit = min(
-            self.config.storage.max_value_size,
-            self.config.session.max_message_size - STORE_OVERHEAD,
+        value = self._check_value(value)
+        record = make_immutable(value, self._expiry(ttl))
+        await self._put_record(record)
+        return self._remember(immutable_key(value), record)
+
+    def mutable_key(self, salt: bytes = b"") -> bytes:
+        """The key of this node's mutable record under ``salt``."""
+        _check_salt(salt)
+        return mutable_key(self.identity.mldsa_public_hash, salt)
+
+    async def put_mutable(
+        self,
+        value: bytes,
+        *,
+        salt: bytes = b"",
+        seq: int | None = None,
+        cas: int | None = None,
+        ttl: float | None = None,
+    ) -> bytes:
+        """Publish ``value`` as this node's mutable record under ``salt``; return its key.
+
+        The record is signed with the node identity's ML-DSA-65 key: its key is
+        bound to that owner and ``salt`` (:meth:`mutable_key`), and only this
+        identity can change it.  ``seq`` must grow with every version; None
+        takes the next one: ``cas + 1`` when ``cas`` is given, else one more
+        than the highest sequence number known here or found by a get.
+        ``cas`` (compare-and-swap) makes holders refuse the put unless the
+        version they hold has sequence number ``cas``.
+
+        Raises ``RecordRejectedError`` with ``reason`` ``"cas-mismatch"`` or
+        ``"stale"`` (a version at least as new is stored) when every holder
+        that answered refused for that reason; ``LookupFailedError`` /
+        ``RPCError`` as :meth:`put_immutable`.
+        """
+        self._check_running()
+        value = self._check_value(value)
+        _check_salt(salt)
+        _check_seq(seq, "seq")
+        _check_seq(cas, "cas")
+        key = self.mutable_key(salt)
+        if seq is None:
+            seq = cas + 1 if cas is not None else await self._next_seq(key)
+            _check_seq(seq, "the next seq")
+        record = sign_mutable(
+            self.identity.mldsa, salt=salt, seq=seq, value=value, expires=self._expiry(ttl)
         )
-        if len(value) > limit:
-            raise ConfigError(f"value is {len(value)} bytes; the largest value is {limit} bytes")
-        event = await self._run(lambda now: self.core.start_put(value, now))
-        assert type(event) is PutCompleted
-        if event.stored_at:
-            return event.key
-        if not event.trace.responses:
-            raise LookupFailedError("put: no node could be reached")
-        raise RPCError(f"put: no node stored the value ({_describe(event.errors)})")
+        await self._put_record(record, cas=cas)
+        return self._remember(key, record)
+
+    async def delete(self, key: bytes, *, salt: bytes | None = None) -> None:
+        """Delete this node's mutable record ``key`` with a signed tombstone.
+
+        ``salt`` is needed only for a record this node did not publish itself
+        (or published before its ``data_dir`` was set).  The tombstone gets a
+        higher sequence number than any version known and lives at least as
+        long as they do (07-records.md §5.3); gets then report the key deleted.
+        Immutable records cannot be deleted: they expire.
+        """
+        self._check_running()
+        _check_key(key, "key")
+        published = self._published.get(key)
+        if salt is None:
+            if published is None or isinstance(published.record, ImmutableRecord | SetEntry):
+                raise ConfigError(
+                    "delete: this node has not published a mutable record under that key; "
+                    "pass salt= to delete a record of this identity published elsewhere"
+                )
+            salt = published.record.salt
+        if self.mutable_key(salt) != key:
+            raise ConfigError(
+                "delete: key is not this identity's mutable key for that salt "
+                "(only the owner can delete a record; immutable records expire instead)"
+            )
+        current = await self.get_record(key)
+        known = [r for r in (current.record if current else None,) if r is not None]
+        if published is not None:
+            known.append(published.record)
+        seq = max((r.seq for r in known if isinstance(r, MutableRecord | Tombstone)), default=-1)
+        expires = max([self._expiry(None), *(r.expires for r in known)])
+        tombstone = sign_tombstone(self.identity.mldsa, salt=salt, seq=seq + 1, expires=expires)
+        await self._put_record(tombstone)
+        self._remember(key, tombstone)
+
+    def set_key(self, topic: bytes) -> bytes:
+        """The key of the multi-publisher set ``topic`` (07-records.md §5.4)."""
+        _check_topic(topic)
+        return set_key(topic)
+
+    async def put_set_entry(
+        self, topic: bytes, value: bytes, *, seq: int | None = None, ttl: float | None = None
+    ) -> bytes:
+        """Publish this node's entry in the set ``topic``; return the set's key.
+
+        Each publisher has one entry per set, replaced by a higher ``seq``
+        (None: the next one).  Set entries have a smaller value limit
+        (``record_limits.max_set_value_size``, 4 KiB).
+        """
+        self._check_running()
+        _check_topic(topic)
+        value = self._check_value(value, self.config.record_limits.max_set_value_size)
+        _check_seq(seq, "seq")
+        key = set_key(topic)
+        if seq is None:
+            published = self._published.get(key)
+            seq = 0
+            if published is not None and isinstance(published.record, SetEntry):
+                seq = published.record.seq + 1
+            for entry in await self.get_set(topic):
+                if entry.owner == self.identity.mldsa_public_hash:
+                    seq = max(seq, entry.seq + 1)
+        entry_record = sign_set_entry(
+            self.identity.mldsa, topic=topic, seq=seq, value=value, expires=self._expiry(ttl)
+        )
+        await self._put_record(entry_record)
+        return self._remember(key, entry_record)
+
+    async def get_set(self, topic: bytes) -> list[ValidRecord]:
+        """The live entries of the set ``topic``, one per publisher (validated)."""
+        _check_topic(topic)
+        event = await self._lookup(set_key(topic), "get")
+        return list(event.records)
 
     async def get(self, key: bytes) -> bytes | None:
-        """The value stored under ``key``, or None if no node has it.
+        """The value stored under ``key``, or None if there is none (or it was deleted).
 
-        Only a value that hashes to ``key`` is returned; a node that answers
-        with another value is counted (``drops["dht.forged-value"]``) and the
-        lookup goes on.
+        Immutable: only a value that hashes to ``key``.  Mutable: the highest
+        valid sequence number among several holders (see :meth:`get_record`).
         """
         _check_key(key, "key")
         local = self.core.local_value(key, trio.current_time())
         if local is not None:
             return local
+        record = await self.get_record(key)
+        return None if record is None else record.value
+
+    async def get_record(self, key: bytes) -> ValidRecord | None:
+        """The record under ``key``, validated: its kind, ``seq``, value, owner, expiry.
+
+        A mutable key is asked of several holders (``RecordConfig.get_quorum``);
+        the highest valid version wins, and holders that answered an older one
+        are sent the winner (entry correction, 07-records.md §7.3).  A deleted
+        key gives its tombstone (``record.deleted``).  Invalid answers are
+        dropped and counted, never returned.  For a set use :meth:`get_set`.
+        """
+        _check_key(key, "key")
         event = await self._lookup(key, "get")
-        return event.value
+        if event.record is not None:
+            return event.record
+        held = self.core.local_records(key, trio.current_time())
+        return held[0] if len(held) == 1 and held[0].kind != "set_entry" else None
+
+    def watch(self, key: bytes, *, buffer: int | None = None) -> KeyWatch:
+        """Updates of ``key``, pushed by the nodes that store it (08-watch.md).
+
+        ``async with node.watch(key) as updates: async for update in updates``
+        yields :class:`~qdht.dht.WatchUpdate` (``kind`` ``"update"``,
+        ``"deleted"`` or ``"expired"``, the validated ``record``): first what the
+        key holds now, then every change once, newest version last.  The node
+        subscribes at ``WatchConfig.holders`` (8) of the closest holders, renews
+        the subscriptions and moves them when the closest nodes change; every
+        pushed record is validated here.  A
+        consumer that falls ``buffer`` updates behind loses the oldest ones.
+        """
+        self._check_running()
+        return self._watches.watch(key, buffer=buffer)
+
+    def published(self) -> list[bytes]:
+        """The keys of the records this node published and keeps republishing."""
+        return [row.key for row in self._published.due(math.inf, len(self._published))]
+
+    def _check_value(self, value: object, limit: int | None = None) -> bytes:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise ConfigError(f"value must be bytes, got {type(value).__name__}")
+        data = bytes(value)
+        if limit is None:
+            limit = min(
+                self.config.record_limits.max_value_size,
+                self.config.session.max_message_size - STORE_OVERHEAD,
+            )
+        if len(data) > limit:
+            raise ConfigError(f"value is {len(data)} bytes; the largest value is {limit} bytes")
+        return data
+
+    def _unix_now(self) -> float:
+        return trio.current_time() + self._unix_offset
+
+    def _expiry(self, ttl: float | None) -> int:
+        lifetime = _lifetime(self.config.record_ttl if ttl is None else ttl, self.config)
+        return int(self._unix_now() + lifetime)
+
+    def _remember(self, key: bytes, record: AnyRecord) -> bytes:
+        """Keep republishing ``record`` (durably, with a data_dir) until it expires."""
+        due = self._unix_now() + self.config.republish_interval
+        self._published.remember(key, record, due)
+        self._upkeep_wake.set()
+        return key
+
+    async def _next_seq(self, key: bytes) -> int:
+        seq = -1
+        published = self._published.get(key)
+        if published is not None and isinstance(published.record, MutableRecord | Tombstone):
+            seq = published.record.seq
+        current = await self.get_record(key)
+        if current is not None:
+            seq = max(seq, current.seq)
+        return seq + 1
+
+    async def _put_record(self, record: AnyRecord, *, cas: int | None = None) -> PutCompleted:
+        event = await self._run(lambda now: self.core.start_put_record(record, now, cas=cas))
+        assert type(event) is PutCompleted
+        if event.stored_at:
+            return event
+        if not event.trace.responses:
+            raise LookupFailedError("put: no node could be reached")
+        refusals = set(event.errors)
+        for reason in ("cas-mismatch", "stale"):
+            if refusals == {reason}:
+                raise RecordRejectedError(
+                    reason, f"every holder refused ({_describe(event.errors)})"
+                )
+        raise RPCError(f"put: no node stored the record ({_describe(event.errors)})")
 
     def signed_contacts(self, n: int = 20, *, lifetime: int = DEFAULT_LIST_LIFETIME) -> bytes:
         """A contact list (06-bootstrap.md) of up to ``n`` good contacts, signed by this node.
@@ -353,14 +659,7 @@ class Node:
         if type(n) is not int or not 1 <= n <= MAX_LIST_CONTACTS:
             raise ConfigError(f"n must be an integer in 1..{MAX_LIST_CONTACTS}, got {n!r}")
         chosen: list[Contact] = [] if self.client_mode else [self.contact]
-        routing = self.core.routing
-        buckets = [routing.bucket_contacts(i)[::-1] for i in range(routing.bucket_count)]
-        depth = 0
-        while len(chosen) < n and any(depth < len(b) for b in buckets):
-            for bucket in buckets:
-                if depth < len(bucket) and len(chosen) < n:
-                    chosen.append(bucket[depth])
-            depth += 1
+        chosen.extend(self.remembered_contacts(n - len(chosen)))
         if not chosen:
             raise NodeStateError("no contacts to vouch for: the routing table is empty")
         signed = sign_contact_list(self.identity, chosen, now=int(time.time()), lifetime=lifetime)
@@ -404,8 +703,15 @@ class Node:
           ``datagrams_received``: on the wire, every layer included;
           ``dht_bytes_sent`` / ``dht_bytes_received``: DHT payloads only;
         * ``sessions``, ``handshakes_failed``, ``bootstrap`` {answered, refused,
-          unreachable}, ``storage`` {values, bytes, ...}, ``routing`` (table
-          details), ``events_dropped``;
+          unreachable}, ``storage`` (the record store: ``records``,
+          ``cached_records``, ``bytes``, per-publisher and per-source use,
+          evictions, refusals), ``records`` (signature verdicts, entry
+          corrections sent), ``watch`` (holder and watcher side),
+          ``records_published`` / ``records_republished`` (this node's own
+          records), ``routing`` (table details, incl. ``outbound`` peers and
+          ``random_walks``), ``reputation`` (scores, offences, bans),
+          ``clusters`` (keys with suspiciously many IDs near them),
+          ``events_dropped``;
         * ``drops``: everything dropped, by ``"<layer>.<reason>"`` with layer
           ``dht``, ``routing``, ``session``, ``transport`` or ``node``;
           ``drops_total`` is their sum.
@@ -445,6 +751,12 @@ class Node:
             "handshakes_failed": session.get("handshakes_failed", 0),
             "bootstrap": dict(self._bootstrap),
             "storage": core["storage"],
+            "records": core["records"],
+            "watch": core["watch"],
+            "reputation": core["reputation"],
+            "clusters": core["clusters"],
+            "records_published": len(self._published),
+            "records_republished": self._republished,
             "routing": {k: v for k, v in core["routing"].items() if k != "drops"},
             "events_dropped": self._events_dropped,
             "drops": drops,
@@ -499,6 +811,10 @@ class Node:
                     core.receive_message(
                         event.node_id, event.addr, event.payload, now, early=event.early
                     )
+                    if core.reputation.banned(event.node_id, now):
+                        # Its next packets are dropped before decryption; one a
+                        # second still reaches the core, which re-checks the ban.
+                        endpoint.refuse(event.node_id, now + 1.0)
                 elif type(event) is HandshakeFailed:
                     core.peer_unreachable(event.node_id, now, event.reason)
             for node_id, addr, payload in core.messages_to_send():
@@ -520,6 +836,9 @@ class Node:
                 waiter.result = event
                 waiter.event.set()
         if type(event) in (RequestCompleted, RequestFailed):
+            return
+        if type(event) is WatchUpdate:
+            self._watches.dispatch(event)
             return
         for subscriber in self._subscribers:
             subscriber._offer(event)  # type: ignore[arg-type]
@@ -549,12 +868,21 @@ class Node:
 
     async def _reader(self) -> None:
         endpoint, transport = self.endpoint, self.transport
+        # Datagrams already queued are processed together and flushed once: one
+        # checkpoint per batch, not per datagram, so that a flood of cheap-to-drop
+        # packets costs its drop path only (qdht-bench dos).
+        receive_batch = getattr(transport, "receive_batch", None)
         while True:
             try:
-                data, addr = await transport.receive()
+                if receive_batch is not None:
+                    batch = await receive_batch(64)
+                else:
+                    batch = [await transport.receive()]
             except trio.ClosedResourceError:
                 return
-            endpoint.receive_datagram(data, addr, trio.current_time())
+            now = trio.current_time()
+            for data, addr in batch:
+                endpoint.receive_datagram(data, addr, now)
             await self._flush()
 
     async def _timer(self) -> None:
@@ -578,8 +906,63 @@ class Node:
             await self._flush()
             await trio.lowlevel.checkpoint()
 
+    async def _upkeep(self) -> None:
+        """Republish this node's own records when due; save the routing table.
+
+        Republishing sends the same record again (07-records.md §10): it
+        restores replicas lost to churn and never extends a record's life
+        (``exp`` is the publisher's choice; put again to extend it).  A record
+        that expired, or that holders refuse as stale (a newer version from
+        this identity elsewhere), is forgotten.
+        """
+        cfg = self.config
+        next_snapshot = trio.current_time() + cfg.snapshot_interval
+        while True:
+            due_unix = self._published.next_due()
+            wake = next_snapshot
+            if due_unix is not None:
+                wake = min(wake, due_unix - self._unix_offset)
+            self._upkeep_wake = trio.Event()
+            with trio.move_on_at(wake):
+                await self._upkeep_wake.wait()
+            if trio.current_time() >= next_snapshot:
+                self._save_routing()
+                next_snapshot = trio.current_time() + cfg.snapshot_interval
+            due = self._published.due(self._unix_now(), cfg.republish_batch)
+            if due:
+                async with trio.open_nursery() as nursery:
+                    for row in due:
+                        nursery.start_soon(self._republish, row.key, row.record)
+
+    async def _republish(self, key: bytes, record: AnyRecord) -> None:
+        unix_now = self._unix_now()
+        if record.expires <= unix_now:
+            self._published.forget(key)
+            return
+        self._published.reschedule(key, unix_now + self.config.republish_interval)
+        try:
+            event = await self._run(lambda now: self.core.start_put_record(record, now))
+        except LookupFailedError:
+            # Too many lookups running: try again in a minute.
+            self._published.reschedule(key, unix_now + min(60.0, self.config.republish_interval))
+            return
+        except RecordRejectedError:
+            self._published.forget(key)  # expired meanwhile, or no longer valid here
+            return
+        assert type(event) is PutCompleted
+        self._republished += 1
+        if not event.stored_at and set(event.errors) == {"stale"}:
+            self._published.forget(key)  # superseded by a newer version of this owner
+
+    def _close_files(self) -> None:
+        """Save the routing table, close the record stores (after the tasks stopped)."""
+        self._save_routing()
+        self._published.close()
+        self.core.records.close()
+
     def _stop(self) -> None:
         self._running = False
+        self._watches.close()
         for subscriber in list(self._subscribers):
             subscriber._close()
         self._subscribers.clear()
@@ -598,6 +981,30 @@ def _jitter(*parts: bytes | int) -> float:
 def _check_key(value: object, name: str) -> None:
     if type(value) is not bytes or len(value) != KEY_SIZE:
         raise ConfigError(f"{name} must be {KEY_SIZE} bytes")
+
+
+def _check_salt(salt: object) -> None:
+    if type(salt) is not bytes or len(salt) > MAX_SALT_SIZE:
+        raise ConfigError(f"salt must be bytes of at most {MAX_SALT_SIZE}")
+
+
+def _check_topic(topic: object) -> None:
+    if type(topic) is not bytes or not 1 <= len(topic) <= MAX_TOPIC_SIZE:
+        raise ConfigError(f"topic must be 1..{MAX_TOPIC_SIZE} bytes")
+
+
+def _lifetime(ttl: object, config: Config) -> float:
+    limit = config.record_limits.max_ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= limit:
+        raise ConfigError(f"ttl must be a number of seconds in (0, {limit}], got {ttl!r}")
+    return float(ttl)
+
+
+def _check_seq(value: object, name: str) -> None:
+    if value is None:
+        return
+    if type(value) is not int or not 0 <= value < 2**64:
+        raise ConfigError(f"{name} must be an integer in 0..2^64-1 or None, got {value!r}")
 
 
 def _describe(errors: dict[str, int]) -> str:
@@ -687,17 +1094,22 @@ async def open_node(
         identity = config.identity
     else:
         identity = await trio.to_thread.run_sync(config.load_identity)
+    keylog = keylog_from_environ()  # QDHT_KEYLOGFILE (protocol-spec/09-keylog.md)
     async with AsyncExitStack() as stack:
         if transport is None:
             transport = await stack.enter_async_context(_open_transports(config))
         body_error: BaseException | None = None
+        node = Node(config, identity, transport, keylog)
+        stack.callback(node._close_files)
         async with trio.open_nursery() as nursery:
-            node = Node(config, identity, transport)
             nursery.start_soon(node._reader, name=f"qdht node {node.node_id.hex()[:8]} reader")
             nursery.start_soon(node._timer, name=f"qdht node {node.node_id.hex()[:8]} timer")
+            nursery.start_soon(node._upkeep, name=f"qdht node {node.node_id.hex()[:8]} upkeep")
             try:
-                if config.bootstrap:
-                    answered = await node.bootstrap()
+                # A restarted node also rejoins through the peers it remembers.
+                contacts = [*config.bootstrap_contacts(), *node.remembered_contacts()]
+                if contacts:
+                    answered = await node.bootstrap(contacts)
                     if not answered:
                         logger.warning("no bootstrap contact answered")
                 yield node

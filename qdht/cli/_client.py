@@ -1,14 +1,17 @@
-"""``qdht put``, ``qdht get``, ``qdht find-node``: one-shot operations as a client.
+"""``qdht put``, ``get``, ``delete``, ``watch``, ``find-node``: one-shot operations as a client.
 
-Each command starts a client-mode node (an ephemeral identity that stores
-nothing for others), joins through ``--bootstrap``, does one thing, and exits:
-0 on success, 1 when the value or node was not found or the network could
-not be reached, 2 on usage errors.
+Each command starts a client-mode node (it stores nothing for others), joins
+through ``--bootstrap``, does one thing, and exits: 0 on success, 1 when the
+value or node was not found or the network could not be reached, 2 on usage
+errors.  The node's identity is ephemeral, except for commands that sign
+records (``put --mutable``, ``delete``): they sign with ``--identity F`` (a key
+file, created if missing), the owner of the record.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,10 +20,19 @@ from typing import Any, Final, TypeVar
 import trio
 
 import qdht
-from qdht.cli._common import CommandError, parse_contacts, parse_hex_id, usage_error
+from qdht.cli._common import (
+    CommandError,
+    parse_contacts,
+    parse_hex_id,
+    read_passphrase,
+    usage_error,
+)
 from qdht.cli._output import Output
+from qdht.dht import ValidRecord
+from qdht.errors import ConfigError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY
 from qdht.wire import MAX_VALUE_SIZE, Contact
+from qdht.wire._records import MAX_SALT_SIZE
 
 __all__ = ["register"]
 
@@ -62,8 +74,45 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     put.add_argument("value", nargs="?", metavar="VALUE", help="the value (UTF-8), or - for stdin")
     put.add_argument("--file", type=Path, metavar="F", help="store the bytes of file F")
+    put.add_argument(
+        "--mutable",
+        action="store_true",
+        help="store a mutable record signed by --identity, under (its owner, --salt); "
+        "prints the record's key",
+    )
+    put.add_argument("--seq", type=int, metavar="N", help="sequence number (default: next one)")
+    put.add_argument(
+        "--cas", type=int, metavar="N", help="only if the stored record's sequence number is N"
+    )
+    put.add_argument(
+        "--ttl", type=float, metavar="SECONDS", help="lifetime (default 24 h, at most 7 days)"
+    )
+    _add_identity(put)
     _add_common(put)
     put.set_defaults(run=run_put)
+
+    delete = sub.add_parser(
+        "delete",
+        help="delete a mutable record (signed tombstone)",
+        description="Delete the mutable record of --identity under --salt by storing a signed "
+        "tombstone with a higher sequence number.  Prints the key.",
+        parents=[common],
+    )
+    _add_identity(delete, required=True)
+    _add_common(delete)
+    delete.set_defaults(run=run_delete)
+
+    watch = sub.add_parser(
+        "watch",
+        help="print updates of a key as they happen",
+        description="Subscribe to KEY at the nodes that store it and print one JSON line per "
+        "update (kind, seq, value as hex) until Ctrl-C, --count updates or --timeout.",
+        parents=[common],
+    )
+    watch.add_argument("key", metavar="KEY", help="the key, 64 hex digits")
+    watch.add_argument("--count", type=int, metavar="N", help="stop after N updates")
+    _add_common(watch)
+    watch.set_defaults(run=run_watch)
 
     get = sub.add_parser(
         "get",
@@ -86,6 +135,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     find.add_argument("node_id", metavar="ID", help="a node ID, 64 hex digits")
     _add_common(find)
     find.set_defaults(run=run_find_node)
+
+
+def _add_identity(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument(
+        "--identity",
+        type=Path,
+        required=required,
+        metavar="F",
+        help="key file of the owner that signs the record (created if missing)",
+    )
+    p.add_argument("--passphrase-file", metavar="FILE", help="passphrase of an encrypted key file")
+    p.add_argument(
+        "--salt",
+        default="",
+        metavar="TEXT",
+        help="salt (UTF-8, at most 64 bytes): one owner keeps one record per salt",
+    )
 
 
 def _check_common(args: argparse.Namespace) -> list[Contact]:
@@ -121,11 +187,18 @@ async def _with_client(
     operation: Callable[[qdht.Node], Awaitable[_T]],
 ) -> _T:
     """Start a client-mode node, join through ``contacts``, run ``operation``, stop."""
-    config = qdht.Config(
-        listen=_listen_for(contacts),
-        client_mode=True,
-        puzzle_difficulty=args.difficulty,
-    )
+    identity = getattr(args, "identity", None)
+    passphrase_file = getattr(args, "passphrase_file", None)
+    try:
+        config = qdht.Config(
+            listen=_listen_for(contacts),
+            client_mode=True,
+            puzzle_difficulty=args.difficulty,
+            identity=identity,
+            identity_passphrase=read_passphrase(passphrase_file),
+        )
+    except ConfigError as exc:
+        raise usage_error(str(exc)) from None
     joined = False
     with trio.move_on_after(args.timeout) as scope:
         async with qdht.open_node(config) as node:
@@ -167,12 +240,28 @@ def _no_answer(contacts: list[Contact], within: str = "") -> CommandError:
     )
 
 
+def _salt(args: argparse.Namespace) -> bytes:
+    salt: bytes = args.salt.encode("utf-8")
+    if len(salt) > MAX_SALT_SIZE:
+        raise usage_error(f"--salt is {len(salt)} bytes in UTF-8, more than {MAX_SALT_SIZE}")
+    return salt
+
+
 def run_put(args: argparse.Namespace, out: Output) -> int:
     contacts = _check_common(args)
     value = _read_value(args)
+    if args.mutable and args.identity is None:
+        raise usage_error("--mutable needs --identity F: the key file of the record's owner")
+    if not args.mutable and (args.seq is not None or args.cas is not None or args.identity):
+        raise usage_error("--seq, --cas and --identity are for --mutable records")
+    salt = _salt(args) if args.mutable else b""
 
     async def put(node: qdht.Node) -> bytes:
-        return await node.put(value)
+        if args.mutable:
+            return await node.put_mutable(
+                value, salt=salt, seq=args.seq, cas=args.cas, ttl=args.ttl
+            )
+        return await node.put_immutable(value, ttl=args.ttl)
 
     key = trio.run(_with_client, args, contacts, put)
     out.emit(key.hex())
@@ -201,12 +290,15 @@ def run_get(args: argparse.Namespace, out: Output) -> int:
     contacts = _check_common(args)
     key = parse_hex_id(args.key, what="KEY")
 
-    async def get(node: qdht.Node) -> bytes | None:
-        return await node.get(key)
+    async def get(node: qdht.Node) -> ValidRecord | None:
+        return await node.get_record(key)
 
-    value = trio.run(_with_client, args, contacts, get)
-    if value is None:
+    record = trio.run(_with_client, args, contacts, get)
+    if record is None:
         raise CommandError(f"no value found for key {key.hex()}")
+    if record.deleted:
+        raise CommandError(f"key {key.hex()} was deleted by its owner (seq {record.seq})")
+    value = record.value or b""
     if args.output is not None:
         try:
             args.output.write_bytes(value)
@@ -216,6 +308,51 @@ def run_get(args: argparse.Namespace, out: Output) -> int:
         out.stdout.flush()
         out.stdout.buffer.write(value)
         out.stdout.buffer.flush()
+    return 0
+
+
+def run_delete(args: argparse.Namespace, out: Output) -> int:
+    contacts = _check_common(args)
+    salt = _salt(args)
+
+    async def delete(node: qdht.Node) -> bytes:
+        key = node.mutable_key(salt)
+        await node.delete(key, salt=salt)
+        return key
+
+    key = trio.run(_with_client, args, contacts, delete)
+    out.emit(key.hex())
+    return 0
+
+
+def run_watch(args: argparse.Namespace, out: Output) -> int:
+    contacts = _check_common(args)
+    key = parse_hex_id(args.key, what="KEY")
+    if args.count is not None and args.count < 1:
+        raise usage_error("--count must be at least 1")
+    seen = 0
+
+    async def watch(node: qdht.Node) -> None:
+        nonlocal seen
+        async with node.watch(key) as updates:
+            async for update in updates:
+                record = update.record
+                line = {
+                    "key": key.hex(),
+                    "kind": update.kind,
+                    "seq": record.seq,
+                    "value": None if record.value is None else record.value.hex(),
+                }
+                out.emit(json.dumps(line, sort_keys=True))
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    return
+
+    try:
+        trio.run(_with_client, args, contacts, watch)
+    except CommandError:
+        if not seen:
+            raise
     return 0
 
 

@@ -428,7 +428,7 @@ class Demo:
             "handshakes_failed": sum(s["handshakes_failed"] for s in stats),
             "sessions": sum(s["sessions"] for s in stats),
             "routing_table_size_median": percentile([s["routing_table_size"] for s in stats], 50),
-            "values_stored": sum(s["storage"].get("values", 0) for s in stats),
+            "values_stored": sum(s["storage"].get("records", 0) for s in stats),
             "drops": sum(s["drops_total"] for s in stats),
             "drops_by_reason": _merge_counts(s["drops"] for s in stats),
         }

@@ -187,7 +187,7 @@ def _status_line(node: qdht.Node, uptime: float) -> str:
     lookups = stats["lookups"]
     return (
         f"status: up {uptime:.0f} s, peers {stats['routing_table_size']}, "
-        f"sessions {stats['sessions']}, values {stats['storage'].get('values', 0)}, "
+        f"sessions {stats['sessions']}, values {stats['storage'].get('records', 0)}, "
         f"rpcs in {sum(stats['rpcs_received'].values())} out {sum(stats['rpcs_sent'].values())}, "
         f"lookups {lookups.get('succeeded', 0)}/{lookups.get('started', 0)}, "
         f"sent {format_bytes(stats['bytes_sent'])}, drops {stats['drops_total']}"

@@ -1,4 +1,4 @@
-"""The DHT layer: routing table, lookups, RPC core, value store (sans-IO cores).
+"""The DHT layer: routing table, lookups, RPC core, records and their store (sans-IO cores).
 
 ``RoutingTable`` and ``Lookup`` never send anything and never read a clock;
 the node composes them with RPCs over authenticated sessions.
@@ -10,8 +10,8 @@ from qdht.dht._bootstrap import (
     sign_contact_list,
     verify_contact_list,
 )
-from qdht.dht._config import LookupConfig, RoutingConfig
-from qdht.dht._core import DhtCore, RpcConfig, intern_contact
+from qdht.dht._config import LookupConfig, ReputationConfig, RoutingConfig
+from qdht.dht._core import STORE_ERROR_CODES, DhtCore, RecordConfig, RpcConfig, intern_contact
 from qdht.dht._events import (
     DhtEvent,
     LookupCompleted,
@@ -22,8 +22,29 @@ from qdht.dht._events import (
     RequestFailed,
     RoutingTableChanged,
     ValueStored,
+    WatchUpdate,
 )
-from qdht.dht._lookup import Lookup, LookupTrace, PathTrace
+from qdht.dht._lookup import ClusterDetector, Lookup, LookupTrace, PathTrace
+from qdht.dht._records import (
+    DEFAULT_RECORD_LIMITS,
+    RecordLimits,
+    RecordValidator,
+    ValidRecord,
+    best_of,
+    make_immutable,
+    merge_set,
+    sign_mutable,
+    sign_set_entry,
+    sign_tombstone,
+)
+from qdht.dht._recordstore import (
+    DEFAULT_STORE_LIMITS,
+    MemoryRecordStore,
+    RecordStore,
+    SqliteRecordStore,
+    StoreLimits,
+)
+from qdht.dht._reputation import Reputation
 from qdht.dht._routing import (
     ID_BITS,
     PeerAdded,
@@ -35,18 +56,23 @@ from qdht.dht._routing import (
     bucket_index,
     distance,
 )
-from qdht.dht._storage import StorageConfig, ValueStore
+from qdht.dht._watch import WatchConfig, WatchLimits
 
 __all__ = [
     "DEFAULT_LIST_LIFETIME",
+    "DEFAULT_RECORD_LIMITS",
+    "DEFAULT_STORE_LIMITS",
     "ID_BITS",
     "MAX_LIST_LIFETIME",
+    "STORE_ERROR_CODES",
+    "ClusterDetector",
     "DhtCore",
     "DhtEvent",
     "Lookup",
     "LookupCompleted",
     "LookupConfig",
     "LookupTrace",
+    "MemoryRecordStore",
     "NodeDiscovered",
     "NodeEvent",
     "PathTrace",
@@ -55,6 +81,12 @@ __all__ = [
     "PeerReplaced",
     "PingNeeded",
     "PutCompleted",
+    "RecordConfig",
+    "RecordLimits",
+    "RecordStore",
+    "RecordValidator",
+    "Reputation",
+    "ReputationConfig",
     "RequestCompleted",
     "RequestFailed",
     "RoutingConfig",
@@ -62,12 +94,22 @@ __all__ = [
     "RoutingTable",
     "RoutingTableChanged",
     "RpcConfig",
-    "StorageConfig",
-    "ValueStore",
+    "SqliteRecordStore",
+    "StoreLimits",
+    "ValidRecord",
     "ValueStored",
+    "WatchConfig",
+    "WatchLimits",
+    "WatchUpdate",
+    "best_of",
     "bucket_index",
     "distance",
     "intern_contact",
+    "make_immutable",
+    "merge_set",
     "sign_contact_list",
+    "sign_mutable",
+    "sign_set_entry",
+    "sign_tombstone",
     "verify_contact_list",
 ]

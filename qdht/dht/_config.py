@@ -12,7 +12,7 @@ import attrs
 
 from qdht.errors import ConfigError
 
-__all__ = ["LookupConfig", "RoutingConfig"]
+__all__ = ["LookupConfig", "ReputationConfig", "RoutingConfig"]
 
 
 def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -25,6 +25,11 @@ def _non_negative_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> No
         raise ConfigError(f"{attribute.name} must be a non-negative integer, got {value!r}")
 
 
+def _optional_positive_int(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None:
+        _positive_int(_, attribute, value)
+
+
 def _positive_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
@@ -33,6 +38,11 @@ def _positive_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> N
 def _optional_positive_float(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None:
         _positive_float(_, attribute, value)
+
+
+def _finite_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise ConfigError(f"{attribute.name} must be a number, got {value!r}")
 
 
 @attrs.frozen
@@ -75,8 +85,34 @@ class RoutingConfig:
     min_timeout: float = attrs.field(default=0.2, validator=_positive_float)
     #: Upper clamp of the per-peer timeout, backoff included (seconds).
     max_timeout: float = attrs.field(default=5.0, validator=_positive_float)
+    #: The network's static puzzle difficulty (03-identity.md §4): a peer whose node
+    #: ID does not solve it never enters the table (counted as ``bad-puzzle``).  The
+    #: session layer checks it at the handshake already; the table checks again so
+    #: that no other way in (snapshots, a driver without sessions) skips it.  0
+    #: disables the check; a node sets its ``Config.puzzle_difficulty`` here.
+    puzzle_difficulty: int = attrs.field(default=0, validator=_non_negative_int)
+    #: Outbound first: until the table holds this many peers that answered *our*
+    #: requests, a peer known only from its own unsolicited requests is not added
+    #: (it is answered, and asked to prove itself with a PING back at the rate
+    #: below).  0 admits unsolicited requesters at once (plain Kademlia).
+    outbound_first: int = attrs.field(default=20, validator=_non_negative_int)
+    #: While the table is still filling (``outbound_first``), PINGs back to
+    #: unsolicited requesters: this many at once ...
+    inbound_check_burst: int = attrs.field(default=20, validator=_positive_int)
+    #: ... then one per this many seconds.
+    inbound_check_interval: float = attrs.field(default=10.0, validator=_positive_float)
+    #: A random-walk lookup (a uniformly random target) this often (seconds), so the
+    #: table keeps learning nodes outside its own neighbourhood; ``None`` disables.
+    random_walk_interval: float | None = attrs.field(
+        default=900.0, validator=_optional_positive_float
+    )
+    #: A full bucket replaces an entry whose reputation score is below this at once
+    #: when a fresh verified peer arrives (lowest score first).
+    evict_below_score: float = attrs.field(default=-10.0, validator=_finite_float)
 
     def __attrs_post_init__(self) -> None:
+        if self.puzzle_difficulty > 64:
+            raise ConfigError("puzzle_difficulty must be at most 64")
         if self.min_timeout > self.max_timeout:
             raise ConfigError("min_timeout must not exceed max_timeout")
         if not self.min_timeout <= self.initial_timeout <= self.max_timeout:
@@ -111,7 +147,56 @@ class LookupConfig:
     #: Most candidates remembered per path; the farthest unqueried ones are
     #: forgotten first.
     max_candidates: int = attrs.field(default=200, validator=_positive_int)
+    #: A path ends when this many of its closest candidates (failed ones excluded)
+    #: have answered; ``None`` means k.  Larger windows cost RPCs and resist
+    #: misrouting: liars that answer with each other fill a k-sized window with
+    #: themselves, and a wider one reaches past them to honest nodes.
+    window: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    #: ID clustering check (S/Kademlia's Sybil signal): a lookup that saw at least
+    #: ``cluster_threshold`` distinct IDs within the distance of its target where
+    #: ``cluster_expected`` IDs are expected for the estimated network size is
+    #: reported as suspicious.  With 2.5 expected the chance of 20 or more is about
+    #: 1e-11, while k IDs that all lie closer than the closest honest node (what an
+    #: eclipse of the key needs) fall inside that distance.
+    cluster_expected: float = attrs.field(default=2.5, validator=_positive_float)
+    #: See ``cluster_expected``.
+    cluster_threshold: int = attrs.field(default=20, validator=_positive_int)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_candidates < self.k:
-            raise ConfigError("max_candidates must be at least k")
+        if self.max_candidates < max(self.k, self.window or 0):
+            raise ConfigError("max_candidates must be at least k and window")
+
+
+@attrs.frozen
+class ReputationConfig:
+    """Per-peer reputation (``qdht.dht.Reputation``): score changes, bans, memory.
+
+    A score starts at 0, rises by ``answered`` per answered request up to
+    ``max_score``, falls by the penalty of each offence, and decays toward 0
+    with ``half_life``.  At ``ban_below`` or lower the peer is banned for
+    ``ban_duration`` seconds, doubled for each earlier ban (up to ``max_ban``).
+    """
+
+    #: Peers remembered (least recently updated forgotten first).
+    max_peers: int = attrs.field(default=4096, validator=_positive_int)
+    answered: float = attrs.field(default=1.0, validator=_finite_float)
+    max_score: float = attrs.field(default=20.0, validator=_finite_float)
+    #: Penalties (positive numbers, subtracted) by kind of offence.
+    timeout: float = attrs.field(default=1.0, validator=_finite_float)
+    invalid_message: float = attrs.field(default=10.0, validator=_finite_float)
+    forged_record: float = attrs.field(default=50.0, validator=_finite_float)
+    stale_record: float = attrs.field(default=10.0, validator=_finite_float)
+    flood: float = attrs.field(default=5.0, validator=_finite_float)
+    #: Scores decay toward 0 with this half-life (seconds): old offences are forgiven.
+    half_life: float = attrs.field(default=1800.0, validator=_positive_float)
+    ban_below: float = attrs.field(default=-100.0, validator=_finite_float)
+    ban_duration: float = attrs.field(default=600.0, validator=_positive_float)
+    max_ban: float = attrs.field(default=86400.0, validator=_positive_float)
+    #: Most recent bans listed in ``stats()``.
+    recent_bans: int = attrs.field(default=8, validator=_non_negative_int)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.ban_below < 0:
+            raise ConfigError("ban_below must be negative")
+        if self.ban_duration > self.max_ban:
+            raise ConfigError("ban_duration must not exceed max_ban")

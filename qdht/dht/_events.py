@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 
 from qdht.dht._lookup import LookupTrace
+from qdht.dht._records import ValidRecord
 from qdht.wire import Contact
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "RequestFailed",
     "RoutingTableChanged",
     "ValueStored",
+    "WatchUpdate",
 ]
 
 
@@ -49,10 +51,16 @@ class LookupCompleted:
 
     ``kind`` is ``"find_node"``, ``"get"`` (FIND_VALUE), ``"put"`` (the lookup
     before the STOREs), ``"bootstrap"`` or ``"refresh"``.  ``contacts`` are the
-    k closest nodes that answered, nearest first; ``value`` is the verified
-    value a ``get`` found (None otherwise); ``trace`` has hops, RPCs,
-    timeouts and duration.  ``succeeded`` is: a value found for ``get``,
-    at least one contact otherwise.
+    k closest nodes that answered, nearest first; ``trace`` has hops, RPCs,
+    timeouts and duration.
+
+    For a ``get`` (07-records.md §7.3): ``record`` is the winning valid record
+    of an immutable or mutable key (a tombstone when the owner deleted it:
+    ``record.deleted``), ``records`` the merged live entries of a set (one
+    per publisher, ordered by owner), and ``value`` the winner's value for
+    an immutable or mutable record (None for a tombstone, a set or nothing
+    found).  ``succeeded`` is: a record or set entries found for ``get``, at
+    least one contact otherwise.
     """
 
     handle: int
@@ -62,16 +70,21 @@ class LookupCompleted:
     value: bytes | None = attrs.field(repr=lambda v: "None" if v is None else f"<{len(v)} bytes>")
     trace: LookupTrace = attrs.field(repr=False)
     succeeded: bool
+    record: ValidRecord | None = attrs.field(default=None, repr=False)
+    records: tuple[ValidRecord, ...] = attrs.field(default=(), repr=False)
 
 
 @attrs.frozen
 class ValueStored:
-    """A value was stored: by this node for peer ``source``, or (``source`` is
-    our own ID) as the local copy of our own ``put``."""
+    """A record was stored (new or replacing an older one): by this node for
+    peer ``source``, or (``source`` is our own ID) as the local copy of our own
+    ``put``.  ``size`` is the length of its value (0 for a tombstone);
+    ``record`` the record itself."""
 
     key: bytes
     size: int
     source: bytes
+    record: ValidRecord | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen
@@ -110,5 +123,27 @@ class RequestFailed:
     code: int | None = None
 
 
+@attrs.frozen
+class WatchUpdate:
+    """A key this node watches changed (``protocol-spec/08-watch.md``).
+
+    ``kind`` is ``"update"`` (a newer record: a mutable version ranking
+    above every one reported before, an immutable record, or a set entry),
+    ``"deleted"`` (``record`` is the owner's tombstone) or ``"expired"``
+    (``record``, the last one reported, reached its ``exp`` on this node's
+    clock).  ``record`` has been validated by this node: signature, key
+    binding and expiry.
+    """
+
+    key: bytes
+    kind: str
+    record: ValidRecord
+
+    @property
+    def value(self) -> bytes | None:
+        """The record's value (None for a tombstone)."""
+        return getattr(self.record.record, "value", None)
+
+
 NodeEvent = NodeDiscovered | RoutingTableChanged | LookupCompleted | ValueStored | PutCompleted
-DhtEvent = NodeEvent | RequestCompleted | RequestFailed
+DhtEvent = NodeEvent | RequestCompleted | RequestFailed | WatchUpdate

@@ -17,11 +17,19 @@ one path is never queried by another; the results are merged.
 Contacts learned from responses are *unverified*: the lookup queries them, but
 only those that answer (over the driver's authenticated session) appear in
 :attr:`Lookup.result`, which the driver may hand to the routing table.
+
+Under attack (issue 6): ``priority(node_id)`` (the core passes its peers'
+reputation) returns ``None`` for a banned peer, which is never queried
+(counted ``banned``), or a score: among fresh candidates of one distance class
+(same bit length of the XOR distance to the target) the higher score is
+queried first.  :class:`ClusterDetector` flags targets near which a lookup saw
+far more distinct IDs than the network size predicts (S/Kademlia's Sybil
+signal).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final
 
 import attrs
@@ -30,7 +38,7 @@ from qdht.dht._config import LookupConfig
 from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
 
-__all__ = ["Lookup", "LookupTrace", "PathTrace"]
+__all__ = ["ClusterDetector", "Lookup", "LookupTrace", "PathTrace"]
 
 _FRESH: Final = 0
 _IN_FLIGHT: Final = 1
@@ -75,15 +83,20 @@ class LookupTrace:
 
 
 class _Candidate:
-    __slots__ = ("contact", "dist", "hop", "path", "sent_at", "state")
+    __slots__ = ("contact", "dist", "hop", "path", "score", "sent_at", "state")
 
-    def __init__(self, contact: Contact, dist: int, hop: int, path: int) -> None:
+    def __init__(self, contact: Contact, dist: int, hop: int, path: int, score: float) -> None:
         self.contact = contact
         self.dist = dist
         self.hop = hop
         self.path = path
+        self.score = score
         self.state = _FRESH
         self.sent_at = 0.0
+
+    def order(self) -> tuple[int, float]:
+        """Query order: distance class first, then the higher score."""
+        return (self.dist.bit_length(), -self.score)
 
 
 class _Path:
@@ -116,9 +129,11 @@ class Lookup:
         config: LookupConfig | None = None,
         find_value: bool = False,
         exclude: Collection[bytes] = (),
+        priority: Callable[[bytes], float | None] | None = None,
     ) -> None:
         if type(target) is not bytes or len(target) != NODE_ID_SIZE:
             raise ConfigError(f"target must be {NODE_ID_SIZE} bytes")
+        self._priority = priority
         self.target = target
         self.config = cfg = config if config is not None else LookupConfig()
         self.find_value = find_value
@@ -162,6 +177,11 @@ class Lookup:
         answered = [c for c in self._known.values() if c.state == _ANSWERED]
         answered.sort(key=lambda c: c.dist)
         return [c.contact for c in answered[: self.config.k]]
+
+    def seen_within(self, radius: int) -> int:
+        """Distinct node IDs this lookup learned of within XOR distance ``radius``
+        of the target (queried or not; candidates dropped for space not counted)."""
+        return sum(1 for c in self._known.values() if c.dist <= radius)
 
     @property
     def in_flight(self) -> list[Contact]:
@@ -224,6 +244,8 @@ class Lookup:
             fresh = [c for c in window if c.state == _FRESH]
             if not fresh:
                 continue
+            if self._priority is not None:
+                fresh.sort(key=_Candidate.order)
             slow = self._slow_count(path, now)
             budget = min(
                 cfg.alpha - (path.in_flight - slow),
@@ -333,7 +355,14 @@ class Lookup:
         id_int = int.from_bytes(contact.node_id, "big")
         if id_int in self._known or id_int in self._excluded:
             return
-        cand = _Candidate(contact, id_int ^ self._t, hop, path)
+        score = 0.0
+        if self._priority is not None:
+            given = self._priority(contact.node_id)
+            if given is None:
+                self._drop("banned")
+                return
+            score = given
+        cand = _Candidate(contact, id_int ^ self._t, hop, path, score)
         candidates = self._paths[path].candidates
         lo, hi = 0, len(candidates)
         while lo < hi:
@@ -356,8 +385,8 @@ class Lookup:
                     break
 
     def _window(self, path: _Path) -> list[_Candidate]:
-        """The path's k closest candidates that have not failed."""
-        k = self.config.k
+        """The path's ``window`` (default k) closest candidates that have not failed."""
+        k = self.config.window or self.config.k
         window = []
         for cand in path.candidates:
             if cand.state != _FAILED:
@@ -391,3 +420,61 @@ def _id_int(node_id: bytes) -> int:
     if type(node_id) is not bytes or len(node_id) != NODE_ID_SIZE:
         raise ConfigError(f"node ID must be {NODE_ID_SIZE} bytes")
     return int.from_bytes(node_id, "big")
+
+
+class ClusterDetector:
+    """Flags lookup targets with far more IDs nearby than the network size predicts.
+
+    Node IDs are uniform (they are hashes, and the puzzle makes choosing them
+    expensive), so around any key the number of IDs within distance r is
+    Poisson with mean ``n · r / 2^256``.  After a lookup, :meth:`observe`
+    takes the radius where ``cluster_expected`` IDs are expected for the
+    estimated network size ``n`` and counts the distinct IDs the lookup saw
+    inside it; ``cluster_threshold`` or more is reported as suspicious: an
+    eclipse of the key needs k IDs closer than the closest honest node.
+    Bounded: counters plus the last ``keep`` suspicious keys.
+    """
+
+    __slots__ = ("_recent", "checked", "config", "keep", "suspicious")
+
+    def __init__(self, config: LookupConfig | None = None, *, keep: int = 8) -> None:
+        if type(keep) is not int or keep < 0:
+            raise ConfigError(f"keep must be a non-negative integer, got {keep!r}")
+        self.config = config if config is not None else LookupConfig()
+        self.keep = keep
+        self.checked = 0
+        self.suspicious = 0
+        self._recent: list[dict[str, Any]] = []
+
+    def radius(self, network_size: float) -> int:
+        """The XOR distance within which ``cluster_expected`` IDs are expected."""
+        n = max(1.0, float(network_size))
+        return int(self.config.cluster_expected / n * float(1 << 256))
+
+    def observe(self, lookup: Lookup, network_size: float, now: float) -> bool:
+        """Check a finished lookup; True (and recorded) if its target looks clustered."""
+        self.checked += 1
+        seen = lookup.seen_within(self.radius(network_size))
+        if seen < self.config.cluster_threshold:
+            return False
+        self.suspicious += 1
+        if self.keep:
+            self._recent.append(
+                {
+                    "key": lookup.target.hex(),
+                    "seen": seen,
+                    "expected": self.config.cluster_expected,
+                    "network_size": round(network_size),
+                    "at": now,
+                }
+            )
+            del self._recent[: -self.keep]
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the last few suspicious keys, for ``stats()["clusters"]``."""
+        return {
+            "checked": self.checked,
+            "suspicious": self.suspicious,
+            "recent": [dict(item) for item in self._recent],
+        }

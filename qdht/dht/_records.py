@@ -175,6 +175,11 @@ class ValidRecord:
         """Whether this is a tombstone: the key's value was deleted by its owner."""
         return isinstance(self.record, Tombstone)
 
+    @property
+    def value(self) -> bytes | None:
+        """The record's value (None for a tombstone, which has none)."""
+        return None if isinstance(self.record, Tombstone) else self.record.value
+
     def rank(self) -> tuple[int, int, bytes]:
         """Total order within one key (one publisher, for sets): higher wins (§7.1)."""
         return (self.seq, 1 if self.deleted else 0, self.digest)

@@ -172,6 +172,10 @@ class RecordStore(Protocol):
         """Remove every entry whose expiry is at or before ``now``; return how many."""
         ...
 
+    def __len__(self) -> int:
+        """The entries held (stored and cached; a set counts one per entry)."""
+        ...
+
     def keys_for_republish(
         self,
         low: bytes = b"",
@@ -262,6 +266,10 @@ class _StoreBase:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the record store is closed")
+
+    def __len__(self) -> int:
+        """The entries held (stored and cached; a set counts one per entry)."""
+        return self._records
 
     # -- the interface
 

@@ -19,6 +19,21 @@ outcome with :meth:`~RoutingTable.on_response` / :meth:`~RoutingTable.on_request
 Liveness tolerates packet loss and short outages: an entry is replaced by a
 verified replacement after ``replace_after_failures`` consecutive misses and
 evicted without replacement only after ``max_failures``.
+
+Admission defences (issue 6, DESIGN §4 "DHT"):
+
+* the static puzzle: a node ID that does not solve ``puzzle_difficulty`` is
+  refused (``bad-puzzle``), whatever way it arrives;
+* IP-prefix diversity: at most ``max_per_prefix_bucket`` entries of one /24
+  (IPv4) or /48 (IPv6) per bucket and ``max_per_prefix_table`` per table;
+* outbound first: a peer known only from its own unsolicited requests
+  (``update_verified(..., inbound=True)``) is not added while fewer than
+  ``outbound_first`` entries answered requests of ours; it is asked to prove
+  itself with a PING back (a :class:`PingNeeded` action, rate-limited), and
+  enters when it answers, as an outbound peer;
+* reputation: with :attr:`RoutingTable.score` set (the core sets it to its
+  :class:`~qdht.dht.Reputation`), a full bucket replaces its lowest-scored
+  entry below ``evict_below_score`` with a fresh verified peer first.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ import attrs
 from qdht.dht._config import RoutingConfig
 from qdht.dht._rtt import rtt_sample, timeout_from
 from qdht.errors import ConfigError, DecodeError
+from qdht.identity import puzzle_ok
 from qdht.wire import NODE_ID_SIZE, Contact
 from qdht.wire._fields import FieldReader
 
@@ -117,12 +133,14 @@ class _Entry:
     entry (a third of one) and ``closest()`` measured no faster with it.
     """
 
-    __slots__ = ("contact", "failures", "last_seen", "rttvar", "srtt")
+    __slots__ = ("contact", "failures", "last_seen", "outbound", "rttvar", "srtt")
 
     def __init__(self, contact: Contact, last_seen: float) -> None:
         self.contact = contact
         self.last_seen = last_seen
         self.failures = 0
+        #: It answered a request of ours (not only sent us requests).
+        self.outbound = False
         self.srtt: float | None = None
         self.rttvar: float | None = None
 
@@ -187,7 +205,25 @@ class RoutingTable:
         # RTT over every peer that answered: the timeout for peers without their own.
         self._net_srtt: float | None = None
         self._net_rttvar: float | None = None
-        self._counts = {"added": 0, "removed": 0, "replaced": 0, "splits": 0, "pings": 0}
+        self._counts = {
+            "added": 0,
+            "removed": 0,
+            "replaced": 0,
+            "low-score-replaced": 0,
+            "splits": 0,
+            "pings": 0,
+            "random_walks": 0,
+        }
+        # Entries that answered a request of ours (outbound first).
+        self._outbound = 0
+        # Token bucket of PINGs back to unsolicited requesters while filling.
+        self._checks = float(self.config.inbound_check_burst)
+        self._checks_at = now
+        walk = self.config.random_walk_interval
+        self._walk_at = float("inf") if walk is None else now + walk
+        #: ``score(node_id, now)``: the peer's reputation (set by the core); entries
+        #: scored below ``evict_below_score`` are replaced first in a full bucket.
+        self.score: Callable[[bytes, float], float] | None = None
 
     # -- queries -----------------------------------------------------------------
 
@@ -287,6 +323,7 @@ class RoutingTable:
         """Counters for ``node.stats()``: size, buckets, events, drops by reason."""
         return {
             "size": self._size,
+            "outbound": self._outbound,
             "buckets": len(self._buckets),
             "replacements": sum(len(b.replacements) for b in self._buckets),
             "questionable": sum(1 for b in self._buckets for e in b.entries if e.failures),
@@ -297,15 +334,20 @@ class RoutingTable:
     # -- verified input ------------------------------------------------------------
 
     def update_verified(
-        self, contact: Contact, now: float, rtt: float | None = None
+        self, contact: Contact, now: float, rtt: float | None = None, *, inbound: bool = False
     ) -> list[RoutingEvent]:
         """Record that ``contact`` talked to us over an authenticated session.
 
-        Known peers move to the tail of their bucket (most recently seen) with
-        their miss count reset.  A new peer is added if its bucket has room (the
-        local side's bucket splits when full); otherwise it waits in the bucket's
-        replacement cache and, if the least recently seen entry looks stale, a
-        :class:`PingNeeded` action asks the driver to check that entry.
+        ``inbound`` is true when it only sent us a request (unsolicited), false
+        when it answered a request of ours.  Known peers move to the tail of
+        their bucket (most recently seen) with their miss count reset.  A new
+        peer is added if its bucket has room (the local side's bucket splits
+        when full); otherwise it waits in the bucket's replacement cache and, if
+        the least recently seen entry looks stale, a :class:`PingNeeded` action
+        asks the driver to check that entry.  A new peer whose ID does not solve
+        the puzzle is refused; so is a new inbound peer while the table is
+        still filling from outbound answers (outbound first), which is then
+        answered with a :class:`PingNeeded` for it at a bounded rate.
         """
         if not isinstance(contact, Contact):
             raise ConfigError(f"contact must be a qdht.wire.Contact, got {type(contact).__name__}")
@@ -316,10 +358,17 @@ class RoutingTable:
         bucket = self._bucket_for(id_int)
         i = _find(bucket.entries, contact.node_id)
         if i >= 0:
-            entry = self._touch(bucket, i, now, rtt)
+            entry = self._touch(bucket, i, now, rtt, outbound=not inbound)
             if entry.contact != contact:
                 self._change_contact(bucket, entry, contact)
             return []
+        cfg = self.config
+        if cfg.puzzle_difficulty and not puzzle_ok(contact.node_id, cfg.puzzle_difficulty):
+            self._drop("bad-puzzle")
+            return []
+        if inbound and self._outbound < cfg.outbound_first:
+            self._drop("inbound-before-outbound")
+            return self._inbound_check(contact, now)
         r = _find(bucket.replacements, contact.node_id)
         if r >= 0:
             entry = bucket.replacements.pop(r)
@@ -328,9 +377,43 @@ class RoutingTable:
             entry = _Entry(contact, now)
         entry.last_seen = now
         entry.failures = 0
+        entry.outbound = entry.outbound or not inbound
         if rtt is not None:
             self._sample(entry, rtt)
         return self._insert(entry, now)
+
+    def _inbound_check(self, contact: Contact, now: float) -> list[RoutingEvent]:
+        cfg = self.config
+        self._checks = min(
+            float(cfg.inbound_check_burst),
+            self._checks + (now - self._checks_at) / cfg.inbound_check_interval,
+        )
+        self._checks_at = now
+        if self._checks < 1.0:
+            return []
+        self._checks -= 1.0
+        self._counts["pings"] += 1
+        return [PingNeeded(contact)]
+
+    @property
+    def outbound_count(self) -> int:
+        """Entries that answered a request of ours (see ``outbound_first``)."""
+        return self._outbound
+
+    def estimated_size(self) -> float:
+        """The network size the table's neighbourhood suggests (this node included).
+
+        With the m = min(k, size) nearest entries, the m-th nearest lies at XOR
+        distance about m / n of the ID space: n ≈ m · 2^256 / distance.  The
+        deepest buckets know the neighbourhood completely, so this is the best
+        local estimate; an eclipse of the node's own neighbourhood inflates it.
+        """
+        m = min(self.config.k, self._size)
+        if m == 0:
+            return 1.0
+        nearest = self.closest(self.local_id, m)
+        far = distance(self.local_id, nearest[-1].node_id)
+        return max(m + 1.0, m * float(1 << ID_BITS) / (far + 1))
 
     def on_response(self, node_id: bytes, now: float, rtt: float | None = None) -> None:
         """A request to ``node_id`` was answered: reset its misses, feed its RTT.
@@ -342,7 +425,7 @@ class RoutingTable:
         bucket = self._bucket_for(id_int)
         i = _find(bucket.entries, node_id)
         if i >= 0:
-            self._touch(bucket, i, now, rtt)
+            self._touch(bucket, i, now, rtt, outbound=True)
             return
         r = _find(bucket.replacements, node_id)
         entry = None
@@ -351,6 +434,7 @@ class RoutingTable:
             bucket.replacements.append(entry)
             entry.last_seen = now
             entry.failures = 0
+            entry.outbound = True
         if rtt is not None:
             self._sample(entry, rtt)
 
@@ -407,11 +491,19 @@ class RoutingTable:
             if now - bucket.last_active >= interval:
                 targets.append(self.random_id_in_bucket(index))
                 bucket.last_active = now
+        walk = self.config.random_walk_interval
+        if walk is not None and now >= self._walk_at:
+            # A random walk: a uniformly random target, whatever the buckets' state.
+            targets.append(self._rng(NODE_ID_SIZE))
+            self._walk_at = now + walk
+            self._counts["random_walks"] += 1
         return targets
 
     def next_refresh_time(self) -> float:
-        """When :meth:`buckets_needing_refresh` will next return something."""
-        return min(b.last_active for b in self._buckets) + self.config.refresh_interval
+        """When :meth:`buckets_needing_refresh` will next return something
+        (an idle bucket's refresh or the next random walk)."""
+        idle = min(b.last_active for b in self._buckets) + self.config.refresh_interval
+        return min(idle, self._walk_at)
 
     def random_id_in_bucket(self, index: int) -> bytes:
         """A random node ID in bucket ``index``'s range (from the injected rng)."""
@@ -489,6 +581,10 @@ class RoutingTable:
             id_int = int.from_bytes(contact.node_id, "big")
             if id_int == self._local or self._entry(contact.node_id) is not None:
                 continue
+            difficulty = self.config.puzzle_difficulty
+            if difficulty and not puzzle_ok(contact.node_id, difficulty):
+                self._drop("bad-puzzle")
+                continue
             entry = _Entry(contact, now - age)
             entry.failures = max(failures, 1)
             entry.srtt, entry.rttvar = srtt, rttvar
@@ -515,9 +611,14 @@ class RoutingTable:
         i = _find(bucket.entries, node_id)
         return bucket.entries[i] if i >= 0 else None
 
-    def _touch(self, bucket: _Bucket, i: int, now: float, rtt: float | None) -> _Entry:
+    def _touch(
+        self, bucket: _Bucket, i: int, now: float, rtt: float | None, *, outbound: bool
+    ) -> _Entry:
         """The entry at ``i`` answered: move it to the tail, reset misses, feed RTT."""
         entry = bucket.entries.pop(i)
+        if outbound and not entry.outbound:
+            entry.outbound = True
+            self._outbound += 1
         bucket.entries.append(entry)
         if i == 0 or entry.failures:
             bucket.ping_at = None
@@ -624,8 +725,22 @@ class RoutingTable:
             self._place(bucket, entry, prefix)
             self._counts["added"] += 1
             return [PeerAdded(entry.contact)]
-        # Full and not splittable.  A fresh verified peer takes the place of an
-        # entry that already missed enough replies to be replaceable.
+        # Full and not splittable.  A fresh verified peer takes the place of the
+        # worst-scored entry below evict_below_score, or else of an entry that
+        # already missed enough replies to be replaceable.
+        score = self.score
+        if score is not None and not restoring:
+            worst, worst_score = -1, cfg.evict_below_score
+            for i, old in enumerate(bucket.entries):
+                value = score(old.contact.node_id, now)
+                if value < worst_score and self._prefix_allowed(bucket, prefix, ignore=old) is None:
+                    worst, worst_score = i, value
+            if worst >= 0:
+                removed = self._remove_at(bucket, worst)
+                self._place(bucket, entry, prefix)
+                self._counts["replaced"] += 1
+                self._counts["low-score-replaced"] += 1
+                return [PeerReplaced(removed.contact, entry.contact)]
         for i, old in enumerate(bucket.entries):
             if old.failures >= cfg.replace_after_failures and (
                 self._prefix_allowed(bucket, prefix, ignore=old) is None
@@ -673,11 +788,13 @@ class RoutingTable:
         entries.insert(i, entry)
         self._count_prefix(prefix, +1)
         self._size += 1
+        self._outbound += entry.outbound
 
     def _remove_at(self, bucket: _Bucket, i: int) -> _Entry:
         entry = bucket.entries.pop(i)
         self._count_prefix(self._prefix(entry.contact), -1)
         self._size -= 1
+        self._outbound -= entry.outbound
         if i == 0:
             bucket.ping_at = None
         return entry

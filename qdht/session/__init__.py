@@ -13,11 +13,19 @@ from qdht.session._events import (
     SessionClosed,
     SessionEstablished,
 )
+from qdht.session._keylog import (
+    KEYLOG_ENV,
+    KeyLogEntry,
+    KeyLogFile,
+    keylog_from_environ,
+    parse_keylog,
+)
 from qdht.session._noise import PQIK, PQXX, CipherState, HandshakeState, KemOps, SymmetricState
 from qdht.session._replay import ReplayWindow
 from qdht.session._trio import SessionHost, open_session_host
 
 __all__ = [
+    "KEYLOG_ENV",
     "PQIK",
     "PQXX",
     "CipherState",
@@ -25,6 +33,8 @@ __all__ = [
     "HandshakeFailed",
     "HandshakeState",
     "KemOps",
+    "KeyLogEntry",
+    "KeyLogFile",
     "MessageReceived",
     "ReplayWindow",
     "SessionClosed",
@@ -33,5 +43,7 @@ __all__ = [
     "SessionEstablished",
     "SessionHost",
     "SymmetricState",
+    "keylog_from_environ",
     "open_session_host",
+    "parse_keylog",
 ]

@@ -54,6 +54,40 @@ class SessionConfig:
     #: First handshake messages per second above which the responder demands
     #: a cookie (mac2) before doing any KEM work.
     under_load_handshakes_per_s: int = attrs.field(default=50, validator=_positive)
+    #: Handshake initiations (fragment 0 of a first message, after mac1) accepted
+    #: per second from one source IP address (the port is ignored) -- a token
+    #: bucket checked before any KEM work; beyond it the fragment is dropped
+    #: (``handshake-rate-address``) and, without a valid mac2, answered with a
+    #: cookie, so that an address validated by its cookie keeps its own bucket
+    #: that senders spoofing it cannot drain.
+    handshake_rate_per_address: float = attrs.field(default=10.0, validator=_positive)
+    #: ... and the burst one address may send at once.
+    handshake_burst_per_address: int = attrs.field(default=20, validator=_positive)
+    #: Handshake initiations accepted per second from all sources together (after
+    #: the cookie check, before any KEM work): a hard cap on the CPU handshakes
+    #: may take (``handshake-rate-global``).
+    handshake_rate_global: float = attrs.field(default=400.0, validator=_positive)
+    #: ... and its burst.
+    handshake_burst_global: int = attrs.field(default=800, validator=_positive)
+    #: Handshakes completed per second by one node ID (checked once its identity
+    #: is proven, before the responder writes its last message and installs keys;
+    #: ``handshake-rate-node``).
+    handshake_rate_per_node: float = attrs.field(default=2.0, validator=_positive)
+    #: ... and the burst one node ID may use at once.
+    handshake_burst_per_node: int = attrs.field(default=10, validator=_positive)
+    #: Unauthenticated datagrams (anything but a transport packet that decrypts)
+    #: accepted per second from one source IP address (loopback: per port).
+    #: Beyond this burst the address is muted for ``mute_time``: its datagrams
+    #: are dropped unread (``source-muted``), except transport packets of
+    #: established sessions.  A handshake costs its initiator 3 to 6 datagrams.
+    unauthenticated_per_address: float = attrs.field(default=200.0, validator=_positive)
+    #: ... and the burst of that bucket.
+    unauthenticated_burst_per_address: int = attrs.field(default=400, validator=_positive)
+    #: How long a muted source stays muted (seconds).
+    mute_time: float = attrs.field(default=1.0, validator=_positive)
+    #: Source addresses and node IDs whose handshake buckets are remembered
+    #: (least recently seen forgotten; a forgotten one starts with a full bucket).
+    handshake_rate_keys: int = attrs.field(default=4096, validator=_positive)
     #: Lifetime of the cookie secret and of the biscuit key (each keeps one predecessor).
     secret_rotation: float = attrs.field(default=120.0, validator=_positive)
     #: Bytes sent in answer to an unvalidated address, as a multiple of the bytes received.
@@ -84,3 +118,12 @@ class SessionConfig:
             )
         if self.reject_after_time <= self.rekey_after_time:
             raise ConfigError("reject_after_time must exceed rekey_after_time")
+        for name in (
+            "handshake_burst_per_address",
+            "handshake_burst_global",
+            "handshake_burst_per_node",
+            "handshake_rate_keys",
+            "unauthenticated_burst_per_address",
+        ):
+            if type(getattr(self, name)) is not int:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

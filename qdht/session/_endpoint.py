@@ -9,7 +9,9 @@ hashables.  Remote input never raises: it is dropped and counted in
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import logging
 import os
 import struct
@@ -18,6 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from qdht.crypto.aead import ChaChaPoly
+from qdht.dht._ratelimit import TokenBuckets
 from qdht.errors import ConfigError, CryptoError, DecodeError, HandshakeError, SessionError
 from qdht.identity import Identity, compute_node_id, puzzle_ok
 from qdht.session._config import SessionConfig
@@ -28,6 +31,7 @@ from qdht.session._events import (
     SessionClosed,
     SessionEstablished,
 )
+from qdht.session._keylog import KeyLogEntry
 from qdht.session._noise import PQIK, PQXX, HandshakeState, KemOps, SymmetricState
 from qdht.session._replay import ReplayWindow
 from qdht.wire import decode, dumps_canonical
@@ -44,6 +48,7 @@ from qdht.wire._session import (
     MessageFrame,
 )
 from qdht.wire._session_fast import (
+    MAC_INPUT_HEAD,
     HsView,
     encode_data_packet,
     encode_frag_frame,
@@ -51,6 +56,7 @@ from qdht.wire._session_fast import (
     encode_msg_frame,
     parse_data_packet,
     parse_frame,
+    parse_hello,
     parse_hs_fragment,
 )
 
@@ -94,21 +100,50 @@ def _mac(key: bytes, data: bytes) -> bytes:
     return hashlib.blake2b(data, key=key, digest_size=MAC_SIZE).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def mac1_key(responder_node_id: bytes) -> bytes:
     """The mac1 key of handshakes with responder ``responder_node_id`` (04 §5)."""
     return hashlib.blake2b(b"qdht-mac1" + responder_node_id, digest_size=32).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def _cookie_key(responder_node_id: bytes) -> bytes:
     return hashlib.blake2b(b"qdht-cookie" + responder_node_id, digest_size=32).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def _addr_bytes(addr: Addr) -> bytes:
     return repr(addr).encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _addr_hash(addr: Addr) -> bytes:
     return hashlib.blake2b(_addr_bytes(addr), digest_size=16).digest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_host(addr: Addr) -> Hashable:
+    """Whom a handshake rate limit counts an address against: its IP address.
+
+    Ports cost an attacker nothing, node IDs only a puzzle.  Loopback sources
+    keep their port (as the DHT's STORE bound does), so that many nodes on one
+    host -- tests, benchmarks, a local network -- are not one source.
+    """
+    host = getattr(addr, "host", None)
+    port = getattr(addr, "port", None)
+    if host is None and type(addr) is tuple and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+    if type(host) is not str:
+        return addr
+    return (host, port) if _is_loopback(host) else host
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Keypair:
@@ -255,7 +290,7 @@ class _HsBuffer:
 class _Rotating:
     """A secret that rotates every ``lifetime`` seconds and keeps its predecessor."""
 
-    __slots__ = ("epoch", "lifetime", "previous", "rng", "rotated", "secret")
+    __slots__ = ("_aeads", "epoch", "lifetime", "previous", "rng", "rotated", "secret")
 
     def __init__(self, rng: Rng, lifetime: float) -> None:
         self.rng = rng
@@ -264,6 +299,17 @@ class _Rotating:
         self.previous = b""
         self.rotated = -float("inf")
         self.epoch = -1
+        #: ChaChaPoly per secret (at most the current and the previous one).
+        self._aeads: dict[bytes, ChaChaPoly] = {}
+
+    def aead(self, secret: bytes) -> ChaChaPoly:
+        """The AEAD keyed with ``secret``, set up once per secret, not per handshake."""
+        box = self._aeads.get(secret)
+        if box is None:
+            if len(self._aeads) >= 2:
+                self._aeads = {s: b for s, b in self._aeads.items() if s == self.secret}
+            box = self._aeads[secret] = ChaChaPoly(secret)
+        return box
 
     def current(self, now: float) -> bytes:
         if now - self.rotated >= self.lifetime:
@@ -294,8 +340,11 @@ class SessionEndpoint:
         *,
         rng: Rng = os.urandom,
         kem: KemOps | None = None,
+        keylog: Callable[[str], None] | None = None,
     ) -> None:
         self.identity = identity
+        #: Called with one line per installed keypair (09-keylog.md); None: no key log.
+        self.keylog = keylog
         self.config = config if config is not None else SessionConfig()
         self._rng = rng
         self._kem = kem if kem is not None else KemOps(rng)
@@ -325,6 +374,32 @@ class SessionEndpoint:
         self._biscuit_floor = 0
         self._load_second = -1
         self._load_count = 0
+        cfg = self.config
+        # Handshake rate limits (04 §5.5); per address, the key is (source
+        # host, whether mac2 validated it).
+        self._hs_per_address: TokenBuckets[Hashable] = TokenBuckets(
+            rate=cfg.handshake_rate_per_address,
+            burst=cfg.handshake_burst_per_address,
+            max_keys=cfg.handshake_rate_keys,
+        )
+        self._hs_global: TokenBuckets[None] = TokenBuckets(
+            rate=cfg.handshake_rate_global, burst=cfg.handshake_burst_global, max_keys=1
+        )
+        self._hs_per_node: TokenBuckets[bytes] = TokenBuckets(
+            rate=cfg.handshake_rate_per_node,
+            burst=cfg.handshake_burst_per_node,
+            max_keys=cfg.handshake_rate_keys,
+        )
+        self._unauthenticated: TokenBuckets[Hashable] = TokenBuckets(
+            rate=cfg.unauthenticated_per_address,
+            burst=cfg.unauthenticated_burst_per_address,
+            max_keys=cfg.handshake_rate_keys,
+        )
+        #: Muted source → when the mute ends (insertion-ordered, bounded).
+        self._muted: dict[Hashable, float] = {}
+        #: Refused node ID → until when (see :meth:`refuse`; bounded).
+        self._refused: dict[bytes, float] = {}
+        self._authenticated = False
         self._outbox: deque[tuple[bytes, Addr]] = deque()
         self._new_deadline = float("inf")
         self._events: deque[Event] = deque()
@@ -401,6 +476,32 @@ class SessionEndpoint:
                 early = payload
             self._start_handshake(peer, now, early=early)
 
+    def refuse(self, node_id: bytes, until: float) -> None:
+        """Drop everything from ``node_id`` until ``until`` (a ban decided by a layer above).
+
+        Its transport packets are dropped before decryption (``refused-peer``)
+        and its handshakes once its identity is proven, so a banned peer's
+        flood over an established session costs one lookup per packet.  A
+        forged packet naming the peer's index is dropped too, which is no loss.
+        """
+        if type(node_id) is not bytes or len(node_id) != 32:
+            raise SessionError("node_id must be 32 bytes")
+        refused = self._refused
+        refused.pop(node_id, None)
+        refused[node_id] = until
+        if len(refused) > self.config.handshake_rate_keys:
+            del refused[next(iter(refused))]
+
+    def _is_refused(self, node_id: bytes, now: float) -> bool:
+        until = self._refused.get(node_id)
+        if until is None:
+            return False
+        if now < until:
+            self.drops["refused-peer"] += 1
+            return True
+        del self._refused[node_id]
+        return False
+
     def close(self, node_id: bytes, now: float) -> None:
         """Close the session with ``node_id`` (tells the peer if keys exist)."""
         peer = self._peers.get(node_id)
@@ -412,7 +513,38 @@ class SessionEndpoint:
         self._remove_peer(peer, "closed")
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        """Process one datagram from ``addr``; bad input is dropped and counted."""
+        """Process one datagram from ``addr``; bad input is dropped and counted.
+
+        A source address that sends more unauthenticated datagrams than
+        ``unauthenticated_per_address`` allows is *muted* for ``mute_time``:
+        its datagrams are then dropped unread (``source-muted``), except
+        transport packets of an established session, so that a flood costs a
+        dictionary lookup per packet and a forger of the address cannot cut
+        its owner's sessions (04 §5.5).
+        """
+        source = _source_host(addr)
+        try:
+            muted = self._muted.get(source)
+            if muted is not None:
+                if now < muted:
+                    fast = parse_data_packet(data) if data[:1] == b"\xa4" else None
+                    if fast is None or type(self._by_index.get(fast[0])) is not Keypair:
+                        self.drops["source-muted"] += 1
+                        return
+                else:
+                    del self._muted[source]
+            self._authenticated = False
+            self._receive_datagram(data, addr, now)
+        except Exception:  # the last resort: a bug here must not let a packet kill the node
+            self.drops["internal-error"] += 1
+            logger.exception("internal error on a datagram from %r", addr)
+        if not self._authenticated and not self._unauthenticated.allow(source, now):
+            self._muted[source] = now + self.config.mute_time
+            self.counters["sources_muted"] += 1
+            if len(self._muted) > self.config.handshake_rate_keys:
+                del self._muted[next(iter(self._muted))]
+
+    def _receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.counters["datagrams_in"] += 1
         self.counters["bytes_in"] += len(data)
         if len(data) > self.config.datagram_size:
@@ -653,15 +785,8 @@ class SessionEndpoint:
         frags = []
         for i in range(count):
             chunk = body[i * size : (i + 1) * size]
-            mac_input = (
-                b"qdht-hs"
-                + bytes([kind])
-                + sid.to_bytes(4, "big")
-                + rid.to_bytes(4, "big")
-                + bytes([i, count])
-                + chunk
-            )
-            frags.append(HsView(kind, sid, rid, i, count, chunk, _mac(key, mac_input)))
+            mac1 = _mac(key, MAC_INPUT_HEAD.pack(b"qdht-hs", kind, sid, rid, i, count) + chunk)
+            frags.append(HsView(kind, sid, rid, i, count, chunk, mac1))
         return frags
 
     def _encode_hs(self, frag: HsView, cookie: bytes | None) -> bytes:
@@ -770,37 +895,61 @@ class SessionEndpoint:
         self._hs_buffer_bytes -= entry.nbytes
 
     def _check_load(self, frag: _Frag, mac_data: bytes, addr: Addr, now: float) -> bool:
-        """Whether to process this first-message fragment; under load demand a cookie (04 §5)."""
+        """Whether to process this first-message fragment (04 §5.2, §5.5).
+
+        Under load a cookie (mac2) is demanded before any KEM work; then the
+        per-address and global initiation buckets are charged (fragment 0 only).
+        """
         second = int(now)
         if second != self._load_second:
             self._load_second = second
             self._load_count = 0
         if frag.index == 0:
             self._load_count += 1
-        if self._load_count <= self.config.under_load_handshakes_per_s:
-            return True
+        validated = False
         if frag.mac2 is not None:
             for secret in self._cookie_secret.candidates(now):
                 cookie = _mac(secret, _addr_bytes(addr))
                 if _mac(cookie, mac_data + frag.mac1) == frag.mac2:
-                    return True
-        if frag.index == 0:
-            secret = self._cookie_secret.current(now)
-            cookie = _mac(secret, _addr_bytes(addr))
-            salt = self._rng(16)
-            box_key = hashlib.blake2b(
-                salt + frag.mac1, key=self._cookie_key, digest_size=32
-            ).digest()
-            box = ChaChaPoly(box_key).encrypt(0, frag.mac1, cookie)
-            self._emit(dumps_canonical(CookieReply(frag.sid, salt, box).to_cbor()), addr)
-            self.counters["cookies_sent"] += 1
-        self.drops["cookie-required"] += 1
-        return False
+                    validated = True
+                    break
+        if not validated and self._load_count > self.config.under_load_handshakes_per_s:
+            if frag.index == 0:
+                self._send_cookie(frag, addr, now)
+            self.drops["cookie-required"] += 1
+            return False
+        if frag.index != 0:
+            return True
+        if not self._hs_per_address.allow((_source_host(addr), validated), now):
+            # A spoofer drains only the unvalidated bucket of the address it
+            # forges; the real owner gets a cookie and continues with its own.
+            if not validated:
+                self._send_cookie(frag, addr, now)
+            self.drops["handshake-rate-address"] += 1
+            return False
+        if not self._hs_global.allow(None, now):
+            self.drops["handshake-rate-global"] += 1
+            return False
+        return True
+
+    def _send_cookie(self, frag: _Frag, addr: Addr, now: float) -> None:
+        """Answer a first-message fragment 0 with a cookie (about 80 bytes, never amplifying).
+
+        Not rate limited: any per-address limit on cookies could be drained by
+        a sender forging the address, locking its owner out.
+        """
+        secret = self._cookie_secret.current(now)
+        cookie = _mac(secret, _addr_bytes(addr))
+        salt = self._rng(16)
+        box_key = hashlib.blake2b(salt + frag.mac1, key=self._cookie_key, digest_size=32).digest()
+        box = ChaChaPoly(box_key).encrypt(0, frag.mac1, cookie)
+        self._emit(dumps_canonical(CookieReply(frag.sid, salt, box).to_cbor()), addr)
+        self.counters["cookies_sent"] += 1
 
     def _send_reply(self, frags: list[HsView], received: int, addr: Addr) -> list[bytes] | None:
         """Send a reply to an unvalidated address within the amplification bound (04 §5)."""
-        datagrams = [self._encode_hs(f, None) for f in frags]
-        total = sum(len(d) for d in datagrams)
+        datagrams = [encode_hs_fragment(f) for f in frags]
+        total = sum(map(len, datagrams))
         if total > self.config.amplification_factor * received:
             self.drops["amplification-limit"] += 1
             return None
@@ -808,15 +957,21 @@ class SessionEndpoint:
             self._emit(d, addr)
         return datagrams
 
-    def _verify_hello(self, static: bytes, payload: bytes) -> tuple[bytes, Hello]:
-        hello = decode(payload, expect=(Hello,))
-        assert isinstance(hello, Hello)
-        if hello.version != self.config.protocol_version:
+    def _verify_hello(self, static: bytes, payload: bytes) -> tuple[bytes, bytes | None]:
+        """(proven node ID, pqIK early data) of the peer's hello (04 §6), or raise."""
+        fields = parse_hello(payload)
+        if fields is None:  # early data, or malformed: the strict decoder judges
+            hello = decode(payload, expect=(Hello,))
+            assert isinstance(hello, Hello)
+            version, mldsa, nonce, early = hello.version, hello.mldsa, hello.nonce, hello.early
+        else:
+            (version, mldsa, nonce), early = fields, None
+        if version != self.config.protocol_version:
             raise HandshakeError("version-mismatch")
-        node_id = compute_node_id(static, hello.mldsa, hello.nonce)
+        node_id = compute_node_id(static, mldsa, nonce)
         if not puzzle_ok(node_id, self.identity.difficulty):
             raise HandshakeError("bad-puzzle")
-        return node_id, hello
+        return node_id, early
 
     def _respond_xx1(self, isid: int, body: bytes, received: int, addr: Addr, now: float) -> None:
         hs = HandshakeState(
@@ -841,7 +996,7 @@ class SessionEndpoint:
         self._biscuit_counter += 1
         header = bytes([self._biscuit_key.epoch]) + self._biscuit_counter.to_bytes(8, "big")
         plain = _BISCUIT_PLAIN.pack(ck, h, k, n, isid, rsid, now, _addr_hash(addr))
-        return header + ChaChaPoly(key).encrypt(self._biscuit_counter, header, plain)
+        return header + self._biscuit_key.aead(key).encrypt(self._biscuit_counter, header, plain)
 
     def _open_biscuit(
         self, biscuit: bytes, now: float
@@ -850,7 +1005,7 @@ class SessionEndpoint:
         counter = int.from_bytes(biscuit[1:9], "big")
         for secret in self._biscuit_key.candidates(now):
             try:
-                plain = ChaChaPoly(secret).decrypt(counter, header, biscuit[9:])
+                plain = self._biscuit_key.aead(secret).decrypt(counter, header, biscuit[9:])
             except CryptoError:
                 continue
             return counter, _BISCUIT_PLAIN.unpack(plain)
@@ -895,6 +1050,11 @@ class SessionEndpoint:
         if rsid in self._by_index or node_id == self.node_id:
             self.drops["bad-handshake"] += 1
             return
+        if self._is_refused(node_id, now):
+            return
+        if not self._hs_per_node.allow(node_id, now):
+            self.drops["handshake-rate-node"] += 1
+            return
         self._remember_biscuit(counter, now, rsid, digest)
         msg4 = hs.write_message(b"")
         frags = self._fragments(4, rsid, isid, msg4, self._mac1_key)
@@ -923,7 +1083,7 @@ class SessionEndpoint:
         try:
             payload = hs.read_message(body)
             assert hs.rs is not None
-            node_id, hello = self._verify_hello(hs.rs, payload)
+            node_id, early = self._verify_hello(hs.rs, payload)
         except (HandshakeError, DecodeError) as exc:
             self.drops[_reason(exc)] += 1
             return
@@ -937,6 +1097,11 @@ class SessionEndpoint:
                     self._emit(d, addr)
             self.counters["handshake_duplicates"] += 1
             return
+        if self._is_refused(node_id, now):
+            return
+        if not self._hs_per_node.allow(node_id, now):
+            self.drops["handshake-rate-node"] += 1
+            return
         rsid = self._new_index()
         msg2 = hs.write_message(self._hello)
         frags = self._fragments(6, rsid, isid, msg2, self._mac1_key)
@@ -944,8 +1109,8 @@ class SessionEndpoint:
         if datagrams is None:
             return
         self._install_responder_keys(hs, node_id, rsid, isid, addr, now, datagrams, digest)
-        if hello.early is not None:
-            self._event(MessageReceived(node_id, addr, hello.early, early=True))
+        if early is not None:
+            self._event(MessageReceived(node_id, addr, early, early=True))
 
     def _install_responder_keys(
         self,
@@ -963,7 +1128,10 @@ class SessionEndpoint:
         self._remember_static(node_id, hs.rs)
         if peer.current is None:
             peer.addr = addr
-        kp = Keypair(hs.split(), rsid, isid, now, False, self.config.replay_window, peer)
+        keys = hs.split()
+        if self.keylog is not None:
+            self._log_keys(node_id, rsid, isid, keys, hs.handshake_hash)
+        kp = Keypair(keys, rsid, isid, now, False, self.config.replay_window, peer)
         self._note_deadline(now + self.config.reject_after_time)
         kp.reply, kp.reply_key = reply, digest
         kp.pending = (hs.pattern, hs.handshake_hash)
@@ -1036,7 +1204,10 @@ class SessionEndpoint:
                 self._emit_hs(f, pending.addr, None)
             return
         # kind 4 (pqXX) or 6 (pqIK): complete.
-        kp = Keypair(hs.split(), pending.sid, frag.sid, now, True, self.config.replay_window, peer)
+        keys = hs.split()
+        if self.keylog is not None:
+            self._log_keys(peer.node_id, pending.sid, frag.sid, keys, hs.handshake_hash)
+        kp = Keypair(keys, pending.sid, frag.sid, now, True, self.config.replay_window, peer)
         self._note_deadline(now + self.config.reject_after_time)
         self._by_index[pending.sid] = kp
         peer.handshake = None
@@ -1050,6 +1221,17 @@ class SessionEndpoint:
                 self._send_payload(kp, payload_)
         else:
             self._send_frame(kp, _KEEPALIVE)
+
+    def _log_keys(
+        self, peer_id: bytes, local: int, remote: int, keys: tuple[bytes, bytes], hh: bytes
+    ) -> None:
+        """One key log line (09-keylog.md), before any packet uses the keys."""
+        assert self.keylog is not None
+        line = KeyLogEntry(peer_id, local, remote, keys[0], keys[1], hh).line()
+        try:
+            self.keylog(line)
+        except Exception:  # a broken hook must not break the session
+            logger.exception("key log hook failed")
 
     def _promote(self, peer: Peer, kp: Keypair) -> None:
         if peer.previous is not None:
@@ -1115,6 +1297,9 @@ class SessionEndpoint:
         if not isinstance(kp, Keypair):
             self.drops["unknown-index"] += 1
             return
+        if self._refused and self._is_refused(kp.peer.node_id, now):
+            self._authenticated = True  # a known session's packet: not a reason to mute
+            return
         if now - kp.created >= self.config.reject_after_time:
             self.drops["expired-keys"] += 1
             return
@@ -1128,6 +1313,7 @@ class SessionEndpoint:
             self.drops["bad-tag"] += 1
             return
         kp.window.mark(n)
+        self._authenticated = True
         peer = kp.peer
         if self._peers.get(peer.node_id) is not peer:
             self.drops["unknown-index"] += 1
@@ -1146,6 +1332,8 @@ class SessionEndpoint:
                 for payload in queue:
                     self._send_payload(kp, payload)
         peer.addr = addr
+        if plain == _KEEPALIVE:  # what confirms every handshake: skip the decoders
+            return
         fast = parse_frame(plain)
         if fast is not None:
             if fast[2] == 1:

@@ -19,13 +19,13 @@ Every public key and ciphertext is therefore hashed into ``h``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 from collections.abc import Callable
 from typing import Final
 
 from qdht.crypto import xwing
 from qdht.crypto.aead import ChaChaPoly
+from qdht.crypto.hashes import hkdf_blake2b
 from qdht.errors import CryptoError, HandshakeError
 
 __all__ = [
@@ -60,22 +60,14 @@ def protocol_name(pattern: str) -> bytes:
     return f"Noise_{pattern}_XWing_ChaChaPoly_BLAKE2b".encode()
 
 
+#: BLAKE2b with its default 64-byte digest (HASHLEN).
+_blake2b: Final = hashlib.blake2b
+#: Noise's HKDF (rev. 34 §4.3) with HMAC-BLAKE2b; one implementation for all of qdht.
+hkdf: Final = hkdf_blake2b
+
+
 def _hash(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=HASHLEN).digest()
-
-
-def _hmac(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "blake2b")
-
-
-def hkdf(chaining_key: bytes, ikm: bytes, n: int) -> tuple[bytes, ...]:
-    """Noise's HKDF (rev. 34 §4.3) with HMAC-BLAKE2b: ``n`` (2 or 3) outputs."""
-    temp = _hmac(chaining_key, ikm)
-    out1 = _hmac(temp, b"\x01")
-    out2 = _hmac(temp, out1 + b"\x02")
-    if n == 2:
-        return out1, out2
-    return out1, out2, _hmac(temp, out2 + b"\x03")
+    return _blake2b(data).digest()
 
 
 class CipherState:
@@ -92,22 +84,26 @@ class CipherState:
         return self.k is not None
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
-        if self._aead is None:
+        aead = self._aead
+        if aead is None:
             return plaintext
-        if self.n > MAX_NONCE:
+        n = self.n
+        if n > MAX_NONCE:
             raise HandshakeError("nonce exhausted")
-        ct = self._aead.encrypt(self.n, ad, plaintext)
-        self.n += 1
+        ct = aead.encrypt(n, ad, plaintext)
+        self.n = n + 1
         return ct
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
         """Decrypt or raise CryptoError; the nonce advances only on success."""
-        if self._aead is None:
+        aead = self._aead
+        if aead is None:
             return ciphertext
-        if self.n > MAX_NONCE:
+        n = self.n
+        if n > MAX_NONCE:
             raise CryptoError("nonce exhausted")
-        pt = self._aead.decrypt(self.n, ad, ciphertext)
-        self.n += 1
+        pt = aead.decrypt(n, ad, ciphertext)
+        self.n = n + 1
         return pt
 
 
@@ -138,16 +134,18 @@ class SymmetricState:
         self.cs = CipherState(temp_k[:KEYLEN])
 
     def mix_hash(self, data: bytes) -> None:
-        self.h = _hash(self.h + data)
+        self.h = _blake2b(self.h + data).digest()
 
     def encrypt_and_hash(self, plaintext: bytes) -> bytes:
-        ct = self.cs.encrypt_with_ad(self.h, plaintext)
-        self.mix_hash(ct)
+        h = self.h
+        ct = self.cs.encrypt_with_ad(h, plaintext)
+        self.h = _blake2b(h + ct).digest()
         return ct
 
     def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
-        pt = self.cs.decrypt_with_ad(self.h, ciphertext)
-        self.mix_hash(ciphertext)
+        h = self.h
+        pt = self.cs.decrypt_with_ad(h, ciphertext)
+        self.h = _blake2b(h + ciphertext).digest()
         return pt
 
     def split(self) -> tuple[bytes, bytes]:
@@ -174,6 +172,15 @@ class KemOps:
 
 
 DEFAULT_KEM: Final = KemOps()
+
+
+#: Plaintext size of each token's field.
+_TOKEN_SIZE: Final = {
+    "e": xwing.PUBLIC_KEY_SIZE,
+    "s": xwing.PUBLIC_KEY_SIZE,
+    "ekem": xwing.CIPHERTEXT_SIZE,
+    "skem": xwing.CIPHERTEXT_SIZE,
+}
 
 
 def _enc_len(has_key: bool, n: int) -> int:
@@ -282,26 +289,21 @@ class HandshakeState:
             raise HandshakeError("not this side's turn to read")
         ss = self.ss
         pos = 0
-
-        def take(n: int) -> bytes:
-            nonlocal pos
-            size = _enc_len(ss.cs.has_key(), n)
-            if len(data) - pos < size:
+        for token in PATTERNS[self.pattern][self.step]:
+            end = pos + _enc_len(ss.cs.has_key(), _TOKEN_SIZE[token])
+            if end > len(data):
                 raise HandshakeError("truncated handshake message")
-            chunk = data[pos : pos + size]
-            pos += size
             try:
-                return ss.decrypt_and_hash(chunk)
+                value = ss.decrypt_and_hash(data[pos:end])
             except CryptoError:
                 raise HandshakeError("handshake message fails authentication") from None
-
-        for token in PATTERNS[self.pattern][self.step]:
+            pos = end
             if token == "e":
-                self.re = take(xwing.PUBLIC_KEY_SIZE)
+                self.re = value
             elif token == "s":
-                self.rs = take(xwing.PUBLIC_KEY_SIZE)
-            elif token in ("ekem", "skem"):
-                ct = take(xwing.CIPHERTEXT_SIZE)
+                self.rs = value
+            else:  # ekem, skem
+                ct = value
                 key = self.e if token == "ekem" else self.s
                 assert key is not None
                 try:

@@ -7,6 +7,13 @@ discrete-event loop) with churn schedules, and reusable ``check_*``
 conformance helpers that another implementation can run against itself.
 """
 
+from qdht.testing._adversary import (
+    STRATEGIES,
+    AdversarialNetwork,
+    AdversaryCore,
+    Coalition,
+    eclipse_puzzle_cost,
+)
 from qdht.testing._checks import TransportPairFactory, check_datagram_transport
 from qdht.testing._churn import ChurnEvent, ChurnSchedule
 from qdht.testing._coresim import CoreNetwork, SimCore, SimOperation
@@ -16,8 +23,12 @@ from qdht.testing._memory import MemoryNetwork, MemoryTransport
 from qdht.testing._sim import SimNetwork, build_network, seeded_identity
 
 __all__ = [
+    "STRATEGIES",
+    "AdversarialNetwork",
+    "AdversaryCore",
     "ChurnEvent",
     "ChurnSchedule",
+    "Coalition",
     "CoreNetwork",
     "DelayLine",
     "FaultInjector",
@@ -29,5 +40,6 @@ __all__ = [
     "TransportPairFactory",
     "build_network",
     "check_datagram_transport",
+    "eclipse_puzzle_cost",
     "seeded_identity",
 ]

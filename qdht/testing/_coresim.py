@@ -50,6 +50,7 @@ from qdht.dht import (
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.testing._churn import ChurnSchedule
 from qdht.wire import Address, Contact, immutable_key
+from qdht.wire._records import AnyRecord
 
 __all__ = ["CoreNetwork", "SimCore", "SimOperation"]
 
@@ -108,8 +109,9 @@ class CoreNetwork:
     """N DHT cores in simulated time; see the module docstring for what is simulated.
 
     Every node is a production :class:`qdht.dht.DhtCore` built with
-    ``core_options`` (its ``routing=``, ``lookup=``, ``rpc=``, ``storage=``
-    configurations).  A node joins like a real one: it pings a bootstrap
+    ``core_options`` (its ``routing=``, ``lookup=``, ``rpc=``, ``record_config=``,
+    ``replication=``, ``unix_offset=``
+    options).  A node joins like a real one: it pings a bootstrap
     contact, then looks up its own ID (kind ``"bootstrap"``); ``join_refresh``
     additionally refreshes that many of its farthest buckets (Kademlia's join
     refreshes all buckets farther than the nearest neighbour).
@@ -159,12 +161,21 @@ class CoreNetwork:
 
     # -- nodes -------------------------------------------------------------------
 
-    def add_node(self, *, bootstrap: Sequence[SimCore] = ()) -> SimCore:
-        """A new node at the current time, joining through the ``bootstrap`` nodes."""
+    def add_node(
+        self, *, bootstrap: Sequence[SimCore] = (), node_id: bytes | None = None
+    ) -> SimCore:
+        """A new node at the current time, joining through the ``bootstrap`` nodes.
+
+        ``node_id`` picks its ID (a test placing a node next to a key); by
+        default it is drawn from the network's generator.
+        """
         index = len(self.nodes)
-        node_id = self.rng.randbytes(32)
-        while node_id in self._by_id:
+        if node_id is None:
             node_id = self.rng.randbytes(32)
+            while node_id in self._by_id:
+                node_id = self.rng.randbytes(32)
+        elif type(node_id) is not bytes or len(node_id) != 32 or node_id in self._by_id:
+            raise ConfigError("node_id must be 32 bytes, not the ID of a node already added")
         # One host per node, each in its own /24 (the routing table's prefix
         # limits then behave as on the internet, not as on one LAN).
         host = f"{10 + (index >> 16)}.{(index >> 8) & 255}.{index & 255}.1"
@@ -243,6 +254,27 @@ class CoreNetwork:
         """Start storing the immutable ``value`` from ``node``."""
         handle = node.core.start_put(value, self.now)
         return self._track(node, handle, "put", immutable_key(value))
+
+    def start_put_record(
+        self, node: SimCore, record: AnyRecord, *, cas: int | None = None
+    ) -> SimOperation:
+        """Start storing ``record`` (any kind) from ``node``."""
+        handle = node.core.start_put_record(record, self.now, cas=cas)
+        return self._track(node, handle, "put", record.key())
+
+    def store_at(self, node: SimCore, to: SimCore, record: AnyRecord) -> None:
+        """``node`` sends one STORE of ``record`` (no cas) to ``to`` (fire and forget)."""
+        node.core.store_at(to.contact, record, self.now)
+        self._flush(node)
+
+    def republish_now(self, node: SimCore) -> None:
+        """Make ``node`` run a full republish round now (07-records.md §10.4)."""
+        node.core.republish_now(self.now)
+        self._flush(node)
+
+    def holders(self, key: bytes) -> list[SimCore]:
+        """The live nodes holding a live record under ``key`` (stored or cached)."""
+        return [n for n in self.nodes if n.alive and n.core.local_records(key, self.now)]
 
     def _track(self, node: SimCore, handle: int, kind: str, target: bytes) -> SimOperation:
         op = SimOperation(node, kind, target, self.now)

@@ -8,17 +8,18 @@ request        success response            meaning
 =============  ==========================  ===========================
 ``ping``       ``pong``                    liveness
 ``find_node``  ``nodes``                   contacts closest to ``target``
-``find_value`` ``value`` or ``nodes``      the value under ``key``, else contacts
-``store``      ``stored``                  keep ``value`` under ``key``
+``find_value`` ``value`` or ``nodes``      the record(s) under ``key``, else contacts
+``store``      ``stored``                  keep ``record`` under ``key``
 =============  ==========================  ===========================
 
 Any request may instead be answered with ``error`` (:class:`ErrorMessage`).
+STORE and VALUE carry the records of ``protocol-spec/07-records.md``
+(:mod:`qdht.wire._records`); how a holder judges them is 07 §6-§8.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final, TypeAlias
@@ -28,18 +29,31 @@ import attrs
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire._contact import NODE_ID_SIZE, Contact
 from qdht.wire._fields import FieldReader, child_path
-from qdht.wire._registry import register
+from qdht.wire._records import (
+    IMMUTABLE_KEY_PREFIX,
+    MAX_VALUE_SIZE,
+    RECORD_TYPES,
+    AnyRecord,
+    ImmutableRecord,
+    MutableRecord,
+    SetEntry,
+    Tombstone,
+    immutable_key,
+)
+from qdht.wire._registry import decode_object, register
 
 __all__ = [
     "IMMUTABLE_KEY_PREFIX",
     "KEY_SIZE",
     "MAX_ERROR_MESSAGE_BYTES",
     "MAX_NODES",
+    "MAX_VALUE_RECORDS",
     "MAX_VALUE_SIZE",
     "RECOMMENDED_ERROR_MESSAGE_BYTES",
     "RECOMMENDED_NODES",
     "RESPONSE_TYPES",
     "RID_SIZE",
+    "SINGLE_RECORD_TYPES",
     "DhtMessage",
     "DhtRequest",
     "DhtResponse",
@@ -61,8 +75,10 @@ __all__ = [
 RID_SIZE: Final = 8
 #: Size of a DHT key (a SHA3-256 digest), in bytes; the same as a node ID.
 KEY_SIZE: Final = NODE_ID_SIZE
-#: Largest value a ``store`` or ``value`` message may carry (64 KiB).
-MAX_VALUE_SIZE: Final = 65536
+#: Most set entries in one ``value`` message's ``records`` (MUST, 02-dht-rpc.md §4.2).
+MAX_VALUE_RECORDS: Final = 64
+#: The record kinds a ``value`` carries in ``record`` (set entries go in ``records``).
+SINGLE_RECORD_TYPES: Final = (ImmutableRecord, MutableRecord, Tombstone)
 #: Most contacts in one ``nodes`` message (MUST).
 MAX_NODES: Final = 32
 #: Contacts a ``nodes`` message SHOULD not exceed: the bucket size k (S-DHT-1).
@@ -71,8 +87,6 @@ RECOMMENDED_NODES: Final = 20
 MAX_ERROR_MESSAGE_BYTES: Final = 256
 #: Length an ``error`` message text SHOULD not exceed (S-DHT-3).
 RECOMMENDED_ERROR_MESSAGE_BYTES: Final = 128
-#: Domain-separation prefix of immutable keys (02-dht-rpc.md §4).
-IMMUTABLE_KEY_PREFIX: Final = b"qdht/v1/immutable"
 
 
 class ErrorCode(enum.IntEnum):
@@ -94,13 +108,14 @@ class ErrorCode(enum.IntEnum):
     NOT_SERVING = 7
     #: The receiver failed for a reason of its own.
     INTERNAL = 8
-
-
-def immutable_key(value: bytes | bytearray | memoryview) -> bytes:
-    """The key of an immutable value: SHA3-256(``b"qdht/v1/immutable"`` ‖ value)."""
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise ConfigError(f"value must be bytes, got {type(value).__name__}")
-    return hashlib.sha3_256(IMMUTABLE_KEY_PREFIX + bytes(value)).digest()
+    #: A STORE's signed record came without ``pk`` and the receiver holds no
+    #: certificate of its owner: offer it again with ``pk`` (07-records.md §4).
+    OWNER_KEY_UNKNOWN = 9
+    #: A STORE's record is older than (or loses the equal-``seq`` tie-break to)
+    #: what the receiver holds (07-records.md §7.1 ``seq-regression``, ``seq-conflict``).
+    STALE = 10
+    #: A STORE's ``cas`` is not the sequence number the receiver holds.
+    CAS_MISMATCH = 11
 
 
 def new_rid(randbytes: Callable[[int], bytes] = os.urandom) -> bytes:
@@ -123,13 +138,45 @@ def _exact_bytes(size: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     return check
 
 
-def _check_value(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if type(value) is not bytes:
-        raise ConfigError(f"{attribute.name} must be bytes, got {type(value).__name__}")
-    if len(value) > MAX_VALUE_SIZE:
-        raise ConfigError(
-            f"{attribute.name} is {len(value)} bytes, more than the limit {MAX_VALUE_SIZE}"
-        )
+def _check_record(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, RECORD_TYPES):
+        raise ConfigError(f"{attribute.name} must be a record, got {type(value).__name__}")
+
+
+def _check_cas(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (type(value) is not int or not 0 <= value <= 2**64 - 1):
+        raise ConfigError(f"{attribute.name} must be an unsigned 64-bit integer or None")
+
+
+#: Longest lifetime a path-cache STORE may ask for (07-records.md §10.6), seconds.
+MAX_CACHE_LIFETIME: Final = 86400
+
+
+def _check_cache(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (type(value) is not int or not 1 <= value <= MAX_CACHE_LIFETIME):
+        raise ConfigError(f"{attribute.name} must be an integer in 1..{MAX_CACHE_LIFETIME} or None")
+
+
+def _to_entries(value: Any) -> tuple[SetEntry, ...]:
+    return tuple(value)
+
+
+def _parse_single_record(obj: Any, path: str) -> AnyRecord:
+    record = decode_object(obj, path=path, expect=SINGLE_RECORD_TYPES)
+    assert isinstance(record, SINGLE_RECORD_TYPES)
+    return record
+
+
+def _parse_set_entry(obj: Any, path: str) -> SetEntry:
+    record = decode_object(obj, path=path, expect=(SetEntry,))
+    assert isinstance(record, SetEntry)
+    return record
+
+
+def _parse_any_record(obj: Any, path: str) -> AnyRecord:
+    record = decode_object(obj, path=path, expect=RECORD_TYPES)
+    assert isinstance(record, RECORD_TYPES)
+    return record
 
 
 def _to_contacts(value: Iterable[Contact]) -> tuple[Contact, ...]:
@@ -352,34 +399,77 @@ class FindValue:
 @register
 @attrs.frozen
 class Value:
-    """VALUE: the value the receiver holds under the requested key."""
+    """VALUE: what the receiver holds under the requested key (02-dht-rpc.md §4.2).
+
+    Exactly one of ``record`` (an immutable or mutable record, or a
+    tombstone) and ``records`` (1 .. :data:`MAX_VALUE_RECORDS` entries of a
+    multi-publisher set) is set.
+    """
 
     TYPE: ClassVar[str] = "value"
     rid: bytes = attrs.field(validator=_rid)
-    value: bytes = attrs.field(validator=_check_value)
+    record: AnyRecord | None = attrs.field(default=None)
+    records: tuple[SetEntry, ...] = attrs.field(default=(), converter=_to_entries)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.record is None) == (not self.records):
+            raise ConfigError("a value carries exactly one of record and records")
+        if self.record is not None and not isinstance(self.record, SINGLE_RECORD_TYPES):
+            raise ConfigError(
+                "record must be an immutable or mutable record or a tombstone "
+                f"(set entries go in records), got {type(self.record).__name__}"
+            )
+        if len(self.records) > MAX_VALUE_RECORDS:
+            raise ConfigError(
+                f"records holds {len(self.records)} entries, limit {MAX_VALUE_RECORDS}"
+            )
+        for entry in self.records:
+            if not isinstance(entry, SetEntry):
+                raise ConfigError(f"records must hold set entries, got {type(entry).__name__}")
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "rid": self.rid, "value": self.value}
+        obj: dict[str, Any] = {"type": self.TYPE, "rid": self.rid}
+        if self.record is not None:
+            obj["record"] = self.record.to_cbor()
+        else:
+            obj["records"] = [entry.to_cbor() for entry in self.records]
+        return obj
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Value:
         reader = FieldReader(obj, path)
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
-        value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
+        if reader.has("records") and not reader.has("record"):
+            records = reader.array(
+                "records", _parse_set_entry, min_len=1, max_len=MAX_VALUE_RECORDS
+            )
+            reader.finish()
+            return cls(rid, records=records)
+        # With both fields, ``records`` is left unread: finish() names it unknown.
+        record = reader.nested("record", _parse_single_record)
         reader.finish()
-        return cls(rid, value)
+        return cls(rid, record)
 
 
 @register
 @attrs.frozen
 class Store:
-    """STORE: keep ``value`` under ``key``; answered with :class:`Stored`."""
+    """STORE: keep ``record`` under ``key``; answered with :class:`Stored` (02-dht-rpc.md §4.3).
+
+    ``cas`` is the publisher's compare-and-swap precondition (07-records.md
+    §7.1 step 5): the ``seq`` it expects the receiver to hold.  Only the
+    publisher sends it; replication and entry correction never do.
+    """
 
     TYPE: ClassVar[str] = "store"
     rid: bytes = attrs.field(validator=_rid)
     key: bytes = attrs.field(validator=_key)
-    value: bytes = attrs.field(validator=_check_value)
+    record: AnyRecord = attrs.field(validator=_check_record)
+    cas: int | None = attrs.field(default=None, kw_only=True, validator=_check_cas)
+    #: A path-cache store (07-records.md §10.6): keep the record as a cached
+    #: entry for at most this many seconds.  Never together with ``cas``.
+    cache: int | None = attrs.field(default=None, kw_only=True, validator=_check_cache)
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
     ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
@@ -387,13 +477,21 @@ class Store:
     #: connects from (02-dht-rpc.md §1.3); None: not given.
     ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
+    def __attrs_post_init__(self) -> None:
+        if self.cas is not None and self.cache is not None:
+            raise ConfigError("a STORE carries cas or cache, not both (07-records.md §10.6)")
+
     def to_cbor(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "type": self.TYPE,
             "rid": self.rid,
             "key": self.key,
-            "value": self.value,
+            "record": self.record.to_cbor(),
         }
+        if self.cas is not None:
+            obj["cas"] = self.cas
+        if self.cache is not None:
+            obj["cache"] = self.cache
         return _with_flags(obj, self.ro, self.ws)
 
     @classmethod
@@ -402,16 +500,22 @@ class Store:
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
         key = reader.bytes_("key", size=KEY_SIZE)
-        value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
+        record = reader.nested("record", _parse_any_record)
+        cas = reader.uint("cas", optional=True)
+        cache = reader.uint("cache", min_value=1, max_value=MAX_CACHE_LIFETIME, optional=True)
+        if cas is not None and cache is not None:
+            raise DecodeError("field-value", child_path(path, "cache"), "cache and cas together")
         ro = _read_ro(reader)
         ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, key, value, ro=ro, ws=ws)
+        return cls(rid, key, record, cas=cas, cache=cache, ro=ro, ws=ws)
 
     @classmethod
-    def immutable(cls, rid: bytes, value: bytes, *, ro: bool = False) -> Store:
-        """A STORE of an immutable value under its key :func:`immutable_key`."""
-        return cls(rid, immutable_key(value), value, ro=ro)
+    def of(
+        cls, rid: bytes, record: AnyRecord, *, cas: int | None = None, ro: bool = False
+    ) -> Store:
+        """A STORE of ``record`` under the key it derives (07-records.md §3)."""
+        return cls(rid, record.key(), record, cas=cas, ro=ro)
 
 
 @register

@@ -21,14 +21,15 @@ import attrs
 
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire._cbor import dumps_canonical
-from qdht.wire._dht import MAX_VALUE_SIZE, immutable_key
 from qdht.wire._fields import FieldReader
 from qdht.wire._registry import decode_object, register
 
 __all__ = [
+    "IMMUTABLE_KEY_PREFIX",
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_TOPIC_SIZE",
+    "MAX_VALUE_SIZE",
     "MUTABLE_KEY_PREFIX",
     "OWNER_HASH_SIZE",
     "RECORD_TYPES",
@@ -40,6 +41,7 @@ __all__ = [
     "SignedRecord",
     "Tombstone",
     "decode_record",
+    "immutable_key",
     "mutable_key",
     "owner_hash",
     "record_key",
@@ -56,9 +58,19 @@ OWNER_HASH_SIZE: Final = 32
 MAX_RECORD_TIME: Final = 2**40 - 1
 MLDSA_PUBLIC_KEY_SIZE: Final = 1952
 MLDSA_SIGNATURE_SIZE: Final = 3309
+#: Largest ``value`` of any record (64 KiB), the wire limit of 07-records.md §5.
+MAX_VALUE_SIZE: Final = 65536
 #: Domain-separation prefixes of the derived keys (07-records.md §3).
+IMMUTABLE_KEY_PREFIX: Final = b"qdht/v1/immutable"
 MUTABLE_KEY_PREFIX: Final = b"qdht/v1/mutable"
 SET_KEY_PREFIX: Final = b"qdht/v1/set"
+
+
+def immutable_key(value: bytes | bytearray | memoryview) -> bytes:
+    """The key of an immutable value: SHA3-256(``b"qdht/v1/immutable"`` ‖ value)."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ConfigError(f"value must be bytes, got {type(value).__name__}")
+    return hashlib.sha3_256(IMMUTABLE_KEY_PREFIX + bytes(value)).digest()
 
 
 def owner_hash(public_key: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""Hand-written encoders and parsers for the hot path: ``data`` packets and their frames.
+"""Hand-written encoders and parsers for the hot path: packets, frames and hellos.
 
 A deterministic CBOR encoding is unique, so these produce exactly the bytes
 ``dumps_canonical(msg.to_cbor())`` would, and accept exactly the canonical
@@ -11,9 +11,12 @@ datagram on the receive side, this one a few (05-transport.md §3).
 from __future__ import annotations
 
 import re
+import struct
 from typing import Final
 
 import attrs
+
+from qdht.wire._session import MLDSA_HASH_SIZE, NONCE_SIZE
 
 __all__ = [
     "HsView",
@@ -23,6 +26,7 @@ __all__ = [
     "encode_msg_frame",
     "parse_data_packet",
     "parse_frame",
+    "parse_hello",
     "parse_hs_fragment",
 ]
 
@@ -32,6 +36,8 @@ _FRAG_TAIL: Final = b"\x64type\x64frag"
 
 
 def _head(major: int, value: int) -> bytes:
+    if value < 0x100:
+        return _SMALL_HEADS[major][value]
     top = major << 5
     if value < 24:
         return bytes([top | value])
@@ -42,6 +48,15 @@ def _head(major: int, value: int) -> bytes:
     if value < 0x100000000:
         return bytes([top | 26]) + value.to_bytes(4, "big")
     return bytes([top | 27]) + value.to_bytes(8, "big")
+
+
+def _small_heads(major: int) -> tuple[bytes, ...]:
+    top = major << 5
+    return tuple(bytes([top | v]) if v < 24 else bytes([top | 24, v]) for v in range(0x100))
+
+
+#: Heads of the values 0..255 of each major type, precomputed.
+_SMALL_HEADS: Final = tuple(_small_heads(major) for major in range(8))
 
 
 def encode_data_packet(rid: int, n: int, ct: bytes) -> bytes:
@@ -112,6 +127,8 @@ def parse_data_packet(data: bytes) -> tuple[int, int, bytes] | None:
         return None
     start = m.end()
     end = start + _value(m.group(2))
+    if end > len(data):  # a length past the end (up to 2^64: re would overflow)
+        return None
     tail = _DATA_END.fullmatch(data, end)
     if tail is None:
         return None
@@ -130,7 +147,8 @@ def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
     if m is not None:
         start = m.end()
         end = start + _value(m.group(1))
-        if end - start > 73_728 or data[end:] != _MSG_TAIL:
+        # The whole frame within the decoder's max_bytes, as decode() demands.
+        if len(data) > 73_728 or data[end:] != _MSG_TAIL:
             return None
         return 0, 0, 1, data[start:end]
     m = _FRAG_HEAD.match(data)
@@ -138,6 +156,8 @@ def parse_frame(data: bytes) -> tuple[int, int, int, bytes] | None:
         return None
     start = m.end()
     end = start + _value(m.group(3))
+    if end > len(data):
+        return None
     tail = _FRAG_END.fullmatch(data, end)
     if tail is None:
         return None
@@ -166,44 +186,70 @@ class HsView:
 
     def mac_input(self) -> bytes:
         """The bytes both MACs cover (04-handshake.md §5.1)."""
-        return b"".join(
-            (
-                b"qdht-hs",
-                bytes([self.kind]),
-                self.sid.to_bytes(4, "big"),
-                self.rid.to_bytes(4, "big"),
-                bytes([self.index, self.count]),
-                self.body,
-            )
+        return (
+            MAC_INPUT_HEAD.pack(b"qdht-hs", self.kind, self.sid, self.rid, self.index, self.count)
+            + self.body
         )
 
 
+#: "qdht-hs" ‖ kind ‖ sid ‖ rid ‖ index ‖ count: the start of a fragment's MAC input.
+MAC_INPUT_HEAD: Final = struct.Struct("!7sBIIBB")
+
+
 _HS_TAIL: Final = b"\x64type\x62hs"
+# The usual shape of a fragment, packed and unpacked in one call: no mac2,
+# 32-bit sid, rid 0 or 32-bit, a body of 256..65535 bytes.  Other shapes take
+# the general path.  Fields: map+"c", count, "i", index, "rid"+head, [rid],
+# "sid"+head, sid, "body"+head, body length.
+_HS_RID32: Final = struct.Struct(">3sB2sB5sI5sI6sH")
+_HS_RID0: Final = struct.Struct(">3sB2sB5s5sI6sH")
+_RID32_KEY: Final = b"\x63rid\x1a"
+_RID0_KEY: Final = b"\x63rid\x00"
+_SID_KEY: Final = b"\x63sid\x1a"
+_BODY_KEY: Final = b"\x64body\x59"
+#: "kind" and its one-byte head, "mac1" and its head, by kind.
+_KIND_MAC1: Final = tuple(b"\x64kind" + bytes([k]) + b"\x64mac1\x50" for k in range(7))
+#: Bytes after the body of a fragment without mac2: kind, mac1 and the type.
+_HS_TAIL_SIZE: Final = len(_KIND_MAC1[0]) + 16 + len(_HS_TAIL)
 
 
 def encode_hs_fragment(frag: HsView, mac2: bytes | None = None) -> bytes:
     """The canonical ``session-hs`` packet of ``frag`` (with ``mac2`` if given)."""
     mac2 = mac2 if mac2 is not None else frag.mac2
+    sid, rid, body = frag.sid, frag.rid, frag.body
+    if mac2 is None and sid >= 0x10000 and 0x100 <= len(body) <= 0xFFFF:
+        if rid >= 0x10000:
+            head = _HS_RID32.pack(
+                b"\xa8\x61c", frag.count, b"\x61i", frag.index, _RID32_KEY, rid, _SID_KEY, sid,
+                _BODY_KEY, len(body),
+            )  # fmt: skip
+            return b"".join((head, body, _KIND_MAC1[frag.kind], frag.mac1, _HS_TAIL))
+        if rid == 0:
+            head = _HS_RID0.pack(
+                b"\xa8\x61c", frag.count, b"\x61i", frag.index, _RID0_KEY, _SID_KEY, sid,
+                _BODY_KEY, len(body),
+            )  # fmt: skip
+            return b"".join((head, body, _KIND_MAC1[frag.kind], frag.mac1, _HS_TAIL))
+    uint = _SMALL_HEADS[0]
+    body = frag.body
     return b"".join(
         (
-            b"\xa9" if mac2 is not None else b"\xa8",
-            b"\x61c",
-            _head(0, frag.count),
+            b"\xa8\x61c" if mac2 is None else b"\xa9\x61c",
+            uint[frag.count],  # count, index <= 16 and kind <= 6: one-byte heads
             b"\x61i",
-            _head(0, frag.index),
+            uint[frag.index],
             b"\x63rid",
             _head(0, frag.rid),
             b"\x63sid",
             _head(0, frag.sid),
             b"\x64body",
-            _head(2, len(frag.body)),
-            frag.body,
+            _head(2, len(body)),
+            body,
             b"\x64kind",
-            _head(0, frag.kind),
+            uint[frag.kind],
             b"\x64mac1\x50",
             frag.mac1,
-            b"\x64mac2\x50" + mac2 if mac2 is not None else b"",
-            _HS_TAIL,
+            _HS_TAIL if mac2 is None else b"\x64mac2\x50" + mac2 + _HS_TAIL,
         )
     )
 
@@ -227,23 +273,94 @@ _HS_END: Final = re.compile(
 )
 
 
+def _parse_hs_usual(data: bytes) -> HsView | None:
+    """The fragment if ``data`` has the usual shape (see ``_HS_RID32``) and is valid, else None."""
+    if data[7:12] == _RID32_KEY:
+        lead, count, i_key, index, _, rid, sid_key, sid, body_key, size = _HS_RID32.unpack_from(
+            data
+        )
+        if rid < 0x10000:
+            return None
+        start = _HS_RID32.size
+    else:
+        lead, count, i_key, index, rid_key, sid_key, sid, body_key, size = _HS_RID0.unpack_from(
+            data
+        )
+        if rid_key != _RID0_KEY:
+            return None
+        rid = 0
+        start = _HS_RID0.size
+    end = start + size
+    if (
+        lead != b"\xa8\x61c"
+        or i_key != b"\x61i"
+        or sid_key != _SID_KEY
+        or body_key != _BODY_KEY
+        or not 1 <= count <= 16
+        or index >= count
+        or sid < 0x10000
+        or size < 0x100
+        or len(data) != end + _HS_TAIL_SIZE
+    ):
+        return None
+    kind = data[end + 5]
+    if not 1 <= kind <= 6 or data[end : end + 12] != _KIND_MAC1[kind] or data[-8:] != _HS_TAIL:
+        return None
+    return HsView(kind, sid, rid, index, count, data[start:end], data[end + 12 : end + 28])
+
+
 def parse_hs_fragment(data: bytes) -> HsView | None:
     """A canonical, valid ``session-hs`` packet as an :class:`HsView`, else None."""
+    if data[:1] == b"\xa8" and len(data) >= _HS_RID0.size + 0x100 + _HS_TAIL_SIZE:
+        usual = _parse_hs_usual(data)
+        if usual is not None:
+            return usual
     m = _HS_HEAD.match(data)
     if m is None:
         return None
     start = m.end()
     end = start + _value(m.group(5))
+    if end > len(data):
+        return None
     tail = _HS_END.fullmatch(data, end)
     if tail is None:
         return None
-    mac2 = tail.group(3)
+    kind_head, mac1, mac2 = tail.groups()
     if (mac2 is not None) != (data[0] == 0xA9):
         return None
-    count, index, rid, sid = (_value(m.group(k)) for k in (1, 2, 3, 4))
-    kind = _value(tail.group(1))
+    count_head, index_head, rid_head, sid_head, _ = m.groups()
+    # count, index and kind must be one-byte heads to be in range at all.
+    if len(count_head) != 1 or len(index_head) != 1 or len(kind_head) != 1:
+        return None
+    count, index, kind = count_head[0], index_head[0], kind_head[0]
+    rid = _value(rid_head)
+    sid = _value(sid_head)
     if not 1 <= kind <= 6 or not 1 <= sid <= 0xFFFFFFFF:
         return None
     if rid > 0xFFFFFFFF or not 1 <= count <= 16 or index >= count or end - start > 65_535:
         return None
-    return HsView(kind, sid, rid, index, count, data[start:end], tail.group(2), mac2)
+    return HsView(kind, sid, rid, index, count, data[start:end], mac1, mac2)
+
+
+# Version 1..255; mldsa and nonce as one-byte-length (< 256) and short (< 24) byte strings.
+_HELLO: Final = re.compile(
+    rb"\xa4\x61v([\x01-\x17]|\x18[\x18-\xff])\x64type\x65hello\x65mldsa\x58"
+    + bytes([MLDSA_HASH_SIZE])
+    + rb"(.{%d})\x65nonce" % MLDSA_HASH_SIZE
+    + bytes([0x40 | NONCE_SIZE])
+    + rb"(.{%d})" % NONCE_SIZE,
+    re.S,
+)
+
+
+def parse_hello(data: bytes) -> tuple[int, bytes, bytes] | None:
+    """(version, mldsa, nonce) of a canonical, valid ``session-hello`` without early data.
+
+    None for anything else: hellos with early data (pqIK) and malformed ones
+    go to the general decoder, which gives the reason.
+    """
+    m = _HELLO.fullmatch(data)
+    if m is None:
+        return None
+    version, mldsa, nonce = m.groups()
+    return _value(version), mldsa, nonce

@@ -7,6 +7,7 @@ them in teardown whatever happens.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -17,7 +18,7 @@ import pytest
 
 from qdht.wire import Contact, immutable_key
 
-from ._procs import DIFFICULTY, qdht_node, run_qdht
+from ._procs import DIFFICULTY, QdhtProcess, qdht_node, run_qdht
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +149,49 @@ def test_get_of_a_missing_key_exits_1() -> None:
         assert code == 1
         assert out == b""
         assert err == f"qdht: error: no value found for key {'cd' * 32}\n"
+
+
+def test_mutable_records_delete_and_watch_across_processes(tmp_path: Path) -> None:
+    owner = str(tmp_path / "owner.key")
+    with ExitStack() as processes:
+        seed, seed_uri = processes.enter_context(
+            qdht_node("--listen", "udp://127.0.0.1:0", "--status-interval", "0")
+        )
+        peer, peer_uri = processes.enter_context(
+            qdht_node(
+                "--listen", "udp://127.0.0.1:0", "--bootstrap", seed_uri, "--status-interval", "0"
+            )
+        )
+        peer.wait_for_line(_joined)
+        put = ("put", "--mutable", "--identity", owner, "--salt", "profile")
+        code, out, err = _client(*put, "version 1", "--bootstrap", seed_uri)
+        assert code == 0, err
+        key = out.decode().strip()
+        code, out, err = _client("get", key, "--bootstrap", peer_uri)
+        assert (code, out) == (0, b"version 1"), err
+
+        watch = QdhtProcess(
+            "watch", key, "--count", "2", "--difficulty", DIFFICULTY, "--bootstrap", peer_uri
+        )
+        processes.callback(watch.kill)
+        first = json.loads(watch.wait_for_line(lambda line: line.startswith("{")))
+        assert (first["kind"], first["seq"]) == ("update", 0)
+        assert bytes.fromhex(first["value"]) == b"version 1"
+
+        # compare-and-swap against the wrong version is refused with a clear error
+        code, out, err = _client(*put, "lost", "--cas", "7", "--bootstrap", peer_uri)
+        assert code == 1
+        assert "cas-mismatch" in err
+        code, out, err = _client(
+            "delete", "--identity", owner, "--salt", "profile", "--bootstrap", peer_uri
+        )
+        assert (code, out.decode().strip()) == (0, key), err
+        second = json.loads(watch.wait_for_line(lambda line: line.startswith("{")))
+        assert (second["kind"], second["seq"], second["value"]) == ("deleted", 1, None)
+        assert watch.wait() == 0, watch.describe()
+        code, out, err = _client("get", key, "--bootstrap", seed_uri)
+        assert code == 1
+        assert "deleted by its owner" in err
+        for proc in (peer, seed):
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait() == 0, proc.describe()

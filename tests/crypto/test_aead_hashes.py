@@ -91,3 +91,40 @@ def test_hkdf_sha3_256_is_deterministic_and_bounded() -> None:
     assert a != hashes.hkdf_sha3_256(b"ikm", salt=b"salt", info=b"other", length=64)
     with pytest.raises(ConfigError, match="length"):
         hashes.hkdf_sha3_256(b"ikm", salt=b"", info=b"", length=255 * 32 + 1)
+
+
+@pytest.mark.parametrize("key_size", [0, 32, 64, 128, 129, 300])
+@pytest.mark.parametrize("data_size", [0, 1, 64, 1000])
+def test_hmac_blake2b_matches_the_standard_library(key_size: int, data_size: int) -> None:
+    import hmac
+
+    key, data = bytes(range(key_size % 256)) * (1 + key_size // 256), b"d" * data_size
+    key = key[:key_size]
+    assert hashes.hmac_blake2b(key, data) == hmac.digest(key, data, "blake2b")
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_hkdf_blake2b_is_noise_hkdf(n: int) -> None:
+    # Noise rev. 34 §4.3, written out with the standard library's HMAC.
+    import hmac
+
+    def mac(key: bytes, data: bytes) -> bytes:
+        return hmac.digest(key, data, "blake2b")
+
+    ck, ikm = bytes(range(64)), b"input key material"
+    temp = mac(ck, ikm)
+    out1 = mac(temp, b"\x01")
+    out2 = mac(temp, out1 + b"\x02")
+    expected = (out1, out2, mac(temp, out2 + b"\x03"))[:n]
+    assert hashes.hkdf_blake2b(ck, ikm, n) == expected
+
+
+def test_hkdf_blake2b_rejects_other_output_counts() -> None:
+    with pytest.raises(ConfigError, match="n must be 2 or 3"):
+        hashes.hkdf_blake2b(bytes(64), b"", 4)
+
+
+@pytest.mark.parametrize("nonce", [1.0, "1", None])
+def test_nonce_of_the_wrong_type_is_local_misuse(nonce: object) -> None:
+    with pytest.raises(ConfigError, match="nonce"):
+        aead.ChaChaPoly(bytes(32)).decrypt(nonce, b"", bytes(16))  # type: ignore[arg-type]

@@ -13,17 +13,22 @@ from qdht.dht import (
     DhtCore,
     DhtEvent,
     LookupCompleted,
+    MemoryRecordStore,
     NodeDiscovered,
     PutCompleted,
+    RecordLimits,
     RequestCompleted,
     RequestFailed,
     RoutingConfig,
     RoutingTableChanged,
     RpcConfig,
-    StorageConfig,
+    StoreLimits,
+    ValidRecord,
     ValueStored,
     distance,
 )
+from qdht.dht._config import ReputationConfig
+from qdht.dht._recordstore import encoded_size
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.wire import (
     Address,
@@ -42,9 +47,21 @@ from qdht.wire import (
     encode,
     immutable_key,
 )
+from qdht.wire._records import ImmutableRecord
 
 RID = b"R" * 8
 E = TypeVar("E")
+#: Records of these tests expire a day after the cores' Unix time 0.
+EXP = 86_400
+
+
+def immutable(value: bytes, exp: int = EXP) -> ImmutableRecord:
+    return ImmutableRecord(value, exp)
+
+
+def store_of(value: bytes, exp: int = EXP) -> bytes:
+    """An encoded STORE of the immutable record of ``value``."""
+    return encode(Store.of(RID, immutable(value, exp)))
 
 
 def make_id(rng: random.Random) -> bytes:
@@ -60,6 +77,8 @@ class Peer:
         self.addr = addr
         self.core = core
         self.events: list[DhtEvent] = []
+        #: A liar: its VALUE answers carry a forged record.
+        self.forge = False
 
     @property
     def contact(self) -> Contact:
@@ -98,6 +117,8 @@ class CoreNet:
                         continue
                     dst = self.peers[dst_id]
                     payload = self.tamper.get(payload, payload)
+                    if peer.forge:
+                        payload = forged(payload)
                     dst.core.receive_message(peer.node_id, peer.addr, payload, self.now)
                 self.collect(peer)
             if not moved:
@@ -133,6 +154,14 @@ class CoreNet:
             self.deliver()
 
 
+def forged(payload: bytes) -> bytes:
+    """``payload`` with the value of an immutable record in a VALUE answer replaced."""
+    message = decode(payload)
+    if isinstance(message, Value) and isinstance(message.record, ImmutableRecord):
+        return encode(Value(message.rid, immutable(b"forged!", message.record.expires)))
+    return payload
+
+
 def only(events: list[DhtEvent], cls: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, cls)]
 
@@ -154,9 +183,17 @@ def rid_of(payload: bytes) -> bytes:
 
 
 def request(sender: Peer, receiver: Peer, payload: bytes) -> list[bytes]:
-    """Feed ``payload`` from ``sender`` to ``receiver``; return what it sent back."""
+    """Feed ``payload`` from ``sender`` to ``receiver``; return the responses it sent back.
+
+    Requests the receiver sends on its own (a PING back to check an
+    unsolicited requester) are left out.
+    """
     receiver.core.receive_message(sender.node_id, sender.addr, payload, sender.net.now)
-    return [p for dst, _a, p in receiver.core.messages_to_send() if dst == sender.node_id]
+    return [
+        p
+        for dst, _a, p in receiver.core.messages_to_send()
+        if dst == sender.node_id and not isinstance(decode(p), Ping | FindNode | FindValue | Store)
+    ]
 
 
 # ------------------------------------------------------------------ the four RPCs
@@ -164,7 +201,8 @@ def request(sender: Peer, receiver: Peer, payload: bytes) -> list[bytes]:
 
 def test_ping_is_answered_and_both_tables_learn_each_other() -> None:
     net = CoreNet()
-    a, b = net.add(), net.add()
+    plain = RoutingConfig(outbound_first=0)  # plain Kademlia: requesters join at once
+    a, b = net.add(routing=plain), net.add(routing=plain)
     handle = a.core.ping(b.contact, net.now)
     net.deliver()
     done = only(a.events, RequestCompleted)
@@ -204,11 +242,14 @@ def test_find_value_returns_the_value_or_nodes() -> None:
     key = immutable_key(value)
     [miss] = request(a, b, encode(FindValue(RID, key)))
     assert isinstance(decode(miss), Nodes)
-    [stored] = request(a, b, encode(Store(RID, key, value)))
+    [stored] = request(a, b, store_of(value))
     assert decode(stored) == Stored(RID)
     [hit] = request(a, b, encode(FindValue(RID, key)))
-    assert decode(hit) == Value(RID, value)
-    assert only(collect(b), ValueStored) == [ValueStored(key, len(value), a.node_id)]
+    assert decode(hit) == Value(RID, immutable(value))
+    [event] = only(collect(b), ValueStored)
+    assert event == ValueStored(key, len(value), a.node_id)
+    assert event.record is not None
+    assert event.record.record == immutable(value)
 
 
 def collect(peer: Peer) -> list[DhtEvent]:
@@ -219,35 +260,48 @@ def collect(peer: Peer) -> list[DhtEvent]:
 def test_store_refusals_are_answered_with_error_codes() -> None:
     net = CoreNet(3)
     a = net.add()
-    b = net.add(storage=StorageConfig(max_values=2, max_value_size=100, max_values_per_source=5))
-    wrong = encode(Store(RID, b"\x00" * 32, b"value"))
+    room = 2 * encoded_size(ValidRecord(immutable(b"one"), b"", b""))
+    b = net.add(
+        records=MemoryRecordStore(StoreLimits(max_bytes=room)),
+        record_limits=RecordLimits(max_value_size=100, max_set_value_size=100),
+    )
+    wrong = encode(Store(RID, b"\x00" * 32, immutable(b"value")))
     [reply] = request(a, b, wrong)
-    assert decode(reply) == ErrorMessage(ErrorCode.INVALID_VALUE, "key does not match value", RID)
-    [reply] = request(a, b, encode(Store.immutable(RID, b"x" * 101)))
+    assert decode(reply) == ErrorMessage(ErrorCode.INVALID_VALUE, "key-mismatch", RID)
+    [reply] = request(a, b, store_of(b"x" * 101))
     assert error_code(reply) == ErrorCode.TOO_LARGE
     for value in (b"one", b"two"):
-        [reply] = request(a, b, encode(Store.immutable(RID, value)))
+        [reply] = request(a, b, store_of(value))
         assert decode(reply) == Stored(RID)
-    [reply] = request(a, b, encode(Store.immutable(RID, b"three")))
+    [reply] = request(a, b, store_of(b"six"))
     assert error_code(reply) == ErrorCode.STORAGE_FULL
-    # Storing a value already held is not an error.
-    [reply] = request(a, b, encode(Store.immutable(RID, b"one")))
+    # Storing a record already held is not an error.
+    [reply] = request(a, b, store_of(b"one"))
     assert decode(reply) == Stored(RID)
     drops = b.core.stats()["drops"]
-    assert drops["store-invalid-value"] == 1
+    assert drops["store-key-mismatch"] == 1
     assert drops["store-too-large"] == 1
-    assert drops["store-storage-full"] == 1
+    assert drops["store-quota-total"] == 1
+    assert b.core.stats()["storage"]["records"] == 2
 
 
-def test_values_expire_after_their_ttl() -> None:
+def test_records_expire_at_their_exp() -> None:
     net = CoreNet(4)
-    a, b = net.add(), net.add(storage=StorageConfig(ttl=60.0))
-    request(a, b, encode(Store.immutable(RID, b"short-lived")))
+    a, b = net.add(), net.add()
+    request(a, b, store_of(b"short-lived", exp=60))
     key = immutable_key(b"short-lived")
     assert b.core.local_value(key, net.now) == b"short-lived"
-    net.advance(61.0)
+    net.advance(59.0)
+    [hit] = request(a, b, encode(FindValue(RID, key)))
+    assert isinstance(decode(hit), Value)
+    net.advance(2.0)
     assert b.core.local_value(key, net.now) is None
+    [miss] = request(a, b, encode(FindValue(RID, key)))
+    assert isinstance(decode(miss), Nodes)  # never served once expired
+    net.advance(60.0)
     assert b.core.stats()["storage"]["expired"] == 1
+    assert b.core.stats()["storage"]["records"] == 0
+    assert b.core.get_timer() != 120.0  # nothing held: no more sweeps
 
 
 # ------------------------------------------------------------------ bad input
@@ -403,7 +457,10 @@ def test_nodes_beyond_k_and_bad_contacts_are_counted() -> None:
 def test_find_node_flood_is_rate_limited_and_recovers() -> None:
     net = CoreNet(13)
     a = net.add()
-    b = net.add(rpc=RpcConfig(rate_limit=10.0, rate_burst=20))
+    # The rate limit alone (no reputation penalty, so the flooder is not banned).
+    b = net.add(
+        rpc=RpcConfig(rate_limit=10.0, rate_burst=20), reputation=ReputationConfig(flood=0.0)
+    )
     replies = []
     for i in range(100):
         rid = i.to_bytes(8, "big")
@@ -537,11 +594,11 @@ def test_forged_value_is_counted_and_the_lookup_goes_on() -> None:
     key = immutable_key(value)
     peers[1].core.start_put(value, net.now)
     net.deliver()
-    # Every holder but one now serves a forgery for the key.
+    # Half the holders now answer with a forgery for the key.
     holders = [p for p in peers if p.core.local_value(key, net.now) is not None]
     assert len(holders) >= 2
-    for holder in holders[:-1]:
-        holder.core.store._items[key].value = b"forged!"
+    for holder in holders[: len(holders) // 2]:
+        holder.forge = True
     reader = holders[0]  # a lookup never asks the node itself
     reader.core.start_lookup(key, net.now, kind="get")
     net.deliver()
@@ -606,7 +663,9 @@ def test_local_misuse_raises() -> None:
 
 def test_full_bucket_pings_its_stale_head_and_replaces_it_when_silent() -> None:
     net = CoreNet(25)
-    a = net.add(routing=RoutingConfig(k=2, stale_after=10.0, replace_after_failures=1))
+    a = net.add(
+        routing=RoutingConfig(k=2, stale_after=10.0, replace_after_failures=1, outbound_first=0)
+    )
     # Fill a's buckets, then let the entries go stale.
     others = [net.add() for _ in range(12)]
     for other in others:
@@ -649,12 +708,14 @@ def test_contacts_decoded_by_different_cores_are_shared() -> None:
 
 def test_per_peer_storage_quota() -> None:
     net = CoreNet(27)
-    a, b = net.add(), net.add(storage=StorageConfig(max_values_per_source=1))
-    [first] = request(a, b, encode(Store.immutable(RID, b"first")))
-    [second] = request(a, b, encode(Store.immutable(RID, b"second")))
+    quota = encoded_size(ValidRecord(immutable(b"second"), b"", b""))
+    a = net.add()
+    b = net.add(records=MemoryRecordStore(StoreLimits(max_bytes_per_source=quota)))
+    [first] = request(a, b, store_of(b"first"))
+    [second] = request(a, b, store_of(b"second"))
     assert decode(first) == Stored(RID)
     assert error_code(second) == ErrorCode.STORAGE_FULL
     c = net.add()
-    [other] = request(c, b, encode(Store.immutable(RID, b"second")))
-    assert decode(other) == Stored(RID)  # another peer has its own quota
-    assert b.core.stats()["drops"]["store-source-quota"] == 1
+    [other] = request(c, b, store_of(b"second"))
+    assert decode(other) == Stored(RID)  # another source address has its own quota
+    assert b.core.stats()["drops"]["store-quota-source"] == 1

@@ -267,7 +267,8 @@ def test_moved_peer_keeps_entry_with_new_address() -> None:
 
 def test_refresh_targets_land_in_their_idle_buckets() -> None:
     rng = random.Random(15)
-    table = RoutingTable(ZERO, now=0.0, rng=random.Random(99).randbytes)
+    config = RoutingConfig(random_walk_interval=None)
+    table = RoutingTable(ZERO, now=0.0, config=config, rng=random.Random(99).randbytes)
     for i in range(200):
         node_id = id_with_prefix(ZERO, rng.randrange(0, 10), rng)
         table.update_verified(contact_for(node_id, unique_ip(i)), 0.0)

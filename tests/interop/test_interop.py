@@ -7,25 +7,42 @@ guards against a hung harness (it is not a speed assertion).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cbor2
 import pytest
 import trio
-from qdht_interop import CASES, FAILED, INFORMATIONAL, OK, RunOptions, RunReport, run_suite
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from qdht_interop import (
+    CASES,
+    FAILED,
+    INFORMATIONAL,
+    NON_STRICT,
+    OK,
+    UNIMPLEMENTED,
+    CaseResult,
+    RunOptions,
+    RunReport,
+    run_suite,
+)
+from qdht_interop._probe import Probe
+from qdht_interop._report import render_html
 from qdht_interop._runner import select_cases
 from qdht_interop.cli import JS_PEER, main, python_command
 from qdht_interop.pynode import argv
+from qdht_lint.engine import Linter
 
 from qdht.identity import Identity
-from qdht.session import MessageReceived, SessionEndpoint
-from qdht.wire import Stored, encode
+from qdht.session import KeyLogEntry, MessageReceived, SessionConfig, SessionEndpoint
+from qdht.wire import Contact, Stored, dumps_canonical, encode
 
 PY = shlex.quote(sys.executable)
 #: Guards against a hung harness only; the harness bounds every wait itself.
@@ -251,9 +268,20 @@ async def test_cases_catch_a_target_that_breaks_musts() -> None:
         port = sock.getsockname()[1]
         uri = f"qdht+udp://127.0.0.1:{port}/{identity.node_id.hex()}"
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_evil_target, sock, SessionEndpoint(identity))
+            # A target that never feels under load sends no cookies (04 §5.2).
+            many = 10**6
+            calm = SessionConfig(
+                under_load_handshakes_per_s=many,
+                handshake_rate_per_address=many,
+                handshake_burst_per_address=many,
+                handshake_rate_global=many,
+                handshake_burst_global=many,
+            )
+            nursery.start_soon(_evil_target, sock, SessionEndpoint(identity, calm))
             options = RunOptions(
-                target=uri, cases=("dht/2/1", "dht/4.3/2", "hs/6/1"), network=False
+                target=uri,
+                cases=("dht/2/1", "dht/4.3/2", "hs/6/1", "rec/8/1", "rec/8/3", "hs/5.2/1"),
+                network=False,
             )
             with trio.fail_after(HANG_GUARD):
                 report = await run_suite(options)
@@ -268,3 +296,111 @@ async def test_cases_catch_a_target_that_breaks_musts() -> None:
     assert "lint: NON-DETERMINISTIC dht-pong" in details
     assert result["dht/4.3/2"].grade == FAILED
     assert "mismatched key was answered STORED" in " ".join(result["dht/4.3/2"].details)
+    # Records: a target that stores whatever it is given breaks 02 §4.3's error table.
+    assert result["rec/8/1"].grade == FAILED
+    assert "expected OWNER_KEY_UNKNOWN" in " ".join(result["rec/8/1"].details)
+    assert result["rec/8/3"].grade == FAILED
+    # No cookie under load is a broken SHOULD, not a failure.
+    assert result["hs/5.2/1"].grade == NON_STRICT
+    assert "got no cookie reply" in " ".join(result["hs/5.2/1"].details)
+
+
+class _Page(HTMLParser):
+    """The structure of a report page: open/close balance, ids, links, external references."""
+
+    VOID = frozenset({"meta", "br", "link", "img", "input", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
+        if tag == "a":
+            self.links.append(str(values.get("href")))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_html_report_is_self_contained_and_readable(tmp_path: Path) -> None:
+    results = tuple(
+        CaseResult(c.id, c.title, c.spec, grade, (f"details of {c.id} <&>",), 0.1, 1)
+        for c, grade in zip(
+            CASES[:5], (OK, FAILED, NON_STRICT, INFORMATIONAL, UNIMPLEMENTED), strict=True
+        )
+    )
+    report = RunReport("a <target>", "cmd", None, 0.0, 1.0, results)
+    page = render_html([report, report])
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    assert parser.errors == []
+    assert parser.stack == ["html"] or parser.stack == []
+    text = " ".join(parser.text)
+    # Every grade is explained, every matrix cell links to details on the page.
+    for grade in (OK, FAILED, NON_STRICT, INFORMATIONAL, UNIMPLEMENTED):
+        assert grade in text
+    assert "a MUST is broken" in text
+    assert parser.links
+    assert all(link.startswith("#") and link[1:] in parser.ids for link in parser.links)
+    assert "details of dht" in text or "details of hs" in text
+    assert "a <target> : FAILED" in " ".join(" ".join(parser.text).split())
+    assert "<&>" in text  # escaped in the page, read back as text
+    for outside in ("http://", "https://", " src=", "<link", "@import", "url(", "<script"):
+        assert outside not in page
+
+
+def test_missing_lint_extra_is_a_clear_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pycddl" else real(name, *a)
+    )
+    assert main(["run", "--command", "true", "--no-network"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the 'lint' extra" in err
+    assert "Traceback" not in err
+
+
+async def test_probe_lints_every_datagram_and_frame_from_the_target() -> None:
+    target = Contact.from_uri(f"qdht+udp://127.0.0.1:9/{'ab' * 32}")
+    probe = Probe(Identity.generate(4), target, Linter())
+    probe.sock.close()
+    entry = KeyLogEntry(target.node_id, 7, 9, b"\x01" * 32, b"\x02" * 32, b"\x03" * 64)
+    probe.keys.append(entry)
+
+    def sealed(frame: dict[str, object], key: bytes = entry.recv_key) -> bytes:
+        nonce = bytes(4) + (0).to_bytes(8, "little")
+        ad = b"qdht-data" + (7).to_bytes(4, "big")
+        ct = ChaCha20Poly1305(key).encrypt(nonce, dumps_canonical(frame), ad)
+        return dumps_canonical({"type": "data", "rid": 7, "n": 0, "ct": ct})
+
+    probe._lint_datagram(sealed({"type": "keepalive"}))
+    assert probe.findings == []
+    probe._lint_datagram(dumps_canonical({"type": "ping", "rid": b"\x00" * 8}))
+    probe._lint_datagram(sealed({"type": "ping", "rid": b"\x00" * 8}))
+    probe._lint_datagram(sealed({"type": "keepalive"}, key=b"\x09" * 32))
+    probe._lint_datagram(b"\xff")
+    texts = [text for _, text in probe.findings]
+    assert [v for v, _ in probe.findings] == ["INVALID"] * 4
+    assert "bare 'ping'" in texts[0]
+    assert "'ping' is not a frame" in texts[1]
+    assert "fails its tag" in texts[2]
+    assert texts[3].startswith("datagram: INVALID")
+    assert probe.datagrams_linted == 5

@@ -314,7 +314,11 @@ def test_fragment_mac1_covers_every_field_but_the_macs() -> None:
 
 
 def test_global_handshake_buffer_is_bounded_and_evicts_oldest() -> None:
-    config = SessionConfig(handshake_reassembly_slots=8, under_load_handshakes_per_s=10_000)
+    config = SessionConfig(
+        handshake_reassembly_slots=8,
+        under_load_handshakes_per_s=10_000,
+        handshake_burst_per_address=10_000,
+    )
     wire = Wire()
     eb = wire.add(B, identity(1), config)
     for n in range(50):  # first fragments of 50 first messages, never completed

@@ -27,6 +27,7 @@ from qdht.wire._session_fast import (
     encode_msg_frame,
     parse_data_packet,
     parse_frame,
+    parse_hello,
     parse_hs_fragment,
 )
 
@@ -205,3 +206,40 @@ def test_hot_path_handshake_fragments_match_the_general_codec(
     flipped[position] ^= data.draw(st.integers(1, 255))
     if parse_hs_fragment(bytes(flipped)) is not None:
         assert _verdict(bytes(flipped)) == "hs"
+
+
+@given(
+    st.builds(
+        Hello,
+        st.integers(1, 255),
+        st.binary(min_size=32, max_size=32),
+        st.binary(min_size=8, max_size=8),
+        st.none() | st.binary(max_size=40),
+    ),
+    st.data(),
+)
+def test_hot_path_hello_parser_agrees_with_the_general_decoder(
+    hello: Hello, data: st.DataObject
+) -> None:
+    wire_bytes = encode(hello)
+    expected = None if hello.early is not None else (hello.version, hello.mldsa, hello.nonce)
+    assert parse_hello(wire_bytes) == expected
+    position = data.draw(st.integers(0, len(wire_bytes) - 1))
+    mutated = data.draw(
+        st.one_of(
+            st.integers(1, 255).map(
+                lambda x: (
+                    wire_bytes[:position]
+                    + bytes([wire_bytes[position] ^ x])
+                    + wire_bytes[position + 1 :]
+                )
+            ),
+            st.just(wire_bytes[:position]),
+            st.just(wire_bytes + b"\x00"),
+        )
+    )
+    fast = parse_hello(mutated)
+    if fast is not None:  # the fast path never accepts what the strict decoder rejects
+        general = decode(mutated, expect=(Hello,))
+        assert isinstance(general, Hello)
+        assert (general.version, general.mldsa, general.nonce, general.early) == (*fast, None)

@@ -32,6 +32,13 @@ from qdht.wire import (
     Value,
 )
 from qdht.wire._dht import MAX_ERROR_MESSAGE_BYTES, MAX_NODES
+from qdht.wire._records import (
+    MAX_RECORD_TIME,
+    ImmutableRecord,
+    MutableRecord,
+    SetEntry,
+    Tombstone,
+)
 
 __all__ = [
     "MESSAGE_STRATEGIES",
@@ -41,7 +48,10 @@ __all__ = [
     "keys",
     "messages",
     "node_ids",
+    "records",
     "rids",
+    "set_entries",
+    "single_records",
     "values",
 ]
 
@@ -76,6 +86,33 @@ error_texts = st.text(st.characters(codec="utf-8"), max_size=MAX_ERROR_MESSAGE_B
 )
 
 
+_times = st.integers(0, MAX_RECORD_TIME)
+_seqs = st.integers(0, 2**64 - 1)
+_owners = st.binary(min_size=32, max_size=32)
+_salts = st.binary(max_size=64)
+_pks = st.none() | st.just(b"\x01" * 1952)
+_sigs = st.just(b"\x02" * 3309)
+#: Set entries (structurally valid; the signature is a placeholder).
+set_entries = st.builds(
+    SetEntry,
+    st.binary(min_size=1, max_size=64),
+    _owners,
+    _seqs,
+    st.binary(max_size=64),
+    _times,
+    _sigs,
+    _pks,
+)
+#: Records that a ``value`` carries in ``record``.
+single_records = st.one_of(
+    st.builds(ImmutableRecord, values, _times),
+    st.builds(MutableRecord, _owners, _salts, _seqs, st.binary(max_size=256), _times, _sigs, _pks),
+    st.builds(Tombstone, _owners, _salts, _seqs, _times, _sigs, _pks),
+)
+#: Any record a ``store`` carries.
+records = single_records | set_entries
+
+
 #: The optional ``ws`` port of a request.
 ws_ports = st.none() | st.integers(1, 65535)
 
@@ -85,8 +122,13 @@ MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     FindNode: st.builds(FindNode, rids, node_ids, ro=st.booleans(), ws=ws_ports),
     Nodes: st.builds(Nodes, rids, st.lists(contacts, max_size=MAX_NODES)),
     FindValue: st.builds(FindValue, rids, keys, ro=st.booleans(), ws=ws_ports),
-    Value: st.builds(Value, rids, values),
-    Store: st.builds(Store, rids, keys, values, ro=st.booleans(), ws=ws_ports),
+    Value: st.one_of(
+        st.builds(Value, rids, single_records),
+        st.builds(Value, rids, records=st.lists(set_entries, min_size=1, max_size=8)),
+    ),
+    Store: st.builds(
+        Store, rids, keys, records, cas=st.none() | _seqs, ro=st.booleans(), ws=ws_ports
+    ),
     Stored: st.builds(Stored, rids),
     ErrorMessage: st.builds(
         ErrorMessage,

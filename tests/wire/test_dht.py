@@ -10,6 +10,7 @@ from hypothesis import given
 
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire import (
+    DEFAULT_LIMITS,
     Address,
     Contact,
     ErrorCode,
@@ -30,12 +31,18 @@ from qdht.wire import (
     new_rid,
 )
 from qdht.wire._dht import RESPONSE_TYPES
+from qdht.wire._records import ImmutableRecord, MutableRecord, SetEntry, owner_hash
 
 from .strategies import MESSAGE_STRATEGIES, messages
 
 RID = bytes.fromhex("0102030405060708")
 KEY = bytes(range(32))
 CONTACT = Contact(KEY, [Address("udp", "198.51.100.7", 6881)])
+RECORD = ImmutableRecord(b"v", 1_750_000_000)
+PK = bytes(range(256)) * 7 + bytes(160)  # 1952 bytes, a placeholder ML-DSA-65 key
+SIG = b"\x5a" * 3309
+MUTABLE = MutableRecord(owner_hash(PK), b"salt", 3, b"x" * 65536, 2**40 - 1, SIG, PK)
+ENTRY = SetEntry(b"topic", owner_hash(PK), 1, b"entry", 1_750_000_000, SIG, PK)
 
 
 def test_ping_encoding_is_exact() -> None:
@@ -55,8 +62,19 @@ def test_ping_encoding_is_exact() -> None:
         (FindNode(RID, KEY), {"type": "find_node", "rid": RID, "target": KEY}),
         (Nodes(RID, [CONTACT]), {"type": "nodes", "rid": RID, "nodes": [CONTACT.to_cbor()]}),
         (FindValue(RID, KEY), {"type": "find_value", "rid": RID, "key": KEY}),
-        (Value(RID, b"v"), {"type": "value", "rid": RID, "value": b"v"}),
-        (Store(RID, KEY, b"v"), {"type": "store", "rid": RID, "key": KEY, "value": b"v"}),
+        (Value(RID, RECORD), {"type": "value", "rid": RID, "record": RECORD.to_cbor()}),
+        (
+            Value(RID, records=[ENTRY]),
+            {"type": "value", "rid": RID, "records": [ENTRY.to_cbor()]},
+        ),
+        (
+            Store(RID, KEY, RECORD),
+            {"type": "store", "rid": RID, "key": KEY, "record": RECORD.to_cbor()},
+        ),
+        (
+            Store(RID, KEY, RECORD, cas=0),
+            {"type": "store", "rid": RID, "key": KEY, "record": RECORD.to_cbor(), "cas": 0},
+        ),
         (Stored(RID), {"type": "stored", "rid": RID}),
         (ErrorMessage(2, "no", RID), {"type": "error", "rid": RID, "code": 2, "message": "no"}),
         (ErrorMessage(8), {"type": "error", "code": 8, "message": ""}),
@@ -96,10 +114,17 @@ def test_all_dht_types_registered() -> None:
         lambda: Stored(bytearray(RID)),  # type: ignore[arg-type]
         lambda: FindNode(RID, KEY[:31]),
         lambda: FindValue(RID, KEY + b"\0"),
-        lambda: Value(RID, b"x" * 65537),
-        lambda: Value(RID, "text"),  # type: ignore[arg-type]
-        lambda: Store(RID, KEY, b"x" * 65537),
-        lambda: Store(RID, KEY[:1], b""),
+        lambda: Value(RID, b"x"),  # type: ignore[arg-type]
+        lambda: Value(RID),
+        lambda: Value(RID, RECORD, records=[ENTRY]),
+        lambda: Value(RID, ENTRY),
+        lambda: Value(RID, records=[RECORD]),
+        lambda: Value(RID, records=[ENTRY] * 65),
+        lambda: Store(RID, KEY, b"x"),  # type: ignore[arg-type]
+        lambda: Store(RID, KEY[:1], RECORD),
+        lambda: Store(RID, KEY, RECORD, cas=-1),
+        lambda: Store(RID, KEY, RECORD, cas=2**64),
+        lambda: Store(RID, KEY, RECORD, cas=True),
         lambda: Nodes(RID, [CONTACT] * 33),
         lambda: Nodes(RID, ["not a contact"]),  # type: ignore[list-item]
         lambda: ErrorMessage(1, "x" * 257),
@@ -118,11 +143,35 @@ def test_bad_fields_raise_config_error(build: Any) -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    assert len(Value(RID, b"x" * 65536).value) == 65536
     assert len(Nodes(RID, [CONTACT] * 32).nodes) == 32
     assert ErrorMessage(1, "é" * 128).message == "é" * 128
-    big = Store(RID, KEY, b"x" * 65536)
-    assert decode(encode(big)) == big  # the largest store fits in max_bytes
+    assert Store(RID, KEY, RECORD, cas=2**64 - 1).cas == 2**64 - 1
+
+
+def test_the_largest_legal_store_fits_max_bytes() -> None:
+    # 02-dht-rpc.md §4.4: a 64 KiB mutable record with a 64-byte salt, its pk,
+    # the largest cas, ro and ws is still a message the receiver accepts.
+    biggest = MutableRecord(owner_hash(PK), b"s" * 64, 2**64 - 1, b"x" * 65536, 2**40 - 1, SIG, PK)
+    store = Store(RID, biggest.key(), biggest, cas=2**64 - 1, ro=True, ws=65535)
+    data = encode(store)
+    assert len(data) <= DEFAULT_LIMITS.max_bytes == 73728
+    assert decode(data) == store
+    answer = Value(RID, biggest)
+    assert len(encode(answer)) <= 73728
+    assert decode(encode(answer)) == answer
+
+
+def test_a_value_carries_one_record_or_set_entries() -> None:
+    assert decode(encode(Value(RID, MUTABLE))) == Value(RID, MUTABLE)
+    pair = Value(RID, records=[ENTRY, ENTRY])
+    assert decode(encode(pair)) == pair
+    both = {"type": "value", "rid": RID, "record": RECORD.to_cbor(), "records": [ENTRY.to_cbor()]}
+    assert decode_error(both) == ("unknown-field", "$.records")
+    assert decode_error({"type": "value", "rid": RID}) == ("missing-field", "$.record")
+    entry_as_record = {"type": "value", "rid": RID, "record": ENTRY.to_cbor()}
+    assert decode_error(entry_as_record) == ("unexpected-type", "$.record.type")
+    record_in_set = {"type": "value", "rid": RID, "records": [RECORD.to_cbor()]}
+    assert decode_error(record_in_set) == ("unexpected-type", "$.records[0].type")
 
 
 def test_immutable_key() -> None:
@@ -131,7 +180,9 @@ def test_immutable_key() -> None:
     assert immutable_key(value) == expected
     assert immutable_key(bytearray(value)) == expected
     assert immutable_key(b"") == hashlib.sha3_256(b"qdht/v1/immutable").digest()
-    assert Store.immutable(RID, value) == Store(RID, expected, value)
+    assert Store.of(RID, ImmutableRecord(value, 0)) == Store(
+        RID, expected, ImmutableRecord(value, 0)
+    )
     with pytest.raises(ConfigError):
         immutable_key("text")  # type: ignore[arg-type]
 
@@ -146,6 +197,9 @@ def test_error_codes() -> None:
         "INVALID_VALUE": 6,
         "NOT_SERVING": 7,
         "INTERNAL": 8,
+        "OWNER_KEY_UNKNOWN": 9,
+        "STALE": 10,
+        "CAS_MISMATCH": 11,
     }
     error = ErrorMessage(ErrorCode.RATE_LIMITED, "slow down", RID)
     assert type(error.code) is int
@@ -180,9 +234,14 @@ def test_decode_errors_name_the_field() -> None:
         "field-value",
         "$.nodes[1].addrs[0].port",
     )
-    assert decode_error({"type": "store", "rid": RID, "key": KEY, "value": "v"}) == (
+    assert decode_error({"type": "store", "rid": RID, "key": KEY, "record": {"type": 1}}) == (
         "field-type",
-        "$.value",
+        "$.record.type",
+    )
+    bad_record = {"type": "immutable", "value": "v", "exp": 0}
+    assert decode_error({"type": "store", "rid": RID, "key": KEY, "record": bad_record}) == (
+        "field-type",
+        "$.record.value",
     )
     assert decode_error({"type": "error", "code": 1, "message": "", "rid": None}) == (
         "field-type",

@@ -33,7 +33,12 @@ VECTOR_FILES = sorted((SPEC_DIR / "vectors").glob("**/*.json"))
 #: Array fields whose elements are maps of another rule.  pycddl 0.6 does not
 #: close maps that are array elements, so the tests check those elements
 #: against their own rule as well.
-NESTED_RULES = {"nodes": "contact", "contacts": "contact", "addrs": "address"}
+NESTED_RULES = {
+    "nodes": "contact",
+    "contacts": "contact",
+    "addrs": "address",
+    "records": "records-set_entry",
+}
 
 
 @cache

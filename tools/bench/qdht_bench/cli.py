@@ -20,6 +20,11 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "durability": "_durability",
+    "adversarial": "_adversarial",
+    "fuzz": "_fuzz",
+    "dos": "_dos",
+    "records": "records_net",
     "records-store": "records_store",
     "dht-rpc": "dht_rpc",
     "records-validate": "records",

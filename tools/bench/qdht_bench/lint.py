@@ -34,6 +34,7 @@ from qdht.wire._dht import (
     Stored,
     Value,
 )
+from qdht.wire._records import ImmutableRecord
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = ["DESCRIPTION", "add_arguments", "make_messages", "run"]
@@ -69,9 +70,11 @@ def _message(rng: random.Random, kind: int) -> WireMessage:
     if kind == 4:
         return FindValue(rid=rid, key=rng.randbytes(32))
     if kind == 5:
-        return Value(rid=rid, value=rng.randbytes(rng.randint(0, 64)))
+        record = ImmutableRecord(rng.randbytes(rng.randint(0, 64)), 1_750_000_000)
+        return Value(rid=rid, record=record)
     if kind == 6:
-        return Store(rid=rid, key=rng.randbytes(32), value=rng.randbytes(rng.randint(1, 64)))
+        record = ImmutableRecord(rng.randbytes(rng.randint(1, 64)), 1_750_000_000)
+        return Store(rid=rid, key=rng.randbytes(32), record=record)
     if kind == 7:
         return Stored(rid=rid)
     return ErrorMessage(code=rng.randint(1, 5), message="request failed", rid=rid)

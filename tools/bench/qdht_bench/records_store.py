@@ -31,7 +31,13 @@ from qdht.dht._records import ValidRecord, make_immutable, validate_record
 from qdht.dht._recordstore import MemoryRecordStore, RecordStore, SqliteRecordStore
 from qdht_bench._common import BenchResult, Target, median
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+__all__ = [
+    "DESCRIPTION",
+    "add_arguments",
+    "memory_bytes_per_record",
+    "run",
+    "sqlite_writes_per_s",
+]
 
 DESCRIPTION: Final = "record store puts/gets per second (SQLite WAL, memory) and bytes per record"
 
@@ -90,6 +96,30 @@ def _sqlite_rates(
     return writes, reads
 
 
+def memory_bytes_per_record(count: int, size: int) -> float:
+    """Python heap per record held by a :class:`MemoryRecordStore` (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = MemoryRecordStore()
+        records = _records(count, size, 300)
+        for record in records:
+            store.put(record, source="bench", cached=False, now=NOW)
+        held = tracemalloc.get_traced_memory()[0] - before
+        del records
+        after = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    store.close()
+    return min(held, after) / count
+
+
+def sqlite_writes_per_s(count: int, size: int, runs: int) -> float:
+    """Median acknowledged puts per second into a fresh SQLite store (WAL, NORMAL)."""
+    writes, _ = _sqlite_rates(lambda run: _records(count, size, run), runs, "NORMAL")
+    return median(writes)
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     count, runs, size = args.count, args.runs, args.value_size
     result = BenchResult("records-store")
@@ -112,20 +142,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     result.add("memory_puts_per_s", median(puts))
     result.add("memory_reads_per_s", median(gets))
 
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        store = MemoryRecordStore()
-        records = _records(count, size, 300)
-        for record in records:
-            store.put(record, source="bench", cached=False, now=NOW)
-        held = tracemalloc.get_traced_memory()[0] - before
-        del records
-        after = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    per_record = min(held, after) / count
-    store.close()
+    per_record = memory_bytes_per_record(count, size)
     result.add("memory_bytes_per_record", per_record)
     result.add("memory_overhead_per_record", per_record - size)
     result.notes.append(

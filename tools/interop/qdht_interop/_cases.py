@@ -11,6 +11,7 @@ optional feature; :meth:`Notes.non_strict` marks a broken SHOULD.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -19,7 +20,8 @@ import attrs
 import trio
 from qdht_lint.engine import Linter
 
-from qdht.errors import LookupFailedError, RPCError
+from qdht.dht import make_immutable, sign_mutable, sign_set_entry
+from qdht.errors import HandshakeError, LookupFailedError, RPCError
 from qdht.identity import Identity
 from qdht.node import Node
 from qdht.wire import (
@@ -38,9 +40,11 @@ from qdht.wire import (
     dumps_canonical,
     encode,
     immutable_key,
+    loads_canonical,
     new_rid,
 )
 from qdht_interop._grades import INFORMATIONAL, NON_STRICT, CaseFailed, CaseUnimplemented
+from qdht_interop._handshake import cookie_from, first_fragments, learn_static, parse
 from qdht_interop._probe import Probe, Undecodable
 from qdht_interop._target import TargetProcess, printable
 
@@ -53,6 +57,7 @@ AREAS: Final = {
     "hs": "04-handshake.md",
     "tr": "05-transport.md",
     "boot": "06-bootstrap.md",
+    "rec": "07-records.md",
 }
 #: Seconds a request waits for its answer (a first handshake included).
 ANSWER_TIMEOUT: Final = 5.0
@@ -102,7 +107,7 @@ class Notes:
 
     details: list[str] = attrs.Factory(list)
     grades: list[str] = attrs.Factory(list)
-    #: Messages received from the target (all linted).
+    #: Datagrams and application messages received from the target (all linted).
     linted: int = 0
 
     def note(self, text: str) -> None:
@@ -117,7 +122,7 @@ class Notes:
         self.details.append(text)
 
     def lint(self, probe: Probe) -> None:
-        self.linted += len(probe.messages)
+        self.linted += len(probe.messages) + probe.datagrams_linted
         for verdict, text in probe.findings:
             self.details.append(f"lint: {text}")
             self.grades.append("FAILED" if verdict != NON_STRICT else NON_STRICT)
@@ -183,6 +188,49 @@ async def expect_alive_fresh(ctx: Context, notes: Notes, after: str) -> None:
 
 def quiet_for(probe: Probe, rid: bytes) -> Callable[[], bool]:
     return lambda: bool(probe.responses(rid))
+
+
+#: Lifetime the harness gives the records it stores (well inside any max_ttl).
+RECORD_TTL: Final = 3600
+
+
+def expiry() -> int:
+    """The ``exp`` of the records the harness stores: an hour from now."""
+    return int(time.time()) + RECORD_TTL
+
+
+def immutable(value: bytes) -> Any:
+    """An immutable record of ``value`` (07-records.md §5.1)."""
+    return make_immutable(value, expiry())
+
+
+def store_value(rid: bytes, value: bytes) -> Store:
+    """A read-only STORE of the immutable record of ``value`` under its own key."""
+    return Store.of(rid, immutable(value), ro=True)
+
+
+def value_bytes(answer: Any) -> bytes | None:
+    """The value a VALUE answer carries in its single record (None if none)."""
+    record = getattr(answer, "record", None)
+    value = getattr(record, "value", None)
+    return value if isinstance(value, bytes) else None
+
+
+def expect_error(answer: Any, code: ErrorCode, what: str) -> None:
+    """CaseFailed unless ``answer`` is an ERROR with ``code``."""
+    if not isinstance(answer, ErrorMessage):
+        raise CaseFailed(f"{what} was answered with {describe(answer)}, expected {code.name}")
+    if answer.error_code is not code:
+        raise CaseFailed(f"{what} was answered {describe(answer)}, expected {code.name} ({code})")
+
+
+def _refused_storage(answer: Any) -> None:
+    if isinstance(answer, ErrorMessage) and answer.error_code in (
+        ErrorCode.NOT_SERVING,
+        ErrorCode.STORAGE_FULL,
+        ErrorCode.RATE_LIMITED,
+    ):
+        raise CaseUnimplemented(f"the target refused to store: {describe(answer)}")
 
 
 # ------------------------------------------------------------------- cases
@@ -268,21 +316,16 @@ async def dht_store_find_value(ctx: Context, notes: Notes) -> None:
     value = b"qdht-interop " + os.urandom(24)
     key = immutable_key(value)
     async with ctx.probe(notes) as probe:
-        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
-        if isinstance(answer, ErrorMessage) and answer.error_code in (
-            ErrorCode.NOT_SERVING,
-            ErrorCode.STORAGE_FULL,
-            ErrorCode.RATE_LIMITED,
-        ):
-            raise CaseUnimplemented(f"the target refused to store: {describe(answer)}")
+        answer = await probe.request(store_value(new_rid(), value), ANSWER_TIMEOUT)
+        _refused_storage(answer)
         if not isinstance(answer, Stored):
             raise CaseFailed(f"STORE answered with {describe(answer)}")
         answer = await probe.request(FindValue(new_rid(), key, ro=True), ANSWER_TIMEOUT)
         if not isinstance(answer, Value):
             raise CaseFailed(f"FIND_VALUE of a stored key answered with {describe(answer)}")
-        if answer.value != value:
-            raise CaseFailed("VALUE carries other bytes than the ones stored")
-        notes.note("STORED, then VALUE with the stored bytes")
+        if getattr(answer.record, "TYPE", None) != "immutable" or value_bytes(answer) != value:
+            raise CaseFailed("VALUE carries another record than the immutable one stored")
+        notes.note("STORED, then VALUE with the stored immutable record")
 
 
 @case("dht/4.2/1", "FIND_VALUE of an unknown key is answered with NODES")
@@ -299,7 +342,9 @@ async def dht_store_invalid_value(ctx: Context, notes: Notes) -> None:
     value = os.urandom(40)
     key = os.urandom(32)
     async with ctx.probe(notes) as probe:
-        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
+        answer = await probe.request(
+            Store(new_rid(), key, immutable(value), ro=True), ANSWER_TIMEOUT
+        )
         if isinstance(answer, Stored):
             raise CaseFailed("a STORE with a mismatched key was answered STORED")
         if isinstance(answer, ErrorMessage):
@@ -433,7 +478,11 @@ async def tr_tamper(ctx: Context, notes: Notes) -> None:
             ctx.target.node_id, encode(Ping(rid, ro=True)), trio.current_time()
         )
         (packet,) = probe.take()
-        tampered = packet[:-1] + bytes([packet[-1] ^ 0x01])
+        # Flip the last bit of the tag (the end of `ct`), nothing else: the
+        # packet stays well-formed and only the AEAD check can refuse it.
+        fields = loads_canonical(packet)
+        ct = fields["ct"]
+        tampered = dumps_canonical({**fields, "ct": ct[:-1] + bytes([ct[-1] ^ 0x01])})
         await probe.send_raw(tampered)
         if await probe.wait_for(quiet_for(probe, rid), SILENCE):
             raise CaseFailed("a PING with a tampered tag was answered")
@@ -449,11 +498,10 @@ async def tr_tamper(ctx: Context, notes: Notes) -> None:
 @case("tr/4/1", "fragments arriving out of order are reassembled")
 async def tr_fragments_reordered(ctx: Context, notes: Notes) -> None:
     value = os.urandom(5000)
-    key = immutable_key(value)
     async with ctx.probe(notes) as probe:
         rid = new_rid()
         probe.endpoint.send_message(
-            ctx.target.node_id, encode(Store(rid, key, value, ro=True)), trio.current_time()
+            ctx.target.node_id, encode(store_value(rid, value)), trio.current_time()
         )
         packets = probe.take()
         if len(packets) < 2:
@@ -470,33 +518,21 @@ async def tr_fragments_reordered(ctx: Context, notes: Notes) -> None:
 
 @case("tr/7/1", "a datagram over datagram_size (1200 bytes) is dropped")
 async def tr_oversize_datagram(ctx: Context, notes: Notes) -> None:
-    value = os.urandom(1150)
     async with ctx.probe(notes) as probe:
-        endpoint: Any = probe.endpoint
         rid = new_rid()
         # A genuine, authenticated packet that is only wrong by its size: the
-        # probe's endpoint seals the message as one packet of ~1300 bytes.
-        if not isinstance(getattr(endpoint, "_chunk", None), int):
-            notes.informational("harness: this qdht's SessionEndpoint cannot seal one big packet")
-            return
-        chunk = endpoint._chunk
-        endpoint._chunk = 4096
-        try:
-            endpoint.send_message(
-                ctx.target.node_id,
-                encode(Store.immutable(rid, value, ro=True)),
-                trio.current_time(),
-            )
-            packets = probe.take()
-        finally:
-            endpoint._chunk = chunk
-        if len(packets) != 1 or len(packets[0]) <= 1200:
-            raise CaseFailed(f"harness: expected one packet over 1200 bytes, got {len(packets)}")
-        await probe.send_raw(packets[0])
+        # harness seals one ~1290-byte packet itself (05 §2) with the session's
+        # keys and a counter the session has not used.
+        keys = probe.keys[-1]
+        n = max(probe.sent_counters(keys.peer_index), default=0) + 100
+        packet = probe.seal_message(encode(store_value(rid, os.urandom(1150))), n)
+        if len(packet) <= 1200:
+            raise CaseFailed(f"harness: the packet is only {len(packet)} bytes")
+        await probe.send_raw(packet)
         if await probe.wait_for(quiet_for(probe, rid), SILENCE):
-            raise CaseFailed(f"a {len(packets[0])}-byte datagram was accepted (05 §2, §7)")
+            raise CaseFailed(f"a {len(packet)}-byte datagram was accepted (05 §2, §7)")
         await expect_alive(probe, "an oversize datagram")
-        notes.note(f"a {len(packets[0])}-byte datagram was dropped, the session still works")
+        notes.note(f"a {len(packet)}-byte datagram was dropped, the session still works")
 
 
 @case("dht/6/1", "a STORE with a value over 65536 bytes is refused")
@@ -504,7 +540,10 @@ async def dht_oversize_value(ctx: Context, notes: Notes) -> None:
     value = b"\x00" * (MAX_VALUE_SIZE + 1)
     key = immutable_key(value)
     rid = new_rid()
-    payload = dumps_canonical({"type": "store", "rid": rid, "key": key, "value": value, "ro": True})
+    record = {"type": "immutable", "value": value, "exp": int(time.time()) + RECORD_TTL}
+    payload = dumps_canonical(
+        {"type": "store", "rid": rid, "key": key, "record": record, "ro": True}
+    )
     async with ctx.probe(notes) as probe:
         answer = await probe.request_payload(payload, rid, SILENCE * 3)
         if isinstance(answer, Stored):
@@ -522,6 +561,305 @@ async def dht_oversize_value(ctx: Context, notes: Notes) -> None:
         if isinstance(found, Value):
             raise CaseFailed("the oversize value was stored anyway")
         await expect_alive(probe, "an oversize STORE")
+
+
+# ------------------------------------------------------- more handshakes
+
+
+@asynccontextmanager
+async def pqik_probe(ctx: Context, notes: Notes) -> AsyncIterator[Probe]:
+    """A probe of a fresh identity whose first contact with the target is pqIK.
+
+    The harness first learns the target's static key by reading its answer to
+    a pqXX message 1 of another identity (as a node that verified the
+    target's certificate would know it), then opens with pqIK (04 §2.2).
+    """
+    scout = Probe(await ctx.identity(), ctx.target, ctx.linter)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scout.run)
+        try:
+            static = await learn_static(scout, await ctx.identity(), ctx.difficulty, ANSWER_TIMEOUT)
+        except HandshakeError as exc:
+            raise CaseFailed(f"harness could not learn the static key: {exc}") from None
+        finally:
+            notes.lint(scout)
+            nursery.cancel_scope.cancel()
+    async with ctx.probe(notes, established=False) as probe:
+        rid = new_rid()
+        probe.endpoint.send_message(
+            ctx.target.node_id,
+            encode(Ping(rid, ro=True)),
+            trio.current_time(),
+            addr=probe.addr,
+            responder_static=static,
+        )
+        await probe.flush()
+        await probe.wait_for(lambda: bool(probe.established or probe.failed), ANSWER_TIMEOUT)
+        if not probe.established:
+            reason = probe.failed[0].reason if probe.failed else "no answer"
+            raise CaseFailed(f"the pqIK first contact failed ({reason})")
+        if probe.established[0].pattern != "pqIK":
+            raise CaseFailed(f"harness: the handshake used {probe.established[0].pattern}")
+        if not await probe.wait_for(quiet_for(probe, rid), ANSWER_TIMEOUT):
+            raise CaseFailed("the PING queued behind the pqIK handshake was not answered")
+        yield probe
+
+
+@case("hs/2.2/2", "pqIK as the first contact of an identity that knows the static key")
+async def hs_pqik_first_contact(ctx: Context, notes: Notes) -> None:
+    async with pqik_probe(ctx, notes) as probe:
+        await expect_alive(probe, "a pqIK first contact")
+        notes.note("a fresh identity opened with pqIK (2 messages); PING works over it")
+
+
+@case("hs/7/1", "a replayed pqIK message 1 does not replace the working keys")
+async def hs_pqik_replay(ctx: Context, notes: Notes) -> None:
+    async with pqik_probe(ctx, notes) as probe:
+        first = [d for d in probe.sent if (f := parse(d)) and f.get("kind") == 5]
+        if not first:
+            raise CaseFailed("harness: no pqIK message 1 was sent")
+        before = len(probe.datagrams_in)
+        for _ in range(2):
+            for data in first:
+                await probe.send_raw(data)
+        await trio.sleep(SILENCE)
+        answers = [
+            f
+            for d in probe.datagrams_in[before:]
+            if (f := parse(d)) and f.get("type") == "hs" and f.get("kind") == 6
+        ]
+        # The replay may be answered (04 §7: the responder installs new keys
+        # but MUST NOT use them before a packet confirms them); the session
+        # in use MUST go on working.
+        await expect_alive(probe, "a replayed pqIK message 1")
+        notes.note(
+            f"pqIK message 1 replayed twice ({len(answers)} message-2 fragments in answer); "
+            "the confirmed session still works"
+        )
+
+
+@case("hs/5.3/1", "a replayed pqXX message 1 costs the target no state; the session lives")
+async def hs_pqxx_replay(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        first = [d for d in probe.sent if (f := parse(d)) and f.get("kind") == 1]
+        if not first:
+            raise CaseFailed("harness: no pqXX message 1 was sent")
+        sent = sum(len(d) for d in first)
+        before = len(probe.datagrams_in)
+        for _ in range(3):
+            for data in first:
+                await probe.send_raw(data)
+        await trio.sleep(SILENCE)
+        answers = [d for d in probe.datagrams_in[before:] if (f := parse(d)) and f.get("kind") == 2]
+        answered = sum(len(d) for d in answers)
+        await expect_alive(probe, "a replayed pqXX message 1")
+        # 04 §5.4: before the address is validated, at most 3x the bytes received.
+        if answered > 3 * 3 * sent:
+            raise CaseFailed(
+                f"{answered} bytes answered {3 * sent} bytes of replays: over 3x (04 §5.4)"
+            )
+        notes.note(
+            f"message 1 replayed 3 times: {len(answers)} fragments ({answered} bytes) in "
+            f"answer to {3 * sent} bytes; the session still works"
+        )
+
+
+#: First-message fragments 0 sent in one burst to push a target under load.
+FLOOD: Final = 120
+
+
+@case("hs/5.2/1", "under load a first message gets a cookie, and mac2 then gets a session")
+async def hs_cookie_under_load(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes, established=False) as probe:
+        target = ctx.target.node_id
+        sent: dict[int, bytes] = {}
+        # Fragments 0 of pqXX message 1 with valid mac1 and random bodies: the
+        # responder counts them (04 §5.2) but never gets a whole message.
+        for _ in range(FLOOD):
+            sid = int.from_bytes(os.urandom(4), "big") or 1
+            frag = first_fragments(1, sid, os.urandom(1216), target)[0]
+            sent[sid] = frag
+            await probe.send_raw(frag)
+        await trio.sleep(SILENCE)
+        cookies = [f for d in probe.datagrams_in if (f := parse(d)) and f.get("type") == "cookie"]
+        if not cookies:
+            notes.non_strict(
+                f"{FLOOD} first-message fragments in a burst got no cookie reply: an "
+                "initiator under load only times out (04 §5.2 answers fragment 0 with a "
+                "cookie; the target may count load differently, and §5.5's limits are local)"
+            )
+            return
+        opened = 0
+        for reply in cookies:
+            rid = reply.get("rid")
+            answered = parse(sent[rid]) if isinstance(rid, int) and rid in sent else None
+            mac1 = answered.get("mac1") if answered else None
+            if isinstance(mac1, bytes) and cookie_from(reply, target, mac1) is not None:
+                opened += 1
+        if opened < len(cookies):
+            raise CaseFailed(
+                f"{len(cookies) - opened} of {len(cookies)} cookie replies do not open "
+                "with the mac1 of the fragment they answer (04 §5.2)"
+            )
+        # A real initiator now: its endpoint answers a cookie with mac2 itself.
+        result = await probe.handshake(ANSWER_TIMEOUT * 2)
+        if not probe.established:
+            raise CaseFailed(
+                f"no session right after the flood ({getattr(result, 'reason', 'no answer')})"
+            )
+        await expect_alive(probe, "a handshake under load")
+        notes.note(
+            f"{len(cookies)} cookie replies to {FLOOD} fragments, all open; a handshake "
+            "then completed"
+        )
+
+
+@case("tr/2/3", "a packet below the replay window is dropped; the session lives")
+async def tr_out_of_window(ctx: Context, notes: Notes) -> None:
+    async with ctx.probe(notes) as probe:
+        keys = probe.keys[-1]
+        base = max(probe.sent_counters(keys.peer_index), default=0) + 5000
+        # Move the target's window up with a genuine packet of a high counter ...
+        rid = new_rid()
+        await probe.send_raw(probe.seal_message(encode(Ping(rid, ro=True)), base))
+        if not await probe.wait_for(quiet_for(probe, rid), ANSWER_TIMEOUT):
+            raise CaseFailed("a PING with a counter 5000 ahead was not answered (05 §2)")
+        # ... then send a never-used counter 3000 below it (window >= 2048).
+        old = new_rid()
+        await probe.send_raw(probe.seal_message(encode(Ping(old, ro=True)), base - 3000))
+        if await probe.wait_for(quiet_for(probe, old), SILENCE):
+            raise CaseFailed("a PING 3000 counters below the highest was answered (05 §2)")
+        alive = new_rid()
+        await probe.send_raw(probe.seal_message(encode(Ping(alive, ro=True)), base + 1))
+        if not await probe.wait_for(quiet_for(probe, alive), ANSWER_TIMEOUT):
+            raise CaseFailed("the session stopped working after an out-of-window packet")
+        notes.note("counter n+5000 accepted, n+2000 (out of window) dropped, n+5001 accepted")
+
+
+# ------------------------------------------------------- records (07 §8)
+
+
+@asynccontextmanager
+async def holder(ctx: Context, notes: Notes) -> AsyncIterator[tuple[Probe, Identity]]:
+    """A probe and the identity it signs records with (its own)."""
+    identity = await ctx.identity()
+    probe = Probe(identity, ctx.target, ctx.linter)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(probe.run)
+        try:
+            result = await probe.handshake(ANSWER_TIMEOUT)
+            if not probe.established:
+                reason = getattr(result, "reason", "no answer")
+                raise CaseFailed(f"handshake with the target failed ({reason})")
+            yield probe, identity
+        finally:
+            notes.lint(probe)
+            nursery.cancel_scope.cancel()
+
+
+def mutable(identity: Identity, seq: int, value: bytes, *, pk: bool = True) -> Any:
+    return sign_mutable(
+        identity.mldsa,
+        salt=b"qdht-interop",
+        seq=seq,
+        value=value,
+        expires=expiry(),
+        include_public_key=pk,
+    )
+
+
+@case("rec/8/1", "a mutable record without pk: ERROR owner-key-unknown (9)")
+async def rec_owner_key_unknown(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        answer = await probe.request(
+            Store.of(new_rid(), mutable(identity, 1, b"no pk", pk=False), ro=True),
+            ANSWER_TIMEOUT,
+        )
+        _refused_storage(answer)
+        expect_error(answer, ErrorCode.OWNER_KEY_UNKNOWN, "a STORE of a record without pk")
+        answer = await probe.request(
+            Store.of(new_rid(), mutable(identity, 1, b"with pk"), ro=True), ANSWER_TIMEOUT
+        )
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"the same STORE with pk was answered {describe(answer)}")
+        notes.note("without pk: owner-key-unknown; again with pk: STORED")
+
+
+@case("rec/8/2", "a lower seq than held: ERROR stale (10), the newer record stays")
+async def rec_stale(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        newer = mutable(identity, 5, b"seq 5")
+        answer = await probe.request(Store.of(new_rid(), newer, ro=True), ANSWER_TIMEOUT)
+        _refused_storage(answer)
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"a valid mutable record was answered {describe(answer)}")
+        answer = await probe.request(
+            Store.of(new_rid(), mutable(identity, 4, b"seq 4"), ro=True), ANSWER_TIMEOUT
+        )
+        expect_error(answer, ErrorCode.STALE, "a STORE of seq 4 over seq 5")
+        found = await probe.request(FindValue(new_rid(), newer.key(), ro=True), ANSWER_TIMEOUT)
+        if value_bytes(found) != b"seq 5":
+            raise CaseFailed(f"FIND_VALUE then answered {describe(found)}, not seq 5")
+        if getattr(getattr(found, "record", None), "public_key", None) is None:
+            raise CaseFailed("the VALUE's signed record has no pk (02 §4.2: holders send pk)")
+        notes.note("seq 4 over seq 5: stale; FIND_VALUE returns seq 5 with pk")
+
+
+@case("rec/8/3", "a wrong cas: ERROR cas-mismatch (11); the right cas: STORED")
+async def rec_cas(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        first = mutable(identity, 1, b"seq 1")
+        answer = await probe.request(Store.of(new_rid(), first, ro=True), ANSWER_TIMEOUT)
+        _refused_storage(answer)
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"a valid mutable record was answered {describe(answer)}")
+        second = mutable(identity, 2, b"seq 2")
+        answer = await probe.request(Store.of(new_rid(), second, cas=7, ro=True), ANSWER_TIMEOUT)
+        expect_error(answer, ErrorCode.CAS_MISMATCH, "a STORE with cas 7 over seq 1")
+        answer = await probe.request(Store.of(new_rid(), second, cas=1, ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Stored):
+            raise CaseFailed(f"a STORE with the right cas was answered {describe(answer)}")
+        found = await probe.request(FindValue(new_rid(), second.key(), ro=True), ANSWER_TIMEOUT)
+        if value_bytes(found) != b"seq 2":
+            raise CaseFailed(f"FIND_VALUE then answered {describe(found)}, not seq 2")
+        notes.note("cas 7: cas-mismatch; cas 1: STORED; FIND_VALUE returns seq 2")
+
+
+@case("rec/8/4", "a record with a bad signature: ERROR invalid-value (6), nothing stored")
+async def rec_bad_signature(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        good = mutable(identity, 1, b"signed")
+        forged = attrs.evolve(good, value=b"forged")
+        answer = await probe.request(Store.of(new_rid(), forged, ro=True), ANSWER_TIMEOUT)
+        _refused_storage(answer)
+        expect_error(answer, ErrorCode.INVALID_VALUE, "a STORE of a record with a bad signature")
+        found = await probe.request(FindValue(new_rid(), good.key(), ro=True), ANSWER_TIMEOUT)
+        if isinstance(found, Value):
+            raise CaseFailed("the forged record was stored anyway")
+        notes.note("bad signature: invalid-value; FIND_VALUE answers NODES")
+
+
+@case("rec/8/5", "set entries of two publishers: VALUE carries both in records")
+async def rec_set(ctx: Context, notes: Notes) -> None:
+    topic = b"qdht-interop " + os.urandom(8)
+    async with holder(ctx, notes) as (probe, identity):
+        other = await ctx.identity()
+        entries = [
+            sign_set_entry(who.mldsa, topic=topic, seq=1, value=name, expires=expiry())
+            for who, name in ((identity, b"first"), (other, b"second"))
+        ]
+        for entry in entries:
+            answer = await probe.request(Store.of(new_rid(), entry, ro=True), ANSWER_TIMEOUT)
+            _refused_storage(answer)
+            if not isinstance(answer, Stored):
+                raise CaseFailed(f"a set entry was answered {describe(answer)}")
+        found = await probe.request(FindValue(new_rid(), entries[0].key(), ro=True), ANSWER_TIMEOUT)
+        if not isinstance(found, Value) or not found.records:
+            raise CaseFailed(f"FIND_VALUE of the set answered {describe(found)}")
+        values = sorted(e.value for e in found.records)
+        if values != [b"first", b"second"]:
+            raise CaseFailed(f"VALUE records hold {values}, not both entries")
+        notes.note("two publishers' entries stored; VALUE carries both in records")
 
 
 # ----------------------------------------------------------------- network
@@ -561,7 +899,7 @@ async def net_value_from_target(ctx: Context, notes: Notes) -> None:
     value = b"stored on the target " + os.urandom(16)
     key = immutable_key(value)
     async with ctx.probe(notes) as probe:
-        answer = await probe.request(Store(new_rid(), key, value, ro=True), ANSWER_TIMEOUT)
+        answer = await probe.request(store_value(new_rid(), value), ANSWER_TIMEOUT)
         if not isinstance(answer, Stored):
             raise CaseFailed(f"STORE answered with {describe(answer)}")
     node = ctx.network[-1]

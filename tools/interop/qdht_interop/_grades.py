@@ -7,6 +7,7 @@ from typing import Final
 __all__ = [
     "FAILED",
     "GRADES",
+    "GRADE_MEANINGS",
     "INFORMATIONAL",
     "NON_STRICT",
     "OK",
@@ -27,6 +28,17 @@ UNIMPLEMENTED: Final = "UNIMPLEMENTED"
 INFORMATIONAL: Final = "INFORMATIONAL"
 #: Every grade, worst first (the order of precedence within one case).
 GRADES: Final = (FAILED, UNIMPLEMENTED, NON_STRICT, INFORMATIONAL, OK)
+#: What each grade means, for the reports' legends (tools/interop/README.md).
+GRADE_MEANINGS: Final = {
+    OK: "the target did what the spec requires and recommends",
+    NON_STRICT: "a SHOULD is broken (or a message from the target is NON-STRICT); the MUSTs hold",
+    FAILED: (
+        "a MUST is broken, a message from the target is INVALID or NON-DETERMINISTIC, "
+        "or the target crashed, hung or could not be started"
+    ),
+    UNIMPLEMENTED: "the target refuses an optional feature the case needs",
+    INFORMATIONAL: "nothing to grade; the details say why",
+}
 
 
 def worst(grades: list[str]) -> str:

@@ -3,7 +3,9 @@
 Unlike :func:`qdht.session.open_session_host`, the probe keeps every
 datagram it sends and receives, can hold datagrams back (to replay, tamper
 with or reorder them), and lints every application message it receives
-from the target with the linter's engine.
+from the target with the linter's engine.  It learns its transport keys
+through the public key log hook (``protocol-spec/09-keylog.md``), so it can
+also seal packets of its own: oversize, out of window, with chosen counters.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from typing import Any, ClassVar, Final
 import attrs
 import cbor2
 import trio
-from qdht_lint.engine import INVALID, NON_STRICT, Linter
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from qdht_lint.engine import INVALID, NON_STRICT, Linter, Verdict
 
 from qdht.errors import DecodeError
 from qdht.identity import Identity
 from qdht.session import (
     HandshakeFailed,
+    KeyLogEntry,
     MessageReceived,
     SessionConfig,
     SessionEndpoint,
     SessionEstablished,
+    parse_keylog,
 )
-from qdht.wire import Contact, decode, encode
+from qdht.wire import Contact, decode, dumps_canonical, encode, loads_canonical
 
 __all__ = ["MAX_KEPT", "Probe", "Received", "Undecodable"]
 
@@ -69,7 +75,9 @@ class Probe:
         handshake_timeout: float = 5.0,
     ) -> None:
         config = SessionConfig(handshake_timeout=handshake_timeout)
-        self.endpoint = SessionEndpoint(identity, config)
+        self.endpoint = SessionEndpoint(identity, config, keylog=self._on_keys)
+        #: Transport keys of every session this probe completed, oldest first.
+        self.keys: list[KeyLogEntry] = []
         self.target = target
         self.addr = (target.address.host, target.address.port)
         self.linter = linter
@@ -82,7 +90,10 @@ class Probe:
         self.failed: list[HandshakeFailed] = []
         #: Lint findings on messages from the target: (verdict, text).
         self.findings: list[tuple[str, str]] = []
+        #: Datagrams from the target linted as session packets.
+        self.datagrams_linted = 0
         self._changed = trio.Event()
+        self._datagram = trio.Event()
         self._wake = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -108,6 +119,10 @@ class Probe:
                 continue
             if len(self.datagrams_in) < MAX_KEPT:
                 self.datagrams_in.append(data)
+            self._datagram.set()
+            self._datagram = trio.Event()
+            if (addr[0], addr[1]) == self.addr:
+                self._lint_datagram(data)
             self.endpoint.receive_datagram(data, (addr[0], addr[1]), trio.current_time())
             await self.flush()
 
@@ -153,15 +168,61 @@ class Probe:
             self._changed.set()
             self._changed = trio.Event()
 
+    def _finding(self, verdict: Verdict, what: str = "") -> None:
+        if verdict.verdict == "OK":
+            return
+        where = f" at {verdict.path}" if verdict.path else ""
+        text = (
+            f"{what}{verdict.verdict} {verdict.rule or 'message'}: {verdict.reason or ''}{where}"
+            f" {verdict.detail} {' '.join(verdict.should)}"
+        ).strip()
+        self.findings.append((verdict.verdict, text))
+
+    def _lint_datagram(self, data: bytes) -> None:
+        """Lint a datagram from the target as a session packet (05 §9), and the frame
+        inside a data packet, opened with the keys this probe logged (09-keylog.md)."""
+        self.datagrams_linted += 1
+        verdict = self.linter.lint(data)
+        if verdict.verdict != "OK":
+            self._finding(verdict, "datagram: ")
+            return
+        packet = loads_canonical(data)
+        kind = packet.get("type") if isinstance(packet, dict) else None
+        if kind not in ("hs", "cookie", "data"):
+            self.findings.append(
+                (
+                    INVALID,
+                    f"datagram: INVALID a bare {kind!r} message, not a packet (05 §9)",
+                )
+            )
+            return
+        if kind != "data":
+            return
+        rid, n, ct = packet["rid"], packet["n"], packet["ct"]
+        for entry in reversed(self.keys):
+            if entry.local_index != rid:
+                continue
+            nonce = b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
+            try:
+                frame = ChaCha20Poly1305(entry.recv_key).decrypt(
+                    nonce, ct, b"qdht-data" + rid.to_bytes(4, "big")
+                )
+            except InvalidTag:
+                continue
+            frame_verdict = self.linter.lint(frame)
+            self._finding(frame_verdict, "frame: ")
+            ftype = loads_canonical(frame).get("type") if frame_verdict.ok else None
+            if frame_verdict.ok and ftype not in ("msg", "frag", "keepalive", "close"):
+                self.findings.append((INVALID, f"frame: INVALID {ftype!r} is not a frame (05 §3)"))
+            return
+        if any(entry.local_index == rid for entry in self.keys):
+            self.findings.append(
+                (INVALID, f"datagram: INVALID a data packet for index {rid} fails its tag (05 §2)")
+            )
+
     def _on_message(self, payload: bytes) -> None:
         verdict = self.linter.lint(payload)
-        if verdict.verdict != "OK":
-            where = f" at {verdict.path}" if verdict.path else ""
-            text = (
-                f"{verdict.verdict} {verdict.rule or 'message'}: {verdict.reason or ''}{where}"
-                f" {verdict.detail} {' '.join(verdict.should)}"
-            ).strip()
-            self.findings.append((verdict.verdict, text))
+        self._finding(verdict)
         message: Any = None
         error = None
         try:
@@ -172,6 +233,42 @@ class Probe:
         if len(self.messages) < MAX_KEPT:
             self.messages.append(Received(payload, message, error))
 
+    def _on_keys(self, line: str) -> None:
+        entries, _ = parse_keylog(line)
+        if len(self.keys) < MAX_KEPT:
+            self.keys.extend(entries)
+
+    def sent_counters(self, rid: int) -> list[int]:
+        """Counters of the data packets this probe sent with receiver index ``rid``."""
+        out = []
+        for data in self.sent:
+            try:
+                obj = loads_canonical(data)
+            except DecodeError:
+                continue
+            if isinstance(obj, dict) and obj.get("type") == "data" and obj.get("rid") == rid:
+                out.append(obj["n"])
+        return out
+
+    def seal(self, frame: dict[str, Any], n: int, keys: KeyLogEntry | None = None) -> bytes:
+        """A data packet carrying ``frame`` under the newest keys (or ``keys``), counter ``n``.
+
+        Built here from 05-transport.md §2, not by the endpoint, so it may be
+        anything the spec forbids a sender to make (oversize, a stale counter).
+        """
+        if keys is None:
+            if not self.keys:
+                raise RuntimeError("harness: no session keys yet")
+            keys = self.keys[-1]
+        nonce = b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
+        ad = b"qdht-data" + keys.peer_index.to_bytes(4, "big")
+        ct = ChaCha20Poly1305(keys.send_key).encrypt(nonce, dumps_canonical(frame), ad)
+        return dumps_canonical({"type": "data", "rid": keys.peer_index, "n": n, "ct": ct})
+
+    def seal_message(self, payload: bytes, n: int) -> bytes:
+        """A data packet with one ``msg`` frame carrying ``payload``, counter ``n``."""
+        return self.seal({"type": "msg", "p": payload}, n)
+
     # ------------------------------------------------------------------ cases
 
     async def wait_for(self, predicate: Callable[[], bool], seconds: float) -> bool:
@@ -179,6 +276,14 @@ class Probe:
         with trio.move_on_after(seconds):
             while not predicate():
                 await self._changed.wait()
+            return True
+        return predicate()
+
+    async def wait_datagrams(self, predicate: Callable[[], bool], seconds: float) -> bool:
+        """Like :meth:`wait_for`, re-checked on every datagram received (kept or not)."""
+        with trio.move_on_after(seconds):
+            while not predicate():
+                await self._datagram.wait()
             return True
         return predicate()
 

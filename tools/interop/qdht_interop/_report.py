@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Final
 
 from qdht_interop._cases import AREAS
-from qdht_interop._grades import FAILED, GRADES, INFORMATIONAL, NON_STRICT, OK, UNIMPLEMENTED
+from qdht_interop._grades import (
+    FAILED,
+    GRADE_MEANINGS,
+    GRADES,
+    INFORMATIONAL,
+    NON_STRICT,
+    OK,
+    UNIMPLEMENTED,
+)
 from qdht_interop._runner import RunReport
 
 __all__ = ["render_html", "render_markdown", "render_table", "write_reports"]
@@ -63,8 +71,14 @@ def render_markdown(reports: Sequence[RunReport]) -> str:
     return "\n".join(out)
 
 
+def _anchor(run: int, case_id: str) -> str:
+    return f"r{run}-" + case_id.replace("/", "-").replace(".", "_")
+
+
 def render_html(reports: Sequence[RunReport]) -> str:
-    """One page, no external resources: the case-by-target matrix, then every detail."""
+    """One page, no scripts and nothing fetched: a verdict per target, the grade
+    legend, the case-by-target matrix (each cell links to its details), then
+    every case's details per target."""
     e = html.escape
     ids: list[str] = []
     titles: dict[str, tuple[str, str]] = {}
@@ -81,27 +95,31 @@ def render_html(reports: Sequence[RunReport]) -> str:
     for case_id in ids:
         title, spec = titles[case_id]
         cells = []
-        for results in by:
+        for run, results in enumerate(by):
             found = results.get(case_id)
             if found is None:
                 cells.append("<td>—</td>")
                 continue
             tip = e(" · ".join(found.details), quote=True)
             cls = "g-" + found.grade.lower().replace("-", "")
-            cells.append(f'<td class="{cls}" title="{tip}">{e(found.grade)}</td>')
+            cells.append(
+                f'<td class="{cls}" title="{tip}">'
+                f'<a href="#{_anchor(run, case_id)}">{e(found.grade)}</a></td>'
+            )
         rows.append(
             f"<tr><th><code>{e(case_id)}</code></th><td>{e(title)}</td>"
             f"<td>{e(spec)}</td>{''.join(cells)}</tr>"
         )
     heads = "".join(f"<th>{e(r.name)}<br><small>{e(_counts(r))}</small></th>" for r in reports)
     sections = []
-    for report in reports:
+    for run, report in enumerate(reports):
         items = []
         for r in report.results:
             details = "".join(f"<li>{e(d)}</li>" for d in r.details)
             cls = "g-" + r.grade.lower().replace("-", "")
             items.append(
-                f'<tr><td><code>{e(r.id)}</code></td><td class="{cls}">{e(r.grade)}</td>'
+                f'<tr id="{_anchor(run, r.id)}"><td><code>{e(r.id)}</code><br>'
+                f'<small>{e(r.spec)}</small></td><td class="{cls}">{e(r.grade)}</td>'
                 f"<td>{r.duration:.1f} s</td><td>{r.linted}</td><td><ul>{details}</ul></td></tr>"
             )
         setup = f"<p>Setup FAILED: {e(report.setup_error)}</p>" if report.setup_error else ""
@@ -113,14 +131,29 @@ def render_html(reports: Sequence[RunReport]) -> str:
             f"<th>Details</th></tr>{''.join(items)}</table>"
         )
     legend = ", ".join(f"<code>{a}</code> = {e(f)}" for a, f in AREAS.items())
+    grades = "".join(
+        f'<tr><td class="g-{g.lower().replace("-", "")}">{e(g)}</td><td>{e(m)}</td></tr>'
+        for g, m in GRADE_MEANINGS.items()
+    )
+    verdicts = "".join(
+        f"<li><strong>{e(r.name)}</strong>: "
+        f"{'FAILED' if r.failed else 'passed'} ({e(_counts(r))})</li>"
+        for r in reports
+    )
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>qdht-interop report</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #d0d7de;"
         "padding:4px 8px;text-align:left;vertical-align:top}ul{margin:0;padding-left:1.2em}"
-        f"{css}</style></head><body><h1>qdht-interop report</h1>"
-        f"<p>Case IDs are <code>area/section/n</code>: {legend}.</p>"
+        "td a{color:inherit}tr:target{outline:3px solid #0969da}"
+        f"{css}</style></head><body><h1>qdht-interop report</h1><ul>{verdicts}</ul>"
+        f"<h2>Grades</h2><table>{grades}</table>"
+        "<p>Within one case the worst grade wins. A target passes when no case is "
+        "FAILED.</p>"
+        f"<h2>Cases</h2><p>Case IDs are <code>area/section/n</code>: {legend}. "
+        "Click a grade for its details.</p>"
         f"<table><tr><th>Case</th><th>Title</th><th>Spec</th>{heads}</tr>{''.join(rows)}</table>"
         f"{''.join(sections)}</body></html>\n"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.util
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -25,6 +26,7 @@ from qdht_interop._target import TargetError, TargetProcess, printable
 
 __all__ = [
     "DEFAULT_DIFFICULTY",
+    "LINT_EXTRA_MISSING",
     "NETWORK_SIZE",
     "CaseResult",
     "RunOptions",
@@ -39,6 +41,19 @@ DEFAULT_DIFFICULTY: Final = 8
 NETWORK_SIZE: Final = 3
 #: Seconds the harness network may take to start and join.
 NETWORK_TIMEOUT: Final = 15.0
+
+
+#: Why the harness cannot run without the ``lint`` extra (it lints every message).
+LINT_EXTRA_MISSING: Final = (
+    "qdht-interop needs the 'lint' extra (pycddl, for linting every message the "
+    "target sends): pip install 'qdht[lint]'"
+)
+
+
+def require_lint_extra() -> None:
+    """Raise ImportError with :data:`LINT_EXTRA_MISSING` if pycddl is not installed."""
+    if importlib.util.find_spec("pycddl") is None:
+        raise ImportError(LINT_EXTRA_MISSING)
 
 
 @attrs.frozen
@@ -208,7 +223,9 @@ async def run_suite(options: RunOptions, linter: Linter | None = None) -> RunRep
     if (options.command is None) == (options.target is None):
         raise ValueError("pass exactly one of command and target")
     cases = select_cases(options.cases)
-    linter = linter if linter is not None else Linter()
+    if linter is None:
+        require_lint_extra()
+        linter = Linter()
     started = time.time()
     clock = trio.current_time()
     label = options.command if options.command is not None else str(options.target)

@@ -21,7 +21,13 @@ import trio
 
 from qdht_interop._cases import CASES
 from qdht_interop._report import render_table, write_reports
-from qdht_interop._runner import DEFAULT_DIFFICULTY, RunOptions, RunReport, run_suite
+from qdht_interop._runner import (
+    DEFAULT_DIFFICULTY,
+    RunOptions,
+    RunReport,
+    require_lint_extra,
+    run_suite,
+)
 
 __all__ = ["JS_PEER", "main", "python_command", "self_test_targets"]
 
@@ -99,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in CASES:
             print(f"{case.id:<12} {case.spec:<24} {case.title}")
         return 0
+    try:
+        require_lint_extra()
+    except ImportError as exc:
+        print(f"qdht-interop: error: {exc}", file=sys.stderr)
+        return 2
     if args.difficulty < 0 or args.difficulty > 32 or args.startup_timeout <= 0:
         print(
             "qdht-interop: --difficulty must be 0..32, --startup-timeout positive", file=sys.stderr

@@ -6,8 +6,10 @@ member, but not in a map that is an element of an array (a contact in
 reads the simple map rules of the spec (``name = { key: type, ? key: type }``)
 and, for every member whose type is an array of one such map rule, checks that
 each element is a map with no key its rule does not list — recursively.  It
-runs before pycddl, which panics on an array element that is not a map.  Rules outside
-that simple shape are left to pycddl.
+runs before pycddl, which panics on an array element that is not a map.  A
+member that is a group choice (``( a: T // b: U )``, as in ``dht-value``)
+contributes the keys of every alternative (pycddl checks the choice itself).
+Rules outside that shape are left to pycddl.
 """
 
 from __future__ import annotations
@@ -55,6 +57,45 @@ def _split_members(body: str) -> list[str] | None:
     return [m for m in (m.strip() for m in members) if m]
 
 
+def _split_top(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside brackets and strings."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    in_string = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            in_string = char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "([{<":
+            depth += 1
+        elif char in ")]}>":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i])
+            start = i + len(separator)
+            i = start
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def _expand_choices(members: list[str]) -> list[str]:
+    """Members with each ``( a: T // b: U, c: V )`` group replaced by all its members."""
+    out: list[str] = []
+    for member in members:
+        if member.startswith("(") and member.endswith(")"):
+            for alternative in _split_top(member[1:-1], "//"):
+                out.extend(_split_top(alternative, ","))
+        else:
+            out.append(member)
+    return out
+
+
 #: A plan: key → (element rule's keys, element rule's plan) for arrays of maps,
 #: or key → (None, nested plan) for a member that is itself a simple map.
 _Plan = dict[str, tuple[frozenset[str] | None, "_Plan"]]
@@ -75,9 +116,9 @@ class ClosedMaps:
             members = None if body is None else _split_members(body)
             if members is not None:
                 keys: dict[str, str] = {}
-                for member in members:
+                for member in _expand_choices(members):
                     match = _KEY.match(member)
-                    if match is None:  # a group, a computed key, ...: not simple
+                    if match is None:  # a group name, a computed key, ...: not simple
                         return None
                     keys[match.group(1) or match.group(2)] = match.group(3).strip()
                 self._keys[rule] = keys

@@ -5,13 +5,21 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { decode, encode, DecodeError } from './cbor.js';
 import { checkMessage } from './messages.js';
 import { sha3_256, ascii, concat, randomBytes, equalBytes } from './crypto.js';
+import { DEFAULT_LIMITS, RecordError, mergeRecord, mergeSetEntry, recordKey, signedBytes, validateRecord } from './records.js';
 
 export const K = 20;
 export const ALPHA = 3;
 export const LIMITS = Object.freeze({
-  maxValues: 10000,
-  maxStoredBytes: 64 << 20,
-  valueTtl: 24 * 3600,
+  maxValues: 10000, // keys held
+  maxStoredBytes: 64 << 20, // encoded records held
+  valueTtl: 24 * 3600, // exp of the immutable records this peer puts
+  maxMessage: 73728, // 00-conventions.md §3: a VALUE must fit
+  storeRate: 10, // STOREs per second per source address (07-records.md §6.3) ...
+  storeBurst: 50, // ... with bursts of
+  floodAddresses: 10000, // source addresses remembered
+  getQuorum: 5, // holders with valid answers a mutable/set get waits for
+  maxCached: 1024, // path-cache entries (07-records.md §10.6), least recently stored evicted
+
   rpcTimeout: 12, // seconds, including a handshake
   maxPendingRpcs: 4096,
 });
@@ -24,8 +32,42 @@ export const ERR = Object.freeze({
   'invalid-value': 6,
   'not-serving': 7,
   internal: 8,
+  'owner-key-unknown': 9,
+  stale: 10,
+  'cas-mismatch': 11,
 });
+// 02-dht-rpc.md §4.3: the reason a STORE's record was refused -> the ERROR code.
+const STORE_ERROR = {
+  flood: 'rate-limited',
+  'too-large': 'too-large',
+  'key-mismatch': 'invalid-value',
+  expired: 'invalid-value',
+  'expiry-too-far': 'invalid-value',
+  'owner-mismatch': 'invalid-value',
+  'bad-signature': 'invalid-value',
+  'kind-mismatch': 'invalid-value',
+  'owner-key-unknown': 'owner-key-unknown',
+  'seq-regression': 'stale',
+  'seq-conflict': 'stale',
+  'cas-mismatch': 'cas-mismatch',
+  'set-full': 'storage-full',
+  quota: 'storage-full',
+};
+const FAMILY = { immutable: 'immutable', mutable: 'mutable', tombstone: 'mutable', set_entry: 'set' };
+/** Rank of a mutable record or tombstone (07-records.md §7.1 rule 7), for sorting. */
+function rankCmp(a, b) {
+  const sa = BigInt(a.seq);
+  const sb = BigInt(b.seq);
+  if (sa !== sb) return sa < sb ? -1 : 1;
+  const ta = a.type === 'tombstone' ? 1 : 0;
+  const tb = b.type === 'tombstone' ? 1 : 0;
+  if (ta !== tb) return ta - tb;
+  return Buffer.compare(sha3_256(signedBytes(a)), sha3_256(signedBytes(b)));
+}
 const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store'];
+// Requests of other areas this peer does not implement (08-watch.md): answered
+// like a type it does not know (unknown-request), not as a malformed request.
+const UNSERVED_REQUESTS = new Set(['watch', 'notify']);
 const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error']);
 const ALLOWED_RESPONSES = {
   ping: ['pong', 'error'],
@@ -200,8 +242,12 @@ export class DhtNode {
     this.ep = endpoint;
     this.self = endpoint.identity.nodeId;
     this.table = new RoutingTable(this.self);
-    this.store = new Map(); // key hex -> {value, expires}
+    // key hex -> {family, record} (immutable, mutable, tombstone) or {family: 'set', entries: Map owner hex -> entry}
+    this.store = new Map();
     this.storedBytes = 0;
+    this.limits = { ...DEFAULT_LIMITS, ...(o.recordLimits ?? {}) };
+    this.floods = new Map(); // source address -> {tokens, at} (07-records.md §6.3)
+    this.cached = new Set(); // key hex of path-cache entries, oldest first (07-records.md §10.6)
     this.pending = new Map(); // peerHex|ridHex -> {type, resolve, reject, timer}
     this.log = o.log ?? (() => {});
     this.now = o.now ?? (() => Date.now() / 1000);
@@ -246,7 +292,8 @@ export class DhtNode {
       if (!(e instanceof DecodeError)) throw e;
       this.count('dropped', e.reason);
       if (!rid || info.early) return;
-      const code = e.reason === 'unknown-type' ? ERR['unknown-request'] : ERR['bad-request'];
+      const unknown = e.reason === 'unknown-type' || (e.reason === 'unexpected-type' && UNSERVED_REQUESTS.has(type));
+      const code = unknown ? ERR['unknown-request'] : ERR['bad-request'];
       return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
     }
     const m = req.msg;
@@ -263,14 +310,16 @@ export class DhtNode {
       case 'find_node':
         return reply({ type: 'nodes', nodes: this.contactsNear(m.target, peerId) });
       case 'find_value': {
-        const v = this.lookupLocal(m.key);
-        if (v) return reply({ type: 'value', value: v });
+        const answer = this.valueAnswer(m.key);
+        if (answer) return reply(answer);
         return reply({ type: 'nodes', nodes: this.contactsNear(m.key, peerId) });
       }
       case 'store': {
-        if (!equalBytes(immutableKey(m.value), m.key)) return reply({ type: 'error', code: ERR['invalid-value'], message: 'key does not match value' });
-        const r = this.putLocal(m.key, m.value);
-        if (!r) return reply({ type: 'error', code: ERR['storage-full'], message: 'storage full' });
+        const reason = this.storeRecord(m.key, m.record, m.cas ?? null, addr, m.cache ?? null);
+        if (reason) {
+          this.count('dropped', `store-${reason}`);
+          return reply({ type: 'error', code: ERR[STORE_ERROR[reason]], message: reason });
+        }
         return reply({ type: 'stored' });
       }
       default:
@@ -284,28 +333,160 @@ export class DhtNode {
       .map((e) => ({ id: e.id, addrs: [toWireAddr(e.addr)] }));
   }
 
-  lookupLocal(key) {
-    const e = this.store.get(hexOf(key));
-    if (!e) return null;
-    if (e.expires <= this.now() || !equalBytes(immutableKey(e.value), key)) {
-      this.store.delete(hexOf(key));
-      this.storedBytes -= e.value.length;
-      return null;
+  /**
+   * 07-records.md §6.3: a token bucket per source IP address (loopback sources
+   * told apart by port, so several nodes on one host are not one source);
+   * false = over the bound.
+   */
+  floodOk(addr) {
+    const loopback = addr.address === '::1' || addr.address.startsWith('127.');
+    const a = loopback ? `${addr.address}|${addr.port}` : addr.address;
+    const now = this.now();
+    let b = this.floods.get(a);
+    if (!b) {
+      if (this.floods.size >= LIMITS.floodAddresses) this.floods.delete(this.floods.keys().next().value);
+      b = { tokens: LIMITS.storeBurst, at: now };
+      this.floods.set(a, b);
     }
-    return e.value;
+    b.tokens = Math.min(LIMITS.storeBurst, b.tokens + (now - b.at) * LIMITS.storeRate);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
   }
 
-  putLocal(key, value) {
+  /**
+   * A STORE (02-dht-rpc.md §4.3): flood bound, validation (07 §6), merge (07 §7);
+   * with `cache` a path-cache STORE (07 §10.6). Returns null when stored (or
+   * already held), else the reason of the refusal.
+   */
+  storeRecord(key, record, cas, addr = null, cache = null) {
     const h = hexOf(key);
-    const old = this.store.get(h);
-    if (old) {
-      old.expires = this.now() + LIMITS.valueTtl;
-      return true;
+    const now = this.now();
+    const before = this.store.get(h);
+    const wasStored = before !== undefined && before.cacheUntil === undefined && this.liveRecords(key, before, now).length > 0;
+    const reason = this.mergeStore(key, record, cas, addr);
+    if (reason === null) this.noteCache(h, cache, now, wasStored);
+    return reason;
+  }
+
+  /**
+   * 07-records.md §10.6: a cache STORE of a key held as a stored entry leaves it
+   * stored; otherwise the entry is cached for `cache` seconds (in its own bounded
+   * budget). A STORE without `cache` makes the entry a stored one.
+   */
+  noteCache(h, cache, now, wasStored) {
+    const held = this.store.get(h);
+    if (!held) return;
+    if (cache === null) {
+      delete held.cacheUntil;
+      this.cached.delete(h);
+      return;
     }
-    if (this.store.size >= LIMITS.maxValues || this.storedBytes + value.length > LIMITS.maxStoredBytes) return false;
-    this.store.set(h, { value, expires: this.now() + LIMITS.valueTtl });
-    this.storedBytes += value.length;
-    return true;
+    if (wasStored) return;
+    held.cacheUntil = Math.max(held.cacheUntil ?? 0, now + Number(cache));
+    this.cached.delete(h);
+    this.cached.add(h);
+    while (this.cached.size > LIMITS.maxCached) this.forget(this.cached.values().next().value);
+  }
+
+  mergeStore(key, record, cas, addr) {
+    if (addr && !this.floodOk(addr)) return 'flood';
+    const now = this.now();
+    try {
+      validateRecord(record, key, now, this.limits);
+    } catch (e) {
+      if (e instanceof RecordError) return e.reason;
+      throw e;
+    }
+    const h = hexOf(key);
+    const size = encode(record).length;
+    let held = this.store.get(h);
+    if (held && held.family !== FAMILY[record.type]) {
+      if (this.liveRecords(key, held, now).length) return 'kind-mismatch';
+      this.forget(h);
+      held = undefined;
+    }
+    if (record.type === 'set_entry') {
+      const entries = held ? held.entries : new Map();
+      const owner = hexOf(record.owner);
+      const r = mergeSetEntry([...entries.values()], record, now, cas, this.limits);
+      if (r.outcome === 'reject') return r.reason;
+      if (r.outcome === 'unchanged') return null;
+      const old = entries.get(owner);
+      const grow = size - (old ? encode(old).length : 0);
+      if (!held && this.store.size >= LIMITS.maxValues) return 'quota';
+      if (this.storedBytes + grow > LIMITS.maxStoredBytes) return 'quota';
+      entries.set(owner, record);
+      this.storedBytes += grow;
+      if (!held) this.store.set(h, { family: 'set', entries });
+      return null;
+    }
+    const existing = held ? held.record : null;
+    const r = mergeRecord(existing, record, now, cas);
+    if (r.outcome === 'reject') return r.reason;
+    if (r.outcome === 'unchanged') return null;
+    const grow = size - (existing ? encode(existing).length : 0);
+    if (!held && this.store.size >= LIMITS.maxValues) return 'quota';
+    if (this.storedBytes + grow > LIMITS.maxStoredBytes) return 'quota';
+    this.store.set(h, { family: FAMILY[record.type], record });
+    this.storedBytes += grow;
+    return null;
+  }
+
+  forget(h) {
+    const held = this.store.get(h);
+    this.cached.delete(h);
+    if (!held) return;
+    const recs = held.family === 'set' ? [...held.entries.values()] : [held.record];
+    for (const r of recs) this.storedBytes -= encode(r).length;
+    this.store.delete(h);
+  }
+
+  /** The held records of `key` that still validate now (02 §4.2: re-validated before serving). */
+  liveRecords(key, held, now) {
+    if (held.cacheUntil !== undefined && now >= held.cacheUntil) return [];
+    const recs = held.family === 'set' ? [...held.entries.values()] : [held.record];
+    return recs.filter((r) => {
+      try {
+        validateRecord(r, key, now, this.limits);
+        return true;
+      } catch (e) {
+        if (e instanceof RecordError) return false;
+        throw e;
+      }
+    });
+  }
+
+  /** The VALUE answer for `key` (without rid), or null to answer NODES. */
+  valueAnswer(key) {
+    const h = hexOf(key);
+    const held = this.store.get(h);
+    if (!held) return null;
+    const live = this.liveRecords(key, held, this.now());
+    if (!live.length) {
+      this.forget(h);
+      return null;
+    }
+    if (held.family !== 'set') return { type: 'value', record: live[0] };
+    // 02-dht-rpc.md §4.2: latest exp first, ties by owner ascending; as many as fit.
+    live.sort((a, b) => (Number(b.exp) - Number(a.exp)) || Buffer.compare(a.owner, b.owner));
+    const records = [];
+    let size = 64; // the map around them, rid and type
+    for (const r of live.slice(0, 64)) {
+      const n = encode(r).length + 5;
+      if (size + n > LIMITS.maxMessage) break;
+      records.push(r);
+      size += n;
+    }
+    return { type: 'value', records };
+  }
+
+  /** The value of an immutable or mutable record held locally (for `get`), or null. */
+  lookupLocal(key) {
+    const answer = this.valueAnswer(key);
+    const r = answer?.record;
+    return r && r.type !== 'tombstone' ? r.value : null;
   }
 
   onResponse(peerId, item, addr) {
@@ -373,6 +554,7 @@ export class DhtNode {
       short.set(h, { id, addr, state: 'new', d: distance(id, target) });
     };
     for (const e of this.table.closest(target, K)) add(e.id, e.addr);
+    const answers = []; // find_value: valid answers of mutable and set keys (07-records.md §7.3)
     const sorted = () => [...short.values()].filter((e) => e.state !== 'failed').sort((a, b) => cmpBytes(a.d, b.d));
     for (;;) {
       const top = sorted().slice(0, K);
@@ -389,10 +571,24 @@ export class DhtNode {
           const msg = kind === 'find_node' ? { type: 'find_node', target } : { type: 'find_value', key: target };
           const r = await this.request(e.id, e.addr, msg);
           if (r.type === 'value') {
-            if (equalBytes(immutableKey(r.value), target)) return { value: r.value };
-            this.count('dropped', 'value-mismatch');
-            e.state = 'failed';
-            return null;
+            const valid = (r.records ?? [r.record]).filter((rec) => {
+              try {
+                validateRecord(rec, target, this.now(), this.limits);
+                return true;
+              } catch (err) {
+                if (err instanceof RecordError) return false;
+                throw err;
+              }
+            });
+            if (!valid.length) {
+              this.count('dropped', 'invalid-value');
+              e.state = 'failed';
+              return null;
+            }
+            e.state = 'done';
+            if (valid[0].type === 'immutable') return { value: valid[0].value, records: valid, final: true };
+            answers.push({ holder: e, records: valid });
+            return answers.length >= LIMITS.getQuorum ? { final: true } : null;
           }
           if (r.type === 'error') {
             e.state = 'failed';
@@ -413,21 +609,52 @@ export class DhtNode {
         return null;
       });
       const res = await Promise.all(rounds);
-      const hit = res.find((x) => x && x.value);
-      if (hit) return hit;
+      const hit = res.find((x) => x && x.final);
+      if (hit?.value !== undefined) return hit;
+      if (hit) break;
     }
-    if (kind === 'find_value') return { value: null };
+    if (kind === 'find_value') return this.resolveAnswers(answers);
     return sorted()
       .filter((e) => e.state === 'done')
       .slice(0, K);
   }
 
-  /** Store a value on the k closest nodes; returns {key, stored: count}. */
+  /**
+   * 07-records.md §7.3: the winner among holders' answers (mutable/tombstone),
+   * or per publisher for a set; stale holders get the winner (entry correction).
+   */
+  resolveAnswers(answers) {
+    if (!answers.length) return { value: null };
+    const all = answers.flatMap((a) => a.records);
+    const correct = (holder, rec) => {
+      this.count('served', 'entry-correction');
+      this.request(holder.id, holder.addr, { type: 'store', key: recordKey(rec), record: rec }).catch(() => {});
+    };
+    if (all[0].type === 'set_entry') {
+      const best = new Map();
+      for (const r of all) {
+        const o = hexOf(r.owner);
+        if (!best.has(o) || rankCmp(r, best.get(o)) > 0) best.set(o, r);
+      }
+      for (const a of answers)
+        for (const [o, w] of best) {
+          const mine = a.records.find((r) => hexOf(r.owner) === o);
+          if (!mine || rankCmp(w, mine) > 0) correct(a.holder, w);
+        }
+      return { value: null, records: [...best.values()] };
+    }
+    const winner = all.reduce((w, r) => (rankCmp(r, w) > 0 ? r : w));
+    for (const a of answers) if (rankCmp(winner, a.records[0]) > 0) correct(a.holder, winner);
+    return { value: winner.type === 'tombstone' ? null : winner.value, records: [winner] };
+  }
+
+  /** Store an immutable value on the k closest nodes; returns {key, stored: count}. */
   async put(value) {
     const key = immutableKey(value);
-    this.putLocal(key, value);
+    const record = { type: 'immutable', value, exp: Math.floor(this.now()) + LIMITS.valueTtl };
+    this.storeRecord(key, record, null);
     const nodes = await this.lookup(key, 'find_node');
-    const res = await Promise.allSettled(nodes.map((n) => this.request(n.id, n.addr, { type: 'store', key, value })));
+    const res = await Promise.allSettled(nodes.map((n) => this.request(n.id, n.addr, { type: 'store', key, record })));
     const stored = res.filter((r) => r.status === 'fulfilled' && r.value.type === 'stored').length;
     return { key, stored };
   }

@@ -65,6 +65,24 @@ const MLDSA_PK = bytes(1952);
 const MLDSA_SIG = bytes(3309);
 const NONCE = bytes(8);
 
+const RECORD_TYPES = ['immutable', 'mutable', 'tombstone', 'set_entry'];
+const SINGLE_RECORD_TYPES = ['immutable', 'mutable', 'tombstone'];
+
+/**
+ * A record map nested in a message (02-dht-rpc.md §4, 07-records.md §5):
+ * its own `type` picks its rule among `allowed` record types, as for a message.
+ */
+const recordOf = (allowed) => (v, p) => {
+  if (!isMap(v)) throw new DecodeError('not-a-map', p);
+  if (!('type' in v)) throw new DecodeError('missing-type', `${p}.type`);
+  const t = v.type;
+  if (typeof t !== 'string') throw new DecodeError('field-type', `${p}.type`);
+  const rule = TYPE_TO_RULE[t];
+  if (!rule) throw new DecodeError('unknown-type', `${p}.type`);
+  if (!allowed.includes(t)) throw new DecodeError('unexpected-type', `${p}.type`);
+  checkMap(v, RULES[rule], p);
+};
+
 const CERT_FIELDS = {
   type: [textEnum('cert')],
   v: [V1],
@@ -84,8 +102,21 @@ export const RULES = {
   'dht-find_node': { rid: [RID], target: [NODE_ID], ro: RO, ws: WS },
   'dht-nodes': { rid: [RID], nodes: [array(CONTACT, 0, 32)] },
   'dht-find_value': { rid: [RID], key: [bytes(32)], ro: RO, ws: WS },
-  'dht-value': { rid: [RID], value: [bytes(0, 65536)] },
-  'dht-store': { rid: [RID], key: [bytes(32)], value: [bytes(0, 65536)], ro: RO, ws: WS },
+  // Exactly one of `record` / `records` (checked first, in preChecks).
+  'dht-value': {
+    rid: [RID],
+    record: [recordOf(SINGLE_RECORD_TYPES), true],
+    records: [array(recordOf(['set_entry']), 1, 64), true],
+  },
+  'dht-store': {
+    rid: [RID],
+    key: [bytes(32)],
+    record: [recordOf(RECORD_TYPES)],
+    cas: [uint(), true],
+    cache: [uint(1, 86400), true], // 07-records.md §10.6, never with cas (extraChecks)
+    ro: RO,
+    ws: WS,
+  },
   'dht-stored': { rid: [RID] },
   'dht-error': { rid: [RID, true], code: [uint()], message: [text(0, 256)] },
   'identity-cert': CERT_FIELDS,
@@ -166,6 +197,10 @@ export const RULES = {
     exp: [UNIX_TIME],
     sig: [MLDSA_SIG],
   },
+  'watch-watch': { rid: [RID], key: [bytes(32)], ttl: [uint(0, 600)], since: [uint(), true], ro: RO, ws: WS },
+  'watch-watching': { rid: [RID], ttl: [uint(0, 600)] },
+  'watch-notify': { rid: [RID], key: [bytes(32)], record: [recordOf(RECORD_TYPES), true], ro: RO, ws: WS },
+  'watch-notified': { rid: [RID], stop: [trueOnly, true] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
@@ -181,6 +216,16 @@ export const TYPE_TO_RULE = Object.fromEntries(Object.keys(RULES).map((r) => [r.
 for (const [rule, fields] of Object.entries(RULES))
   fields.type ??= [textEnum(rule.slice(rule.indexOf('-') + 1))];
 
+/** Rules the field table cannot say, checked before the fields (a CDDL group choice). */
+function preChecks(rule, m) {
+  if (rule === 'dht-value') {
+    // 02-dht-rpc.md §4.2: `records` next to `record` is an unknown field;
+    // neither of them is a missing `record`.
+    if ('record' in m && 'records' in m) throw new DecodeError('unknown-field', '$.records');
+    if (!('record' in m) && !('records' in m)) throw new DecodeError('missing-field', '$.record');
+  }
+}
+
 /** Semantic checks outside the CDDL. */
 function extraChecks(rule, m) {
   if (rule === 'identity-successor') {
@@ -188,6 +233,7 @@ function extraChecks(rule, m) {
   }
   if (rule === 'session-frag' && BigInt(m.i) >= BigInt(m.c)) throw new DecodeError('field-value', '$.i');
   if (rule === 'session-hs' && m.i >= m.c) throw new DecodeError('field-value', '$.i');
+  if (rule === 'dht-store' && 'cas' in m && 'cache' in m) throw new DecodeError('field-value', '$.cache');
 }
 
 /**
@@ -202,6 +248,7 @@ export function checkMessage(item, allowed = null) {
   const rule = TYPE_TO_RULE[t];
   if (!rule) throw new DecodeError('unknown-type', '$.type');
   if (allowed && !allowed.includes(rule)) throw new DecodeError('unexpected-type', '$.type');
+  preChecks(rule, item);
   checkMap(item, RULES[rule], '$');
   extraChecks(rule, item);
   return { rule, msg: item };

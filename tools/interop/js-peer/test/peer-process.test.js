@@ -104,8 +104,16 @@ test('edge-case requests answered by a Python node as the spec says (black box)'
   const dgram = await import('node:dgram');
   const { Endpoint } = await import('../src/session.js');
   const { DhtNode, parseContactUri, immutableKey } = await import('../src/dht.js');
-  const { generateIdentity, randomBytes } = await import('../src/crypto.js');
+  const { generateIdentity, randomBytes, mldsaKeygen, mldsaSign, sha3_256 } = await import('../src/crypto.js');
   const { encode } = await import('../src/cbor.js');
+  const { recordKey, signedBytes, CONTEXTS } = await import('../src/records.js');
+  const exp = () => Math.floor(Date.now() / 1000) + 3600;
+  const owner = mldsaKeygen(randomBytes(32));
+  // A mutable record signed by `owner` (07-records.md §4, §5.2), with pk.
+  const mutable = (seq, value, salt = 'edge') => {
+    const r = { type: 'mutable', owner: sha3_256(owner.pk), salt: Buffer.from(salt), seq, value: Buffer.from(value), exp: exp() };
+    return { ...r, pk: owner.pk, sig: mldsaSign(owner.sk, signedBytes(r), CONTEXTS.mutable) };
+  };
   const p = await startPy(PY);
   const target = parseContactUri(p.uri);
   const sock = dgram.createSocket('udp4');
@@ -131,12 +139,26 @@ test('edge-case requests answered by a Python node as the spec says (black box)'
     assert.equal((await raw({ type: 'ping', ro: false })).code, 1, 'ro: false is a bad request');
     assert.equal((await raw({ type: 'frobnicate' })).code, 2, 'unknown-request');
     assert.equal(await raw({ type: 'pong' }, 'ping', 1500), 'timeout', 'a response type is never answered');
-    assert.equal((await raw({ type: 'store', key: randomBytes(32), value: randomBytes(10) }, 'store')).code, 6, 'invalid-value');
+    const imm = (value) => ({ type: 'immutable', value, exp: exp() });
+    assert.equal((await raw({ type: 'store', key: randomBytes(32), record: imm(randomBytes(10)) }, 'store')).code, 6, 'invalid-value');
     const big = randomBytes(65536); // a 64 KiB value: a fragmented message both ways
-    assert.equal((await node.request(target.id, target.addr, { type: 'store', key: immutableKey(big), value: big })).type, 'stored');
+    assert.equal((await node.request(target.id, target.addr, { type: 'store', key: immutableKey(big), record: imm(big) })).type, 'stored');
     const got = await node.request(target.id, target.addr, { type: 'find_value', key: immutableKey(big) });
     assert.equal(got.type, 'value');
-    assert.ok(Buffer.from(got.value).equals(Buffer.from(big)));
+    assert.ok(Buffer.from(got.record.value).equals(Buffer.from(big)));
+    // Signed records and the STORE error codes of 02-dht-rpc.md §4.3.
+    const v2 = mutable(2, 'second');
+    const key = recordKey(v2);
+    const store = (record, cas) => node.request(target.id, target.addr, { type: 'store', key, record, ...(cas === undefined ? {} : { cas }) });
+    const { pk, ...noPk } = mutable(1, 'first');
+    assert.equal((await store(noPk)).code, 9, 'owner-key-unknown without pk');
+    assert.equal((await store(v2)).type, 'stored');
+    assert.equal((await store(mutable(1, 'first'))).code, 10, 'stale: a lower seq');
+    assert.equal((await store(mutable(3, 'third'), 1)).code, 11, 'cas-mismatch');
+    assert.equal((await store(mutable(3, 'third'), 2)).type, 'stored');
+    const held = await node.request(target.id, target.addr, { type: 'find_value', key });
+    assert.equal(Buffer.from(held.record.value).toString(), 'third');
+    assert.ok(held.record.pk, 'a holder sends pk');
     const miss = await node.request(target.id, target.addr, { type: 'find_value', key: randomBytes(32) });
     assert.equal(miss.type, 'nodes');
     assert.deepEqual({ ...ep.stats.drops }, {}, "no session drops");

@@ -7,6 +7,11 @@ bytes where the point is the encoding itself), each with the ``reason`` a
 conforming decoder reports.  Valid vectors whose ``flags`` name a SHOULD rule
 (``S-DHT-1`` ...) obey every MUST but break that recommendation; qdht-lint
 reports them.
+
+The records inside ``store`` and ``value`` messages are wire-level: their
+signatures are fixed placeholder bytes, not real ML-DSA signatures (what a
+holder does with a record is tested by the semantic vectors of
+``vectors/records/``, which carry real ones).
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from qdht.wire import (
     Value,
     encode,
     immutable_key,
+)
+from qdht.wire._records import (
+    ImmutableRecord,
+    MutableRecord,
+    SetEntry,
+    Tombstone,
+    owner_hash,
 )
 from qdht_lint.vectors._common import Case, Valid, vector_file
 
@@ -291,47 +303,281 @@ def _nodes() -> dict[str, Any]:
     return _file("dht-nodes", valid, invalid)
 
 
-def _value_cases(rule: str, make: Callable[[bytes], Any]) -> dict[str, Any]:
-    small = make(b"hello, qdht")
-    biggest = make(_bytes("biggest", 65536))
-    as_map = small.to_cbor()
-    valid: list[tuple[str, list[str], bytes]] = [
-        ("short value", [], encode(small)),
-        ("empty value", [], encode(make(b""))),
-        ("value of 65536 bytes (the limit)", ["max-size"], encode(biggest)),
-    ]
-    invalid = _common_invalid(as_map)
-    invalid += [
-        (
-            "value of 65537 bytes",
-            ["oversize-field"],
-            _canon(dict(as_map, value=_bytes("biggest", 65537))),
-            "field-size",
+#: A fixed expiry (2025-06-16 15:06:40 UTC) for the records of these vectors.
+EXP = 1_750_086_400
+_PK = _bytes("mldsa-pk", 1952)
+_PK2 = _bytes("mldsa-pk-2", 1952)
+#: Placeholder signature bytes: the vectors are wire-level (module docstring).
+_SIG = _bytes("placeholder-signature", 3309)
+
+
+def _records() -> dict[str, Any]:
+    owner, owner2 = owner_hash(_PK), owner_hash(_PK2)
+    return {
+        "immutable": ImmutableRecord(b"hello, qdht", EXP),
+        "mutable": MutableRecord(owner, b"profile", 7, b"hello, mutable", EXP, _SIG, _PK),
+        "mutable-no-pk": MutableRecord(owner, b"profile", 7, b"hello, mutable", EXP, _SIG),
+        "tombstone": Tombstone(owner, b"profile", 8, EXP, _SIG, _PK),
+        "entry": SetEntry(b"mixes", owner, 3, b"descriptor 1", EXP, _SIG, _PK),
+        "entry2": SetEntry(b"mixes", owner2, 1, b"descriptor 2", EXP, _SIG, _PK2),
+        "largest": MutableRecord(
+            owner, _bytes("salt", 64), 2**64 - 1, _bytes("biggest", 65536), 2**40 - 1, _SIG, _PK
         ),
-        ("value is text", ["wrong-field-type"], _canon(dict(as_map, value="hello")), "field-type"),
+    }
+
+
+def _largest_store() -> Store:
+    """The largest STORE a publisher can make (02-dht-rpc.md §4.4)."""
+    return Store.of(RID, _records()["largest"], cas=2**64 - 1, ro=True)
+
+
+def _record_field_cases(base: dict[str, Any], field: str) -> list[Case]:
+    """Faults of the record nested in ``field`` of a store or value map."""
+    record = base[field]
+
+    def with_record(new: Any) -> bytes:
+        return _canon(dict(base, **{field: new}))
+
+    return [
+        (f"{field} is a byte string", ["wrong-field-type"], with_record(b"\x00"), "not-a-map"),
         (
-            "value missing",
+            f"{field} with an unknown type",
+            ["wrong-type"],
+            with_record(dict(record, type="blob")),
+            "unknown-type",
+        ),
+        (
+            f"{field} is a message, not a record",
+            ["wrong-type"],
+            with_record({"type": "stored", "rid": RID}),
+            "unexpected-type",
+        ),
+        (
+            f"{field} with an extra field",
+            ["unknown-field"],
+            with_record(dict(record, extra=0)),
+            "unknown-field",
+        ),
+        (
+            f"{field} without exp",
             ["missing-field"],
-            _canon({k: v for k, v in as_map.items() if k != "value"}),
+            with_record({k: v for k, v in record.items() if k != "exp"}),
             "missing-field",
         ),
+        (
+            f"{field} with a value of 65537 bytes",
+            ["oversize-field"],
+            with_record(dict(record, value=_bytes("biggest", 65537))),
+            "field-size",
+        ),
+        (
+            f"{field} value is text",
+            ["wrong-field-type"],
+            with_record(dict(record, value="hello")),
+            "field-type",
+        ),
     ]
-    if "key" in as_map:
-        invalid += [
-            (
-                "key of 33 bytes",
-                ["oversize-field"],
-                _canon(dict(as_map, key=as_map["key"] + b"\0")),
-                "field-size",
-            ),
-            (
-                "key missing",
-                ["missing-field"],
-                _canon({k: v for k, v in as_map.items() if k != "key"}),
-                "missing-field",
-            ),
-        ]
-    return _file(rule, valid, invalid)
+
+
+def _store() -> dict[str, Any]:
+    records = _records()
+    typical = Store.of(RID, records["immutable"])
+    as_map = typical.to_cbor()
+    mutable_map = Store.of(RID, records["mutable"]).to_cbor()
+    largest = encode(_largest_store())
+    valid: list[Valid] = [
+        ("immutable record", [], encode(typical)),
+        ("mutable record with pk", [], encode(Store.of(RID, records["mutable"]))),
+        ("mutable record without pk", [], encode(Store.of(RID, records["mutable-no-pk"]))),
+        ("mutable record with cas", [], encode(Store.of(RID, records["mutable"], cas=6))),
+        ("cas 0", [], encode(Store.of(RID, records["mutable"], cas=0))),
+        ("tombstone", [], encode(Store.of(RID, records["tombstone"]))),
+        ("set entry", [], encode(Store.of(RID, records["entry"]))),
+        ("set entry with cas", [], encode(Store.of(RID, records["entry"], cas=2))),
+        (
+            "path-cache store, 1800 s (07 §10.6)",
+            [],
+            encode(Store(RID, typical.key, typical.record, cache=1800)),
+        ),
+        (
+            "path-cache store, longest lifetime",
+            [],
+            encode(Store(RID, typical.key, typical.record, cache=86400)),
+        ),
+        (
+            "an immutable record under a key it does not derive (valid CBOR; a holder "
+            "refuses it with invalid-value)",
+            [],
+            encode(Store(RID, NODE_ID, records["immutable"])),
+        ),
+        (
+            f"the largest STORE: 65536-byte value, 64-byte salt, pk, cas, ro "
+            f"({len(largest)} bytes <= 73728)",
+            ["max-size"],
+            largest,
+        ),
+    ]
+    invalid = _common_invalid(as_map)
+    invalid += _record_field_cases(as_map, "record")
+    invalid += [
+        (
+            "the old form: value instead of record",
+            ["missing-field"],
+            _canon({"type": "store", "rid": RID, "key": as_map["key"], "value": b"hello, qdht"}),
+            "missing-field",
+        ),
+        (
+            "cache 0",
+            ["wrong-field-value"],
+            _canon(dict(as_map, cache=0)),
+            "field-value",
+        ),
+        (
+            "cache longer than a day",
+            ["wrong-field-value"],
+            _canon(dict(as_map, cache=86401)),
+            "field-value",
+        ),
+        (
+            "record and an old value field",
+            ["unknown-field"],
+            _canon(dict(as_map, value=b"hello, qdht")),
+            "unknown-field",
+        ),
+        (
+            "record missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != "record"}),
+            "missing-field",
+        ),
+        (
+            "key of 33 bytes",
+            ["oversize-field"],
+            _canon(dict(as_map, key=as_map["key"] + b"\0")),
+            "field-size",
+        ),
+        (
+            "key missing",
+            ["missing-field"],
+            _canon({k: v for k, v in as_map.items() if k != "key"}),
+            "missing-field",
+        ),
+        ("cas negative", ["wrong-field-type"], _canon(dict(mutable_map, cas=-1)), "field-type"),
+        ("cas is text", ["wrong-field-type"], _canon(dict(mutable_map, cas="6")), "field-type"),
+        ("cas is null", ["wrong-field-type"], _canon(dict(mutable_map, cas=None)), "field-type"),
+        (
+            "cas is bytes",
+            ["wrong-field-type"],
+            _canon(dict(mutable_map, cas=b"\x06")),
+            "field-type",
+        ),
+        (
+            "mutable record with a signature of 3308 bytes",
+            ["undersize-field"],
+            _canon(dict(mutable_map, record=dict(mutable_map["record"], sig=_SIG[:-1]))),
+            "field-size",
+        ),
+        (
+            "mutable record with a pk of 1953 bytes",
+            ["oversize-field"],
+            _canon(dict(mutable_map, record=dict(mutable_map["record"], pk=_PK + b"\0"))),
+            "field-size",
+        ),
+        (
+            "over max_bytes: the largest STORE with an 8 KiB longer value",
+            ["oversize-message"],
+            _oversize_store(),
+            "too-large",
+        ),
+    ]
+    return _file("dht-store", valid, invalid)
+
+
+def _oversize_store() -> bytes:
+    """The largest STORE with 8 KiB more value: over max_bytes, rejected before decoding.
+
+    Legal fields cannot make a STORE exceed max_bytes (02-dht-rpc.md §4.4), so
+    the oversize message necessarily also has an oversize value.
+    """
+    obj = _largest_store().to_cbor()
+    obj["record"] = dict(obj["record"], value=_bytes("biggest", 65536 + 8192))
+    return _canon(obj)
+
+
+def _value() -> dict[str, Any]:
+    records = _records()
+    typical = Value(RID, records["immutable"])
+    as_map = typical.to_cbor()
+    set_map = Value(RID, records=[records["entry"]]).to_cbor()
+    valid: list[Valid] = [
+        ("immutable record", [], encode(typical)),
+        (
+            "mutable record (with pk, as holders send it)",
+            [],
+            encode(Value(RID, records["mutable"])),
+        ),
+        ("tombstone: the key was deleted", [], encode(Value(RID, records["tombstone"]))),
+        ("one set entry", [], encode(Value(RID, records=[records["entry"]]))),
+        (
+            "two set entries of different publishers",
+            [],
+            encode(Value(RID, records=[records["entry"], records["entry2"]])),
+        ),
+        (
+            "mutable record with a 65536-byte value",
+            ["max-size"],
+            encode(Value(RID, records["largest"])),
+        ),
+    ]
+    invalid = _common_invalid(as_map)
+    invalid += _record_field_cases(as_map, "record")
+    invalid += [
+        (
+            "the old form: value instead of record",
+            ["missing-field"],
+            _canon({"type": "value", "rid": RID, "value": b"hello, qdht"}),
+            "missing-field",
+        ),
+        (
+            "neither record nor records",
+            ["missing-field"],
+            _canon({"type": "value", "rid": RID}),
+            "missing-field",
+        ),
+        (
+            "both record and records",
+            ["unknown-field"],
+            _canon(dict(as_map, records=set_map["records"])),
+            "unknown-field",
+        ),
+        (
+            "a set entry in record",
+            ["wrong-type"],
+            _canon(dict(as_map, record=records["entry"].to_cbor())),
+            "unexpected-type",
+        ),
+        ("records empty", ["undersize-field"], _canon(dict(set_map, records=[])), "field-size"),
+        (
+            "an immutable record in records",
+            ["wrong-type"],
+            _canon(dict(set_map, records=[as_map["record"]])),
+            "unexpected-type",
+        ),
+        ("records is a map", ["wrong-field-type"], _canon(dict(set_map, records={})), "field-type"),
+        (
+            "records element is not a map",
+            ["wrong-field-type"],
+            _canon(dict(set_map, records=[1])),
+            "not-a-map",
+        ),
+        (
+            "set entry with a topic of 65 bytes",
+            ["oversize-field"],
+            _canon(dict(set_map, records=[dict(set_map["records"][0], topic=b"t" * 65)])),
+            "field-size",
+        ),
+    ]
+    return _file("dht-value", valid, invalid)
 
 
 def _error() -> dict[str, Any]:
@@ -468,15 +714,15 @@ def vector_files() -> dict[str, dict[str, Any]]:
         "dht-find_node": _find("dht-find_node", FindNode, "target"),
         "dht-nodes": _nodes(),
         "dht-find_value": _find("dht-find_value", FindValue, "key"),
-        "dht-value": _value_cases("dht-value", lambda v: Value(RID, v)),
-        "dht-store": _value_cases("dht-store", lambda v: Store.immutable(RID, v)),
+        "dht-value": _value(),
+        "dht-store": _store(),
         "dht-stored": _simple("dht-stored", Stored),
         "dht-error": _error(),
     }
     _add_request_options(files["dht-ping"], Ping(RID).to_cbor())
     _add_request_options(files["dht-find_node"], FindNode(RID, NODE_ID).to_cbor())
     _add_request_options(files["dht-find_value"], FindValue(RID, NODE_ID).to_cbor())
-    _add_request_options(files["dht-store"], Store.immutable(RID, b"hello, qdht").to_cbor())
+    _add_request_options(files["dht-store"], Store.of(RID, _records()["immutable"]).to_cbor())
     files["dht-store"]["immutable_key_example"] = {
         "value": b"hello, qdht".hex(),
         "key": value_key.hex(),

@@ -1,0 +1,648 @@
+"""Replication of stored records: handoff, republish sweeps, path caching (sans-IO).
+
+Implements ``protocol-spec/07-records.md`` §10 (Kademlia §2.3 and §2.5, with
+libp2p's sweep-by-keyspace-region republishing).  A :class:`Replicator`
+belongs to one :class:`~qdht.dht.DhtCore`; it reads the core's routing table
+and record store and tells the core what to do, never sending anything
+itself:
+
+* **Handoff.**  :meth:`Replicator.on_peer_added` is called when a verified
+  peer enters the routing table.  The stored keys for which the newcomer now
+  ranks among the k closest nodes we know are queued for it (a STORE each,
+  without ``cas``), if we are among the ``handoff_senders`` holders nearest
+  to the key that we know of: so a newcomer gets each record from a few
+  holders, not from all k.
+* **Republish rounds.**  Every ``republish_interval`` (first one at a random
+  phase, so the holders of a key do not fire together) the replicator sweeps
+  the keys it stores in order, grouped into keyspace *regions* (the keys
+  sharing a prefix whose length comes from the estimated network size), and
+  asks the core for one FIND_NODE lookup per region, to the region's
+  midpoint (:meth:`Replicator.lookups_to_start`, answered with
+  :meth:`Replicator.on_lookup_done`).  Each due key of the region is then
+  queued for the k nodes closest to it among those the lookup found and
+  our own routing table.  A key that reached us in a STORE within the
+  interval is skipped (:meth:`Replicator.on_store_received`): the holder
+  whose round comes first republishes for all of them, as in Kademlia §2.5.
+  A holder that finds itself outside a key's k closest hands it to them
+  and pauses that key for ``outside_pause``.
+* **Pacing.**  Queued STOREs leave through :meth:`Replicator.stores_due` at
+  most ``store_rate`` per second to one destination after a burst of
+  ``store_burst`` (below a receiver's default flood guard, 07 §6.3), with a
+  bounded queue: what does not fit is dropped and counted, and the next
+  round retries it.
+* **Path caching.**  :meth:`Replicator.cache_target` picks, after a
+  successful get, the closest node of the lookup path that did not return
+  the record, and the lifetime of the cached copy: ``cache_ttl`` halved for
+  every bit of XOR distance that node lies further from the key than the
+  closest holder (each bit doubles the expected number of nodes between
+  them), not cached below ``min_cache_ttl``.
+
+A publisher's own records (put again before they expire, 07 §10.2) are the
+node's business (``qdht._published``): only the owner can extend a record.
+
+The queue holds keys, not records: when a STORE leaves, the core sends the
+record it holds *then*, so a newer version received meanwhile goes out, and
+a record the holder lost is not sent.  Records are never re-signed or given
+a later expiry by a holder: republishing cannot outlive the publisher's
+``exp`` nor resurrect an old sequence, which every receiver refuses (07 §7.1
+rule 4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from qdht.dht._routing import ID_BITS, RoutingTable, distance
+from qdht.errors import ConfigError
+from qdht.wire import NODE_ID_SIZE, Contact
+
+if TYPE_CHECKING:
+    from qdht.dht._recordstore import RecordStore
+
+__all__ = [
+    "RegionLookup",
+    "ReplicationConfig",
+    "Replicator",
+    "cache_lifetime",
+    "region_of",
+]
+
+_SPACE: Final = 1 << ID_BITS
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _skip_fraction(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ConfigError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
+
+
+def _fraction(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ConfigError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
+
+
+@attrs.frozen
+class ReplicationConfig:
+    """Tunables of replication (07-records.md §10); every queue and table is bounded."""
+
+    #: Holders re-replicate the records they store this often (seconds; Kademlia: 1 h).
+    republish_interval: float = attrs.field(default=3600.0, validator=_positive)
+    #: Each round comes ``republish_interval`` times a factor drawn from
+    #: [1 - jitter, 1 + jitter], so that holders' rounds drift apart.
+    republish_jitter: float = attrs.field(default=0.1, validator=_fraction)
+    #: A key received in a STORE (from its publisher, a handoff or another
+    #: holder's round) this long before a round is skipped by it, as a fraction
+    #: of ``republish_interval`` (Kademlia: the whole interval).  A holder's own
+    #: republishing does not count: the earliest round keeps the key alive.
+    skip_fraction: float = attrs.field(default=1.0, validator=_skip_fraction)
+    #: A holder that finds itself outside a key's k closest hands the record to
+    #: them and then leaves the key out of its rounds for this long (seconds).
+    outside_pause: float = attrs.field(default=6 * 3600.0, validator=_positive)
+    #: Expected nodes in one republish region: small enough that one lookup
+    #: to the region's midpoint finds the k closest of every key in it.
+    region_nodes: int = attrs.field(default=8, validator=_positive_int)
+    #: Keys taken from the store per region and page (a denser region is cut).
+    max_keys_per_region: int = attrs.field(default=1024, validator=_positive_int)
+    #: Keys a round may plan in all; the rest wait for the next round.
+    max_keys_per_round: int = attrs.field(default=100_000, validator=_positive_int)
+    #: Republish lookups running at once.
+    max_lookups: int = attrs.field(default=4, validator=_positive_int)
+    #: Only holders that rank among this many of the key's nearest holders we
+    #: know hand a record to a newcomer (the rest leave it to them).
+    handoff_senders: int = attrs.field(default=3, validator=_positive_int)
+    #: Keys handed to one newcomer per routing-table event (more wait for the round).
+    max_handoff_keys: int = attrs.field(default=256, validator=_positive_int)
+    #: A peer re-added within this long (seconds) is not handed records again.
+    handoff_cooldown: float = attrs.field(default=600.0, validator=_positive)
+    #: Peers whose last handoff time is remembered (least recently added forgotten).
+    max_handoff_peers: int = attrs.field(default=4096, validator=_positive_int)
+    #: STOREs per second sent to one destination once its burst is spent ...
+    store_rate: float = attrs.field(default=5.0, validator=_positive)
+    #: ... and the burst: half of a receiver's default flood guard (10/s, 50).
+    store_burst: int = attrs.field(default=25, validator=_positive_int)
+    #: STOREs queued in all; beyond it they are dropped and counted.
+    max_queued_stores: int = attrs.field(default=20_000, validator=_positive_int)
+    #: STOREs queued for one destination.
+    max_queued_per_peer: int = attrs.field(default=2048, validator=_positive_int)
+    #: Keys whose last replication time is remembered (oldest forgotten:
+    #: forgetting only costs one extra republish).
+    max_tracked_keys: int = attrs.field(default=200_000, validator=_positive_int)
+    #: Lifetime of a path-cache copy next to the closest holder (seconds).
+    cache_ttl: float = attrs.field(default=3600.0, validator=_positive)
+    #: Copies whose lifetime would be shorter are not made.
+    min_cache_ttl: float = attrs.field(default=60.0, validator=_positive)
+    #: Republish rounds whose counters ``stats()`` keeps.
+    round_history: int = attrs.field(default=24, validator=_positive_int)
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_cache_ttl > self.cache_ttl:
+            raise ConfigError("min_cache_ttl must not exceed cache_ttl")
+
+
+# ----------------------------------------------------------------- keyspace
+
+
+def region_bits(network_size: float, region_nodes: int) -> int:
+    """Prefix length of a region expected to hold ``region_nodes`` nodes (0: everything)."""
+    if network_size <= region_nodes:
+        return 0
+    return min(ID_BITS, math.floor(math.log2(network_size / region_nodes)))
+
+
+def region_of(key: bytes, bits: int) -> tuple[bytes, bytes | None, bytes]:
+    """The region of ``key``: the keys sharing its first ``bits`` bits.
+
+    Returns ``(low, high, midpoint)``: the region is ``[low, high)`` in byte
+    order (``high`` None: up to the end of the keyspace), and ``midpoint`` is
+    the prefix followed by a one bit and zeros, the lookup target that is
+    nearest, on average, to every key of the region.
+    """
+    if not 0 <= bits <= ID_BITS:
+        raise ConfigError(f"bits must be in 0..{ID_BITS}, got {bits!r}")
+    shift = ID_BITS - bits
+    prefix = int.from_bytes(key, "big") >> shift
+    low = prefix << shift
+    high = (prefix + 1) << shift
+    mid = low | (1 << (shift - 1)) if shift else low
+    return (
+        low.to_bytes(NODE_ID_SIZE, "big"),
+        high.to_bytes(NODE_ID_SIZE, "big") if high < _SPACE else None,
+        mid.to_bytes(NODE_ID_SIZE, "big"),
+    )
+
+
+def cache_lifetime(
+    cache_node: bytes, nearest: bytes, key: bytes, *, base: float, minimum: float
+) -> float | None:
+    """The lifetime of a path-cache copy at ``cache_node`` (07 §10.4); None: do not cache.
+
+    ``base`` halved once for every bit by which ``cache_node``'s XOR distance
+    to ``key`` is longer than that of ``nearest`` (the closest node the
+    lookup met): each bit doubles the expected number of nodes between the
+    two, so the lifetime falls exponentially with that number's logarithm,
+    i.e. in inverse proportion to the nodes in between.
+    """
+    steps = max(0, distance(cache_node, key).bit_length() - distance(nearest, key).bit_length())
+    lifetime = base / (1 << min(steps, 62))
+    return lifetime if lifetime >= minimum else None
+
+
+# ----------------------------------------------------------------- outputs
+
+
+@attrs.frozen
+class RegionLookup:
+    """Action: run a FIND_NODE lookup (kind ``"republish"``) for ``target``.
+
+    Report its result with :meth:`Replicator.on_lookup_done` (or
+    :meth:`Replicator.on_lookup_failed` when it could not start).
+    """
+
+    target: bytes
+    keys: int
+
+
+class _Region:
+    __slots__ = ("keys", "started", "target")
+
+    def __init__(self, target: bytes, keys: list[bytes]) -> None:
+        self.target = target
+        self.keys = keys
+        self.started = False
+
+
+class _Round:
+    __slots__ = ("cursor", "done", "force", "keys", "lookups", "skipped", "started_at", "stores")
+
+    def __init__(self, started_at: float, *, force: bool = False) -> None:
+        self.started_at = started_at
+        self.force = force  # republish every key, received lately or not
+        self.cursor: bytes | None = b""  # None: the sweep reached the end
+        self.keys = 0
+        self.skipped = 0
+        self.lookups = 0
+        self.stores = 0
+        self.done = False
+
+    def summary(self, finished_at: float) -> dict[str, float]:
+        return {
+            "started_at": self.started_at,
+            "finished_at": finished_at,
+            "keys": self.keys,
+            "skipped": self.skipped,
+            "lookups": self.lookups,
+            "stores": self.stores,
+        }
+
+
+class _Peer:
+    """Queued STOREs for one destination and its pacing state (GCRA)."""
+
+    __slots__ = ("contact", "keys", "tat")
+
+    def __init__(self, contact: Contact, now: float) -> None:
+        self.contact = contact
+        # key -> cache lifetime (None: a stored copy); insertion order = send order.
+        self.keys: dict[bytes, float | None] = {}
+        self.tat = now  # theoretical arrival time of the next STORE
+
+
+#: Seconds before a region lookup that could not start (the core was at its
+#: lookup limit) is tried again.
+LOOKUP_RETRY: Final = 1.0
+
+#: Store-queue reasons counted in ``stats()["drops"]``.
+_QUEUE_FULL: Final = "queue-full"
+_PEER_QUEUE_FULL: Final = "peer-queue-full"
+
+
+class Replicator:
+    """The replication state of one node (see the module docstring).
+
+    ``routing`` and ``store`` are the node's own; ``k`` is the replication
+    factor (the lookup's k).  ``rng(n)`` gives random bytes (the first
+    round's phase and the rounds' jitter).
+    """
+
+    def __init__(
+        self,
+        local_id: bytes,
+        *,
+        routing: RoutingTable,
+        store: RecordStore,
+        k: int,
+        now: float,
+        config: ReplicationConfig | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        if type(local_id) is not bytes or len(local_id) != NODE_ID_SIZE:
+            raise ConfigError(f"local_id must be {NODE_ID_SIZE} bytes")
+        if type(k) is not int or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        self.local_id = local_id
+        self.routing = routing
+        self.store = store
+        self.k = k
+        self.config = cfg = config if config is not None else ReplicationConfig()
+        self._rng = rng
+        self.next_round_at = now + self._uniform() * cfg.republish_interval
+        self._round: _Round | None = None
+        self._retry_at: float | None = None
+        self._regions: dict[bytes, _Region] = {}  # target -> region, planned or running
+        self._replicated: OrderedDict[bytes, float] = OrderedDict()
+        self._handed: OrderedDict[bytes, float] = OrderedDict()
+        self._peers: dict[bytes, _Peer] = {}
+        self._queued = 0
+        self._history: list[dict[str, float]] = []
+        self.counts = {
+            "rounds": 0,
+            "round_lookups": 0,
+            "round_stores": 0,
+            "round_keys": 0,
+            "round_skipped": 0,
+            "handoffs": 0,
+            "handoff_stores": 0,
+            "cache_stores": 0,
+            "stores_sent": 0,
+        }
+        self.drops: dict[str, int] = {}
+
+    # ------------------------------------------------------------ inputs
+
+    def on_store_received(self, key: bytes, now: float) -> None:
+        """Someone stored ``key`` at us (a put, handoff or another holder's
+        republish): this interval's round may skip it."""
+        self._mark(key, now)
+
+    def on_peer_added(self, contact: Contact, now: float) -> None:
+        """``contact`` entered the routing table: hand it the records it should hold."""
+        cfg = self.config
+        node_id = contact.node_id
+        last = self._handed.pop(node_id, None)
+        if last is not None and now - last < cfg.handoff_cooldown:
+            self._handed[node_id] = last
+            return
+        self._handed[node_id] = now
+        if len(self._handed) > cfg.max_handoff_peers:
+            self._handed.popitem(last=False)
+        # The keys the newcomer can be among the k closest of lie in the region
+        # around it that holds about k nodes (one bit wider, to be safe).
+        size = self.routing.estimated_size()
+        bits = max(0, region_bits(size, self.k) - 1)
+        low, high, _mid = region_of(node_id, bits)
+        keys = self.store.keys_for_republish(low, high, limit=cfg.max_handoff_keys)
+        handed = 0
+        for key in keys:
+            if self._should_hand(key, node_id) and self._enqueue(contact, key, None, now):
+                handed += 1
+        if handed:
+            self.counts["handoffs"] += 1
+            self.counts["handoff_stores"] += handed
+
+    def _should_hand(self, key: bytes, newcomer: bytes) -> bool:
+        """Whether ``newcomer`` ranks among the k closest to ``key`` we know, and we
+        among the ``handoff_senders`` nearest holders other than it."""
+        k = self.k
+        known = self.routing.closest(key, k + 1)
+        ids = [c.node_id for c in known if c.node_id != newcomer][:k]
+        ids.append(self.local_id)
+        ids.sort(key=lambda x: distance(x, key))
+        ids = ids[:k]
+        if len(ids) < k and self.routing.estimated_size() > k:
+            return False  # our table is too thin to judge (we are joining ourselves)
+        if len(ids) == k and distance(newcomer, key) >= distance(ids[-1], key):
+            return False  # the newcomer is not among the k closest
+        senders = ids[: self.config.handoff_senders]
+        return self.local_id in senders
+
+    # ------------------------------------------------------------ rounds
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run."""
+        # During a round, completed region lookups drive the next ones; the
+        # timer matters only when a lookup could not start.
+        when = self.next_round_at if self._round is None else math.inf
+        if self._retry_at is not None:
+            when = min(when, self._retry_at)
+        for peer in self._peers.values():
+            if peer.keys:
+                when = min(when, self._send_time(peer))
+        return None if when == math.inf else when
+
+    def handle_timer(self, now: float) -> None:
+        """Start a republish round when one is due."""
+        if self._round is None and now >= self.next_round_at:
+            self._round = _Round(now)
+            cfg = self.config
+            factor = 1 + cfg.republish_jitter * (2 * self._uniform() - 1)
+            self.next_round_at = now + cfg.republish_interval * factor
+
+    def start_round(self, now: float) -> None:
+        """Start a round now that republishes every stored key, skipping none
+        (a node back from a restart or suspension: its neighbours may have
+        changed meanwhile).  No-op while a round runs."""
+        if self._round is None:
+            self._round = _Round(now, force=True)
+
+    def lookups_to_start(self, now: float) -> list[RegionLookup]:
+        """Region lookups the core should start now (FIND_NODE, kind ``"republish"``)."""
+        self.handle_timer(now)
+        out: list[RegionLookup] = []
+        if self._retry_at is not None:
+            if now < self._retry_at:
+                return out
+            self._retry_at = None
+        while self._round is not None and self._can_plan():
+            region = self._plan_next(now)
+            if region is None:
+                break
+            region.started = True
+            self._round.lookups += 1
+            out.append(RegionLookup(region.target, len(region.keys)))
+        self._maybe_finish(now)
+        return out
+
+    def on_lookup_done(self, target: bytes, contacts: Sequence[Contact], now: float) -> None:
+        """The region lookup for ``target`` ended with ``contacts`` (nearest first)."""
+        region = self._regions.pop(target, None)
+        if region is None:
+            self.drops["unknown-region"] = self.drops.get("unknown-region", 0) + 1
+            return
+        k = self.k
+        local = self.local_id
+        queued = 0
+        found = {c.node_id: c for c in contacts}
+        for key in region.keys:
+            # The lookup found the k closest to the region's midpoint; our own
+            # table (verified peers, best known near us, where our keys lie)
+            # fills in the nodes that are closer to this particular key.
+            candidates = dict(found)
+            for contact in self.routing.closest(key, k):
+                candidates.setdefault(contact.node_id, contact)
+            ranked = sorted([*candidates, local], key=lambda x: distance(x, key))
+            for node_id in ranked[:k]:
+                if node_id != local and self._enqueue(candidates[node_id], key, None, now):
+                    queued += 1
+            if local not in ranked[:k]:
+                # No longer among the k closest: they have it now; leave the
+                # key to their rounds for a while (we still serve our copy).
+                self._mark(key, now + self.config.outside_pause)
+        if self._round is not None:
+            self._round.stores += queued
+        self._maybe_finish(now)
+
+    def on_lookup_failed(self, target: bytes, now: float) -> None:
+        """The lookup for ``target`` could not start (too many lookups): retry later."""
+        region = self._regions.get(target)
+        if region is not None and region.started:
+            region.started = False
+            self._retry_at = now + LOOKUP_RETRY
+            if self._round is not None:
+                self._round.lookups -= 1
+
+    def _can_plan(self) -> bool:
+        running = sum(1 for r in self._regions.values() if r.started)
+        if running >= self.config.max_lookups:
+            return False
+        if any(not r.started for r in self._regions.values()):
+            return True
+        rnd = self._round
+        return rnd is not None and rnd.cursor is not None
+
+    def _plan_next(self, now: float) -> _Region | None:
+        """The next region of the sweep with keys due (or a region waiting to restart)."""
+        for region in self._regions.values():
+            if not region.started:
+                return region
+        rnd = self._round
+        assert rnd is not None
+        cfg = self.config
+        store = self.store
+        bits = region_bits(self.routing.estimated_size(), cfg.region_nodes)
+        skip_before = now - cfg.skip_fraction * cfg.republish_interval
+        while rnd.cursor is not None and rnd.keys < cfg.max_keys_per_round:
+            first = store.keys_for_republish(rnd.cursor, None, limit=1)
+            if not first:
+                rnd.cursor = None
+                break
+            low, high, mid = region_of(first[0], bits)
+            start = max(low, rnd.cursor)
+            keys = store.keys_for_republish(start, high, limit=cfg.max_keys_per_region)
+            if len(keys) == cfg.max_keys_per_region:
+                rnd.cursor = _after(keys[-1])  # a dense region: its next page next time
+            else:
+                rnd.cursor = high
+            due = []
+            for key in keys:
+                last = self._replicated.get(key)
+                if not rnd.force and last is not None and last > skip_before:
+                    rnd.skipped += 1
+                else:
+                    due.append(key)
+            room = cfg.max_keys_per_round - rnd.keys
+            due = due[:room]
+            rnd.keys += len(due)
+            if due and mid not in self._regions:
+                region = _Region(mid, due)
+                self._regions[mid] = region
+                return region
+            if due:  # a dense region's second page: look up again, it is cheap
+                self._regions[mid].keys.extend(due)
+        return None
+
+    def _maybe_finish(self, now: float) -> None:
+        rnd = self._round
+        if rnd is None or self._regions:
+            return
+        if rnd.cursor is not None and rnd.keys < self.config.max_keys_per_round:
+            return  # the sweep goes on
+        rnd.done = True
+        self._round = None
+        counts = self.counts
+        counts["rounds"] += 1
+        counts["round_lookups"] += rnd.lookups
+        counts["round_stores"] += rnd.stores
+        counts["round_keys"] += rnd.keys
+        counts["round_skipped"] += rnd.skipped
+        self._history.append(rnd.summary(now))
+        del self._history[: -self.config.round_history]
+
+    def _mark(self, key: bytes, now: float) -> None:
+        replicated = self._replicated
+        replicated.pop(key, None)
+        replicated[key] = now
+        if len(replicated) > self.config.max_tracked_keys:
+            replicated.popitem(last=False)
+
+    # ------------------------------------------------------------ path caching
+
+    def cache_target(
+        self,
+        key: bytes,
+        answered: Iterable[Contact],
+        holders: Iterable[bytes],
+    ) -> tuple[Contact, float] | None:
+        """Where to cache a record a get found, and for how long (07 §10.4).
+
+        ``answered`` are the nodes that answered the get's lookup, ``holders``
+        the IDs of those that returned the record.  Returns the closest
+        answering non-holder and the copy's lifetime, or None.
+        """
+        holder_ids = set(holders)
+        if not holder_ids:
+            return None
+        nearest = min(holder_ids, key=lambda x: distance(x, key))
+        candidates = [c for c in answered if c.node_id not in holder_ids]
+        if not candidates:
+            return None
+        target = min(candidates, key=lambda c: distance(c.node_id, key))
+        cfg = self.config
+        lifetime = cache_lifetime(
+            target.node_id, nearest, key, base=cfg.cache_ttl, minimum=cfg.min_cache_ttl
+        )
+        if lifetime is None:
+            self.drops["cache-too-far"] = self.drops.get("cache-too-far", 0) + 1
+            return None
+        self.counts["cache_stores"] += 1
+        return target, lifetime
+
+    # ------------------------------------------------------------ the store queue
+
+    def _enqueue(self, contact: Contact, key: bytes, cache: float | None, now: float) -> bool:
+        cfg = self.config
+        if contact.node_id == self.local_id:
+            return False
+        peer = self._peers.get(contact.node_id)
+        if peer is None:
+            peer = self._peers[contact.node_id] = _Peer(contact, now)
+        if key in peer.keys:
+            return False  # already on its way
+        if self._queued >= cfg.max_queued_stores:
+            self._count_drop(_QUEUE_FULL)
+            return False
+        if len(peer.keys) >= cfg.max_queued_per_peer:
+            self._count_drop(_PEER_QUEUE_FULL)
+            return False
+        peer.keys[key] = cache
+        self._queued += 1
+        return True
+
+    def _send_time(self, peer: _Peer) -> float:
+        """When ``peer``'s next STORE may leave (GCRA: ``tat`` minus the burst allowance)."""
+        cfg = self.config
+        return peer.tat - (cfg.store_burst - 1) / cfg.store_rate
+
+    def stores_due(self, now: float) -> list[tuple[Contact, bytes]]:
+        """STOREs to send now, paced per destination: ``(contact, key)``.
+
+        The core sends each record it holds under ``key`` (every entry, for a
+        set), without ``cas``; nothing if it no longer holds the key.
+        """
+        out: list[tuple[Contact, bytes]] = []
+        interval = 1.0 / self.config.store_rate
+        for node_id in list(self._peers):
+            peer = self._peers[node_id]
+            while peer.keys and self._send_time(peer) <= now:
+                key = next(iter(peer.keys))
+                del peer.keys[key]
+                self._queued -= 1
+                peer.tat = max(peer.tat, now) + interval
+                out.append((peer.contact, key))
+            if not peer.keys and peer.tat <= now:
+                del self._peers[node_id]  # idle and fully recovered: forget it
+        self.counts["stores_sent"] += len(out)
+        return out
+
+    def forget_peer(self, node_id: bytes) -> None:
+        """``node_id`` is gone (left the table): drop what was queued for it."""
+        peer = self._peers.pop(node_id, None)
+        if peer is not None and peer.keys:
+            self._queued -= len(peer.keys)
+            self._count_drop("peer-gone", len(peer.keys))
+
+    def _count_drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    # ------------------------------------------------------------ misc
+
+    def _uniform(self) -> float:
+        return int.from_bytes(self._rng(7), "big") / (1 << 56)
+
+    @property
+    def queued(self) -> int:
+        """STOREs waiting in the queue."""
+        return self._queued
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for ``stats()["replication"]``: rounds, lookups and STOREs spent,
+        the last rounds, the queue, drops by reason."""
+        return {
+            **self.counts,
+            "queued": self._queued,
+            "round_running": self._round is not None,
+            "next_round_at": self.next_round_at,
+            "tracked_keys": len(self._replicated),
+            "network_size_estimate": self.routing.estimated_size(),
+            "last_rounds": list(self._history),
+            "drops": dict(self.drops),
+        }
+
+
+def _after(key: bytes) -> bytes:
+    """The smallest byte string greater than ``key`` (to page on from it)."""
+    return key + b"\x00"

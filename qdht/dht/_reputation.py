@@ -1,0 +1,162 @@
+"""Per-peer reputation: scores from behaviour, bans for repeated offences, sans-IO.
+
+DESIGN §3: forged, replayed or malformed input is "held against the sender's
+reputation".  The DHT core reports what a peer did:
+
+* :meth:`Reputation.answered` for an answered request,
+* :meth:`Reputation.offence` with a kind from :data:`OFFENCES` (``"timeout"``,
+  ``"invalid-message"``, ``"forged-record"``, ``"stale-record"``, ``"flood"``),
+
+and asks :meth:`Reputation.score` (lookups query low scores last within a
+distance class, the routing table replaces low scores first) and
+:meth:`Reputation.banned` (the core drops a banned peer's messages, counted).
+
+Scores decay toward 0 with a half-life, so that an honest peer that timed out
+during an outage is forgiven; a ban lasts ``ban_duration`` and doubles with
+every earlier ban of the same peer.  Memory is bounded: at most
+``max_peers`` peers are remembered, the least recently updated forgotten
+first (a forgotten peer starts again at 0).  An attacker needs that many
+puzzle-solving identities to flush a ban out, and a banned peer that keeps
+sending keeps its entry fresh.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from math import exp
+from typing import Any, Final
+
+from qdht.dht._config import ReputationConfig
+from qdht.errors import ConfigError
+
+__all__ = ["OFFENCES", "Reputation"]
+
+#: Kinds of offence the core may report, mapped to the ``ReputationConfig`` penalty.
+OFFENCES: Final = {
+    "timeout": "timeout",
+    "invalid-message": "invalid_message",
+    "forged-record": "forged_record",
+    "stale-record": "stale_record",
+    "flood": "flood",
+}
+
+_LN2: Final = 0.6931471805599453
+
+
+class _Peer:
+    __slots__ = ("banned_until", "bans", "score", "updated")
+
+    def __init__(self, now: float) -> None:
+        self.score = 0.0
+        self.updated = now
+        self.banned_until = 0.0
+        self.bans = 0
+
+
+class Reputation:
+    """Scores and bans of the peers this node dealt with; time is passed in."""
+
+    __slots__ = ("_counts", "_offences", "_peers", "_recent", "config")
+
+    def __init__(self, config: ReputationConfig | None = None) -> None:
+        self.config = config if config is not None else ReputationConfig()
+        self._peers: OrderedDict[bytes, _Peer] = OrderedDict()
+        self._offences: dict[str, int] = {}
+        self._counts = {"answered": 0, "bans": 0, "forgotten": 0, "dropped": 0}
+        # (node ID hex prefix, kind of the banning offence, until), newest last.
+        self._recent: list[tuple[str, str, float]] = []
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    # -- reports ---------------------------------------------------------------
+
+    def answered(self, node_id: bytes, now: float) -> None:
+        """``node_id`` answered a request of ours."""
+        peer = self._peer(node_id, now)
+        peer.score = min(self.config.max_score, peer.score + self.config.answered)
+        self._counts["answered"] += 1
+
+    def offence(self, node_id: bytes, kind: str, now: float) -> bool:
+        """``node_id`` did ``kind`` (one of :data:`OFFENCES`); True if it is now banned.
+
+        Returns True only for the offence that starts a ban, so the caller
+        removes the peer from its routing table once.
+        """
+        attr = OFFENCES.get(kind)
+        if attr is None:
+            raise ConfigError(f"kind must be one of {sorted(OFFENCES)}, got {kind!r}")
+        cfg = self.config
+        self._offences[kind] = self._offences.get(kind, 0) + 1
+        peer = self._peer(node_id, now)
+        peer.score = max(peer.score - float(getattr(cfg, attr)), 2 * cfg.ban_below)
+        if peer.score > cfg.ban_below or peer.banned_until > now:
+            return False
+        duration = min(cfg.max_ban, cfg.ban_duration * 2.0**peer.bans)
+        peer.bans += 1
+        peer.banned_until = now + duration
+        # Serving the ban is the penalty: afterwards the peer starts over.
+        peer.score = 0.0
+        self._counts["bans"] += 1
+        if cfg.recent_bans:
+            self._recent.append((node_id.hex()[:16], kind, peer.banned_until))
+            del self._recent[: -cfg.recent_bans]
+        return True
+
+    def dropped(self) -> None:
+        """Count one message of a banned peer dropped by the core."""
+        self._counts["dropped"] += 1
+
+    # -- queries ---------------------------------------------------------------
+
+    def score(self, node_id: bytes, now: float) -> float:
+        """The peer's current score (0 for a peer never seen or forgotten)."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return 0.0
+        return self._decayed(peer, now)
+
+    def banned(self, node_id: bytes, now: float) -> bool:
+        """Whether ``node_id`` is serving a ban at ``now``."""
+        peer = self._peers.get(node_id)
+        return peer is not None and peer.banned_until > now
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        """Counters for ``node.stats()["reputation"]`` (``now``: the latest report's time)."""
+        if now is None:
+            now = max((p.updated for p in self._peers.values()), default=0.0)
+        banned = sum(1 for p in self._peers.values() if p.banned_until > now)
+        low = sum(1 for p in self._peers.values() if self._decayed(p, now) < 0)
+        return {
+            "peers": len(self._peers),
+            "banned": banned,
+            "negative": low,
+            **self._counts,
+            "offences": dict(self._offences),
+            "recent_bans": [
+                {"node_id": who, "offence": kind, "until": until}
+                for who, kind, until in self._recent
+            ],
+        }
+
+    # -- internals ---------------------------------------------------------------
+
+    def _decayed(self, peer: _Peer, now: float) -> float:
+        age = now - peer.updated
+        if age <= 0 or peer.score == 0.0:
+            return peer.score
+        return peer.score * exp(-_LN2 * age / self.config.half_life)
+
+    def _peer(self, node_id: bytes, now: float) -> _Peer:
+        peers = self._peers
+        peer = peers.pop(node_id, None)
+        if peer is None:
+            peer = _Peer(now)
+        else:
+            peer.score = self._decayed(peer, now)
+            peer.updated = max(peer.updated, now)
+        peers[node_id] = peer
+        if len(peers) > self.config.max_peers:
+            peers.popitem(last=False)
+            self._counts["forgotten"] += 1
+        return peer

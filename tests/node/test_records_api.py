@@ -1,0 +1,192 @@
+"""The node's record API: put_immutable/put_mutable/get/get_record/delete/sets, republish."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from qdht import Config, Node, open_node
+from qdht.dht import MemoryRecordStore
+from qdht.errors import ConfigError, RecordRejectedError
+from qdht.identity import Identity
+from qdht.testing import MemoryNetwork
+from qdht.wire import immutable_key
+
+DIFFICULTY = 0
+
+
+@functools.cache
+def identity(n: int) -> Identity:
+    return Identity.generate(DIFFICULTY)
+
+
+@asynccontextmanager
+async def running(count: int, **changes: Any) -> AsyncIterator[list[Node]]:
+    net = MemoryNetwork(seed=count)
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for i in range(count):
+            transport = await stack.enter_async_context(net.open_transport())
+            config = Config(identity=identity(i), puzzle_difficulty=DIFFICULTY, **changes)
+            nodes.append(await stack.enter_async_context(open_node(config, transport=transport)))
+        for node in nodes[1:]:
+            assert await node.bootstrap([nodes[0].contact]) == 1
+        yield nodes
+
+
+async def test_immutable_and_mutable_records_across_the_network(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(12) as nodes:
+        key = await nodes[1].put_immutable(b"hello")
+        assert key == immutable_key(b"hello")
+        assert await nodes[7].get(key) == b"hello"
+
+        mkey = await nodes[2].put_mutable(b"v0", salt=b"profile")
+        assert mkey == nodes[2].mutable_key(b"profile")
+        first = await nodes[9].get_record(mkey)
+        assert first is not None
+        assert first.seq == 0
+        assert first.value == b"v0"
+        # seq=None takes the next one; every node sees the newest version.
+        await nodes[2].put_mutable(b"v1", salt=b"profile")
+        for node in (nodes[3], nodes[9], nodes[11]):
+            record = await node.get_record(mkey)
+            assert record is not None
+            assert (record.seq, record.value) == (1, b"v1")
+        assert await nodes[5].get(mkey) == b"v1"
+
+
+async def test_cas_and_stale_versions_are_refused(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(10) as nodes:
+        owner = nodes[4]
+        key = await owner.put_mutable(b"a", salt=b"c", seq=5)
+        # compare-and-swap against the wrong version: every holder refuses
+        with pytest.raises(RecordRejectedError) as info:
+            await owner.put_mutable(b"b", salt=b"c", seq=7, cas=4)
+        assert info.value.reason == "cas-mismatch"
+        assert await nodes[0].get(key) == b"a"
+        # the right version: accepted; seq defaults to cas + 1
+        await owner.put_mutable(b"b", salt=b"c", cas=5)
+        record = await nodes[8].get_record(key)
+        assert record is not None
+        assert (record.seq, record.value) == (6, b"b")
+        # an old sequence number never overwrites a newer one
+        with pytest.raises(RecordRejectedError) as info:
+            await owner.put_mutable(b"old", salt=b"c", seq=3)
+        assert info.value.reason == "stale"
+        assert await nodes[1].get(key) == b"b"
+
+
+async def test_delete_leaves_a_tombstone(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(10) as nodes:
+        owner = nodes[3]
+        key = await owner.put_mutable(b"secret", salt=b"x", ttl=3600)
+        await owner.delete(key)
+        assert await nodes[6].get(key) is None
+        record = await nodes[6].get_record(key)
+        assert record is not None
+        assert record.deleted
+        assert record.seq == 1
+        # the tombstone outlives every version it deletes
+        assert record.expires >= int(trio.current_time() + owner._unix_offset) + 3600
+        # a record published elsewhere under this identity: delete with its salt
+        other = await owner.put_mutable(b"y", salt=b"elsewhere")
+        owner._published.forget(other)
+        with pytest.raises(ConfigError, match="salt="):
+            await owner.delete(other)
+        await owner.delete(other, salt=b"elsewhere")
+        assert await nodes[1].get(other) is None
+        # only the owner can delete, and immutable records cannot be deleted
+        with pytest.raises(ConfigError, match="owner"):
+            await nodes[5].delete(key, salt=b"x")
+        ikey = await owner.put_immutable(b"forever-ish")
+        with pytest.raises(ConfigError):
+            await owner.delete(ikey)
+
+
+async def test_set_entries_from_several_publishers(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(10) as nodes:
+        for i in (1, 2, 3):
+            await nodes[i].put_set_entry(b"mixnodes", f"descriptor {i}".encode())
+        await nodes[2].put_set_entry(b"mixnodes", b"descriptor 2, updated")
+        entries = await nodes[8].get_set(b"mixnodes")
+        assert sorted(e.value for e in entries if e.value is not None) == [
+            b"descriptor 1",
+            b"descriptor 2, updated",
+            b"descriptor 3",
+        ]
+        assert {e.owner for e in entries} == {
+            nodes[i].identity.mldsa_public_hash for i in (1, 2, 3)
+        }
+
+
+async def test_misuse_raises_clear_errors(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(2) as (node, _):
+        with pytest.raises(ConfigError, match="salt"):
+            await node.put_mutable(b"v", salt=b"s" * 65)
+        with pytest.raises(ConfigError, match="seq"):
+            await node.put_mutable(b"v", seq=-1)
+        with pytest.raises(ConfigError, match="cas"):
+            await node.put_mutable(b"v", cas=2**64)
+        with pytest.raises(ConfigError, match="ttl"):
+            await node.put_immutable(b"v", ttl=8 * 86400)
+        with pytest.raises(ConfigError, match="ttl"):
+            await node.put_immutable(b"v", ttl=0)
+        with pytest.raises(ConfigError, match="largest value"):
+            await node.put_immutable(bytes(65537))
+        with pytest.raises(ConfigError, match="largest value"):
+            await node.put_set_entry(b"t", bytes(4097))
+        with pytest.raises(ConfigError, match="topic"):
+            await node.get_set(b"")
+        with pytest.raises(ConfigError, match="bytes"):
+            await node.put_immutable("text")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="record_ttl"):
+        Config(record_ttl=30 * 86400)
+
+
+async def test_publisher_republishes_until_expiry(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(10, republish_interval=600.0) as nodes:
+        publisher = nodes[2]
+        key = await publisher.put_immutable(b"keep me", ttl=3000)
+        mkey = await publisher.put_mutable(b"me too", salt=b"m", ttl=3000)
+        assert set(publisher.published()) == {key, mkey}
+        # Every holder loses its data (replaced by nodes that know nothing).
+        for node in nodes:
+            if node is not publisher:
+                node.core.records = MemoryRecordStore()
+        assert all(not n.core.local_records(key, trio.current_time()) for n in nodes[3:])
+        await trio.sleep(700)
+        assert publisher._republished >= 2
+        holders = [n for n in nodes if n.core.local_records(key, trio.current_time())]
+        assert len(holders) >= 5
+        assert await nodes[7].get(mkey) == b"me too"
+        # after its expiry the record is no longer republished
+        await trio.sleep(3000)
+        assert publisher.published() == []
+        assert await nodes[8].get(key) is None
+
+
+async def test_watch_through_the_node_api(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(10) as nodes:
+        owner, watcher = nodes[2], nodes[7]
+        key = owner.mutable_key(b"status")
+        async with watcher.watch(key) as updates:
+            await trio.sleep(5)
+            await owner.put_mutable(b"online", salt=b"status")
+            with trio.fail_after(60):
+                first = await updates.__anext__()
+            assert (first.kind, first.value) == ("update", b"online")
+            await owner.delete(key)
+            with trio.fail_after(60):
+                second = await updates.__anext__()
+            assert second.kind == "deleted"
+            assert second.record.seq == 1
+        with pytest.raises(ConfigError, match="key"):
+            watcher.watch(b"short")

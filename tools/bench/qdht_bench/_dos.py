@@ -1,0 +1,392 @@
+"""``qdht-bench dos``: honest latency at a node while one attacker floods it.
+
+Three processes on loopback UDP:
+
+* the *target*: a serving :func:`qdht.open_node` with the default limits
+  (the one thing under test), reporting its drops and its resident memory;
+* the *honest peers* (this process): ``--honest`` client nodes, each sending
+  PING and FIND_NODE requests over their sessions to the target, one every
+  ``--interval`` seconds, timing each;
+* the *attacker*, from another address (127.0.0.2): ``--rate`` datagrams per
+  second, a third each of garbage (random bytes, forged transport and
+  handshake packets), pqXX first messages with a valid mac1 (the target's
+  node ID is public) and a fresh initiator index each, and DHT requests over
+  an established session of its own (valid, authenticated, unthrottled).
+  Precomputed or cheap, so one Python process sustains the rate.
+
+First ``--baseline`` seconds without the attacker, then ``--flood`` seconds
+with it.  ``honest_latency_ratio`` is the median honest latency under flood
+over the median without; ``memory_growth_mb`` the target's largest resident
+set during the flood less its resident set before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import socket
+import time
+from typing import Any, Final
+
+import trio
+
+from qdht import Config, open_node
+from qdht.identity import Identity
+from qdht.session import SessionConfig, SessionEndpoint, SessionEstablished
+from qdht.session._endpoint import _mac, mac1_key
+from qdht.wire import Address, Contact, FindNode, Ping, encode
+from qdht.wire._session_fast import HsView, encode_hs_fragment, parse_hs_fragment
+from qdht_bench._common import BenchResult, Target, median, percentile
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION: Final = "honest PING/FIND_NODE latency at a node flooded with 50,000 packets/s"
+DIFFICULTY: Final = 4
+ATTACKER_HOST: Final = "127.0.0.2"
+#: Datagrams the attacker sends per pacing step.
+STEP: Final = 0.002
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=int, default=50_000, help="attacker datagrams per second")
+    parser.add_argument("--baseline", type=float, default=20.0, help="seconds without the flood")
+    parser.add_argument("--flood", type=float, default=40.0, help="seconds of flood")
+    parser.add_argument("--honest", type=int, default=4, help="honest peer nodes")
+    parser.add_argument(
+        "--interval", type=float, default=0.05, help="seconds between one peer's requests"
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=-10,
+        help="niceness increment of the target and the honest peers (not the attacker): "
+        "on one shared machine the attacker's CPU would otherwise be taken from the target "
+        "(0: no change; negative values need CAP_SYS_NICE)",
+    )
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ------------------------------------------------------------------ the target
+
+
+def _pin(cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {cpu})
+
+
+def _renice(increment: int) -> bool:
+    """Raise this process's priority (the attacker's CPU is not the target's on a real
+    network; on one shared machine the target and the honest peers go first)."""
+    try:
+        os.nice(increment)
+    except OSError:
+        return False
+    return True
+
+
+def _target_main(conn: Any, cpu: int | None, nice: int) -> None:
+    _pin(cpu)
+    _renice(nice)
+    trio.run(_target, conn)
+
+
+async def _target(conn: Any) -> None:
+    config = Config(listen=("udp://127.0.0.1:0",), puzzle_difficulty=DIFFICULTY)
+    async with open_node(config) as node:
+        address = node.contact.addresses[0]
+        conn.send((node.node_id, node.identity.xwing.public_key_bytes(), address.port))
+        samples: list[tuple[float, float, float]] = []
+
+        async def sample() -> None:
+            while True:
+                samples.append((time.time(), _rss_mb(), time.process_time()))
+                await trio.sleep(0.25)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample)
+            while True:
+                command = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                if command == "stats":
+                    stats = node.stats()
+                    conn.send(
+                        {
+                            "drops": stats["drops"],
+                            "datagrams_received": stats["datagrams_received"],
+                            "datagrams_sent": stats["datagrams_sent"],
+                            "rpcs_received": stats["rpcs_received"],
+                            "sessions": stats["sessions"],
+                            "session": node.endpoint.stats(),
+                            "rss": samples,
+                        }
+                    )
+                else:
+                    nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ the attacker
+
+
+def _attacker_main(
+    conn: Any, target_id: bytes, port: int, rate: int, seconds: float, cpu: int | None
+) -> None:
+    _pin(cpu)
+    rng = random.Random(7)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ATTACKER_HOST, 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    dst = ("127.0.0.1", port)
+    me = Identity.generate(difficulty=DIFFICULTY)
+    # 1. A real session with the target, for the RPC flood.
+    endpoint = SessionEndpoint(me, SessionConfig())
+    src = Address("udp", "127.0.0.1", port)
+    endpoint.send_message(target_id, encode(Ping(b"P" * 8, ro=True)), 0.0, addr=src)
+    sock.settimeout(0.5)
+    established = False
+    start = time.monotonic()
+    while not established and time.monotonic() - start < 20:
+        for data, _ in endpoint.datagrams_to_send(time.monotonic()):
+            sock.sendto(data, dst)
+        try:
+            data, _ = sock.recvfrom(2048)
+        except TimeoutError:
+            continue
+        endpoint.receive_datagram(data, src, time.monotonic())
+        while (event := endpoint.next_event()) is not None:
+            established = established or type(event) is SessionEstablished
+    sock.setblocking(False)
+    # The RPC flood is encrypted in advance (in counter order), so that the
+    # attacker's Python costs a sendto per packet, as a C flooder would.
+    queries = [encode(FindNode(rng.randbytes(8), rng.randbytes(32), ro=True)) for _ in range(512)]
+    rpcs: list[bytes] = []
+    for i in range(int(rate * seconds / 3) + 1000):
+        endpoint.send_message(target_id, queries[i % len(queries)], time.monotonic())
+        rpcs += [d for d, _ in endpoint.datagrams_to_send(0.0)]
+    # 2. First messages of pqXX with a valid mac1, each variant with its own index.
+    key = mac1_key(target_id)
+    handshakes: list[bytes] = []
+    for _ in range(16):
+        initiator = SessionEndpoint(me, SessionConfig(), rng=rng.randbytes)
+        initiator.connect(src, target_id, 0.0)
+        first = [parse_hs_fragment(d) for d, _ in initiator.datagrams_to_send(0.0)]
+        for _ in range(128):
+            sid = rng.randrange(1, 2**32)
+            for f in first:
+                assert f is not None
+                view = HsView(f.kind, sid, 0, f.index, f.count, f.body, b"")
+                view.mac1 = _mac(key, view.mac_input())
+                handshakes.append(encode_hs_fragment(view))
+    # 3. Garbage: random bytes, and well-formed packets that must fail their checks.
+    garbage = [rng.randbytes(rng.randint(1, 1200)) for _ in range(1024)]
+    garbage += [bytes.fromhex("a4626374") + rng.randbytes(rng.randint(20, 900)) for _ in range(512)]
+    garbage += [h[:-20] + rng.randbytes(20) for h in handshakes[:512]]  # bad mac1
+    conn.send("ready")
+    conn.recv()  # go
+    sent = {"garbage": 0, "handshake": 0, "rpc": 0, "send_errors": 0}
+    per_step = max(3, round(rate * STEP))
+    deadline = time.monotonic() + seconds
+    next_step = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) < deadline:
+        if now < next_step:
+            time.sleep(next_step - now)
+        next_step += STEP
+        for _ in range(per_step // 3):
+            n += 1
+            try:
+                sock.sendto(garbage[n % len(garbage)], dst)
+                sent["garbage"] += 1
+                sock.sendto(handshakes[n % len(handshakes)], dst)
+                sent["handshake"] += 1
+                sock.sendto(rpcs[n % len(rpcs)], dst)
+                sent["rpc"] += 1
+            except (BlockingIOError, OSError):
+                sent["send_errors"] += 1
+        try:  # replies (cookies, rate-limited errors) are not read: drop them
+            while True:
+                sock.recv(65536)
+        except (BlockingIOError, OSError):
+            pass
+    conn.send(sent)
+    sock.close()
+
+
+# ------------------------------------------------------------------ honest peers
+
+
+async def _honest(
+    target: Contact, n: int, interval: float, phases: list[float], out: list[list[Any]]
+) -> None:
+    """``n`` client nodes; ``out[i]`` gets (phase, latency or None) per request."""
+
+    async def peer(i: int) -> None:
+        config = Config(
+            listen=("udp://127.0.0.1:0",), puzzle_difficulty=DIFFICULTY, client_mode=True
+        )
+        async with open_node(config) as node:
+            rng = random.Random(i)
+            core = node.core
+
+            def ping(now: float) -> int:
+                return core.ping(target, now)
+
+            def find_node(now: float) -> int:
+                wanted = rng.randbytes(32)
+                return core._single(target, lambda rid: FindNode(rid, wanted, ro=True), now)
+
+            k = 0
+            while trio.current_time() < phases[-1]:
+                k += 1
+                start_op = ping if k % 2 else find_node
+                began = time.perf_counter()
+                event = await node._run(start_op)
+                latency = time.perf_counter() - began
+                ok = type(event).__name__ == "RequestCompleted"
+                phase = sum(1 for p in phases[:-1] if trio.current_time() >= p)
+                out[phase].append(latency if ok else None)
+                await trio.sleep(interval)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(peer, i)
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    ctx = multiprocessing.get_context("spawn")
+    target_conn, child = ctx.Pipe()
+    pin = (os.cpu_count() or 1) >= 2 and args.pin
+    target = ctx.Process(
+        target=_target_main, args=(child, 0 if pin else None, args.nice), daemon=True
+    )
+    target.start()
+    target_id, _static, port = target_conn.recv()
+    contact = Contact(target_id, (Address("udp", "127.0.0.1", port),))
+    attacker_conn, child = ctx.Pipe()
+    attacker = ctx.Process(
+        target=_attacker_main,
+        args=(child, target_id, port, args.rate, args.flood, 1 if pin else None),
+        daemon=True,
+    )
+    attacker.start()
+    if not attacker_conn.poll(120):
+        raise RuntimeError("the attacker did not get ready")
+    attacker_conn.recv()  # ready: its session is up, its packets are built
+    if pin:
+        _pin(1)  # the honest peers share the attacker's core, not the target's
+    reniced = _renice(args.nice)
+    # phase 0: warm-up (handshakes), 1: baseline, 2: flood; the last entry is the end.
+    results: list[list[Any]] = [[], [], []]
+    walls: dict[str, Any] = {}
+
+    async def main() -> None:
+        t0 = trio.current_time()
+        warmup = 3.0
+        phases = [t0 + warmup, t0 + warmup + args.baseline]
+        phases.append(phases[1] + args.flood)
+
+        async def flood_at() -> None:
+            await trio.sleep_until(phases[0])
+            target_conn.send("stats")
+            walls["stats_before"] = await trio.to_thread.run_sync(target_conn.recv)
+            await trio.sleep_until(phases[1])
+            walls["flood_start"] = time.time()
+            attacker_conn.send("go")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood_at)
+            await _honest(contact, args.honest, args.interval, phases, results)
+        walls["flood_end"] = time.time()
+
+    trio.run(main)
+    sent = attacker_conn.recv() if attacker_conn.poll(args.flood + 30) else {}
+    target_conn.send("stats")
+    stats = target_conn.recv()
+    target_conn.send("stop")
+    for proc in (attacker, target):
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    if not reniced and args.nice:
+        walls["note"] = "could not change niceness: target and attacker share the CPU equally"
+    return _report(args, results, sent, stats, walls)
+
+
+def _report(
+    args: argparse.Namespace,
+    results: list[list[Any]],
+    sent: dict[str, int],
+    stats: dict[str, Any],
+    walls: dict[str, Any],
+) -> BenchResult:
+    result = BenchResult("dos")
+    base = [x for x in results[1] if x is not None]
+    flood = [x for x in results[2] if x is not None]
+    base_ms, flood_ms = median(base) * 1e3, median(flood) * 1e3
+    result.add("honest_latency_ms_baseline", round(base_ms, 3))
+    result.add("honest_latency_ms_flood", round(flood_ms, 3))
+    result.add("honest_latency_p90_ms_flood", round(percentile(flood, 90) * 1e3, 3))
+    result.add("honest_latency_ratio", round(flood_ms / base_ms, 3), Target("<=", 2.0))
+    result.add("honest_requests_baseline", len(results[1]))
+    result.add("honest_requests_flood", len(results[2]))
+    failed = sum(1 for x in results[2] if x is None)
+    result.add("honest_failed_flood", failed, Target("==", 0))
+    start, end = walls["flood_start"], walls["flood_end"]
+    before = [rss for t, rss, _ in stats["rss"] if t < start]
+    during = [rss for t, rss, _ in stats["rss"] if start <= t <= end]
+    growth = (max(during) - before[-1]) if before and during else float("nan")
+    result.add("memory_growth_mb", round(growth, 2), Target("<=", 50.0))
+    result.add("target_rss_mb_before", round(before[-1], 1) if before else float("nan"))
+    total_sent = sum(v for k, v in sent.items() if k != "send_errors")
+    result.add("attacker_sent", total_sent)
+    result.add("attacker_rate_achieved", round(total_sent / args.flood))
+    for kind in ("garbage", "handshake", "rpc"):
+        result.add(f"attacker_sent_{kind}", sent.get(kind, 0))
+    received = stats["datagrams_received"] - walls["stats_before"]["datagrams_received"]
+    result.add("target_datagrams_received", received)
+    # CPU the target spent per datagram during the flood: what the machine's
+    # other load does not change (its inverse is the rate one core can absorb).
+    window = [(t, c) for t, _, c in stats["rss"] if start <= t <= end]
+    if len(window) >= 2 and received:
+        span = window[-1][0] - window[0][0]
+        cpu = window[-1][1] - window[0][1]
+        result.add("target_cpu_share_flood", round(cpu / span, 3))
+        # (datagrams in the sampled span, assuming an even flow over the flood)
+        per = cpu / (received * span / (end - start))
+        result.add("target_cpu_us_per_datagram", round(per * 1e6, 2))
+    drops_before = walls["stats_before"]["drops"]
+    drops = {
+        k: v - drops_before.get(k, 0)
+        for k, v in stats["drops"].items()
+        if v - drops_before.get(k, 0)
+    }
+    for reason, count in sorted(drops.items(), key=lambda kv: -kv[1]):
+        result.add(f"drop.{reason}", count)
+    result.add("target_rpcs_answered_flood", _answered(stats) - _answered(walls["stats_before"]))
+    result.notes.append(
+        f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
+        f"{args.rate}/s from {ATTACKER_HOST} for {args.flood}s after {args.baseline}s baseline; "
+        "datagrams the kernel dropped = attacker_sent - target_datagrams_received "
+        "(roughly: honest traffic is included in the latter)"
+    )
+    if "note" in walls:
+        result.notes.append(walls["note"])
+    return result
+
+
+def _answered(stats: dict[str, Any]) -> int:
+    return (
+        int(sum(stats["rpcs_received"].values()))
+        if isinstance(stats["rpcs_received"], dict)
+        else int(stats["rpcs_received"])
+    )

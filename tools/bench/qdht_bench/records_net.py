@@ -1,0 +1,161 @@
+"""``qdht-bench records``: signed records on a real loopback network, and their storage.
+
+``--nodes`` full nodes (default 50) in this process, each on its own UDP
+socket on 127.0.0.1, every channel a post-quantum session; node 0 is the
+bootstrap node.  Identities are minted at puzzle difficulty 0 (minting is
+``qdht-bench identity``'s business, not this one's).  Then, with
+``--concurrency`` operations in flight, from random nodes:
+
+* ``put_per_s``: ``put_immutable`` of ``--puts`` values of ``--value-size``
+  bytes (a lookup for the key, then STOREs to the k closest);
+* ``mutable_put_per_s``: ``put_mutable`` (explicit ``seq``, so no get first)
+  of as many signed records — an ML-DSA-65 signature per record and a
+  verification at each holder;
+* ``get_per_s`` and ``mutable_get_per_s``: ``get`` of every key from another
+  random node (a mutable get asks several holders and picks the highest
+  sequence number), ``get_success`` the fraction found with the right value;
+* medians of each operation's latency (``*_ms_median``).
+
+Storage, on one core: ``sqlite_writes_per_s`` (acknowledged puts into a
+fresh SQLite store, WAL; target ≥ 5,000) and ``bytes_per_record`` (Python
+heap per 1 KiB record held in memory), as ``qdht-bench records-store`` measures
+them in more detail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import trio
+
+from qdht import Config, Node, open_node
+from qdht.identity import Identity
+from qdht_bench._common import BenchResult, Target, median
+from qdht_bench.records_store import memory_bytes_per_record, sqlite_writes_per_s
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION: Final = "record puts/gets per second on a loopback network, SQLite writes, bytes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=int, default=50, help="nodes on loopback UDP")
+    parser.add_argument("--puts", type=int, default=200, help="records of each kind")
+    parser.add_argument("--concurrency", type=int, default=8, help="operations in flight")
+    parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
+    parser.add_argument("--seed", type=int, default=1, help="seed of identities and choices")
+    parser.add_argument("--store-count", type=int, default=2000, help="puts per SQLite batch")
+
+
+async def _spawn(nursery: trio.Nursery, config: Config) -> Node:
+    async def run(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_node(config) as node:
+            task_status.started(node)
+            await trio.sleep_forever()
+
+    node: Node = await nursery.start(run)
+    return node
+
+
+async def _timed(
+    count: int, concurrency: int, operation: Callable[[int], Awaitable[bool]]
+) -> tuple[float, list[float], int]:
+    """Run ``operation(i)`` for every i; (operations per second, latencies in ms, successes)."""
+    limit = trio.Semaphore(concurrency)
+    latencies: list[float] = []
+    ok = 0
+
+    async def one(i: int) -> None:
+        nonlocal ok
+        async with limit:
+            start = time.perf_counter()
+            with contextlib.suppress(Exception):  # a failure is a measured outcome
+                succeeded = await operation(i)
+                ok += succeeded  # after the await: ``ok += await ...`` would lose updates
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            nursery.start_soon(one, i)
+    return count / (time.perf_counter() - start), latencies, ok
+
+
+async def _network(args: argparse.Namespace) -> dict[str, float]:
+    rng = random.Random(args.seed)
+    figures: dict[str, float] = {}
+    async with trio.open_nursery() as nursery:
+        nodes: list[Node] = []
+        for _ in range(args.nodes):
+            identity = Identity.generate(0)
+            config = Config(listen=("udp://127.0.0.1:0",), identity=identity, puzzle_difficulty=0)
+            nodes.append(await _spawn(nursery, config))
+        for node in nodes[1:]:
+            await node.bootstrap([nodes[0].contact])
+        count, size = args.puts, args.value_size
+        values = [rng.randbytes(size) for _ in range(count)]
+        putters = [rng.randrange(args.nodes) for _ in range(count)]
+        getters = [(p + 1 + rng.randrange(args.nodes - 1)) % args.nodes for p in putters]
+        keys: list[bytes] = [b""] * count
+
+        async def put(i: int) -> bool:
+            keys[i] = await nodes[putters[i]].put_immutable(values[i])
+            return True
+
+        async def get(i: int) -> bool:
+            got = await nodes[getters[i]].get(keys[i])
+            return bool(got == values[i])
+
+        rate, ms, ok = await _timed(count, args.concurrency, put)
+        figures |= {"put_per_s": rate, "put_ms_median": median(ms), "put_success": ok / count}
+        rate, ms, ok = await _timed(count, args.concurrency, get)
+        figures |= {"get_per_s": rate, "get_ms_median": median(ms), "get_success": ok / count}
+
+        salts = [i.to_bytes(4, "big") for i in range(count)]
+        mkeys: list[bytes] = [b""] * count
+
+        async def put_mutable(i: int) -> bool:
+            mkeys[i] = await nodes[putters[i]].put_mutable(values[i], salt=salts[i], seq=1)
+            return True
+
+        async def get_mutable(i: int) -> bool:
+            got = await nodes[getters[i]].get(mkeys[i])
+            return bool(got == values[i])
+
+        rate, ms, ok = await _timed(count, args.concurrency, put_mutable)
+        figures |= {"mutable_put_per_s": rate, "mutable_put_ms_median": median(ms)}
+        figures["mutable_put_success"] = ok / count
+        rate, ms, ok = await _timed(count, args.concurrency, get_mutable)
+        figures |= {"mutable_get_per_s": rate, "mutable_get_ms_median": median(ms)}
+        figures["mutable_get_success"] = ok / count
+        nursery.cancel_scope.cancel()
+    return figures
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    if args.nodes < 2 or args.puts < 1 or args.concurrency < 1:
+        raise SystemExit("qdht-bench records: --nodes ≥ 2, --puts ≥ 1, --concurrency ≥ 1")
+    result = BenchResult("records")
+    started = time.perf_counter()
+    figures = trio.run(_network, args)
+    for name, value in figures.items():
+        target = Target(">=", 0.999) if name.endswith("_success") else None
+        result.add(name, value, target)
+    result.add("network_wall_s", time.perf_counter() - started)
+    result.add(
+        "sqlite_writes_per_s",
+        sqlite_writes_per_s(args.store_count, args.value_size, 3),
+        Target(">=", 5000),
+    )
+    result.add("bytes_per_record", memory_bytes_per_record(args.store_count, args.value_size))
+    result.notes.append(
+        f"{args.nodes} nodes on 127.0.0.1 UDP in one process (2 cores shared), "
+        f"{args.puts} records of {args.value_size} bytes per kind, "
+        f"{args.concurrency} operations in flight; bytes_per_record includes the value"
+    )
+    return result

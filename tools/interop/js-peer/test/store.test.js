@@ -1,0 +1,82 @@
+// The peer as a holder of records: STORE refusals (02-dht-rpc.md §4.3, 07-records.md §6-§8)
+// and the VALUE it answers (02 §4.2), through DhtNode without sockets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DhtNode, immutableKey } from '../src/dht.js';
+import { mldsaKeygen, mldsaSign, randomBytes, sha3_256 } from '../src/crypto.js';
+import { recordKey, signedBytes, CONTEXTS } from '../src/records.js';
+import { checkMessage } from '../src/messages.js';
+
+const NOW = 1_800_000_000;
+const fakeEndpoint = () => ({ identity: { nodeId: randomBytes(32) }, onMessage: null, onHandshakeFailed: null, send() {} });
+const holder = (o = {}) => new DhtNode(fakeEndpoint(), { now: () => NOW, ...o });
+const owner = mldsaKeygen(new Uint8Array(32).fill(7));
+const other = mldsaKeygen(new Uint8Array(32).fill(8));
+
+function signed(kind, fields, who = owner) {
+  const r = { type: kind, owner: sha3_256(who.pk), exp: NOW + 3600, ...fields };
+  return { ...r, pk: who.pk, sig: mldsaSign(who.sk, signedBytes(r), CONTEXTS[kind]) };
+}
+const mutable = (seq, value, who = owner) => signed('mutable', { salt: new Uint8Array(0), seq, value: Buffer.from(value) }, who);
+const entry = (who, value) => signed('set_entry', { topic: Buffer.from('t'), seq: 1, value: Buffer.from(value) }, who);
+
+test('STORE refusals name the reasons the error table maps', () => {
+  const n = holder();
+  const value = Buffer.from('v');
+  const imm = { type: 'immutable', value, exp: NOW + 60 };
+  assert.equal(n.storeRecord(randomBytes(32), imm, null), 'key-mismatch');
+  assert.equal(n.storeRecord(immutableKey(value), { ...imm, exp: NOW }, null), 'expired');
+  assert.equal(n.storeRecord(immutableKey(value), { ...imm, exp: NOW + 10 ** 7 }, null), 'expiry-too-far');
+  assert.equal(n.storeRecord(immutableKey(value), imm, null), null);
+  const m1 = mutable(1, 'one');
+  const key = recordKey(m1);
+  const { pk, ...noPk } = m1;
+  assert.ok(pk);
+  assert.equal(n.storeRecord(key, noPk, null), 'owner-key-unknown');
+  assert.equal(n.storeRecord(key, { ...m1, sig: mutable(1, 'other').sig }, null), 'bad-signature');
+  assert.equal(n.storeRecord(key, m1, null), null);
+  assert.equal(n.storeRecord(key, m1, null), null, 'the same record again: stored');
+  assert.equal(n.storeRecord(key, mutable(0, 'zero'), null), 'seq-regression');
+  assert.equal(n.storeRecord(key, mutable(2, 'two'), 5), 'cas-mismatch');
+  assert.equal(n.storeRecord(key, mutable(2, 'two'), 1), null);
+  const answer = n.valueAnswer(key);
+  checkMessage({ ...answer, rid: randomBytes(8) });
+  assert.equal(Buffer.from(answer.record.value).toString(), 'two');
+});
+
+test('a set answers its entries, latest exp first; a full set refuses new publishers', () => {
+  const n = holder({ recordLimits: { max_set_entries: 1 } });
+  const a = entry(owner, 'a');
+  const key = recordKey(a);
+  assert.equal(n.storeRecord(key, a, null), null);
+  assert.equal(n.storeRecord(key, entry(other, 'b'), null), 'set-full');
+  const answer = n.valueAnswer(key);
+  assert.equal(answer.records.length, 1);
+  checkMessage({ ...answer, rid: randomBytes(8) });
+  assert.equal(n.valueAnswer(randomBytes(32)), null);
+});
+
+test('STOREs over the flood bound of one address are refused before any check', () => {
+  const n = holder();
+  const addr = { address: '127.0.0.1', port: 9 };
+  const reasons = [];
+  for (let i = 0; i < 60; i++) reasons.push(n.storeRecord(randomBytes(32), { type: 'immutable', value: new Uint8Array(1), exp: NOW + 1 }, null, addr));
+  assert.equal(reasons.filter((r) => r === 'flood').length, 10);
+  assert.ok(reasons.slice(0, 50).every((r) => r === 'key-mismatch'));
+});
+
+test('a path-cache STORE caches for its lifetime and never demotes a stored entry (07 §10.6)', () => {
+  let now = NOW;
+  const n = holder({ now: () => now });
+  const value = Buffer.from('cached');
+  const rec = { type: 'immutable', value, exp: NOW + 3000 };
+  const key = immutableKey(value);
+  assert.equal(n.storeRecord(key, rec, null, null, 60), null);
+  assert.ok(n.valueAnswer(key));
+  now += 61;
+  assert.equal(n.valueAnswer(key), null, 'gone after `cache` seconds');
+  assert.equal(n.storeRecord(key, rec, null), null); // stored for good
+  assert.equal(n.storeRecord(key, rec, null, null, 60), null); // a cache STORE does not demote it
+  now += 120;
+  assert.ok(n.valueAnswer(key), 'still held as a stored entry');
+});
