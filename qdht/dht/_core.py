@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import attrs
 
+from qdht._ratelimit import TokenBuckets
 from qdht.dht._config import LookupConfig, ReputationConfig, RoutingConfig
 from qdht.dht._events import (
     DhtEvent,
@@ -55,7 +56,6 @@ from qdht.dht._events import (
     ValueStored,
 )
 from qdht.dht._lookup import ClusterDetector, Lookup, LookupTrace
-from qdht.dht._ratelimit import TokenBuckets
 from qdht.dht._records import (
     DEFAULT_RECORD_LIMITS,
     OwnerKeyResolver,

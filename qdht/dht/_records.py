@@ -28,10 +28,10 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
+from qdht._ratelimit import TokenBuckets
 from qdht.crypto import mldsa
 from qdht.crypto.hashes import blake2b, sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._ratelimit import TokenBuckets
 from qdht.errors import ConfigError, InvalidSignatureError, RecordRejectedError
 from qdht.wire._records import (
     MAX_RECORD_TIME,

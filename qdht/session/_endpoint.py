@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -19,8 +20,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
+from qdht._ratelimit import TokenBuckets
 from qdht.crypto.aead import ChaChaPoly
-from qdht.dht._ratelimit import TokenBuckets
 from qdht.errors import ConfigError, CryptoError, DecodeError, HandshakeError, SessionError
 from qdht.identity import Identity, compute_node_id, puzzle_ok
 from qdht.session._config import SessionConfig
@@ -844,7 +845,7 @@ class SessionEndpoint:
             return
         # Responder-bound (kinds 1, 3, 5): no per-initiator state (04 §5).
         mac_data = frag.mac_input()
-        if _mac(self._mac1_key, mac_data) != frag.mac1:
+        if not hmac.compare_digest(_mac(self._mac1_key, mac_data), frag.mac1):
             self.drops["bad-mac1"] += 1
             return
         if frag.kind in (1, 5):
@@ -910,7 +911,8 @@ class SessionEndpoint:
         if frag.mac2 is not None:
             for secret in self._cookie_secret.candidates(now):
                 cookie = _mac(secret, _addr_bytes(addr))
-                if _mac(cookie, mac_data + frag.mac1) == frag.mac2:
+                # Constant time: the cookie is secret (04-handshake.md §5.2).
+                if hmac.compare_digest(_mac(cookie, mac_data + frag.mac1), frag.mac2):
                     validated = True
                     break
         if not validated and self._load_count > self.config.under_load_handshakes_per_s:
@@ -1147,7 +1149,7 @@ class SessionEndpoint:
             self.drops["unknown-index"] += 1
             return
         mac_data = frag.mac_input()
-        if _mac(pending.mac1_key, mac_data) != frag.mac1:
+        if not hmac.compare_digest(_mac(pending.mac1_key, mac_data), frag.mac1):
             self.drops["bad-mac1"] += 1
             return
         if pending.parts and (

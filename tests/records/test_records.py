@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from qdht._ratelimit import TokenBuckets
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._ratelimit import TokenBuckets
 from qdht.dht._records import (
     BestOf,
     Outcome,

@@ -14,7 +14,10 @@ bootstrap node.  Identities are minted at puzzle difficulty 0 (minting is
 * ``get_per_s`` and ``mutable_get_per_s``: ``get`` of every key from another
   random node (a mutable get asks several holders and picks the highest
   sequence number), ``get_success`` the fraction found with the right value;
-* medians of each operation's latency (``*_ms_median``).
+* medians of each operation's latency (``*_ms_median``), and each as a ratio
+  to the same run's median FIND_NODE lookup (``*_vs_find_node``; the lookup
+  is ``find_node_per_s`` / ``find_node_ms_median``), the figure to compare
+  across machines and loads.
 
 Storage, on one core: ``sqlite_writes_per_s`` (acknowledged puts into a
 fresh SQLite store, WAL; target ≥ 5,000) and ``bytes_per_record`` (Python
@@ -111,6 +114,15 @@ async def _network(args: argparse.Namespace) -> dict[str, float]:
             got = await nodes[getters[i]].get(keys[i])
             return bool(got == values[i])
 
+        # Baseline, same network and load: a FIND_NODE lookup for a random ID (what
+        # every put and get starts with), so the record figures read as ratios too.
+        targets = [rng.randbytes(32) for _ in range(count)]
+
+        async def find(i: int) -> bool:
+            return bool(await nodes[putters[i]].find_node(targets[i]))
+
+        rate, ms, ok = await _timed(count, args.concurrency, find)
+        figures |= {"find_node_per_s": rate, "find_node_ms_median": median(ms)}
         rate, ms, ok = await _timed(count, args.concurrency, put)
         figures |= {"put_per_s": rate, "put_ms_median": median(ms), "put_success": ok / count}
         rate, ms, ok = await _timed(count, args.concurrency, get)
@@ -133,6 +145,9 @@ async def _network(args: argparse.Namespace) -> dict[str, float]:
         rate, ms, ok = await _timed(count, args.concurrency, get_mutable)
         figures |= {"mutable_get_per_s": rate, "mutable_get_ms_median": median(ms)}
         figures["mutable_get_success"] = ok / count
+        base = figures["find_node_ms_median"]
+        for op in ("put", "get", "mutable_put", "mutable_get"):
+            figures[f"{op}_vs_find_node"] = figures[f"{op}_ms_median"] / base
         nursery.cancel_scope.cancel()
     return figures
 

@@ -1,8 +1,11 @@
 """Token buckets per key (peer, source address, ...), bounded in number, sans-IO.
 
-One mechanism for every rate limit in the DHT layer: requests per peer in
-:class:`~qdht.dht._core.DhtCore`, STOREs per source for records
-(``07-records.md`` §6.3), and the defences of later layers.
+One mechanism for every rate limit of a node: handshakes per source address,
+per node ID and in total in the session layer (``04-handshake.md`` §5.5);
+requests per peer, per address and in total in
+:class:`~qdht.dht._core.DhtCore`; STOREs per source for records
+(``07-records.md`` §6.3).  It lives at the package top because both layers
+use it and neither may import the other's internals.
 """
 
 from __future__ import annotations

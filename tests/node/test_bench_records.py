@@ -1,0 +1,25 @@
+"""``qdht-bench records`` runs end to end on a tiny loopback network."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from qdht_bench import records_net
+
+pytestmark = pytest.mark.slow
+
+
+def test_records_benchmark_reports_every_metric() -> None:
+    args = argparse.Namespace(
+        nodes=4, puts=4, concurrency=2, value_size=256, seed=3, store_count=50
+    )
+    result = records_net.run(args)
+    for op in ("find_node", "put", "get", "mutable_put", "mutable_get"):
+        assert result.metrics[f"{op}_per_s"] > 0
+        assert result.metrics[f"{op}_ms_median"] > 0
+    for op in ("put", "get", "mutable_put", "mutable_get"):
+        assert result.metrics[f"{op}_success"] == 1.0
+        assert result.metrics[f"{op}_vs_find_node"] > 0
+    assert result.metrics["sqlite_writes_per_s"] > 0
+    assert result.metrics["bytes_per_record"] > 256
