@@ -27,7 +27,10 @@ class TokenBuckets(Generic[K]):
     ``allow(key, now)`` takes a token if there is one.  At most ``max_keys``
     buckets are kept, least recently used evicted; an evicted key starts again
     with a full bucket, which bounds memory, not the total rate of many keys.
-    Time (``now``, monotonic seconds) is passed in.
+    A bucket that has filled up again is forgotten too (a missing key *is* a
+    full bucket), a couple of the least recently used per call: memory follows
+    the sources that are using their allowance now, not every source ever
+    seen.  Time (``now``, monotonic seconds) is passed in.
     """
 
     __slots__ = ("_buckets", "burst", "max_keys", "rate", "refused")
@@ -56,9 +59,17 @@ class TokenBuckets(Generic[K]):
             tokens -= 1.0
         else:
             self.refused += 1
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        buckets = self._buckets
+        buckets[key] = (tokens, now)
+        if len(buckets) > self.max_keys:
+            buckets.popitem(last=False)
+        # Forget up to two refilled buckets (least recently used first).
+        for _ in range(2):
+            oldest = next(iter(buckets))
+            old_tokens, old_last = buckets[oldest]
+            if oldest == key or old_tokens + (now - old_last) * self.rate < self.burst:
+                break
+            del buckets[oldest]
         return allowed
 
     def __len__(self) -> int:
