@@ -208,6 +208,11 @@ class RpcConfig:
     #: handshake's two round trips (~7 KB in fragments) come first.  Scaled,
     #: not fixed, so that a dead contact costs a lookup little on a fast network.
     first_contact_factor: float = attrs.field(default=3.0, validator=_positive)
+    #: A STORE waits this many times the peer's usual timeout (at most
+    #: ``RoutingConfig.max_timeout``): it carries up to 72 KB in dozens of
+    #: fragments, and the holder verifies an ML-DSA signature before it
+    #: answers, where the RTT samples come mostly from small requests.
+    store_timeout_factor: float = attrs.field(default=3.0, validator=_positive)
     #: User lookups (duration, hops, RPCs) kept for the percentiles of ``stats()``
     #: (12 bytes each, allocated as lookups complete).
     latency_samples: int = attrs.field(default=512, validator=_positive)
@@ -1228,8 +1233,10 @@ class DhtCore:
         if timeout is None:
             timeout = self.routing.timeout_for(contact.node_id)
             if not timed:
-                first = timeout * self.rpc_config.first_contact_factor
-                timeout = min(self.routing.config.max_timeout, first)
+                timeout *= self.rpc_config.first_contact_factor
+            if type(request) is Store:
+                timeout *= self.rpc_config.store_timeout_factor
+            timeout = min(self.routing.config.max_timeout, timeout)
         deadline = now + timeout
         self._pending[rid] = _Pending(contact, type(request), op, now, deadline, timed)
         heapq.heappush(self._deadlines, (deadline, rid))
