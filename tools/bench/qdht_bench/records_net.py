@@ -28,7 +28,7 @@ them in more detail.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import collections
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +44,10 @@ from qdht_bench.records_store import memory_bytes_per_record, sqlite_writes_per_
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 DESCRIPTION: Final = "record puts/gets per second on a loopback network, SQLite writes, bytes"
+
+
+#: Why operations failed in the last run: "ExceptionType: message" → count.
+_FAILURES: collections.Counter[str] = collections.Counter()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +81,11 @@ async def _timed(
         nonlocal ok
         async with limit:
             start = time.perf_counter()
-            with contextlib.suppress(Exception):  # a failure is a measured outcome
+            try:
                 succeeded = await operation(i)
+            except Exception as exc:  # a failure is a measured outcome, reported by kind
+                _FAILURES[f"{type(exc).__name__}: {exc}"[:120]] += 1
+            else:
                 ok += succeeded  # after the await: ``ok += await ...`` would lose updates
             latencies.append((time.perf_counter() - start) * 1000)
 
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         raise SystemExit("qdht-bench records: --nodes ≥ 2, --puts ≥ 1, --concurrency ≥ 1")
     result = BenchResult("records")
     started = time.perf_counter()
+    _FAILURES.clear()
     figures = trio.run(_network, args)
     for name, value in figures.items():
         target = Target(">=", 0.999) if name.endswith("_success") else None
@@ -168,6 +176,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         Target(">=", 5000),
     )
     result.add("bytes_per_record", memory_bytes_per_record(args.store_count, args.value_size))
+    for failure, count in _FAILURES.most_common(5):
+        result.notes.append(f"failed {count}x: {failure}")
     result.notes.append(
         f"{args.nodes} nodes on 127.0.0.1 UDP in one process (2 cores shared), "
         f"{args.puts} records of {args.value_size} bytes per kind, "
