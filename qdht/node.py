@@ -708,7 +708,9 @@ class Node:
           evictions, refusals), ``records`` (signature verdicts, entry
           corrections sent), ``watch`` (holder and watcher side),
           ``records_published`` / ``records_republished`` (this node's own
-          records), ``routing`` (table details, incl. ``outbound`` peers and
+          records), ``replication`` (republish rounds, handoffs, path-cache
+          stores, the paced STORE queue, 07-records.md §10),
+          ``routing`` (table details, incl. ``outbound`` peers and
           ``random_walks``), ``reputation`` (scores, offences, bans),
           ``clusters`` (keys with suspiciously many IDs near them),
           ``events_dropped``;
@@ -753,6 +755,7 @@ class Node:
             "storage": core["storage"],
             "records": core["records"],
             "watch": core["watch"],
+            "replication": core["replication"],
             "reputation": core["reputation"],
             "clusters": core["clusters"],
             "records_published": len(self._published),
@@ -1112,6 +1115,11 @@ async def open_node(
                     answered = await node.bootstrap(contacts)
                     if not answered:
                         logger.warning("no bootstrap contact answered")
+                    elif len(node.core.records):
+                        # Back from a restart with records: the network moved on
+                        # while we were away, so replicate them now (07 §10.4).
+                        node.core.republish_now(trio.current_time())
+                        await node._flush()
                 yield node
             except BaseException as exc:
                 # Re-raised below, outside the nursery, so callers see it unwrapped.

@@ -65,6 +65,10 @@ async def test_restart_keeps_identity_table_records_and_schedule(
             assert own in node.published()
             for key in held:
                 assert await peers[3].get(key) is not None
+            await trio.sleep(60)  # the round started on return (republish_now) ends
+            replication = node.stats()["replication"]
+            assert replication["rounds"] >= 1
+            assert replication["last_rounds"][0]["keys"] >= len(held)
             # its mutable record continues at the next sequence number
             await node.put_mutable(b"mine, v2", salt=b"s")
             record = await peers[5].get_record(own)
