@@ -128,9 +128,22 @@ class _SignedFields:
         return dumps_canonical(body)
 
 
-def _read_pk(reader: FieldReader) -> bytes | None:
+def _with_signature(
+    body: dict[str, Any], signature: bytes, public_key: bytes | None
+) -> dict[str, Any]:
+    """``body`` with a signed record's ``sig`` and, if present, ``pk`` (07 §4)."""
+    body["sig"] = signature
+    if public_key is not None:
+        body["pk"] = public_key
+    return body
+
+
+def _read_signature(reader: FieldReader) -> tuple[bytes, bytes | None]:
+    """A signed record's ``sig`` and optional ``pk``, the last fields it reads."""
+    signature: bytes = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
     pk: bytes | None = reader.bytes_("pk", size=MLDSA_PUBLIC_KEY_SIZE, optional=True)
-    return pk
+    reader.finish()
+    return signature, pk
 
 
 # ------------------------------------------------------------------ records
@@ -196,11 +209,8 @@ class MutableRecord(_SignedFields):
             "seq": self.seq,
             "value": self.value,
             "exp": self.expires,
-            "sig": self.signature,
         }
-        if self.public_key is not None:
-            body["pk"] = self.public_key
-        return body
+        return _with_signature(body, self.signature, self.public_key)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> MutableRecord:
@@ -211,9 +221,7 @@ class MutableRecord(_SignedFields):
         seq = reader.uint("seq")
         value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
         expires = reader.uint("exp", max_value=MAX_RECORD_TIME)
-        signature = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
-        pk = _read_pk(reader)
-        reader.finish()
+        signature, pk = _read_signature(reader)
         return cls(owner, salt, seq, value, expires, signature, pk)
 
 
@@ -246,11 +254,8 @@ class Tombstone(_SignedFields):
             "salt": self.salt,
             "seq": self.seq,
             "exp": self.expires,
-            "sig": self.signature,
         }
-        if self.public_key is not None:
-            body["pk"] = self.public_key
-        return body
+        return _with_signature(body, self.signature, self.public_key)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> Tombstone:
@@ -260,9 +265,7 @@ class Tombstone(_SignedFields):
         salt = reader.bytes_("salt", max_size=MAX_SALT_SIZE)
         seq = reader.uint("seq")
         expires = reader.uint("exp", max_value=MAX_RECORD_TIME)
-        signature = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
-        pk = _read_pk(reader)
-        reader.finish()
+        signature, pk = _read_signature(reader)
         return cls(owner, salt, seq, expires, signature, pk)
 
 
@@ -298,11 +301,8 @@ class SetEntry(_SignedFields):
             "seq": self.seq,
             "value": self.value,
             "exp": self.expires,
-            "sig": self.signature,
         }
-        if self.public_key is not None:
-            body["pk"] = self.public_key
-        return body
+        return _with_signature(body, self.signature, self.public_key)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> SetEntry:
@@ -313,9 +313,7 @@ class SetEntry(_SignedFields):
         seq = reader.uint("seq")
         value = reader.bytes_("value", max_size=MAX_VALUE_SIZE)
         expires = reader.uint("exp", max_value=MAX_RECORD_TIME)
-        signature = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
-        pk = _read_pk(reader)
-        reader.finish()
+        signature, pk = _read_signature(reader)
         return cls(topic, owner, seq, value, expires, signature, pk)
 
 
