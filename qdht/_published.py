@@ -139,6 +139,10 @@ class PublishedRecords:
         ready.sort(key=lambda row: row.due)
         return ready[:limit]
 
+    def keys(self) -> list[bytes]:
+        """The keys of every published record."""
+        return list(self._rows)
+
     def next_due(self) -> float | None:
         """The earliest due time (Unix seconds), or None when nothing is published."""
         return min((row.due for row in self._rows.values()), default=None)

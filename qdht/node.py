@@ -570,10 +570,7 @@ class Node:
         """
         _check_key(key, "key")
         event = await self._lookup(key, "get")
-        if event.record is not None:
-            return event.record
-        held = self.core.local_records(key, trio.current_time())
-        return held[0] if len(held) == 1 and held[0].kind != "set_entry" else None
+        return event.record
 
     def watch(self, key: bytes, *, buffer: int | None = None) -> KeyWatch:
         """Updates of ``key``, pushed by the nodes that store it (08-watch.md).
@@ -592,7 +589,7 @@ class Node:
 
     def published(self) -> list[bytes]:
         """The keys of the records this node published and keeps republishing."""
-        return [row.key for row in self._published.due(math.inf, len(self._published))]
+        return self._published.keys()
 
     def _check_value(self, value: object, limit: int | None = None) -> bytes:
         if not isinstance(value, bytes | bytearray | memoryview):

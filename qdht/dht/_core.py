@@ -1509,10 +1509,13 @@ class DhtCore:
         unix = self.unix_time(now)
         record = op.record  # an immutable record, if one was found
         records: tuple[ValidRecord, ...] = ()
-        if record is None and (op.answers or op.set_answers):
+        if record is None:
+            # What we hold ourselves joins the answers: it may be the only copy
+            # the lookup could reach, or the newest (then it corrects the others).
             local = self._servable(key, unix)
+            local_set = bool(local) and isinstance(local[0].record, SetEntry)
             budget = [self.record_config.max_corrections]
-            if op.answers:
+            if op.answers or (local and not local_set):
                 mine = [(self.local_id, r) for r in local if not isinstance(r.record, SetEntry)]
                 best = best_of([*op.answers, *mine], unix)
                 record = best.winner
@@ -1522,10 +1525,10 @@ class DhtCore:
                             # Missing one update happens; replaying old ones is an offence.
                             self._offence(holder, "stale-record", now)
                         self._correct(op, holder, record, now, budget)
-            else:
+            elif op.set_answers or local_set:
                 sizes = {holder: size for holder, _, size in op.set_answers}
                 answers = [(holder, entries) for holder, entries, _ in op.set_answers]
-                if local and isinstance(local[0].record, SetEntry):
+                if local_set:
                     answers.append((self.local_id, local))
                 merged = merge_set(answers, unix)
                 records = merged.entries

@@ -190,3 +190,18 @@ async def test_watch_through_the_node_api(autojump_clock: trio.testing.MockClock
             assert second.record.seq == 1
         with pytest.raises(ConfigError, match="key"):
             watcher.watch(b"short")
+
+
+async def test_a_get_counts_what_the_node_holds_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(2) as (a, b):
+        mkey = await a.put_mutable(b"mine", salt=b"s")
+        skey = await a.put_set_entry(b"topic", b"entry")
+        assert a.core.local_records(mkey, trio.current_time())
+        b.core.records = MemoryRecordStore()  # the only other holder forgets everything
+        record = await a.get_record(mkey)
+        assert record is not None
+        assert record.value == b"mine"
+        assert [e.value for e in await a.get_set(b"topic")] == [b"entry"]
+        assert skey == a.set_key(b"topic")

@@ -46,10 +46,6 @@ __all__ = ["DESCRIPTION", "add_arguments", "run"]
 DESCRIPTION: Final = "record puts/gets per second on a loopback network, SQLite writes, bytes"
 
 
-#: Why operations failed in the last run: "ExceptionType: message" → count.
-_FAILURES: collections.Counter[str] = collections.Counter()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=50, help="nodes on loopback UDP")
     parser.add_argument("--puts", type=int, default=200, help="records of each kind")
@@ -70,9 +66,14 @@ async def _spawn(nursery: trio.Nursery, config: Config) -> Node:
 
 
 async def _timed(
-    count: int, concurrency: int, operation: Callable[[int], Awaitable[bool]]
+    count: int,
+    concurrency: int,
+    failures: collections.Counter[str],
+    operation: Callable[[int], Awaitable[bool]],
 ) -> tuple[float, list[float], int]:
-    """Run ``operation(i)`` for every i; (operations per second, latencies in ms, successes)."""
+    """Run ``operation(i)`` for every i; (operations per second, latencies in ms, successes).
+
+    Exceptions are counted in ``failures`` by type and message."""
     limit = trio.Semaphore(concurrency)
     latencies: list[float] = []
     ok = 0
@@ -84,7 +85,7 @@ async def _timed(
             try:
                 succeeded = await operation(i)
             except Exception as exc:  # a failure is a measured outcome, reported by kind
-                _FAILURES[f"{type(exc).__name__}: {exc}"[:120]] += 1
+                failures[f"{type(exc).__name__}: {exc}"[:120]] += 1
             else:
                 ok += succeeded  # after the await: ``ok += await ...`` would lose updates
             latencies.append((time.perf_counter() - start) * 1000)
@@ -96,7 +97,9 @@ async def _timed(
     return count / (time.perf_counter() - start), latencies, ok
 
 
-async def _network(args: argparse.Namespace) -> dict[str, float]:
+async def _network(
+    args: argparse.Namespace, failures: collections.Counter[str]
+) -> dict[str, float]:
     rng = random.Random(args.seed)
     figures: dict[str, float] = {}
     async with trio.open_nursery() as nursery:
@@ -128,11 +131,11 @@ async def _network(args: argparse.Namespace) -> dict[str, float]:
         async def find(i: int) -> bool:
             return bool(await nodes[putters[i]].find_node(targets[i]))
 
-        rate, ms, ok = await _timed(count, args.concurrency, find)
+        rate, ms, ok = await _timed(count, args.concurrency, failures, find)
         figures |= {"find_node_per_s": rate, "find_node_ms_median": median(ms)}
-        rate, ms, ok = await _timed(count, args.concurrency, put)
+        rate, ms, ok = await _timed(count, args.concurrency, failures, put)
         figures |= {"put_per_s": rate, "put_ms_median": median(ms), "put_success": ok / count}
-        rate, ms, ok = await _timed(count, args.concurrency, get)
+        rate, ms, ok = await _timed(count, args.concurrency, failures, get)
         figures |= {"get_per_s": rate, "get_ms_median": median(ms), "get_success": ok / count}
 
         salts = [i.to_bytes(4, "big") for i in range(count)]
@@ -146,10 +149,10 @@ async def _network(args: argparse.Namespace) -> dict[str, float]:
             got = await nodes[getters[i]].get(mkeys[i])
             return bool(got == values[i])
 
-        rate, ms, ok = await _timed(count, args.concurrency, put_mutable)
+        rate, ms, ok = await _timed(count, args.concurrency, failures, put_mutable)
         figures |= {"mutable_put_per_s": rate, "mutable_put_ms_median": median(ms)}
         figures["mutable_put_success"] = ok / count
-        rate, ms, ok = await _timed(count, args.concurrency, get_mutable)
+        rate, ms, ok = await _timed(count, args.concurrency, failures, get_mutable)
         figures |= {"mutable_get_per_s": rate, "mutable_get_ms_median": median(ms)}
         figures["mutable_get_success"] = ok / count
         base = figures["find_node_ms_median"]
@@ -164,8 +167,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         raise SystemExit("qdht-bench records: --nodes ≥ 2, --puts ≥ 1, --concurrency ≥ 1")
     result = BenchResult("records")
     started = time.perf_counter()
-    _FAILURES.clear()
-    figures = trio.run(_network, args)
+    failures: collections.Counter[str] = collections.Counter()
+    figures = trio.run(_network, args, failures)
     for name, value in figures.items():
         target = Target(">=", 0.999) if name.endswith("_success") else None
         result.add(name, value, target)
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         Target(">=", 5000),
     )
     result.add("bytes_per_record", memory_bytes_per_record(args.store_count, args.value_size))
-    for failure, count in _FAILURES.most_common(5):
+    for failure, count in failures.most_common(5):
         result.notes.append(f"failed {count}x: {failure}")
     result.notes.append(
         f"{args.nodes} nodes on 127.0.0.1 UDP in one process (2 cores shared), "
