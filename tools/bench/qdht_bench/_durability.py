@@ -23,7 +23,9 @@ record at the end (k = 20 is the goal).
 from __future__ import annotations
 
 import argparse
+import functools
 import random
+import sys
 import time
 from typing import Any
 
@@ -55,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--join-interval", type=float, default=0.05, help="simulated seconds between joins"
     )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="print wall time and messages per simulated hour to stderr",
+    )
 
 
 def replacement_schedule(nodes: int, fraction: float, seconds: float) -> ChurnSchedule:
@@ -77,8 +84,31 @@ def _replication_totals(net: CoreNetwork) -> dict[str, int]:
     return totals
 
 
+def _report_hourly(net: CoreNetwork, start: float, hours: float, wall: float) -> None:
+    """Print one progress line to stderr at every simulated hour of the churn phase."""
+
+    def report(hour: int) -> None:
+        stats = net.stats()
+        print(
+            f"durability: hour {hour}/{hours:g} wall {time.perf_counter() - wall:.0f} s "
+            f"messages {stats['delivered']} alive {stats['alive']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    for hour in range(1, int(hours) + 1):
+        net.call_at(start + hour * _HOUR, functools.partial(report, hour))
+
+
 def run_one(
-    *, nodes: int, records: int, hours: float, churn: float, seed: int, join_interval: float
+    *,
+    nodes: int,
+    records: int,
+    hours: float,
+    churn: float,
+    seed: int,
+    join_interval: float,
+    progress: bool = False,
 ) -> dict[str, float]:
     """One simulated run; returns its flat metrics (without the churn suffix)."""
     rng = random.Random(seed)
@@ -98,6 +128,8 @@ def run_one(
     put_ok = sum(op.succeeded for op in puts) / len(puts)
     before = _replication_totals(net)
     start = net.now
+    if progress:
+        _report_hourly(net, start, hours, wall)
     net.run_churn(replacement_schedule(nodes, churn, hours * _HOUR))
     net.run_until(start + hours * _HOUR)
     after = _replication_totals(net)
@@ -138,6 +170,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             churn=fraction,
             seed=args.seed,
             join_interval=args.join_interval,
+            progress=args.progress,
         )
         for name, value in metrics.items():
             target = None

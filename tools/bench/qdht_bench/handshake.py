@@ -1,16 +1,20 @@
 """``qdht-bench handshake``: CPU cost of one pqXX (both sides) and of one pqIK.
 
-A handshake is run end to end through two fresh :class:`SessionEndpoint`
-objects in one process (fragmentation, mac1, biscuit, identity proof and key
-confirmation included), timed with ``time.process_time``.  ``primitives`` is
+A handshake is run end to end between two long-lived :class:`SessionEndpoint`
+objects in one process (fragmentation, mac1, biscuit, identity proof, rate
+limits and key confirmation included), timed with ``time.process_time``, as a
+running node does it: the endpoints are made once, simulated time advances one
+second per handshake (so the responder's cookie and biscuit secrets rotate
+every ``secret_rotation`` seconds, and that cost is counted where it falls),
+and the session is closed, untimed, before the next one.  ``primitives`` is
 the same run's cost of only the KEM, AEAD and hash operations that pqXX does,
 replayed in the same order with inputs of the same sizes through the same
 library functions, timed separately (:func:`_primitives` lists them);
 ``handshake_overhead_ratio`` is their quotient: what the protocol logic adds.
 
-Fresh endpoints charge each handshake with what a long-running node does once
-per secret rotation (the responder's biscuit key), so the figures are slightly
-pessimistic; the baseline does not count that.
+``handshake_fresh_ms_median`` is, for comparison, one pqXX between two
+endpoints made for it (their construction not timed, but every per-secret
+setup falls on the handshake): the figure this benchmark reported before.
 """
 
 from __future__ import annotations
@@ -41,20 +45,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of pqXX")
 
 
-def _handshake(a: Identity, b: Identity, ik: bool) -> float:
-    ea, eb = SessionEndpoint(a), SessionEndpoint(b)
-    static = b.xwing.public_key_bytes() if ik else None
-    start = time.process_time()
-    ea.connect("B", b.node_id, 0.0, responder_static=static)
-    for _ in range(4):
-        for data, _addr in ea.datagrams_to_send(0.0):
-            eb.receive_datagram(data, "A", 0.0)
-        for data, _addr in eb.datagrams_to_send(0.0):
-            ea.receive_datagram(data, "B", 0.0)
-    elapsed = time.process_time() - start
-    if eb.stats()["sessions"] != 1:
-        raise RuntimeError("handshake did not complete")
-    return elapsed * 1000
+class _Pair:
+    """Two long-lived endpoints and a simulated clock: one handshake per second."""
+
+    def __init__(self, a: Identity, b: Identity) -> None:
+        self.a, self.b = a, b
+        self.ea, self.eb = SessionEndpoint(a), SessionEndpoint(b)
+        self.now = 0.0
+
+    def handshake(self, ik: bool) -> float:
+        """CPU milliseconds of one complete handshake, both sides."""
+        ea, eb, b = self.ea, self.eb, self.b
+        self.now += 1.0
+        now = self.now
+        static = b.xwing.public_key_bytes() if ik else None
+        start = time.process_time()
+        ea.connect("B", b.node_id, now, responder_static=static)
+        for _ in range(4):
+            for data, _addr in ea.datagrams_to_send(now):
+                eb.receive_datagram(data, "A", now)
+            for data, _addr in eb.datagrams_to_send(now):
+                ea.receive_datagram(data, "B", now)
+        elapsed = time.process_time() - start
+        if eb.stats()["sessions"] != 1:
+            raise RuntimeError(f"handshake did not complete: {dict(eb.drops)}")
+        ea.close(b.node_id, now)
+        for data, _addr in ea.datagrams_to_send(now):
+            eb.receive_datagram(data, "A", now)
+        eb.close(self.a.node_id, now)
+        eb.datagrams_to_send(now)
+        while ea.next_event() is not None or eb.next_event() is not None:
+            pass
+        return elapsed * 1000
+
+
+def _fresh_handshake(a: Identity, b: Identity) -> float:
+    """One pqXX between two endpoints made for it (the old measurement)."""
+    pair = _Pair(a, b)
+    return pair.handshake(False)
 
 
 def _sizes(a: Identity) -> tuple[int, list[int], int]:
@@ -128,20 +156,26 @@ def _primitives(a: Identity, b: Identity) -> float:
 def run(args: argparse.Namespace) -> BenchResult:
     a = Identity.generate(difficulty=8)
     b = Identity.generate(difficulty=8)
+    pair = _Pair(a, b)
     for _ in range(5):  # warm up
-        _handshake(a, b, False)
-    xx, prim, ik = [], [], []
+        pair.handshake(False)
+    xx, prim, ik, fresh = [], [], [], []
     for _ in range(args.count):
-        xx.append(_handshake(a, b, False))
+        xx.append(pair.handshake(False))
         prim.append(_primitives(a, b))
-        ik.append(_handshake(a, b, True))
+        ik.append(pair.handshake(True))
+        fresh.append(_fresh_handshake(a, b))
     result = BenchResult("handshake")
     hs, pr = median(xx), median(prim)
     result.add("handshake_ms_median", hs, Target("<=", 1.0))
     result.add("primitives_ms_median", pr)
     result.add("handshake_overhead_ratio", hs / pr, Target("<=", 1.25))
     result.add("pqik_ms_median", median(ik))
-    result.notes.append(f"{args.count} handshakes per pattern, process CPU time")
+    result.add("handshake_fresh_ms_median", median(fresh))
+    result.notes.append(
+        f"{args.count} handshakes per pattern, process CPU time, long-lived endpoints "
+        "(fresh: endpoints made per handshake)"
+    )
     if args.profile:
         import cProfile
         import pstats
@@ -149,7 +183,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(50):
-            _handshake(a, b, False)
+            pair.handshake(False)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     return result
