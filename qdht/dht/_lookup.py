@@ -400,7 +400,7 @@ class Lookup:
         if slow_after is None or not path.in_flight:
             return 0
         return sum(
-            1 for c in path.candidates if c.state == _IN_FLIGHT and now - c.sent_at >= slow_after
+            1 for c in path.candidates if c.state == _IN_FLIGHT and c.sent_at + slow_after <= now
         )
 
     def _update_done(self, now: float) -> None:

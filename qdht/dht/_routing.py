@@ -488,7 +488,7 @@ class RoutingTable:
         interval = self.config.refresh_interval
         targets = []
         for index, bucket in enumerate(self._buckets):
-            if now - bucket.last_active >= interval:
+            if now >= bucket.last_active + interval:  # the sum next_refresh_time uses
                 targets.append(self.random_id_in_bucket(index))
                 bucket.last_active = now
         walk = self.config.random_walk_interval

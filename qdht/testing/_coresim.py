@@ -66,6 +66,11 @@ _CALL: Final = 2
 #: Bootstrap contacts a joining node tries before it gives up.
 MAX_JOIN_ATTEMPTS: Final = 4
 
+#: Times in a row a core may ask for its timer again at the very instant it
+#: just handled: more is a core that can never make progress (simulated time
+#: stands still, so it would spin forever; a real node would busy-loop).
+MAX_TIMER_SPINS: Final = 1000
+
 
 @attrs.define(eq=False)
 class SimCore:
@@ -80,6 +85,8 @@ class SimCore:
     joined: bool = False
     join_attempts: int = 0
     timer_at: float | None = None
+    #: Consecutive timer runs that asked to run again at the same instant.
+    spins: int = 0
 
 
 @attrs.define(eq=False)
@@ -366,8 +373,22 @@ class CoreNetwork:
             node.timer_at = None
             node.core.handle_timer(at)
             self._flush(node)
+            self._check_spin(node, at)
         else:
             a()
+
+    @staticmethod
+    def _check_spin(node: SimCore, at: float) -> None:
+        """Raise if ``node``'s core keeps asking for its timer at the instant ``at``."""
+        if node.timer_at != at:
+            node.spins = 0
+            return
+        node.spins += 1
+        if node.spins > MAX_TIMER_SPINS:
+            raise RuntimeError(
+                f"node {node.index}'s core asks for its timer at {at!r} again after "
+                f"handling it {MAX_TIMER_SPINS} times: it cannot make progress"
+            )
 
     def _push(self, at: float, kind: int, a: Any, b: Any) -> None:
         self._seq += 1

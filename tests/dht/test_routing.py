@@ -290,6 +290,22 @@ def test_refresh_targets_land_in_their_idle_buckets() -> None:
     assert all(bucket_index(ZERO, t) != 0 for t in again)
 
 
+def test_refresh_is_due_exactly_when_next_refresh_time_says() -> None:
+    # 671.82… + 3600.0 rounds up: (now - last_active) is just under the interval
+    # although now == last_active + interval.  The table once judged idleness
+    # by the difference and its timer by the sum, so at this instant the timer
+    # was due and refreshed nothing, forever: a simulated node spun in place
+    # and a real one would busy-loop until its clock moved on.
+    start = 671.8212205620061
+    config = RoutingConfig(random_walk_interval=None)
+    table = RoutingTable(ZERO, now=start, config=config, rng=random.Random(98).randbytes)
+    due = table.next_refresh_time()
+    assert due == start + 3600.0
+    assert due - start < 3600.0
+    assert len(table.buckets_needing_refresh(due)) == 1
+    assert table.next_refresh_time() == due + 3600.0
+
+
 def test_timeouts_adapt_to_rtt_and_clamp() -> None:
     rng = random.Random(16)
     table, ids = far_table(rng, 3)

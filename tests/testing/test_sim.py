@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 
+from qdht.dht import DhtCore
 from qdht.errors import ConfigError
 from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimNetwork, build_network
 
@@ -83,6 +84,24 @@ def test_core_network_finds_the_true_closest_nodes() -> None:
     gets = [net.start_lookup(rng.choice(net.nodes), op.target, kind="get") for op in puts]
     net.wait(gets)
     assert all(op.succeeded and op.value is not None for op in gets)
+
+
+def test_core_network_reports_a_core_that_cannot_make_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A core whose timer stays due after handling it would spin forever in
+    # simulated time (and busy-loop a real node): the loop raises instead.
+    net = CoreNetwork(seed=13)
+    net.build(5)
+    stuck = net.nodes[2]
+    real = DhtCore.get_timer
+    monkeypatch.setattr(
+        DhtCore, "get_timer", lambda core: net.now if core is stuck.core else real(core)
+    )
+    net.start_lookup(stuck, bytes(32))
+    with pytest.raises(RuntimeError, match=r"node 2's core .* cannot make progress"):
+        net.run_until(net.now + 60.0)
+    assert stuck.spins > 1000
 
 
 def test_core_network_survives_killing_30_percent() -> None:
