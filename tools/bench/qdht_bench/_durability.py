@@ -84,17 +84,23 @@ def _replication_totals(net: CoreNetwork) -> dict[str, int]:
     return totals
 
 
-def _report_hourly(net: CoreNetwork, start: float, hours: float, wall: float) -> None:
-    """Print one progress line to stderr at every simulated hour of the churn phase."""
+def _report_hourly(
+    net: CoreNetwork, keys: list[bytes], start: float, hours: float, wall: float
+) -> None:
+    """Print one progress line to stderr at every simulated hour of the churn phase;
+    every sixth hour also the live replicas per record (read off the nodes' stores,
+    no messages sent, so the run is not disturbed)."""
 
     def report(hour: int) -> None:
         stats = net.stats()
-        print(
+        line = (
             f"durability: hour {hour}/{hours:g} wall {time.perf_counter() - wall:.0f} s "
-            f"messages {stats['delivered']} alive {stats['alive']}",
-            file=sys.stderr,
-            flush=True,
+            f"messages {stats['delivered']} alive {stats['alive']}"
         )
+        if hour % 6 == 0:
+            replicas = [float(len(net.holders(key))) for key in keys]
+            line += f" replicas min {min(replicas):g} median {median(replicas):g}"
+        print(line, file=sys.stderr, flush=True)
 
     for hour in range(1, int(hours) + 1):
         net.call_at(start + hour * _HOUR, functools.partial(report, hour))
@@ -129,7 +135,7 @@ def run_one(
     before = _replication_totals(net)
     start = net.now
     if progress:
-        _report_hourly(net, start, hours, wall)
+        _report_hourly(net, [key for key, _ in keys], start, hours, wall)
     net.run_churn(replacement_schedule(nodes, churn, hours * _HOUR))
     net.run_until(start + hours * _HOUR)
     after = _replication_totals(net)
