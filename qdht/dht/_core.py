@@ -1411,6 +1411,13 @@ class DhtCore:
                     lookup.on_failure(contact.node_id, now)
         if lookup.done and op.handle in self._ops:
             self._lookup_done(op, now)
+            return
+        # The lookup's slow-request timer can fall before every request
+        # deadline (slow_after < timeout): a driver that sleeps until
+        # new_deadline must wake for it too.
+        slow = lookup.get_timer()
+        if slow is not None and slow < self._new_deadline:
+            self._new_deadline = slow
 
     def _lookup_done(self, op: _LookupOp, now: float) -> None:
         lookup = op.lookup

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from qdht.dht import DhtCore
+from qdht.dht import DhtCore, LookupConfig, RoutingConfig
 from qdht.errors import ConfigError
 from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimNetwork, build_network
 
@@ -239,3 +239,25 @@ def test_join_refresh_runs_refresh_lookups_after_joining() -> None:
     assert sum(len(n.core.routing) for n in refreshing.nodes) >= sum(
         len(n.core.routing) for n in plain.nodes
     )
+
+
+def test_new_deadline_covers_a_lookups_slow_timer() -> None:
+    # Drivers (Node, like CoreNetwork's loop) sleep until get_timer() and wake
+    # early only when new_deadline falls before it.  With requests timing out
+    # after 4 s but "slow" after 0.3 s, a new lookup's earliest timer is its
+    # slow timer, not any request deadline, and new_deadline must say so.
+    options = {
+        "lookup": LookupConfig(slow_after=0.3),
+        "routing": RoutingConfig(initial_timeout=4.0, min_timeout=4.0, max_timeout=5.0),
+    }
+    net = CoreNetwork(seed=15, core_options=options)
+    net.build(30)
+    core = net.nodes[5].core
+    before = core.get_timer()
+    assert before is not None
+    assert before > net.now + 0.3
+    core.start_lookup(bytes(32), net.now)
+    woken_by = core.new_deadline
+    timer = core.get_timer()
+    assert timer == pytest.approx(net.now + 0.3)
+    assert woken_by <= timer
