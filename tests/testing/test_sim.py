@@ -10,7 +10,7 @@ import trio.testing
 
 from qdht.dht import DhtCore, LookupConfig, RoutingConfig
 from qdht.errors import ConfigError
-from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimNetwork, build_network
+from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimCore, SimNetwork, build_network
 
 #: Full-stack nodes in the bootstrap test: real PQ handshakes cost ~3 ms of CPU
 #: each and every node makes a few dozen; measured here 100 nodes take 15-20 s,
@@ -261,3 +261,49 @@ def test_new_deadline_covers_a_lookups_slow_timer() -> None:
     timer = core.get_timer()
     assert timer == pytest.approx(net.now + 0.3)
     assert woken_by <= timer
+
+
+def test_new_deadline_never_hides_an_earlier_timer_in_a_churning_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Node's wake rule, checked on every core of a churning network with
+    # records, replication and slow requests: whenever handling input made a
+    # core's timer earlier, new_deadline (read just before get_timer) said so.
+    seen: dict[int, float] = {}
+    real_get_timer = DhtCore.get_timer
+
+    def get_timer(core: DhtCore) -> float | None:
+        seen[id(core)] = core.new_deadline
+        return real_get_timer(core)
+
+    monkeypatch.setattr(DhtCore, "get_timer", get_timer)
+    hidden: list[tuple[int, float]] = []
+    real_flush = CoreNetwork._flush
+
+    def flush(net: CoreNetwork, node: SimCore) -> None:
+        before = node.timer_at
+        real_flush(net, node)
+        after = node.timer_at
+        earlier = before is not None and after is not None and after < before
+        if earlier and after is not None and seen[id(node.core)] > after:
+            hidden.append((node.index, after))
+
+    monkeypatch.setattr(CoreNetwork, "_flush", flush)
+    options = {
+        "lookup": LookupConfig(slow_after=0.3),
+        "routing": RoutingConfig(initial_timeout=4.0, min_timeout=2.0, max_timeout=5.0),
+        "unix_offset": 1_800_000_000.0,
+    }
+    net = CoreNetwork(seed=16, core_options=options)
+    net.build(60)
+    rng = random.Random(16)
+    puts = [net.start_put(rng.choice(net.alive), rng.randbytes(40)) for _ in range(20)]
+    net.wait(puts)
+    schedule = ChurnSchedule.explicit([(t * 60.0, "leave") for t in range(1, 20)])
+    net.run_churn(schedule)
+    net.run_churn(ChurnSchedule.explicit([(t * 60.0, "join") for t in range(1, 20)]))
+    gets = [net.start_lookup(rng.choice(net.alive), op.target, kind="get") for op in puts]
+    net.wait(gets)
+    assert all(op.succeeded for op in gets)
+    assert net.stats()["delivered"] > 10_000
+    assert hidden == []
