@@ -259,6 +259,7 @@ def test_new_deadline_covers_a_lookups_slow_timer() -> None:
     core.start_lookup(bytes(32), net.now)
     woken_by = core.new_deadline
     timer = core.get_timer()
+    assert timer is not None
     assert timer == pytest.approx(net.now + 0.3)
     assert woken_by <= timer
 
