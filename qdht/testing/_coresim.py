@@ -48,7 +48,7 @@ from qdht.dht import (
     intern_contact,
 )
 from qdht.errors import ConfigError, LookupFailedError
-from qdht.testing._churn import ChurnSchedule
+from qdht.testing._churn import ChurnEvent, ChurnSchedule
 from qdht.wire import Address, Contact, immutable_key
 from qdht.wire._records import AnyRecord
 
@@ -325,13 +325,25 @@ class CoreNetwork:
         joined: list[SimCore] = []
         for event in schedule:
             self.run_until(base + event.at)
-            if event.action == "leave":
-                left.extend(self.kill_random(min(event.count, len(self.alive))))
-            else:
-                for _ in range(event.count):
-                    other = self._random_alive()
-                    joined.append(self.add_node(bootstrap=[other] if other is not None else []))
+            gone, new = self.apply_churn(event)
+            left.extend(gone)
+            joined.extend(new)
         return left, joined
+
+    def apply_churn(self, event: ChurnEvent) -> tuple[list[SimCore], list[SimCore]]:
+        """Apply one churn event now, whatever its time: (nodes left, nodes joined).
+
+        For a caller that runs the loop itself between events (a benchmark that
+        stops at every simulated hour to save a checkpoint); :meth:`run_churn`
+        is the usual way.
+        """
+        if event.action == "leave":
+            return self.kill_random(min(event.count, len(self.alive))), []
+        joined = []
+        for _ in range(event.count):
+            other = self._random_alive()
+            joined.append(self.add_node(bootstrap=[other] if other is not None else []))
+        return [], joined
 
     # -- the loop ----------------------------------------------------------------
 

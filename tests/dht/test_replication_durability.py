@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from qdht_bench._durability import replacement_schedule, run_one
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdht_bench import _durability
+from qdht_bench._durability import replacement_schedule, resume, run_one
 
 
 def test_records_stay_retrievable_while_half_the_network_is_replaced() -> None:
@@ -22,3 +28,52 @@ def test_the_churn_schedule_replaces_nodes_evenly() -> None:
     assert len(times) == 30
     assert times[0] == 60.0
     assert times[-1] == 3540.0
+
+
+def test_a_run_resumed_from_an_hourly_checkpoint_ends_as_the_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full-size benchmark takes hours of CPU: a stopped run is taken up from
+    its last checkpoint, and must end exactly where it would have."""
+
+    def simulate(checkpoint: Path | None = None) -> dict[str, float]:
+        return run_one(
+            nodes=24,
+            records=8,
+            hours=2.0,
+            churn=0.5,
+            seed=5,
+            join_interval=0.05,
+            checkpoint=checkpoint,
+        )
+
+    plain = simulate()
+
+    saved: list[bytes] = []
+    save = _durability.save_checkpoint
+
+    def keep(run: Any, path: Path) -> None:
+        save(run, path)
+        saved.append(path.read_bytes())
+
+    monkeypatch.setattr(_durability, "save_checkpoint", keep)
+    checkpointed = simulate(tmp_path / "run.ckpt")
+    assert len(saved) == 2  # one per simulated hour
+    assert not (tmp_path / "run.ckpt.tmp").exists()
+
+    first_hour = tmp_path / "hour1.ckpt"
+    first_hour.write_bytes(saved[0])
+    run, resumed = resume(first_hour)
+    assert (run.next_hour, run.churn, run.nodes) == (3, 0.5, 24)
+    for metrics in (checkpointed, resumed):
+        assert {k: v for k, v in metrics.items() if k != "wall_s"} == {
+            k: v for k, v in plain.items() if k != "wall_s"
+        }
+    assert plain["retrievable"] == 1.0
+
+
+def test_resume_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "other.pickle"
+    path.write_bytes(pickle.dumps({"not": "a run"}))
+    with pytest.raises(TypeError, match="not a durability checkpoint"):
+        resume(path)

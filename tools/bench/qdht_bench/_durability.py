@@ -18,19 +18,27 @@ are the region lookups and STOREs of every node's republish rounds, per
 simulated hour over the whole network; ``handoff_stores_per_h`` the STOREs
 handed to new close nodes.  ``replicas_*`` count the live nodes holding each
 record at the end (k = 20 is the goal).
+
+A full-size run takes hours of CPU: ``--checkpoint PATH`` saves it (a
+pickle of the whole simulation) at every simulated hour and ``--resume
+PATH`` finishes it from there, with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import os
+import pickle
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import attrs
+
 from qdht.dht._records import make_immutable
-from qdht.testing import ChurnSchedule, CoreNetwork, SimOperation
+from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimOperation
 from qdht.wire import immutable_key
 from qdht_bench._common import BenchResult, Target, median, percentile
 
@@ -62,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print wall time and messages per simulated hour to stderr",
     )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="save the run to PATH at every simulated hour (with several --churn levels, "
+        "PATH-<pct> for each), so a stopped run can be resumed",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="PATH",
+        help="finish the run saved in checkpoint PATH (its own parameters; --nodes, "
+        "--records, --hours, --churn and --seed are ignored) and keep checkpointing there",
+    )
 
 
 def replacement_schedule(nodes: int, fraction: float, seconds: float) -> ChurnSchedule:
@@ -84,41 +106,39 @@ def _replication_totals(net: CoreNetwork) -> dict[str, int]:
     return totals
 
 
-def _report_hourly(
-    net: CoreNetwork, keys: list[bytes], start: float, hours: float, wall: float
-) -> None:
-    """Print one progress line to stderr at every simulated hour of the churn phase;
-    every sixth hour also the live replicas per record (read off the nodes' stores,
-    no messages sent, so the run is not disturbed)."""
+@attrs.define(eq=False)
+class _Run:
+    """Everything one run is: what a checkpoint holds.
 
-    def report(hour: int) -> None:
-        stats = net.stats()
-        line = (
-            f"durability: hour {hour}/{hours:g} wall {time.perf_counter() - wall:.0f} s "
-            f"messages {stats['delivered']} alive {stats['alive']}"
-        )
-        if hour % 6 == 0:
-            replicas = [float(len(net.holders(key))) for key in keys]
-            line += f" replicas min {min(replicas):g} median {median(replicas):g}"
-        print(line, file=sys.stderr, flush=True)
+    The churn phase is driven from here, one schedule event at a time
+    (``next_event`` is the first not yet applied), stopping at every simulated
+    hour to report and save, so a checkpoint is taken between two events of
+    the loop, never inside one, and a resumed run goes on exactly as the
+    uninterrupted one would (same seeds, same event order).
+    """
 
-    for hour in range(1, int(hours) + 1):
-        net.call_at(start + hour * _HOUR, functools.partial(report, hour))
+    nodes: int
+    records: int
+    hours: float
+    churn: float
+    seed: int
+    net: CoreNetwork
+    rng: random.Random
+    keys: list[tuple[bytes, bytes]]
+    put_ok: float
+    before: dict[str, int]
+    start: float
+    events: tuple[ChurnEvent, ...]
+    next_event: int = 0
+    next_hour: int = 1
+    wall_spent: float = 0.0
 
 
-def run_one(
-    *,
-    nodes: int,
-    records: int,
-    hours: float,
-    churn: float,
-    seed: int,
-    join_interval: float,
-    progress: bool = False,
-) -> dict[str, float]:
-    """One simulated run; returns its flat metrics (without the churn suffix)."""
+def _start(
+    *, nodes: int, records: int, hours: float, churn: float, seed: int, join_interval: float
+) -> _Run:
+    """Build the network, put the records; the run stands at the start of the churn."""
     rng = random.Random(seed)
-    wall = time.perf_counter()
     net = CoreNetwork(seed=seed, core_options={"unix_offset": float(UNIX_START)})
     net.build(nodes, join_interval=join_interval)
     built_at = net.now
@@ -131,24 +151,103 @@ def run_one(
         puts.append(net.start_put_record(rng.choice(net.alive), record))
         keys.append((immutable_key(value), value))
     net.wait(puts)
-    put_ok = sum(op.succeeded for op in puts) / len(puts)
-    before = _replication_totals(net)
-    start = net.now
-    if progress:
-        _report_hourly(net, [key for key, _ in keys], start, hours, wall)
-    net.run_churn(replacement_schedule(nodes, churn, hours * _HOUR))
-    net.run_until(start + hours * _HOUR)
+    return _Run(
+        nodes=nodes,
+        records=records,
+        hours=hours,
+        churn=churn,
+        seed=seed,
+        net=net,
+        rng=rng,
+        keys=keys,
+        put_ok=sum(op.succeeded for op in puts) / len(puts),
+        before=_replication_totals(net),
+        start=net.now,
+        events=replacement_schedule(nodes, churn, hours * _HOUR).events,
+    )
+
+
+def _report(run: _Run, wall: float) -> None:
+    """One progress line on stderr for the hour just ended; every sixth hour also
+    the live replicas per record (read off the nodes' stores, no messages sent,
+    so the run is not disturbed)."""
+    hour = run.next_hour
+    stats = run.net.stats()
+    line = (
+        f"durability: churn {run.churn:g} hour {hour}/{run.hours:g} "
+        f"wall {run.wall_spent + time.perf_counter() - wall:.0f} s "
+        f"messages {stats['delivered']} alive {stats['alive']}"
+    )
+    if hour % 6 == 0:
+        replicas = [float(len(run.net.holders(key))) for key, _ in run.keys]
+        line += f" replicas min {min(replicas):g} median {median(replicas):g}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def save_checkpoint(run: _Run, path: Path) -> None:
+    """Write ``run`` to ``path`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(run, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> _Run:
+    """A run saved by :func:`save_checkpoint`.
+
+    A checkpoint is a pickle: load only checkpoints this benchmark wrote (to
+    resume a run that was stopped), never one from elsewhere.
+    """
+    with path.open("rb") as f:
+        run = pickle.load(f)
+    if not isinstance(run, _Run):
+        raise TypeError(f"{path} is not a durability checkpoint")
+    return run
+
+
+def _advance(run: _Run, *, progress: bool, checkpoint: Path | None) -> None:
+    """Run the churn phase to its end, stopping at every simulated hour."""
+    net, end = run.net, run.start + run.hours * _HOUR
+    wall = time.perf_counter()
+    while True:
+        hour_at = run.start + run.next_hour * _HOUR
+        if run.next_event < len(run.events):
+            event = run.events[run.next_event]
+            if run.start + event.at < hour_at or hour_at > end:
+                net.run_until(run.start + event.at)
+                net.apply_churn(event)
+                run.next_event += 1
+                continue
+        elif hour_at > end:
+            break
+        net.run_until(hour_at)
+        if progress:
+            _report(run, wall)
+        run.next_hour += 1
+        if checkpoint is not None:
+            spent = run.wall_spent
+            run.wall_spent += time.perf_counter() - wall
+            save_checkpoint(run, checkpoint)
+            run.wall_spent = spent
+    net.run_until(end)
+    run.wall_spent += time.perf_counter() - wall
+
+
+def _finish(run: _Run) -> dict[str, float]:
+    """Fetch every record from a random live node; the run's flat metrics."""
+    wall = time.perf_counter()
+    net, rng, hours = run.net, run.rng, run.hours
     after = _replication_totals(net)
     gets = [
-        (net.start_lookup(rng.choice(net.alive), key, kind="get"), value) for key, value in keys
+        (net.start_lookup(rng.choice(net.alive), key, kind="get"), value) for key, value in run.keys
     ]
     net.wait([op for op, _ in gets])
     found = sum(op.value == value for op, value in gets)
-    replicas = [float(len(net.holders(key))) for key, _ in keys]
-    spent = {name: after[name] - before[name] for name in after}
+    replicas = [float(len(net.holders(key))) for key, _ in run.keys]
+    spent = {name: after[name] - run.before[name] for name in after}
     return {
-        "put_success": put_ok,
-        "retrievable": found / len(keys),
+        "put_success": run.put_ok,
+        "retrievable": found / len(run.keys),
         "replicas_median": median(replicas),
         "replicas_p1": percentile(replicas, 1),
         "replicas_min": min(replicas),
@@ -156,33 +255,91 @@ def run_one(
         "republish_stores_per_h": spent["round_stores"] / hours,
         "handoff_stores_per_h": spent["handoff_stores"] / hours,
         "stores_sent_per_h": spent["stores_sent"] / hours,
-        "nodes_replaced": round(nodes * churn),
+        "nodes_replaced": round(run.nodes * run.churn),
         "messages": net.stats()["delivered"],
-        "wall_s": time.perf_counter() - wall,
+        "wall_s": run.wall_spent + time.perf_counter() - wall,
     }
+
+
+def run_one(
+    *,
+    nodes: int,
+    records: int,
+    hours: float,
+    churn: float,
+    seed: int,
+    join_interval: float,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+) -> dict[str, float]:
+    """One simulated run; returns its flat metrics (without the churn suffix).
+
+    With ``checkpoint``, the run is saved there at every simulated hour of
+    the churn phase (:func:`resume` takes it up again).
+    """
+    wall = time.perf_counter()
+    run = _start(
+        nodes=nodes,
+        records=records,
+        hours=hours,
+        churn=churn,
+        seed=seed,
+        join_interval=join_interval,
+    )
+    run.wall_spent = time.perf_counter() - wall
+    _advance(run, progress=progress, checkpoint=checkpoint)
+    return _finish(run)
+
+
+def resume(
+    path: Path, *, progress: bool = False, checkpoint: Path | None = None
+) -> tuple[_Run, dict[str, float]]:
+    """Take up the run saved at ``path`` and finish it: (its parameters, metrics)."""
+    run = load_checkpoint(path)
+    _advance(run, progress=progress, checkpoint=checkpoint)
+    return run, _finish(run)
+
+
+def _checkpoint_path(path: Path | None, pct: int, levels: int) -> Path | None:
+    if path is None or levels == 1:
+        return path
+    return path.with_name(f"{path.stem}-{pct}{path.suffix}")
+
+
+def _add(result: BenchResult, pct: int, metrics: dict[str, float]) -> None:
+    for name, value in metrics.items():
+        target = None
+        if name == "retrievable" and pct in _TARGETS:
+            target = Target(">=", _TARGETS[pct])
+        result.add(f"{name}_{pct}", value, target)
 
 
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("durability")
-    result.add("nodes", args.nodes)
-    result.add("records", args.records)
-    result.add("hours", args.hours)
-    for fraction in args.churn:
-        pct = round(fraction * 100)
-        metrics = run_one(
-            nodes=args.nodes,
-            records=args.records,
-            hours=args.hours,
-            churn=fraction,
-            seed=args.seed,
-            join_interval=args.join_interval,
-            progress=args.progress,
-        )
-        for name, value in metrics.items():
-            target = None
-            if name == "retrievable" and pct in _TARGETS:
-                target = Target(">=", _TARGETS[pct])
-            result.add(f"{name}_{pct}", value, target)
+    if args.resume is not None:
+        saved, metrics = resume(args.resume, progress=args.progress, checkpoint=args.resume)
+        result.add("nodes", saved.nodes)
+        result.add("records", saved.records)
+        result.add("hours", saved.hours)
+        _add(result, round(saved.churn * 100), metrics)
+        result.notes.append(f"resumed from {args.resume}")
+    else:
+        result.add("nodes", args.nodes)
+        result.add("records", args.records)
+        result.add("hours", args.hours)
+        for fraction in args.churn:
+            pct = round(fraction * 100)
+            metrics = run_one(
+                nodes=args.nodes,
+                records=args.records,
+                hours=args.hours,
+                churn=fraction,
+                seed=args.seed,
+                join_interval=args.join_interval,
+                progress=args.progress,
+                checkpoint=_checkpoint_path(args.checkpoint, pct, len(args.churn)),
+            )
+            _add(result, pct, metrics)
     result.notes.append(
         "core level (CoreNetwork, MockClock-style simulated time, sessions not simulated); "
         "immutable records with exp after the run: holders' replication only, no publisher "
