@@ -319,6 +319,20 @@ class RoutingTable:
             maximum=cfg.max_timeout,
         )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, recounting the prefix slots.
+
+        A slot is ``hash(prefix) % PREFIX_SLOTS``, and ``hash`` of bytes is
+        seeded per process (PYTHONHASHSEED): a table pickled in one process
+        (a simulation checkpoint) has its counts in the wrong slots in the
+        next, so they are counted again from the entries.
+        """
+        self.__dict__.update(state)
+        self._prefix_slots = array.array("H", bytes(2 * PREFIX_SLOTS))
+        for bucket in self._buckets:
+            for entry in bucket.entries:
+                self._count_prefix(self._prefix(entry.contact), 1)
+
     def stats(self) -> dict[str, Any]:
         """Counters for ``node.stats()``: size, buckets, events, drops by reason."""
         return {

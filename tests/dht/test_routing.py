@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -443,3 +448,41 @@ def test_misuse_raises_config_error() -> None:
         RoutingConfig(initial_timeout=10.0)
     with pytest.raises(ConfigError, match="index"):
         table.random_id_in_bucket(1)
+
+
+def test_a_pickled_table_keeps_its_prefix_counts_in_another_process(tmp_path: Path) -> None:
+    """Prefix slots come from the per-process seeded ``hash``: unpickled under
+    another PYTHONHASHSEED the counts must follow their prefixes."""
+    rng = random.Random(36)
+    config = RoutingConfig(max_per_prefix_bucket=2, max_per_prefix_table=3)
+    table = RoutingTable(ZERO, now=0.0, config=config)
+    same = [
+        contact_for(id_with_prefix(ZERO, cpl, rng), f"198.51.100.{cpl + 1}") for cpl in range(3)
+    ]
+    for i in range(40):
+        table.update_verified(contact_for(id_with_prefix(ZERO, i % 6, rng), unique_ip(i)), 0.0)
+    for contact in same:
+        assert table.update_verified(contact, 0.0) == [PeerAdded(contact)]
+    path = tmp_path / "table.pickle"
+    path.write_bytes(pickle.dumps(table))
+    script = f"""
+import pickle, sys
+from qdht.dht import PeerAdded
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from dht.sim import contact_for, id_with_prefix
+import random
+table = pickle.loads(open({str(path)!r}, "rb").read())
+rng = random.Random(37)
+extra = contact_for(id_with_prefix(bytes(32), 9, rng), "198.51.100.99")
+assert not table.update_verified(extra, 1.0), "a fourth entry from one /24"
+for entry in {[c.node_id for c in same]!r}:
+    table.remove(entry, 1.0)  # an undercounted slot would go below zero here
+assert table.update_verified(extra, 1.0) == [PeerAdded(extra)]
+print("ok")
+"""
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.stdout.strip() == "ok", done.stderr
