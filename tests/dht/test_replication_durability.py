@@ -77,3 +77,28 @@ def test_resume_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"not": "a run"}))
     with pytest.raises(TypeError, match="not a durability checkpoint"):
         resume(path)
+
+
+def test_checkpoints_are_saved_every_so_many_simulated_hours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hours: list[int] = []
+    save = _durability.save_checkpoint
+
+    def keep(run: Any, path: Path) -> None:
+        save(run, path)
+        hours.append(run.next_hour - 1)
+
+    monkeypatch.setattr(_durability, "save_checkpoint", keep)
+    run_one(
+        nodes=12,
+        records=4,
+        hours=5.0,
+        churn=0.3,
+        seed=9,
+        join_interval=0.05,
+        checkpoint=tmp_path / "run.ckpt",
+        checkpoint_every=2,
+    )
+    assert hours == [2, 4]
+    assert _durability.load_checkpoint(tmp_path / "run.ckpt").next_hour == 5
