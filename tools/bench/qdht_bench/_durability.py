@@ -186,7 +186,7 @@ def _start(
     )
 
 
-def _report(run: _Run, wall: float) -> None:
+def _report(run: _Run) -> None:
     """One progress line on stderr for the hour just ended; every sixth hour also
     the live replicas per record (read off the nodes' stores, no messages sent,
     so the run is not disturbed)."""
@@ -194,7 +194,7 @@ def _report(run: _Run, wall: float) -> None:
     stats = run.net.stats()
     line = (
         f"durability: churn {run.churn:g} hour {hour}/{run.hours:g} "
-        f"wall {run.wall_spent + time.perf_counter() - wall:.0f} s "
+        f"wall {run.wall_spent:.0f} s "
         f"messages {stats['delivered']} alive {stats['alive']}"
     )
     if hour % 6 == 0:
@@ -255,14 +255,14 @@ def _advance(run: _Run, *, progress: bool, checkpoint: Path | None, every: int =
         elif hour_at > end:
             break
         net.run_until(hour_at)
+        now = time.perf_counter()
+        run.wall_spent += now - wall
+        wall = now
         if progress:
-            _report(run, wall)
+            _report(run)
         run.next_hour += 1
         if checkpoint is not None and (run.next_hour - 1) % every == 0:
-            spent = run.wall_spent
-            run.wall_spent += time.perf_counter() - wall
             save_checkpoint(run, checkpoint)
-            run.wall_spent = spent
     net.run_until(end)
     run.wall_spent += time.perf_counter() - wall
 
