@@ -541,7 +541,12 @@ class Node:
         return self._remember(key, entry_record)
 
     async def get_set(self, topic: bytes) -> list[ValidRecord]:
-        """The live entries of the set ``topic``, one per publisher (validated)."""
+        """The live entries of the set ``topic``, one per publisher (validated).
+
+        A holder sends as many entries as fit one message (7 to 13); the get
+        reads the rest page by page (02-dht-rpc.md §4.2), up to
+        ``RecordConfig.max_set_pages`` further answers per holder.
+        """
         _check_topic(topic)
         event = await self._lookup(set_key(topic), "get")
         return list(event.records)

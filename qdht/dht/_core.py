@@ -109,6 +109,7 @@ from qdht.wire import (
 from qdht.wire._cbor import DEFAULT_LIMITS
 from qdht.wire._dht import (
     MAX_CACHE_LIFETIME,
+    MAX_HAVE,
     MAX_NODES,
     MAX_VALUE_RECORDS,
     RESPONSE_TYPES,
@@ -223,6 +224,11 @@ def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> Non
         raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or value < 0:
+        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
 @attrs.frozen
 class RecordConfig:
     """How :class:`DhtCore` stores, serves, gets and puts records (07-records.md)."""
@@ -254,6 +260,10 @@ class RecordConfig:
     expire_interval: float = attrs.field(default=60.0, validator=_positive)
     #: Entry-correction STOREs one get may send (07-records.md §7.3).
     max_corrections: int = attrs.field(default=32, validator=_positive_int)
+    #: Further pages a get asks of one holder of a set whose answer said
+    #: ``more`` (02-dht-rpc.md §4.2); 0 reads one answer per holder.  4 reads
+    #: the default 32-entry set even when only 7 entries fit an answer.
+    max_set_pages: int = attrs.field(default=4, validator=_non_negative_int)
 
 
 #: The ``error`` code a refused STORE is answered with, by refusal reason
@@ -383,8 +393,12 @@ class _LookupOp:
         "holders",
         "kind",
         "lookup",
+        "lookup_over",
+        "pages",
+        "paging",
         "record",
         "set_answers",
+        "set_more",
         "started",
         "stored_at",
         "stores_pending",
@@ -411,8 +425,15 @@ class _LookupOp:
         self.errors: dict[str, int] = {}
         # get of a mutable key: (holder, its valid record), in order of arrival.
         self.answers: list[tuple[bytes, ValidRecord]] = []
-        # get of a set: (holder, its valid entries, bytes its answer used).
-        self.set_answers: list[tuple[bytes, list[ValidRecord], int]] = []
+        # get of a set: each holder's valid entries, over all its pages ...
+        self.set_answers: dict[bytes, list[ValidRecord]] = {}
+        # ... the holders whose last answer said more (02-dht-rpc.md §4.2) ...
+        self.set_more: set[bytes] = set()
+        # ... pages asked of each holder, and the holders with a page outstanding.
+        self.pages: dict[bytes, int] = {}
+        self.paging: set[bytes] = set()
+        # get: the lookup has ended; the get waits for its pages (``paging``).
+        self.lookup_over = False
         # Remote holders that answered with at least one valid record.
         self.holders = 0
         # The contacts of the holders that answered (for entry corrections).
@@ -943,7 +964,7 @@ class DhtCore:
         if type(request) is FindNode:
             self._reply(node_id, addr, Nodes(rid, self._closest(request.target, node_id)))
         elif type(request) is FindValue:
-            answer = self._value_answer(rid, request.key, now)
+            answer = self._value_answer(rid, request.key, now, have=request.have)
             if answer is not None:
                 self._reply(node_id, addr, answer)
             else:
@@ -1031,13 +1052,24 @@ class DhtCore:
                 self._drop(f"serve-{exc.reason}")
         return out
 
-    def _value_answer(self, rid: bytes, key: bytes, now: float) -> Value | None:
-        """The VALUE answer for ``key`` (02-dht-rpc.md §4.2), None when nothing is held."""
+    def _value_answer(
+        self, rid: bytes, key: bytes, now: float, *, have: tuple[bytes, ...] = ()
+    ) -> Value | None:
+        """The VALUE answer for ``key`` (02-dht-rpc.md §4.2), None when nothing is held.
+
+        For a set: the entries of owners not in ``have`` (a getter paging
+        through the set), as many as fit, with ``more`` if any were left out.
+        """
         held = self._servable(key, self.unix_time(now))
         if not held:
             return None
         if not isinstance(held[0].record, SetEntry):
             return Value(rid, held[0].record)
+        if have:
+            skip = set(have)
+            held = [entry for entry in held if entry.owner not in skip]
+            if not held:
+                return None  # nothing further: answered with nodes (02 §4.2)
         # As many entries as fit, latest expiry first, ties by owner (02 §4.2).
         held.sort(key=lambda entry: (-entry.expires, entry.owner or b""))
         chosen: list[SetEntry] = []
@@ -1049,7 +1081,7 @@ class DhtCore:
             assert isinstance(entry.record, SetEntry)
             chosen.append(entry.record)
             budget -= size
-        return Value(rid, records=chosen)
+        return Value(rid, records=chosen, more=len(chosen) < len(held))
 
     def _closest(self, target: bytes, requester: bytes) -> list[Contact]:
         n = min(self.routing.config.k, MAX_NODES)
@@ -1157,8 +1189,10 @@ class DhtCore:
     def _late_answer(self, pending: _Pending, response: DhtResponse, now: float) -> None:
         """A response after its timeout: still news for a lookup that runs on."""
         op = self._ops.get(pending.op)
-        if type(op) is not _LookupOp or op.stores_pending >= 0:
+        if type(op) is not _LookupOp or op.stores_pending >= 0 or op.lookup_over:
             return
+        if pending.contact.node_id in op.pages:
+            return  # a page that timed out: the get went on without it
         if type(response) is Nodes:
             op.lookup.on_nodes(pending.contact.node_id, self._contacts(response), now)
             self._pump(op, now)
@@ -1280,6 +1314,11 @@ class DhtCore:
         if pending.request is Store:
             self._store_done(op, node_id, response, reason, now)
             return
+        if node_id in op.paging:
+            self._page_done(op, pending.contact, response, now)
+            return
+        if op.lookup_over:
+            return  # a get waiting for its pages: the lookup has ended
         lookup = op.lookup
         if type(response) is Nodes:
             lookup.on_nodes(node_id, self._contacts(response), now)
@@ -1327,12 +1366,64 @@ class DhtCore:
         op.holders += 1
         op.contacts[node_id] = contact
         if isinstance(first.record, SetEntry):
-            size = sum(encoded_size(entry) for entry in valid)
-            op.set_answers.append((node_id, valid, size))
+            op.set_answers[node_id] = valid
+            if response.more:
+                op.set_more.add(node_id)
+                self._page(op, contact, now)
         else:
             op.answers.append((node_id, first))
         if op.holders >= self.record_config.get_quorum:
             self._lookup_done(op, now)
+
+    def _page(self, op: _LookupOp, contact: Contact, now: float) -> None:
+        """Ask a set's holder whose answer said ``more`` for the next page (02 §4.2)."""
+        node_id = contact.node_id
+        asked = op.pages.get(node_id, 0)
+        if asked >= self.record_config.max_set_pages:
+            return
+        # The owners this holder sent: it leaves them out and sends the rest.
+        have = sorted({entry.owner for entry in op.set_answers[node_id] if entry.owner})
+        key, ro = op.lookup.target, self.client_mode
+
+        def make(rid: bytes) -> DhtRequest:
+            return FindValue(rid, key, have=tuple(have[:MAX_HAVE]), ro=ro)
+
+        if self._request(contact, make, op.handle, now):
+            op.pages[node_id] = asked + 1
+            op.paging.add(node_id)
+
+    def _page_done(
+        self, op: _LookupOp, contact: Contact, response: DhtResponse | None, now: float
+    ) -> None:
+        """A page of a set arrived (or failed): keep its valid entries; maybe ask for more.
+
+        ``nodes`` means the holder has nothing further: its set is complete.
+        A failed page leaves the holder's set incomplete (``set_more``), which
+        limits the entry corrections it may be sent (07-records.md §7.3).
+        """
+        node_id = contact.node_id
+        op.paging.discard(node_id)
+        if type(response) is Nodes:
+            op.set_more.discard(node_id)
+        elif type(response) is Value:
+            unix = self.unix_time(now)
+            valid: list[ValidRecord] = []
+            for record in response.records:
+                try:
+                    valid.append(self.validator.validate(record, op.lookup.target, unix))
+                except RecordRejectedError as exc:
+                    self._drop(f"get-{exc.reason}")
+            if not valid:
+                self._drop("forged-value")
+                self._offence(node_id, "forged-record", now)
+            else:
+                op.set_answers[node_id].extend(valid)
+                if response.more:
+                    self._page(op, contact, now)
+                else:
+                    op.set_more.discard(node_id)
+        if op.lookup_over and not op.paging:
+            self._get_done(op, now)
 
     def _contacts(self, response: Nodes) -> list[Contact]:
         """The usable contacts of a NODES answer; the rest counted."""
@@ -1392,8 +1483,8 @@ class DhtCore:
     def _pump(self, op: _LookupOp, now: float) -> None:
         """Send what the lookup wants sent; finish it when it is done."""
         lookup = op.lookup
-        if op.stores_pending >= 0 or op.handle not in self._ops:
-            return  # storing, or a get that ended early (quorum)
+        if op.stores_pending >= 0 or op.lookup_over or op.handle not in self._ops:
+            return  # storing, or a get that ended early (quorum) or waits for pages
         target, kind = lookup.target, op.kind
         ro = self.client_mode
 
@@ -1424,7 +1515,9 @@ class DhtCore:
         self.clusters.observe(lookup, self.routing.estimated_size(), now)
         result = lookup.result
         if op.kind == "get":
-            self._get_done(op, now)
+            op.lookup_over = True
+            if not op.paging:
+                self._get_done(op, now)
             return
         if op.kind == "watch":
             self._watch_lookup_done(op, now)
@@ -1533,21 +1626,18 @@ class DhtCore:
                             self._offence(holder, "stale-record", now)
                         self._correct(op, holder, record, now, budget)
             elif op.set_answers or local_set:
-                sizes = {holder: size for holder, _, size in op.set_answers}
-                answers = [(holder, entries) for holder, entries, _ in op.set_answers]
+                answers = list(op.set_answers.items())
                 if local_set:
                     answers.append((self.local_id, local))
                 merged = merge_set(answers, unix)
                 records = merged.entries
                 returned = {holder: {e.owner for e in entries} for holder, entries in answers}
                 for holder, missing in merged.corrections.items():
-                    used = sizes.get(holder, 0)
                     for entry in missing:
-                        # An entry a holder lacks is sent only if its answer had
-                        # room for it: else the holder may hold it and have left
-                        # it out for size (02 §4.2).
-                        fits = used + encoded_size(entry) <= _SET_ANSWER_BUDGET
-                        if entry.owner in returned[holder] or fits or holder == self.local_id:
+                        # A holder whose last answer still said more may hold
+                        # an entry it did not send: it is sent only newer
+                        # versions of entries it returned (07-records.md §7.3).
+                        if holder not in op.set_more or entry.owner in returned[holder]:
                             self._correct(op, holder, entry, now, budget)
         value = None
         if record is not None and not isinstance(record.record, SetEntry):

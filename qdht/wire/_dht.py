@@ -28,7 +28,7 @@ import attrs
 
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire._contact import NODE_ID_SIZE, Contact
-from qdht.wire._fields import FieldReader, child_path
+from qdht.wire._fields import FieldReader, check_bytes, child_path
 from qdht.wire._records import (
     IMMUTABLE_KEY_PREFIX,
     MAX_VALUE_SIZE,
@@ -46,6 +46,7 @@ __all__ = [
     "IMMUTABLE_KEY_PREFIX",
     "KEY_SIZE",
     "MAX_ERROR_MESSAGE_BYTES",
+    "MAX_HAVE",
     "MAX_NODES",
     "MAX_VALUE_RECORDS",
     "MAX_VALUE_SIZE",
@@ -77,6 +78,10 @@ RID_SIZE: Final = 8
 KEY_SIZE: Final = NODE_ID_SIZE
 #: Most set entries in one ``value`` message's ``records`` (MUST, 02-dht-rpc.md §4.2).
 MAX_VALUE_RECORDS: Final = 64
+#: Most owners in one ``find_value`` message's ``have`` (MUST, 02-dht-rpc.md §4.2).
+MAX_HAVE: Final = 64
+#: Size of a signed record's ``owner`` (a SHA3-256 digest of its ML-DSA key).
+_OWNER_SIZE: Final = 32
 #: The record kinds a ``value`` carries in ``record`` (set entries go in ``records``).
 SINGLE_RECORD_TYPES: Final = (ImmutableRecord, MutableRecord, Tombstone)
 #: Most contacts in one ``nodes`` message (MUST).
@@ -179,6 +184,22 @@ def _parse_any_record(obj: Any, path: str) -> AnyRecord:
     return record
 
 
+def _to_have(value: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(value)
+
+
+def _check_have(_: Any, attribute: attrs.Attribute[Any], value: tuple[bytes, ...]) -> None:
+    if len(value) > MAX_HAVE:
+        raise ConfigError(f"{attribute.name} holds {len(value)} owners, limit {MAX_HAVE}")
+    for owner in value:
+        if type(owner) is not bytes or len(owner) != _OWNER_SIZE:
+            raise ConfigError(f"{attribute.name} must hold {_OWNER_SIZE}-byte owners")
+
+
+def _parse_owner(obj: Any, path: str) -> bytes:
+    return check_bytes(obj, path, size=_OWNER_SIZE)
+
+
 def _to_contacts(value: Iterable[Contact]) -> tuple[Contact, ...]:
     return tuple(value)
 
@@ -224,7 +245,7 @@ _rid = _exact_bytes(RID_SIZE)
 _key = _exact_bytes(KEY_SIZE)
 
 
-def _check_ro(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _check_bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if type(value) is not bool:
         raise ConfigError(f"{attribute.name} must be a bool, got {type(value).__name__}")
 
@@ -269,7 +290,7 @@ class Ping:
     rid: bytes = attrs.field(validator=_rid)
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
-    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_bool)
     #: The WebSocket port the requester listens on, at the IP address it
     #: connects from (02-dht-rpc.md §1.3); None: not given.
     ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
@@ -318,7 +339,7 @@ class FindNode:
     target: bytes = attrs.field(validator=_key)
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
-    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_bool)
     #: The WebSocket port the requester listens on, at the IP address it
     #: connects from (02-dht-rpc.md §1.3); None: not given.
     ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
@@ -374,15 +395,24 @@ class FindValue:
     TYPE: ClassVar[str] = "find_value"
     rid: bytes = attrs.field(validator=_rid)
     key: bytes = attrs.field(validator=_key)
+    #: Paging a set (02-dht-rpc.md §4.2): the owners of the entries the
+    #: requester already read from this holder, which leaves them out of its
+    #: answer.  Empty: not paging.
+    have: tuple[bytes, ...] = attrs.field(
+        default=(), kw_only=True, converter=_to_have, validator=_check_have
+    )
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
-    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_bool)
     #: The WebSocket port the requester listens on, at the IP address it
     #: connects from (02-dht-rpc.md §1.3); None: not given.
     ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)
 
     def to_cbor(self) -> dict[str, Any]:
-        return _with_flags({"type": self.TYPE, "rid": self.rid, "key": self.key}, self.ro, self.ws)
+        obj: dict[str, Any] = {"type": self.TYPE, "rid": self.rid, "key": self.key}
+        if self.have:
+            obj["have"] = list(self.have)
+        return _with_flags(obj, self.ro, self.ws)
 
     @classmethod
     def from_cbor(cls, obj: Any, path: str) -> FindValue:
@@ -390,10 +420,11 @@ class FindValue:
         reader.type_tag(cls.TYPE)
         rid = reader.bytes_("rid", size=RID_SIZE)
         key = reader.bytes_("key", size=KEY_SIZE)
+        have = reader.array("have", _parse_owner, min_len=1, max_len=MAX_HAVE, optional=True)
         ro = _read_ro(reader)
         ws = _read_ws(reader)
         reader.finish()
-        return cls(rid, key, ro=ro, ws=ws)
+        return cls(rid, key, have=have or (), ro=ro, ws=ws)
 
 
 @register
@@ -403,17 +434,21 @@ class Value:
 
     Exactly one of ``record`` (an immutable or mutable record, or a
     tombstone) and ``records`` (1 .. :data:`MAX_VALUE_RECORDS` entries of a
-    multi-publisher set) is set.
+    multi-publisher set) is set.  ``more`` (with ``records`` only) says the
+    holder left out live entries for lack of room: ask again with ``have``.
     """
 
     TYPE: ClassVar[str] = "value"
     rid: bytes = attrs.field(validator=_rid)
     record: AnyRecord | None = attrs.field(default=None)
     records: tuple[SetEntry, ...] = attrs.field(default=(), converter=_to_entries)
+    more: bool = attrs.field(default=False, kw_only=True, validator=_check_bool)
 
     def __attrs_post_init__(self) -> None:
         if (self.record is None) == (not self.records):
             raise ConfigError("a value carries exactly one of record and records")
+        if self.more and self.record is not None:
+            raise ConfigError("more goes with records (a set answer), not with record")
         if self.record is not None and not isinstance(self.record, SINGLE_RECORD_TYPES):
             raise ConfigError(
                 "record must be an immutable or mutable record or a tombstone "
@@ -433,6 +468,8 @@ class Value:
             obj["record"] = self.record.to_cbor()
         else:
             obj["records"] = [entry.to_cbor() for entry in self.records]
+            if self.more:
+                obj["more"] = True
         return obj
 
     @classmethod
@@ -444,9 +481,14 @@ class Value:
             records = reader.array(
                 "records", _parse_set_entry, min_len=1, max_len=MAX_VALUE_RECORDS
             )
+            more = reader.bool_("more", optional=True)
+            if more is False:
+                # One encoding per message: "nothing left out" is written by leaving more out.
+                raise DecodeError("field-value", child_path(path, "more"), "more is true or absent")
             reader.finish()
-            return cls(rid, records=records)
-        # With both fields, ``records`` is left unread: finish() names it unknown.
+            return cls(rid, records=records, more=more is True)
+        # With both fields, ``records`` is left unread: finish() names it
+        # unknown; so is ``more`` next to ``record``.
         record = reader.nested("record", _parse_single_record)
         reader.finish()
         return cls(rid, record)
@@ -472,7 +514,7 @@ class Store:
     cache: int | None = attrs.field(default=None, kw_only=True, validator=_check_cache)
     #: The requester is read-only (client mode, BEP 43 style): do not add it to
     #: routing tables, it answers no requests (02-dht-rpc.md §1.2).
-    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_ro)
+    ro: bool = attrs.field(default=False, kw_only=True, validator=_check_bool)
     #: The WebSocket port the requester listens on, at the IP address it
     #: connects from (02-dht-rpc.md §1.3); None: not given.
     ws: int | None = attrs.field(default=None, kw_only=True, validator=_check_ws)

@@ -205,8 +205,119 @@ def test_a_set_answer_fits_one_message_latest_expiry_first(alice: MLDSAPrivateKe
     value = decode(answer)
     assert isinstance(value, Value)
     assert 5 <= len(value.records) < 16  # 9.4 KB each with pk: not all fit
+    assert value.more  # and the answer says so (02-dht-rpc.md §4.2)
     expiries = [e.expires for e in value.records]
     assert expiries == list(range(EXP + 15, EXP + 15 - len(expiries), -1))
+
+
+def big_set(topic: bytes, count: int) -> list[SetEntry]:
+    """``count`` entries of different publishers, 4000-byte values: 7 fit an answer."""
+    return [
+        sign_set_entry(
+            MLDSAPrivateKey.from_seed(bytes([i]) * 32),
+            topic=topic,
+            seq=1,
+            value=bytes([i]) * 4000,
+            expires=EXP + i,
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_holder_pages_a_set_too_big_for_one_answer() -> None:
+    net = CoreNet(38)
+    a = net.add()
+    b = net.add(record_config=RecordConfig(store_burst=100))
+    entries = big_set(b"paged", 16)
+    for entry in entries:
+        assert stored_ok(request(a, b, store(entry)))
+    key = set_key(b"paged")
+    seen: list[SetEntry] = []
+    pages = 0
+    while True:
+        have = tuple(sorted(e.owner for e in seen))
+        [answer] = request(a, b, encode(FindValue(RID, key, have=have)))
+        page = decode(answer)
+        if isinstance(page, Nodes):
+            break  # nothing further
+        assert isinstance(page, Value)
+        assert len(answer) <= 73728
+        assert not {e.owner for e in page.records} & set(have)  # listed owners left out
+        seen.extend(page.records)
+        pages += 1
+        if not page.more:
+            break
+    assert pages == 3  # 7 + 7 + 2
+    assert sorted(e.value for e in seen) == sorted(e.value for e in entries)
+    # Every owner listed: nothing is left, so the holder answers nodes.
+    everyone = tuple(sorted(e.owner for e in entries))
+    [answer] = request(a, b, encode(FindValue(RID, key, have=everyone)))
+    assert isinstance(decode(answer), Nodes)
+
+
+def test_have_is_ignored_for_a_key_that_is_not_a_set(alice: MLDSAPrivateKey) -> None:
+    net = CoreNet(39)
+    a, b = net.add(), net.add()
+    record = mutable(alice, 1, b"one")
+    assert stored_ok(request(a, b, store(record)))
+    [answer] = request(a, b, encode(FindValue(RID, record.key(), have=(record.owner,))))
+    served = decode(answer)
+    assert isinstance(served, Value)
+    assert isinstance(served.record, MutableRecord)
+    assert served.record.value == b"one"
+    assert not served.more
+
+
+def published_set(
+    seed: int, count: int, config: RecordConfig
+) -> tuple[CoreNet, list[SetEntry], dict[bytes, list[AnyRecord]], Peer]:
+    """40 cores, a set of ``count`` big entries put by one of them: the network,
+    the entries, their holders, and a reader that holds none (reads only remote answers)."""
+    net = build(40, seed=seed, record_config=config)
+    peers = list(net.peers.values())
+    entries = big_set(b"crowd", count)
+    for entry in entries:
+        peers[1].core.start_put_record(entry, net.now)
+        net.deliver()
+    assert all(p.succeeded for p in puts(peers[1]))
+    holders = holders_of(net, set_key(b"crowd"))
+    reader = next(p for p in peers if p.node_id not in holders)
+    return net, entries, holders, reader
+
+
+@pytest.mark.parametrize(("pages", "expected"), [(4, 16), (0, 7)])
+def test_a_get_reads_every_page_of_a_big_set(pages: int, expected: int) -> None:
+    config = RecordConfig(store_burst=200, get_quorum=3, max_set_pages=pages)
+    _, entries, _, reader = published_set(47, 16, config)
+    done = get(reader, set_key(b"crowd"))
+    assert done.succeeded
+    assert len(done.records) == expected  # without pages, only what fits one answer
+    got = {e.owner: e.value for e in done.records}
+    assert all(got[e.owner] == e.value for e in entries if e.owner in got)
+
+
+def test_a_holder_missing_an_entry_beyond_the_first_page_is_corrected() -> None:
+    config = RecordConfig(store_burst=200, get_quorum=20)
+    net, entries, holders, reader = published_set(48, 12, config)
+    key = set_key(b"crowd")
+    lagging = net.peers[next(iter(holders))]
+    oldest = entries[0]  # the earliest expiry: never on a holder's first page
+    del lagging.core.records._keys[key][oldest.owner]  # type: ignore[attr-defined]
+    done = get(reader, key)
+    assert len(done.records) == 12
+    assert reader.core.stats()["records"]["corrections_sent"] == 1
+    net.deliver()
+    assert oldest.owner in {r.owner for r in held(lagging, key) if isinstance(r, SetEntry)}
+
+
+def test_a_holder_that_still_had_more_is_not_sent_entries_it_may_hold() -> None:
+    # With no pages, each holder's answer is its first 7 entries of 12: the
+    # getter cannot tell the rest from missing ones, and corrects nothing.
+    config = RecordConfig(store_burst=200, get_quorum=20, max_set_pages=0)
+    _, _, _, reader = published_set(48, 12, config)
+    done = get(reader, set_key(b"crowd"))
+    assert len(done.records) == 7
+    assert reader.core.stats()["records"]["corrections_sent"] == 0
 
 
 def test_local_misuse_of_record_apis_raises(alice: MLDSAPrivateKey) -> None:

@@ -11,14 +11,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_records_benchmark_reports_every_metric() -> None:
+    # 9 publishers of 4000-byte entries: more than fit one answer, so get_set pages.
     args = argparse.Namespace(
-        nodes=4, puts=4, concurrency=2, value_size=256, seed=3, store_count=50
+        nodes=9, puts=4, concurrency=2, value_size=256, seed=3, store_count=50, set_publishers=9
     )
     result = records_net.run(args)
     for op in ("find_node", "put", "get", "mutable_put", "mutable_get"):
         assert result.metrics[f"{op}_per_s"] > 0
         assert result.metrics[f"{op}_ms_median"] > 0
-    for op in ("put", "get", "mutable_put", "mutable_get"):
+    for op in ("put", "get", "mutable_put", "mutable_get", "set_get"):
         assert result.metrics[f"{op}_success"] == 1.0
         assert result.metrics[f"{op}_vs_find_node"] > 0
     assert result.metrics["sqlite_writes_per_s"] > 0

@@ -121,10 +121,22 @@ MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     Pong: st.builds(Pong, rids),
     FindNode: st.builds(FindNode, rids, node_ids, ro=st.booleans(), ws=ws_ports),
     Nodes: st.builds(Nodes, rids, st.lists(contacts, max_size=MAX_NODES)),
-    FindValue: st.builds(FindValue, rids, keys, ro=st.booleans(), ws=ws_ports),
+    FindValue: st.builds(
+        FindValue,
+        rids,
+        keys,
+        have=st.lists(keys, max_size=64),
+        ro=st.booleans(),
+        ws=ws_ports,
+    ),
     Value: st.one_of(
         st.builds(Value, rids, single_records),
-        st.builds(Value, rids, records=st.lists(set_entries, min_size=1, max_size=8)),
+        st.builds(
+            Value,
+            rids,
+            records=st.lists(set_entries, min_size=1, max_size=8),
+            more=st.booleans(),
+        ),
     ),
     Store: st.builds(
         Store, rids, keys, records, cas=st.none() | _seqs, ro=st.booleans(), ws=ws_ports

@@ -14,6 +14,11 @@ bootstrap node.  Identities are minted at puzzle difficulty 0 (minting is
 * ``get_per_s`` and ``mutable_get_per_s``: ``get`` of every key from another
   random node (a mutable get asks several holders and picks the highest
   sequence number), ``get_success`` the fraction found with the right value;
+* ``set_get_success``: a set of ``--set-publishers`` entries (default 32,
+  the default ``max_set_entries``) of 4000-byte values, one per publishing
+  node: only 7 fit one answer, so a get reads the rest page by page
+  (02-dht-rpc.md §4.2); the fraction of ``get_set`` calls, from random
+  nodes, that returned every entry, and ``set_get_ms_median``;
 * medians of each operation's latency (``*_ms_median``), and each as a ratio
   to the same run's median FIND_NODE lookup (``*_vs_find_node``; the lookup
   is ``find_node_per_s`` / ``find_node_ms_median``), the figure to compare
@@ -53,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
     parser.add_argument("--seed", type=int, default=1, help="seed of identities and choices")
     parser.add_argument("--store-count", type=int, default=2000, help="puts per SQLite batch")
+    parser.add_argument(
+        "--set-publishers", type=int, default=32, help="publishers of the set that get_set reads"
+    )
 
 
 async def _spawn(nursery: trio.Nursery, config: Config) -> Node:
@@ -155,16 +163,39 @@ async def _network(
         rate, ms, ok = await _timed(count, args.concurrency, failures, get_mutable)
         figures |= {"mutable_get_per_s": rate, "mutable_get_ms_median": median(ms)}
         figures["mutable_get_success"] = ok / count
+
+        publishers = rng.sample(range(args.nodes), min(args.set_publishers, args.nodes))
+        topic = b"qdht-bench set"
+        entries = {
+            nodes[p].identity.mldsa_public_hash: bytes([i % 256]) * 4000
+            for i, p in enumerate(publishers)
+        }
+
+        async def put_entry(i: int) -> bool:
+            node = nodes[publishers[i]]
+            await node.put_set_entry(topic, entries[node.identity.mldsa_public_hash], seq=1)
+            return True
+
+        async def get_set(i: int) -> bool:
+            got = await nodes[getters[i]].get_set(topic)
+            return {e.owner: e.value for e in got} == entries
+
+        await _timed(len(publishers), args.concurrency, failures, put_entry)
+        gets = min(count, 50)
+        rate, ms, ok = await _timed(gets, args.concurrency, failures, get_set)
+        figures |= {"set_get_ms_median": median(ms), "set_get_success": ok / gets}
         base = figures["find_node_ms_median"]
-        for op in ("put", "get", "mutable_put", "mutable_get"):
+        for op in ("put", "get", "mutable_put", "mutable_get", "set_get"):
             figures[f"{op}_vs_find_node"] = figures[f"{op}_ms_median"] / base
         nursery.cancel_scope.cancel()
     return figures
 
 
 def run(args: argparse.Namespace) -> BenchResult:
-    if args.nodes < 2 or args.puts < 1 or args.concurrency < 1:
-        raise SystemExit("qdht-bench records: --nodes ≥ 2, --puts ≥ 1, --concurrency ≥ 1")
+    if args.nodes < 2 or args.puts < 1 or args.concurrency < 1 or args.set_publishers < 1:
+        raise SystemExit(
+            "qdht-bench records: --nodes ≥ 2, --puts ≥ 1, --concurrency ≥ 1, --set-publishers ≥ 1"
+        )
     result = BenchResult("records")
     started = time.perf_counter()
     failures: collections.Counter[str] = collections.Counter()
@@ -184,6 +215,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     result.notes.append(
         f"{args.nodes} nodes on 127.0.0.1 UDP in one process (2 cores shared), "
         f"{args.puts} records of {args.value_size} bytes per kind, "
-        f"{args.concurrency} operations in flight; bytes_per_record includes the value"
+        f"{args.concurrency} operations in flight; bytes_per_record includes the value; "
+        f"a set of {min(args.set_publishers, args.nodes)} entries of 4000 bytes read by "
+        f"{min(args.puts, 50)} get_set calls"
     )
     return result

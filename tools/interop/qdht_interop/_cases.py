@@ -20,6 +20,7 @@ import attrs
 import trio
 from qdht_lint.engine import Linter
 
+from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht import make_immutable, sign_mutable, sign_set_entry
 from qdht.errors import HandshakeError, LookupFailedError, RPCError
 from qdht.identity import Identity
@@ -860,6 +861,50 @@ async def rec_set(ctx: Context, notes: Notes) -> None:
         if values != [b"first", b"second"]:
             raise CaseFailed(f"VALUE records hold {values}, not both entries")
         notes.note("two publishers' entries stored; VALUE carries both in records")
+
+
+@case("dht/4.2/4", "a set too big for one VALUE says more, and is read page by page with have")
+async def rec_set_pages(ctx: Context, notes: Notes) -> None:
+    topic = b"qdht-interop pages " + os.urandom(8)
+    # 12 publishers with 4000-byte values: about 9.4 KB each with pk, 7 fit a VALUE.
+    entries = [
+        sign_set_entry(
+            MLDSAPrivateKey.from_seed(os.urandom(32)),
+            topic=topic,
+            seq=1,
+            value=bytes([i]) * 4000,
+            expires=expiry(),
+        )
+        for i in range(12)
+    ]
+    key = entries[0].key()
+    async with holder(ctx, notes) as (probe, _identity):
+        for entry in entries:
+            answer = await probe.request(Store.of(new_rid(), entry, ro=True), ANSWER_TIMEOUT)
+            _refused_storage(answer)
+            if not isinstance(answer, Stored):
+                raise CaseFailed(f"a set entry was answered {describe(answer)}")
+        read: dict[bytes, bytes] = {}
+        pages = 0
+        while pages < len(entries):
+            have = tuple(sorted(read))
+            ask = FindValue(new_rid(), key, have=have, ro=True)
+            found = await probe.request(ask, ANSWER_TIMEOUT)
+            if isinstance(found, Nodes) and have:
+                break  # nothing further
+            if not isinstance(found, Value) or not found.records:
+                raise CaseFailed(f"page {pages + 1} of the set answered {describe(found)}")
+            again = [e for e in found.records if e.owner in read]
+            if again:
+                raise CaseFailed(f"page {pages + 1} repeats {len(again)} entries listed in have")
+            read.update((e.owner, e.value) for e in found.records)
+            pages += 1
+            if not found.more:
+                break
+        if sorted(read.values()) != sorted(e.value for e in entries):
+            # An answer without more must have held every entry (02 §4.2).
+            raise CaseFailed(f"the pages hold {len(read)} of the {len(entries)} entries")
+        notes.note(f"{len(entries)} entries of 4000 bytes read in {pages} pages")
 
 
 # ----------------------------------------------------------------- network

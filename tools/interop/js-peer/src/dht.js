@@ -18,6 +18,7 @@ export const LIMITS = Object.freeze({
   storeBurst: 50, // ... with bursts of
   floodAddresses: 10000, // source addresses remembered
   getQuorum: 5, // holders with valid answers a mutable/set get waits for
+  maxSetPages: 4, // further pages a get asks of a set's holder whose answer said more (02 §4.2)
   maxCached: 1024, // path-cache entries (07-records.md §10.6), least recently stored evicted
 
   rpcTimeout: 12, // seconds, including a handshake
@@ -310,7 +311,7 @@ export class DhtNode {
       case 'find_node':
         return reply({ type: 'nodes', nodes: this.contactsNear(m.target, peerId) });
       case 'find_value': {
-        const answer = this.valueAnswer(m.key);
+        const answer = this.valueAnswer(m.key, m.have ?? []);
         if (answer) return reply(answer);
         return reply({ type: 'nodes', nodes: this.contactsNear(m.key, peerId) });
       }
@@ -458,28 +459,37 @@ export class DhtNode {
     });
   }
 
-  /** The VALUE answer for `key` (without rid), or null to answer NODES. */
-  valueAnswer(key) {
+  /**
+   * The VALUE answer for `key` (without rid), or null to answer NODES.
+   * For a set, the entries of owners not in `have` (a getter paging through
+   * it), as many as fit, with `more` if any were left out (02-dht-rpc.md §4.2).
+   */
+  valueAnswer(key, have = []) {
     const h = hexOf(key);
     const held = this.store.get(h);
     if (!held) return null;
-    const live = this.liveRecords(key, held, this.now());
+    let live = this.liveRecords(key, held, this.now());
     if (!live.length) {
       this.forget(h);
       return null;
     }
     if (held.family !== 'set') return { type: 'value', record: live[0] };
+    if (have.length) {
+      const skip = new Set(have.map(hexOf));
+      live = live.filter((r) => !skip.has(hexOf(r.owner)));
+      if (!live.length) return null; // nothing further: answered with nodes
+    }
     // 02-dht-rpc.md §4.2: latest exp first, ties by owner ascending; as many as fit.
     live.sort((a, b) => (Number(b.exp) - Number(a.exp)) || Buffer.compare(a.owner, b.owner));
     const records = [];
-    let size = 64; // the map around them, rid and type
+    let size = 64; // the map around them: rid, type, `more`
     for (const r of live.slice(0, 64)) {
       const n = encode(r).length + 5;
       if (size + n > LIMITS.maxMessage) break;
       records.push(r);
       size += n;
     }
-    return { type: 'value', records };
+    return records.length < live.length ? { type: 'value', records, more: true } : { type: 'value', records };
   }
 
   /** The value of an immutable or mutable record held locally (for `get`), or null. */
@@ -587,7 +597,8 @@ export class DhtNode {
             }
             e.state = 'done';
             if (valid[0].type === 'immutable') return { value: valid[0].value, records: valid, final: true };
-            answers.push({ holder: e, records: valid });
+            const more = valid[0].type === 'set_entry' && r.more === true && (await this.readPages(e, target, valid));
+            answers.push({ holder: e, records: valid, more });
             return answers.length >= LIMITS.getQuorum ? { final: true } : null;
           }
           if (r.type === 'error') {
@@ -620,6 +631,36 @@ export class DhtNode {
   }
 
   /**
+   * 02-dht-rpc.md §4.2: ask a set's holder whose answer said `more` for the
+   * rest, page by page, listing in `have` the owners it sent; its valid
+   * entries are appended to `entries`.  True if its last answer still said more.
+   */
+  async readPages(holder, key, entries) {
+    for (let page = 0; page < LIMITS.maxSetPages; page++) {
+      const have = [...new Set(entries.map((r) => hexOf(r.owner)))].sort().slice(0, 64).map((x) => Buffer.from(x, 'hex'));
+      let r;
+      try {
+        r = await this.request(holder.id, holder.addr, { type: 'find_value', key, have });
+      } catch {
+        return true;
+      }
+      if (r.type === 'nodes') return false; // nothing further
+      if (r.type !== 'value' || !r.records) return true;
+      for (const rec of r.records) {
+        try {
+          validateRecord(rec, key, this.now(), this.limits);
+          entries.push(rec);
+        } catch (err) {
+          if (!(err instanceof RecordError)) throw err;
+          this.count('dropped', 'invalid-value');
+        }
+      }
+      if (!r.more) return false;
+    }
+    return true;
+  }
+
+  /**
    * 07-records.md §7.3: the winner among holders' answers (mutable/tombstone),
    * or per publisher for a set; stale holders get the winner (entry correction).
    */
@@ -639,7 +680,8 @@ export class DhtNode {
       for (const a of answers)
         for (const [o, w] of best) {
           const mine = a.records.find((r) => hexOf(r.owner) === o);
-          if (!mine || rankCmp(w, mine) > 0) correct(a.holder, w);
+          // A holder whose last answer still said more may hold what it did not send.
+          if (mine ? rankCmp(w, mine) > 0 : !a.more) correct(a.holder, w);
         }
       return { value: null, records: [...best.values()] };
     }

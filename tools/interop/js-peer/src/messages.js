@@ -101,12 +101,14 @@ export const RULES = {
   'dht-pong': { rid: [RID] },
   'dht-find_node': { rid: [RID], target: [NODE_ID], ro: RO, ws: WS },
   'dht-nodes': { rid: [RID], nodes: [array(CONTACT, 0, 32)] },
-  'dht-find_value': { rid: [RID], key: [bytes(32)], ro: RO, ws: WS },
-  // Exactly one of `record` / `records` (checked first, in preChecks).
+  // `have`: paging a set, the owners already read from this holder (02-dht-rpc.md §4.2).
+  'dht-find_value': { rid: [RID], key: [bytes(32)], have: [array(bytes(32), 1, 64), true], ro: RO, ws: WS },
+  // Exactly one of `record` / `records` (checked first, in preChecks); `more` only with `records`.
   'dht-value': {
     rid: [RID],
     record: [recordOf(SINGLE_RECORD_TYPES), true],
     records: [array(recordOf(['set_entry']), 1, 64), true],
+    more: [trueOnly, true],
   },
   'dht-store': {
     rid: [RID],
@@ -223,6 +225,7 @@ function preChecks(rule, m) {
     // neither of them is a missing `record`.
     if ('record' in m && 'records' in m) throw new DecodeError('unknown-field', '$.records');
     if (!('record' in m) && !('records' in m)) throw new DecodeError('missing-field', '$.record');
+    if ('record' in m && 'more' in m) throw new DecodeError('unknown-field', '$.more');
   }
 }
 

@@ -56,6 +56,32 @@ test('a set answers its entries, latest exp first; a full set refuses new publis
   assert.equal(n.valueAnswer(randomBytes(32)), null);
 });
 
+test('a set too big for one answer says more and is read page by page with have (02 §4.2)', () => {
+  const n = holder();
+  const who = Array.from({ length: 12 }, (_, i) => mldsaKeygen(new Uint8Array(32).fill(20 + i)));
+  const entries = who.map((w, i) => signed('set_entry', { topic: Buffer.from('big'), seq: 1, value: Buffer.alloc(4000, i) }, w));
+  const key = recordKey(entries[0]);
+  for (const e of entries) assert.equal(n.storeRecord(key, e, null), null);
+  const read = [];
+  let pages = 0;
+  for (;;) {
+    const have = read.map((r) => Buffer.from(r.owner));
+    const answer = n.valueAnswer(key, have);
+    if (!answer) break;
+    checkMessage({ ...answer, rid: randomBytes(8) });
+    for (const r of answer.records) assert.ok(!have.some((o) => o.equals(Buffer.from(r.owner))), 'a listed owner is left out');
+    read.push(...answer.records);
+    pages += 1;
+    if (!answer.more) break;
+  }
+  assert.equal(pages, 2); // 7 + 5
+  assert.deepEqual(read.map((r) => r.value[0]).sort((a, b) => a - b), [...Array(12).keys()]);
+  assert.equal(n.valueAnswer(key, entries.map((e) => Buffer.from(e.owner))), null, 'every owner listed: nothing further');
+  const m = mutable(1, 'one');
+  assert.equal(n.storeRecord(recordKey(m), m, null), null);
+  assert.equal(Buffer.from(n.valueAnswer(recordKey(m), [Buffer.from(m.owner)]).record.value).toString(), 'one', 'have is ignored off sets');
+});
+
 test('STOREs over the flood bound of one address are refused before any check', () => {
   const n = holder();
   const addr = { address: '127.0.0.1', port: 9 };

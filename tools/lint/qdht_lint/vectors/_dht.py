@@ -203,6 +203,61 @@ def _find(rule: str, cls: Callable[[bytes, bytes], Any], field: str) -> dict[str
     return _file(rule, valid, invalid)
 
 
+def _find_value() -> dict[str, Any]:
+    """FIND_VALUE: the cases of ``_find``, plus paging a set with ``have`` (02 §4.2)."""
+    file = _find("dht-find_value", FindValue, "key")
+    owner, other = _bytes("owner", 32), _bytes("owner2", 32)
+    as_map = FindValue(RID, NODE_ID, have=[owner]).to_cbor()
+    valid: list[Valid] = [
+        (
+            "a page: have lists one owner already read",
+            [],
+            encode(FindValue(RID, NODE_ID, have=[owner])),
+        ),
+        (
+            "a page: have lists two owners, read-only requester",
+            [],
+            encode(FindValue(RID, NODE_ID, have=[other, owner], ro=True)),
+        ),
+        (
+            "a page: have at its limit of 64 owners",
+            [],
+            encode(FindValue(RID, NODE_ID, have=[_bytes(f"o{i}", 32) for i in range(64)])),
+        ),
+    ]
+    invalid: list[Case] = [
+        ("have empty", ["undersize-field"], _canon(dict(as_map, have=[])), "field-size"),
+        (
+            "have of 65 owners",
+            ["oversize-field"],
+            _canon(dict(as_map, have=[_bytes(f"o{i}", 32) for i in range(65)])),
+            "field-size",
+        ),
+        ("have is a map", ["wrong-field-type"], _canon(dict(as_map, have={})), "field-type"),
+        ("have is bytes", ["wrong-field-type"], _canon(dict(as_map, have=owner)), "field-type"),
+        (
+            "have owner of 31 bytes",
+            ["undersize-field"],
+            _canon(dict(as_map, have=[owner[:31]])),
+            "field-size",
+        ),
+        (
+            "have owner is text",
+            ["wrong-field-type"],
+            _canon(dict(as_map, have=["o" * 32])),
+            "field-type",
+        ),
+        (
+            "have element is an [owner, seq] pair",
+            ["wrong-field-type"],
+            _canon(dict(as_map, have=[[owner, 3]])),
+            "field-type",
+        ),
+    ]
+    _merge_tests(file, _file("dht-find_value", valid, invalid)["tests"])
+    return file
+
+
 def _nodes() -> dict[str, Any]:
     one = Nodes(RID, [_contact(0)])
     multi = Nodes(
@@ -528,6 +583,11 @@ def _value() -> dict[str, Any]:
             ["max-size"],
             encode(Value(RID, records["largest"])),
         ),
+        (
+            "a page of a set, more left out (more: true)",
+            [],
+            encode(Value(RID, records=[records["entry"]], more=True)),
+        ),
     ]
     invalid = _common_invalid(as_map)
     invalid += _record_field_cases(as_map, "record")
@@ -569,6 +629,19 @@ def _value() -> dict[str, Any]:
             ["wrong-field-type"],
             _canon(dict(set_map, records=[1])),
             "not-a-map",
+        ),
+        (
+            "more: false (absent is the only encoding of nothing left out)",
+            ["wrong-field-value"],
+            _canon(dict(set_map, more=False)),
+            "field-value",
+        ),
+        ("more is an integer", ["wrong-field-type"], _canon(dict(set_map, more=1)), "field-type"),
+        (
+            "more next to record",
+            ["unknown-field"],
+            _canon(dict(as_map, more=True)),
+            "unknown-field",
         ),
         (
             "set entry with a topic of 65 bytes",
@@ -641,7 +714,6 @@ def _error() -> dict[str, Any]:
 
 def _add_request_options(file: dict[str, Any], valid: dict[str, Any]) -> None:
     """Cases of the optional ``ro`` flag and ``ws`` port of a request (02-dht-rpc.md §1.2-1.3)."""
-    tests: list[dict[str, Any]] = file["tests"]
     extra: list[dict[str, Any]] = [
         {
             "comment": "read-only requester (ro: true)",
@@ -697,8 +769,13 @@ def _add_request_options(file: dict[str, Any], valid: dict[str, Any]) -> None:
             "reason": "field-type",
         },
     ]
-    # Valid cases first, as _file writes them; tcIds renumbered in order.
-    ordered = sorted([*tests, *extra], key=lambda t: t["result"] != "valid")
+    _merge_tests(file, extra)
+
+
+def _merge_tests(file: dict[str, Any], extra: list[dict[str, Any]]) -> None:
+    """Add ``extra`` cases to ``file``: valid cases first, as _file writes them,
+    tcIds renumbered in order."""
+    ordered = sorted([*file["tests"], *extra], key=lambda t: t["result"] != "valid")
     file["tests"] = [
         {"tcId": n, **{k: v for k, v in t.items() if k != "tcId"}}
         for n, t in enumerate(ordered, start=1)
@@ -713,7 +790,7 @@ def vector_files() -> dict[str, dict[str, Any]]:
         "dht-pong": _simple("dht-pong", Pong),
         "dht-find_node": _find("dht-find_node", FindNode, "target"),
         "dht-nodes": _nodes(),
-        "dht-find_value": _find("dht-find_value", FindValue, "key"),
+        "dht-find_value": _find_value(),
         "dht-value": _value(),
         "dht-store": _store(),
         "dht-stored": _simple("dht-stored", Stored),
