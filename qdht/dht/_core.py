@@ -209,11 +209,12 @@ class RpcConfig:
     #: handshake's two round trips (~7 KB in fragments) come first.  Scaled,
     #: not fixed, so that a dead contact costs a lookup little on a fast network.
     first_contact_factor: float = attrs.field(default=3.0, validator=_positive)
-    #: A STORE waits this many times the peer's usual timeout (at most
-    #: ``RoutingConfig.max_timeout``): it carries up to 72 KB in dozens of
+    #: A bulk request waits this many times the peer's usual timeout (at most
+    #: ``RoutingConfig.max_timeout``): a STORE carries up to 72 KB in dozens of
     #: fragments, and the holder verifies an ML-DSA signature before it
-    #: answers, where the RTT samples come mostly from small requests.
-    store_timeout_factor: float = attrs.field(default=3.0, validator=_positive)
+    #: answers; a page of a set (FIND_VALUE with ``have``) is answered with up
+    #: to 72 KB.  The RTT samples come mostly from small requests.
+    bulk_timeout_factor: float = attrs.field(default=3.0, validator=_positive)
     #: User lookups (duration, hops, RPCs) kept for the percentiles of ``stats()``
     #: (12 bytes each, allocated as lookups complete).
     latency_samples: int = attrs.field(default=512, validator=_positive)
@@ -394,14 +395,17 @@ class _LookupOp:
         "kind",
         "lookup",
         "lookup_over",
+        "page_queue",
+        "pager",
         "pages",
         "paging",
+        "partial",
         "record",
         "set_answers",
-        "set_more",
         "started",
         "stored_at",
         "stores_pending",
+        "union_paged",
     )
 
     def __init__(
@@ -427,11 +431,18 @@ class _LookupOp:
         self.answers: list[tuple[bytes, ValidRecord]] = []
         # get of a set: each holder's valid entries, over all its pages ...
         self.set_answers: dict[bytes, list[ValidRecord]] = {}
-        # ... the holders whose last answer said more (02-dht-rpc.md §4.2) ...
-        self.set_more: set[bytes] = set()
+        # ... the holders that may hold entries they did not send (07 §7.3) ...
+        self.partial: set[bytes] = set()
         # ... pages asked of each holder, and the holders with a page outstanding.
         self.pages: dict[bytes, int] = {}
         self.paging: set[bytes] = set()
+        # Paging (02-dht-rpc.md §4.2): the first holder that said more is read
+        # in full (``pager``: b"" before, None once done); holders that said
+        # more meanwhile wait in ``page_queue``, and are then asked only for
+        # entries of owners nobody sent (``union_paged``).
+        self.pager: bytes | None = b""
+        self.page_queue: list[Contact] = []
+        self.union_paged: set[bytes] = set()
         # get: the lookup has ended; the get waits for its pages (``paging``).
         self.lookup_over = False
         # Remote holders that answered with at least one valid record.
@@ -1268,8 +1279,8 @@ class DhtCore:
             timeout = self.routing.timeout_for(contact.node_id)
             if not timed:
                 timeout *= self.rpc_config.first_contact_factor
-            if type(request) is Store:
-                timeout *= self.rpc_config.store_timeout_factor
+            if type(request) is Store or (type(request) is FindValue and request.have):
+                timeout *= self.rpc_config.bulk_timeout_factor
             timeout = min(self.routing.config.max_timeout, timeout)
         deadline = now + timeout
         self._pending[rid] = _Pending(contact, type(request), op, now, deadline, timed)
@@ -1368,44 +1379,71 @@ class DhtCore:
         if isinstance(first.record, SetEntry):
             op.set_answers[node_id] = valid
             if response.more:
-                op.set_more.add(node_id)
-                self._page(op, contact, now)
+                op.partial.add(node_id)
+                if op.pager == b"":
+                    op.pager = node_id  # the first holder with more: read it in full
+                    self._page(op, contact, now)
+                elif op.pager is None:
+                    self._page(op, contact, now)
+                else:
+                    op.page_queue.append(contact)
         else:
             op.answers.append((node_id, first))
         if op.holders >= self.record_config.get_quorum:
             self._lookup_done(op, now)
 
     def _page(self, op: _LookupOp, contact: Contact, now: float) -> None:
-        """Ask a set's holder whose answer said ``more`` for the next page (02 §4.2)."""
+        """Ask a set's holder whose answer said ``more`` for the next page (02 §4.2).
+
+        The first such holder (``op.pager``) lists in ``have`` the owners it
+        sent, so the get learns its whole set (which entry correction needs).
+        Every other holder lists every owner any holder sent, so it sends
+        only what nobody else did: the set crosses the network about once,
+        not once per holder (a 32-entry set is 300 KB).
+        """
         node_id = contact.node_id
         asked = op.pages.get(node_id, 0)
-        if asked >= self.record_config.max_set_pages:
-            return
-        # The owners this holder sent: it leaves them out and sends the rest.
-        have = sorted({entry.owner for entry in op.set_answers[node_id] if entry.owner})
-        key, ro = op.lookup.target, self.client_mode
+        if asked < self.record_config.max_set_pages:
+            if node_id == op.pager:
+                owners = {entry.owner for entry in op.set_answers[node_id]}
+            else:
+                op.union_paged.add(node_id)
+                owners = {e.owner for entries in op.set_answers.values() for e in entries}
+            have = tuple(sorted(owner for owner in owners if owner)[:MAX_HAVE])
+            key, ro = op.lookup.target, self.client_mode
 
-        def make(rid: bytes) -> DhtRequest:
-            return FindValue(rid, key, have=tuple(have[:MAX_HAVE]), ro=ro)
+            def make(rid: bytes) -> DhtRequest:
+                return FindValue(rid, key, have=have, ro=ro)
 
-        if self._request(contact, make, op.handle, now):
-            op.pages[node_id] = asked + 1
-            op.paging.add(node_id)
+            if self._request(contact, make, op.handle, now):
+                op.pages[node_id] = asked + 1
+                op.paging.add(node_id)
+                return
+        if node_id == op.pager:
+            self._pager_done(op, now)
+
+    def _pager_done(self, op: _LookupOp, now: float) -> None:
+        """The holder read in full is done: page the holders that waited for it."""
+        op.pager = None
+        queue, op.page_queue = op.page_queue, []
+        for contact in queue:
+            self._page(op, contact, now)
 
     def _page_done(
         self, op: _LookupOp, contact: Contact, response: DhtResponse | None, now: float
     ) -> None:
         """A page of a set arrived (or failed): keep its valid entries; maybe ask for more.
 
-        ``nodes`` means the holder has nothing further: its set is complete.
-        A failed page leaves the holder's set incomplete (``set_more``), which
-        limits the entry corrections it may be sent (07-records.md §7.3).
+        ``nodes`` means the holder has nothing further.  Unless it was read
+        in full with its own owners in ``have``, a holder stays ``partial``:
+        it may hold entries it did not send, which limits the entry
+        corrections it may be sent (07-records.md §7.3).
         """
         node_id = contact.node_id
         op.paging.discard(node_id)
-        if type(response) is Nodes:
-            op.set_more.discard(node_id)
-        elif type(response) is Value:
+        more = False
+        complete = type(response) is Nodes  # nothing further
+        if type(response) is Value:
             unix = self.unix_time(now)
             valid: list[ValidRecord] = []
             for record in response.records:
@@ -1413,15 +1451,19 @@ class DhtCore:
                     valid.append(self.validator.validate(record, op.lookup.target, unix))
                 except RecordRejectedError as exc:
                     self._drop(f"get-{exc.reason}")
-            if not valid:
+            if valid:
+                op.set_answers[node_id].extend(valid)
+                more = response.more
+                complete = not more
+            else:
                 self._drop("forged-value")
                 self._offence(node_id, "forged-record", now)
-            else:
-                op.set_answers[node_id].extend(valid)
-                if response.more:
-                    self._page(op, contact, now)
-                else:
-                    op.set_more.discard(node_id)
+        if complete and node_id not in op.union_paged:
+            op.partial.discard(node_id)
+        if more:
+            self._page(op, contact, now)
+        elif node_id == op.pager:
+            self._pager_done(op, now)
         if op.lookup_over and not op.paging:
             self._get_done(op, now)
 
@@ -1637,7 +1679,7 @@ class DhtCore:
                         # A holder whose last answer still said more may hold
                         # an entry it did not send: it is sent only newer
                         # versions of entries it returned (07-records.md §7.3).
-                        if holder not in op.set_more or entry.owner in returned[holder]:
+                        if holder not in op.partial or entry.owner in returned[holder]:
                             self._correct(op, holder, entry, now, budget)
         value = None
         if record is not None and not isinstance(record.record, SetEntry):

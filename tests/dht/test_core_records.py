@@ -296,18 +296,40 @@ def test_a_get_reads_every_page_of_a_big_set(pages: int, expected: int) -> None:
     assert all(got[e.owner] == e.value for e in entries if e.owner in got)
 
 
-def test_a_holder_missing_an_entry_beyond_the_first_page_is_corrected() -> None:
+def test_pages_cross_the_network_about_once_not_once_per_holder() -> None:
+    # The same network twice, without and with pages: what the pages add is
+    # one holder's rest of the set (read in full), plus short answers from the
+    # other two holders, which are asked only for owners nobody sent.
+    received = []
+    for pages in (0, 4):
+        config = RecordConfig(store_burst=200, get_quorum=3, max_set_pages=pages)
+        _, entries, _, reader = published_set(47, 16, config)
+        before = reader.core.stats()["bytes_received"]
+        assert len(get(reader, set_key(b"crowd")).records) == (16 if pages else 7)
+        received.append(reader.core.stats()["bytes_received"] - before)
+    whole_set = sum(len(encode(Value(RID, records=[e]))) for e in entries)
+    added = received[1] - received[0]
+    assert 0.5 * whole_set < added < 0.75 * whole_set  # 9 of 16 entries, once
+
+
+def test_the_holder_read_in_full_is_corrected_and_the_others_fill_gaps_only() -> None:
+    # Two holders, each missing a different old entry (never on a first page).
+    # Whichever is read in full (the first to answer) lacks one entry that the
+    # other, asked only for owners nobody sent, supplies: the get finds all
+    # 12, and corrects the one holder whose whole set it knows.
     config = RecordConfig(store_burst=200, get_quorum=20)
     net, entries, holders, reader = published_set(48, 12, config)
     key = set_key(b"crowd")
-    lagging = net.peers[next(iter(holders))]
-    oldest = entries[0]  # the earliest expiry: never on a holder's first page
-    del lagging.core.records._keys[key][oldest.owner]  # type: ignore[attr-defined]
+    first, second, *others = (net.peers[h] for h in holders)
+    for peer in others:
+        del peer.core.records._keys[key]  # type: ignore[attr-defined]
+    for peer, gone in ((first, entries[0]), (second, entries[1])):
+        del peer.core.records._keys[key][gone.owner]  # type: ignore[attr-defined]
     done = get(reader, key)
     assert len(done.records) == 12
     assert reader.core.stats()["records"]["corrections_sent"] == 1
     net.deliver()
-    assert oldest.owner in {r.owner for r in held(lagging, key) if isinstance(r, SetEntry)}
+    assert sorted(len(held(peer, key)) for peer in (first, second)) == [11, 12]
 
 
 def test_a_holder_that_still_had_more_is_not_sent_entries_it_may_hold() -> None:
