@@ -1170,6 +1170,7 @@ class DhtCore:
             if late is not None and late.contact.node_id == node_id:
                 del self._late[rid]
                 self.late_responses += 1
+                self.reputation.answered_late(node_id, now)  # its timeout was our misjudgement
                 if late.request is not Notify:  # a watcher is no routing-table candidate
                     self._routing_events(
                         self.routing.update_verified(late.contact, now, late.rtt(now)), now

@@ -6,6 +6,11 @@ reputation".  The DHT core reports what a peer did:
 * :meth:`Reputation.answered` for an answered request,
 * :meth:`Reputation.offence` with a kind from :data:`OFFENCES` (``"timeout"``,
   ``"invalid-message"``, ``"forged-record"``, ``"stale-record"``, ``"flood"``),
+* :meth:`Reputation.answered_late` for an answer that came after its timeout,
+  which takes that timeout back: a slow answer (a 72 KB set page from a busy
+  holder) is no misbehaviour, and the answer's RTT sample already makes the
+  peer's next timeout longer.  A peer that stalls lookups by answering late
+  gains nothing from it: lookups move on from slow requests in parallel.
 
 and asks :meth:`Reputation.score` (lookups query low scores last within a
 distance class, the routing table replaces low scores first) and
@@ -62,7 +67,7 @@ class Reputation:
         self.config = config if config is not None else ReputationConfig()
         self._peers: OrderedDict[bytes, _Peer] = OrderedDict()
         self._offences: dict[str, int] = {}
-        self._counts = {"answered": 0, "bans": 0, "forgotten": 0, "dropped": 0}
+        self._counts = {"answered": 0, "late": 0, "bans": 0, "forgotten": 0, "dropped": 0}
         # (node ID hex prefix, kind of the banning offence, until), newest last.
         self._recent: list[tuple[str, str, float]] = []
 
@@ -76,6 +81,14 @@ class Reputation:
         peer = self._peer(node_id, now)
         peer.score = min(self.config.max_score, peer.score + self.config.answered)
         self._counts["answered"] += 1
+
+    def answered_late(self, node_id: bytes, now: float) -> None:
+        """``node_id`` answered a request of ours after it had timed out: the
+        ``"timeout"`` offence it was charged for it is taken back (a ban it
+        started stands)."""
+        peer = self._peer(node_id, now)
+        peer.score = min(self.config.max_score, peer.score + float(self.config.timeout))
+        self._counts["late"] += 1
 
     def offence(self, node_id: bytes, kind: str, now: float) -> bool:
         """``node_id`` did ``kind`` (one of :data:`OFFENCES`); True if it is now banned.

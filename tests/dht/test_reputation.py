@@ -27,6 +27,21 @@ def test_answers_raise_the_score_up_to_a_cap_and_offences_lower_it() -> None:
     assert not rep.banned(A, 0.0)
 
 
+def test_a_late_answer_takes_its_timeout_back_and_nothing_else() -> None:
+    rep = Reputation(ReputationConfig(max_score=5.0))
+    rep.offence(A, "timeout", 0.0)
+    rep.answered_late(A, 0.0)
+    assert rep.score(A, 0.0) == 0.0
+    rep.offence(A, "invalid-message", 0.0)
+    rep.answered_late(A, 0.0)  # forgives one timeout's worth, not the bad message
+    assert rep.score(A, 0.0) == -9.0
+    for _ in range(10):
+        rep.answered(B, 0.0)
+        rep.answered_late(B, 0.0)
+    assert rep.score(B, 0.0) == 5.0  # capped like answers
+    assert rep.stats()["late"] == 12
+
+
 def test_scores_decay_toward_zero_with_the_half_life() -> None:
     rep = Reputation(ReputationConfig(half_life=100.0))
     rep.offence(A, "forged-record", 0.0)
