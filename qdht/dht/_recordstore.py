@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -419,6 +420,15 @@ class MemoryRecordStore(_StoreBase):
     ) -> None:
         super().__init__(limits, record_limits)
         self._keys: dict[bytes, dict[bytes, _Row]] = {}
+        # An index of the keys, ascending, for keys_for_republish: a republish
+        # round pages through keyspace regions without sorting the store.  A
+        # put only appends a new key to _unsorted (a bisect to tell, no insort:
+        # that would cost a put O(n)); the next query merges them in.  Keys
+        # dropped since stay in the index (_stale counts them) until it is
+        # compacted at half stale.
+        self._sorted: list[bytes] = []
+        self._unsorted: list[bytes] = []
+        self._stale = 0
         self._lru: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -447,6 +457,7 @@ class MemoryRecordStore(_StoreBase):
         row = slots.pop(slot)
         if not slots:
             del self._keys[key]
+            self._stale += 1
         self._lru.pop((key, slot), None)
         return row
 
@@ -455,7 +466,16 @@ class MemoryRecordStore(_StoreBase):
     ) -> None:
         for k, s in evict:
             self._drop(k, s)
-        self._keys.setdefault(key, {})[slot] = row
+        slots = self._keys.get(key)
+        if slots is None:
+            slots = self._keys[key] = {}
+            ordered = self._sorted
+            i = bisect_left(ordered, key)
+            if i < len(ordered) and ordered[i] == key:
+                self._stale -= 1  # dropped once, still indexed: live again
+            else:
+                self._unsorted.append(key)
+        slots[slot] = row
         if row.cached:
             self._lru[(key, slot)] = None
             self._lru.move_to_end((key, slot))
@@ -502,17 +522,34 @@ class MemoryRecordStore(_StoreBase):
     ) -> list[bytes]:
         """Up to ``limit`` distinct keys in ``[low, high)``, ascending (held stored,
         or cached too with ``include_cached``).  To page on, call again with
-        ``low = last + b"\\x00"``.  Sorts the keys: O(n log n) per call."""
+        ``low = last + b"\\x00"``.  O(log n + the keys it passes over)."""
         self._check_open()
         _check_region(low, high, limit)
-        keys = sorted(
-            key
-            for key, slots in self._keys.items()
-            if low <= key
-            and (high is None or key < high)
-            and (include_cached or any(not row.cached for row in slots.values()))
-        )
-        return keys[:limit]
+        keys: list[bytes] = []
+        ordered = self._index()
+        for i in range(bisect_left(ordered, low), len(ordered)):
+            key = ordered[i]
+            if high is not None and key >= high:
+                break
+            slots = self._keys.get(key)
+            if slots is not None and (include_cached or any(not r.cached for r in slots.values())):
+                keys.append(key)
+                if len(keys) == limit:
+                    break
+        return keys
+
+    def _index(self) -> list[bytes]:
+        """The key index, ascending, with the keys put since merged in."""
+        ordered = self._sorted
+        if self._unsorted:
+            # Two runs (the index and the new keys, sorted): timsort merges in O(n).
+            ordered.extend(sorted(set(self._unsorted)))
+            ordered.sort()
+            self._unsorted.clear()
+        if self._stale > len(ordered) // 2:
+            ordered = self._sorted = [k for k in ordered if k in self._keys]
+            self._stale = 0
+        return ordered
 
 
 # ---------------------------------------------------------------- SQLite

@@ -296,6 +296,7 @@ def test_backends_agree_on_a_random_history(
     memory = MemoryRecordStore(limits)
     sqlite = SqliteRecordStore(tmp_path / "agree.db", limits)
     rng = random.Random(7)
+    probe = random.Random(8)  # its own stream: the history stays that of rng
     now = NOW
     try:
         for _ in range(300):
@@ -316,6 +317,14 @@ def test_backends_agree_on_a_random_history(
                 now += rng.randrange(0, 150)
                 assert memory.delete_expired(now) == sqlite.delete_expired(now)
             assert memory.stats() == sqlite.stats()
+            # The memory store's key index lags behind puts and drops; its
+            # answers must not (pages of a random region, stored or cached).
+            low = probe.randbytes(1)
+            options = {"limit": probe.choice([1, 3, 1024]), "include_cached": probe.random() < 0.5}
+            assert memory.keys_for_republish(low, **options) == sqlite.keys_for_republish(  # type: ignore[arg-type]
+                low,
+                **options,  # type: ignore[arg-type]
+            )
         assert memory.keys_for_republish(include_cached=True) == sqlite.keys_for_republish(
             include_cached=True
         )
@@ -325,3 +334,23 @@ def test_backends_agree_on_a_random_history(
     finally:
         memory.close()
         sqlite.close()
+
+
+def test_the_memory_stores_key_index_drops_keys_that_are_gone() -> None:
+    """keys_for_republish's index of a memory store lags behind drops; it must not
+    grow with every key ever held (a node runs for months)."""
+    store = MemoryRecordStore(StoreLimits(max_bytes=10**8))
+    for generation in range(5):
+        records = [_imm(1000 * generation + n, expires=NOW + 10) for n in range(100)]
+        for record in records:
+            assert store.put(record, source="a", cached=False, now=NOW).accepted
+        assert store.keys_for_republish(limit=1024) == sorted(r.key for r in records)
+        assert store.delete_expired(NOW + 10) == 100
+        assert store.keys_for_republish() == []
+        assert len(store._sorted) == 0
+    revived = _imm(7)
+    for _ in range(3):  # dropped and put again: indexed once
+        store.put(revived, source="a", cached=False, now=NOW)
+        assert store.keys_for_republish() == [revived.key]
+        store.delete_expired(NOW + DAY)
+    assert store.keys_for_republish() == []

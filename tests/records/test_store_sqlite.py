@@ -181,7 +181,7 @@ def test_benchmark_runs_and_reports_every_metric() -> None:
 
     from qdht_bench import records_store
 
-    args = argparse.Namespace(count=20, runs=1, value_size=64, full_count=3)
+    args = argparse.Namespace(count=20, runs=1, value_size=64, full_count=3, index_count=2000)
     result = records_store.run(args)
     assert set(result.metrics) == {
         "sqlite_writes_per_s",
@@ -191,5 +191,8 @@ def test_benchmark_runs_and_reports_every_metric() -> None:
         "memory_reads_per_s",
         "memory_bytes_per_record",
         "memory_overhead_per_record",
+        "republish_page_ms",
+        "sort_keys_ms",
+        "republish_page_vs_sort",
     }
     assert all(value > 0 for name, value in result.metrics.items() if "overhead" not in name)

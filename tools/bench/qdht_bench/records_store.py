@@ -14,12 +14,18 @@ default), already validated (validation is ``records-validate``'s business):
 * ``memory_puts_per_s`` and ``memory_reads_per_s`` for :class:`MemoryRecordStore`;
 * ``memory_bytes_per_record``: Python heap (tracemalloc) per record held by
   a memory store, value included, and ``memory_overhead_per_record`` the
-  same minus the value size.
+  same minus the value size;
+* ``republish_page_ms``: one :meth:`keys_for_republish` page (1,024 keys from
+  a random point) of a memory store holding ``--index-count`` keys, as a
+  republish round pages through keyspace regions; the baseline
+  ``sort_keys_ms`` sorts the same keys once (what every page cost before the
+  store kept a key index), and ``republish_page_vs_sort`` is their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 import tracemalloc
@@ -50,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
     parser.add_argument(
         "--full-count", type=int, default=200, help="puts per batch with synchronous=FULL"
+    )
+    parser.add_argument(
+        "--index-count", type=int, default=100_000, help="keys held for republish_page_ms"
     )
 
 
@@ -114,6 +123,29 @@ def memory_bytes_per_record(count: int, size: int) -> float:
     return min(held, after) / count
 
 
+def republish_page_ms(count: int, runs: int) -> tuple[float, float]:
+    """(one 1,024-key republish page, sorting every key once), median ms, of a
+    memory store holding ``count`` small records."""
+    store = MemoryRecordStore()
+    for record in _records(count, 16, 400):
+        store.put(record, source="bench", cached=False, now=NOW)
+    rng = random.Random(1)
+    pages, sorts = [], []
+    store.keys_for_republish(limit=1)  # the first page after puts merges them in
+    for _ in range(max(runs, 5) * 4):
+        low = rng.randbytes(32)
+        start = time.perf_counter()
+        store.keys_for_republish(low, limit=1024)
+        pages.append((time.perf_counter() - start) * 1000)
+    keys = list(store._keys)
+    for _ in range(max(runs, 3)):
+        start = time.perf_counter()
+        sorted(keys)
+        sorts.append((time.perf_counter() - start) * 1000)
+    store.close()
+    return median(pages), median(sorts)
+
+
 def sqlite_writes_per_s(count: int, size: int, runs: int) -> float:
     """Median acknowledged puts per second into a fresh SQLite store (WAL, NORMAL)."""
     writes, _ = _sqlite_rates(lambda run: _records(count, size, run), runs, "NORMAL")
@@ -145,6 +177,10 @@ def run(args: argparse.Namespace) -> BenchResult:
     per_record = memory_bytes_per_record(count, size)
     result.add("memory_bytes_per_record", per_record)
     result.add("memory_overhead_per_record", per_record - size)
+    page, sort = republish_page_ms(args.index_count, runs)
+    result.add("republish_page_ms", page)
+    result.add("sort_keys_ms", sort)
+    result.add("republish_page_vs_sort", page / sort)
     result.notes.append(
         f"{count} puts x {runs} runs of {size}-byte immutable records; "
         "SQLite in a temporary directory, one transaction per put"
