@@ -30,8 +30,22 @@ def test_the_churn_schedule_replaces_nodes_evenly() -> None:
     assert times[-1] == 3540.0
 
 
+@pytest.fixture
+def saves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
+    """Every checkpoint the benchmark saves: (the simulated hour it ends, its bytes)."""
+    saved: list[tuple[int, bytes]] = []
+    save = _durability.save_checkpoint
+
+    def keep(run: Any, path: Path) -> None:
+        save(run, path)
+        saved.append((run.next_hour - 1, path.read_bytes()))
+
+    monkeypatch.setattr(_durability, "save_checkpoint", keep)
+    return saved
+
+
 def test_a_run_resumed_from_an_hourly_checkpoint_ends_as_the_uninterrupted_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, saves: list[tuple[int, bytes]]
 ) -> None:
     """The full-size benchmark takes hours of CPU: a stopped run is taken up from
     its last checkpoint, and must end exactly where it would have."""
@@ -48,21 +62,13 @@ def test_a_run_resumed_from_an_hourly_checkpoint_ends_as_the_uninterrupted_one(
         )
 
     plain = simulate()
-
-    saved: list[bytes] = []
-    save = _durability.save_checkpoint
-
-    def keep(run: Any, path: Path) -> None:
-        save(run, path)
-        saved.append(path.read_bytes())
-
-    monkeypatch.setattr(_durability, "save_checkpoint", keep)
+    assert saves == []
     checkpointed = simulate(tmp_path / "run.ckpt")
-    assert len(saved) == 2  # one per simulated hour
+    assert [hour for hour, _ in saves] == [1, 2]  # one per simulated hour
     assert not (tmp_path / "run.ckpt.tmp").exists()
 
     first_hour = tmp_path / "hour1.ckpt"
-    first_hour.write_bytes(saved[0])
+    first_hour.write_bytes(saves[0][1])
     run, resumed = resume(first_hour)
     assert (run.next_hour, run.churn, run.nodes) == (3, 0.5, 24)
     for metrics in (checkpointed, resumed):
@@ -80,16 +86,8 @@ def test_resume_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
 
 
 def test_checkpoints_are_saved_every_so_many_simulated_hours(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, saves: list[tuple[int, bytes]]
 ) -> None:
-    hours: list[int] = []
-    save = _durability.save_checkpoint
-
-    def keep(run: Any, path: Path) -> None:
-        save(run, path)
-        hours.append(run.next_hour - 1)
-
-    monkeypatch.setattr(_durability, "save_checkpoint", keep)
     run_one(
         nodes=12,
         records=4,
@@ -100,5 +98,5 @@ def test_checkpoints_are_saved_every_so_many_simulated_hours(
         checkpoint=tmp_path / "run.ckpt",
         checkpoint_every=2,
     )
-    assert hours == [2, 4]
+    assert [hour for hour, _ in saves] == [2, 4]
     assert _durability.load_checkpoint(tmp_path / "run.ckpt").next_hour == 5
