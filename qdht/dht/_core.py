@@ -1352,17 +1352,10 @@ class DhtCore:
         """
         node_id = contact.node_id
         lookup = op.lookup
-        key = lookup.target
-        unix = self.unix_time(now)
         offered: tuple[AnyRecord, ...] = (
             (response.record,) if response.record is not None else response.records
         )
-        valid: list[ValidRecord] = []
-        for record in offered:
-            try:
-                valid.append(self.validator.validate(record, key, unix))
-            except RecordRejectedError as exc:
-                self._drop(f"get-{exc.reason}")
+        valid = self._valid_answers(offered, lookup.target, now)
         if not valid:
             self._drop("forged-value")
             self._offence(node_id, "forged-record", now)
@@ -1383,8 +1376,7 @@ class DhtCore:
                 op.partial.add(node_id)
                 if op.pager == b"":
                     op.pager = node_id  # the first holder with more: read it in full
-                    self._page(op, contact, now)
-                elif op.pager is None:
+                if op.pager == node_id or op.pager is None:
                     self._page(op, contact, now)
                 else:
                     op.page_queue.append(contact)
@@ -1392,6 +1384,19 @@ class DhtCore:
             op.answers.append((node_id, first))
         if op.holders >= self.record_config.get_quorum:
             self._lookup_done(op, now)
+
+    def _valid_answers(
+        self, records: Iterable[AnyRecord], key: bytes, now: float
+    ) -> list[ValidRecord]:
+        """The records of a VALUE answer that pass 07-records.md §6; the rest counted."""
+        unix = self.unix_time(now)
+        valid: list[ValidRecord] = []
+        for record in records:
+            try:
+                valid.append(self.validator.validate(record, key, unix))
+            except RecordRejectedError as exc:
+                self._drop(f"get-{exc.reason}")
+        return valid
 
     def _page(self, op: _LookupOp, contact: Contact, now: float) -> None:
         """Ask a set's holder whose answer said ``more`` for the next page (02 §4.2).
@@ -1445,13 +1450,7 @@ class DhtCore:
         more = False
         complete = type(response) is Nodes  # nothing further
         if type(response) is Value:
-            unix = self.unix_time(now)
-            valid: list[ValidRecord] = []
-            for record in response.records:
-                try:
-                    valid.append(self.validator.validate(record, op.lookup.target, unix))
-                except RecordRejectedError as exc:
-                    self._drop(f"get-{exc.reason}")
+            valid = self._valid_answers(response.records, op.lookup.target, now)
             if valid:
                 op.set_answers[node_id].extend(valid)
                 more = response.more
@@ -1677,9 +1676,9 @@ class DhtCore:
                 returned = {holder: {e.owner for e in entries} for holder, entries in answers}
                 for holder, missing in merged.corrections.items():
                     for entry in missing:
-                        # A holder whose last answer still said more may hold
-                        # an entry it did not send: it is sent only newer
-                        # versions of entries it returned (07-records.md §7.3).
+                        # A partial holder may hold an entry it did not send:
+                        # it is sent only newer versions of entries it
+                        # returned (07-records.md §7.3).
                         if holder not in op.partial or entry.owner in returned[holder]:
                             self._correct(op, holder, entry, now, budget)
         value = None
