@@ -565,6 +565,7 @@ export class DhtNode {
     };
     for (const e of this.table.closest(target, K)) add(e.id, e.addr);
     const answers = []; // find_value: valid answers of mutable and set keys (07-records.md §7.3)
+    let pager = null; // a set's first holder that said more, being read in full (02 §4.2)
     const sorted = () => [...short.values()].filter((e) => e.state !== 'failed').sort((a, b) => cmpBytes(a.d, b.d));
     for (;;) {
       const top = sorted().slice(0, K);
@@ -597,8 +598,20 @@ export class DhtNode {
             }
             e.state = 'done';
             if (valid[0].type === 'immutable') return { value: valid[0].value, records: valid, final: true };
-            const more = valid[0].type === 'set_entry' && r.more === true && (await this.readPages(e, target, valid));
-            answers.push({ holder: e, records: valid, more });
+            let partial = false; // may hold entries it did not send (07 §7.3)
+            if (valid[0].type === 'set_entry' && r.more === true) {
+              if (!pager) {
+                pager = this.readPages(e, target, valid, () => valid);
+                partial = await pager;
+              } else {
+                // The others wait for it, then send only what nobody did.
+                await pager;
+                const everyone = () => [...answers.flatMap((a) => a.records), ...valid];
+                await this.readPages(e, target, valid, everyone);
+                partial = true;
+              }
+            }
+            answers.push({ holder: e, records: valid, partial });
             return answers.length >= LIMITS.getQuorum ? { final: true } : null;
           }
           if (r.type === 'error') {
@@ -632,12 +645,13 @@ export class DhtNode {
 
   /**
    * 02-dht-rpc.md §4.2: ask a set's holder whose answer said `more` for the
-   * rest, page by page, listing in `have` the owners it sent; its valid
-   * entries are appended to `entries`.  True if its last answer still said more.
+   * rest, page by page, listing in `have` the owners of `known()` (what it
+   * sent, or what anyone sent); its valid entries are appended to `entries`.
+   * True if its last answer still said more (or a page failed).
    */
-  async readPages(holder, key, entries) {
+  async readPages(holder, key, entries, known) {
     for (let page = 0; page < LIMITS.maxSetPages; page++) {
-      const have = [...new Set(entries.map((r) => hexOf(r.owner)))].sort().slice(0, 64).map((x) => Buffer.from(x, 'hex'));
+      const have = [...new Set(known().map((r) => hexOf(r.owner)))].sort().slice(0, 64).map((x) => Buffer.from(x, 'hex'));
       let r;
       try {
         r = await this.request(holder.id, holder.addr, { type: 'find_value', key, have });
@@ -680,8 +694,8 @@ export class DhtNode {
       for (const a of answers)
         for (const [o, w] of best) {
           const mine = a.records.find((r) => hexOf(r.owner) === o);
-          // A holder whose last answer still said more may hold what it did not send.
-          if (mine ? rankCmp(w, mine) > 0 : !a.more) correct(a.holder, w);
+          // A partial holder may hold what it did not send.
+          if (mine ? rankCmp(w, mine) > 0 : !a.partial) correct(a.holder, w);
         }
       return { value: null, records: [...best.values()] };
     }

@@ -82,6 +82,34 @@ test('a set too big for one answer says more and is read page by page with have 
   assert.equal(Buffer.from(n.valueAnswer(recordKey(m), [Buffer.from(m.owner)]).record.value).toString(), 'one', 'have is ignored off sets');
 });
 
+test('a get reads one set holder in full and asks the others only for what nobody sent (02 §4.2)', async () => {
+  const who = Array.from({ length: 12 }, (_, i) => mldsaKeygen(new Uint8Array(32).fill(40 + i)));
+  const entries = who.map((w, i) => signed('set_entry', { topic: Buffer.from('paged'), seq: 1, value: Buffer.alloc(4000, i), exp: NOW + 100 + i }, w));
+  const key = recordKey(entries[0]);
+  const holders = [holder(), holder(), holder()];
+  // Each holder lacks a different old entry (never on a first page).
+  holders.forEach((h, n) => entries.forEach((e, i) => i !== n && assert.equal(h.storeRecord(key, e, null), null)));
+  const getter = holder();
+  const byId = new Map(holders.map((h) => [Buffer.from(h.self).toString('hex'), h]));
+  const pages = [];
+  getter.request = async (id, _addr, msg) => {
+    const h = byId.get(Buffer.from(id).toString('hex'));
+    if (msg.type === 'store') return h.storeRecord(msg.key, msg.record, null) ? { type: 'error' } : { type: 'stored' };
+    if (msg.have) pages.push(msg.have.length);
+    return h.valueAnswer(msg.key, msg.have ?? []) ?? { type: 'nodes', nodes: [] };
+  };
+  for (const h of holders) getter.table.touch(h.self, { address: '127.0.0.1', port: 9 }, NOW);
+  const got = await getter.lookup(key, 'find_value');
+  assert.deepEqual(got.records.map((r) => r.value[0]).sort((a, b) => a - b), [...Array(12).keys()]);
+  // The first holder: one more page after its 7 (have: its own 7 owners); the
+  // two others, asked after it with all 11 owners known, send only what is missing.
+  assert.deepEqual(pages, [7, 11, 11]);
+  // Only the holder read in full is corrected: the others may hold what they did not send.
+  await new Promise((r) => setImmediate(r));
+  const sizes = holders.map((h) => h.store.get(Buffer.from(key).toString('hex')).entries.size);
+  assert.deepEqual(sizes.sort((a, b) => a - b), [11, 11, 12]);
+});
+
 test('STOREs over the flood bound of one address are refused before any check', () => {
   const n = holder();
   const addr = { address: '127.0.0.1', port: 9 };
