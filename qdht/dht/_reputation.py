@@ -67,7 +67,7 @@ class Reputation:
         self.config = config if config is not None else ReputationConfig()
         self._peers: OrderedDict[bytes, _Peer] = OrderedDict()
         self._offences: dict[str, int] = {}
-        self._counts = {"answered": 0, "late": 0, "bans": 0, "forgotten": 0, "dropped": 0}
+        self._counts = {"answered": 0, "bans": 0, "forgotten": 0, "dropped": 0}
         # (node ID hex prefix, kind of the banning offence, until), newest last.
         self._recent: list[tuple[str, str, float]] = []
 
@@ -85,10 +85,9 @@ class Reputation:
     def answered_late(self, node_id: bytes, now: float) -> None:
         """``node_id`` answered a request of ours after it had timed out: the
         ``"timeout"`` offence it was charged for it is taken back (a ban it
-        started stands)."""
+        started stands).  The core counts these as ``late_responses``."""
         peer = self._peer(node_id, now)
         peer.score = min(self.config.max_score, peer.score + float(self.config.timeout))
-        self._counts["late"] += 1
 
     def offence(self, node_id: bytes, kind: str, now: float) -> bool:
         """``node_id`` did ``kind`` (one of :data:`OFFENCES`); True if it is now banned.

@@ -32,6 +32,7 @@ from qdht.wire._fields import FieldReader, check_bytes, child_path
 from qdht.wire._records import (
     IMMUTABLE_KEY_PREFIX,
     MAX_VALUE_SIZE,
+    OWNER_HASH_SIZE,
     RECORD_TYPES,
     AnyRecord,
     ImmutableRecord,
@@ -80,8 +81,6 @@ KEY_SIZE: Final = NODE_ID_SIZE
 MAX_VALUE_RECORDS: Final = 64
 #: Most owners in one ``find_value`` message's ``have`` (MUST, 02-dht-rpc.md §4.2).
 MAX_HAVE: Final = 64
-#: Size of a signed record's ``owner`` (a SHA3-256 digest of its ML-DSA key).
-_OWNER_SIZE: Final = 32
 #: The record kinds a ``value`` carries in ``record`` (set entries go in ``records``).
 SINGLE_RECORD_TYPES: Final = (ImmutableRecord, MutableRecord, Tombstone)
 #: Most contacts in one ``nodes`` message (MUST).
@@ -192,12 +191,12 @@ def _check_have(_: Any, attribute: attrs.Attribute[Any], value: tuple[bytes, ...
     if len(value) > MAX_HAVE:
         raise ConfigError(f"{attribute.name} holds {len(value)} owners, limit {MAX_HAVE}")
     for owner in value:
-        if type(owner) is not bytes or len(owner) != _OWNER_SIZE:
-            raise ConfigError(f"{attribute.name} must hold {_OWNER_SIZE}-byte owners")
+        if type(owner) is not bytes or len(owner) != OWNER_HASH_SIZE:
+            raise ConfigError(f"{attribute.name} must hold {OWNER_HASH_SIZE}-byte owners")
 
 
 def _parse_owner(obj: Any, path: str) -> bytes:
-    return check_bytes(obj, path, size=_OWNER_SIZE)
+    return check_bytes(obj, path, size=OWNER_HASH_SIZE)
 
 
 def _to_contacts(value: Iterable[Contact]) -> tuple[Contact, ...]:

@@ -501,7 +501,6 @@ def test_timeout_then_late_answer() -> None:
     assert a.core.stats()["late_responses"] == 1
     assert b.node_id in a.core.routing  # it is alive after all
     assert a.core.reputation.score(b.node_id, 1.5) >= 0  # ... and the charge is taken back
-    assert a.core.stats()["reputation"]["late"] == 1
 
 
 def test_wrong_identity_fails_requests_and_removes_the_peer() -> None:

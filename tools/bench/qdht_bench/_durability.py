@@ -86,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=3,
         metavar="HOURS",
-        help="simulated hours between checkpoints (default 3; a full-size save is ~150 MB "
-        "and takes tens of seconds, against a few minutes per simulated hour)",
+        help="simulated hours between checkpoints (default 3; a full-size save grows from "
+        "about 130 to 420 MB over 48 hours and takes tens of seconds, against a few minutes "
+        "per simulated hour)",
     )
     parser.add_argument(
         "--resume",

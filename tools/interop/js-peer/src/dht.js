@@ -582,15 +582,7 @@ export class DhtNode {
           const msg = kind === 'find_node' ? { type: 'find_node', target } : { type: 'find_value', key: target };
           const r = await this.request(e.id, e.addr, msg);
           if (r.type === 'value') {
-            const valid = (r.records ?? [r.record]).filter((rec) => {
-              try {
-                validateRecord(rec, target, this.now(), this.limits);
-                return true;
-              } catch (err) {
-                if (err instanceof RecordError) return false;
-                throw err;
-              }
-            });
+            const valid = this.validRecords(r.records ?? [r.record], target);
             if (!valid.length) {
               this.count('dropped', 'invalid-value');
               e.state = 'failed';
@@ -643,6 +635,19 @@ export class DhtNode {
       .slice(0, K);
   }
 
+  /** The records of a VALUE answer that validate against `key` now (07-records.md §6.2). */
+  validRecords(records, key) {
+    return records.filter((rec) => {
+      try {
+        validateRecord(rec, key, this.now(), this.limits);
+        return true;
+      } catch (err) {
+        if (err instanceof RecordError) return false;
+        throw err;
+      }
+    });
+  }
+
   /**
    * 02-dht-rpc.md §4.2: ask a set's holder whose answer said `more` for the
    * rest, page by page, listing in `have` the owners of `known()` (what it
@@ -660,15 +665,12 @@ export class DhtNode {
       }
       if (r.type === 'nodes') return false; // nothing further
       if (r.type !== 'value' || !r.records) return true;
-      for (const rec of r.records) {
-        try {
-          validateRecord(rec, key, this.now(), this.limits);
-          entries.push(rec);
-        } catch (err) {
-          if (!(err instanceof RecordError)) throw err;
-          this.count('dropped', 'invalid-value');
-        }
+      const valid = this.validRecords(r.records, key);
+      if (!valid.length) {
+        this.count('dropped', 'invalid-value');
+        return true;
       }
+      entries.push(...valid);
       if (!r.more) return false;
     }
     return true;
