@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from qdht import validators
 from qdht.dht import (
     LookupConfig,
     RecordConfig,
     RecordLimits,
+    ReplicationConfig,
     ReputationConfig,
     RoutingConfig,
     RpcConfig,
@@ -105,34 +107,11 @@ def _check_identity(_: Any, attribute: attrs.Attribute[Any], value: object) -> N
         )
 
 
-def _check_bool(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not bool:
-        raise ConfigError(f"{attribute.name} must be True or False, got {value!r}")
-
-
 def _check_difficulty(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not int or not 0 <= value <= MAX_PUZZLE_DIFFICULTY:
         raise ConfigError(
             f"{attribute.name} must be an integer in 0..{MAX_PUZZLE_DIFFICULTY}, got {value!r}"
         )
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value < 1:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _instance(cls: type) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, cls):
-            raise ConfigError(f"{attribute.name} must be a {cls.__name__}, got {value!r}")
-
-    return check
 
 
 def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -165,7 +144,7 @@ class Config:
     #: Client mode: query the DHT but serve nothing (for phones); requests carry
     #: the read-only flag, so peers keep the node out of their routing tables.
     #: A client needs no well-known port: listen on ``udp://0.0.0.0:0``.
-    client_mode: bool = attrs.field(default=False, validator=_check_bool)
+    client_mode: bool = attrs.field(default=False, validator=validators.boolean)
     #: The node's identity: an ``Identity``, the path of a key file (created if
     #: missing), or None: ``data_dir/identity.key`` when ``data_dir`` is set,
     #: else a fresh ephemeral identity.
@@ -189,65 +168,107 @@ class Config:
     #: (None: the address of the interface that routes to the internet, or
     #: loopback when there is none).
     advertise_host: str | None = attrs.field(default=None, validator=_check_host)
-    #: Routing table: k, replacement cache, liveness, timeouts, refresh interval,
+    #: Kademlia's k: bucket size, lookup result size, replicas per record.  The
+    #: one place to set it: ``routing.k`` and ``lookup.k`` follow it (a
+    #: ``routing`` or ``lookup`` given with another k is refused).
+    k: int = attrs.field(default=20, validator=validators.positive_int)
+    #: Routing table: replacement cache, liveness, timeouts, refresh interval,
     #: per-prefix limits.
-    routing: RoutingConfig = attrs.field(factory=RoutingConfig, validator=_instance(RoutingConfig))
-    #: Lookups: k, alpha (requests in flight), d (disjoint paths).
-    lookup: LookupConfig = attrs.field(factory=LookupConfig, validator=_instance(LookupConfig))
+    routing: RoutingConfig = attrs.field(
+        factory=RoutingConfig, validator=validators.instance_of(RoutingConfig)
+    )
+    #: Lookups: alpha (requests in flight), d (disjoint paths).
+    lookup: LookupConfig = attrs.field(
+        factory=LookupConfig, validator=validators.instance_of(LookupConfig)
+    )
     #: Sessions: datagram size, handshake timeouts, rekeying, buffers.
-    session: SessionConfig = attrs.field(factory=SessionConfig, validator=_instance(SessionConfig))
+    session: SessionConfig = attrs.field(
+        factory=SessionConfig, validator=validators.instance_of(SessionConfig)
+    )
     #: RPCs: pending requests, concurrent lookups, per-peer request rate limit.
-    rpc: RpcConfig = attrs.field(factory=RpcConfig, validator=_instance(RpcConfig))
+    rpc: RpcConfig = attrs.field(factory=RpcConfig, validator=validators.instance_of(RpcConfig))
     #: Records kept for others: byte quotas in total, per publisher, per source,
     #: and for cached entries (``qdht.dht.StoreLimits``).
-    storage: StoreLimits = attrs.field(factory=StoreLimits, validator=_instance(StoreLimits))
+    storage: StoreLimits = attrs.field(
+        factory=StoreLimits, validator=validators.instance_of(StoreLimits)
+    )
     #: Records: the get quorum, the STORE flood guard, the signature verdict
     #: cache, entry corrections (``qdht.dht.RecordConfig``).
-    records: RecordConfig = attrs.field(factory=RecordConfig, validator=_instance(RecordConfig))
+    records: RecordConfig = attrs.field(
+        factory=RecordConfig, validator=validators.instance_of(RecordConfig)
+    )
     #: Peer reputation: scores per offence, decay, bans (``qdht.dht.ReputationConfig``).
     reputation: ReputationConfig = attrs.field(
-        factory=ReputationConfig, validator=_instance(ReputationConfig)
+        factory=ReputationConfig, validator=validators.instance_of(ReputationConfig)
     )
     #: Watching keys (``node.watch``): holders subscribed per key, renewal,
     #: retries (``qdht.dht.WatchConfig``, 08-watch.md).
-    watch: WatchConfig = attrs.field(factory=WatchConfig, validator=_instance(WatchConfig))
+    watch: WatchConfig = attrs.field(
+        factory=WatchConfig, validator=validators.instance_of(WatchConfig)
+    )
     #: Watchers this node serves as a holder: per key, per watcher, in total
     #: (``qdht.dht.WatchLimits``).
-    watch_limits: WatchLimits = attrs.field(factory=WatchLimits, validator=_instance(WatchLimits))
+    watch_limits: WatchLimits = attrs.field(
+        factory=WatchLimits, validator=validators.instance_of(WatchLimits)
+    )
     #: What a record may be: value sizes, set size, furthest expiry, clock skew
     #: (``qdht.dht.RecordLimits``, 07-records.md §6.1).
     record_limits: RecordLimits = attrs.field(
-        factory=RecordLimits, validator=_instance(RecordLimits)
+        factory=RecordLimits, validator=validators.instance_of(RecordLimits)
     )
+    #: Replication of held records: handoff, republish rounds by keyspace
+    #: region, STORE pacing, path caching (``qdht.dht.ReplicationConfig``,
+    #: 07-records.md §10).
+    replication: ReplicationConfig = attrs.field(
+        factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
+    )
+    #: Further services the node runs (``qdht.node.Service``): factories
+    #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
+    #: service's own configuration travels with its factory (an attrs object
+    #: with a ``__call__`` is the usual shape).
+    services: tuple[Any, ...] = attrs.field(default=(), converter=_to_tuple)
     #: Events buffered per ``node.events()`` subscriber; a slow subscriber loses
     #: the newest events beyond this (counted in ``stats()["events_dropped"]``).
-    event_queue_size: int = attrs.field(default=256, validator=_positive_int)
+    event_queue_size: int = attrs.field(default=256, validator=validators.positive_int)
     #: Subscribers of ``node.events()`` at once.
-    max_event_subscribers: int = attrs.field(default=64, validator=_positive_int)
+    max_event_subscribers: int = attrs.field(default=64, validator=validators.positive_int)
     #: Tries per bootstrap contact before giving up on it.
-    bootstrap_attempts: int = attrs.field(default=4, validator=_positive_int)
+    bootstrap_attempts: int = attrs.field(default=4, validator=validators.positive_int)
     #: Wait before the second try; doubles per try (with ±25 % jitter).
-    bootstrap_backoff: float = attrs.field(default=0.5, validator=_positive)
+    bootstrap_backoff: float = attrs.field(default=0.5, validator=validators.positive)
     #: Once one bootstrap contact answered, how long the others may still take.
-    bootstrap_grace: float = attrs.field(default=1.0, validator=_positive)
+    bootstrap_grace: float = attrs.field(default=1.0, validator=validators.positive)
     #: Datagrams queued between the transports and the node (MultiTransport).
-    receive_queue: int = attrs.field(default=1024, validator=_positive_int)
+    receive_queue: int = attrs.field(default=1024, validator=validators.positive_int)
     #: Lifetime of a record put without ``ttl`` (24 h); at most
     #: ``RecordLimits.max_ttl`` (7 days), what holders accept.
-    record_ttl: float = attrs.field(default=86_400.0, validator=_positive)
+    record_ttl: float = attrs.field(default=86_400.0, validator=validators.positive)
     #: How often a publisher stores each of its records again (until the record
     #: expires), so that replicas lost to churn come back even when every
     #: holder left.  Holders also replicate what they hold (07-records.md §10).
-    republish_interval: float = attrs.field(default=3_600.0, validator=_positive)
+    republish_interval: float = attrs.field(default=3_600.0, validator=validators.positive)
     #: Records republished at once by the publisher; the rest wait their turn.
-    republish_batch: int = attrs.field(default=32, validator=_positive_int)
+    republish_batch: int = attrs.field(default=32, validator=validators.positive_int)
     #: How often the routing table is saved to ``data_dir`` (and at shutdown).
-    snapshot_interval: float = attrs.field(default=600.0, validator=_positive)
+    snapshot_interval: float = attrs.field(default=600.0, validator=validators.positive)
     #: Remembered peers a restarted node re-bootstraps from when no
     #: ``bootstrap`` contact is configured (or in addition to them).
-    rejoin_contacts: int = attrs.field(default=16, validator=_positive_int)
+    rejoin_contacts: int = attrs.field(default=16, validator=validators.positive_int)
 
     def __attrs_post_init__(self) -> None:
+        default_k = attrs.fields(RoutingConfig).k.default
+        for name in ("routing", "lookup"):
+            layer = getattr(self, name)
+            if layer.k != self.k:
+                if layer.k != default_k:
+                    raise ConfigError(
+                        f"{name}.k is {layer.k} but k is {self.k}: set k once, as Config(k=...)"
+                    )
+                # Frozen: the one sanctioned write, so every layer sees one k.
+                object.__setattr__(self, name, attrs.evolve(layer, k=self.k))
+        for factory in self.services:
+            if not callable(factory):
+                raise ConfigError(f"services: expected service factories, got {factory!r}")
         if self.identity_passphrase is not None and not isinstance(self.identity_passphrase, str):
             raise ConfigError("identity_passphrase must be a str or None")
         if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):

@@ -19,7 +19,7 @@ from qdht import Config, Node, open_node
 from qdht.dht import LookupCompleted, LookupTrace, NodeDiscovered, RoutingTableChanged, ValueStored
 from qdht.errors import ConfigError, IdentityError, LookupFailedError, NodeStateError
 from qdht.identity import Identity
-from qdht.session._endpoint import mac1_key
+from qdht.session import mac1_key
 from qdht.testing import FaultInjector, MemoryNetwork
 from qdht.transport import DatagramTransport
 from qdht.wire import Address, Contact, FindNode, Pong, encode, immutable_key
@@ -204,8 +204,23 @@ async def test_leaving_the_block_stops_every_task(autojump_clock: trio.testing.M
         net = MemoryNetwork(seed=7)
         async with running(5, net=net):
             assert counter.live  # readers, timers, upkeep, and the network's own tasks
-            node_tasks = {t for t in counter.live if t.name.startswith("qdht node")}
-            assert len(node_tasks) == 15
+            node_tasks = [t.name for t in counter.live if t.name.startswith("qdht node")]
+            # Per node: the session driver's tree, and one tree per service.
+            trees = {" ".join(name.split()[3:]) for name in node_tasks}
+            assert trees == {
+                "session",
+                "session reader",
+                "session timer",
+                "dht",
+                "dht timer",
+                "dht _save_routing_periodically",
+                "watch",
+                "watch timer",
+                "replication",
+                "replication timer",
+                "replication _republish_own_records",
+            }
+            assert len(node_tasks) == 5 * len(trees)
         assert not counter.live
         assert len(net) == 0
     finally:

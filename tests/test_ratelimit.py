@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qdht._ratelimit import TokenBuckets
 from qdht.errors import ConfigError
+from qdht.ratelimit import TokenBuckets
 
 
 def test_burst_then_rate_per_key() -> None:

@@ -31,8 +31,7 @@ from qdht.cli._output import Output
 from qdht.dht import ValidRecord
 from qdht.errors import ConfigError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY
-from qdht.wire import MAX_VALUE_SIZE, Contact
-from qdht.wire._records import MAX_SALT_SIZE
+from qdht.wire import MAX_SALT_SIZE, MAX_VALUE_SIZE, Contact
 
 __all__ = ["register"]
 

@@ -27,7 +27,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import qdht
 from qdht.cli._common import usage_error
 from qdht.cli._output import Output, format_bytes, format_seconds
-from qdht.dht import LookupConfig, RoutingConfig
 from qdht.errors import QdhtError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
 from qdht.wire import Contact, immutable_key
@@ -283,8 +282,7 @@ class Demo:
                         listen=("udp://127.0.0.1:0",),
                         identity=identity,
                         puzzle_difficulty=self.difficulty,
-                        routing=RoutingConfig(k=self.k),
-                        lookup=LookupConfig(k=self.k),
+                        k=self.k,
                     )
                     self.nodes.append(await stack.enter_async_context(qdht.open_node(config)))
                     phases.advance()

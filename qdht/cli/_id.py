@@ -26,9 +26,9 @@ from qdht.identity import (
     SCRYPT_LOG2_N,
     EncryptedKeyFile,
     Identity,
+    read_key_file,
     verify_certificate,
 )
-from qdht.identity._keyfile import read_key_file
 from qdht.wire import encode
 
 __all__ = ["load_identity", "register"]

@@ -10,6 +10,7 @@ Importing this package never imports liboqs-python.
 """
 
 from qdht.crypto import aead, backend, hashes, mldsa, xwing
+from qdht.crypto._oqs import OQSBackend
 from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.backend import get_backend, set_backend
 from qdht.crypto.hashes import sha3_256
@@ -19,6 +20,7 @@ from qdht.crypto.xwing import XWingPrivateKey
 __all__ = [
     "ChaChaPoly",
     "MLDSAPrivateKey",
+    "OQSBackend",
     "XWingPrivateKey",
     "aead",
     "backend",

@@ -14,11 +14,15 @@ from typing import Final
 
 from qdht.crypto import mldsa
 from qdht.errors import ConfigError, IdentityError, InvalidSignatureError
-from qdht.identity import Identity, verify_certificate
-from qdht.identity._certs import CLOCK_SKEW
-from qdht.wire import Contact, decode
-from qdht.wire._bootstrap import CONTACT_LIST_CONTEXT, MAX_LIST_CONTACTS, ContactList
-from qdht.wire._identity import MLDSA_SIGNATURE_SIZE
+from qdht.identity import CLOCK_SKEW, Identity, verify_certificate
+from qdht.wire import (
+    CONTACT_LIST_CONTEXT,
+    MAX_LIST_CONTACTS,
+    MLDSA_SIGNATURE_SIZE,
+    Contact,
+    ContactList,
+    decode,
+)
 
 __all__ = [
     "DEFAULT_LIST_LIFETIME",

@@ -6,43 +6,12 @@ configuration embeds them.  Every limit that bounds memory is named here.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
+from qdht import validators
 from qdht.errors import ConfigError
 
 __all__ = ["LookupConfig", "ReputationConfig", "RoutingConfig"]
-
-
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if type(value) is not int or value < 1:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if type(value) is not int or value < 0:
-        raise ConfigError(f"{attribute.name} must be a non-negative integer, got {value!r}")
-
-
-def _optional_positive_int(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is not None:
-        _positive_int(_, attribute, value)
-
-
-def _positive_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _optional_positive_float(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None:
-        _positive_float(_, attribute, value)
-
-
-def _finite_float(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise ConfigError(f"{attribute.name} must be a number, got {value!r}")
 
 
 @attrs.frozen
@@ -50,65 +19,65 @@ class RoutingConfig:
     """Parameters of the Kademlia routing table (``qdht.dht.RoutingTable``)."""
 
     #: Bucket size: the number of contacts per bucket (Kademlia's k).
-    k: int = attrs.field(default=20, validator=_positive_int)
+    k: int = attrs.field(default=20, validator=validators.positive_int)
     #: Verified contacts remembered per bucket as replacements for entries that stop
     #: answering (most recently seen kept).
-    replacement_size: int = attrs.field(default=4, validator=_non_negative_int)
+    replacement_size: int = attrs.field(default=4, validator=validators.non_negative_int)
     #: Consecutive missed replies after which an entry is evicted even when no
     #: replacement is waiting.  Several misses are tolerated on purpose: evicting on
     #: the first miss makes tables collapse under churn and packet loss.
-    max_failures: int = attrs.field(default=5, validator=_positive_int)
+    max_failures: int = attrs.field(default=5, validator=validators.positive_int)
     #: Consecutive missed replies after which an entry is replaced when its bucket
     #: holds a verified replacement (ping-before-evict: a ping that goes unanswered
     #: counts as one miss).
-    replace_after_failures: int = attrs.field(default=2, validator=_positive_int)
+    replace_after_failures: int = attrs.field(default=2, validator=validators.positive_int)
     #: A full bucket asks to ping its least recently seen entry only when that entry
     #: has not been heard from for this long (seconds) or has missed a reply.
-    stale_after: float = attrs.field(default=900.0, validator=_positive_float)
+    stale_after: float = attrs.field(default=900.0, validator=validators.positive)
     #: After asking for a ping, do not ask again for the same bucket for this long
     #: (seconds) unless the ping's outcome was reported.
-    ping_interval: float = attrs.field(default=30.0, validator=_positive_float)
+    ping_interval: float = attrs.field(default=30.0, validator=validators.positive)
     #: A bucket none of whose contacts answered for this long (seconds) is refreshed
     #: with a lookup for a random ID in its range.
-    refresh_interval: float = attrs.field(default=3600.0, validator=_positive_float)
+    refresh_interval: float = attrs.field(default=3600.0, validator=validators.positive)
     #: Most entries of one bucket from one IP prefix (/24 IPv4, /48 IPv6).
-    max_per_prefix_bucket: int = attrs.field(default=2, validator=_positive_int)
+    max_per_prefix_bucket: int = attrs.field(default=2, validator=validators.positive_int)
     #: Most entries of the whole table from one IP prefix (/24 IPv4, /48 IPv6).
-    max_per_prefix_table: int = attrs.field(default=10, validator=_positive_int)
+    max_per_prefix_table: int = attrs.field(default=10, validator=validators.positive_int)
     #: Loopback addresses (127.0.0.0/8, ::1) are exempt from the prefix limits, so a
     #: test network on one host works.  Set to False to apply the limits to them.
     exempt_loopback: bool = True
     #: Request timeout (seconds) for a peer without round-trip measurements
     #: (RFC 6298 §2.1 uses 1 s).
-    initial_timeout: float = attrs.field(default=1.0, validator=_positive_float)
+    initial_timeout: float = attrs.field(default=1.0, validator=validators.positive)
     #: Lower clamp of the per-peer timeout (seconds).
-    min_timeout: float = attrs.field(default=0.2, validator=_positive_float)
+    min_timeout: float = attrs.field(default=0.2, validator=validators.positive)
     #: Upper clamp of the per-peer timeout, backoff included (seconds).
-    max_timeout: float = attrs.field(default=5.0, validator=_positive_float)
+    max_timeout: float = attrs.field(default=5.0, validator=validators.positive)
     #: The network's static puzzle difficulty (03-identity.md §4): a peer whose node
     #: ID does not solve it never enters the table (counted as ``bad-puzzle``).  The
     #: session layer checks it at the handshake already; the table checks again so
     #: that no other way in (snapshots, a driver without sessions) skips it.  0
     #: disables the check; a node sets its ``Config.puzzle_difficulty`` here.
-    puzzle_difficulty: int = attrs.field(default=0, validator=_non_negative_int)
+    puzzle_difficulty: int = attrs.field(default=0, validator=validators.non_negative_int)
     #: Outbound first: until the table holds this many peers that answered *our*
     #: requests, a peer known only from its own unsolicited requests is not added
     #: (it is answered, and asked to prove itself with a PING back at the rate
     #: below).  0 admits unsolicited requesters at once (plain Kademlia).
-    outbound_first: int = attrs.field(default=20, validator=_non_negative_int)
+    outbound_first: int = attrs.field(default=20, validator=validators.non_negative_int)
     #: While the table is still filling (``outbound_first``), PINGs back to
     #: unsolicited requesters: this many at once ...
-    inbound_check_burst: int = attrs.field(default=20, validator=_positive_int)
+    inbound_check_burst: int = attrs.field(default=20, validator=validators.positive_int)
     #: ... then one per this many seconds.
-    inbound_check_interval: float = attrs.field(default=10.0, validator=_positive_float)
+    inbound_check_interval: float = attrs.field(default=10.0, validator=validators.positive)
     #: A random-walk lookup (a uniformly random target) this often (seconds), so the
     #: table keeps learning nodes outside its own neighbourhood; ``None`` disables.
     random_walk_interval: float | None = attrs.field(
-        default=900.0, validator=_optional_positive_float
+        default=900.0, validator=validators.optional(validators.positive)
     )
     #: A full bucket replaces an entry whose reputation score is below this at once
     #: when a fresh verified peer arrives (lowest score first).
-    evict_below_score: float = attrs.field(default=-10.0, validator=_finite_float)
+    evict_below_score: float = attrs.field(default=-10.0, validator=validators.number)
 
     def __attrs_post_init__(self) -> None:
         if self.puzzle_difficulty > 64:
@@ -128,39 +97,43 @@ class LookupConfig:
     """Parameters of one iterative lookup (``qdht.dht.Lookup``)."""
 
     #: The lookup ends when the k closest nodes seen (failed ones excluded) answered.
-    k: int = attrs.field(default=20, validator=_positive_int)
+    k: int = attrs.field(default=20, validator=validators.positive_int)
     #: Requests kept in flight per path (not lock-step rounds).
-    alpha: int = attrs.field(default=3, validator=_positive_int)
+    alpha: int = attrs.field(default=3, validator=validators.positive_int)
     #: Disjoint paths (S/Kademlia); 1 is plain Kademlia.  A node queried by one path
     #: is never queried by another.
-    disjoint_paths: int = attrs.field(default=1, validator=_positive_int)
+    disjoint_paths: int = attrs.field(default=1, validator=validators.positive_int)
     #: A request unanswered for this long (seconds) is "slow": it stops counting
     #: against ``alpha`` (up to ``max_slow_extra`` extra requests per path), the way
     #: Mainline DHT implementations keep lookups moving past slow peers.  ``None``
     #: disables this.  The caller still reports the request's timeout with
     #: ``on_failure`` when its per-peer timeout expires.
-    slow_after: float | None = attrs.field(default=1.0, validator=_optional_positive_float)
+    slow_after: float | None = attrs.field(
+        default=1.0, validator=validators.optional(validators.positive)
+    )
     #: Extra requests per path allowed beyond ``alpha`` while requests are slow.
-    max_slow_extra: int = attrs.field(default=1, validator=_non_negative_int)
+    max_slow_extra: int = attrs.field(default=1, validator=validators.non_negative_int)
     #: Most contacts taken from one response; the rest are dropped and counted.
-    max_contacts_per_response: int = attrs.field(default=20, validator=_positive_int)
+    max_contacts_per_response: int = attrs.field(default=20, validator=validators.positive_int)
     #: Most candidates remembered per path; the farthest unqueried ones are
     #: forgotten first.
-    max_candidates: int = attrs.field(default=200, validator=_positive_int)
+    max_candidates: int = attrs.field(default=200, validator=validators.positive_int)
     #: A path ends when this many of its closest candidates (failed ones excluded)
     #: have answered; ``None`` means k.  Larger windows cost RPCs and resist
     #: misrouting: liars that answer with each other fill a k-sized window with
     #: themselves, and a wider one reaches past them to honest nodes.
-    window: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    window: int | None = attrs.field(
+        default=None, validator=validators.optional(validators.positive_int)
+    )
     #: ID clustering check (S/Kademlia's Sybil signal): a lookup that saw at least
     #: ``cluster_threshold`` distinct IDs within the distance of its target where
     #: ``cluster_expected`` IDs are expected for the estimated network size is
     #: reported as suspicious.  With 2.5 expected the chance of 20 or more is about
     #: 1e-11, while k IDs that all lie closer than the closest honest node (what an
     #: eclipse of the key needs) fall inside that distance.
-    cluster_expected: float = attrs.field(default=2.5, validator=_positive_float)
+    cluster_expected: float = attrs.field(default=2.5, validator=validators.positive)
     #: See ``cluster_expected``.
-    cluster_threshold: int = attrs.field(default=20, validator=_positive_int)
+    cluster_threshold: int = attrs.field(default=20, validator=validators.positive_int)
 
     def __attrs_post_init__(self) -> None:
         if self.max_candidates < max(self.k, self.window or 0):
@@ -178,22 +151,22 @@ class ReputationConfig:
     """
 
     #: Peers remembered (least recently updated forgotten first).
-    max_peers: int = attrs.field(default=4096, validator=_positive_int)
-    answered: float = attrs.field(default=1.0, validator=_finite_float)
-    max_score: float = attrs.field(default=20.0, validator=_finite_float)
+    max_peers: int = attrs.field(default=4096, validator=validators.positive_int)
+    answered: float = attrs.field(default=1.0, validator=validators.number)
+    max_score: float = attrs.field(default=20.0, validator=validators.number)
     #: Penalties (positive numbers, subtracted) by kind of offence.
-    timeout: float = attrs.field(default=1.0, validator=_finite_float)
-    invalid_message: float = attrs.field(default=10.0, validator=_finite_float)
-    forged_record: float = attrs.field(default=50.0, validator=_finite_float)
-    stale_record: float = attrs.field(default=10.0, validator=_finite_float)
-    flood: float = attrs.field(default=5.0, validator=_finite_float)
+    timeout: float = attrs.field(default=1.0, validator=validators.number)
+    invalid_message: float = attrs.field(default=10.0, validator=validators.number)
+    forged_record: float = attrs.field(default=50.0, validator=validators.number)
+    stale_record: float = attrs.field(default=10.0, validator=validators.number)
+    flood: float = attrs.field(default=5.0, validator=validators.number)
     #: Scores decay toward 0 with this half-life (seconds): old offences are forgiven.
-    half_life: float = attrs.field(default=1800.0, validator=_positive_float)
-    ban_below: float = attrs.field(default=-100.0, validator=_finite_float)
-    ban_duration: float = attrs.field(default=600.0, validator=_positive_float)
-    max_ban: float = attrs.field(default=86400.0, validator=_positive_float)
+    half_life: float = attrs.field(default=1800.0, validator=validators.positive)
+    ban_below: float = attrs.field(default=-100.0, validator=validators.number)
+    ban_duration: float = attrs.field(default=600.0, validator=validators.positive)
+    max_ban: float = attrs.field(default=86400.0, validator=validators.positive)
     #: Most recent bans listed in ``stats()``.
-    recent_bans: int = attrs.field(default=8, validator=_non_negative_int)
+    recent_bans: int = attrs.field(default=8, validator=validators.non_negative_int)
 
     def __attrs_post_init__(self) -> None:
         if not self.ban_below < 0:

@@ -43,7 +43,7 @@ from typing import Any, Final
 
 import attrs
 
-from qdht._ratelimit import TokenBuckets
+from qdht import validators
 from qdht.dht._config import LookupConfig, ReputationConfig, RoutingConfig
 from qdht.dht._events import (
     DhtEvent,
@@ -87,38 +87,46 @@ from qdht.dht._watch import (
     catch_up,
 )
 from qdht.errors import ConfigError, DecodeError, LookupFailedError, RecordRejectedError, StoreError
+from qdht.ratelimit import TokenBuckets
 from qdht.wire import (
-    NODE_ID_SIZE,
-    RID_SIZE,
-    Address,
-    Contact,
-    ErrorCode,
-    ErrorMessage,
-    FindNode,
-    FindValue,
-    Nodes,
-    Ping,
-    Pong,
-    Store,
-    Stored,
-    Value,
-    decode_object,
-    encode,
-    loads_canonical,
-)
-from qdht.wire._cbor import DEFAULT_LIMITS
-from qdht.wire._dht import (
+    DEFAULT_LIMITS,
     MAX_CACHE_LIFETIME,
     MAX_HAVE,
     MAX_NODES,
     MAX_VALUE_RECORDS,
+    NODE_ID_SIZE,
+    RECORD_TYPES,
     RESPONSE_TYPES,
+    RID_SIZE,
+    WATCH_RESPONSE_TYPES,
+    Address,
+    AnyRecord,
+    Contact,
     DhtRequest,
     DhtResponse,
+    ErrorCode,
+    ErrorMessage,
+    FindNode,
+    FindValue,
+    ImmutableRecord,
+    Nodes,
+    Notified,
+    Notify,
+    Ping,
+    Pong,
+    SetEntry,
+    Store,
+    Stored,
+    Value,
+    Watch,
+    Watching,
+    decode_object,
+    encode,
+    encode_nodes,
+    intern_contact,
+    loads_canonical,
+    parse_nodes,
 )
-from qdht.wire._dht_fast import encode_nodes, intern_contact, parse_nodes
-from qdht.wire._records import RECORD_TYPES, AnyRecord, ImmutableRecord, SetEntry
-from qdht.wire._watch import WATCH_RESPONSE_TYPES, Notified, Notify, Watch, Watching
 
 __all__ = [
     "STORE_ERROR_CODES",
@@ -170,64 +178,49 @@ _BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 # ------------------------------------------------------------------ configuration
 
 
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
 @attrs.frozen
 class RpcConfig:
     """Limits of RPC handling in :class:`DhtCore` (every one bounds memory or work)."""
 
     #: Requests this node keeps outstanding at once; more fail at once ("pending-full").
-    max_pending: int = attrs.field(default=4096, validator=_positive)
+    max_pending: int = attrs.field(default=4096, validator=validators.positive)
     #: Lookups (find_node, get, put, refresh) running at once.
-    max_lookups: int = attrs.field(default=256, validator=_positive)
+    max_lookups: int = attrs.field(default=256, validator=validators.positive)
     #: Requests per second accepted from one peer (token bucket rate) ...
-    rate_limit: float = attrs.field(default=50.0, validator=_positive)
+    rate_limit: float = attrs.field(default=50.0, validator=validators.positive)
     #: ... and the bucket's size: the burst a peer may send at once.
-    rate_burst: int = attrs.field(default=200, validator=_positive)
+    rate_burst: int = attrs.field(default=200, validator=validators.positive)
     #: Peers whose token buckets are remembered (least recently seen forgotten).
-    rate_limit_peers: int = attrs.field(default=4096, validator=_positive)
+    rate_limit_peers: int = attrs.field(default=4096, validator=validators.positive)
     #: Requests per second accepted from one source IP address, whatever node
     #: IDs it uses (several nodes behind one NAT share it) ...
-    rate_limit_per_address: float = attrs.field(default=200.0, validator=_positive)
+    rate_limit_per_address: float = attrs.field(default=200.0, validator=validators.positive)
     #: ... and that bucket's burst.
-    rate_burst_per_address: int = attrs.field(default=400, validator=_positive)
+    rate_burst_per_address: int = attrs.field(default=400, validator=validators.positive)
     #: Requests per second accepted from everyone together: a cap on the CPU that
     #: serving others may take, reached only by many identities at once ...
-    rate_limit_global: float = attrs.field(default=2000.0, validator=_positive)
+    rate_limit_global: float = attrs.field(default=2000.0, validator=validators.positive)
     #: ... and its burst.
-    rate_burst_global: int = attrs.field(default=4000, validator=_positive)
+    rate_burst_global: int = attrs.field(default=4000, validator=validators.positive)
     #: Timed-out requests remembered so that a late answer still counts as a sign
     #: of life (the routing table and the lookup use it).
-    late_responses: int = attrs.field(default=1024, validator=_positive)
+    late_responses: int = attrs.field(default=1024, validator=validators.positive)
     #: Bucket-refresh lookups started per timer tick (the rest wait an interval).
-    max_refresh_lookups: int = attrs.field(default=4, validator=_positive)
+    max_refresh_lookups: int = attrs.field(default=4, validator=validators.positive)
     #: A request to a peer without a session yet waits this many times the
     #: peer's usual timeout (at most ``RoutingConfig.max_timeout``): the
     #: handshake's two round trips (~7 KB in fragments) come first.  Scaled,
     #: not fixed, so that a dead contact costs a lookup little on a fast network.
-    first_contact_factor: float = attrs.field(default=3.0, validator=_positive)
+    first_contact_factor: float = attrs.field(default=3.0, validator=validators.positive)
     #: A bulk request waits this many times the peer's usual timeout (at most
     #: ``RoutingConfig.max_timeout``): a STORE carries up to 72 KB in dozens of
     #: fragments, and the holder verifies an ML-DSA signature before it
     #: answers; a page of a set (FIND_VALUE with ``have``) is answered with up
     #: to 72 KB.  The RTT samples come mostly from small requests.
-    bulk_timeout_factor: float = attrs.field(default=3.0, validator=_positive)
+    bulk_timeout_factor: float = attrs.field(default=3.0, validator=validators.positive)
     #: User lookups (duration, hops, RPCs) kept for the percentiles of ``stats()``
     #: (12 bytes each, allocated as lookups complete).
-    latency_samples: int = attrs.field(default=512, validator=_positive)
-
-
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value < 0:
-        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+    latency_samples: int = attrs.field(default=512, validator=validators.positive)
 
 
 @attrs.frozen
@@ -239,32 +232,32 @@ class RecordConfig:
     #: answered, if fewer hold it).  Any one holder with the newest version is
     #: enough for it to win (07-records.md §7.3); more holders cost RPCs and
     #: find more stale holders to correct.  5 suits a phone.
-    get_quorum: int = attrs.field(default=5, validator=_positive_int)
+    get_quorum: int = attrs.field(default=5, validator=validators.positive_int)
     #: Lifetime of an immutable record made by :meth:`DhtCore.start_put` (24 h).
-    immutable_ttl: int = attrs.field(default=86_400, validator=_positive_int)
+    immutable_ttl: int = attrs.field(default=86_400, validator=validators.positive_int)
     #: STOREs accepted per second from one source address (07-records.md §6.3) ...
-    store_rate: float = attrs.field(default=10.0, validator=_positive)
+    store_rate: float = attrs.field(default=10.0, validator=validators.positive)
     #: ... in bursts of at most this many ...
-    store_burst: int = attrs.field(default=50, validator=_positive_int)
+    store_burst: int = attrs.field(default=50, validator=validators.positive_int)
     #: ... for at most this many source addresses remembered.
-    store_sources: int = attrs.field(default=10_000, validator=_positive_int)
+    store_sources: int = attrs.field(default=10_000, validator=validators.positive_int)
     #: STOREs accepted per second from all sources together (each may cost an
     #: ML-DSA verification, ~0.2 ms, and a write) ...
-    store_rate_global: float = attrs.field(default=500.0, validator=_positive)
+    store_rate_global: float = attrs.field(default=500.0, validator=validators.positive)
     #: ... in bursts of at most this many.
-    store_burst_global: int = attrs.field(default=1000, validator=_positive_int)
+    store_burst_global: int = attrs.field(default=1000, validator=validators.positive_int)
     #: Signature verdicts remembered (07-records.md §6.2), shared by STORE,
     #: FIND_VALUE answers and gets.
-    verdict_cache: int = attrs.field(default=4096, validator=_positive_int)
+    verdict_cache: int = attrs.field(default=4096, validator=validators.positive_int)
     #: Seconds between sweeps that delete expired records from the store (an
     #: expired record is never served in between: every answer is re-validated).
-    expire_interval: float = attrs.field(default=60.0, validator=_positive)
+    expire_interval: float = attrs.field(default=60.0, validator=validators.positive)
     #: Entry-correction STOREs one get may send (07-records.md §7.3).
-    max_corrections: int = attrs.field(default=32, validator=_positive_int)
+    max_corrections: int = attrs.field(default=32, validator=validators.positive_int)
     #: Further pages a get asks of one holder of a set whose answer said
     #: ``more`` (02-dht-rpc.md §4.2); 0 reads one answer per holder.  4 reads
     #: the default 32-entry set even when only 7 entries fit an answer.
-    max_set_pages: int = attrs.field(default=4, validator=_non_negative_int)
+    max_set_pages: int = attrs.field(default=4, validator=validators.non_negative_int)
 
 
 #: The ``error`` code a refused STORE is answered with, by refusal reason
@@ -561,6 +554,11 @@ class DhtCore:
         self.local_id = local_id
         self.routing = RoutingTable(local_id, now=now, config=routing, rng=rng)
         self.lookup_config = lookup if lookup is not None else LookupConfig()
+        if self.lookup_config.k != self.routing.config.k:
+            raise ConfigError(
+                f"lookup.k ({self.lookup_config.k}) and routing.k ({self.routing.config.k}) "
+                "differ: a node has one k (qdht.Config(k=...))"
+            )
         # Defences (issue 6): peers' reputation, ID clustering near lookup targets.
         self.reputation = Reputation(reputation)
         self.routing.score = self.reputation.score
@@ -678,7 +676,29 @@ class DhtCore:
         return self._new_deadline
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next run (None: nothing scheduled)."""
+        """When :meth:`handle_timer` must next run (None: nothing scheduled).
+
+        The minimum of the three parts' timers, which a node runs as three
+        services (:mod:`qdht.dht._services`): requests and lookups
+        (:meth:`rpc_timer`), watching (:meth:`watch_timer`) and replication
+        (:meth:`replication_timer`).
+        """
+        when = [
+            t
+            for t in (self.rpc_timer(), self.watch_timer(), self.replication_timer())
+            if t is not None
+        ]
+        return min(when) if when else None
+
+    def handle_timer(self, now: float) -> None:
+        """Everything due: :meth:`handle_rpc_timer`, :meth:`handle_watch_timer`,
+        :meth:`handle_replication_timer`."""
+        self.handle_rpc_timer(now)
+        self.handle_watch_timer(now)
+        self.handle_replication_timer(now)
+
+    def rpc_timer(self) -> float | None:
+        """When requests time out, slow lookups move on, buckets refresh, records expire."""
         self._new_deadline = float("inf")
         when: list[float] = []
         deadlines = self._deadlines
@@ -697,16 +717,18 @@ class DhtCore:
         when.append(self.routing.next_refresh_time())
         if self._sweep_at is not None:
             when.append(self._sweep_at)
-        for timer in (
-            self.watches.get_timer(),
-            self.watching.get_timer(),
-            None if self.client_mode else self.replication.get_timer(),
-        ):
-            if timer is not None:
-                when.append(timer)
         return min(when)
 
-    def handle_timer(self, now: float) -> None:
+    def watch_timer(self) -> float | None:
+        """When a subscription (holder side) or a watch round (watcher side) is due."""
+        when = [t for t in (self.watches.get_timer(), self.watching.get_timer()) if t is not None]
+        return min(when) if when else None
+
+    def replication_timer(self) -> float | None:
+        """When the replicator's next round or paced STORE is due (None in client mode)."""
+        return None if self.client_mode else self.replication.get_timer()
+
+    def handle_rpc_timer(self, now: float) -> None:
         """Time out requests, move slow lookups on, refresh idle buckets, expire records."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -734,8 +756,6 @@ class DhtCore:
                     self._start(target, "refresh", now)
         if self._sweep_at is not None and now >= self._sweep_at:
             self._sweep(now)
-        self._watch_timer(now)
-        self._replicate(now)
 
     def _sweep(self, now: float) -> None:
         """Delete expired records; sweep again later while any are held."""
@@ -1567,7 +1587,7 @@ class DhtCore:
         if op.kind == "republish":
             self._finish(op, bool(result), now)
             self.replication.on_lookup_done(lookup.target, result, now)
-            self._replicate(now)
+            self.handle_replication_timer(now)
             return
         if op.kind != "put":
             succeeded = bool(result)
@@ -1926,7 +1946,7 @@ class DhtCore:
         for watcher, addr in self.watches.watchers(key, now):
             self._notify(watcher, addr, key, record.record, now)
 
-    def _watch_timer(self, now: float) -> None:
+    def handle_watch_timer(self, now: float) -> None:
         """Holder: end subscriptions, say "expired"; watcher: local expiry, rounds."""
         watches = self.watches
         for key in watches.expiries_due(now):
@@ -1948,7 +1968,7 @@ class DhtCore:
         the next round: for a node back from a restart or a suspension."""
         if not self.client_mode:
             self.replication.start_round(now)
-            self._replicate(now)
+            self.handle_replication_timer(now)
 
     def _handoff(self, contact: Contact, now: float) -> None:
         """A peer entered the table: hand it the records it should now hold (§10.3)."""
@@ -1957,7 +1977,7 @@ class DhtCore:
         self.replication.on_peer_added(contact, now)
         self._replication_stores(now)
 
-    def _replicate(self, now: float) -> None:
+    def handle_replication_timer(self, now: float) -> None:
         """Start the republish round's region lookups (§10.4) and send paced STOREs."""
         if self.client_mode:
             return

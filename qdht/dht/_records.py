@@ -28,12 +28,13 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
-from qdht._ratelimit import TokenBuckets
+from qdht import validators
 from qdht.crypto import mldsa
 from qdht.crypto.hashes import blake2b, sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.errors import ConfigError, InvalidSignatureError, RecordRejectedError
-from qdht.wire._records import (
+from qdht.ratelimit import TokenBuckets
+from qdht.wire import (
     MAX_RECORD_TIME,
     MAX_SALT_SIZE,
     MAX_TOPIC_SIZE,
@@ -97,30 +98,20 @@ H = TypeVar("H", bound=Hashable)
 _DAY: Final = 86400
 
 
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value < 0:
-        raise ConfigError(f"{attribute.name} must be a non-negative integer, got {value!r}")
-
-
 @attrs.frozen
 class RecordLimits:
     """What a holder accepts (07-records.md §6.1); every limit has a named default."""
 
     #: Largest ``value`` of an immutable or mutable record, in bytes (64 KiB).
-    max_value_size: int = attrs.field(default=65536, validator=_positive)
+    max_value_size: int = attrs.field(default=65536, validator=validators.positive_int)
     #: Largest ``value`` of one set entry, in bytes.
-    max_set_value_size: int = attrs.field(default=4096, validator=_positive)
+    max_set_value_size: int = attrs.field(default=4096, validator=validators.positive_int)
     #: Entries (distinct publishers) one set may hold.
-    max_set_entries: int = attrs.field(default=32, validator=_positive)
+    max_set_entries: int = attrs.field(default=32, validator=validators.positive_int)
     #: Furthest ``exp`` may lie ahead of the holder's clock: 7 days.
-    max_ttl: int = attrs.field(default=7 * _DAY, validator=_positive)
+    max_ttl: int = attrs.field(default=7 * _DAY, validator=validators.positive_int)
     #: Clock difference tolerated on top of ``max_ttl``, in seconds.
-    clock_skew: int = attrs.field(default=300, validator=_non_negative)
+    clock_skew: int = attrs.field(default=300, validator=validators.non_negative_int)
 
     def __attrs_post_init__(self) -> None:
         if self.max_value_size > 65536:

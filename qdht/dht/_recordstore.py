@@ -56,9 +56,9 @@ from typing import Any, Final, Literal, Protocol, Self
 
 import attrs
 
+from qdht import validators
 from qdht.errors import ConfigError, DecodeError, StoreError
-from qdht.wire._cbor import dumps_canonical, loads_canonical
-from qdht.wire._records import SetEntry, decode_record
+from qdht.wire import SetEntry, decode_record, dumps_canonical, loads_canonical
 
 from ._records import (
     DEFAULT_RECORD_LIMITS,
@@ -89,11 +89,6 @@ _MiB: Final = 1024 * 1024
 QUOTA_REASONS: Final = frozenset({"quota-total", "quota-publisher", "quota-source", "quota-cache"})
 
 
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
 @attrs.frozen
 class StoreLimits:
     """Byte quotas of a record store; every one bounds memory or disk.
@@ -107,13 +102,13 @@ class StoreLimits:
     """
 
     #: All entries, stored and cached, in bytes of canonical CBOR.
-    max_bytes: int = attrs.field(default=256 * _MiB, validator=_positive)
+    max_bytes: int = attrs.field(default=256 * _MiB, validator=validators.positive_int)
     #: Cached entries (LRU-evicted), in bytes; part of ``max_bytes``.
-    max_cached_bytes: int = attrs.field(default=32 * _MiB, validator=_positive)
+    max_cached_bytes: int = attrs.field(default=32 * _MiB, validator=validators.positive_int)
     #: Stored entries signed by one owner, in bytes.
-    max_bytes_per_publisher: int = attrs.field(default=8 * _MiB, validator=_positive)
+    max_bytes_per_publisher: int = attrs.field(default=8 * _MiB, validator=validators.positive_int)
     #: Stored entries put by one source address, in bytes.
-    max_bytes_per_source: int = attrs.field(default=16 * _MiB, validator=_positive)
+    max_bytes_per_source: int = attrs.field(default=16 * _MiB, validator=validators.positive_int)
 
 
 DEFAULT_STORE_LIMITS: Final = StoreLimits()

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from qdht import validators
 from qdht.dht._routing import ID_BITS, RoutingTable, distance
 from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
@@ -76,78 +77,58 @@ __all__ = [
 _SPACE: Final = 1 << ID_BITS
 
 
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value < 1:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _skip_fraction(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ConfigError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
-
-
-def _fraction(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ConfigError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
-
-
 @attrs.frozen
 class ReplicationConfig:
     """Tunables of replication (07-records.md §10); every queue and table is bounded."""
 
     #: Holders re-replicate the records they store this often (seconds; Kademlia: 1 h).
-    republish_interval: float = attrs.field(default=3600.0, validator=_positive)
+    republish_interval: float = attrs.field(default=3600.0, validator=validators.positive)
     #: Each round comes ``republish_interval`` times a factor drawn from
     #: [1 - jitter, 1 + jitter], so that holders' rounds drift apart.
-    republish_jitter: float = attrs.field(default=0.1, validator=_fraction)
+    republish_jitter: float = attrs.field(default=0.1, validator=validators.fraction)
     #: A key received in a STORE (from its publisher, a handoff or another
     #: holder's round) this long before a round is skipped by it, as a fraction
     #: of ``republish_interval`` (Kademlia: the whole interval).  A holder's own
     #: republishing does not count: the earliest round keeps the key alive.
-    skip_fraction: float = attrs.field(default=1.0, validator=_skip_fraction)
+    skip_fraction: float = attrs.field(default=1.0, validator=validators.unit_interval)
     #: A holder that finds itself outside a key's k closest hands the record to
     #: them and then leaves the key out of its rounds for this long (seconds).
-    outside_pause: float = attrs.field(default=6 * 3600.0, validator=_positive)
+    outside_pause: float = attrs.field(default=6 * 3600.0, validator=validators.positive)
     #: Expected nodes in one republish region: small enough that one lookup
     #: to the region's midpoint finds the k closest of every key in it.
-    region_nodes: int = attrs.field(default=8, validator=_positive_int)
+    region_nodes: int = attrs.field(default=8, validator=validators.positive_int)
     #: Keys taken from the store per region and page (a denser region is cut).
-    max_keys_per_region: int = attrs.field(default=1024, validator=_positive_int)
+    max_keys_per_region: int = attrs.field(default=1024, validator=validators.positive_int)
     #: Keys a round may plan in all; the rest wait for the next round.
-    max_keys_per_round: int = attrs.field(default=100_000, validator=_positive_int)
+    max_keys_per_round: int = attrs.field(default=100_000, validator=validators.positive_int)
     #: Republish lookups running at once.
-    max_lookups: int = attrs.field(default=4, validator=_positive_int)
+    max_lookups: int = attrs.field(default=4, validator=validators.positive_int)
     #: Only holders that rank among this many of the key's nearest holders we
     #: know hand a record to a newcomer (the rest leave it to them).
-    handoff_senders: int = attrs.field(default=3, validator=_positive_int)
+    handoff_senders: int = attrs.field(default=3, validator=validators.positive_int)
     #: Keys handed to one newcomer per routing-table event (more wait for the round).
-    max_handoff_keys: int = attrs.field(default=256, validator=_positive_int)
+    max_handoff_keys: int = attrs.field(default=256, validator=validators.positive_int)
     #: A peer re-added within this long (seconds) is not handed records again.
-    handoff_cooldown: float = attrs.field(default=600.0, validator=_positive)
+    handoff_cooldown: float = attrs.field(default=600.0, validator=validators.positive)
     #: Peers whose last handoff time is remembered (least recently added forgotten).
-    max_handoff_peers: int = attrs.field(default=4096, validator=_positive_int)
+    max_handoff_peers: int = attrs.field(default=4096, validator=validators.positive_int)
     #: STOREs per second sent to one destination once its burst is spent ...
-    store_rate: float = attrs.field(default=5.0, validator=_positive)
+    store_rate: float = attrs.field(default=5.0, validator=validators.positive)
     #: ... and the burst: half of a receiver's default flood guard (10/s, 50).
-    store_burst: int = attrs.field(default=25, validator=_positive_int)
+    store_burst: int = attrs.field(default=25, validator=validators.positive_int)
     #: STOREs queued in all; beyond it they are dropped and counted.
-    max_queued_stores: int = attrs.field(default=20_000, validator=_positive_int)
+    max_queued_stores: int = attrs.field(default=20_000, validator=validators.positive_int)
     #: STOREs queued for one destination.
-    max_queued_per_peer: int = attrs.field(default=2048, validator=_positive_int)
+    max_queued_per_peer: int = attrs.field(default=2048, validator=validators.positive_int)
     #: Keys whose last replication time is remembered (oldest forgotten:
     #: forgetting only costs one extra republish).
-    max_tracked_keys: int = attrs.field(default=200_000, validator=_positive_int)
+    max_tracked_keys: int = attrs.field(default=200_000, validator=validators.positive_int)
     #: Lifetime of a path-cache copy next to the closest holder (seconds).
-    cache_ttl: float = attrs.field(default=3600.0, validator=_positive)
+    cache_ttl: float = attrs.field(default=3600.0, validator=validators.positive)
     #: Copies whose lifetime would be shorter are not made.
-    min_cache_ttl: float = attrs.field(default=60.0, validator=_positive)
+    min_cache_ttl: float = attrs.field(default=60.0, validator=validators.positive)
     #: Republish rounds whose counters ``stats()`` keeps.
-    round_history: int = attrs.field(default=24, validator=_positive_int)
+    round_history: int = attrs.field(default=24, validator=validators.positive_int)
 
     def __attrs_post_init__(self) -> None:
         if self.min_cache_ttl > self.cache_ttl:

@@ -50,8 +50,7 @@ from qdht.dht._config import RoutingConfig
 from qdht.dht._rtt import rtt_sample, timeout_from
 from qdht.errors import ConfigError, DecodeError
 from qdht.identity import puzzle_ok
-from qdht.wire import NODE_ID_SIZE, Contact
-from qdht.wire._fields import FieldReader
+from qdht.wire import NODE_ID_SIZE, Contact, FieldReader
 
 __all__ = [
     "ID_BITS",

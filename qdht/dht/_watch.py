@@ -26,16 +26,16 @@ from typing import Any, Final
 
 import attrs
 
+from qdht import validators
 from qdht.dht._events import WatchUpdate
 from qdht.dht._records import ValidRecord
 from qdht.errors import ConfigError, NodeStateError, RecordRejectedError
-from qdht.wire import Contact
-from qdht.wire._records import AnyRecord, SetEntry, Tombstone
-from qdht.wire._watch import MAX_WATCH_TTL
+from qdht.wire import MAX_WATCH_TTL, AnyRecord, Contact, SetEntry, Tombstone
 
 __all__ = [
     "NotifyResult",
     "RoundPlan",
+    "Subscribed",
     "WatchConfig",
     "WatchLimits",
     "WatchRegistry",
@@ -46,16 +46,6 @@ __all__ = [
 
 #: Validates a record offered under a key (RecordValidator.validate with the time bound).
 Validate = Callable[[AnyRecord, bytes], ValidRecord]
-
-
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 def _ttl(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -80,14 +70,14 @@ class WatchLimits:
     #: Longest subscription granted, in seconds (at most 600, the wire limit).
     max_ttl: int = attrs.field(default=MAX_WATCH_TTL, validator=_ttl)
     #: Subscriptions to one key: one change notifies at most this many watchers.
-    max_watchers_per_key: int = attrs.field(default=64, validator=_positive_int)
+    max_watchers_per_key: int = attrs.field(default=64, validator=validators.positive_int)
     #: Keys one watcher (node ID) may watch here.
-    max_keys_per_watcher: int = attrs.field(default=128, validator=_positive_int)
+    max_keys_per_watcher: int = attrs.field(default=128, validator=validators.positive_int)
     #: Subscriptions in total.
-    max_subscriptions: int = attrs.field(default=16384, validator=_positive_int)
+    max_subscriptions: int = attrs.field(default=16384, validator=validators.positive_int)
     #: Consecutive notifications a watcher may leave unanswered before its
     #: subscription is dropped (a dead or departed watcher).
-    max_notify_failures: int = attrs.field(default=3, validator=_positive_int)
+    max_notify_failures: int = attrs.field(default=3, validator=validators.positive_int)
 
 
 _DEFAULT_LIMITS: Final = WatchLimits()
@@ -343,18 +333,18 @@ class WatchConfig:
     #: Closest nodes (found by a FIND_NODE lookup) to subscribe at per key.
     #: Each accepts STOREs and notifies on its own; more holders cost one
     #: notification each per change.
-    holders: int = attrs.field(default=8, validator=_positive_int)
+    holders: int = attrs.field(default=8, validator=validators.positive_int)
     #: Subscription lifetime asked for, in seconds (holders may grant less).
     ttl: int = attrs.field(default=MAX_WATCH_TTL, validator=_ttl)
     #: Fraction of the granted lifetime after which the watcher renews (and
     #: looks the closest set up again).
-    renew_after: float = attrs.field(default=0.75, validator=_positive)
+    renew_after: float = attrs.field(default=0.75, validator=validators.positive)
     #: First delay before looking for replacement holders after a loss; doubles
     #: up to ``max_retry_delay`` while too few holders are subscribed.
-    retry_delay: float = attrs.field(default=5.0, validator=_positive)
-    max_retry_delay: float = attrs.field(default=300.0, validator=_positive)
+    retry_delay: float = attrs.field(default=5.0, validator=validators.positive)
+    max_retry_delay: float = attrs.field(default=300.0, validator=validators.positive)
     #: Keys this node watches at once.
-    max_watched_keys: int = attrs.field(default=256, validator=_positive_int)
+    max_watched_keys: int = attrs.field(default=256, validator=validators.positive_int)
 
     def __attrs_post_init__(self) -> None:
         if not self.renew_after < 1:

@@ -8,6 +8,7 @@ survives X-Wing rotations; it is replaced only by a successor statement).
 
 from qdht.identity._certs import (
     CERTIFICATE_CONTEXT,
+    CLOCK_SKEW,
     MAX_CERTIFICATE_LIFETIME,
     REVOCATION_CONTEXT,
     SUCCESSOR_ACCEPT_CONTEXT,
@@ -20,7 +21,15 @@ from qdht.identity._certs import (
     verify_successor,
 )
 from qdht.identity._identity import DEFAULT_CERTIFICATE_LIFETIME, DEFAULT_GRACE_PERIOD, Identity
-from qdht.identity._keyfile import SCRYPT_LOG2_N
+from qdht.identity._keyfile import (
+    SCRYPT_LOG2_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    read_key_file,
+    seal,
+    unseal,
+    write_key_file,
+)
 from qdht.identity._puzzle import (
     DEFAULT_PUZZLE_DIFFICULTY,
     MAX_PUZZLE_DIFFICULTY,
@@ -30,7 +39,7 @@ from qdht.identity._puzzle import (
     mint_nonce,
     puzzle_ok,
 )
-from qdht.wire._identity import (
+from qdht.wire import (
     EncryptedKeyFile,
     IdentityCertificate,
     KeyFile,
@@ -40,6 +49,7 @@ from qdht.wire._identity import (
 
 __all__ = [
     "CERTIFICATE_CONTEXT",
+    "CLOCK_SKEW",
     "DEFAULT_CERTIFICATE_LIFETIME",
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_PUZZLE_DIFFICULTY",
@@ -49,6 +59,8 @@ __all__ = [
     "NONCE_SIZE",
     "REVOCATION_CONTEXT",
     "SCRYPT_LOG2_N",
+    "SCRYPT_P",
+    "SCRYPT_R",
     "SUCCESSOR_ACCEPT_CONTEXT",
     "SUCCESSOR_CONTEXT",
     "EncryptedKeyFile",
@@ -61,9 +73,13 @@ __all__ = [
     "compute_node_id",
     "mint_nonce",
     "puzzle_ok",
+    "read_key_file",
     "revokes",
+    "seal",
     "successor_in_grace",
+    "unseal",
     "verify_certificate",
     "verify_revocation",
     "verify_successor",
+    "write_key_file",
 ]

@@ -13,10 +13,11 @@ from qdht.crypto import mldsa
 from qdht.crypto.hashes import sha3_256
 from qdht.errors import IdentityError, InvalidSignatureError, PuzzleError
 from qdht.identity._puzzle import compute_node_id, puzzle_ok
-from qdht.wire._identity import IdentityCertificate, Revocation, SuccessorStatement
+from qdht.wire import IdentityCertificate, Revocation, SuccessorStatement
 
 __all__ = [
     "CERTIFICATE_CONTEXT",
+    "CLOCK_SKEW",
     "MAX_CERTIFICATE_LIFETIME",
     "REVOCATION_CONTEXT",
     "SUCCESSOR_ACCEPT_CONTEXT",

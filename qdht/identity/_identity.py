@@ -31,14 +31,14 @@ from qdht.identity._puzzle import (
     mint_nonce,
     puzzle_ok,
 )
-from qdht.wire import encode
-from qdht.wire._identity import (
+from qdht.wire import (
     MAX_GRACE_PERIOD,
     MLDSA_SIGNATURE_SIZE,
     IdentityCertificate,
     KeyFile,
     Revocation,
     SuccessorStatement,
+    encode,
 )
 
 __all__ = ["DEFAULT_CERTIFICATE_LIFETIME", "DEFAULT_GRACE_PERIOD", "Identity"]

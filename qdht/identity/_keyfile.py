@@ -28,16 +28,26 @@ from qdht.errors import (
     KeyFileVersionError,
     WrongPassphraseError,
 )
-from qdht.wire import decode_object, encode, loads_canonical
-from qdht.wire._identity import (
+from qdht.wire import (
     IDENTITY_VERSION,
     MAX_SCRYPT_LOG2_N,
     SALT_SIZE,
     EncryptedKeyFile,
     KeyFile,
+    decode_object,
+    encode,
+    loads_canonical,
 )
 
-__all__ = ["SCRYPT_LOG2_N", "SCRYPT_P", "SCRYPT_R", "read_key_file", "write_key_file"]
+__all__ = [
+    "SCRYPT_LOG2_N",
+    "SCRYPT_P",
+    "SCRYPT_R",
+    "read_key_file",
+    "seal",
+    "unseal",
+    "write_key_file",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,16 @@ The sans-IO core is :class:`SessionEndpoint` (``protocol-spec/04-handshake.md``,
 """
 
 from qdht.session._config import SessionConfig
-from qdht.session._endpoint import SessionEndpoint
+from qdht.session._endpoint import (
+    BISCUIT_SIZE,
+    DATA_OVERHEAD,
+    HS_OVERHEAD,
+    KEEPALIVE_FRAME,
+    Keypair,
+    SessionEndpoint,
+    cookie_mac,
+    mac1_key,
+)
 from qdht.session._events import (
     Event,
     HandshakeFailed,
@@ -15,35 +24,59 @@ from qdht.session._events import (
 )
 from qdht.session._keylog import (
     KEYLOG_ENV,
+    KEYLOG_LABEL,
     KeyLogEntry,
     KeyLogFile,
     keylog_from_environ,
     parse_keylog,
 )
-from qdht.session._noise import PQIK, PQXX, CipherState, HandshakeState, KemOps, SymmetricState
+from qdht.session._noise import (
+    HASHLEN,
+    PATTERNS,
+    PQIK,
+    PQXX,
+    CipherState,
+    HandshakeState,
+    KemOps,
+    SymmetricState,
+    protocol_name,
+)
 from qdht.session._replay import ReplayWindow
-from qdht.session._trio import SessionHost, open_session_host
+from qdht.session._trio import DatagramTransportLike, SessionDriver, SessionHost, open_session_host
 
 __all__ = [
+    "BISCUIT_SIZE",
+    "DATA_OVERHEAD",
+    "HASHLEN",
+    "HS_OVERHEAD",
+    "KEEPALIVE_FRAME",
     "KEYLOG_ENV",
+    "KEYLOG_LABEL",
+    "PATTERNS",
     "PQIK",
     "PQXX",
     "CipherState",
+    "DatagramTransportLike",
     "Event",
     "HandshakeFailed",
     "HandshakeState",
     "KemOps",
     "KeyLogEntry",
     "KeyLogFile",
+    "Keypair",
     "MessageReceived",
     "ReplayWindow",
     "SessionClosed",
     "SessionConfig",
+    "SessionDriver",
     "SessionEndpoint",
     "SessionEstablished",
     "SessionHost",
     "SymmetricState",
+    "cookie_mac",
     "keylog_from_environ",
+    "mac1_key",
     "open_session_host",
     "parse_keylog",
+    "protocol_name",
 ]

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
+from qdht import validators
 from qdht.errors import ConfigError
 from qdht.wire import DEFAULT_LIMITS
 
 __all__ = ["SessionConfig"]
-
-
-def _positive(_: object, attribute: Any, value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 @attrs.frozen
@@ -23,85 +17,91 @@ class SessionConfig:
 
     #: Largest datagram sent (bytes); handshake messages and large
     #: application messages are fragmented to fit.
-    datagram_size: int = attrs.field(default=1200, validator=_positive)
+    datagram_size: int = attrs.field(default=1200, validator=validators.positive)
     #: Largest application message (bytes).
-    max_message_size: int = attrs.field(default=DEFAULT_LIMITS.max_bytes, validator=_positive)
+    max_message_size: int = attrs.field(
+        default=DEFAULT_LIMITS.max_bytes, validator=validators.positive
+    )
     #: Replay window (packets) checked after the AEAD tag; at least 2048.
-    replay_window: int = attrs.field(default=2048, validator=_positive)
+    replay_window: int = attrs.field(default=2048, validator=validators.positive)
     #: Start a new handshake when the sending keys are this old ...
-    rekey_after_time: float = attrs.field(default=120.0, validator=_positive)
+    rekey_after_time: float = attrs.field(default=120.0, validator=validators.positive)
     #: ... or have sent this many packets.
-    rekey_after_messages: int = attrs.field(default=2**20, validator=_positive)
+    rekey_after_messages: int = attrs.field(default=2**20, validator=validators.positive)
     #: Keys older than this are never used to send or receive.
-    reject_after_time: float = attrs.field(default=180.0, validator=_positive)
+    reject_after_time: float = attrs.field(default=180.0, validator=validators.positive)
     #: A partly received message is discarded after this long.
-    reassembly_timeout: float = attrs.field(default=10.0, validator=_positive)
+    reassembly_timeout: float = attrs.field(default=10.0, validator=validators.positive)
     #: Bytes of partly received messages held per peer ...
-    reassembly_peer_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    reassembly_peer_bytes: int = attrs.field(default=1024 * 1024, validator=validators.positive)
     #: ... and in total.
-    reassembly_global_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    reassembly_global_bytes: int = attrs.field(
+        default=16 * 1024 * 1024, validator=validators.positive
+    )
     #: Partly received handshake messages held in the responder's global buffer
     #: (oldest evicted first), and their total bytes.
-    handshake_reassembly_slots: int = attrs.field(default=256, validator=_positive)
-    handshake_reassembly_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    handshake_reassembly_slots: int = attrs.field(default=256, validator=validators.positive)
+    handshake_reassembly_bytes: int = attrs.field(
+        default=1024 * 1024, validator=validators.positive
+    )
     #: A handshake that has not completed after this long fails ("timeout");
     #: a biscuit older than this is refused.
-    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    handshake_timeout: float = attrs.field(default=10.0, validator=validators.positive)
     #: First retransmission of an unanswered handshake message; doubles each time.
-    handshake_retry: float = attrs.field(default=1.0, validator=_positive)
+    handshake_retry: float = attrs.field(default=1.0, validator=validators.positive)
     #: Messages queued per peer while its handshake runs (oldest dropped beyond).
-    send_queue_messages: int = attrs.field(default=64, validator=_positive)
+    send_queue_messages: int = attrs.field(default=64, validator=validators.positive)
     #: First handshake messages per second above which the responder demands
     #: a cookie (mac2) before doing any KEM work.
-    under_load_handshakes_per_s: int = attrs.field(default=50, validator=_positive)
+    under_load_handshakes_per_s: int = attrs.field(default=50, validator=validators.positive)
     #: Handshake initiations (fragment 0 of a first message, after mac1) accepted
     #: per second from one source IP address (the port is ignored) -- a token
     #: bucket checked before any KEM work; beyond it the fragment is dropped
     #: (``handshake-rate-address``) and, without a valid mac2, answered with a
     #: cookie, so that an address validated by its cookie keeps its own bucket
     #: that senders spoofing it cannot drain.
-    handshake_rate_per_address: float = attrs.field(default=10.0, validator=_positive)
+    handshake_rate_per_address: float = attrs.field(default=10.0, validator=validators.positive)
     #: ... and the burst one address may send at once.
-    handshake_burst_per_address: int = attrs.field(default=20, validator=_positive)
+    handshake_burst_per_address: int = attrs.field(default=20, validator=validators.positive)
     #: Handshake initiations accepted per second from all sources together (after
     #: the cookie check, before any KEM work): a hard cap on the CPU handshakes
     #: may take (``handshake-rate-global``).
-    handshake_rate_global: float = attrs.field(default=400.0, validator=_positive)
+    handshake_rate_global: float = attrs.field(default=400.0, validator=validators.positive)
     #: ... and its burst.
-    handshake_burst_global: int = attrs.field(default=800, validator=_positive)
+    handshake_burst_global: int = attrs.field(default=800, validator=validators.positive)
     #: Handshakes completed per second by one node ID (checked once its identity
     #: is proven, before the responder writes its last message and installs keys;
     #: ``handshake-rate-node``).
-    handshake_rate_per_node: float = attrs.field(default=2.0, validator=_positive)
+    handshake_rate_per_node: float = attrs.field(default=2.0, validator=validators.positive)
     #: ... and the burst one node ID may use at once.
-    handshake_burst_per_node: int = attrs.field(default=10, validator=_positive)
+    handshake_burst_per_node: int = attrs.field(default=10, validator=validators.positive)
     #: Unauthenticated datagrams (anything but a transport packet that decrypts)
     #: accepted per second from one source IP address (loopback: per port).
     #: Beyond this burst the address is muted for ``mute_time``: its datagrams
     #: are dropped unread (``source-muted``), except transport packets of
     #: established sessions.  A handshake costs its initiator 3 to 6 datagrams.
-    unauthenticated_per_address: float = attrs.field(default=200.0, validator=_positive)
+    unauthenticated_per_address: float = attrs.field(default=200.0, validator=validators.positive)
     #: ... and the burst of that bucket.
-    unauthenticated_burst_per_address: int = attrs.field(default=400, validator=_positive)
+    unauthenticated_burst_per_address: int = attrs.field(default=400, validator=validators.positive)
     #: How long a muted source stays muted (seconds).
-    mute_time: float = attrs.field(default=1.0, validator=_positive)
+    mute_time: float = attrs.field(default=1.0, validator=validators.positive)
     #: Source addresses and node IDs whose handshake buckets are remembered
     #: (least recently seen forgotten; a forgotten one starts with a full bucket).
-    handshake_rate_keys: int = attrs.field(default=4096, validator=_positive)
+    handshake_rate_keys: int = attrs.field(default=4096, validator=validators.positive)
     #: Lifetime of the cookie secret and of the biscuit key (each keeps one predecessor).
-    secret_rotation: float = attrs.field(default=120.0, validator=_positive)
+    secret_rotation: float = attrs.field(default=120.0, validator=validators.positive)
     #: Bytes sent in answer to an unvalidated address, as a multiple of the bytes received.
-    amplification_factor: int = attrs.field(default=3, validator=_positive)
+    amplification_factor: int = attrs.field(default=3, validator=validators.positive)
     #: Most established sessions (peers); a new one beyond evicts the least recently used.
-    max_sessions: int = attrs.field(default=100_000, validator=_positive)
+    max_sessions: int = attrs.field(default=100_000, validator=validators.positive)
     #: Most node IDs whose last accepted biscuit number is remembered.
-    biscuit_replay_entries: int = attrs.field(default=65_536, validator=_positive)
+    biscuit_replay_entries: int = attrs.field(default=65_536, validator=validators.positive)
     #: Verified static X-Wing keys remembered (1216 bytes each, least recently
     #: used evicted): a peer whose key is known is rehandshaked with pqIK,
     #: otherwise with pqXX.
-    static_key_cache: int = attrs.field(default=256, validator=_positive)
+    static_key_cache: int = attrs.field(default=256, validator=validators.positive)
     #: Protocol version carried in every hello.
-    protocol_version: int = attrs.field(default=1, validator=_positive)
+    protocol_version: int = attrs.field(default=1, validator=validators.positive)
 
     def __attrs_post_init__(self) -> None:
         if not 600 <= self.datagram_size <= 65_507:

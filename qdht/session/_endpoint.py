@@ -20,10 +20,10 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from qdht._ratelimit import TokenBuckets
 from qdht.crypto.aead import ChaChaPoly
 from qdht.errors import ConfigError, CryptoError, DecodeError, HandshakeError, SessionError
 from qdht.identity import Identity, compute_node_id, puzzle_ok
+from qdht.ratelimit import TokenBuckets
 from qdht.session._config import SessionConfig
 from qdht.session._events import (
     Event,
@@ -35,8 +35,8 @@ from qdht.session._events import (
 from qdht.session._keylog import KeyLogEntry
 from qdht.session._noise import PQIK, PQXX, HandshakeState, KemOps, SymmetricState
 from qdht.session._replay import ReplayWindow
-from qdht.wire import decode, dumps_canonical
-from qdht.wire._session import (
+from qdht.wire import (
+    MAC_INPUT_HEAD,
     MAC_SIZE,
     MAX_HS_FRAGMENTS,
     CloseFrame,
@@ -45,12 +45,11 @@ from qdht.wire._session import (
     FragmentFrame,
     HandshakeFragment,
     Hello,
+    HsView,
     KeepaliveFrame,
     MessageFrame,
-)
-from qdht.wire._session_fast import (
-    MAC_INPUT_HEAD,
-    HsView,
+    decode,
+    dumps_canonical,
     encode_data_packet,
     encode_frag_frame,
     encode_hs_fragment,
@@ -65,7 +64,10 @@ __all__ = [
     "BISCUIT_SIZE",
     "DATA_OVERHEAD",
     "HS_OVERHEAD",
+    "KEEPALIVE_FRAME",
+    "Keypair",
     "SessionEndpoint",
+    "cookie_mac",
     "mac1_key",
 ]
 
@@ -94,10 +96,12 @@ _REKEY_JITTER: Final = 10.0
 _PACKETS: Final = (HandshakeFragment, CookieReply, DataPacket)
 _FRAMES: Final = (MessageFrame, FragmentFrame, KeepaliveFrame, CloseFrame)
 _EXPECT_KIND: Final = {1: 2, 3: 4, 5: 6}  # what the initiator waits for after sending
-_KEEPALIVE: Final = dumps_canonical(KeepaliveFrame().to_cbor())
+#: The encoded keepalive frame (05-transport.md).
+KEEPALIVE_FRAME: Final = dumps_canonical(KeepaliveFrame().to_cbor())
 
 
-def _mac(key: bytes, data: bytes) -> bytes:
+def cookie_mac(key: bytes, data: bytes) -> bytes:
+    """The keyed BLAKE2b MAC of mac1, mac2 and cookies (04-handshake.md §6)."""
     return hashlib.blake2b(data, key=key, digest_size=MAC_SIZE).digest()
 
 
@@ -786,12 +790,14 @@ class SessionEndpoint:
         frags = []
         for i in range(count):
             chunk = body[i * size : (i + 1) * size]
-            mac1 = _mac(key, MAC_INPUT_HEAD.pack(b"qdht-hs", kind, sid, rid, i, count) + chunk)
+            mac1 = cookie_mac(
+                key, MAC_INPUT_HEAD.pack(b"qdht-hs", kind, sid, rid, i, count) + chunk
+            )
             frags.append(HsView(kind, sid, rid, i, count, chunk, mac1))
         return frags
 
     def _encode_hs(self, frag: HsView, cookie: bytes | None) -> bytes:
-        mac2 = None if cookie is None else _mac(cookie, frag.mac_input() + frag.mac1)
+        mac2 = None if cookie is None else cookie_mac(cookie, frag.mac_input() + frag.mac1)
         return encode_hs_fragment(frag, mac2)
 
     def _emit_hs(self, frag: HsView, addr: Addr, cookie: bytes | None) -> None:
@@ -845,7 +851,7 @@ class SessionEndpoint:
             return
         # Responder-bound (kinds 1, 3, 5): no per-initiator state (04 §5).
         mac_data = frag.mac_input()
-        if not hmac.compare_digest(_mac(self._mac1_key, mac_data), frag.mac1):
+        if not hmac.compare_digest(cookie_mac(self._mac1_key, mac_data), frag.mac1):
             self.drops["bad-mac1"] += 1
             return
         if frag.kind in (1, 5):
@@ -910,9 +916,9 @@ class SessionEndpoint:
         validated = False
         if frag.mac2 is not None:
             for secret in self._cookie_secret.candidates(now):
-                cookie = _mac(secret, _addr_bytes(addr))
+                cookie = cookie_mac(secret, _addr_bytes(addr))
                 # Constant time: the cookie is secret (04-handshake.md §5.2).
-                if hmac.compare_digest(_mac(cookie, mac_data + frag.mac1), frag.mac2):
+                if hmac.compare_digest(cookie_mac(cookie, mac_data + frag.mac1), frag.mac2):
                     validated = True
                     break
         if not validated and self._load_count > self.config.under_load_handshakes_per_s:
@@ -941,7 +947,7 @@ class SessionEndpoint:
         a sender forging the address, locking its owner out.
         """
         secret = self._cookie_secret.current(now)
-        cookie = _mac(secret, _addr_bytes(addr))
+        cookie = cookie_mac(secret, _addr_bytes(addr))
         salt = self._rng(16)
         box_key = hashlib.blake2b(salt + frag.mac1, key=self._cookie_key, digest_size=32).digest()
         box = ChaChaPoly(box_key).encrypt(0, frag.mac1, cookie)
@@ -1149,7 +1155,7 @@ class SessionEndpoint:
             self.drops["unknown-index"] += 1
             return
         mac_data = frag.mac_input()
-        if not hmac.compare_digest(_mac(pending.mac1_key, mac_data), frag.mac1):
+        if not hmac.compare_digest(cookie_mac(pending.mac1_key, mac_data), frag.mac1):
             self.drops["bad-mac1"] += 1
             return
         if pending.parts and (
@@ -1222,7 +1228,7 @@ class SessionEndpoint:
             for payload_ in queue:
                 self._send_payload(kp, payload_)
         else:
-            self._send_frame(kp, _KEEPALIVE)
+            self._send_frame(kp, KEEPALIVE_FRAME)
 
     def _log_keys(
         self, peer_id: bytes, local: int, remote: int, keys: tuple[bytes, bytes], hh: bytes
@@ -1334,7 +1340,7 @@ class SessionEndpoint:
                 for payload in queue:
                     self._send_payload(kp, payload)
         peer.addr = addr
-        if plain == _KEEPALIVE:  # what confirms every handshake: skip the decoders
+        if plain == KEEPALIVE_FRAME:  # what confirms every handshake: skip the decoders
             return
         fast = parse_frame(plain)
         if fast is not None:

@@ -16,13 +16,26 @@ from qdht.testing._adversary import (
 )
 from qdht.testing._checks import TransportPairFactory, check_datagram_transport
 from qdht.testing._churn import ChurnEvent, ChurnSchedule
-from qdht.testing._coresim import CoreNetwork, SimCore, SimOperation
-from qdht.testing._delay import DelayLine
+from qdht.testing._coresim import DELIVER, CoreNetwork, SimCore, SimOperation
+from qdht.testing._delay import DEFAULT_MAX_PENDING, DelayLine
+from qdht.testing._echo import (
+    ECHO_TIMEOUT,
+    EchoCore,
+    EchoFace,
+    EchoFailed,
+    EchoReplied,
+    echo,
+    echo_service,
+)
 from qdht.testing._faults import FaultInjector
-from qdht.testing._memory import MemoryNetwork, MemoryTransport
+from qdht.testing._memory import DEFAULT_QUEUE_SIZE, MemoryNetwork, MemoryTransport
 from qdht.testing._sim import SimNetwork, build_network, seeded_identity
 
 __all__ = [
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_QUEUE_SIZE",
+    "DELIVER",
+    "ECHO_TIMEOUT",
     "STRATEGIES",
     "AdversarialNetwork",
     "AdversaryCore",
@@ -31,6 +44,10 @@ __all__ = [
     "Coalition",
     "CoreNetwork",
     "DelayLine",
+    "EchoCore",
+    "EchoFace",
+    "EchoFailed",
+    "EchoReplied",
     "FaultInjector",
     "MemoryNetwork",
     "MemoryTransport",
@@ -40,6 +57,8 @@ __all__ = [
     "TransportPairFactory",
     "build_network",
     "check_datagram_transport",
+    "echo",
+    "echo_service",
     "eclipse_puzzle_cost",
     "seeded_identity",
 ]

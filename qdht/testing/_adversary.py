@@ -46,11 +46,11 @@ from typing import Any, Final
 
 import cbor2
 
-from qdht.dht import DhtCore, intern_contact
-from qdht.dht._core import Outgoing
+from qdht.dht import DhtCore, Outgoing, intern_contact
 from qdht.errors import ConfigError, DecodeError
 from qdht.testing._coresim import CoreNetwork, SimCore
 from qdht.wire import (
+    MAX_NODES,
     Address,
     Contact,
     FindNode,
@@ -62,7 +62,6 @@ from qdht.wire import (
     encode,
     loads_canonical,
 )
-from qdht.wire._dht import MAX_NODES
 
 __all__ = [
     "STRATEGIES",

@@ -49,16 +49,21 @@ from qdht.dht import (
 )
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.testing._churn import ChurnEvent, ChurnSchedule
-from qdht.wire import Address, Contact, immutable_key
-from qdht.wire._records import AnyRecord
+from qdht.wire import Address, AnyRecord, Contact, immutable_key
 
-__all__ = ["CoreNetwork", "SimCore", "SimOperation"]
+__all__ = [
+    "DELIVER",
+    "CoreNetwork",
+    "SimCore",
+    "SimOperation",
+]
 
 #: Events one ``run_while`` / ``wait`` processes before giving up (a core that
 #: keeps itself busy forever is a bug the simulation must report, not hide).
 MAX_EVENTS_PER_RUN: Final = 200_000_000
 
-_DELIVER: Final = 0
+#: The kind of a scheduled delivery, as fault hooks see it (``kind == DELIVER``).
+DELIVER: Final = 0
 _TIMER: Final = 1
 _CALL: Final = 2
 
@@ -368,7 +373,7 @@ class CoreNetwork:
         at, _, kind, a, b = heapq.heappop(self._heap)
         self.now = at
         self.events_processed += 1
-        if kind == _DELIVER:
+        if kind == DELIVER:
             node: SimCore = a
             src, payload = b
             if not node.alive:
@@ -433,7 +438,7 @@ class CoreNetwork:
                 delay = self._delay[node.index] + self._delay[dst.index]
                 if self.jitter:
                     delay += rng.random() * self.jitter
-                self._push(now + delay, _DELIVER, dst, (node, payload))
+                self._push(now + delay, DELIVER, dst, (node, payload))
         if not alive:
             return
         timer = core.get_timer()

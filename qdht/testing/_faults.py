@@ -20,7 +20,7 @@ import trio
 
 from qdht.errors import ConfigError
 from qdht.testing._delay import DelayLine
-from qdht.transport._base import DatagramTransport
+from qdht.transport import DatagramTransport
 from qdht.wire import Address
 
 __all__ = ["FaultInjector"]

@@ -25,7 +25,7 @@ import trio
 
 from qdht.errors import ConfigError, TransportError
 from qdht.testing._delay import DelayLine
-from qdht.transport._base import check_payload
+from qdht.transport import check_payload
 from qdht.wire import Address
 
 __all__ = [

@@ -46,6 +46,7 @@ from qdht.wire._registry import decode_object, register
 __all__ = [
     "IMMUTABLE_KEY_PREFIX",
     "KEY_SIZE",
+    "MAX_CACHE_LIFETIME",
     "MAX_ERROR_MESSAGE_BYTES",
     "MAX_HAVE",
     "MAX_NODES",

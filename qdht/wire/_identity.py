@@ -20,9 +20,11 @@ from qdht.wire._registry import register
 __all__ = [
     "IDENTITY_VERSION",
     "MAX_GRACE_PERIOD",
+    "MAX_SCRYPT_LOG2_N",
     "MLDSA_PUBLIC_KEY_SIZE",
     "MLDSA_SIGNATURE_SIZE",
     "NONCE_SIZE",
+    "SALT_SIZE",
     "XWING_PUBLIC_KEY_SIZE",
     "EncryptedKeyFile",
     "IdentityCertificate",

@@ -12,7 +12,15 @@ from typing import Any, ClassVar, Final, Protocol, Self, TypeVar
 from qdht.errors import DecodeError
 from qdht.wire._cbor import DEFAULT_LIMITS, CborLimits, dumps_canonical, loads_canonical
 
-__all__ = ["WireMessage", "decode", "decode_object", "encode", "message_types", "register"]
+__all__ = [
+    "WireMessage",
+    "decode",
+    "decode_object",
+    "encode",
+    "message_types",
+    "peek_type",
+    "register",
+]
 
 #: Longest allowed ``type`` value, in bytes.
 MAX_TYPE_LEN: Final = 32
@@ -95,3 +103,73 @@ def decode_object(
         raise
     except Exception as exc:  # a parser bug must still surface as a decode error
         raise DecodeError("malformed", path, f"{type(exc).__name__}: {exc}") from None
+
+
+_TYPE_KEY: Final = b"\x64type"  # the text string "type", CBOR-encoded
+
+
+def _skip(data: bytes, pos: int, depth: int) -> int:
+    """The offset after the CBOR item at ``pos``; raises IndexError/ValueError on garbage."""
+    if depth > 8:
+        raise ValueError("too deep")
+    initial = data[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    if info < 24:
+        arg = info
+    elif info <= 27:
+        size = 1 << (info - 24)
+        arg = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    else:
+        raise ValueError("indefinite or reserved length")
+    if major in (0, 1, 7):
+        return pos
+    if major in (2, 3):
+        return pos + arg
+    if major == 6:
+        return _skip(data, pos, depth + 1)
+    count = arg if major == 4 else 2 * arg
+    for _ in range(count):
+        pos = _skip(data, pos, depth + 1)
+    return pos
+
+
+def peek_type(payload: bytes) -> str | None:
+    """The ``type`` field of an encoded message, without decoding the rest.
+
+    What a node dispatches on (00-conventions.md §5): a message body is a map
+    whose ``type`` is a short text string.  None when ``payload`` is not such
+    a map or has no usable ``type``; the service that gets it then decodes it
+    fully and reports the error.  Canonical encoding puts ``type`` after the
+    shorter keys only, so this skips one to three small fields at most.
+    """
+    try:
+        initial = payload[0]
+        if initial >> 5 != 5:
+            return None
+        info = initial & 0x1F
+        if info < 24:
+            pairs, pos = info, 1
+        elif info == 24:
+            pairs, pos = payload[1], 2
+        else:
+            return None
+        for _ in range(pairs):
+            if payload.startswith(_TYPE_KEY, pos):
+                head = payload[pos + 5]
+                if head >> 5 != 3:
+                    return None
+                length, start = head & 0x1F, pos + 6
+                if length == 24:
+                    length, start = payload[start], start + 1
+                elif length > 24:
+                    return None
+                end = start + length
+                if length > MAX_TYPE_LEN or end > len(payload):
+                    return None
+                return payload[start:end].decode("utf-8")
+            pos = _skip(payload, _skip(payload, pos, 0), 0)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    return None

@@ -22,6 +22,7 @@ __all__ = [
     "MAC_SIZE",
     "MAX_FRAGMENTS",
     "MAX_HS_FRAGMENTS",
+    "MAX_PAYLOAD",
     "CloseFrame",
     "CookieReply",
     "DataPacket",

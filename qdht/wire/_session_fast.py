@@ -19,6 +19,7 @@ import attrs
 from qdht.wire._session import MLDSA_HASH_SIZE, NONCE_SIZE
 
 __all__ = [
+    "MAC_INPUT_HEAD",
     "HsView",
     "encode_data_packet",
     "encode_frag_frame",

@@ -19,9 +19,9 @@ import pytest
 import trio
 
 from qdht import Config, Contact, open_node
-from qdht._persist import RECORDS_FILE
 from qdht.dht import RequestCompleted, SqliteRecordStore, make_immutable
 from qdht.identity import Identity
+from qdht.node import RECORDS_FILE
 
 from ._procs import DIFFICULTY, qdht_node
 

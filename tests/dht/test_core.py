@@ -13,10 +13,12 @@ from qdht.dht import (
     DhtCore,
     DhtEvent,
     LookupCompleted,
+    LookupConfig,
     MemoryRecordStore,
     NodeDiscovered,
     PutCompleted,
     RecordLimits,
+    ReputationConfig,
     RequestCompleted,
     RequestFailed,
     RoutingConfig,
@@ -26,9 +28,8 @@ from qdht.dht import (
     ValidRecord,
     ValueStored,
     distance,
+    encoded_size,
 )
-from qdht.dht._config import ReputationConfig
-from qdht.dht._recordstore import encoded_size
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.wire import (
     Address,
@@ -37,6 +38,7 @@ from qdht.wire import (
     ErrorMessage,
     FindNode,
     FindValue,
+    ImmutableRecord,
     Nodes,
     Ping,
     Pong,
@@ -47,7 +49,6 @@ from qdht.wire import (
     encode,
     immutable_key,
 )
-from qdht.wire._records import ImmutableRecord
 
 RID = b"R" * 8
 E = TypeVar("E")
@@ -666,7 +667,8 @@ def test_local_misuse_raises() -> None:
 def test_full_bucket_pings_its_stale_head_and_replaces_it_when_silent() -> None:
     net = CoreNet(25)
     a = net.add(
-        routing=RoutingConfig(k=2, stale_after=10.0, replace_after_failures=1, outbound_first=0)
+        routing=RoutingConfig(k=2, stale_after=10.0, replace_after_failures=1, outbound_first=0),
+        lookup=LookupConfig(k=2),
     )
     # Fill a's buckets, then let the entries go stale.
     others = [net.add() for _ in range(12)]

@@ -27,17 +27,21 @@ from qdht.dht import (
 )
 from qdht.errors import ConfigError, RecordRejectedError
 from qdht.wire import (
+    AnyRecord,
     ErrorCode,
     ErrorMessage,
     FindValue,
+    MutableRecord,
     Nodes,
+    SetEntry,
     Store,
     Stored,
+    Tombstone,
     Value,
     decode,
     encode,
+    set_key,
 )
-from qdht.wire._records import AnyRecord, MutableRecord, SetEntry, Tombstone, set_key
 
 from .test_core import RID, CoreNet, Peer, build, error_code, only, request
 

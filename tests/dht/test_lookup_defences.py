@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-from qdht.dht import Lookup, LookupConfig, distance
-from qdht.dht._lookup import ClusterDetector
+from qdht.dht import ClusterDetector, Lookup, LookupConfig, distance
 from qdht.wire import Contact
 
 from .sim import contact_for, unique_ip

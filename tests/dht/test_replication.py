@@ -10,9 +10,7 @@ from __future__ import annotations
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht import distance
-from qdht.dht._records import make_immutable, sign_mutable
-from qdht.dht._replication import ReplicationConfig, cache_lifetime
+from qdht.dht import ReplicationConfig, cache_lifetime, distance, make_immutable, sign_mutable
 from qdht.errors import ConfigError, DecodeError
 from qdht.testing import CoreNetwork, SimCore
 from qdht.wire import Store, decode, encode, immutable_key
@@ -143,7 +141,7 @@ def test_a_cache_store_never_carries_cas() -> None:
         Store(bytes(8), immutable_key(b"x"), record, cas=1, cache=60)
     both = Store(bytes(8), immutable_key(b"x"), record, cas=1).to_cbor()
     both["cache"] = 60
-    from qdht.wire._cbor import dumps_canonical
+    from qdht.wire import dumps_canonical
 
     with pytest.raises(DecodeError) as info:
         decode(dumps_canonical(both))

@@ -6,14 +6,17 @@ import random
 
 import pytest
 
-from qdht.dht import RoutingTable, distance
-from qdht.dht._records import ValidRecord, make_immutable, validate_record
-from qdht.dht._recordstore import MemoryRecordStore
-from qdht.dht._replication import (
+from qdht.dht import (
+    MemoryRecordStore,
     ReplicationConfig,
     Replicator,
+    RoutingTable,
+    ValidRecord,
     cache_lifetime,
+    distance,
+    make_immutable,
     region_of,
+    validate_record,
 )
 from qdht.errors import ConfigError
 from qdht.wire import Address, Contact, immutable_key

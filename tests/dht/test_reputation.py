@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qdht.dht import DhtCore
-from qdht.dht._config import ReputationConfig
-from qdht.dht._reputation import Reputation
+from qdht.dht import DhtCore, Reputation, ReputationConfig
 from qdht.errors import ConfigError
 from qdht.wire import Address, Ping, encode
 

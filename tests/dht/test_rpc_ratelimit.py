@@ -5,10 +5,19 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from qdht.dht import DhtCore, RpcConfig
-from qdht.dht._core import RecordConfig
-from qdht.wire import Address, ErrorCode, ErrorMessage, Ping, Pong, Store, Stored, decode, encode
-from qdht.wire._records import ImmutableRecord
+from qdht.dht import DhtCore, RecordConfig, RpcConfig
+from qdht.wire import (
+    Address,
+    ErrorCode,
+    ErrorMessage,
+    ImmutableRecord,
+    Ping,
+    Pong,
+    Store,
+    Stored,
+    decode,
+    encode,
+)
 
 RID = b"R" * 8
 #: Records of these tests expire a day after the core's Unix time 0.

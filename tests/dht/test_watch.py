@@ -9,26 +9,23 @@ import attrs
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._events import WatchUpdate
-from qdht.dht._records import (
+from qdht.dht import (
     RecordValidator,
+    Subscribed,
     ValidRecord,
+    WatchConfig,
+    WatchLimits,
+    WatchRegistry,
+    WatchSubscriptions,
+    WatchUpdate,
+    catch_up,
     make_immutable,
     sign_mutable,
     sign_set_entry,
     sign_tombstone,
 )
-from qdht.dht._watch import (
-    Subscribed,
-    WatchConfig,
-    WatchLimits,
-    WatchRegistry,
-    WatchSubscriptions,
-    catch_up,
-)
 from qdht.errors import ConfigError, NodeStateError
-from qdht.wire import Address, Contact
-from qdht.wire._records import AnyRecord, MutableRecord
+from qdht.wire import Address, AnyRecord, Contact, MutableRecord
 
 #: Unix time at monotonic 0 in these tests.
 EPOCH = 1_750_000_000

@@ -13,15 +13,9 @@ from typing import Any
 import attrs
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht import DhtEvent
-from qdht.dht._events import WatchUpdate
-from qdht.dht._records import sign_mutable, sign_tombstone
-from qdht.dht._watch import WatchConfig, WatchLimits
-from qdht.testing import CoreNetwork, SimCore
-from qdht.testing._coresim import _DELIVER
-from qdht.wire import encode
-from qdht.wire._records import MutableRecord
-from qdht.wire._watch import Notify
+from qdht.dht import DhtEvent, WatchConfig, WatchLimits, WatchUpdate, sign_mutable, sign_tombstone
+from qdht.testing import DELIVER, CoreNetwork, SimCore
+from qdht.wire import MutableRecord, Notify, encode
 
 SALT = b"status"
 
@@ -48,7 +42,7 @@ class WatchNet(CoreNetwork):
         self.lose_notifies = False
 
     def _push(self, at: float, kind: int, a: Any, b: Any) -> None:
-        if self.lose_notifies and kind == _DELIVER and b"\x64typefnotify" in b[1]:
+        if self.lose_notifies and kind == DELIVER and b"\x64typefnotify" in b[1]:
             self.messages_lost += 1
             return
         super()._push(at, kind, a, b)

@@ -7,12 +7,10 @@ import time
 import pytest
 import trio
 
-from qdht._watching import KeyWatch
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._events import WatchUpdate
-from qdht.dht._records import sign_mutable, sign_tombstone
+from qdht.dht import WatchUpdate, sign_mutable, sign_tombstone
 from qdht.errors import NodeStateError
-from qdht.node import Node
+from qdht.node import KeyWatch, Node
 from qdht.testing import build_network
 
 SALT = b"presence"

@@ -10,8 +10,15 @@ import pytest
 from qdht.dht import DhtCore
 from qdht.identity import Identity
 from qdht.session import SessionEndpoint
-from qdht.wire import Address, ErrorCode, ErrorMessage, decode
-from qdht.wire._session_fast import parse_data_packet, parse_frame, parse_hs_fragment
+from qdht.wire import (
+    Address,
+    ErrorCode,
+    ErrorMessage,
+    decode,
+    parse_data_packet,
+    parse_frame,
+    parse_hs_fragment,
+)
 
 #: A handshake fragment whose body claims 2^63 bytes (a 9-byte CBOR head).
 HUGE_HS = bytes.fromhex(

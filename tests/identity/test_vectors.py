@@ -28,11 +28,11 @@ from qdht.identity import (
     SuccessorStatement,
     compute_node_id,
     puzzle_ok,
+    unseal,
     verify_certificate,
     verify_revocation,
     verify_successor,
 )
-from qdht.identity._keyfile import unseal
 from qdht.wire import decode, dumps_canonical, encode
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol-spec" / "vectors" / "identity"

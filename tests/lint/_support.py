@@ -59,11 +59,11 @@ def vector_files() -> dict[str, dict[str, Any]]:
                 case(2, {"type": "error", "code": "1", "message": "no"}, "invalid"),
             ],
         },
-        "test/test-echo.json": {
-            "rule": "test-echo",
+        "test/test-probe.json": {
+            "rule": "test-probe",
             "tests": [
-                case(1, {"type": "echo", "data": b""}, "valid"),
-                case(2, {"type": "echo", "data": b"x" * 17}, "invalid", reason="field-size"),
+                case(1, {"type": "probe", "data": b""}, "valid"),
+                case(2, {"type": "probe", "data": b"x" * 17}, "invalid", reason="field-size"),
             ],
         },
         "common/contact.json": {

@@ -17,7 +17,7 @@ SPEC = ["--spec", str(FIXTURE_SPEC)]
 PING = enc(ping())
 UNSORTED = bytes.fromhex("a2") + enc("type") + enc("ping") + enc("rid") + enc(b"r" * 8)
 NON_STRICT = enc(nodes(CONTACT, CONTACT))
-BAD = enc({"type": "echo", "data": 5})
+BAD = enc({"type": "probe", "data": 5})
 
 
 def write(tmp_path: Path, name: str, content: bytes) -> str:
@@ -45,7 +45,7 @@ def test_table_lists_each_verdict_and_exits_1(
     assert rows["0"] == ["OK", "dht-ping"]
     assert rows["1"] == ["NON-STRICT", "dht-nodes", "S-DHT-2", "$.nodes[1].id"]
     assert rows["2"] == ["NON-DETERMINISTIC", "dht-ping", "non-deterministic", "$"]
-    assert rows["3"] == ["INVALID", "test-echo", "field-type", "$.data"]
+    assert rows["3"] == ["INVALID", "test-probe", "field-type", "$.data"]
     assert out.endswith("4 messages: 1 OK, 1 NON-STRICT, 1 NON-DETERMINISTIC, 1 INVALID\n")
 
 
@@ -56,7 +56,7 @@ def test_quiet_shows_only_messages_not_ok(
     assert main(["messages", "--quiet", *SPEC, path]) == 1
     out = capsys.readouterr().out
     assert "dht-ping" not in out
-    assert "test-echo" in out
+    assert "test-probe" in out
 
 
 def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,7 +80,7 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert first["source"] == f"{path}:1"
     assert second["verdict"] == "INVALID"
     assert (second["rule"], second["reason"], second["path"]) == (
-        "test-echo",
+        "test-probe",
         "field-type",
         "$.data",
     )

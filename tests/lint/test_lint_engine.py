@@ -33,7 +33,7 @@ def test_valid_message_is_ok(linter: Linter) -> None:
 
 def test_rule_is_picked_by_type(linter: Linter) -> None:
     assert linter.lint(enc(nodes(CONTACT))).rule == "dht-nodes"
-    assert linter.lint(enc({"type": "echo", "data": b"hi"})).rule == "test-echo"
+    assert linter.lint(enc({"type": "probe", "data": b"hi"})).rule == "test-probe"
 
 
 # ---------------------------------------------------------------- SHOULD rules
@@ -102,7 +102,7 @@ def test_unsorted_map_keys_are_non_deterministic(linter: Linter) -> None:
 
 def test_non_shortest_integer_is_non_deterministic(linter: Linter) -> None:
     data = raw_map(
-        (item("n"), b"\x18\x05"), (item("data"), item(b"")), (item("type"), item("echo"))
+        (item("n"), b"\x18\x05"), (item("data"), item(b"")), (item("type"), item("probe"))
     )
     assert linter.lint(data).verdict == NON_DETERMINISTIC
 
@@ -143,17 +143,17 @@ def test_trailing_bytes_after_a_non_deterministic_item_are_invalid(linter: Linte
 
 
 def test_over_the_size_limit_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"x" * 80_000}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"x" * 80_000}))
     assert (verdict.verdict, verdict.reason) == (INVALID, "too-large")
 
 
 def test_float_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"", "n": 1.5}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"", "n": 1.5}))
     assert (verdict.verdict, verdict.reason, verdict.path) == (INVALID, "unsupported-type", "$.n")
 
 
 def test_tag_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"", "n": cbor2.CBORTag(99, 1)}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"", "n": cbor2.CBORTag(99, 1)}))
     assert (verdict.verdict, verdict.reason) == (INVALID, "unsupported-type")
 
 
@@ -170,18 +170,18 @@ def test_too_deep_is_invalid(linter: Linter) -> None:
     nested: Any = 0
     for _ in range(20):
         nested = [nested]
-    verdict = linter.lint(enc({"type": "echo", "data": b"", "n": nested}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"", "n": nested}))
     assert (verdict.verdict, verdict.reason) == (INVALID, "too-deep")
 
 
 def test_too_many_entries_is_invalid(linter: Linter) -> None:
-    big = {"type": "echo", "data": b"", **{f"k{i}": 0 for i in range(1030)}}
+    big = {"type": "probe", "data": b"", **{f"k{i}": 0 for i in range(1030)}}
     verdict = linter.lint(enc(big))
     assert (verdict.verdict, verdict.reason) == (INVALID, "too-many-items")
 
 
 def test_non_text_key_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"", 1: 2}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"", 1: 2}))
     assert (verdict.verdict, verdict.reason) == (INVALID, "non-text-key")
 
 
@@ -204,7 +204,7 @@ def test_message_without_a_usable_type_is_invalid(linter: Linter, obj: object, r
 
 
 def test_wrong_field_type_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": 5}))
+    verdict = linter.lint(enc({"type": "probe", "data": 5}))
     assert (verdict.verdict, verdict.reason, verdict.path) == (INVALID, "field-type", "$.data")
 
 
@@ -215,17 +215,17 @@ def test_text_where_sized_bytes_are_expected_is_invalid(linter: Linter) -> None:
 
 
 def test_oversize_field_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"x" * 17}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"x" * 17}))
     assert (verdict.verdict, verdict.reason, verdict.path) == (INVALID, "field-size", "$.data")
 
 
 def test_missing_field_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo"}))
+    verdict = linter.lint(enc({"type": "probe"}))
     assert (verdict.verdict, verdict.reason, verdict.path) == (INVALID, "missing-field", "$.data")
 
 
 def test_unknown_field_is_invalid(linter: Linter) -> None:
-    verdict = linter.lint(enc({"type": "echo", "data": b"", "extra": 1}))
+    verdict = linter.lint(enc({"type": "probe", "data": b"", "extra": 1}))
     assert (verdict.verdict, verdict.reason, verdict.path) == (INVALID, "unknown-field", "$.extra")
 
 
@@ -271,12 +271,12 @@ def test_forced_rule_checks_a_non_message_rule(linter: Linter) -> None:
 
 
 def test_verdict_json_has_every_field(linter: Linter) -> None:
-    assert linter.lint(enc({"type": "echo"})).to_json() == {
+    assert linter.lint(enc({"type": "probe"})).to_json() == {
         "verdict": INVALID,
-        "rule": "test-echo",
+        "rule": "test-probe",
         "reason": "missing-field",
         "path": "$.data",
-        "detail": linter.lint(enc({"type": "echo"})).detail,
+        "detail": linter.lint(enc({"type": "probe"})).detail,
         "should": [],
     }
 
@@ -297,8 +297,7 @@ def test_linter_accepts_a_spec_given_as_text() -> None:
 
 
 def test_real_spec_lints_qdht_messages() -> None:
-    from qdht.wire import Address, Contact, encode
-    from qdht.wire._dht import Nodes, Ping
+    from qdht.wire import Address, Contact, Nodes, Ping, encode
 
     linter = Linter()
     contact = Contact(b"\x05" * 32, [Address("udp", "192.0.2.1", 6881)])

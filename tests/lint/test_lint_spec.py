@@ -102,9 +102,9 @@ def test_message_rule_without_invalid_vectors_fails(
 
 
 def test_message_rule_without_vectors_fails(spec_copy: Path) -> None:
-    (spec_copy / "vectors" / "test" / "test-echo.json").unlink()
+    (spec_copy / "vectors" / "test" / "test-probe.json").unlink()
     failures = check_spec(spec_copy).failures
-    assert failures == ["rule test-echo: no valid vectors", "rule test-echo: no invalid vectors"]
+    assert failures == ["rule test-probe: no valid vectors", "rule test-probe: no invalid vectors"]
 
 
 def test_wrong_expected_result_fails(spec_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +149,7 @@ def test_wrong_expected_reason_fails(spec_copy: Path) -> None:
 
 def test_invalid_vector_of_another_type_is_judged_as_the_file_rule(spec_copy: Path) -> None:
     def add(content: dict[str, Any]) -> None:
-        echo_as_ping = enc({"type": "echo", "data": b""}).hex()
+        echo_as_ping = enc({"type": "probe", "data": b""}).hex()
         content["tests"].append({"tcId": 3, "cbor": echo_as_ping, "result": "invalid"})
         content["tests"].append({"tcId": 4, "cbor": echo_as_ping, "result": "valid"})
 
@@ -157,7 +157,7 @@ def test_invalid_vector_of_another_type_is_judged_as_the_file_rule(spec_copy: Pa
     failures = check_spec(spec_copy).failures
     assert failures == [
         "vectors/dht/dht-ping.json tcId 4: "
-        "lints against rule test-echo, not the file's rule dht-ping"
+        "lints against rule test-probe, not the file's rule dht-ping"
     ]
 
 
@@ -192,11 +192,11 @@ def test_cddl_that_does_not_compile_fails(
 
 def test_message_rule_types_are_unique_and_match_names(spec_copy: Path) -> None:
     text = (spec_copy / "qdht.cddl").read_text(encoding="utf-8")
-    text = text.replace('test-echo = { type: "echo"', 'test-echo = { type: "ping"')
+    text = text.replace('test-probe = { type: "probe"', 'test-probe = { type: "ping"')
     (spec_copy / "qdht.cddl").write_text(text, encoding="utf-8")
     failures = check_spec(spec_copy).failures
-    assert 'rule test-echo: a message rule of type "ping" is named <area>-ping' in failures
-    assert 'rule test-echo: type "ping" is also the type of dht-ping' in failures
+    assert 'rule test-probe: a message rule of type "ping" is named <area>-ping' in failures
+    assert 'rule test-probe: type "ping" is also the type of dht-ping' in failures
 
 
 def test_not_a_spec_directory_is_a_usage_error(

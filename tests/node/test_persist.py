@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qdht._persist import atomic_write, load_snapshot, save_snapshot
-from qdht._published import SCHEMA_VERSION, PublishedRecords
-from qdht.dht._records import make_immutable, sign_mutable
-from qdht.dht._routing import RoutingTable
+from qdht.dht import RoutingTable, make_immutable, sign_mutable
 from qdht.errors import StoreError
 from qdht.identity import Identity
-from qdht.wire import Address, Contact, immutable_key
-from qdht.wire._records import mutable_key, owner_hash
+from qdht.node import SCHEMA_VERSION, PublishedRecords, atomic_write, load_snapshot, save_snapshot
+from qdht.wire import Address, Contact, immutable_key, mutable_key, owner_hash
 
 
 def test_published_records_survive_reopen(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from qdht import Config, open_node
-from qdht._persist import ROUTING_FILE
 from qdht.identity import Identity
+from qdht.node import ROUTING_FILE
 from qdht.testing import MemoryNetwork
 
 DIFFICULTY = 0

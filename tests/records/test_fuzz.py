@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from qdht_lint._cddl import SpecCddl
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import (
+from qdht.dht import (
     REJECT_REASONS,
     RecordValidator,
     ValidRecord,
@@ -28,8 +28,7 @@ from qdht.dht._records import (
     sign_tombstone,
 )
 from qdht.errors import DecodeError, RecordRejectedError
-from qdht.wire import decode, dumps_canonical, encode
-from qdht.wire._records import (
+from qdht.wire import (
     MAX_RECORD_TIME,
     RECORD_TYPES,
     AnyRecord,
@@ -37,6 +36,9 @@ from qdht.wire._records import (
     MutableRecord,
     SetEntry,
     Tombstone,
+    decode,
+    dumps_canonical,
+    encode,
 )
 
 from .conftest import DAY, NOW

@@ -5,9 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from qdht._ratelimit import TokenBuckets
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import (
+from qdht.dht import (
     BestOf,
     Outcome,
     RecordLimits,
@@ -25,15 +24,18 @@ from qdht.dht._records import (
     validate_record,
 )
 from qdht.errors import ConfigError, DecodeError, RecordRejectedError
-from qdht.wire import decode, encode, immutable_key
-from qdht.wire._records import (
+from qdht.ratelimit import TokenBuckets
+from qdht.wire import (
     MAX_SALT_SIZE,
     RECORD_TYPES,
     ImmutableRecord,
     MutableRecord,
     SetEntry,
     Tombstone,
+    decode,
     decode_record,
+    encode,
+    immutable_key,
     mutable_key,
     owner_hash,
     set_key,

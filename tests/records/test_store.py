@@ -9,26 +9,24 @@ from pathlib import Path
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import (
+from qdht.dht import (
+    MemoryRecordStore,
     Outcome,
     RecordLimits,
+    RecordStore,
+    SqliteRecordStore,
+    StoreLimits,
     ValidRecord,
+    encoded_size,
     make_immutable,
     sign_mutable,
     sign_set_entry,
     sign_tombstone,
+    source_label,
     validate_record,
 )
-from qdht.dht._recordstore import (
-    MemoryRecordStore,
-    RecordStore,
-    SqliteRecordStore,
-    StoreLimits,
-    encoded_size,
-    source_label,
-)
 from qdht.errors import ConfigError, StoreError
-from qdht.wire._records import AnyRecord
+from qdht.wire import AnyRecord
 
 from .conftest import DAY, NOW
 

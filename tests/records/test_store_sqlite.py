@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht import _recordstore
-from qdht.dht._records import ValidRecord, make_immutable, sign_mutable, validate_record
-from qdht.dht._recordstore import SCHEMA_VERSION, SqliteRecordStore, StoreLimits, encoded_size
+from qdht.dht import (
+    SCHEMA_VERSION,
+    SqliteRecordStore,
+    StoreLimits,
+    ValidRecord,
+    _recordstore,
+    encoded_size,
+    make_immutable,
+    sign_mutable,
+    validate_record,
+)
 from qdht.errors import ConfigError, StoreError
-from qdht.wire._records import AnyRecord
+from qdht.wire import AnyRecord
 
 from .conftest import DAY, NOW
 

@@ -16,7 +16,7 @@ import attrs
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import (
+from qdht.dht import (
     REJECT_REASONS,
     Outcome,
     RecordLimits,
@@ -26,8 +26,7 @@ from qdht.dht._records import (
     validate_record,
 )
 from qdht.errors import RecordRejectedError
-from qdht.wire import decode
-from qdht.wire._records import RECORD_TYPES, AnyRecord, ImmutableRecord, owner_hash
+from qdht.wire import RECORD_TYPES, AnyRecord, ImmutableRecord, decode, owner_hash
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol-spec" / "vectors" / "records"
 RULES = ["records-immutable", "records-mutable", "records-tombstone", "records-set_entry"]

@@ -16,9 +16,11 @@ from qdht.session import (
     SessionConfig,
     SessionEndpoint,
     SessionEstablished,
+    SymmetricState,
+    cookie_mac,
+    mac1_key,
+    protocol_name,
 )
-from qdht.session._endpoint import _mac, mac1_key
-from qdht.session._noise import SymmetricState, protocol_name
 from qdht.wire import decode
 
 from ._support import Wire, events, identity
@@ -243,8 +245,7 @@ def test_forged_cookie_reply_is_dropped() -> None:
     ea = wire.add(A, identity(0))
     ea.connect(B, identity(1).node_id, 0.0)
     first = ea.datagrams_to_send(0.0)
-    from qdht.wire import decode, encode
-    from qdht.wire._session import CookieReply, HandshakeFragment
+    from qdht.wire import CookieReply, HandshakeFragment, decode, encode
 
     frag = decode(first[0][0])
     assert isinstance(frag, HandshakeFragment)
@@ -297,7 +298,7 @@ def test_sending_to_ourselves_or_oversized_is_local_misuse() -> None:
 
 
 def test_fragment_mac1_covers_every_field_but_the_macs() -> None:
-    from qdht.wire._session import HandshakeFragment
+    from qdht.wire import HandshakeFragment
 
     wire = Wire()
     ea = wire.add(A, identity(0))
@@ -305,12 +306,12 @@ def test_fragment_mac1_covers_every_field_but_the_macs() -> None:
     frag = decode(ea.datagrams_to_send(0.0)[0][0])
     assert isinstance(frag, HandshakeFragment)
     key = mac1_key(identity(1).node_id)
-    assert _mac(key, frag.mac_input()) == frag.mac1
+    assert cookie_mac(key, frag.mac_input()) == frag.mac1
     assert frag.mac_input()[:7] == b"qdht-hs"
     tampered = HandshakeFragment(
         frag.kind, frag.sid, 1, frag.index, frag.count, frag.body, frag.mac1
     )
-    assert _mac(key, tampered.mac_input()) != frag.mac1
+    assert cookie_mac(key, tampered.mac_input()) != frag.mac1
 
 
 def test_global_handshake_buffer_is_bounded_and_evicts_oldest() -> None:

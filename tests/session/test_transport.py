@@ -15,8 +15,7 @@ from qdht.session import (
     SessionConfig,
     SessionEndpoint,
 )
-from qdht.wire import decode, dumps_canonical, encode
-from qdht.wire._session import DataPacket
+from qdht.wire import DataPacket, decode, dumps_canonical, encode
 
 from ._support import Wire, events, identity
 

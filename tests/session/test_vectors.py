@@ -11,8 +11,7 @@ import pytest
 from qdht.crypto.xwing import XWingPrivateKey
 from qdht.errors import DecodeError
 from qdht.session import PQXX, HandshakeState, KemOps
-from qdht.wire import decode
-from qdht.wire._session import HandshakeFragment
+from qdht.wire import HandshakeFragment, decode
 
 SPEC = Path(__file__).resolve().parents[2] / "protocol-spec"
 BISCUIT = 225

@@ -8,19 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qdht.errors import ConfigError, DecodeError
-from qdht.wire import decode, encode
-from qdht.wire._session import (
+from qdht.wire import (
     CloseFrame,
     CookieReply,
     DataPacket,
     FragmentFrame,
     HandshakeFragment,
     Hello,
+    HsView,
     KeepaliveFrame,
     MessageFrame,
-)
-from qdht.wire._session_fast import (
-    HsView,
+    decode,
+    encode,
     encode_data_packet,
     encode_frag_frame,
     encode_hs_fragment,

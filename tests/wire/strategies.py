@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 from qdht.wire import (
     KEY_SIZE,
     MAX_ADDRESSES,
+    MAX_ERROR_MESSAGE_BYTES,
+    MAX_NODES,
+    MAX_RECORD_TIME,
     MAX_VALUE_SIZE,
     NODE_ID_SIZE,
     RID_SIZE,
@@ -24,20 +27,16 @@ from qdht.wire import (
     ErrorMessage,
     FindNode,
     FindValue,
+    ImmutableRecord,
+    MutableRecord,
     Nodes,
     Ping,
     Pong,
+    SetEntry,
     Store,
     Stored,
-    Value,
-)
-from qdht.wire._dht import MAX_ERROR_MESSAGE_BYTES, MAX_NODES
-from qdht.wire._records import (
-    MAX_RECORD_TIME,
-    ImmutableRecord,
-    MutableRecord,
-    SetEntry,
     Tombstone,
+    Value,
 )
 
 __all__ = [

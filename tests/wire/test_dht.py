@@ -11,15 +11,19 @@ from hypothesis import given
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire import (
     DEFAULT_LIMITS,
+    RESPONSE_TYPES,
     Address,
     Contact,
     ErrorCode,
     ErrorMessage,
     FindNode,
     FindValue,
+    ImmutableRecord,
+    MutableRecord,
     Nodes,
     Ping,
     Pong,
+    SetEntry,
     Store,
     Stored,
     Value,
@@ -29,9 +33,8 @@ from qdht.wire import (
     immutable_key,
     message_types,
     new_rid,
+    owner_hash,
 )
-from qdht.wire._dht import RESPONSE_TYPES
-from qdht.wire._records import ImmutableRecord, MutableRecord, SetEntry, owner_hash
 
 from .strategies import MESSAGE_STRATEGIES, messages
 

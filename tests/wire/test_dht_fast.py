@@ -6,8 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qdht.errors import DecodeError
-from qdht.wire import Address, Contact, Nodes, Ping, decode, encode
-from qdht.wire._dht_fast import encode_nodes, parse_nodes
+from qdht.wire import Address, Contact, Nodes, Ping, decode, encode, encode_nodes, parse_nodes
 
 from .strategies import MESSAGE_STRATEGIES
 

@@ -11,11 +11,19 @@ from hypothesis import strategies as st
 from qdht_lint._cddl import SpecCddl
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import make_immutable, sign_mutable, sign_set_entry, sign_tombstone
+from qdht.dht import make_immutable, sign_mutable, sign_set_entry, sign_tombstone
 from qdht.errors import ConfigError, DecodeError
-from qdht.wire import decode, dumps_canonical, encode
-from qdht.wire._records import AnyRecord
-from qdht.wire._watch import MAX_WATCH_TTL, Notified, Notify, Watch, Watching
+from qdht.wire import (
+    MAX_WATCH_TTL,
+    AnyRecord,
+    Notified,
+    Notify,
+    Watch,
+    Watching,
+    decode,
+    dumps_canonical,
+    encode,
+)
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "protocol-spec"
 RID = b"\x01" * 8

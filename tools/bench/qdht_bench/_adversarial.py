@@ -44,8 +44,13 @@ from typing import Any
 from qdht.crypto import MLDSAPrivateKey
 from qdht.dht import LookupConfig, sign_mutable
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY
-from qdht.testing import AdversarialNetwork, SimCore, SimOperation, eclipse_puzzle_cost
-from qdht.testing._adversary import AdversaryCore
+from qdht.testing import (
+    AdversarialNetwork,
+    AdversaryCore,
+    SimCore,
+    SimOperation,
+    eclipse_puzzle_cost,
+)
 from qdht_bench._common import BenchResult, Target
 
 DESCRIPTION = "honest get success with 10/20/30 percent adversaries per strategy, d = 1 and 4"

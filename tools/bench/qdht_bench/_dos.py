@@ -34,10 +34,17 @@ import trio
 
 from qdht import Config, open_node
 from qdht.identity import Identity
-from qdht.session import SessionConfig, SessionEndpoint, SessionEstablished
-from qdht.session._endpoint import _mac, mac1_key
-from qdht.wire import Address, Contact, FindNode, Ping, encode
-from qdht.wire._session_fast import HsView, encode_hs_fragment, parse_hs_fragment
+from qdht.session import SessionConfig, SessionEndpoint, SessionEstablished, cookie_mac, mac1_key
+from qdht.wire import (
+    Address,
+    Contact,
+    FindNode,
+    HsView,
+    Ping,
+    encode,
+    encode_hs_fragment,
+    parse_hs_fragment,
+)
 from qdht_bench._common import BenchResult, Target, median, percentile
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -185,7 +192,7 @@ def _attacker_main(
             for f in first:
                 assert f is not None
                 view = HsView(f.kind, sid, 0, f.index, f.count, f.body, b"")
-                view.mac1 = _mac(key, view.mac_input())
+                view.mac1 = cookie_mac(key, view.mac_input())
                 handshakes.append(encode_hs_fragment(view))
     # 3. Garbage: random bytes, and well-formed packets that must fail their checks.
     garbage = [rng.randbytes(rng.randint(1, 1200)) for _ in range(1024)]

@@ -41,7 +41,7 @@ from typing import Any
 
 import attrs
 
-from qdht.dht._records import make_immutable
+from qdht.dht import make_immutable
 from qdht.testing import ChurnEvent, ChurnSchedule, CoreNetwork, SimOperation
 from qdht.wire import immutable_key
 from qdht_bench._common import BenchResult, Target, median, percentile

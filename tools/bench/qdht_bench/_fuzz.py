@@ -45,27 +45,32 @@ import cbor2
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.crypto.xwing import XWingPrivateKey
-from qdht.dht import DhtCore, RpcConfig
-from qdht.dht._core import RecordConfig
-from qdht.dht._records import RecordValidator
+from qdht.dht import DhtCore, RecordConfig, RecordValidator, RpcConfig
 from qdht.errors import DecodeError, RecordRejectedError
 from qdht.identity import Identity
-from qdht.session import SessionConfig, SessionEndpoint
-from qdht.session._endpoint import Keypair, _mac, mac1_key
-from qdht.wire import Address, Contact, Ping, decode, encode
-from qdht.wire._cbor import loads_canonical
-from qdht.wire._dht_fast import parse_nodes
-from qdht.wire._records import RECORD_TYPES, record_key
-from qdht.wire._registry import decode_object
-from qdht.wire._session import DataPacket, FragmentFrame, HandshakeFragment, MessageFrame
-from qdht.wire._session_fast import (
+from qdht.session import Keypair, SessionConfig, SessionEndpoint, cookie_mac, mac1_key
+from qdht.wire import (
+    RECORD_TYPES,
+    Address,
+    Contact,
+    DataPacket,
+    FragmentFrame,
+    HandshakeFragment,
     HsView,
+    MessageFrame,
+    Ping,
+    decode,
+    decode_object,
+    encode,
     encode_frag_frame,
     encode_hs_fragment,
     encode_msg_frame,
+    loads_canonical,
     parse_data_packet,
     parse_frame,
     parse_hs_fragment,
+    parse_nodes,
+    record_key,
 )
 from qdht_bench._common import BenchResult, Target
 
@@ -482,7 +487,7 @@ def _fix_mac1(data: bytes, key: bytes, rng: random.Random) -> bytes:
     frag = parse_hs_fragment(data)
     if frag is None:
         return data
-    mac1 = _mac(key, frag.mac_input())
+    mac1 = cookie_mac(key, frag.mac_input())
     mac2 = frag.mac2 if rng.random() < 0.5 else None
     return encode_hs_fragment(
         HsView(frag.kind, frag.sid, frag.rid, frag.index, frag.count, frag.body, mac1), mac2

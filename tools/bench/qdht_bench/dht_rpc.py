@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable
 
 from qdht.dht import DhtCore, RpcConfig
-from qdht.wire import Address, Contact, FindNode, Nodes, decode, encode
-from qdht.wire._dht_fast import encode_nodes, parse_nodes
+from qdht.wire import Address, Contact, FindNode, Nodes, decode, encode, encode_nodes, parse_nodes
 from qdht_bench._common import BenchResult, Target, median
 
 DESCRIPTION = (

@@ -29,10 +29,8 @@ from qdht.crypto import xwing
 from qdht.crypto.aead import TAG_SIZE, ChaChaPoly
 from qdht.crypto.hashes import hkdf_blake2b
 from qdht.identity import Identity, compute_node_id, puzzle_ok
-from qdht.session import SessionConfig, SessionEndpoint
-from qdht.session._endpoint import _KEEPALIVE, BISCUIT_SIZE, HS_OVERHEAD
-from qdht.wire import dumps_canonical
-from qdht.wire._session import MAC_SIZE, Hello
+from qdht.session import BISCUIT_SIZE, HS_OVERHEAD, KEEPALIVE_FRAME, SessionConfig, SessionEndpoint
+from qdht.wire import MAC_SIZE, Hello, dumps_canonical
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -130,7 +128,7 @@ def _primitives(a: Identity, b: Identity) -> float:
     h = bytes(64)
     secret = os.urandom(32)  # both sides of each AEAD operation share its key
     keys = [ChaChaPoly(secret) for _ in range(11)]
-    for size in (pk, hello, 200, ct, pk, hello, ct, 0, len(_KEEPALIVE)):
+    for size in (pk, hello, 200, ct, pk, hello, ct, 0, len(KEEPALIVE_FRAME)):
         sealed = keys[0].encrypt(0, h, bytes(size))
         keys[1].decrypt(0, h, sealed)
     mac_key = bytes(32)

@@ -22,19 +22,22 @@ from typing import Final
 
 import cbor2
 
-from qdht.wire import Address, Contact, WireMessage, encode
-from qdht.wire._dht import (
+from qdht.wire import (
+    Address,
+    Contact,
     ErrorMessage,
     FindNode,
     FindValue,
+    ImmutableRecord,
     Nodes,
     Ping,
     Pong,
     Store,
     Stored,
     Value,
+    WireMessage,
+    encode,
 )
-from qdht.wire._records import ImmutableRecord
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = ["DESCRIPTION", "add_arguments", "make_messages", "run"]

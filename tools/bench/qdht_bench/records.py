@@ -21,15 +21,14 @@ import attrs
 
 from qdht.crypto import mldsa
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import (
+from qdht.dht import (
     RecordValidator,
     accept,
     make_immutable,
     sign_mutable,
     validate_record,
 )
-from qdht.wire import decode, encode
-from qdht.wire._records import RECORD_TYPES, owner_hash
+from qdht.wire import RECORD_TYPES, decode, encode, owner_hash
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]

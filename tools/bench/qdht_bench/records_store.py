@@ -33,8 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from qdht.dht._records import ValidRecord, make_immutable, validate_record
-from qdht.dht._recordstore import MemoryRecordStore, RecordStore, SqliteRecordStore
+from qdht.dht import (
+    MemoryRecordStore,
+    RecordStore,
+    SqliteRecordStore,
+    ValidRecord,
+    make_immutable,
+    validate_record,
+)
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = [

@@ -18,8 +18,7 @@ from typing import Any, Final
 import cbor2
 
 from qdht.crypto.hashes import sha3_256
-from qdht.wire import Address, Contact, encode
-from qdht.wire._bootstrap import CONTACT_LIST_CONTEXT, ContactList
+from qdht.wire import CONTACT_LIST_CONTEXT, Address, Contact, ContactList, encode
 from qdht_lint._cddl import default_spec_dir
 from qdht_lint.vectors._common import vector_file
 from qdht_lint.vectors._dht import _common_invalid

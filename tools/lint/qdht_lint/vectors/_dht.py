@@ -29,20 +29,18 @@ from qdht.wire import (
     ErrorMessage,
     FindNode,
     FindValue,
+    ImmutableRecord,
+    MutableRecord,
     Nodes,
     Ping,
     Pong,
+    SetEntry,
     Store,
     Stored,
+    Tombstone,
     Value,
     encode,
     immutable_key,
-)
-from qdht.wire._records import (
-    ImmutableRecord,
-    MutableRecord,
-    SetEntry,
-    Tombstone,
     owner_hash,
 )
 from qdht_lint.vectors._common import Case, Valid, vector_file

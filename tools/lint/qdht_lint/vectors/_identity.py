@@ -37,14 +37,14 @@ from qdht.identity import (
     SUCCESSOR_CONTEXT,
     compute_node_id,
     puzzle_ok,
+    seal,
 )
-from qdht.identity._keyfile import seal
-from qdht.wire import encode
-from qdht.wire._identity import (
+from qdht.wire import (
     IdentityCertificate,
     KeyFile,
     Revocation,
     SuccessorStatement,
+    encode,
 )
 from qdht_lint._cddl import default_spec_dir
 from qdht_lint.vectors._common import Case, Valid, vector_file

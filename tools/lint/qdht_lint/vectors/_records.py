@@ -33,15 +33,15 @@ import cbor2
 from qdht.crypto import mldsa
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import DEFAULT_RECORD_LIMITS
+from qdht.dht import DEFAULT_RECORD_LIMITS
 from qdht.errors import InvalidSignatureError
-from qdht.wire import encode
-from qdht.wire._records import (
+from qdht.wire import (
     ImmutableRecord,
     MutableRecord,
     SetEntry,
     SignedRecord,
     Tombstone,
+    encode,
     owner_hash,
 )
 from qdht_lint._cddl import default_spec_dir

@@ -32,11 +32,8 @@ from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.identity import Identity, compute_node_id, puzzle_ok
-from qdht.session import SessionEndpoint
-from qdht.session._endpoint import BISCUIT_SIZE
-from qdht.session._noise import KemOps, protocol_name
-from qdht.wire import encode
-from qdht.wire._session import (
+from qdht.session import BISCUIT_SIZE, KemOps, SessionEndpoint, protocol_name
+from qdht.wire import (
     MAX_PAYLOAD,
     CloseFrame,
     CookieReply,
@@ -46,6 +43,7 @@ from qdht.wire._session import (
     Hello,
     KeepaliveFrame,
     MessageFrame,
+    encode,
 )
 from qdht_lint.vectors._common import Case, vector_file
 

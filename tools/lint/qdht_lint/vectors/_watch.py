@@ -16,9 +16,7 @@ from typing import Any, Final
 
 import cbor2
 
-from qdht.wire import encode
-from qdht.wire._records import ImmutableRecord
-from qdht.wire._watch import MAX_WATCH_TTL, Notified, Notify, Watch, Watching
+from qdht.wire import MAX_WATCH_TTL, ImmutableRecord, Notified, Notify, Watch, Watching, encode
 from qdht_lint._cddl import default_spec_dir
 from qdht_lint.vectors._common import Case, Valid, vector_file
 from qdht_lint.vectors._dht import _common_invalid

@@ -1,15 +1,20 @@
 """The public node: ``async with qdht.open_node(config) as node: ...``.
 
-A thin Trio driver (DESIGN §3) around two sans-IO cores: the
-:class:`~qdht.session.SessionEndpoint` (handshakes, encryption) and the
-:class:`~qdht.dht.DhtCore` (RPCs, routing table, lookups, records, watches).
-One nursery per node holds three tasks: the reader (transport → session →
-DHT), the timer (both cores' timers) and the upkeep (republishing this
-node's own records, saving the routing table).  Datagrams go out from
-whichever task produced them, one writer at a time.  Leaving the ``async
-with`` block cancels the tasks, closes the transports the node opened and
-the files it keeps in ``data_dir``, and ends every ``events()`` subscription
-and ``watch()``: nothing outlives the node.
+A node is a set of services over one session layer (HACKING "Services"):
+the :class:`~qdht.session.SessionDriver` moves datagrams between the
+transport and the :class:`~qdht.session.SessionEndpoint` (handshakes,
+encryption); every message a session delivers goes to the service that owns
+its ``type`` (:class:`~qdht.node.ServiceTable`).  The DHT runs as three
+services over one :class:`~qdht.dht.DhtCore`: ``dht`` (requests, lookups),
+``watch`` and ``replication``; ``Config.services`` and ``open_node(...,
+services=...)`` add more without any change here.
+
+One nursery per node holds the session driver's task tree and one task
+tree per service (each started with ``nursery.start``).  Leaving the
+``async with`` block cancels them all, closes the transports the node opened
+and the files it keeps in ``data_dir``, and ends every ``events()``
+subscription and ``watch()``: nothing outlives the node.  An error in any
+service's tasks stops the node and is raised from the ``async with``.
 """
 
 from __future__ import annotations
@@ -30,12 +35,11 @@ from typing import Any, Final
 import attrs
 import trio
 
-from qdht._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
-from qdht._published import PUBLISHED_FILE, PublishedRecords
-from qdht._watching import KeyWatch, WatchHub
 from qdht.config import Config, parse_listen
 from qdht.dht import (
     DEFAULT_LIST_LIFETIME,
+    RPC_TYPES,
+    WATCH_TYPES,
     DhtCore,
     DhtEvent,
     LookupCompleted,
@@ -44,11 +48,14 @@ from qdht.dht import (
     NodeEvent,
     PutCompleted,
     RecordStore,
+    ReplicationPart,
     RequestCompleted,
     RequestFailed,
     RoutingTable,
+    RpcPart,
     SqliteRecordStore,
     ValidRecord,
+    WatchPart,
     WatchUpdate,
     make_immutable,
     sign_contact_list,
@@ -66,25 +73,46 @@ from qdht.errors import (
     RecordRejectedError,
     RPCError,
     SessionError,
-    TransportError,
 )
 from qdht.identity import Identity
-from qdht.session import HandshakeFailed, MessageReceived, SessionEndpoint, keylog_from_environ
+from qdht.node._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
+from qdht.node._published import PUBLISHED_FILE, PublishedRecords
+from qdht.node._service import (
+    Operations,
+    Service,
+    ServiceContext,
+    ServiceFactory,
+    ServiceTable,
+    run_service,
+)
+from qdht.node._watching import KeyWatch, WatchHub
+from qdht.session import (
+    HandshakeFailed,
+    MessageReceived,
+    SessionDriver,
+    SessionEndpoint,
+    keylog_from_environ,
+)
 from qdht.transport import (
     DatagramTransport,
     MultiTransport,
     open_udp_transport,
     open_websocket_transport,
 )
-from qdht.wire import KEY_SIZE, MAX_LIST_CONTACTS, Address, Contact, encode, immutable_key
-from qdht.wire._records import (
+from qdht.wire import (
+    KEY_SIZE,
+    MAX_LIST_CONTACTS,
     MAX_SALT_SIZE,
     MAX_TOPIC_SIZE,
+    Address,
     AnyRecord,
+    Contact,
     ImmutableRecord,
     MutableRecord,
     SetEntry,
     Tombstone,
+    encode,
+    immutable_key,
     mutable_key,
     set_key,
 )
@@ -97,14 +125,6 @@ logger = logging.getLogger(__name__)
 STORE_OVERHEAD: Final = 128
 _TEST_NET_V4: Final = "192.0.2.1"  # RFC 5737: only used to ask the kernel for a route
 _TEST_NET_V6: Final = "2001:db8::1"  # RFC 3849
-
-
-class _Waiter:
-    __slots__ = ("event", "result")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.result: DhtEvent | None = None
 
 
 class EventSubscription:
@@ -178,6 +198,7 @@ class Node:
         identity: Identity,
         transport: DatagramTransport,
         keylog: Callable[[str], None] | None = None,
+        services: Iterable[ServiceFactory] = (),
     ) -> None:
         self.config = config
         self.identity = identity
@@ -189,6 +210,7 @@ class Node:
         if self._data_dir is not None:
             self._data_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = SessionEndpoint(identity, config.session, keylog=keylog)
+        self._driver = SessionDriver(transport, self.endpoint, self._step)
         kinds = {address.transport for address in transport.local_addresses}
         ws_ports = [a.port for a in transport.local_addresses if a.transport == "ws"]
         self.core = DhtCore(
@@ -205,6 +227,7 @@ class Node:
             reputation=config.reputation,
             watch_config=config.watch,
             watch_limits=config.watch_limits,
+            replication=config.replication,
             unix_offset=self._unix_offset,
             client_mode=config.client_mode,
             transports=kinds,
@@ -223,15 +246,42 @@ class Node:
             identity.node_id,
             tuple(_advertised(a, config.advertise_host) for a in transport.local_addresses)[:4],
         )
-        self._waiters: dict[int, _Waiter] = {}
+        self._operations = Operations()
         self._subscribers: set[EventSubscription] = set()
         self._events_dropped = 0
         self._drops: dict[str, int] = {}
-        self._wake = trio.Event()
-        self._timer_at = -math.inf
-        self._writing = False
         self._running = True
         self._bootstrap = {"answered": 0, "refused": 0, "unreachable": 0}
+        #: The node's services, by name: ``dht``, ``watch``, ``replication``, then
+        #: those of ``Config.services`` and ``open_node(services=...)``.
+        self.services = ServiceTable()
+        core = self.core
+        # The DHT first: it is the default service (message types nobody owns).
+        self.services.add(
+            Service(
+                "dht",
+                RpcPart(core),
+                RPC_TYPES,
+                on_event=self._dispatch,
+                tasks=(_save_routing_periodically,),
+                close=self._close_dht,
+            )
+        )
+        self.services.add(Service("watch", WatchPart(core), WATCH_TYPES, on_event=self._dispatch))
+        self.services.add(
+            Service(
+                "replication",
+                ReplicationPart(core),
+                on_event=self._dispatch,
+                tasks=(_republish_own_records,),
+                close=self._published.close,
+            )
+        )
+        context = ServiceContext(config, identity, now, self._unix_offset, self._data_dir)
+        for factory in (*config.services, *services):
+            if not callable(factory):
+                raise ConfigError(f"services: expected a service factory, got {factory!r}")
+            self.services.add(factory(context))
 
     def _open_records(self) -> RecordStore:
         """SQLite under ``data_dir`` (durable once a STORE is answered), else memory."""
@@ -716,11 +766,15 @@ class Node:
           ``random_walks``), ``reputation`` (scores, offences, bans),
           ``clusters`` (keys with suspiciously many IDs near them),
           ``events_dropped``;
+        * ``services``: the names of the node's services; each service
+          other than ``dht``, ``watch`` and ``replication`` (whose counters are
+          the keys above) adds its own counters under its name;
         * ``drops``: everything dropped, by ``"<layer>.<reason>"`` with layer
-          ``dht``, ``routing``, ``session``, ``transport`` or ``node``;
-          ``drops_total`` is their sum.
+          ``dht``, ``routing``, ``session``, ``transport``, ``node`` or a
+          service's name; ``drops_total`` is their sum.
         """
-        core = self.core.stats()
+        services = self.services.stats()
+        core = services["dht"]
         session = self.endpoint.stats()
         transport = self.transport.stats()
         drops: dict[str, int] = {}
@@ -728,13 +782,18 @@ class Node:
             ("dht", core["drops"]),
             ("routing", core["routing"]["drops"]),
             ("session", session["drops"]),
-            ("node", self._drops),
+            ("node", {**self._drops, **self._driver.drops}),
         ):
             for reason, count in table.items():
                 drops[f"{layer}.{reason}"] = count
         for key, count in transport.items():
             if key.startswith("drop_"):
                 drops[f"transport.{key[5:]}"] = count
+        # Services beyond the DHT's three: their counters under their name.
+        extra = {n: s for n, s in services.items() if n not in ("dht", "watch", "replication")}
+        for name, counters in extra.items():
+            for reason, count in counters.get("drops", {}).items():
+                drops[f"{name}.{reason}"] = count
         return {
             "node_id": self.node_id.hex(),
             "client_mode": self.client_mode,
@@ -756,14 +815,16 @@ class Node:
             "bootstrap": dict(self._bootstrap),
             "storage": core["storage"],
             "records": core["records"],
-            "watch": core["watch"],
-            "replication": core["replication"],
+            "watch": services["watch"],
+            "replication": services["replication"],
             "reputation": core["reputation"],
             "clusters": core["clusters"],
             "records_published": len(self._published),
             "records_republished": self._republished,
             "routing": {k: v for k, v in core["routing"].items() if k != "drops"},
             "events_dropped": self._events_dropped,
+            "services": sorted(services),
+            **extra,
             "drops": drops,
             "drops_total": sum(drops.values()),
         }
@@ -785,61 +846,51 @@ class Node:
         return event
 
     async def _run(self, start: Callable[[float], int]) -> DhtEvent:
-        """Start work in the core and wait for the event that ends it."""
+        """Start work in the DHT core and wait for the event that ends it."""
         self._check_running()
-        handle = start(trio.current_time())
-        waiter = _Waiter()
-        self._waiters[handle] = waiter
-        try:
-            await self._flush()
-            await waiter.event.wait()
-        finally:
-            self._waiters.pop(handle, None)
-        assert waiter.result is not None
-        return waiter.result
+        event = await self._operations.run(self, start)
+        return event  # type: ignore[return-value]
 
     # ------------------------------------------------------------ driver
 
     def _drop(self, reason: str) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
 
-    def _step(self) -> None:
-        """Move messages and events between the two cores until both are quiet."""
-        endpoint, core = self.endpoint, self.core
-        now = trio.current_time()
+    def _step(self, now: float) -> None:
+        """Move messages and events between the session endpoint and the services
+        until all are quiet (the :class:`~qdht.session.SessionDriver` calls this
+        before every write)."""
+        endpoint, services, reputation = self.endpoint, self.services, self.core.reputation
         busy = True
         while busy:
             busy = False
             while (event := endpoint.next_event()) is not None:
                 busy = True
                 if type(event) is MessageReceived:
-                    core.receive_message(
+                    services.deliver(
                         event.node_id, event.addr, event.payload, now, early=event.early
                     )
-                    if core.reputation.banned(event.node_id, now):
+                    if reputation.banned(event.node_id, now):
                         # Its next packets are dropped before decryption; one a
-                        # second still reaches the core, which re-checks the ban.
+                        # second still reaches the node, which re-checks the ban.
                         endpoint.refuse(event.node_id, now + 1.0)
                 elif type(event) is HandshakeFailed:
-                    core.peer_unreachable(event.node_id, now, event.reason)
-            for node_id, addr, payload in core.messages_to_send():
+                    services.peer_unreachable(event.node_id, now, event.reason)
+            for node_id, addr, payload in services.outgoing():
                 busy = True
                 try:
                     endpoint.send_message(node_id, payload, now, addr=addr)
                 except SessionError as exc:
                     self._drop("session-refused")
                     logger.debug("session refused a message to %s: %s", node_id.hex()[:16], exc)
-                    core.peer_unreachable(node_id, now, "session-refused")
-            while (dht_event := core.next_event()) is not None:
-                self._dispatch(dht_event)
+                    services.peer_unreachable(node_id, now, "session-refused")
+            if services.dispatch_events():
+                busy = True
+        services.wake_timers()
 
-    def _dispatch(self, event: DhtEvent) -> None:
-        handle = getattr(event, "handle", None)
-        if handle is not None:
-            waiter = self._waiters.pop(handle, None)
-            if waiter is not None:
-                waiter.result = event
-                waiter.event.set()
+    def _dispatch(self, event: object) -> None:
+        """A DHT event: wake the operation waiting for it, or tell the subscribers."""
+        self._operations.resolve(event)
         if type(event) in (RequestCompleted, RequestFailed):
             return
         if type(event) is WatchUpdate:
@@ -848,71 +899,14 @@ class Node:
         for subscriber in self._subscribers:
             subscriber._offer(event)  # type: ignore[arg-type]
 
-    async def _flush(self) -> None:
-        self._step()
-        if not self._writing:
-            # One writer at a time keeps datagrams in order; other tasks leave
-            # theirs in the endpoint's outbox for the active writer to drain.
-            self._writing = True
-            try:
-                endpoint, transport = self.endpoint, self.transport
-                while batch := endpoint.datagrams_to_send(trio.current_time()):
-                    for data, addr in batch:
-                        try:
-                            # The endpoint hands back the addresses the transport gave it.
-                            await transport.send(data, addr)  # type: ignore[arg-type]
-                        except (TransportError, OSError, ConfigError) as exc:
-                            self._drop("send-error")
-                            logger.debug("send to %r failed: %s", addr, exc)
-                        except trio.ClosedResourceError:
-                            self._drop("send-after-close")
-            finally:
-                self._writing = False
-        if min(self.endpoint.new_deadline, self.core.new_deadline) < self._timer_at:
-            self._wake.set()
+    async def flush(self) -> None:
+        """Deliver what the services queued and send it (after any call into a core)."""
+        await self._driver.flush()
 
-    async def _reader(self) -> None:
-        endpoint, transport = self.endpoint, self.transport
-        # Datagrams already queued are processed together and flushed once: one
-        # checkpoint per batch, not per datagram, so that a flood of cheap-to-drop
-        # packets costs its drop path only (qdht-bench dos).
-        receive_batch = getattr(transport, "receive_batch", None)
-        while True:
-            try:
-                if receive_batch is not None:
-                    batch = await receive_batch(64)
-                else:
-                    batch = [await transport.receive()]
-            except trio.ClosedResourceError:
-                return
-            now = trio.current_time()
-            for data, addr in batch:
-                endpoint.receive_datagram(data, addr, now)
-            await self._flush()
-
-    async def _timer(self) -> None:
-        endpoint, core = self.endpoint, self.core
-        while True:
-            session_at = endpoint.get_timer()
-            core_at = core.get_timer()
-            deadline = min(
-                session_at if session_at is not None else math.inf,
-                core_at if core_at is not None else math.inf,
-            )
-            self._wake = trio.Event()
-            self._timer_at = deadline
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
-            now = trio.current_time()
-            if session_at is not None and now >= session_at:
-                endpoint.handle_timer(now)
-            if core_at is not None and now >= core_at:
-                core.handle_timer(now)
-            await self._flush()
-            await trio.lowlevel.checkpoint()
+    _flush = flush
 
     async def _upkeep(self) -> None:
-        """Republish this node's own records when due; save the routing table.
+        """Republish this node's own records when due (the ``replication`` service's task).
 
         Republishing sends the same record again (07-records.md §10): it
         restores replicas lost to churn and never extends a record's life
@@ -921,18 +915,12 @@ class Node:
         this identity elsewhere), is forgotten.
         """
         cfg = self.config
-        next_snapshot = trio.current_time() + cfg.snapshot_interval
         while True:
             due_unix = self._published.next_due()
-            wake = next_snapshot
-            if due_unix is not None:
-                wake = min(wake, due_unix - self._unix_offset)
+            wake = math.inf if due_unix is None else due_unix - self._unix_offset
             self._upkeep_wake = trio.Event()
             with trio.move_on_at(wake):
                 await self._upkeep_wake.wait()
-            if trio.current_time() >= next_snapshot:
-                self._save_routing()
-                next_snapshot = trio.current_time() + cfg.snapshot_interval
             due = self._published.due(self._unix_now(), cfg.republish_batch)
             if due:
                 async with trio.open_nursery() as nursery:
@@ -959,11 +947,16 @@ class Node:
         if not event.stored_at and set(event.errors) == {"stale"}:
             self._published.forget(key)  # superseded by a newer version of this owner
 
-    def _close_files(self) -> None:
-        """Save the routing table, close the record stores (after the tasks stopped)."""
+    def _close_dht(self) -> None:
+        """Save the routing table, close the record store (after the tasks stopped)."""
         self._save_routing()
-        self._published.close()
         self.core.records.close()
+
+    def _close_services(self) -> None:
+        """Run every service's ``close``, in reverse order of registration."""
+        for service in reversed(list(self.services)):
+            if service.close is not None:
+                service.close()
 
     def _stop(self) -> None:
         self._running = False
@@ -971,6 +964,27 @@ class Node:
         for subscriber in list(self._subscribers):
             subscriber._close()
         self._subscribers.clear()
+
+
+# ------------------------------------------------------------------ service tasks
+
+
+async def _save_routing_periodically(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The ``dht`` service's task: save the routing table every ``snapshot_interval``."""
+    task_status.started()
+    while True:
+        await trio.sleep(node.config.snapshot_interval)
+        node._save_routing()
+
+
+async def _republish_own_records(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The ``replication`` service's task: republish this node's own records when due."""
+    task_status.started()
+    await node._upkeep()
 
 
 # ------------------------------------------------------------------ helpers
@@ -1078,14 +1092,19 @@ async def _open_transports(config: Config) -> AsyncIterator[DatagramTransport]:
 
 @asynccontextmanager
 async def open_node(
-    config: Config | None = None, *, transport: DatagramTransport | None = None
+    config: Config | None = None,
+    *,
+    transport: DatagramTransport | None = None,
+    services: Iterable[ServiceFactory] = (),
 ) -> AsyncIterator[Node]:
     """Run a node until the ``async with`` block ends.
 
     The node listens on ``config.listen`` (transports opened here are closed
     on exit), or on ``transport`` when one is given — for example
     ``MemoryNetwork().bind()`` in simulations; a given transport stays open
-    (its owner closes it).  With ``config.bootstrap`` set, the node joins
+    (its owner closes it).  ``services`` are factories of further services
+    (as ``config.services``; see :class:`~qdht.node.Service`), each started
+    with its own task tree before the block begins.  With ``config.bootstrap`` set, the node joins
     through those contacts before the block starts (see :meth:`Node.bootstrap`;
     a failure to join is logged, not raised: check ``stats()["bootstrap"]``).
     """
@@ -1104,12 +1123,13 @@ async def open_node(
         if transport is None:
             transport = await stack.enter_async_context(_open_transports(config))
         body_error: BaseException | None = None
-        node = Node(config, identity, transport, keylog)
-        stack.callback(node._close_files)
+        node = Node(config, identity, transport, keylog, services)
+        stack.callback(node._close_services)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(node._reader, name=f"qdht node {node.node_id.hex()[:8]} reader")
-            nursery.start_soon(node._timer, name=f"qdht node {node.node_id.hex()[:8]} timer")
-            nursery.start_soon(node._upkeep, name=f"qdht node {node.node_id.hex()[:8]} upkeep")
+            tag = f"qdht node {node.node_id.hex()[:8]}"
+            await nursery.start(node._driver.serve, name=f"{tag} session")
+            for service in node.services:
+                await nursery.start(run_service, node, service.name, name=f"{tag} {service.name}")
             try:
                 # A restarted node also rejoins through the peers it remembers.
                 contacts = [*config.bootstrap_contacts(), *node.remembered_contacts()]
@@ -1121,7 +1141,7 @@ async def open_node(
                         # Back from a restart with records: the network moved on
                         # while we were away, so replicate them now (07 §10.4).
                         node.core.republish_now(trio.current_time())
-                        await node._flush()
+                        await node.flush()
                 yield node
             except BaseException as exc:
                 # Re-raised below, outside the nursery, so callers see it unwrapped.

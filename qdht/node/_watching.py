@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from qdht.dht._events import WatchUpdate
+from qdht.dht import WatchUpdate
 from qdht.errors import ConfigError, NodeStateError
 from qdht.wire import KEY_SIZE
 

@@ -25,10 +25,14 @@ from typing import Final
 import attrs
 
 from qdht.errors import DecodeError, StoreError
-from qdht.wire import decode, encode
-from qdht.wire._records import AnyRecord, ImmutableRecord, MutableRecord, SetEntry, Tombstone
+from qdht.wire import AnyRecord, ImmutableRecord, MutableRecord, SetEntry, Tombstone, decode, encode
 
-__all__ = ["PUBLISHED_FILE", "Published", "PublishedRecords"]
+__all__ = [
+    "PUBLISHED_FILE",
+    "SCHEMA_VERSION",
+    "Published",
+    "PublishedRecords",
+]
 
 #: File name of the SQLite backend inside a node's data directory.
 PUBLISHED_FILE: Final = "published.sqlite"

@@ -1,0 +1,55 @@
+"""The node: the public ``Node`` API and the services it runs (HACKING "Services").
+
+``async with qdht.open_node(config) as node:`` runs a node; every
+sub-protocol it speaks is a :class:`Service` (a sans-IO
+:class:`ServiceCore` plus the wire message types it owns) with its own task
+tree in the node's nursery.
+"""
+
+from qdht.node._node import EventSubscription, Node, open_node
+from qdht.node._persist import (
+    RECORDS_FILE,
+    ROUTING_FILE,
+    atomic_write,
+    load_snapshot,
+    save_snapshot,
+)
+from qdht.node._published import PUBLISHED_FILE, SCHEMA_VERSION, Published, PublishedRecords
+from qdht.node._service import (
+    Operations,
+    Outgoing,
+    Service,
+    ServiceContext,
+    ServiceCore,
+    ServiceFactory,
+    ServiceTable,
+    ServiceTask,
+)
+from qdht.node._watching import DEFAULT_WATCH_BUFFER, MAX_LOCAL_WATCHES, KeyWatch, WatchHub
+
+__all__ = [
+    "DEFAULT_WATCH_BUFFER",
+    "MAX_LOCAL_WATCHES",
+    "PUBLISHED_FILE",
+    "RECORDS_FILE",
+    "ROUTING_FILE",
+    "SCHEMA_VERSION",
+    "EventSubscription",
+    "KeyWatch",
+    "Node",
+    "Operations",
+    "Outgoing",
+    "Published",
+    "PublishedRecords",
+    "Service",
+    "ServiceContext",
+    "ServiceCore",
+    "ServiceFactory",
+    "ServiceTable",
+    "ServiceTask",
+    "WatchHub",
+    "atomic_write",
+    "load_snapshot",
+    "open_node",
+    "save_snapshot",
+]
