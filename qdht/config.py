@@ -222,6 +222,7 @@ class Config:
     replication: ReplicationConfig = attrs.field(
         factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
     )
+    # -- built-in layers (one field per layer, None: off) --
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -28,7 +28,7 @@ PACKAGES: Final = sorted(
 #: (importing file, imported module) pairs allowed to reach a private module,
 #: with the reason.  Keep this short: prefer a public name.
 TESTING_HOOKS: Final = {
-    ("tests/records/test_store_sqlite.py", "qdht.dht._recordstore"): (
+    ("tests/records/test_store_sqlite.py", "qdht.dht._sqlitestore"): (
         "patches MIGRATIONS to test that schema migrations run in order, once"
     ),
     ("tests/dht/test_routing.py", "qdht.dht._routing"): (
@@ -39,7 +39,7 @@ TESTING_HOOKS: Final = {
     ),
     ("tests/cli/test_demo.py", "qdht.cli._demo"): "unit-tests the demo report's percentile",
     ("tests/cli/test_demo.py", "qdht.cli._output"): "unit-tests the CLI's number formatting",
-    ("tools/bench/qdht_bench/session.py", "qdht.session._endpoint"): (
+    ("tools/bench/qdht_bench/session.py", "qdht.session._peers"): (
         "clears the endpoint's process-wide caches to measure per-session memory"
     ),
 }

@@ -213,6 +213,7 @@ async def test_leaving_the_block_stops_every_task(autojump_clock: trio.testing.M
                 "session timer",
                 "dht",
                 "dht timer",
+                "dht _save_records",
                 "dht _save_routing_periodically",
                 "watch",
                 "watch timer",

@@ -10,15 +10,9 @@ from qdht.dht._bootstrap import (
     sign_contact_list,
     verify_contact_list,
 )
-from qdht.dht._config import LookupConfig, ReputationConfig, RoutingConfig
-from qdht.dht._core import (
-    STORE_ERROR_CODES,
-    DhtCore,
-    Outgoing,
-    RecordConfig,
-    RpcConfig,
-    intern_contact,
-)
+from qdht.dht._config import LookupConfig, RecordConfig, ReputationConfig, RoutingConfig, RpcConfig
+from qdht.dht._core import DhtCore
+from qdht.dht._corebase import LOOKUP_KINDS, STORE_ERROR_CODES, USER_KINDS, Outgoing
 from qdht.dht._events import (
     DhtEvent,
     LookupCompleted,
@@ -56,12 +50,9 @@ from qdht.dht._records import (
 )
 from qdht.dht._recordstore import (
     DEFAULT_STORE_LIMITS,
-    MIGRATIONS,
     QUOTA_REASONS,
-    SCHEMA_VERSION,
     MemoryRecordStore,
     RecordStore,
-    SqliteRecordStore,
     StoreLimits,
     encoded_size,
     source_label,
@@ -87,16 +78,14 @@ from qdht.dht._routing import (
 )
 from qdht.dht._rtt import rtt_sample, timeout_from
 from qdht.dht._services import RPC_TYPES, WATCH_TYPES, ReplicationPart, RpcPart, WatchPart
-from qdht.dht._watch import (
+from qdht.dht._sqlitestore import MIGRATIONS, SCHEMA_VERSION, SqliteRecordStore
+from qdht.dht._watch import Subscribed, WatchLimits, WatchRegistry, catch_up, record_slot
+from qdht.dht._watcher import (
+    MAX_EXCLUDED,
     NotifyResult,
     RoundPlan,
-    Subscribed,
     WatchConfig,
-    WatchLimits,
-    WatchRegistry,
     WatchSubscriptions,
-    catch_up,
-    record_slot,
 )
 
 __all__ = [
@@ -104,6 +93,8 @@ __all__ = [
     "DEFAULT_RECORD_LIMITS",
     "DEFAULT_STORE_LIMITS",
     "ID_BITS",
+    "LOOKUP_KINDS",
+    "MAX_EXCLUDED",
     "MAX_LIST_LIFETIME",
     "MIGRATIONS",
     "OFFENCES",
@@ -112,6 +103,7 @@ __all__ = [
     "RPC_TYPES",
     "SCHEMA_VERSION",
     "STORE_ERROR_CODES",
+    "USER_KINDS",
     "WATCH_TYPES",
     "BestOf",
     "ClusterDetector",
@@ -175,7 +167,6 @@ __all__ = [
     "distance",
     "encoded_size",
     "flood_guard",
-    "intern_contact",
     "make_immutable",
     "merge_set",
     "record_slot",

@@ -11,7 +11,7 @@ import attrs
 from qdht import validators
 from qdht.errors import ConfigError
 
-__all__ = ["LookupConfig", "ReputationConfig", "RoutingConfig"]
+__all__ = ["LookupConfig", "RecordConfig", "ReputationConfig", "RoutingConfig", "RpcConfig"]
 
 
 @attrs.frozen
@@ -173,3 +173,85 @@ class ReputationConfig:
             raise ConfigError("ban_below must be negative")
         if self.ban_duration > self.max_ban:
             raise ConfigError("ban_duration must not exceed max_ban")
+
+
+@attrs.frozen
+class RpcConfig:
+    """Limits of RPC handling in :class:`DhtCore` (every one bounds memory or work)."""
+
+    #: Requests this node keeps outstanding at once; more fail at once ("pending-full").
+    max_pending: int = attrs.field(default=4096, validator=validators.positive)
+    #: Lookups (find_node, get, put, refresh) running at once.
+    max_lookups: int = attrs.field(default=256, validator=validators.positive)
+    #: Requests per second accepted from one peer (token bucket rate) ...
+    rate_limit: float = attrs.field(default=50.0, validator=validators.positive)
+    #: ... and the bucket's size: the burst a peer may send at once.
+    rate_burst: int = attrs.field(default=200, validator=validators.positive)
+    #: Peers whose token buckets are remembered (least recently seen forgotten).
+    rate_limit_peers: int = attrs.field(default=4096, validator=validators.positive)
+    #: Requests per second accepted from one source IP address, whatever node
+    #: IDs it uses (several nodes behind one NAT share it) ...
+    rate_limit_per_address: float = attrs.field(default=200.0, validator=validators.positive)
+    #: ... and that bucket's burst.
+    rate_burst_per_address: int = attrs.field(default=400, validator=validators.positive)
+    #: Requests per second accepted from everyone together: a cap on the CPU that
+    #: serving others may take, reached only by many identities at once ...
+    rate_limit_global: float = attrs.field(default=2000.0, validator=validators.positive)
+    #: ... and its burst.
+    rate_burst_global: int = attrs.field(default=4000, validator=validators.positive)
+    #: Timed-out requests remembered so that a late answer still counts as a sign
+    #: of life (the routing table and the lookup use it).
+    late_responses: int = attrs.field(default=1024, validator=validators.positive)
+    #: Bucket-refresh lookups started per timer tick (the rest wait an interval).
+    max_refresh_lookups: int = attrs.field(default=4, validator=validators.positive)
+    #: A request to a peer without a session yet waits this many times the
+    #: peer's usual timeout (at most ``RoutingConfig.max_timeout``): the
+    #: handshake's two round trips (~7 KB in fragments) come first.  Scaled,
+    #: not fixed, so that a dead contact costs a lookup little on a fast network.
+    first_contact_factor: float = attrs.field(default=3.0, validator=validators.positive)
+    #: A bulk request waits this many times the peer's usual timeout (at most
+    #: ``RoutingConfig.max_timeout``): a STORE carries up to 72 KB in dozens of
+    #: fragments, and the holder verifies an ML-DSA signature before it
+    #: answers; a page of a set (FIND_VALUE with ``have``) is answered with up
+    #: to 72 KB.  The RTT samples come mostly from small requests.
+    bulk_timeout_factor: float = attrs.field(default=3.0, validator=validators.positive)
+    #: User lookups (duration, hops, RPCs) kept for the percentiles of ``stats()``
+    #: (12 bytes each, allocated as lookups complete).
+    latency_samples: int = attrs.field(default=512, validator=validators.positive)
+
+
+@attrs.frozen
+class RecordConfig:
+    """How :class:`DhtCore` stores, serves, gets and puts records (07-records.md)."""
+
+    #: A get of a mutable key or a set stops once this many holders answered with
+    #: valid records (or when the lookup converged on the k closest that
+    #: answered, if fewer hold it).  Any one holder with the newest version is
+    #: enough for it to win (07-records.md §7.3); more holders cost RPCs and
+    #: find more stale holders to correct.  5 suits a phone.
+    get_quorum: int = attrs.field(default=5, validator=validators.positive_int)
+    #: Lifetime of an immutable record made by :meth:`DhtCore.start_put` (24 h).
+    immutable_ttl: int = attrs.field(default=86_400, validator=validators.positive_int)
+    #: STOREs accepted per second from one source address (07-records.md §6.3) ...
+    store_rate: float = attrs.field(default=10.0, validator=validators.positive)
+    #: ... in bursts of at most this many ...
+    store_burst: int = attrs.field(default=50, validator=validators.positive_int)
+    #: ... for at most this many source addresses remembered.
+    store_sources: int = attrs.field(default=10_000, validator=validators.positive_int)
+    #: STOREs accepted per second from all sources together (each may cost an
+    #: ML-DSA verification, ~0.2 ms, and a write) ...
+    store_rate_global: float = attrs.field(default=500.0, validator=validators.positive)
+    #: ... in bursts of at most this many.
+    store_burst_global: int = attrs.field(default=1000, validator=validators.positive_int)
+    #: Signature verdicts remembered (07-records.md §6.2), shared by STORE,
+    #: FIND_VALUE answers and gets.
+    verdict_cache: int = attrs.field(default=4096, validator=validators.positive_int)
+    #: Seconds between sweeps that delete expired records from the store (an
+    #: expired record is never served in between: every answer is re-validated).
+    expire_interval: float = attrs.field(default=60.0, validator=validators.positive)
+    #: Entry-correction STOREs one get may send (07-records.md §7.3).
+    max_corrections: int = attrs.field(default=32, validator=validators.positive_int)
+    #: Further pages a get asks of one holder of a set whose answer said
+    #: ``more`` (02-dht-rpc.md §4.2); 0 reads one answer per holder.  4 reads
+    #: the default 32-entry set even when only 7 entries fit an answer.
+    max_set_pages: int = attrs.field(default=4, validator=validators.non_negative_int)

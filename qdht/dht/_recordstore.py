@@ -47,18 +47,16 @@ Republish sweeps
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from bisect import bisect_left
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterator
-from pathlib import Path
-from typing import Any, Final, Literal, Protocol, Self
+from collections.abc import Hashable
+from typing import Any, Final, Protocol, Self
 
 import attrs
 
 from qdht import validators
-from qdht.errors import ConfigError, DecodeError, StoreError
-from qdht.wire import SetEntry, decode_record, dumps_canonical, loads_canonical
+from qdht.errors import ConfigError, StoreError
+from qdht.wire import SetEntry, dumps_canonical
 
 from ._records import (
     DEFAULT_RECORD_LIMITS,
@@ -72,12 +70,9 @@ from ._records import (
 
 __all__ = [
     "DEFAULT_STORE_LIMITS",
-    "MIGRATIONS",
     "QUOTA_REASONS",
-    "SCHEMA_VERSION",
     "MemoryRecordStore",
     "RecordStore",
-    "SqliteRecordStore",
     "StoreLimits",
     "encoded_size",
     "source_label",
@@ -187,8 +182,23 @@ class RecordStore(Protocol):
         """Records, bytes, bytes by publisher and by source, evictions, refusals."""
         ...
 
+    @property
+    def unsaved(self) -> int | None:
+        """The ticket of the newest change not yet durable (None: nothing to wait for).
+
+        A durable store (:class:`~qdht.dht.SqliteRecordStore`) journals changes
+        and writes them with :meth:`save`; the core holds a STORE's answer
+        until its ticket is saved.  A memory store has nothing to save.
+        """
+        ...
+
+    def save(self) -> int:
+        """Make every change so far durable (blocking: a driver runs it in a worker
+        thread); return the ticket saved up to."""
+        ...
+
     def close(self) -> None:
-        """Release the store (the SQLite backend closes its database)."""
+        """Release the store (the SQLite backend saves and closes its database)."""
         ...
 
 
@@ -429,6 +439,15 @@ class MemoryRecordStore(_StoreBase):
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
+    @property
+    def unsaved(self) -> int | None:
+        """Always None: memory has nothing to save (:class:`RecordStore`)."""
+        return None
+
+    def save(self) -> int:
+        """Nothing to do (:class:`RecordStore`); returns 0."""
+        return 0
+
     def _held(self, key: bytes) -> dict[bytes, _Row]:
         return dict(self._keys.get(key, {}))
 
@@ -545,345 +564,3 @@ class MemoryRecordStore(_StoreBase):
             ordered = self._sorted = [k for k in ordered if k in self._keys]
             self._stale = 0
         return ordered
-
-
-# ---------------------------------------------------------------- SQLite
-
-#: Schema migrations, applied in order on open: migration i takes a database
-#: from ``PRAGMA user_version`` i to i + 1.  Append; never edit a shipped one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE records (
-        key BLOB NOT NULL,
-        slot BLOB NOT NULL,
-        kind TEXT NOT NULL,
-        owner BLOB,
-        seq INTEGER NOT NULL,
-        expires INTEGER NOT NULL,
-        cached INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        digest BLOB NOT NULL,
-        used INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (key, slot)
-    );
-    CREATE INDEX records_expires ON records (expires);
-    CREATE INDEX records_lru ON records (used) WHERE cached = 1;
-    """,
-)
-
-#: The schema version this code writes (the number of migrations).
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-_COLUMNS: Final = "key, slot, kind, owner, seq, expires, cached, source, size, digest, used, data"
-
-
-class SqliteRecordStore(_StoreBase):
-    """A record store in one SQLite database (stdlib :mod:`sqlite3`, WAL).
-
-    The default for a node with a data directory.  Every put is one
-    ``BEGIN IMMEDIATE … COMMIT`` transaction: when :meth:`put` returns, the
-    change is in the write-ahead log.
-
-    Durability: the database runs in ``journal_mode=WAL`` with
-    ``synchronous=NORMAL`` by default.  A committed transaction has then
-    been written to the WAL file (in the operating system's page cache)
-    before :meth:`put` returns, so it survives the *process* being killed at
-    any point, SIGKILL included: the next open replays the WAL.  What NORMAL
-    does not promise is surviving *power loss or a kernel crash*: the WAL is
-    fsynced only at checkpoints, so the last transactions before the crash
-    may be lost (the database stays consistent).  Records are replicated on
-    k nodes and republished by their publishers, so that window costs little,
-    and NORMAL writes several times faster.  Pass ``synchronous="FULL"`` to
-    fsync the WAL on every commit when that window matters.
-
-    On open, the schema is created or migrated (``PRAGMA user_version``,
-    :data:`MIGRATIONS`), a database of a newer schema version is refused
-    with :class:`~qdht.errors.StoreError`, and ``PRAGMA quick_check`` runs
-    (skip it with ``check_integrity=False``); a failure raises StoreError.
-    So does any SQLite failure later (disk full, database locked by another
-    process for longer than SQLite's 5 s busy timeout).
-
-    Not thread-safe, but not tied to one thread either: a Trio driver may
-    call it through ``trio.to_thread.run_sync`` with a limiter of one.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        limits: StoreLimits = DEFAULT_STORE_LIMITS,
-        *,
-        record_limits: RecordLimits = DEFAULT_RECORD_LIMITS,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-        check_integrity: bool = True,
-    ) -> None:
-        super().__init__(limits, record_limits)
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-        self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        try:
-            self._open(synchronous, check_integrity)
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _open(self, synchronous: str, check_integrity: bool) -> None:
-        db = self._db
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{self.path}: cannot use WAL (journal mode {mode})")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            if check_integrity:
-                problems = self.integrity_check(quick=True)
-                if problems:
-                    raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
-            self._migrate()
-            self._load_counters()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-
-    def _migrate(self) -> None:
-        db = self._db
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path} has schema version {version}; this qdht knows up to {len(MIGRATIONS)}"
-            )
-        for number in range(version, len(MIGRATIONS)):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={number + 1}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    def _load_counters(self) -> None:
-        db = self._db
-        for cached, count, size in db.execute(
-            "SELECT cached, COUNT(*), COALESCE(SUM(size), 0) FROM records GROUP BY cached"
-        ):
-            self._records += count
-            if cached:
-                self._cached_records += count
-                self._cached_bytes += size
-            else:
-                self._stored_bytes += size
-        for source, size in db.execute(
-            "SELECT source, SUM(size) FROM records WHERE cached = 0 GROUP BY source"
-        ):
-            self._by_source[source] = size
-        for owner, size in db.execute(
-            "SELECT owner, SUM(size) FROM records "
-            "WHERE cached = 0 AND owner IS NOT NULL GROUP BY owner"
-        ):
-            self._by_publisher[owner] = size
-        self._used = db.execute("SELECT COALESCE(MAX(used), 0) FROM records").fetchone()[0]
-
-    def integrity_check(self, *, quick: bool = False) -> list[str]:
-        """SQLite's ``PRAGMA integrity_check`` findings (empty: the database is sound).
-
-        ``quick`` runs ``quick_check`` instead: O(n) too, but it skips checking
-        that indexes match their tables, several times faster (what open runs).
-        """
-        pragma = "quick_check" if quick else "integrity_check"
-        rows = self._db.execute(f"PRAGMA {pragma}").fetchall()
-        problems = [str(row[0]) for row in rows]
-        return [] if problems == ["ok"] else problems
-
-    @property
-    def schema_version(self) -> int:
-        """The database's ``PRAGMA user_version``."""
-        self._check_open()
-        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
-        return version
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One ``BEGIN IMMEDIATE … COMMIT``; SQLite failures (disk full, database
-        locked by another process) roll back and raise StoreError."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-        try:
-            yield
-            db.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: {exc}") from exc
-            raise
-
-    def _decode(self, key: bytes, digest: bytes, data: bytes) -> ValidRecord | None:
-        try:
-            record = decode_record(loads_canonical(data))
-        except DecodeError:
-            return None
-        return ValidRecord(record, key, digest)
-
-    def _held(self, key: bytes) -> dict[bytes, _Row]:
-        held: dict[bytes, _Row] = {}
-        for slot, cached, source, size, digest, data in self._db.execute(
-            "SELECT slot, cached, source, size, digest, data FROM records WHERE key = ?", (key,)
-        ).fetchall():
-            record = self._decode(key, digest, data)
-            if record is None:
-                self._drop_corrupt(key, slot, size, source, bool(cached))
-            else:
-                held[slot] = _Row(record, size, source, bool(cached))
-        return held
-
-    def _lru_cached(
-        self, need: int, exclude: tuple[bytes, bytes]
-    ) -> list[tuple[bytes, bytes, int]]:
-        found: list[tuple[bytes, bytes, int]] = []
-        total = 0
-        for key, slot, size in self._db.execute(
-            "SELECT key, slot, size FROM records WHERE cached = 1 ORDER BY used"
-        ):
-            if (key, slot) == exclude:
-                continue
-            found.append((key, slot, size))
-            total += size
-            if total >= need:
-                break
-        return found
-
-    def _write(
-        self, key: bytes, slot: bytes, row: _Row, blob: bytes, evict: list[tuple[bytes, bytes]]
-    ) -> None:
-        db = self._db
-        if evict:
-            db.executemany("DELETE FROM records WHERE key = ? AND slot = ?", evict)
-        self._used += 1
-        record = row.record
-        db.execute(
-            f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                key,
-                slot,
-                record.kind,
-                record.owner,
-                record.seq,
-                record.expires,
-                int(row.cached),
-                row.source,
-                row.size,
-                record.digest,
-                self._used,
-                blob,
-            ),
-        )
-
-    def _touch(self, key: bytes, slots: list[bytes]) -> None:
-        if not slots:
-            return
-        self._used += 1
-        self._db.executemany(
-            "UPDATE records SET used = ? WHERE key = ? AND slot = ? AND cached = 1",
-            [(self._used, key, slot) for slot in slots],
-        )
-
-    def get(self, key: bytes, *, now: float | None = None) -> list[ValidRecord]:
-        """The records held under ``key``; a cached entry read becomes most recently used.
-
-        An entry that no longer decodes (damaged outside SQLite's own
-        checks) is deleted and counted in ``stats()["corrupt"]``.
-        """
-        self._check_open()
-        records: list[ValidRecord] = []
-        cached_slots: list[bytes] = []
-        for slot, cached, size, source, digest, data in self._db.execute(
-            "SELECT slot, cached, size, source, digest, data FROM records "
-            "WHERE key = ? ORDER BY slot",
-            (key,),
-        ).fetchall():
-            record = self._decode(key, digest, data)
-            if record is None:
-                self._drop_corrupt(key, slot, size, source, bool(cached))
-                continue
-            if cached:
-                cached_slots.append(slot)
-            if now is None or record.expires > now:
-                records.append(record)
-        self._touch(key, cached_slots)
-        return records
-
-    def _drop_corrupt(self, key: bytes, slot: bytes, size: int, source: str, cached: bool) -> None:
-        self._db.execute("DELETE FROM records WHERE key = ? AND slot = ?", (key, slot))
-        self._drop_corrupt_counters(size, source, cached)
-
-    def delete_expired(self, now: float) -> int:
-        """Remove every entry whose expiry is at or before ``now`` (one transaction)."""
-        self._check_open()
-        with self._transaction():
-            gone = self._db.execute(
-                "SELECT key, slot, cached, source, size, digest, data FROM records "
-                "WHERE expires <= ?",
-                (int(now),),
-            ).fetchall()
-            self._db.execute("DELETE FROM records WHERE expires <= ?", (int(now),))
-        for key, _slot, cached, source, size, digest, data in gone:
-            record = self._decode(key, digest, data)
-            if record is None:
-                self._drop_corrupt_counters(size, source, bool(cached))
-                continue
-            self._charge(_Row(record, size, source, bool(cached)), -1)
-        self._expired += len(gone)
-        return len(gone)
-
-    def _drop_corrupt_counters(self, size: int, source: str, cached: bool) -> None:
-        """Release an entry that no longer decodes (its owner unknown: publisher
-        bytes stay charged until the store is reopened)."""
-        self._corrupt += 1
-        self._records -= 1
-        if cached:
-            self._cached_records -= 1
-            self._cached_bytes -= size
-            return
-        self._stored_bytes -= size
-        self._by_source[source] -= size
-        if self._by_source[source] <= 0:
-            del self._by_source[source]
-
-    def keys_for_republish(
-        self,
-        low: bytes = b"",
-        high: bytes | None = None,
-        *,
-        limit: int = 1024,
-        include_cached: bool = False,
-    ) -> list[bytes]:
-        """Up to ``limit`` distinct keys in ``[low, high)``, ascending (held stored,
-        or cached too with ``include_cached``).  To page on, call again with
-        ``low = last + b"\\x00"``."""
-        self._check_open()
-        _check_region(low, high, limit)
-        query = "SELECT DISTINCT key FROM records WHERE key >= ?"
-        params: list[object] = [low]
-        if high is not None:
-            query += " AND key < ?"
-            params.append(high)
-        if not include_cached:
-            query += " AND cached = 0"
-        query += " ORDER BY key LIMIT ?"
-        params.append(limit)
-        return [row[0] for row in self._db.execute(query, params)]
-
-    def close(self) -> None:
-        """Checkpoint and close the database; later calls raise StoreError."""
-        if not self._closed:
-            self._closed = True
-            self._db.close()

@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Final
 
-from qdht.dht._core import DhtCore, Outgoing
+from qdht.dht._core import DhtCore
+from qdht.dht._corebase import Outgoing
 from qdht.wire import (
     ErrorMessage,
     FindNode,

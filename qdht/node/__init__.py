@@ -6,6 +6,7 @@ sub-protocol it speaks is a :class:`Service` (a sans-IO
 tree in the node's nursery.
 """
 
+from qdht.node._builtin import builtin_services
 from qdht.node._node import EventSubscription, Node, open_node
 from qdht.node._persist import (
     RECORDS_FILE,
@@ -49,6 +50,7 @@ __all__ = [
     "ServiceTask",
     "WatchHub",
     "atomic_write",
+    "builtin_services",
     "load_snapshot",
     "open_node",
     "save_snapshot",

@@ -34,6 +34,7 @@ from typing import Any, Final
 
 import attrs
 import trio
+import trio.testing
 
 from qdht.config import Config, parse_listen
 from qdht.dht import (
@@ -73,8 +74,10 @@ from qdht.errors import (
     RecordRejectedError,
     RPCError,
     SessionError,
+    StoreError,
 )
 from qdht.identity import Identity
+from qdht.node._builtin import builtin_services
 from qdht.node._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
 from qdht.node._published import PUBLISHED_FILE, PublishedRecords
 from qdht.node._service import (
@@ -251,6 +254,8 @@ class Node:
         self._events_dropped = 0
         self._drops: dict[str, int] = {}
         self._running = True
+        #: Set when the record store has changes to save (``_save_records``).
+        self._records_unsaved = trio.Event()
         self._bootstrap = {"answered": 0, "refused": 0, "unreachable": 0}
         #: The node's services, by name: ``dht``, ``watch``, ``replication``, then
         #: those of ``Config.services`` and ``open_node(services=...)``.
@@ -263,7 +268,7 @@ class Node:
                 RpcPart(core),
                 RPC_TYPES,
                 on_event=self._dispatch,
-                tasks=(_save_routing_periodically,),
+                tasks=(_save_records, _save_routing_periodically),
                 close=self._close_dht,
             )
         )
@@ -278,7 +283,7 @@ class Node:
             )
         )
         context = ServiceContext(config, identity, now, self._unix_offset, self._data_dir)
-        for factory in (*config.services, *services):
+        for factory in (*builtin_services(config), *config.services, *services):
             if not callable(factory):
                 raise ConfigError(f"services: expected a service factory, got {factory!r}")
             self.services.add(factory(context))
@@ -349,6 +354,14 @@ class Node:
     @property
     def client_mode(self) -> bool:
         return self.config.client_mode
+
+    # -- layer faces (one property per built-in layer: `return self._face("<name>")`) --
+
+    def _face(self, name: str) -> Any:
+        """The face of the built-in layer ``name``; NodeStateError when it is off."""
+        if name not in self.services:
+            raise NodeStateError(f"the {name} layer is off: enable it in qdht.Config")
+        return self.services.get(name).face
 
     @property
     def last_lookup_trace(self) -> LookupTrace | None:
@@ -887,6 +900,8 @@ class Node:
             if services.dispatch_events():
                 busy = True
         services.wake_timers()
+        if self.core.records.unsaved is not None:
+            self._records_unsaved.set()
 
     def _dispatch(self, event: object) -> None:
         """A DHT event: wake the operation waiting for it, or tell the subscribers."""
@@ -977,6 +992,38 @@ async def _save_routing_periodically(
     while True:
         await trio.sleep(node.config.snapshot_interval)
         node._save_routing()
+
+
+async def _save_records(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The ``dht`` service's store task: save the record store's changes off the loop.
+
+    Changes journalled while one save runs go together into the next (group
+    commit); STORE answers wait for their change (``DhtCore.records_saved``).
+    The save runs in a worker thread, except under ``trio.testing.MockClock``
+    (simulations, tests), where it runs inline: simulated time would race
+    ahead while a thread works.  A failing save is retried every second.
+    """
+    store = node.core.records
+    simulated = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    task_status.started()
+    while True:
+        await node._records_unsaved.wait()
+        node._records_unsaved = trio.Event()
+        try:
+            if simulated:
+                saved = store.save()
+            else:
+                saved = await trio.to_thread.run_sync(store.save)
+        except StoreError as exc:
+            node._drop("store-error")
+            logger.warning("cannot save the record store: %s", exc)
+            await trio.sleep(1.0)
+            node._records_unsaved.set()
+            continue
+        node.core.records_saved(saved)
+        await node.flush()
 
 
 async def _republish_own_records(

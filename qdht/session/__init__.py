@@ -5,16 +5,7 @@ The sans-IO core is :class:`SessionEndpoint` (``protocol-spec/04-handshake.md``,
 """
 
 from qdht.session._config import SessionConfig
-from qdht.session._endpoint import (
-    BISCUIT_SIZE,
-    DATA_OVERHEAD,
-    HS_OVERHEAD,
-    KEEPALIVE_FRAME,
-    Keypair,
-    SessionEndpoint,
-    cookie_mac,
-    mac1_key,
-)
+from qdht.session._endpoint import SessionEndpoint
 from qdht.session._events import (
     Event,
     HandshakeFailed,
@@ -40,6 +31,15 @@ from qdht.session._noise import (
     KemOps,
     SymmetricState,
     protocol_name,
+)
+from qdht.session._peers import (
+    BISCUIT_SIZE,
+    DATA_OVERHEAD,
+    HS_OVERHEAD,
+    KEEPALIVE_FRAME,
+    Keypair,
+    cookie_mac,
+    mac1_key,
 )
 from qdht.session._replay import ReplayWindow
 from qdht.session._trio import DatagramTransportLike, SessionDriver, SessionHost, open_session_host

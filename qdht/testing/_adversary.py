@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import cbor2
 
-from qdht.dht import DhtCore, Outgoing, intern_contact
+from qdht.dht import DhtCore, Outgoing
 from qdht.errors import ConfigError, DecodeError
 from qdht.testing._coresim import CoreNetwork, SimCore
 from qdht.wire import (
@@ -60,6 +60,7 @@ from qdht.wire import (
     Stored,
     decode_object,
     encode,
+    intern_contact,
     loads_canonical,
 )
 

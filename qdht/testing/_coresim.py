@@ -45,11 +45,10 @@ from qdht.dht import (
     PutCompleted,
     RequestCompleted,
     RequestFailed,
-    intern_contact,
 )
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.testing._churn import ChurnEvent, ChurnSchedule
-from qdht.wire import Address, AnyRecord, Contact, immutable_key
+from qdht.wire import Address, AnyRecord, Contact, immutable_key, intern_contact
 
 __all__ = [
     "DELIVER",

@@ -595,7 +595,14 @@ def test_records_survive_a_restart_in_sqlite(alice: MLDSAPrivateKey, tmp_path: P
     with SqliteRecordStore(path) as disk:
         b = net.add(records=disk)
         record = mutable(alice, 1, b"durable")
-        assert stored_ok(request(a, b, store(record)))
+        # "stored" waits until the change is saved (02-dht-rpc.md §4.3).
+        assert request(a, b, store(record)) == []
+        ticket = disk.unsaved
+        assert ticket is not None
+        assert disk.save() == ticket
+        b.core.records_saved(ticket)
+        assert disk.unsaved is None
+        assert stored_ok([p for dst, _a, p in b.core.messages_to_send() if dst == a.node_id])
     with SqliteRecordStore(path) as disk:
         again = net.add(records=disk)
         [answer] = request(a, again, encode(FindValue(RID, record.key())))

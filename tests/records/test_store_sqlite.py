@@ -18,7 +18,7 @@ from qdht.dht import (
     SqliteRecordStore,
     StoreLimits,
     ValidRecord,
-    _recordstore,
+    _sqlitestore,
     encoded_size,
     make_immutable,
     sign_mutable,
@@ -85,7 +85,7 @@ def test_migrations_apply_in_order_once(tmp_path: Path, monkeypatch: pytest.Monk
     with SqliteRecordStore(path) as store:
         store.put(_imm(1), source="a", cached=False, now=NOW)
     extra = "CREATE TABLE notes (n INTEGER); INSERT INTO notes VALUES (42)"
-    monkeypatch.setattr(_recordstore, "MIGRATIONS", (*_recordstore.MIGRATIONS, extra))
+    monkeypatch.setattr(_sqlitestore, "MIGRATIONS", (*_sqlitestore.MIGRATIONS, extra))
     for _ in range(2):  # the second open finds nothing to migrate
         with SqliteRecordStore(path) as store:
             assert store.schema_version == SCHEMA_VERSION + 1
@@ -127,7 +127,7 @@ def test_entry_that_no_longer_decodes_is_dropped_and_counted(tmp_path: Path) -> 
 _CHILD = """
 import sys
 from qdht.dht._records import make_immutable, validate_record
-from qdht.dht._recordstore import SqliteRecordStore
+from qdht.dht import SqliteRecordStore
 
 path, round_ = sys.argv[1], int(sys.argv[2])
 store = SqliteRecordStore(path, check_integrity=False)
@@ -137,6 +137,7 @@ while True:
     record = make_immutable(value, 1_750_000_000 + 86400)
     valid = validate_record(record, record.key(), 1_750_000_000)
     store.put(valid, source="child", cached=False, now=1_750_000_000)
+    store.save()  # what a node waits for before it answers "stored"
     sys.stdout.write(valid.key.hex() + "\\n")
     sys.stdout.flush()
     n += 1
@@ -145,7 +146,7 @@ while True:
 
 @pytest.mark.slow
 def test_acknowledged_puts_survive_sigkill(tmp_path: Path) -> None:
-    """A child acknowledges each put on stdout; SIGKILL at random points loses none of them.
+    """A child acknowledges each saved put on stdout; SIGKILL at random points loses none.
 
     ``QDHT_KILL_ROUNDS`` (default 4) sets how many kills: 25 take about 15 s.
     """

@@ -23,7 +23,7 @@ from typing import Any, Final
 import trio
 
 from qdht.identity import Identity
-from qdht.session import SessionEndpoint, _endpoint, open_session_host
+from qdht.session import SessionEndpoint, _peers, open_session_host
 from qdht.transport import open_udp_transport
 from qdht.wire import Address
 from qdht_bench._common import BenchResult, Target, median
@@ -134,12 +134,12 @@ def _one_run(size: int, count: int, window: int) -> tuple[float, float, float, f
 
 
 _PROCESS_CACHES: Final = (
-    _endpoint.mac1_key,
-    _endpoint._cookie_key,
-    _endpoint._addr_bytes,
-    _endpoint._addr_hash,
-    _endpoint._source_host,
-    _endpoint._is_loopback,
+    _peers.mac1_key,
+    _peers._cookie_key,
+    _peers._addr_bytes,
+    _peers._addr_hash,
+    _peers._source_host,
+    _peers._is_loopback,
 )
 
 
