@@ -4,8 +4,15 @@ Sans-IO cores only: the node wires them into its services.
 """
 
 # -- model store --
+from qdht.models._chunks import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSink,
+    chunk_arrays,
+    chunk_file,
+    merkle_root,
+)
 from qdht.models._format import (
-    DTYPES,
+    NUMPY_DTYPES,
     SafetensorsHeader,
     TensorInfo,
     canonical_header,
@@ -14,14 +21,49 @@ from qdht.models._format import (
     read_header_from_path,
     save_arrays,
 )
+from qdht.models._manifest import (
+    MODEL_SALT_PREFIX,
+    PROVIDER_TOPIC_PREFIX,
+    TrustedPublishers,
+    has_chunk,
+    have_bitfield,
+    manifest_from_record,
+    manifest_record,
+    model_record_key,
+    model_salt,
+    provider_entry,
+    provider_from_entry,
+    provider_topic,
+    sign_manifest,
+    verify_manifest,
+)
 
 __all__ = [
-    "DTYPES",
+    "DEFAULT_CHUNK_SIZE",
+    "MODEL_SALT_PREFIX",
+    "NUMPY_DTYPES",
+    "PROVIDER_TOPIC_PREFIX",
+    "ChunkSink",
     "SafetensorsHeader",
     "TensorInfo",
+    "TrustedPublishers",
     "canonical_header",
+    "chunk_arrays",
+    "chunk_file",
+    "has_chunk",
+    "have_bitfield",
     "load_arrays",
+    "manifest_from_record",
+    "manifest_record",
+    "merkle_root",
+    "model_record_key",
+    "model_salt",
+    "provider_entry",
+    "provider_from_entry",
+    "provider_topic",
     "read_header",
     "read_header_from_path",
     "save_arrays",
+    "sign_manifest",
+    "verify_manifest",
 ]

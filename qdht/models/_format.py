@@ -31,13 +31,12 @@ import numpy as np
 import numpy.typing as npt
 
 from qdht.errors import ConfigError, ModelError
+from qdht.wire._models import MAX_RANK, MAX_TENSOR_NAME, TENSOR_DTYPES
 
 __all__ = [
-    "DTYPES",
     "MAX_HEADER_SIZE",
-    "MAX_RANK",
     "MAX_TENSORS",
-    "MAX_TENSOR_NAME",
+    "NUMPY_DTYPES",
     "SafetensorsHeader",
     "TensorInfo",
     "canonical_header",
@@ -50,34 +49,27 @@ __all__ = [
     "tensor_infos",
 ]
 
-#: safetensors dtype → (item size in bytes, NumPy dtype or None where NumPy has none).
-DTYPES: Final[dict[str, tuple[int, str | None]]] = {
-    "BOOL": (1, "|b1"),
-    "U8": (1, "|u1"),
-    "I8": (1, "|i1"),
-    "F8_E5M2": (1, None),
-    "F8_E4M3": (1, None),
-    "U16": (2, "<u2"),
-    "I16": (2, "<i2"),
-    "F16": (2, "<f2"),
-    "BF16": (2, None),
-    "U32": (4, "<u4"),
-    "I32": (4, "<i4"),
-    "F32": (4, "<f4"),
-    "U64": (8, "<u8"),
-    "I64": (8, "<i8"),
-    "F64": (8, "<f8"),
+#: safetensors dtype → NumPy dtype, for the dtypes NumPy has (not BF16 or the F8 kinds).
+NUMPY_DTYPES: Final[dict[str, str]] = {
+    "BOOL": "|b1",
+    "U8": "|u1",
+    "I8": "|i1",
+    "U16": "<u2",
+    "I16": "<i2",
+    "F16": "<f2",
+    "U32": "<u4",
+    "I32": "<i4",
+    "F32": "<f4",
+    "U64": "<u8",
+    "I64": "<i8",
+    "F64": "<f8",
 }
-_FROM_NUMPY: Final = {np.dtype(v).str: k for k, (_, v) in DTYPES.items() if v is not None}
+_FROM_NUMPY: Final = {np.dtype(v).str: k for k, v in NUMPY_DTYPES.items()}
 
 #: Largest JSON header accepted, in bytes (the reference library allows 100 MB).
 MAX_HEADER_SIZE: Final = 16 * 1024 * 1024
 #: Most tensors in one file.
 MAX_TENSORS: Final = 65536
-#: Most dimensions of one tensor.
-MAX_RANK: Final = 32
-#: Longest tensor name, in UTF-8 bytes.
-MAX_TENSOR_NAME: Final = 256
 _LEN = struct.Struct("<Q")
 
 
@@ -110,10 +102,10 @@ class SafetensorsHeader:
 
 def numpy_dtype(dtype: str) -> np.dtype[Any]:
     """The NumPy dtype of a safetensors dtype; ModelError where NumPy has none (BF16, F8)."""
-    entry = DTYPES.get(dtype)
-    if entry is None or entry[1] is None:
+    entry = NUMPY_DTYPES.get(dtype)
+    if entry is None:
         raise ModelError("unsupported-dtype", f"{dtype} has no NumPy equivalent")
-    return np.dtype(entry[1])
+    return np.dtype(entry)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -135,7 +127,7 @@ def _parse_tensor(name: object, entry: object, data_size: int) -> TensorInfo:
     if type(entry) is not dict or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise ModelError("bad-tensor", f"{name!r} must hold exactly dtype, shape, data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if type(dtype) is not str or dtype not in DTYPES:
+    if type(dtype) is not str or dtype not in TENSOR_DTYPES:
         raise ModelError("bad-dtype", f"{name!r}: {str(dtype)[:32]!r}")
     if (
         type(shape) is not list
@@ -150,7 +142,7 @@ def _parse_tensor(name: object, entry: object, data_size: int) -> TensorInfo:
         raise ModelError("bad-offsets", f"{name!r}: [{start}, {end}]")
     # Python integers do not overflow; the size is compared with the file before
     # anything is allocated, so a declared shape of 2^60 elements costs nothing.
-    nbytes = math.prod(shape) * DTYPES[dtype][0]
+    nbytes = math.prod(shape) * TENSOR_DTYPES[dtype]
     if nbytes > data_size:
         raise ModelError("huge-shape", f"{name!r}: {nbytes} bytes declared, file has {data_size}")
     if end > data_size:
@@ -275,7 +267,7 @@ def canonical_header(
         obj["__metadata__"] = dict(metadata)
     position = 0
     for name, dtype, shape in tensors:
-        nbytes = math.prod(shape) * DTYPES[dtype][0]
+        nbytes = math.prod(shape) * TENSOR_DTYPES[dtype]
         obj[name] = {
             "dtype": dtype,
             "shape": list(shape),
