@@ -11,6 +11,17 @@ from qdht.models._chunks import (
     chunk_file,
     merkle_root,
 )
+from qdht.models._fetch import (
+    ChunkRequest,
+    FetchComplete,
+    FetchEvent,
+    FetchLimits,
+    FetchStuck,
+    HolderDropped,
+    ModelFetch,
+    Penalty,
+    Progress,
+)
 from qdht.models._format import (
     NUMPY_DTYPES,
     SafetensorsHeader,
@@ -37,16 +48,31 @@ from qdht.models._manifest import (
     sign_manifest,
     verify_manifest,
 )
+from qdht.models._placement import StorageCost, provider_record_size, storage_cost
+from qdht.models._store import ChunkStore, Release, assemble, prepare_release
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "MODEL_SALT_PREFIX",
     "NUMPY_DTYPES",
     "PROVIDER_TOPIC_PREFIX",
+    "ChunkRequest",
     "ChunkSink",
+    "ChunkStore",
+    "FetchComplete",
+    "FetchEvent",
+    "FetchLimits",
+    "FetchStuck",
+    "HolderDropped",
+    "ModelFetch",
+    "Penalty",
+    "Progress",
+    "Release",
     "SafetensorsHeader",
+    "StorageCost",
     "TensorInfo",
     "TrustedPublishers",
+    "assemble",
     "canonical_header",
     "chunk_arrays",
     "chunk_file",
@@ -58,12 +84,15 @@ __all__ = [
     "merkle_root",
     "model_record_key",
     "model_salt",
+    "prepare_release",
     "provider_entry",
     "provider_from_entry",
+    "provider_record_size",
     "provider_topic",
     "read_header",
     "read_header_from_path",
     "save_arrays",
     "sign_manifest",
+    "storage_cost",
     "verify_manifest",
 ]
