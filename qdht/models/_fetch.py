@@ -39,7 +39,7 @@ import attrs
 from qdht.errors import ConfigError
 from qdht.models._chunks import chunk_key, chunk_lengths
 from qdht.models._manifest import has_chunk
-from qdht.wire._models import ModelManifest
+from qdht.wire._models import MAX_CHUNK_SIZE, ManifestRef, ModelManifest
 
 __all__ = [
     "ChunkRequest",
@@ -139,26 +139,44 @@ class _Holder:
         self.stalls = 0
 
 
+def _pieces(manifest: ModelManifest | ManifestRef) -> list[tuple[bytes, int]]:
+    """(key, length) of every chunk of a manifest, or of every page of a reference."""
+    if isinstance(manifest, ManifestRef):
+        lengths = chunk_lengths(manifest.size, MAX_CHUNK_SIZE)
+        return list(zip(manifest.page_keys, lengths, strict=True))
+    return [
+        (key, length)
+        for tensor in manifest.tensors
+        for key, length in zip(
+            tensor.chunk_keys, chunk_lengths(tensor.nbytes, manifest.chunk_size), strict=True
+        )
+    ]
+
+
 class ModelFetch(Generic[H]):
-    """Plans and checks the download of one manifest's missing chunks (13-models.md §6)."""
+    """Plans and checks the download of one manifest's missing chunks (13-models.md §6).
+
+    Given a :class:`ManifestRef` instead, it fetches the manifest's pages
+    (§4.4) the same way; holders' ``have`` bitfields, which cover the
+    model's chunks, are then ignored.
+    """
 
     def __init__(
-        self, manifest: ModelManifest, store: ChunkWriter, limits: FetchLimits | None = None
+        self,
+        manifest: ModelManifest | ManifestRef,
+        store: ChunkWriter,
+        limits: FetchLimits | None = None,
     ) -> None:
         self.manifest = manifest
         self.limits = limits or FetchLimits()
         self._store = store
+        self._pages = isinstance(manifest, ManifestRef)
         #: key → its length and its indices in manifest order (for ``have`` bitfields).
         self._length: dict[bytes, int] = {}
         self._indices: dict[bytes, list[int]] = {}
-        index = 0
-        for tensor in manifest.tensors:
-            for key, length in zip(
-                tensor.chunk_keys, chunk_lengths(tensor.nbytes, manifest.chunk_size), strict=True
-            ):
-                self._length[key] = length
-                self._indices.setdefault(key, []).append(index)
-                index += 1
+        for index, (key, length) in enumerate(_pieces(manifest)):
+            self._length[key] = length
+            self._indices.setdefault(key, []).append(index)
         self._total_bytes = sum(self._length.values())
         self._needed = {key for key in self._length if not store.has(key)}
         self._done_bytes = sum(n for k, n in self._length.items() if k not in self._needed)
@@ -196,7 +214,11 @@ class ModelFetch(Generic[H]):
     def _may_have(self, state: _Holder, key: bytes) -> bool:
         if key in state.lacks:
             return False
-        return state.have is None or any(has_chunk(state.have, i) for i in self._indices[key])
+        return (
+            self._pages
+            or state.have is None
+            or any(has_chunk(state.have, i) for i in self._indices[key])
+        )
 
     def _drop_holder(self, holder: H, reason: str, offence: str) -> None:
         self.remove_holder(holder)

@@ -17,25 +17,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from qdht.crypto import mldsa
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht._records import sign_mutable, sign_set_entry
 from qdht.errors import ConfigError, DecodeError, InvalidSignatureError, ModelError
-from qdht.models._chunks import merkle_root
-from qdht.wire import Contact, decode, encode
-from qdht.wire._models import ModelManifest, ModelProvider, ModelTensor
+from qdht.models._chunks import ChunkSink, chunk_key, merkle_root, split
+from qdht.wire import CborLimits, Contact, decode, encode
+from qdht.wire._models import (
+    MAX_CHUNK_SIZE,
+    MAX_MANIFEST_PAGES,
+    ManifestRef,
+    ModelManifest,
+    ModelProvider,
+    ModelTensor,
+)
 from qdht.wire._records import MAX_VALUE_SIZE, MutableRecord, SetEntry, mutable_key, owner_hash
 
 __all__ = [
+    "MANIFEST_LIMITS",
     "MANIFEST_REJECT_REASONS",
     "MODEL_SALT_PREFIX",
     "PROVIDER_TOPIC_PREFIX",
+    "PageSource",
     "TrustedPublishers",
     "has_chunk",
     "have_bitfield",
+    "manifest_from_pages",
     "manifest_from_record",
     "manifest_record",
     "model_record_key",
@@ -62,8 +72,19 @@ MANIFEST_REJECT_REASONS: Final = frozenset(
         "shape-mismatch",
         "root-mismatch",
         "bad-signature",
+        "ref-mismatch",
     }
 )
+#: Decoding limits of a manifest read from pages (§4.4): up to 256 pages, more items.
+MANIFEST_LIMITS: Final = CborLimits(
+    max_bytes=MAX_MANIFEST_PAGES * MAX_CHUNK_SIZE, max_items=1 << 17
+)
+
+
+class PageSource(Protocol):
+    """Where a fetcher reads a paged manifest from (a :class:`~qdht.models.ChunkStore`)."""
+
+    def load(self, key: bytes) -> bytes: ...
 
 
 def model_salt(name: str) -> bytes:
@@ -130,11 +151,9 @@ def sign_manifest(
         meta=meta or {},
     )  # fmt: skip
     size = len(encode(unsigned))
-    if size > MAX_VALUE_SIZE:
-        chunks = sum(len(t.chunk_keys) for t in tensors)
+    if size > MAX_MANIFEST_PAGES * MAX_CHUNK_SIZE:
         raise ConfigError(
-            f"the manifest of {chunks} chunks is {size} bytes, more than one record value "
-            f"({MAX_VALUE_SIZE}): about 1,900 chunks fit (13-models.md §4.1)"
+            f"the manifest is {size} bytes, more than {MAX_MANIFEST_PAGES} pages (13 §4.4)"
         )
     signature = key.sign(unsigned.signed_bytes(), ModelManifest.CONTEXT)
     return ModelManifest(
@@ -142,18 +161,45 @@ def sign_manifest(
     )
 
 
+def _fits_one_record(data: bytes) -> bool:
+    if len(data) > MAX_VALUE_SIZE:
+        return False
+    try:
+        decode(data, expect=(ModelManifest,))
+    except DecodeError:  # over the default item limits: many tensors
+        return False
+    return True
+
+
 def manifest_record(
-    key: MLDSAPrivateKey, manifest: ModelManifest, *, expires: int
+    key: MLDSAPrivateKey,
+    manifest: ModelManifest,
+    *,
+    expires: int,
+    pages: ChunkSink | None = None,
 ) -> MutableRecord:
-    """The mutable record publishing ``manifest``: salt from its name, ``seq`` = version."""
+    """The mutable record publishing ``manifest``: salt from its name, ``seq`` = version.
+
+    A manifest too large for one record is cut into pages put into ``pages``
+    (the publisher's chunk store, which serves them) and the record holds a
+    :class:`ManifestRef` instead (§4.4).
+    """
     if owner_hash(key.public_key_bytes()) != manifest.publisher:
         raise ConfigError("the manifest was signed by another key")
+    data = encode(manifest)
+    if not _fits_one_record(data):
+        if pages is None:
+            raise ConfigError("this manifest needs pages: pass the chunk store as pages")
+        keys = []
+        for page in split(data, MAX_CHUNK_SIZE):
+            keys.append(chunk_key(page))
+            pages.put(keys[-1], page)
+        ref = ManifestRef(
+            manifest.publisher, manifest.name, manifest.version, len(data), b"".join(keys)
+        )
+        data = encode(ref)
     return sign_mutable(
-        key,
-        salt=model_salt(manifest.name),
-        seq=manifest.version,
-        value=encode(manifest),
-        expires=expires,
+        key, salt=model_salt(manifest.name), seq=manifest.version, value=data, expires=expires
     )
 
 
@@ -204,24 +250,58 @@ def manifest_from_record(
     trusted: TrustedPublishers | Iterable[bytes],
     *,
     name: str | None = None,
-) -> ModelManifest:
-    """The verified manifest in a (DHT-validated) record; ModelError if it is not one.
+) -> ModelManifest | ManifestRef:
+    """The verified manifest in a (DHT-validated) record, or the checked reference to its pages.
 
     The record's key binds (owner, salt), its ``seq`` orders versions: the
-    manifest inside must be the owner's, for the salt's name, at that ``seq``.
+    manifest (or reference) inside must be the owner's, for the salt's name,
+    at that ``seq`` (§4.3).  A :class:`ManifestRef` is returned for the
+    fetcher to fetch its pages and call :func:`manifest_from_pages`.
     """
     try:
-        decoded = decode(record.value, expect=(ModelManifest,))
+        decoded = decode(record.value, expect=(ModelManifest, ManifestRef))
     except DecodeError as exc:
         raise ModelError("malformed", str(exc)) from None
-    assert isinstance(decoded, ModelManifest)
+    assert isinstance(decoded, ModelManifest | ManifestRef)
     if decoded.publisher != record.owner:
         raise ModelError("publisher-mismatch", "the record's owner did not publish it")
     if model_salt(decoded.name) != record.salt:
         raise ModelError("name-mismatch", "the record's salt is not the manifest's name")
     if decoded.version != record.seq:
         raise ModelError("version-mismatch", f"version {decoded.version}, record seq {record.seq}")
+    if isinstance(decoded, ManifestRef):
+        if decoded.publisher not in _trust(trusted):
+            raise ModelError("untrusted-publisher", decoded.publisher.hex()[:16])
+        if name is not None and decoded.name != name:
+            raise ModelError("name-mismatch", f"{decoded.name!r} is not {name!r}")
+        return decoded
     return verify_manifest(decoded, trusted, name=name)
+
+
+def manifest_from_pages(
+    ref: ManifestRef, pages: PageSource, trusted: TrustedPublishers | Iterable[bytes]
+) -> ModelManifest:
+    """The verified manifest whose pages ``ref`` lists, read from ``pages`` (§4.4).
+
+    Each page is checked against its key by ``pages.load`` (ModelError
+    ``missing-chunk`` or ``corrupt-chunk``); the manifest must name the
+    reference's publisher, name and version (``ref-mismatch``).
+    """
+    data = b"".join(pages.load(k) for k in ref.page_keys)
+    if len(data) != ref.size:
+        raise ModelError("ref-mismatch", f"{len(data)} bytes of pages, reference says {ref.size}")
+    try:
+        manifest = decode(data, limits=MANIFEST_LIMITS, expect=(ModelManifest,))
+    except DecodeError as exc:
+        raise ModelError("malformed", str(exc)) from None
+    assert isinstance(manifest, ModelManifest)
+    if (manifest.publisher, manifest.name, manifest.version) != (
+        ref.publisher,
+        ref.name,
+        ref.version,
+    ):
+        raise ModelError("ref-mismatch", "the pages hold another manifest")
+    return verify_manifest(manifest, trusted)
 
 
 def have_bitfield(present: Sequence[bool]) -> bytes:

@@ -137,7 +137,8 @@ def prepare_release(
     """Chunk ``source`` (arrays, or a safetensors file read chunk by chunk) into ``store``.
 
     The file's own ``__metadata__`` goes into the manifest's ``meta``, under
-    ``meta`` given here.  The node then stores ``release.record`` under its
+    ``meta`` given here.  A manifest too large for one record goes into
+    ``store`` as pages too (§4.4).  The node then stores ``release.record`` under its
     key and announces itself as a provider (§5.2).
     """
     if isinstance(source, Mapping):
@@ -149,7 +150,7 @@ def prepare_release(
     manifest = sign_manifest(
         key, name=name, version=version, tensors=tensors, chunk_size=chunk_size, meta=merged
     )
-    return Release(manifest, manifest_record(key, manifest, expires=expires))
+    return Release(manifest, manifest_record(key, manifest, expires=expires, pages=store))
 
 
 def assemble(manifest: ModelManifest, store: ChunkStore, target: str | os.PathLike[str]) -> Path:

@@ -36,6 +36,7 @@ __all__ = [
     "CHUNK_SIZES",
     "MAX_CHUNK_SIZE",
     "MAX_HAVE_BYTES",
+    "MAX_MANIFEST_PAGES",
     "MAX_META_ENTRIES",
     "MAX_META_VALUE",
     "MAX_MODEL_NAME",
@@ -45,6 +46,7 @@ __all__ = [
     "TENSOR_DTYPES",
     "Chunk",
     "GetChunk",
+    "ManifestRef",
     "ModelManifest",
     "ModelProvider",
     "ModelTensor",
@@ -76,6 +78,8 @@ MAX_CHUNK_SIZE: Final = MAX_VALUE_SIZE
 CHUNK_SIZES: Final = frozenset({4096, 8192, 16384, 32768, 65536})
 #: Longest model name, in UTF-8 bytes.
 MAX_MODEL_NAME: Final = 64
+#: Most pages of a manifest too large for one record (§4.4): 16 MiB of manifest.
+MAX_MANIFEST_PAGES: Final = 256
 #: Most tensors in one manifest.
 MAX_TENSORS: Final = 1024
 #: Longest tensor name, in UTF-8 bytes.
@@ -330,6 +334,66 @@ class ModelManifest:
         signature = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
         reader.finish()
         return cls(publisher, name, version, chunk_size, tensors, root, signature, meta=meta or ())
+
+
+@register
+@attrs.frozen
+class ManifestRef:
+    """A manifest too large for one record, cut into pages (13-models.md §4.4).
+
+    The value of the publisher's mutable record in place of the manifest:
+    the manifest's encoding (``size`` bytes) is cut into 65536-byte pages
+    keyed like chunks, fetched like chunks, and must name the same
+    publisher, name and version as this reference.
+    """
+
+    TYPE: ClassVar[str] = "manifest_ref"
+
+    publisher: bytes = attrs.field(validator=_bytes("publisher", OWNER_HASH_SIZE, OWNER_HASH_SIZE))
+    name: str = attrs.field(validator=_text("name", 1, MAX_MODEL_NAME))
+    version: int = attrs.field(validator=_uint("version"))
+    size: int = attrs.field(validator=_uint("size", 1, MAX_MANIFEST_PAGES * MAX_CHUNK_SIZE))
+    #: The page keys, concatenated (32 bytes each).
+    pages: bytes = attrs.field(
+        validator=_bytes("pages", CHUNK_KEY_SIZE, MAX_MANIFEST_PAGES * CHUNK_KEY_SIZE), repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.pages) % CHUNK_KEY_SIZE or len(self.pages) // CHUNK_KEY_SIZE != -(
+            -self.size // MAX_CHUNK_SIZE
+        ):
+            raise ConfigError("pages must list one 32-byte key per 65536 bytes of size")
+
+    @property
+    def page_keys(self) -> tuple[bytes, ...]:
+        p = self.pages
+        return tuple(p[i : i + CHUNK_KEY_SIZE] for i in range(0, len(p), CHUNK_KEY_SIZE))
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "publisher": self.publisher,
+            "name": self.name,
+            "version": self.version,
+            "size": self.size,
+            "pages": self.pages,
+        }
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> ManifestRef:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        publisher = reader.bytes_("publisher", size=OWNER_HASH_SIZE)
+        name = reader.text("name", min_len=1, max_len=MAX_MODEL_NAME)
+        version = reader.uint("version")
+        size = reader.uint("size", min_value=1, max_value=MAX_MANIFEST_PAGES * MAX_CHUNK_SIZE)
+        pages = reader.bytes_(
+            "pages", min_size=CHUNK_KEY_SIZE, max_size=MAX_MANIFEST_PAGES * CHUNK_KEY_SIZE
+        )
+        if len(pages) != CHUNK_KEY_SIZE * -(-size // MAX_CHUNK_SIZE):
+            raise DecodeError("field-size", child_path(path, "pages"), "one key per page of size")
+        reader.finish()
+        return cls(publisher, name, version, size, pages)
 
 
 @register

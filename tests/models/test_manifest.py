@@ -15,10 +15,13 @@ from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht._records import RecordValidator, sign_mutable
 from qdht.errors import ConfigError, ModelError
 from qdht.models import (
+    ChunkStore,
+    ModelFetch,
     TrustedPublishers,
     chunk_arrays,
     has_chunk,
     have_bitfield,
+    manifest_from_pages,
     manifest_from_record,
     manifest_record,
     model_record_key,
@@ -28,8 +31,9 @@ from qdht.models import (
     sign_manifest,
     verify_manifest,
 )
+from qdht.models._chunks import chunk_key
 from qdht.wire import Address, Contact, encode
-from qdht.wire._models import ModelManifest, ModelTensor
+from qdht.wire._models import ManifestRef, ModelManifest, ModelTensor
 from qdht.wire._records import owner_hash
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "protocol-spec"
@@ -123,10 +127,50 @@ def test_the_record_must_bind_publisher_name_and_version() -> None:
     assert _reason(lambda: manifest_from_record(good, trusted(), name="x")) == "name-mismatch"
 
 
-def test_a_manifest_too_large_for_one_record_is_refused_locally() -> None:
-    tensors = [ModelTensor(n, "U8", (65536 * 1000,), bytes(32) * 1000) for n in "ab"]
-    with pytest.raises(ConfigError, match="more than one record value"):
-        sign_manifest(publisher(), name="x", version=1, tensors=tensors, chunk_size=65536)
+@cache
+def big_manifest() -> ModelManifest:
+    """A manifest of 3,000 chunks (about 190 MiB of tensors): too large for one record."""
+    tensors = [
+        ModelTensor(n, "U8", (65536 * 1500,), b"".join(bytes([i % 256, i // 256]) * 16
+                    for i in range(1500)))
+        for n in "ab"
+    ]  # fmt: skip
+    return sign_manifest(publisher(), name="big", version=2, tensors=tensors, chunk_size=65536)
+
+
+def test_a_manifest_too_large_for_one_record_travels_in_pages(tmp_path: Path) -> None:
+    pub = ChunkStore(tmp_path / "pub")
+    record = manifest_record(publisher(), big_manifest(), expires=NOW + 60, pages=pub)
+    RecordValidator().validate(record, record.key(), NOW)
+    ref = manifest_from_record(record, trusted(), name="big")
+    assert isinstance(ref, ManifestRef)
+    assert ref.size == len(encode(big_manifest())) > 65536
+    mine = ChunkStore(tmp_path / "mine")
+    with pytest.raises(ModelError) as info:
+        manifest_from_pages(ref, mine, trusted())
+    assert info.value.reason == "missing-chunk"
+    fetch: ModelFetch[str] = ModelFetch(ref, mine)
+    fetch.add_holder("publisher", have=b"\x00")  # a bitfield covers chunks, not pages
+    for request in fetch.next_requests(0.0):
+        fetch.receive_chunk(request.holder, request.key, pub.load(request.key), 0.0)
+    assert fetch.complete
+    assert manifest_from_pages(ref, mine, trusted()) == big_manifest()
+    assert _reason(lambda: manifest_from_pages(ref, mine, [])) == "untrusted-publisher"
+    with pytest.raises(ConfigError, match="pass the chunk store"):
+        manifest_record(publisher(), big_manifest(), expires=NOW + 60)
+
+
+def test_pages_of_another_manifest_are_refused(tmp_path: Path) -> None:
+    pub = ChunkStore(tmp_path / "pub")
+    record = manifest_record(publisher(), big_manifest(), expires=NOW + 60, pages=pub)
+    ref = manifest_from_record(record, trusted())
+    assert isinstance(ref, ManifestRef)
+    other = attrs.evolve(ref, version=3)
+    assert _reason(lambda: manifest_from_pages(other, pub, trusted())) == "ref-mismatch"
+    small = encode(manifest())
+    pub.put(chunk_key(small), small)
+    renamed = ManifestRef(ref.publisher, "big", 2, len(small), chunk_key(small))
+    assert _reason(lambda: manifest_from_pages(renamed, pub, trusted())) == "ref-mismatch"
 
 
 def test_manifest_record_refuses_another_key() -> None:

@@ -19,13 +19,15 @@ from qdht.wire._models import (
     TENSOR_DTYPES,
     Chunk,
     GetChunk,
+    ManifestRef,
     ModelManifest,
     ModelProvider,
     ModelTensor,
 )
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "protocol-spec"
-RULES = {"manifest": "model-manifest", "provider": "model-provider",
+RULES = {"manifest": "model-manifest", "manifest_ref": "model-manifest_ref",
+         "provider": "model-provider",
          "get_chunk": "model-get_chunk", "chunk": "model-chunk"}  # fmt: skip
 
 
@@ -53,6 +55,16 @@ manifests = st.builds(
     st.just(b"\x07" * 3309),
     meta=st.dictionaries(_names, st.text(max_size=16), max_size=3),
 )
+refs = st.integers(1, 5 * 65536).flatmap(
+    lambda size: st.builds(
+        ManifestRef,
+        st.binary(min_size=32, max_size=32),
+        _names,
+        st.integers(0, 2**64 - 1),
+        st.just(size),
+        st.just(b"\x09" * 32 * -(-size // 65536)),
+    )
+)
 contacts = st.builds(
     Contact,
     st.binary(min_size=32, max_size=32),
@@ -77,7 +89,7 @@ chunks = st.builds(
 )
 
 
-@given(st.one_of(manifests, providers, get_chunks, chunks))
+@given(st.one_of(manifests, refs, providers, get_chunks, chunks))
 def test_objects_round_trip_and_follow_their_cddl_rules(message: Any) -> None:
     data = encode(message)
     assert decode(data) == message
@@ -146,6 +158,7 @@ def test_a_full_chunk_encodes_within_the_message_limit() -> None:
         lambda: ModelProvider(b"\1" * 32, 1, Contact(b"\1" * 32, (Address("udp", "::1", 1),)),
                               have=b""),
         lambda: GetChunk(b"\0" * 8, b"\0" * 31),
+        lambda: ManifestRef(b"\1" * 32, "m", 1, 65537, b"\2" * 32),  # needs 2 pages
         lambda: Chunk(b"\0" * 8, b""),
         lambda: Chunk(b"\0" * 8, b"\0" * (MAX_CHUNK_SIZE + 1)),
     ],

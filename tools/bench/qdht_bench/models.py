@@ -28,8 +28,8 @@ tensors), published into a chunk store in a temporary directory:
   chunk, under 1 % of the model: ``peak_fraction_of_model_large``).  Chunks
   are handed to the planner one at a time as they "arrive"; a network driver
   adds at most ``max_in_flight`` (16) chunks of 64 KiB in its receive
-  buffers.  The defaults (24 MiB and 96 MiB) stay under the one-record
-  manifest limit of about 1,900 chunks (13-models.md §4.1).
+  buffers.  The defaults (24 MiB and 96 MiB) keep the run short; above
+  about 120 MiB the manifest travels in pages (13-models.md §4.4).
 
 Not measured here: fetching over a loopback UDP network from 1 and 5 holders
 against the session's throughput (issue 17's ``≥ 50 %`` target) needs the

@@ -27,6 +27,7 @@ from qdht.wire._models import (
     MAX_HAVE_BYTES,
     Chunk,
     GetChunk,
+    ManifestRef,
     ModelManifest,
     ModelProvider,
     ModelTensor,
@@ -228,6 +229,30 @@ def _semantic(signer: _Signer, alice: _Owner, typical: ModelManifest) -> list[di
     ]
 
 
+def _manifest_ref_file() -> dict[str, Any]:
+    alice, _ = _owners()
+    pages = b"".join(chunk_key(_bytes(f"page-{i}", 8)) for i in range(3))
+    typical = ManifestRef(alice.owner, "llm-small", 12, 2 * MAX_CHUNK_SIZE + 17, pages)
+    valid: list[Valid] = [
+        ("three pages", [], encode(typical)),
+        ("one page, one byte", [], encode(ManifestRef(alice.owner, "m", 0, 1, pages[:32]))),
+    ]
+    base = typical.to_cbor()
+    invalid = _common_invalid(base)
+    invalid += [
+        ("pages empty", ["undersize-field"], _canon(dict(base, pages=b"")), "field-size"),
+        ("size 0", ["wrong-field-value"], _canon(dict(base, size=0)), "field-value"),
+        ("size over 256 pages", ["wrong-field-value"], _canon(dict(base, size=2**24 + 1)),
+         "field-value"),
+        ("name empty", ["undersize-field"], _canon(dict(base, name="")), "field-size"),
+        ("version missing", ["missing-field"], _canon(_without(base, "version")),
+         "missing-field"),
+        ("publisher of 33 bytes", ["oversize-field"],
+         _canon(dict(base, publisher=alice.owner + b"\0")), "field-size"),
+    ]  # fmt: skip
+    return vector_file("model-manifest_ref", SPEC, valid, invalid)
+
+
 def _provider_file() -> dict[str, Any]:
     root = _bytes("root", 32)
     contact = Contact(_bytes("holder", 32), (Address("udp", "198.51.100.7", 6881),))
@@ -297,9 +322,10 @@ def _chunk_file() -> dict[str, Any]:
 
 
 def vector_files() -> dict[str, dict[str, Any]]:
-    """``model/model-<type>.json`` for the four model-store objects."""
+    """``model/model-<type>.json`` for the five model-store objects."""
     return {
         "model/model-manifest.json": _manifest_file(),
+        "model/model-manifest_ref.json": _manifest_ref_file(),
         "model/model-provider.json": _provider_file(),
         "model/model-get_chunk.json": _get_chunk_file(),
         "model/model-chunk.json": _chunk_file(),
