@@ -52,6 +52,7 @@ from qdht.models._manifest import (
 )
 from qdht.models._placement import StorageCost, provider_record_size, storage_cost
 from qdht.models._store import ChunkStore, Release, assemble, prepare_release
+from qdht.models._torch import arrays_to_state_dict, load_state_dict, state_dict_to_arrays
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -75,6 +76,7 @@ __all__ = [
     "StorageCost",
     "TensorInfo",
     "TrustedPublishers",
+    "arrays_to_state_dict",
     "assemble",
     "canonical_header",
     "chunk_arrays",
@@ -82,6 +84,7 @@ __all__ = [
     "has_chunk",
     "have_bitfield",
     "load_arrays",
+    "load_state_dict",
     "manifest_from_pages",
     "manifest_from_record",
     "manifest_record",
@@ -97,6 +100,7 @@ __all__ = [
     "read_header_from_path",
     "save_arrays",
     "sign_manifest",
+    "state_dict_to_arrays",
     "storage_cost",
     "verify_manifest",
 ]
