@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht._records import RecordValidator, sign_mutable
+from qdht.dht._records import DEFAULT_RECORD_LIMITS, RecordValidator, sign_mutable
 from qdht.errors import ConfigError, ModelError
 from qdht.models import (
     ChunkStore,
@@ -33,7 +33,7 @@ from qdht.models import (
 )
 from qdht.models._chunks import chunk_key
 from qdht.wire import Address, Contact, encode
-from qdht.wire._models import ManifestRef, ModelManifest, ModelTensor
+from qdht.wire._models import MAX_HAVE_BYTES, ManifestRef, ModelManifest, ModelProvider, ModelTensor
 from qdht.wire._records import owner_hash
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "protocol-spec"
@@ -197,6 +197,12 @@ def test_provider_records_round_trip_and_bad_ones_are_refused() -> None:
         stranger(), root=root, chunks=17, contact=contact, have=have, seq=1, expires=NOW + 60
     )
     assert _reason(lambda: provider_from_entry(bad, root, 17)) == "bad-bitfield"
+
+
+def test_the_largest_provider_record_fits_a_set_entry_value() -> None:
+    contact = Contact(b"\5" * 32, tuple(Address("udp", f"2001:db8::{i}", 65535) for i in range(4)))
+    largest = ModelProvider(b"\6" * 32, 2**64 - 1, contact, have=b"\xff" * MAX_HAVE_BYTES)
+    assert len(encode(largest)) <= DEFAULT_RECORD_LIMITS.max_set_value_size
 
 
 def test_trust_list_rejects_malformed_keys() -> None:
