@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,19 @@ import attrs
 import numpy.typing as npt
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.errors import ConfigError, ModelError
+from qdht.errors import ConfigError, DecodeError, ModelError
 from qdht.models._chunks import DEFAULT_CHUNK_SIZE, chunk_arrays, chunk_file, chunk_key
 from qdht.models._format import canonical_header
-from qdht.models._manifest import have_bitfield, manifest_record, sign_manifest
+from qdht.models._manifest import (
+    MANIFEST_LIMITS,
+    TrustedPublishers,
+    have_bitfield,
+    manifest_record,
+    model_record_key,
+    sign_manifest,
+    verify_manifest,
+)
+from qdht.wire import decode, encode
 from qdht.wire._models import CHUNK_KEY_SIZE, Chunk, GetChunk, ModelManifest
 from qdht.wire._records import MutableRecord
 
@@ -111,6 +120,33 @@ class ChunkStore:
             self._served += 1
         return Chunk(request.rid, data)
 
+    def keep_manifest(self, manifest: ModelManifest) -> None:
+        """Keep ``manifest`` next to its chunks, so a restarted node resumes and serves it."""
+        directory = (
+            self._root.parent
+            / "manifests"
+            / model_record_key(manifest.publisher, manifest.name).hex()
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{manifest.version}.cbor"
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_bytes(encode(manifest))
+        os.replace(temp, path)
+
+    def manifests(self, trusted: TrustedPublishers | Iterable[bytes]) -> list[ModelManifest]:
+        """Every kept manifest that still verifies (§4.3); others are skipped and counted."""
+        out = []
+        for path in sorted((self._root.parent / "manifests").glob("*/*.cbor")):
+            try:
+                manifest = decode(
+                    path.read_bytes(), limits=MANIFEST_LIMITS, expect=(ModelManifest,)
+                )
+                assert isinstance(manifest, ModelManifest)
+                out.append(verify_manifest(manifest, trusted))
+            except (DecodeError, ModelError):
+                self._drops["bad-manifest"] += 1
+        return out
+
     def stats(self) -> dict[str, Any]:
         return {"served": self._served, "drops": dict(self._drops)}
 
@@ -137,8 +173,8 @@ def prepare_release(
     """Chunk ``source`` (arrays, or a safetensors file read chunk by chunk) into ``store``.
 
     The file's own ``__metadata__`` goes into the manifest's ``meta``, under
-    ``meta`` given here.  A manifest too large for one record goes into
-    ``store`` as pages too (§4.4).  The node then stores ``release.record`` under its
+    ``meta`` given here.  The manifest is kept in ``store`` (and, if too
+    large for one record, its pages too, §4.4).  The node then stores ``release.record`` under its
     key and announces itself as a provider (§5.2).
     """
     if isinstance(source, Mapping):
@@ -150,6 +186,7 @@ def prepare_release(
     manifest = sign_manifest(
         key, name=name, version=version, tensors=tensors, chunk_size=chunk_size, meta=merged
     )
+    store.keep_manifest(manifest)
     return Release(manifest, manifest_record(key, manifest, expires=expires, pages=store))
 
 

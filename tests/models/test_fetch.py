@@ -317,3 +317,17 @@ def test_fetch_limits_must_be_positive() -> None:
         FetchLimits(max_in_flight=0)
     with pytest.raises(ConfigError):
         FetchLimits(request_timeout=-1.0)
+
+
+def test_kept_manifests_survive_a_restart_and_tampering_is_noticed(tmp_path: Path) -> None:
+    manifest, _ = publish(tmp_path, model(tensors=2))
+    trusted = [key().public_key_bytes()]
+    reopened = ChunkStore(tmp_path / "publisher")
+    assert reopened.manifests(trusted) == [manifest]
+    assert reopened.manifests([]) == []
+    assert reopened.stats()["drops"] == {"bad-manifest": 1}
+    (path,) = (tmp_path / "publisher" / "manifests").glob("*/*.cbor")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    assert reopened.manifests(trusted) == []
