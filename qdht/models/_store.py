@@ -43,6 +43,14 @@ from qdht.wire._records import MutableRecord
 __all__ = ["ChunkStore", "Release", "assemble", "prepare_release"]
 
 
+def _write_whole(path: Path, data: bytes | memoryview) -> None:
+    """Write ``data`` under a temporary name and rename it: ``path`` is never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
 class ChunkStore:
     """Verified chunks on disk under ``directory/chunks/``, one file per key."""
 
@@ -69,10 +77,7 @@ class ChunkStore:
         path = self._path(key)
         if path.is_file():
             return
-        path.parent.mkdir(exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_bytes(data)
-        os.replace(temp, path)
+        _write_whole(path, data)
 
     def load(self, key: bytes) -> bytes:
         """The chunk ``key``, checked; ModelError ``missing-chunk`` or ``corrupt-chunk``.
@@ -127,11 +132,7 @@ class ChunkStore:
             / "manifests"
             / model_record_key(manifest.publisher, manifest.name).hex()
         )
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{manifest.version}.cbor"
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_bytes(encode(manifest))
-        os.replace(temp, path)
+        _write_whole(directory / f"{manifest.version}.cbor", encode(manifest))
 
     def manifests(self, trusted: TrustedPublishers | Iterable[bytes]) -> list[ModelManifest]:
         """Every kept manifest that still verifies (§4.3); others are skipped and counted."""
