@@ -27,6 +27,7 @@ __all__ = [
     "KeyFilePermissionError",
     "KeyFileVersionError",
     "LookupFailedError",
+    "ModelError",
     "NodeStateError",
     "PuzzleError",
     "QdhtError",
@@ -160,3 +161,17 @@ class RecordRejectedError(RecordError):
 
 class StoreError(QdhtError):
     """A record store cannot be used: closed, corrupt, or of a newer schema version."""
+
+
+class ModelError(QdhtError):
+    """A model, safetensors file, manifest or chunk is unacceptable (``13-models.md``).
+
+    ``reason`` is a machine-readable code (for example ``"bad-offsets"``,
+    ``"untrusted-publisher"`` or ``"root-mismatch"``), listed in 13-models.md;
+    a fetch counts what it drops under it.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -52,6 +52,7 @@ from qdht.wire._registry import (
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
 from qdht.wire import _echo  # noqa: F401
+from qdht.wire import _models  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -149,7 +150,30 @@ from qdht.wire._identity import MAX_SCRYPT_LOG2_N, SALT_SIZE
 from qdht.wire._session import MAX_PAYLOAD
 from qdht.wire._session_fast import MAC_INPUT_HEAD
 
+from qdht.wire._models import (
+    CHUNK_KEY_SIZE,
+    CHUNK_SIZES,
+    Chunk,
+    GetChunk,
+    MAX_CHUNK_SIZE,
+    MAX_HAVE_BYTES,
+    MAX_MANIFEST_PAGES,
+    MAX_META_ENTRIES,
+    MAX_META_VALUE,
+    MAX_MODEL_NAME,
+    MAX_RANK,
+    MAX_TENSORS,
+    MAX_TENSOR_NAME,
+    ManifestRef,
+    ModelManifest,
+    ModelProvider,
+    ModelTensor,
+    TENSOR_DTYPES,
+)
+
 __all__ = [
+    "CHUNK_KEY_SIZE",
+    "CHUNK_SIZES",
     "CONTACT_LIST_CONTEXT",
     "DEFAULT_LIMITS",
     "HS_KINDS",
@@ -160,19 +184,28 @@ __all__ = [
     "MAC_SIZE",
     "MAX_ADDRESSES",
     "MAX_CACHE_LIFETIME",
+    "MAX_CHUNK_SIZE",
     "MAX_ECHO_DATA",
     "MAX_ERROR_MESSAGE_BYTES",
     "MAX_FRAGMENTS",
     "MAX_GRACE_PERIOD",
     "MAX_HAVE",
+    "MAX_HAVE_BYTES",
     "MAX_HS_FRAGMENTS",
     "MAX_INT",
     "MAX_LIST_CONTACTS",
+    "MAX_MANIFEST_PAGES",
+    "MAX_META_ENTRIES",
+    "MAX_META_VALUE",
+    "MAX_MODEL_NAME",
     "MAX_NODES",
     "MAX_PAYLOAD",
+    "MAX_RANK",
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_SCRYPT_LOG2_N",
+    "MAX_TENSORS",
+    "MAX_TENSOR_NAME",
     "MAX_TOPIC_SIZE",
     "MAX_VALUE_RECORDS",
     "MAX_VALUE_SIZE",
@@ -193,6 +226,7 @@ __all__ = [
     "SALT_SIZE",
     "SET_KEY_PREFIX",
     "SINGLE_RECORD_TYPES",
+    "TENSOR_DTYPES",
     "TRANSPORTS",
     "WATCH_RESPONSE_TYPES",
     "WS_PATH",
@@ -200,6 +234,7 @@ __all__ = [
     "Address",
     "AnyRecord",
     "CborLimits",
+    "Chunk",
     "CloseFrame",
     "Contact",
     "ContactList",
@@ -217,6 +252,7 @@ __all__ = [
     "FindNode",
     "FindValue",
     "FragmentFrame",
+    "GetChunk",
     "HandshakeFragment",
     "Hello",
     "HsView",
@@ -224,7 +260,11 @@ __all__ = [
     "ImmutableRecord",
     "KeepaliveFrame",
     "KeyFile",
+    "ManifestRef",
     "MessageFrame",
+    "ModelManifest",
+    "ModelProvider",
+    "ModelTensor",
     "MutableRecord",
     "Nodes",
     "Notified",

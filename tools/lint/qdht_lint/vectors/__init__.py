@@ -22,6 +22,7 @@ __all__ = ["AREAS", "all_vector_files", "render", "write_all"]
 AREAS: Final[tuple[str, ...]] = (
     # -- vector areas --
     "_echo",
+    "_models",
     "_watch",
     "_records",
     "_bootstrap",
