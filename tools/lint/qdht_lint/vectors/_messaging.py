@@ -20,10 +20,14 @@ from typing import Any, Final
 import attrs
 import cbor2
 
+from qdht.crypto import xwing
+from qdht.crypto.backend import get_backend
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.crypto.xwing import XWingPrivateKey
+from qdht.messaging._first_contact import Accepted, accept_first, initiate
 from qdht.messaging._prekeys import PrekeyStore, check_prekey_record
+from qdht.messaging._ratchet import RatchetSession
 from qdht.wire import encode
 from qdht.wire._messaging import (
     CT_SIZE,
@@ -293,9 +297,162 @@ def _wire_file(
     return vector_file(rule, SPEC, valid, invalid)
 
 
+# ------------------------------------------------------- known-answer run
+
+#: Ciphertexts of the known-answer run, kept between the generator's calls in
+#: one process (before the files exist, the first call records them).
+_RECORDED: dict[str, list[bytes]] = {}
+
+
+def _pinned_ciphertexts(name: str) -> list[bytes] | None:
+    if name in _RECORDED:
+        return list(_RECORDED[name])
+    path = default_spec_dir() / "vectors" / "msg" / "msg-first_msg.json"
+    if not path.is_file():
+        return None
+    known = json.loads(path.read_text(encoding="utf-8")).get("known_answer")
+    if known is None:
+        return None
+    return [bytes.fromhex(ct) for ct in known[name]]
+
+
+class _Conversation:
+    """Alice's first contact with bob and a ratchet sequence, every input fixed.
+
+    ``cryptography`` cannot derandomise ML-KEM encapsulation, so the X-Wing
+    and ML-KEM ciphertexts are recorded once (``xwing_ciphertexts``,
+    ``mlkem_ciphertexts`` in the file) and replayed: the encapsulating side's
+    shared secret is what the holder of the decapsulation key gets from the
+    recorded ciphertext, as in the session vectors.
+    """
+
+    TURNS: Final = (
+        ("bob", b"hello alice"),
+        ("alice", b"how are you?"),
+        ("alice", b"(lost, then late)"),
+        ("alice", b"fine, thanks"),
+        ("bob", b"see you"),
+        ("alice", b"bye"),
+    )
+
+    def __init__(self) -> None:
+        self.signer = _Signer("msg-first_msg")
+        self.alice, self.bob = _User("alice"), _User("bob")
+        self.store = _bob_store(self.signer)
+        self.record = self.store.record(NOW)
+        spk = self.store.current_spk()
+        self.xwing_keys = {
+            self.bob.xwing.public_key_bytes(): self.bob.xwing,
+            spk.key.public_key_bytes(): spk.key,
+        }
+        for ident in self.store.one_time:
+            key = self.store.one_time_key(ident)
+            assert not isinstance(key, str)
+            self.xwing_keys[key.public_key_bytes()] = key
+        self.xwing_cts = _pinned_ciphertexts("xwing_ciphertexts")
+        self.mlkem_cts = _pinned_ciphertexts("mlkem_ciphertexts")
+        self.used_xwing: list[bytes] = []
+        self.used_mlkem: list[bytes] = []
+        self.sessions: list[RatchetSession] = []
+        self.prekey_secrets = {
+            "spk_id": spk.id,
+            "spk_seed": spk.seed.hex(),
+            "ratchet_private": spk.ratchet.hex(),
+            "one_time": [[i, seed.hex()] for i, seed in sorted(self.store.one_time.items())],
+        }
+        self.run()
+
+    def xwing_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        if self.xwing_cts:
+            ct = self.xwing_cts.pop(0)
+            shared = self.xwing_keys[public_key].decapsulate(ct)
+        else:
+            shared, ct = xwing.encapsulate(public_key)
+        self.used_xwing.append(ct)
+        return shared, ct
+
+    def mlkem_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        if self.mlkem_cts:
+            ct = self.mlkem_cts.pop(0)
+            for session in self.sessions:
+                seed = session.state.pq_seed
+                if seed is not None:
+                    key = get_backend().mlkem768_from_seed(seed)
+                    if key.public_bytes() == public_key:
+                        shared = key.decapsulate(ct)
+                        break
+            else:
+                raise RuntimeError("no session holds the ML-KEM key")
+        else:
+            shared, ct = get_backend().mlkem768_encapsulate(public_key)
+        self.used_mlkem.append(ct)
+        return shared, ct
+
+    def run(self) -> None:
+        contact = initiate(
+            mldsa_key=_PinnedMLDSA(self.alice, self.signer),
+            identity_key=self.alice.xwing,
+            record=self.record,
+            signer=self.bob.mldsa.public_key_bytes(),
+            data=b"hello bob",
+            now=NOW,
+            rng=_Stream("alice/session"),
+            encapsulate=self.xwing_encapsulate,
+            mlkem_encapsulate=self.mlkem_encapsulate,
+        )
+        self.first = contact.message
+        self.session_key = contact.session_key
+        self.sessions.append(contact.session)
+        accepted = accept_first(
+            self.store,
+            contact.message,
+            rng=_Stream("bob/session"),
+            mlkem_encapsulate=self.mlkem_encapsulate,
+        )
+        assert isinstance(accepted, Accepted)
+        assert accepted.session_key == contact.session_key
+        self.sessions.append(accepted.session)
+        sessions = {"alice": contact.session, "bob": accepted.session}
+        self.sequence: list[dict[str, Any]] = []
+        late: tuple[dict[str, Any], RatchetMessage] | None = None
+        for sender, data in self.TURNS:
+            receiver = "bob" if sender == "alice" else "alice"
+            message = sessions[sender].encrypt(data)
+            entry = {"from": sender, "cbor": encode(message).hex(), "plaintext": data.hex()}
+            self.sequence.append(entry)
+            if data.startswith(b"(lost"):
+                late = (entry, message)
+                continue
+            assert sessions[receiver].decrypt(message) == data
+        assert late is not None
+        assert sessions["bob"].decrypt(late[1]) == bytes.fromhex(late[0]["plaintext"])
+        _RECORDED["xwing_ciphertexts"] = list(self.used_xwing)
+        _RECORDED["mlkem_ciphertexts"] = list(self.used_mlkem)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "users": [self.alice.describe(), self.bob.describe()],
+            "now": NOW,
+            "prekey_record": encode(self.record).hex(),
+            "prekey_secrets": self.prekey_secrets,
+            "rng": {
+                "alice": "SHAKE256('qdht/vectors/msg/rng/alice/session'), read in order",
+                "bob": "SHAKE256('qdht/vectors/msg/rng/bob/session'), read in order",
+            },
+            "xwing_ciphertexts": [ct.hex() for ct in self.used_xwing],
+            "mlkem_ciphertexts": [ct.hex() for ct in self.used_mlkem],
+            "first_msg": encode(self.first).hex(),
+            "plaintext": b"hello bob".hex(),
+            "session_key": self.session_key.hex(),
+            "sequence": self.sequence,
+            "note": "the third message is delivered after the fourth",
+        }
+
+
 def _first_msg() -> dict[str, Any]:
     obj = _first_obj()
-    return _wire_file(
+    run = _Conversation()
+    content = _wire_file(
         "msg-first_msg",
         FirstMessage,
         [
@@ -323,6 +480,9 @@ def _first_msg() -> dict[str, Any]:
             ),
         ],
     )
+    content["known_answer"] = run.describe()
+    content["signatures"] = run.signer.used
+    return content
 
 
 def _first_env() -> dict[str, Any]:
