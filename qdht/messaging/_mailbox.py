@@ -26,7 +26,7 @@ import attrs
 from qdht.errors import ConfigError, DecodeError
 from qdht.messaging._kdf import derive, sha3_256
 from qdht.messaging._ratchet import RatchetSession
-from qdht.wire import decode, encode
+from qdht.wire import decode, dumps_canonical, encode, loads_canonical
 from qdht.wire._messaging import (
     MAX_SLOT_BOX,
     MIN_SLOT_BOX,
@@ -208,6 +208,37 @@ class Mailbox:
 
     def stats(self) -> dict[str, Any]:
         return {"drops": dict(self.drops), "session": self.session.stats()}
+
+    def to_bytes(self) -> bytes:
+        """The slot positions as deterministic CBOR (the session persists itself)."""
+        return dumps_canonical(
+            {
+                "v": 1,
+                "written": sorted(self.written.items()),
+                "read": [
+                    [epoch, floor, sorted(self.read_above.get(epoch, ()))]
+                    for epoch, floor in sorted(self.read_floor.items())
+                ],
+            }
+        )
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, session: RatchetSession, *, slot_size: int = DEFAULT_SLOT_SIZE
+    ) -> Mailbox:
+        """Restore slot positions written by :meth:`to_bytes` around ``session``."""
+        mailbox = cls(session, slot_size=slot_size)
+        try:
+            obj = loads_canonical(data)
+            if obj["v"] != 1:
+                raise ConfigError("unknown mailbox version")
+            mailbox.written = dict(obj["written"])
+            for epoch, floor, above in obj["read"]:
+                mailbox.read_floor[epoch] = floor
+                mailbox.read_above[epoch] = set(above)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a mailbox state: {exc}") from None
+        return mailbox
 
 
 # ---------------------------------------------------------------- holders

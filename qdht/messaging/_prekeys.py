@@ -277,16 +277,19 @@ class PrekeyStore:
         rng: Rng = os.urandom,
     ) -> PrekeyStore:
         """Restore a store written by :meth:`to_bytes`."""
-        obj = loads_canonical(data)
-        if not isinstance(obj, dict) or obj.get("v") != 1:
-            raise ConfigError("not a prekey store of version 1")
         store = cls(mldsa_key, identity_key, one_time_target=one_time_target, rng=rng)
-        store.next_id = obj["next_id"]
-        store.current_id = obj["current"]
-        store.one_time = {ident: seed for ident, seed in obj["one_time"]}  # noqa: C416
-        for ident, seed, ratchet, intro, created, seen in obj["signed"]:
-            store.signed[ident] = SignedPrekey(
-                ident, seed, ratchet, intro, float(created), set(seen)
-            )
+        try:
+            obj = loads_canonical(data)
+            if obj["v"] != 1:
+                raise ConfigError("unknown prekey store version")
+            store.next_id = obj["next_id"]
+            store.current_id = obj["current"]
+            store.one_time = {ident: seed for ident, seed in obj["one_time"]}  # noqa: C416
+            for ident, seed, ratchet, intro, created, seen in obj["signed"]:
+                store.signed[ident] = SignedPrekey(
+                    ident, seed, ratchet, intro, float(created), set(seen)
+                )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a prekey store: {exc}") from None
         store.dirty = False
         return store

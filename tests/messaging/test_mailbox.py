@@ -18,6 +18,7 @@ from qdht.messaging._mailbox import (
     intro_box_key,
     solve_intro,
 )
+from qdht.messaging._ratchet import RatchetSession, RatchetState
 from qdht.wire import decode, encode
 from qdht.wire._messaging import IntroEntry, SlotDelete
 
@@ -183,3 +184,18 @@ def test_intro_box_takes_first_messages_with_work_up_to_its_cap() -> None:
     for entry in got:
         assert isinstance(accept_first(store, entry.first, rng=bob.rng), Accepted)
     assert holder.get(box, now=NOW + DAY) == []
+
+
+def test_mailbox_positions_survive_a_restart() -> None:
+    alice_s, bob_s = pair()
+    alice, bob, holder = Mailbox(alice_s), Mailbox(bob_s), SlotHolder()
+    for i in range(3):
+        _deliver(alice, bob, holder, f"{i}".encode())
+    restored_bob = Mailbox.from_bytes(
+        bob.to_bytes(), RatchetSession(RatchetState.from_bytes(bob_s.to_bytes()))
+    )
+    restored_alice = Mailbox.from_bytes(alice.to_bytes(), alice_s)
+    assert restored_bob.poll_keys() == bob.poll_keys()
+    assert _deliver(restored_alice, restored_bob, holder, b"after") == b"after"
+    with pytest.raises(ConfigError):
+        Mailbox.from_bytes(b"\xa0", bob_s)

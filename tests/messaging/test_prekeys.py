@@ -105,6 +105,8 @@ def test_misuse_raises() -> None:
         PrekeyStore(bob.mldsa, bob.xwing, one_time_target=49)
     with pytest.raises(ConfigError):
         PrekeyStore(bob.mldsa, bob.xwing).record(NOW)
+    with pytest.raises(ConfigError):
+        PrekeyStore.from_bytes(b"\xa0", bob.mldsa, bob.xwing)
 
 
 def test_decoder_refuses_what_the_cddl_cannot_say() -> None:
