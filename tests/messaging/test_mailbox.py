@@ -199,3 +199,25 @@ def test_mailbox_positions_survive_a_restart() -> None:
     assert _deliver(restored_alice, restored_bob, holder, b"after") == b"after"
     with pytest.raises(ConfigError):
         Mailbox.from_bytes(b"\xa0", bob_s)
+
+
+def test_a_flood_of_intro_entries_fills_the_box_but_cannot_rotate_it() -> None:
+    alice, bob = User("alice"), User("bob")
+    store = bob.prekeys()
+    box = intro_box_key(store.record(NOW).intro)
+    holder = IntroHolder(pow_bits=4)
+    first = first_contact(alice, bob, store, use_one_time=False).message
+    honest = solve_intro(box, first, exp=int(NOW) + DAY, bits=4)
+    assert holder.put(box, honest, now=NOW)
+    flood = [
+        solve_intro(
+            box, attrs.evolve(first, env=bytes([i % 256, i // 256]) * 8), exp=int(NOW) + DAY, bits=4
+        )
+        for i in range(100)
+    ]
+    accepted = sum(holder.put(box, entry, now=NOW) for entry in flood)
+    assert accepted == 63
+    assert holder.drops["intro-full"] == 37
+    assert honest in holder.get(box, now=NOW)
+    lazy = [attrs.evolve(e, nonce=e.nonce + 1) for e in flood[:20]]
+    assert sum(IntroHolder(pow_bits=20).put(box, e, now=NOW) for e in lazy) == 0

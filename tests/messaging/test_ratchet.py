@@ -237,3 +237,15 @@ def test_misuse_raises() -> None:
     fresh = RatchetSession(attrs.evolve(bob.state.copy(), cks=None))
     with pytest.raises(SessionError):
         fresh.encrypt(b"x")
+
+
+def test_forged_messages_are_refused_and_counted() -> None:
+    alice, bob = pair()
+    rnd = random.Random(9)
+    before = bob.to_bytes()
+    for size in (70, 74, 1300, 2374):
+        forged = RatchetMessage(rnd.randbytes(size), rnd.randbytes(64))
+        assert bob.decrypt(forged) is None
+    assert bob.drops == {"header": 4}
+    assert bob.to_bytes() == before
+    exchange(alice, bob, b"still fine")
