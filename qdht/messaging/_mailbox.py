@@ -60,6 +60,10 @@ SLOT_LIFETIME: Final = 14 * DAY
 DEFAULT_SLOT_SIZE: Final = 2048
 #: Slots polled ahead per contact and epoch (§5.5).
 POLL_WINDOW: Final = 32
+#: Epoch chains polled per contact: a sender writes to the newest epoch both
+#: sides know, at most one behind the newest the reader holds; one more for
+#: slots written just before that.
+POLL_EPOCHS: Final = 3
 #: Entries an intro box holds at most (§5.4).
 INTRO_CAP: Final = 64
 #: Leading zero bits of an intro entry's proof of work (§5.4).
@@ -156,7 +160,7 @@ class Mailbox:
     def _peer_slots(self, window: int) -> dict[bytes, tuple[int, Slot]]:
         slots: dict[bytes, tuple[int, Slot]] = {}
         peer_is_initiator = not self.session.state.initiator
-        for epoch in sorted(self.session.state.epochs):
+        for epoch in sorted(self.session.state.epochs)[-POLL_EPOCHS:]:
             root = self._root(epoch, peer_is_initiator)
             assert root is not None
             index = self.read_floor.setdefault(epoch, _start(root))
@@ -201,7 +205,8 @@ class Mailbox:
         while self.read_floor[epoch] in above:
             above.discard(self.read_floor[epoch])
             self.read_floor[epoch] += 1
-        for old in [e for e in self.read_floor if e not in self.session.state.epochs]:
+        polled = sorted(self.session.state.epochs)[-POLL_EPOCHS:]
+        for old in [e for e in self.read_floor if e < polled[0]]:
             del self.read_floor[old]
             self.read_above.pop(old, None)
         return data, SlotDelete(key, slot.delete_secret)

@@ -52,8 +52,9 @@ MAX_JUMP: Final = 25_000
 MAX_SKIPPED: Final = 2_000
 #: Most header keys of old chains kept for skipped keys (each costs one trial decryption).
 MAX_SKIPPED_CHAINS: Final = 16
-#: Epoch secrets kept for late messages: the current one and two before it.
-MAX_EPOCHS: Final = 3
+#: Epoch secrets kept for late messages: the current one and four before it
+#: (an epoch lasts about one round trip; a message later than that is lost).
+MAX_EPOCHS: Final = 5
 
 EK_SIZE: Final = 1184
 MLKEM_CT_SIZE: Final = 1088

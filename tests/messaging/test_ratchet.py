@@ -249,3 +249,14 @@ def test_forged_messages_are_refused_and_counted() -> None:
     assert bob.drops == {"header": 4}
     assert bob.to_bytes() == before
     exchange(alice, bob, b"still fine")
+
+
+def test_message_delayed_across_three_epochs_still_decrypts() -> None:
+    alice, bob = pair()
+    exchange(alice, bob, b"start")
+    late = alice.encrypt(b"late")
+    epoch = bob.state.send_epoch
+    while bob.state.send_epoch < epoch + 3:
+        exchange(bob, alice, b"ping")
+        exchange(alice, bob, b"pong")
+    assert bob.decrypt(late) == b"late"
