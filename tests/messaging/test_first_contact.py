@@ -102,8 +102,10 @@ def test_replay_after_the_signed_prekey_is_deleted_does_not_decrypt() -> None:
     alice, bob = User("alice"), User("bob")
     store = bob.prekeys()
     message = first_contact(alice, bob, store, use_one_time=False).message
+    spk_seed = store.current_spk().seed
     store.rotate(NOW + 7 * DAY)
     store.rotate(NOW + 14 * DAY)
+    assert spk_seed not in store.to_bytes()  # a state dump no longer holds its secret
     assert accept_first(store, message, rng=bob.rng) is None
     assert store.drops["spk-unknown"] == 1
 
