@@ -70,13 +70,19 @@ class _Stream:
     def __init__(self, label: str) -> None:
         self.label = label
         self.position = 0
+        #: Every draw, by size: a size names its use (11-messaging.md §4.6).
+        self.draws: dict[int, list[bytes]] = {}
 
     def __call__(self, n: int) -> bytes:
         data = hashlib.shake_256(f"qdht/vectors/msg/rng/{self.label}".encode()).digest(
             self.position + n
         )
         self.position += n
+        self.draws.setdefault(n, []).append(data[-n:])
         return data[-n:]
+
+    def describe(self) -> dict[str, list[str]]:
+        return {str(n): [d.hex() for d in draws] for n, draws in sorted(self.draws.items())}
 
 
 class _User(_Owner):
@@ -354,6 +360,7 @@ class _Conversation:
         self.used_xwing: list[bytes] = []
         self.used_mlkem: list[bytes] = []
         self.sessions: list[RatchetSession] = []
+        self.alice_rng, self.bob_rng = _Stream("alice/session"), _Stream("bob/session")
         self.prekey_secrets = {
             "spk_id": spk.id,
             "spk_seed": spk.seed.hex(),
@@ -396,7 +403,7 @@ class _Conversation:
             signer=self.bob.mldsa.public_key_bytes(),
             data=b"hello bob",
             now=NOW,
-            rng=_Stream("alice/session"),
+            rng=self.alice_rng,
             encapsulate=self.xwing_encapsulate,
             mlkem_encapsulate=self.mlkem_encapsulate,
         )
@@ -406,7 +413,7 @@ class _Conversation:
         accepted = accept_first(
             self.store,
             contact.message,
-            rng=_Stream("bob/session"),
+            rng=self.bob_rng,
             mlkem_encapsulate=self.mlkem_encapsulate,
         )
         assert isinstance(accepted, Accepted)
@@ -439,6 +446,7 @@ class _Conversation:
                 "alice": "SHAKE256('qdht/vectors/msg/rng/alice/session'), read in order",
                 "bob": "SHAKE256('qdht/vectors/msg/rng/bob/session'), read in order",
             },
+            "rng_draws": {"alice": self.alice_rng.describe(), "bob": self.bob_rng.describe()},
             "xwing_ciphertexts": [ct.hex() for ct in self.used_xwing],
             "mlkem_ciphertexts": [ct.hex() for ct in self.used_mlkem],
             "first_msg": encode(self.first).hex(),
