@@ -53,6 +53,7 @@ from qdht.wire._registry import (
 # -- message modules --
 from qdht.wire import _echo  # noqa: F401
 from qdht.wire import _models  # noqa: F401
+from qdht.wire import _messaging  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -171,11 +172,31 @@ from qdht.wire._models import (
     TENSOR_DTYPES,
 )
 
+from qdht.wire._messaging import (
+    CT_SIZE,
+    FirstEnvelope,
+    FirstMessage,
+    HASH_SIZE,
+    IntroEntry,
+    MAX_BODY_SIZE,
+    MAX_ONE_TIME_PREKEYS,
+    MAX_TIME,
+    OneTimePrekey,
+    PrekeyRecord,
+    RatchetMessage,
+    SlotDelete,
+    SlotRecord,
+)
+
+from qdht.wire._messaging import MAX_SLOT_BOX, MIN_SLOT_BOX
+
 __all__ = [
     "CHUNK_KEY_SIZE",
     "CHUNK_SIZES",
     "CONTACT_LIST_CONTEXT",
+    "CT_SIZE",
     "DEFAULT_LIMITS",
+    "HASH_SIZE",
     "HS_KINDS",
     "IDENTITY_VERSION",
     "IMMUTABLE_KEY_PREFIX",
@@ -183,6 +204,7 @@ __all__ = [
     "MAC_INPUT_HEAD",
     "MAC_SIZE",
     "MAX_ADDRESSES",
+    "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",
     "MAX_ECHO_DATA",
@@ -199,18 +221,22 @@ __all__ = [
     "MAX_META_VALUE",
     "MAX_MODEL_NAME",
     "MAX_NODES",
+    "MAX_ONE_TIME_PREKEYS",
     "MAX_PAYLOAD",
     "MAX_RANK",
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_SCRYPT_LOG2_N",
+    "MAX_SLOT_BOX",
     "MAX_TENSORS",
     "MAX_TENSOR_NAME",
+    "MAX_TIME",
     "MAX_TOPIC_SIZE",
     "MAX_VALUE_RECORDS",
     "MAX_VALUE_SIZE",
     "MAX_WATCH_TTL",
     "MIN_INT",
+    "MIN_SLOT_BOX",
     "MLDSA_PUBLIC_KEY_SIZE",
     "MLDSA_SIGNATURE_SIZE",
     "MUTABLE_KEY_PREFIX",
@@ -251,6 +277,8 @@ __all__ = [
     "FieldReader",
     "FindNode",
     "FindValue",
+    "FirstEnvelope",
+    "FirstMessage",
     "FragmentFrame",
     "GetChunk",
     "HandshakeFragment",
@@ -258,6 +286,7 @@ __all__ = [
     "HsView",
     "IdentityCertificate",
     "ImmutableRecord",
+    "IntroEntry",
     "KeepaliveFrame",
     "KeyFile",
     "ManifestRef",
@@ -269,11 +298,16 @@ __all__ = [
     "Nodes",
     "Notified",
     "Notify",
+    "OneTimePrekey",
     "Ping",
     "Pong",
+    "PrekeyRecord",
+    "RatchetMessage",
     "Revocation",
     "SetEntry",
     "SignedRecord",
+    "SlotDelete",
+    "SlotRecord",
     "Store",
     "Stored",
     "SuccessorStatement",

@@ -21,6 +21,7 @@ __all__ = ["BENCHMARKS", "main"]
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
     "models": "models",
+    "messaging": "messaging",
     "durability": "_durability",
     "adversarial": "_adversarial",
     "fuzz": "_fuzz",

@@ -83,6 +83,24 @@ const recordOf = (allowed) => (v, p) => {
   checkMap(v, RULES[rule], p);
 };
 
+/** A map nested in a message whose rule is fixed: its `type` must name that rule. */
+const nested = (rule) => (v, p) => {
+  if (!isMap(v)) throw new DecodeError('not-a-map', p);
+  if (!('type' in v)) throw new DecodeError('missing-field', `${p}.type`);
+  if (v.type !== rule.slice(rule.indexOf('-') + 1)) throw new DecodeError('wrong-type', `${p}.type`);
+  checkMap(v, RULES[rule], p);
+};
+
+// 11-messaging.md
+const MSG_PREKEY_ID = uint(0, 0xffffffff);
+const MSG_CT = bytes(1120);
+/** A one-time prekey [id, pk] (11-messaging.md §2.1). */
+const MSG_OPK = (v, p) => {
+  if (!Array.isArray(v) || v.length !== 2) throw new DecodeError('field-type', p);
+  MSG_PREKEY_ID(v[0], `${p}[0]`);
+  XWING_PK(v[1], `${p}[1]`);
+};
+
 const CERT_FIELDS = {
   type: [textEnum('cert')],
   v: [V1],
@@ -203,6 +221,34 @@ export const RULES = {
   'watch-watching': { rid: [RID], ttl: [uint(0, 600)] },
   'watch-notify': { rid: [RID], key: [bytes(32)], record: [recordOf(RECORD_TYPES), true], ro: RO, ws: WS },
   'watch-notified': { rid: [RID], stop: [trueOnly, true] },
+  'msg-prekeys': {
+    owner: [bytes(32)],
+    ik: [XWING_PK],
+    spk_id: [MSG_PREKEY_ID],
+    spk: [XWING_PK],
+    rk: [bytes(32)],
+    intro: [bytes(32)],
+    opks: [array(MSG_OPK, 0, 48)],
+    issued: [UNIX_TIME],
+    exp: [UNIX_TIME],
+    sig: [MLDSA_SIG],
+  },
+  'msg-first_msg': {
+    spk_id: [MSG_PREKEY_ID],
+    ct_ik: [MSG_CT],
+    ct_spk: [MSG_CT],
+    opk_id: [MSG_PREKEY_ID, true], // exactly when ct_opk is (extraChecks)
+    ct_opk: [MSG_CT, true],
+    env: [bytes(16, 65536)],
+    msg: [nested('msg-ratchet_msg')],
+  },
+  'msg-first_env': { mldsa: [MLDSA_PK], ik: [XWING_PK], pq: [(v, p) => {
+    if (typeof v !== 'boolean') throw new DecodeError('field-type', p);
+  }], sig: [MLDSA_SIG, true] },
+  'msg-ratchet_msg': { hdr: [bytes(70, 2374)], body: [bytes(16, 65536)] },
+  'msg-slot': { token: [bytes(32)], box: [bytes(256, 65536)], dh: [bytes(32)], exp: [UNIX_TIME] },
+  'msg-slot_delete': { key: [bytes(32)], secret: [bytes(32)] },
+  'msg-intro': { box: [bytes(32)], first: [nested('msg-first_msg')], exp: [UNIX_TIME], nonce: [uint()] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
@@ -237,6 +283,11 @@ function extraChecks(rule, m) {
   if (rule === 'session-frag' && BigInt(m.i) >= BigInt(m.c)) throw new DecodeError('field-value', '$.i');
   if (rule === 'session-hs' && m.i >= m.c) throw new DecodeError('field-value', '$.i');
   if (rule === 'dht-store' && 'cas' in m && 'cache' in m) throw new DecodeError('field-value', '$.cache');
+  if (rule === 'msg-prekeys') {
+    const ids = m.opks.map((o) => BigInt(o[0]));
+    if (new Set(ids).size !== ids.length) throw new DecodeError('field-value', '$.opks');
+  }
+  if (rule === 'msg-first_msg' && ('opk_id' in m) !== ('ct_opk' in m)) throw new DecodeError('field-value', '$');
 }
 
 /**

@@ -23,6 +23,7 @@ AREAS: Final[tuple[str, ...]] = (
     # -- vector areas --
     "_echo",
     "_models",
+    "_messaging",
     "_watch",
     "_records",
     "_bootstrap",
