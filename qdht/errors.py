@@ -19,6 +19,7 @@ __all__ = [
     "ContactError",
     "CryptoError",
     "DecodeError",
+    "GroupError",
     "HandshakeError",
     "IdentityError",
     "InvalidSignatureError",
@@ -160,3 +161,12 @@ class RecordRejectedError(RecordError):
 
 class StoreError(QdhtError):
     """A record store cannot be used: closed, corrupt, or of a newer schema version."""
+
+
+class GroupError(QdhtError):
+    """A group-messaging operation was misused, or group input failed a check.
+
+    Group cores catch it on remote input and count a drop; it reaches the
+    caller only for local misuse (sending in a group one is not a member of,
+    a padding size the message does not fit, ...).
+    """
