@@ -43,6 +43,7 @@ __all__ = [
     "mac",
     "psk_secret",
     "ref_hash",
+    "welcome_secret",
 ]
 
 #: ``mls10``, the only ProtocolVersion (RFC 9420 §6).
@@ -156,7 +157,7 @@ class EpochSecrets:
         epoch = expand_with_label(member, b"epoch", context.serialize(), NH)
         return cls(
             joiner_secret=joiner_secret,
-            welcome_secret=derive_secret(member, b"welcome"),
+            welcome_secret=welcome_secret(joiner_secret, psk),
             epoch_secret=epoch,
             sender_data_secret=derive_secret(epoch, b"sender data"),
             encryption_secret=derive_secret(epoch, b"encryption"),
@@ -171,6 +172,11 @@ class EpochSecrets:
 
     def __repr__(self) -> str:
         return "EpochSecrets(<secret>)"
+
+
+def welcome_secret(joiner_secret: bytes, psk: bytes) -> bytes:
+    """welcome_secret (RFC 9420 §8): what opens a Welcome's GroupInfo, before any context."""
+    return derive_secret(extract(joiner_secret, psk), b"welcome")
 
 
 def exporter(exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:

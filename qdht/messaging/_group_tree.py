@@ -109,17 +109,25 @@ class HashRatchet:
         return g, key, nonce
 
     def get(self, generation: int) -> tuple[bytes, bytes]:
-        """(key, nonce) for a received ``generation``, consumed; GroupError if gone or too far."""
+        """(key, nonce) for a received ``generation``; GroupError if gone or too far ahead.
+
+        The key stays until :meth:`delete` (after the message authenticated),
+        so a forged message cannot burn the key of a genuine one.
+        """
         if generation in self._skipped:
-            return self._skipped.pop(generation)
+            return self._skipped[generation]
         if generation < self._generation:
             raise GroupError(f"generation {generation} was already used or deleted")
         if generation - self._generation > self._max_skip:
             raise GroupError(f"generation {generation} is too far ahead")
-        while self._generation < generation:
+        while self._generation <= generation:
             g = self._generation
             self._skipped[g] = self._advance()
-        return self._advance()
+        return self._skipped[generation]
+
+    def delete(self, generation: int) -> None:
+        """Forget the key of ``generation`` (RFC 9420 §9.2: delete after use)."""
+        self._skipped.pop(generation, None)
 
 
 class SecretTree:
