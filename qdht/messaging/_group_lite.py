@@ -10,6 +10,7 @@ replace :class:`FlatKeyDistribution` without touching it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -44,8 +45,12 @@ Random = Callable[[int], bytes]
 SEAL_LABEL = b"UpdatePathNode"
 
 
+@functools.lru_cache(maxsize=4096)
 def leaf_ref(leaf: LeafNode) -> bytes:
-    """A leaf's reference: RefHash("qdht/v1 leaf", encoding) (12 §2)."""
+    """A leaf's reference: RefHash("qdht/v1 leaf", encoding) (12 §2).
+
+    Cached: every roster hash needs every leaf's reference.
+    """
     return ref_hash(b"qdht/v1 leaf", encode(leaf))
 
 
@@ -79,9 +84,13 @@ def verify_key_package(kp: KeyPackage) -> None:
     mldsa.verify(kp.leaf.signature_key, kp.signed_bytes(), kp.signature, KeyPackage.CONTEXT)
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, slots=False)
 class MemberKeys:
-    """A member's private keys for one leaf: X-Wing (HPKE) and ML-DSA-65, as seeds."""
+    """A member's private keys for one leaf: X-Wing (HPKE) and ML-DSA-65, as seeds.
+
+    The expanded keys are made once, on first use (an ML-KEM expansion costs
+    as much as a decapsulation).
+    """
 
     leaf_seed: bytes
     signature_seed: bytes
@@ -92,13 +101,21 @@ class MemberKeys:
         """Fresh leaf keys for ``identity`` from ``random``."""
         return cls(random(32), random(32), identity)
 
+    @functools.cached_property
+    def _leaf_key(self) -> LeafKey:
+        return LeafKey(self.leaf_seed)
+
+    @functools.cached_property
+    def _signing_key(self) -> MLDSAPrivateKey:
+        return MLDSAPrivateKey.from_seed(self.signature_seed)
+
     def leaf_key(self) -> LeafKey:
         """The HPKE decryption key of the leaf."""
-        return LeafKey(self.leaf_seed)
+        return self._leaf_key
 
     def signing_key(self) -> MLDSAPrivateKey:
         """The leaf's ML-DSA-65 signing key."""
-        return MLDSAPrivateKey.from_seed(self.signature_seed)
+        return self._signing_key
 
     def leaf(self) -> LeafNode:
         """The signed leaf these keys stand behind."""
@@ -110,6 +127,10 @@ class MemberKeys:
             bytes(mldsa.SIGNATURE_SIZE),
         )
         return attrs.evolve(unsigned, signature=key.sign(unsigned.signed_bytes(), LeafNode.CONTEXT))
+
+    def __deepcopy__(self, memo: dict[int, object]) -> MemberKeys:
+        # A copy (a state dump) holds the seeds; the expanded keys are remade.
+        return MemberKeys(self.leaf_seed, self.signature_seed, self.identity)
 
     def __repr__(self) -> str:
         return f"MemberKeys(identity={self.identity!r})"

@@ -626,7 +626,9 @@ class Group:
             unsigned.content_bytes() + state.context.serialize(), Commit.CONTEXT
         )
         signed = attrs.evolve(unsigned, signature=sig)
-        next_epoch, tag = self._next_epoch(state, signed, roster, commit_secret, new_keys)
+        next_epoch, tag = self._next_epoch(
+            state, signed, roster, provisional, commit_secret, new_keys
+        )
         commit = attrs.evolve(signed, confirmation_tag=tag)
         welcomes = self._welcomes(next_epoch, commit, changes)
         slot = self._seal_slot(state, commit)
@@ -647,11 +649,13 @@ class Group:
         state: _Epoch,
         commit: Commit,
         roster: Sequence[LeafNode | None],
+        provisional: GroupContext,
         commit_secret: bytes,
         my_keys: MemberKeys,
     ) -> tuple[_Epoch, bytes]:
         cth = confirmed_transcript_hash(state.interim, _confirmed_input(commit))
-        context = _context(state.group_id, state.number + 1, roster, cth)
+        # The provisional context already holds the new roster's hash.
+        context = attrs.evolve(provisional, confirmed_transcript_hash=cth)
         secrets = EpochSecrets.derive(state.secrets.init_secret, commit_secret, _ZERO, context)
         tag = confirmation_tag(secrets.confirmation_key, cth)
         epoch = _Epoch(
@@ -795,7 +799,9 @@ class Group:
             commit_secret = self._kd.open(sealed, my_keys.leaf_key(), provisional)
         except GroupError:
             raise _Refused("bad-secret") from None
-        next_epoch, tag = self._next_epoch(state, commit, roster, commit_secret, my_keys)
+        next_epoch, tag = self._next_epoch(
+            state, commit, roster, provisional, commit_secret, my_keys
+        )
         if tag != commit.confirmation_tag:
             raise _Refused("bad-confirmation-tag")
         return _Candidate(commit, digest, next_epoch, changes)
