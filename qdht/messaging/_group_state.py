@@ -122,11 +122,16 @@ class _Refused(Exception):
 
 @attrs.frozen
 class EpochChanged:
-    """The group entered ``epoch`` (every member who applied the same commit agrees on it)."""
+    """The group entered ``epoch`` (every member who applied the same commit agrees on it).
+
+    ``commit_hash`` names the commit that won; a committer sends the Welcomes
+    of its :class:`CommitBundle` only when it is its own (12 §8).
+    """
 
     epoch: int
     epoch_id: bytes = attrs.field(repr=False)
     epoch_authenticator: bytes = attrs.field(repr=False)
+    commit_hash: bytes = attrs.field(repr=False)
 
 
 @attrs.frozen
@@ -372,7 +377,6 @@ class _Candidate:
     hash: bytes
     next: _Epoch | None  # None: the commit removes this member
     changes: _Changes
-    own_welcomes: Mapping[bytes, bytes] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -632,7 +636,7 @@ class Group:
         commit = attrs.evolve(signed, confirmation_tag=tag)
         welcomes = self._welcomes(next_epoch, commit, changes)
         slot = self._seal_slot(state, commit)
-        candidate = _Candidate(commit, _commit_hash(commit), next_epoch, changes, welcomes)
+        candidate = _Candidate(commit, _commit_hash(commit), next_epoch, changes)
         self._add_candidate(state, candidate, now)
         return CommitBundle(
             state.number,
@@ -871,7 +875,9 @@ class Group:
             leaf = new.roster[index]
             assert leaf is not None
             self._events.append(MemberAdded(new.number, index, leaf.identity))
-        self._events.append(EpochChanged(new.number, new.epoch_id, new.secrets.epoch_authenticator))
+        self._events.append(
+            EpochChanged(new.number, new.epoch_id, new.secrets.epoch_authenticator, candidate.hash)
+        )
 
     def _late_commit(self, state: _Epoch, candidate: _Candidate) -> None:
         """A valid commit for an older, kept epoch: the fork rule of 12 §7.4."""

@@ -64,6 +64,21 @@ def test_events_name_additions_and_the_new_epoch() -> None:
     assert MemberAdded(2, 2, b"carol") in events
     assert isinstance(events[-1], EpochChanged)
     assert events[-1].epoch == 2
+    # The committer learns that its own commit won: now it may send the Welcome.
+    won = [e for e in _events(members[1]) if isinstance(e, EpochChanged)]
+    assert won[-1].commit_hash == events[-1].commit_hash
+
+
+def test_committers_take_turns_in_an_order_all_members_agree_on() -> None:
+    members = make_group(4)
+    delays = sorted(m.committer_delay() for m in members)
+    assert delays == [0.0, 2.0, 4.0, 6.0]
+    first = min(members, key=lambda m: m.committer_delay())
+    bundle = first.commit(900.0)
+    deliver(bundle, [m for m in members if m is not first], 900.0)
+    settle(members, 900.0)
+    # A new epoch, a new order.
+    assert sorted(m.committer_delay() for m in members) == delays
 
 
 def test_messages_have_one_size_whatever_their_length() -> None:
