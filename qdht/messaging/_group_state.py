@@ -61,6 +61,7 @@ from qdht.messaging._group_tree import SecretTree
 from qdht.wire import decode, encode
 from qdht.wire._groups import (
     BLANK_REF,
+    MAX_MEMBERS,
     Commit,
     CommitSlot,
     GroupInfo,
@@ -330,12 +331,16 @@ def _apply_proposals(
     committer = state.leaf(commit_sender)
     if committer is None or committer_leaf.identity != committer.identity:
         raise _Refused("bad-commit")
+    if committer_leaf.encryption_key == committer.encryption_key:
+        # The committer heals only with a fresh key (RFC 9420 §12.4.2's UpdatePath).
+        raise _Refused("bad-commit")
     roster[commit_sender] = committer_leaf
     added: list[int] = []
     seen_refs: set[bytes] = set()
+    present = {leaf_ref(leaf) for leaf in roster if leaf is not None}
     for kp in adds:
         ref = key_package_ref(kp)
-        if ref in seen_refs:
+        if ref in seen_refs or leaf_ref(kp.leaf) in present:
             raise _Refused("bad-proposal")
         seen_refs.add(ref)
         slot = next((i for i, leaf in enumerate(roster) if leaf is None), len(roster))
@@ -346,6 +351,8 @@ def _apply_proposals(
         added.append(slot)
     while roster and roster[-1] is None:
         roster.pop()
+    if len(roster) > MAX_MEMBERS:
+        raise _Refused("bad-proposal")
     changes = _Changes(tuple(added), tuple(removed), tuple(zip(added, adds, strict=True)))
     return roster, changes
 

@@ -405,3 +405,19 @@ def test_key_distribution_is_replaceable() -> None:
     settle(members, 800.0)
     assert (counting.sealed, counting.opened) == (2, 1)
     assert len({m.epoch_authenticator for m in members}) == 1
+
+
+def test_a_commit_that_keeps_the_committers_old_key_is_refused() -> None:
+    members = make_group(3)
+    alice, bob, carol = members
+    good = alice.commit(1000.0)
+    commit = _commit_of(bob, good.slot)
+    old_leaf = bob.leaf(0)
+    assert old_leaf is not None
+    stale = attrs.evolve(commit, leaf=old_leaf)
+    state = alice._state
+    signature = state.keys.signing_key().sign(
+        stale.content_bytes() + state.context.serialize(), Commit.CONTEXT
+    )
+    bob.receive_commit(_rewrap(carol, attrs.evolve(stale, signature=signature)), None, 1000.0)
+    assert _drops(bob) == {"bad-commit": 1}
