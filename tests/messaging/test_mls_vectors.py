@@ -5,9 +5,8 @@ SHA-256, ChaCha20-Poly1305), so every vector file that exercises only that
 half runs here unchanged.  Suite 3's asymmetric half (X25519 HPKE, Ed25519)
 comes from ``cryptography`` in the tests only, to check SignWithLabel,
 EncryptWithLabel and the signatures of the message-protection vectors.
-``welcome.json`` is not run: it needs RFC 9420's TLS-encoded KeyPackage,
-GroupInfo and ratchet tree, which qdht replaces by its CBOR messages
-(``test_every_suite_3_case_is_exercised`` states the counts).
+``test_every_suite_3_case_is_exercised`` states how many cases each file
+has for suite 3, so a filter that drops cases cannot pass silently.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from qdht.messaging import _group_protect as protect
@@ -42,6 +42,7 @@ from qdht.messaging._group_schedule import (
     mac,
     psk_secret,
     ref_hash,
+    welcome_secret,
 )
 from qdht.messaging._group_tls import TLSReader, opaque, u16
 
@@ -64,6 +65,7 @@ TRANSCRIPTS = _suite3("transcript-hashes")
 PSK_SECRET = _suite3("psk_secret")
 TREE_MATH = _suite3("tree-math")
 MESSAGE_PROTECTION = _suite3("message-protection")
+WELCOME = _suite3("welcome")
 _X25519_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
 
@@ -78,8 +80,7 @@ def test_every_suite_3_case_is_exercised() -> None:
     assert len(PSK_SECRET) == 11
     assert len(TREE_MATH) == 10
     assert len(MESSAGE_PROTECTION) == 1
-    # Not run: welcome.json's suite-3 case (TLS KeyPackage/GroupInfo, see above).
-    assert len(_suite3("welcome")) == 1
+    assert len(WELCOME) == 1
 
 
 # -- crypto-basics ---------------------------------------------------------------
@@ -377,3 +378,57 @@ def test_private_message_round_trip() -> None:
 def test_hash_is_sha256() -> None:
     # RefHash above already pins SHA-256; this names the suite's hash for readers.
     assert ref_hash(b"", b"") == hashlib.sha256(b"\x00\x00").digest()
+
+
+# -- welcome -------------------------------------------------------------------
+
+
+def test_welcome() -> None:
+    """Join from the vector's Welcome (RFC 9420 §12.4.3.1) as qdht's joiner does.
+
+    The TLS structs are parsed here; the derivations are qdht's: KeyPackageRef,
+    DecryptWithLabel of GroupSecrets, welcome_secret, the GroupInfo's AEAD,
+    its GroupInfoTBS signature and the confirmation tag of the epoch joined.
+    """
+    v = WELCOME[0]
+    key_package = _b(v["key_package"])
+    assert key_package[:4] == u16(1) + u16(5)  # MLSMessage(mls_key_package)
+    kp_ref = ref_hash(b"MLS 1.0 KeyPackage Reference", key_package[4:])
+    reader = TLSReader(_b(v["welcome"]))
+    assert reader.uint(2) == 1
+    assert reader.uint(2) == 3  # mls_welcome
+    assert reader.uint(2) == MLS_SUITE_3
+    secrets = TLSReader(reader.opaque())
+    encrypted_info = reader.opaque()
+    reader.finish()
+    assert secrets.opaque() == kp_ref
+    kem_output, ciphertext = secrets.opaque(), secrets.opaque()
+    secrets.finish()
+    init = x25519.X25519PrivateKey.from_private_bytes(_b(v["init_priv"]))
+    info = encrypt_context(b"Welcome", encrypted_info)
+    group_secrets = TLSReader(_X25519_SUITE.decrypt(kem_output + ciphertext, init, info))
+    joiner_secret = group_secrets.opaque()
+    assert group_secrets.uint(1) == 0  # no path secret
+    assert group_secrets.opaque() == b""  # no PSKs
+    group_secrets.finish()
+    secret = welcome_secret(joiner_secret, bytes(NH))
+    key = expand_with_label(secret, b"key", b"", 32)
+    nonce = expand_with_label(secret, b"nonce", b"", 12)
+    group_info = ChaCha20Poly1305(key).decrypt(nonce, encrypted_info, b"")
+    reader = TLSReader(group_info)
+    assert reader.uint(2) == 1
+    assert reader.uint(2) == MLS_SUITE_3
+    group_id, epoch = reader.opaque(), reader.uint(8)
+    tree_hash, cth, context_extensions = reader.opaque(), reader.opaque(), reader.opaque()
+    reader.opaque()  # GroupInfo extensions (the ratchet tree)
+    tag = reader.opaque()
+    reader.uint(4)  # signer
+    tbs_end = len(group_info) - reader.remaining
+    signature = reader.opaque()
+    reader.finish()
+    message = protect.sign_content(b"GroupInfoTBS", group_info[:tbs_end])
+    assert _ed25519_verify(_b(v["signer_pub"]), message, signature)
+    context = GroupContext(MLS_SUITE_3, group_id, epoch, tree_hash, cth, context_extensions)
+    assert context.serialize() == group_info[: len(context.serialize())]
+    secrets_ = EpochSecrets.from_joiner(joiner_secret, bytes(NH), context)
+    assert confirmation_tag(secrets_.confirmation_key, cth) == tag
