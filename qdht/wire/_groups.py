@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final
 
 import attrs
 
-from qdht.errors import ConfigError, DecodeError
+from qdht.errors import ConfigError
 from qdht.wire._cbor import dumps_canonical
 from qdht.wire._fields import FieldReader, check_bytes
 from qdht.wire._registry import register
@@ -244,12 +244,10 @@ class Proposal:
         epoch = reader.uint("epoch")
         sender = reader.uint("sender", max_value=MAX_LEAF_INDEX)
         op = reader.text("op", max_len=8, choices=PROPOSAL_OPS)
-        kp = reader.nested("kp", KeyPackage.from_cbor, optional=op != "add")
-        removed = reader.uint("removed", max_value=MAX_LEAF_INDEX, optional=op != "remove")
-        leaf = reader.nested("leaf", LeafNode.from_cbor, optional=op != "update")
-        present = (kp is not None) + (removed is not None) + (leaf is not None)
-        if present != 1:
-            raise DecodeError("field-value", path, f"a {op} proposal carries only its operand")
+        # Only the operand ``op`` names is read: another one is an unknown field.
+        kp = reader.nested("kp", KeyPackage.from_cbor) if op == "add" else None
+        removed = reader.uint("removed", max_value=MAX_LEAF_INDEX) if op == "remove" else None
+        leaf = reader.nested("leaf", LeafNode.from_cbor) if op == "update" else None
         sig = reader.bytes_("sig", size=MLDSA_SIGNATURE_SIZE)
         reader.finish()
         return cls(group, epoch, sender, op, sig, key_package=kp, removed=removed, leaf=leaf)

@@ -144,7 +144,7 @@ def _proposal_file() -> dict[str, Any]:
             "remove carrying a second operand",
             ["unknown-field"],
             _canon(dict(base, leaf=_leaf("bob2").to_cbor())),
-            None,
+            "unknown-field",
         ),
         ("leaf index 1024", ["wrong-field-value"], _canon(dict(base, removed=1024)), "field-value"),
     ]
