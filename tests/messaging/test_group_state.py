@@ -14,6 +14,7 @@ from qdht.messaging._group_hpke import LeafKey
 from qdht.messaging._group_lite import FlatKeyDistribution, KeyPackageBundle, MemberKeys
 from qdht.messaging._group_schedule import GroupContext
 from qdht.messaging._group_state import (
+    DEFAULT_KEEP_EPOCHS,
     EpochChanged,
     Equivocation,
     ForkDetected,
@@ -27,7 +28,7 @@ from qdht.messaging._group_state import (
 from qdht.wire import decode, encode
 from qdht.wire._groups import Commit, CommitSlot, GroupMessage, LeafNode, SealedSecret
 
-from ._group_helpers import add_member, deliver, founder, leaves_of, make_group, rng, settle
+from ._group_helpers import WINDOW, add_member, deliver, founder, leaves_of, make_group, rng, settle
 
 
 def _events(group: Group) -> list[GroupEvent]:
@@ -421,3 +422,56 @@ def test_a_commit_that_keeps_the_committers_old_key_is_refused() -> None:
     )
     bob.receive_commit(_rewrap(carol, attrs.evolve(stale, signature=signature)), None, 1000.0)
     assert _drops(bob) == {"bad-commit": 1}
+
+
+def test_the_network_sees_neither_group_nor_members_nor_epoch() -> None:
+    members = make_group(3)
+    alice, bob, _carol = members
+    first_slot = alice.slot_id()
+    bundle = bob.commit(1100.0)
+    message = alice.seal_message(b"hello")
+    leaves = [alice.leaf(i) for i in alice.members()]
+    keys = [
+        k for leaf in leaves if leaf is not None for k in (leaf.signature_key, leaf.encryption_key)
+    ]
+    for data in (bundle.slot, *bundle.sealed.values(), message):
+        assert alice.group_id not in data
+        for key in keys:  # leaves (keys, identities) travel only encrypted
+            assert key[:32] not in data
+    deliver(bundle, [m for m in members if m is not bob], 1100.0)
+    settle(members, 1100.0)
+    assert alice.slot_id() != first_slot  # slots of two epochs are unlinkable
+
+
+def test_the_window_delays_the_decision_until_it_ends() -> None:
+    members = make_group(2)
+    alice, bob = members
+    bundle = alice.commit(1200.0)
+    bob.receive_commit(bundle.slot, bundle.sealed[1], 1201.0)
+    assert bob.get_timer() == 1201.0 + WINDOW
+    bob.handle_timer(1201.0 + WINDOW - 0.1)
+    assert bob.epoch == 1
+    bob.handle_timer(1201.0 + WINDOW)
+    assert bob.epoch == 2
+    assert bob.get_timer() is None
+
+
+def test_late_messages_of_kept_epochs_decrypt_and_older_ones_are_gone() -> None:
+    members = make_group(2)
+    alice, bob = members
+    late = alice.seal_message(b"sent in epoch 1")
+    old = alice.seal_message(b"also epoch 1")
+    for i in range(DEFAULT_KEEP_EPOCHS):
+        bundle = alice.commit(1300.0 + 10 * i)
+        deliver(bundle, [bob], 1300.0 + 10 * i)
+        settle(members, 1300.0 + 10 * i)
+        if i == 0:
+            got = bob.open_message(late)
+            assert got is not None
+            assert got.epoch == 1
+    assert bob.epoch == 1 + DEFAULT_KEEP_EPOCHS
+    bundle = alice.commit(1400.0)
+    deliver(bundle, [bob], 1400.0)
+    settle(members, 1400.0)
+    assert bob.open_message(old) is None  # epoch 1's keys are deleted
+    assert _drops(bob)["unknown-epoch"] == 1
