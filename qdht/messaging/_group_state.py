@@ -610,6 +610,8 @@ class Group:
         ]
         new_keys = MemberKeys.generate(state.keys.identity, self._random)
         new_leaf = new_keys.leaf()
+        if proposals is None:
+            chosen = self._compatible(state, new_leaf, chosen)
         try:
             roster, changes = _apply_proposals(state, state.me, new_leaf, chosen)
         except _Refused as refused:
@@ -654,6 +656,21 @@ class Group:
             welcomes,
             candidate.hash,
         )
+
+    def _compatible(
+        self, state: _Epoch, new_leaf: LeafNode, held: Sequence[Proposal]
+    ) -> list[Proposal]:
+        """The held proposals that apply together, in order: two members removing
+        the same one, or a proposal about someone another one removes, keep the first."""
+        kept: list[Proposal] = []
+        for proposal in held:
+            try:
+                _, changes = _apply_proposals(state, state.me, new_leaf, [*kept, proposal])
+            except _Refused:
+                continue
+            if state.me not in {i for i, _ in changes.removed}:
+                kept.append(proposal)
+        return kept
 
     def _next_epoch(
         self,

@@ -475,3 +475,21 @@ def test_late_messages_of_kept_epochs_decrypt_and_older_ones_are_gone() -> None:
     settle(members, 1400.0)
     assert bob.open_message(old) is None  # epoch 1's keys are deleted
     assert _drops(bob)["unknown-epoch"] == 1
+
+
+def test_held_proposals_that_conflict_are_committed_once() -> None:
+    members = make_group(4)
+    alice, bob, carol, dave = members
+    for proposer in (bob, carol):  # both ask to remove dave
+        alice.receive_proposal(encode(proposer.propose_remove(3)))
+    alice.receive_proposal(encode(dave.propose_update()))  # moot once dave is removed
+    removes_alice = bob.propose_remove(0)
+    alice.receive_proposal(encode(removes_alice))  # alice cannot commit her own removal
+    bundle = alice.commit(1500.0)
+    deliver(bundle, [bob, carol, dave], 1500.0)
+    settle(members, 1500.0)
+    assert alice.members() == bob.members() == {0: b"m0", 1: b"m1", 2: b"m2"}
+    assert not dave.active
+    # An explicit list is committed as given, or refused whole.
+    with pytest.raises(GroupError):
+        alice.commit(1600.0, [bob.propose_remove(0)])
