@@ -19,6 +19,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.errors import CryptoError, DecodeError, GroupError
+from qdht.errors import ConfigError, CryptoError, DecodeError, GroupError
 from qdht.messaging import _group_protect as protect
 from qdht.messaging._group_hpke import LeafKey, encrypt_with_label
 from qdht.messaging._group_lite import (
@@ -85,6 +86,7 @@ __all__ = [
     "Equivocation",
     "ForkDetected",
     "Group",
+    "GroupConfig",
     "GroupEvent",
     "GroupInvitations",
     "MemberAdded",
@@ -116,6 +118,33 @@ class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{attribute.name} must be a non-negative number, got {value!r}")
+
+
+def _pad(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not 16 <= value <= 60000:
+        raise ConfigError(f"{attribute.name} must be an integer in 16..60000, got {value!r}")
+
+
+@attrs.frozen
+class GroupConfig:
+    """A member's group parameters (12 §7, §9); every member of a group should agree."""
+
+    #: Δ: how long to collect commits for an epoch before keeping the lowest hash (s).
+    window: float = attrs.field(default=DEFAULT_WINDOW, validator=_non_negative)
+    #: Padded size of every message's application data (bytes).
+    pad_size: int = attrs.field(default=DEFAULT_PAD_SIZE, validator=_pad)
+    #: Old epochs kept for late messages and fork resolution.
+    keep_epochs: int = attrs.field(
+        default=DEFAULT_KEEP_EPOCHS,
+        validator=[attrs.validators.instance_of(int), _non_negative],
+    )
+    #: Each committer's wait per rank before committing (s).
+    turn_interval: float = attrs.field(default=DEFAULT_TURN_INTERVAL, validator=_non_negative)
 
 
 # ------------------------------------------------------------------ events
@@ -407,23 +436,15 @@ class Group:
         self,
         first: _Epoch,
         *,
-        window: float = DEFAULT_WINDOW,
-        pad_size: int = DEFAULT_PAD_SIZE,
-        keep_epochs: int = DEFAULT_KEEP_EPOCHS,
-        turn_interval: float = DEFAULT_TURN_INTERVAL,
+        config: GroupConfig | None = None,
         random: Random = os.urandom,
         key_distribution: KeyDistribution | None = None,
     ) -> None:
-        if window < 0 or turn_interval < 0:
-            raise GroupError("window and turn_interval must be non-negative")
-        if not 16 <= pad_size <= 60000:
-            raise GroupError(f"pad_size must be in 16..60000, got {pad_size}")
-        if keep_epochs < 0:
-            raise GroupError("keep_epochs must be non-negative")
-        self._window = window
-        self._pad_size = pad_size
-        self._keep = keep_epochs
-        self._turn = turn_interval
+        config = config or GroupConfig()
+        self._window = config.window
+        self._pad_size = config.pad_size
+        self._keep = config.keep_epochs
+        self._turn = config.turn_interval
         self._random = random
         self._kd: KeyDistribution = key_distribution or FlatKeyDistribution()
         self._history: list[_Epoch] = [first]
@@ -440,12 +461,19 @@ class Group:
 
     @classmethod
     def create(
-        cls, group_id: bytes, keys: MemberKeys, *, random: Random = os.urandom, **options: object
+        cls,
+        group_id: bytes,
+        keys: MemberKeys,
+        *,
+        config: GroupConfig | None = None,
+        random: Random = os.urandom,
+        key_distribution: KeyDistribution | None = None,
     ) -> Group:
         """A new one-member group at epoch 0 (RFC 9420 §11, 12 §4.1)."""
         if type(group_id) is not bytes or not 1 <= len(group_id) <= 32:
-            raise GroupError("group_id must be 1..32 bytes")
-        return cls(_first_epoch(group_id, keys, random(NH)), random=random, **options)  # type: ignore[arg-type]
+            raise ConfigError("group_id must be 1..32 bytes")
+        first = _first_epoch(group_id, keys, random(NH))
+        return cls(first, config=config, random=random, key_distribution=key_distribution)
 
     # -- views ---------------------------------------------------------
 
@@ -1034,10 +1062,17 @@ class Group:
 class GroupInvitations:
     """The joiner's side (12 §8): its key packages, and the Welcomes that use them."""
 
-    def __init__(self, random: Random = os.urandom, **group_options: object) -> None:
+    def __init__(
+        self,
+        *,
+        config: GroupConfig | None = None,
+        random: Random = os.urandom,
+        key_distribution: KeyDistribution | None = None,
+    ) -> None:
         self._random = random
         self._bundles: dict[bytes, KeyPackageBundle] = {}
-        self._options = group_options
+        self._config = config
+        self._kd = key_distribution
         self._drops: Counter[str] = Counter()
 
     def new_key_package(self, identity: bytes) -> KeyPackage:
@@ -1125,4 +1160,4 @@ class GroupInvitations:
             info.roster.index(my_ref),
             bundle.member,
         )
-        return Group(first, random=self._random, **self._options)  # type: ignore[arg-type]
+        return Group(first, config=self._config, random=self._random, key_distribution=self._kd)

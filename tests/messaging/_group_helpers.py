@@ -6,25 +6,21 @@ import random
 from collections.abc import Iterable
 
 from qdht.messaging._group_lite import MemberKeys, leaf_ref
-from qdht.messaging._group_state import CommitBundle, Group, GroupInvitations
+from qdht.messaging._group_state import CommitBundle, Group, GroupConfig, GroupInvitations
 from qdht.wire._groups import LeafNode
 
 WINDOW = 5.0
+CONFIG = GroupConfig(window=WINDOW)
 
 
 def rng(seed: int) -> random.Random:
     return random.Random(seed)
 
 
-def founder(name: bytes, seed: int = 1, **options: object) -> Group:
+def founder(name: bytes, seed: int = 1) -> Group:
     r = rng(seed)
-    return Group.create(
-        b"group-" + name,
-        MemberKeys.generate(name, r.randbytes),
-        random=r.randbytes,
-        window=WINDOW,
-        **options,
-    )
+    keys = MemberKeys.generate(name, r.randbytes)
+    return Group.create(b"group-" + name, keys, random=r.randbytes, config=CONFIG)
 
 
 def leaves_of(group: Group) -> dict[bytes, LeafNode]:
@@ -53,7 +49,7 @@ def add_member(
     group_members: list[Group], committer: Group, name: bytes, seed: int, now: float
 ) -> Group:
     """Add ``name`` through ``committer``; every member and the joiner end in the new epoch."""
-    invitations = GroupInvitations(random=rng(seed).randbytes, window=WINDOW)
+    invitations = GroupInvitations(random=rng(seed).randbytes, config=CONFIG)
     kp = invitations.new_key_package(name)
     committer.propose_add(kp)
     bundle = committer.commit(now)

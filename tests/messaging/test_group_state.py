@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.errors import GroupError, InvalidSignatureError
+from qdht.errors import ConfigError, GroupError, InvalidSignatureError
 from qdht.messaging._group_hpke import LeafKey
 from qdht.messaging._group_lite import FlatKeyDistribution, KeyPackageBundle, MemberKeys
 from qdht.messaging._group_schedule import GroupContext
@@ -19,6 +19,7 @@ from qdht.messaging._group_state import (
     Equivocation,
     ForkDetected,
     Group,
+    GroupConfig,
     GroupEvent,
     GroupInvitations,
     MemberAdded,
@@ -345,8 +346,14 @@ def test_local_misuse_raises() -> None:
     alice = founder(b"alice", 3)
     with pytest.raises(GroupError):
         alice.propose_remove(0)
-    with pytest.raises(GroupError):
+    with pytest.raises(ConfigError):
         Group.create(b"", MemberKeys.generate(b"x", rng(1).randbytes))
+    with pytest.raises(ConfigError):
+        GroupConfig(pad_size=8)
+    with pytest.raises(ConfigError):
+        GroupConfig(window=-1.0)
+    with pytest.raises(TypeError):
+        GroupConfig(keep_epochs=1.5)  # type: ignore[arg-type]
     bundle = KeyPackageBundle.generate(b"bob", rng(2).randbytes)
     bad = attrs.evolve(bundle.key_package, signature=bytes(3309))
     with pytest.raises(InvalidSignatureError):
