@@ -500,3 +500,10 @@ def test_held_proposals_that_conflict_are_committed_once() -> None:
     # An explicit list is committed as given, or refused whole.
     with pytest.raises(GroupError):
         alice.commit(1600.0, [bob.propose_remove(0)])
+
+
+def test_a_message_fills_whole_mix_payloads_with_the_matching_pad_size() -> None:
+    members = make_group(2)
+    alice = members[0]
+    alice._pad_size = GroupConfig(pad_size=2715).pad_size
+    assert len(alice.seal_message(b"x" * 100)) == 3 * 2048
