@@ -17,10 +17,10 @@ def rng(seed: int) -> random.Random:
     return random.Random(seed)
 
 
-def founder(name: bytes, seed: int = 1) -> Group:
+def founder(name: bytes, seed: int = 1, config: GroupConfig = CONFIG) -> Group:
     r = rng(seed)
     keys = MemberKeys.generate(name, r.randbytes)
-    return Group.create(b"group-" + name, keys, random=r.randbytes, config=CONFIG)
+    return Group.create(b"group-" + name, keys, random=r.randbytes, config=config)
 
 
 def leaves_of(group: Group) -> dict[bytes, LeafNode]:
@@ -46,10 +46,15 @@ def settle(members: Iterable[Group], now: float) -> None:
 
 
 def add_member(
-    group_members: list[Group], committer: Group, name: bytes, seed: int, now: float
+    group_members: list[Group],
+    committer: Group,
+    name: bytes,
+    seed: int,
+    now: float,
+    config: GroupConfig = CONFIG,
 ) -> Group:
     """Add ``name`` through ``committer``; every member and the joiner end in the new epoch."""
-    invitations = GroupInvitations(random=rng(seed).randbytes, config=CONFIG)
+    invitations = GroupInvitations(random=rng(seed).randbytes, config=config)
     kp = invitations.new_key_package(name)
     committer.propose_add(kp)
     bundle = committer.commit(now)
@@ -63,9 +68,9 @@ def add_member(
     return joined
 
 
-def make_group(n: int, seed: int = 7) -> list[Group]:
+def make_group(n: int, seed: int = 7, config: GroupConfig = CONFIG) -> list[Group]:
     """A group of ``n`` members built by successive adds from the first."""
-    members = [founder(b"m0", seed)]
+    members = [founder(b"m0", seed, config)]
     for i in range(1, n):
-        add_member(members, members[0], b"m%d" % i, seed * 1000 + i, float(i))
+        add_member(members, members[0], b"m%d" % i, seed * 1000 + i, float(i), config)
     return members

@@ -503,7 +503,9 @@ def test_held_proposals_that_conflict_are_committed_once() -> None:
 
 
 def test_a_message_fills_whole_mix_payloads_with_the_matching_pad_size() -> None:
-    members = make_group(2)
-    alice = members[0]
-    alice._pad_size = GroupConfig(pad_size=2715).pad_size
-    assert len(alice.seal_message(b"x" * 100)) == 3 * 2048
+    alice, bob = make_group(2, config=GroupConfig(window=WINDOW, pad_size=2715))
+    sealed = alice.seal_message(b"x" * 100)
+    assert len(sealed) == 3 * 2048
+    got = bob.open_message(sealed)
+    assert got is not None
+    assert got.data == b"x" * 100
