@@ -4,8 +4,8 @@ The content is framed and signed as RFC 9420 §6 says (FramedContent,
 FramedContentTBS, SignWithLabel), encrypted under the sender's ratchet key
 with the reuse guard XORed into the nonce (§6.3.1), and the sender's leaf
 index and generation are encrypted under a key derived from the sender-data
-secret and a ciphertext sample (§6.3.2).  The signature scheme is passed in,
-so the same code runs the MLS vectors (Ed25519) and qdht's groups (ML-DSA-65).
+secret and a ciphertext sample (§6.3.2).  Signing is left to the caller, so
+the same framing serves the MLS vectors (Ed25519) and qdht's groups (ML-DSA-65).
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ CONTENT_PROPOSAL = 2
 CONTENT_COMMIT = 3
 SENDER_MEMBER = 1
 REUSE_GUARD_SIZE = 4
-
-#: sign(message) -> signature; verify(message, signature) -> bool.
-Signer = Callable[[bytes], bytes]
-Verifier = Callable[[bytes, bytes], bool]
 
 
 def sign_content(label: bytes, content: bytes) -> bytes:
