@@ -19,6 +19,7 @@ __all__ = [
     "ContactError",
     "CryptoError",
     "DecodeError",
+    "GroupError",
     "HandshakeError",
     "IdentityError",
     "InvalidSignatureError",
@@ -175,3 +176,12 @@ class ModelError(QdhtError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class GroupError(QdhtError):
+    """A group-messaging operation was misused, or group input failed a check.
+
+    Group cores catch it on remote input and count a drop; it reaches the
+    caller only for local misuse (sending in a group one is not a member of,
+    a padding size the message does not fit, ...).
+    """

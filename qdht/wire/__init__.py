@@ -54,6 +54,7 @@ from qdht.wire._registry import (
 from qdht.wire import _echo  # noqa: F401
 from qdht.wire import _models  # noqa: F401
 from qdht.wire import _messaging  # noqa: F401
+from qdht.wire import _groups  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -190,14 +191,38 @@ from qdht.wire._messaging import (
 
 from qdht.wire._messaging import MAX_SLOT_BOX, MIN_SLOT_BOX
 
+from qdht.wire._groups import (
+    BLANK_REF,
+    Commit,
+    CommitSlot,
+    DIGEST_SIZE,
+    GROUP_ID_MAX,
+    GroupInfo,
+    GroupMessage,
+    GroupSecrets,
+    IDENTITY_MAX,
+    KeyPackage,
+    LeafNode,
+    MAX_MEMBERS,
+    MAX_PROPOSALS,
+    PROPOSAL_OPS,
+    Proposal,
+    SealedSecret,
+    Welcome,
+)
+
 __all__ = [
+    "BLANK_REF",
     "CHUNK_KEY_SIZE",
     "CHUNK_SIZES",
     "CONTACT_LIST_CONTEXT",
     "CT_SIZE",
     "DEFAULT_LIMITS",
+    "DIGEST_SIZE",
+    "GROUP_ID_MAX",
     "HASH_SIZE",
     "HS_KINDS",
+    "IDENTITY_MAX",
     "IDENTITY_VERSION",
     "IMMUTABLE_KEY_PREFIX",
     "KEY_SIZE",
@@ -217,12 +242,14 @@ __all__ = [
     "MAX_INT",
     "MAX_LIST_CONTACTS",
     "MAX_MANIFEST_PAGES",
+    "MAX_MEMBERS",
     "MAX_META_ENTRIES",
     "MAX_META_VALUE",
     "MAX_MODEL_NAME",
     "MAX_NODES",
     "MAX_ONE_TIME_PREKEYS",
     "MAX_PAYLOAD",
+    "MAX_PROPOSALS",
     "MAX_RANK",
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
@@ -244,6 +271,7 @@ __all__ = [
     "NONCE_SIZE",
     "NOTIFY_EVENTS",
     "OWNER_HASH_SIZE",
+    "PROPOSAL_OPS",
     "RECOMMENDED_ERROR_MESSAGE_BYTES",
     "RECOMMENDED_NODES",
     "RECORD_TYPES",
@@ -262,6 +290,8 @@ __all__ = [
     "CborLimits",
     "Chunk",
     "CloseFrame",
+    "Commit",
+    "CommitSlot",
     "Contact",
     "ContactList",
     "CookieReply",
@@ -281,6 +311,9 @@ __all__ = [
     "FirstMessage",
     "FragmentFrame",
     "GetChunk",
+    "GroupInfo",
+    "GroupMessage",
+    "GroupSecrets",
     "HandshakeFragment",
     "Hello",
     "HsView",
@@ -289,6 +322,8 @@ __all__ = [
     "IntroEntry",
     "KeepaliveFrame",
     "KeyFile",
+    "KeyPackage",
+    "LeafNode",
     "ManifestRef",
     "MessageFrame",
     "ModelManifest",
@@ -302,8 +337,10 @@ __all__ = [
     "Ping",
     "Pong",
     "PrekeyRecord",
+    "Proposal",
     "RatchetMessage",
     "Revocation",
+    "SealedSecret",
     "SetEntry",
     "SignedRecord",
     "SlotDelete",
@@ -315,6 +352,7 @@ __all__ = [
     "Value",
     "Watch",
     "Watching",
+    "Welcome",
     "WireMessage",
     "check_bytes",
     "check_uint",

@@ -38,6 +38,7 @@ NESTED_RULES = {
     "contacts": "contact",
     "addrs": "address",
     "records": "records-set_entry",
+    "secrets": "grp-secret-ref",
 }
 
 

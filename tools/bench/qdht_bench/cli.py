@@ -22,6 +22,7 @@ BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
     "models": "models",
     "messaging": "messaging",
+    "groups": "groups",
     "durability": "_durability",
     "adversarial": "_adversarial",
     "fuzz": "_fuzz",

@@ -113,6 +113,33 @@ const CERT_FIELDS = {
   sig: [MLDSA_SIG],
 };
 
+// 12-groups.md: leaves, key packages and proposals also nest inside other group messages.
+const GRP_INDEX = uint(0, 1023);
+const GRP_DIGEST = bytes(32);
+const GRP_GROUP = bytes(1, 32);
+const GRP_CIPHERTEXT = bytes(16, 65536);
+const GRP_LEAF_FIELDS = { enc: [XWING_PK], vk: [MLDSA_PK], id: [bytes(1, 64)], sig: [MLDSA_SIG] };
+const GRP_KP_FIELDS = { leaf: [(v, p) => checkMap(v, GRP_LEAF_FIELDS, p)], init: [XWING_PK], sig: [MLDSA_SIG] };
+const GRP_OPERANDS = { add: 'kp', remove: 'removed', update: 'leaf' };
+const GRP_PROPOSAL_FIELDS = {
+  group: [GRP_GROUP],
+  epoch: [uint()],
+  sender: [GRP_INDEX],
+  op: [textEnum('add', 'remove', 'update')],
+  kp: [(v, p) => checkMap(v, GRP_KP_FIELDS, p), true],
+  removed: [GRP_INDEX, true],
+  leaf: [(v, p) => checkMap(v, GRP_LEAF_FIELDS, p), true],
+  sig: [MLDSA_SIG],
+};
+/** A proposal carries exactly the operand its `op` names (12-groups.md §5, a CDDL group choice). */
+function checkProposal(v, p) {
+  checkMap(v, GRP_PROPOSAL_FIELDS, p);
+  const own = GRP_OPERANDS[v.op];
+  if (!(own in v)) throw new DecodeError('missing-field', `${p}.${own}`);
+  for (const other of Object.values(GRP_OPERANDS))
+    if (other !== own && other in v) throw new DecodeError('unknown-field', `${p}.${other}`);
+}
+
 /** Every message rule: `<area>-<type>` -> fields (without `type`). */
 export const RULES = {
   'dht-ping': { rid: [RID], ro: RO, ws: WS },
@@ -249,6 +276,34 @@ export const RULES = {
   'msg-slot': { token: [bytes(32)], box: [bytes(256, 65536)], dh: [bytes(32)], exp: [UNIX_TIME] },
   'msg-slot_delete': { key: [bytes(32)], secret: [bytes(32)] },
   'msg-intro': { box: [bytes(32)], first: [nested('msg-first_msg')], exp: [UNIX_TIME], nonce: [uint()] },
+
+  'grp-leaf': GRP_LEAF_FIELDS,
+  'grp-key_package': GRP_KP_FIELDS,
+  'grp-proposal': GRP_PROPOSAL_FIELDS,
+  'grp-commit': {
+    group: [GRP_GROUP],
+    epoch: [uint()],
+    sender: [GRP_INDEX],
+    proposals: [array(checkProposal, 0, 256)],
+    leaf: [(v, p) => checkMap(v, GRP_LEAF_FIELDS, p)],
+    secrets: [array(map({ to: [GRP_INDEX], h: [GRP_DIGEST] }), 0, 1024)],
+    sig: [MLDSA_SIG],
+    tag: [GRP_DIGEST],
+  },
+  'grp-sealed': { to: [GRP_INDEX], kem: [bytes(1120)], ct: [bytes(48)] },
+  'grp-commit_slot': { pk: [MLDSA_PK], nonce: [bytes(12)], ct: [GRP_CIPHERTEXT], sig: [MLDSA_SIG] },
+  'grp-group_secrets': { joiner: [GRP_DIGEST] },
+  'grp-group_info': {
+    group: [GRP_GROUP],
+    epoch: [uint()],
+    roster: [array(GRP_DIGEST, 1, 1024)],
+    cth: [GRP_DIGEST],
+    tag: [GRP_DIGEST],
+    signer: [GRP_INDEX],
+    sig: [MLDSA_SIG],
+  },
+  'grp-welcome': { kp: [GRP_DIGEST], kem: [bytes(1120)], secrets: [bytes(16, 256)], info: [GRP_CIPHERTEXT] },
+  'grp-group_message': { epoch_id: [GRP_DIGEST], sd: [bytes(28)], ct: [GRP_CIPHERTEXT] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
@@ -288,6 +343,8 @@ function extraChecks(rule, m) {
     if (new Set(ids).size !== ids.length) throw new DecodeError('field-value', '$.opks');
   }
   if (rule === 'msg-first_msg' && ('opk_id' in m) !== ('ct_opk' in m)) throw new DecodeError('field-value', '$');
+
+  if (rule === 'grp-proposal') checkProposal(m, '$');
 }
 
 /**

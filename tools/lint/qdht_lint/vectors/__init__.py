@@ -24,6 +24,7 @@ AREAS: Final[tuple[str, ...]] = (
     "_echo",
     "_models",
     "_messaging",
+    "_groups",
     "_watch",
     "_records",
     "_bootstrap",
