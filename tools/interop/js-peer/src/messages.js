@@ -141,6 +141,15 @@ function checkProposal(v, p) {
 }
 
 /** Every message rule: `<area>-<type>` -> fields (without `type`). */
+const MODEL_DTYPE = textEnum('BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'U16', 'I16', 'F16', 'BF16', 'U32', 'I32', 'F32', 'U64', 'I64', 'F64');
+const MODEL_TENSOR = map({ name: [text(1, 256)], dtype: [MODEL_DTYPE], shape: [array(uint(), 0, 32)], chunks: [bytes(0, 65536)] });
+const MODEL_META = (v, p) => {
+  if (!isMap(v)) throw new DecodeError('field-type', p);
+  const keys = Object.keys(v);
+  if (keys.length > 32) throw new DecodeError('field-size', p);
+  for (const k of keys) text(0, 256)(v[k], `${p}.${k}`);
+};
+
 export const RULES = {
   'dht-ping': { rid: [RID], ro: RO, ws: WS },
   'dht-pong': { rid: [RID] },
@@ -304,6 +313,31 @@ export const RULES = {
   },
   'grp-welcome': { kp: [GRP_DIGEST], kem: [bytes(1120)], secrets: [bytes(16, 256)], info: [GRP_CIPHERTEXT] },
   'grp-group_message': { epoch_id: [GRP_DIGEST], sd: [bytes(28)], ct: [GRP_CIPHERTEXT] },
+  'echo-echo': { rid: [RID], data: [bytes(0, 1024)] },
+  'echo-echoed': { rid: [RID], data: [bytes(0, 1024)] },
+  'model-manifest': {
+    publisher: [bytes(32)],
+    name: [text(1, 64)],
+    version: [uint()],
+    chunk_size: [(v, p) => {
+      if (!isInt(v)) throw new DecodeError('field-type', p);
+      if (![4096, 8192, 16384, 32768, 65536].includes(Number(v))) throw new DecodeError('field-value', p);
+    }],
+    tensors: [array(MODEL_TENSOR, 0, 1024)],
+    root: [bytes(32)],
+    meta: [MODEL_META, true],
+    sig: [MLDSA_SIG],
+  },
+  'model-manifest_ref': {
+    publisher: [bytes(32)],
+    name: [text(1, 64)],
+    version: [uint()],
+    size: [uint(1, 16777216)],
+    pages: [bytes(32, 8192)],
+  },
+  'model-provider': { root: [bytes(32)], chunks: [uint()], contact: [CONTACT], have: [bytes(1, 2048), true] },
+  'model-get_chunk': { rid: [RID], key: [bytes(32)], ro: RO, ws: WS },
+  'model-chunk': { rid: [RID], data: [bytes(1, 65536), true] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
