@@ -20,6 +20,7 @@ from qdht.errors import ConfigError
 __all__ = [
     "COMMANDS_SIZE",
     "DEFAULT_PAYLOAD_SIZE",
+    "FRAMING_SIZE",
     "MAC_SIZE",
     "NODE_ID_SIZE",
     "SURB_ID_SIZE",
@@ -39,6 +40,8 @@ TAG_SIZE: Final = 32
 #: fill it; a terminal slot (``recipient``, ``delay``, ``surb-reply``) needs 55.
 COMMANDS_SIZE: Final = 70
 DEFAULT_PAYLOAD_SIZE: Final = 2048
+#: A payload's kind (1 byte) and data length (2 bytes), §7.
+FRAMING_SIZE: Final = 3
 ALLOWED_HOPS: Final = (3, 5)
 _GEOMETRY_LABEL: Final = b"qdht/mix/geometry/v1"
 
@@ -55,10 +58,15 @@ def _payload(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
 
 @attrs.frozen
 class Geometry:
-    """Path length and user payload size, and every size derived from them (§2)."""
+    """Path length and user payload size, and every size derived from them (§2).
+
+    Every packet of a network has :attr:`packet_size` bytes, every reply block
+    :attr:`surb_size`; the geometry's :attr:`digest` salts every hop key.
+    """
 
     hops: int = attrs.field(default=3, validator=_hops)
-    payload_size: int = attrs.field(default=DEFAULT_PAYLOAD_SIZE, validator=_payload)
+    #: The application bytes one packet carries (§7: a request also carries a SURB).
+    user_payload_size: int = attrs.field(default=DEFAULT_PAYLOAD_SIZE, validator=_payload)
 
     @property
     def kem_ciphertext_size(self) -> int:
@@ -79,8 +87,13 @@ class Geometry:
         return len(VERSION) + xwing.CIPHERTEXT_SIZE + self.routing_info_size + MAC_SIZE
 
     @property
+    def payload_size(self) -> int:
+        """The Sphinx payload: framing, room for one reply block, the user payload (§7)."""
+        return FRAMING_SIZE + self.surb_size + self.user_payload_size
+
+    @property
     def block_size(self) -> int:
-        """The LIONESS block: the zero tag and the user payload."""
+        """The LIONESS block: the zero tag and the Sphinx payload."""
         return TAG_SIZE + self.payload_size
 
     @property
@@ -95,5 +108,7 @@ class Geometry:
     @property
     def digest(self) -> bytes:
         """SHA-256 of the geometry's parameters: the HKDF salt of every hop key (§3)."""
-        params = struct.pack(">HBHHI", 1, self.hops, COMMANDS_SIZE, MAC_SIZE, self.payload_size)
+        params = struct.pack(
+            ">HBHHI", 1, self.hops, COMMANDS_SIZE, MAC_SIZE, self.user_payload_size
+        )
         return hashlib.sha256(_GEOMETRY_LABEL + b"X-Wing" + params).digest()

@@ -71,12 +71,9 @@ def test_packet_travels_every_hop_at_constant_size(
 
 
 def test_sizes_of_the_default_geometries() -> None:
-    assert (Geometry().header_size, Geometry().packet_size, Geometry().surb_size) == (
-        4724,
-        6804,
-        4788,
-    )
-    assert (Geometry(hops=5).header_size, Geometry(hops=5).packet_size) == (7104, 9184)
+    three, five = Geometry(), Geometry(hops=5)
+    assert (three.header_size, three.surb_size, three.packet_size) == (4724, 4788, 11595)
+    assert (five.header_size, five.surb_size, five.packet_size) == (7104, 7168, 16355)
 
 
 def test_a_hop_with_the_wrong_key_drops_bad_mac(mix_keys: list[xwing.XWingPrivateKey]) -> None:
@@ -95,7 +92,7 @@ def test_tampered_header_dies_at_the_first_hop(
     assert result.reason in {"bad-version", "bad-mac", "bad-kem"}
 
 
-@pytest.mark.parametrize("offset", [4724, 4724 + 40, 6803])
+@pytest.mark.parametrize("offset", [4724, 4724 + 40, 11594])
 def test_tampered_payload_is_caught_by_the_exit_tag(
     offset: int, mix_keys: list[xwing.XWingPrivateKey]
 ) -> None:
@@ -155,8 +152,8 @@ def test_local_misuse_raises_config_error(mix_keys: list[xwing.XWingPrivateKey])
     with pytest.raises(ConfigError, match="payload"):
         create_packet(geometry, path, RECIPIENT, b"short")
     with pytest.raises(ConfigError, match="3 hops"):
-        create_packet(geometry, path[:2], RECIPIENT, bytes(2048))
+        create_packet(geometry, path[:2], RECIPIENT, bytes(geometry.payload_size))
     with pytest.raises(ConfigError, match="recipient"):
-        create_packet(geometry, path, b"short", bytes(2048))
+        create_packet(geometry, path, b"short", bytes(geometry.payload_size))
     with pytest.raises(ConfigError, match="hops"):
         Geometry(hops=4)
