@@ -15,12 +15,13 @@ reason instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 from cryptography.hazmat.primitives import hashes
@@ -76,6 +77,8 @@ CMD_RECIPIENT: Final = 0x02
 CMD_SURB_REPLY: Final = 0x03
 CMD_DELAY: Final = 0x80
 _CT: Final = xwing.CIPHERTEXT_SIZE
+_COUNTER0: Final = bytes(4)
+_SHA256: Final = hashes.SHA256()
 _V: Final = len(VERSION)
 
 
@@ -90,17 +93,27 @@ class HopKeys:
     payload_iv: bytes
 
 
+@functools.lru_cache(maxsize=16)
+def _layout(geometry: Geometry) -> tuple[int, int, int, bytes]:
+    """(packet size, header size, slot size, HKDF salt): computed once per geometry."""
+    return geometry.packet_size, geometry.header_size, geometry.slot_size, geometry.digest
+
+
+def _okm(salt: bytes, shared_secret: bytes) -> bytes:
+    return HKDF(algorithm=_SHA256, length=_KEYS_SIZE, salt=salt, info=_HOP_INFO).derive(
+        shared_secret
+    )
+
+
 def derive_hop_keys(geometry: Geometry, shared_secret: bytes) -> HopKeys:
     """HKDF-SHA256 (extract and expand) of the KEM secret, salted with the geometry."""
-    okm = HKDF(
-        algorithm=hashes.SHA256(), length=_KEYS_SIZE, salt=geometry.digest, info=_HOP_INFO
-    ).derive(shared_secret)
+    okm = _okm(_layout(geometry)[3], shared_secret)
     return HopKeys(okm[0:32], okm[32:64], okm[64:76], okm[76:204], okm[204:252])
 
 
 def _stream(key: bytes, iv: bytes, data: bytes) -> bytes:
     """``data`` XOR ChaCha20(key, iv), block counter 0."""
-    return Cipher(algorithms.ChaCha20(key, bytes(4) + iv), mode=None).encryptor().update(data)
+    return Cipher(algorithms.ChaCha20(key, _COUNTER0 + iv), mode=None).encryptor().update(data)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -142,18 +155,24 @@ def _terminal_commands(recipient: bytes, delay_ms: int, surb_id: bytes | None) -
     return out.ljust(COMMANDS_SIZE, b"\x00")
 
 
-@attrs.frozen
-class _Commands:
-    next_hop: bytes | None = None
-    next_mac: bytes | None = None
-    recipient: bytes | None = None
-    surb_id: bytes | None = None
-    delay_ms: int | None = None
+class _Commands(NamedTuple):
+    next_hop: bytes | None
+    next_mac: bytes
+    recipient: bytes
+    surb_id: bytes | None
+    delay_ms: int
 
 
 def _parse_commands(data: bytes) -> _Commands | None:
-    """The commands of a decrypted slot, or None if they are malformed (§5)."""
-    fields: dict[str, object] = {}
+    """The commands of a decrypted slot, or None if they are malformed (§5).
+
+    A forwarding slot is exactly ``next-hop ‖ delay`` (the common case, read
+    directly); anything else goes through the general reader.
+    """
+    if data[0] == CMD_NEXT_HOP and data[65] == CMD_DELAY and len(data) == 70:
+        delay = int.from_bytes(data[66:70], "big")
+        return _Commands(data[1:33], data[33:65], b"", None, delay)
+    fields: dict[str, Any] = {}
     pos = 0
     while pos < len(data):
         code = data[pos]
@@ -176,14 +195,17 @@ def _parse_commands(data: bytes) -> _Commands | None:
             pos += 5
         else:
             return None
-    commands = _Commands(**fields)  # type: ignore[arg-type]
-    if commands.delay_ms is None:
+    hop = "next_hop" in fields
+    terminal = "recipient" in fields
+    if "delay_ms" not in fields or hop == terminal or (hop and "surb_id" in fields):
         return None
-    hop = commands.next_hop is not None
-    terminal = commands.recipient is not None
-    if hop == terminal or (hop and commands.surb_id is not None):
-        return None
-    return commands
+    return _Commands(
+        fields.get("next_hop"),
+        fields.get("next_mac", b""),
+        fields.get("recipient", b""),
+        fields.get("surb_id"),
+        fields["delay_ms"],
+    )
 
 
 # --------------------------------------------------------------------- create
@@ -299,34 +321,32 @@ def unwrap(
     tampered with); a caller that holds several epoch keys tries the next.
     Replay detection is the caller's (:func:`replay_tag`, §6.2).
     """
-    if len(packet) != geometry.packet_size:
+    packet_size, header_end, slot, salt = _layout(geometry)
+    if len(packet) != packet_size:
         return Drop("wrong-size")
     if packet[:_V] != VERSION:
         return Drop("bad-version")
-    header_end = geometry.header_size
-    ct = packet[_V : _V + _CT]
-    beta = packet[_V + _CT : header_end - MAC_SIZE]
+    mac_at = header_end - MAC_SIZE
     try:
-        shared = key.decapsulate(ct)
+        shared = key.decapsulate(packet[_V : _V + _CT])
     except CryptoError:
         return Drop("bad-kem")
-    keys = derive_hop_keys(geometry, shared)
+    okm = _okm(salt, shared)
+    # The MAC covers version ‖ ct ‖ routing information: the header up to its MAC.
     if not hmac.compare_digest(
-        _mac(keys.mac, ct, beta), packet[header_end - MAC_SIZE : header_end]
+        hmac.digest(okm[0:32], packet[:mac_at], "sha256"), packet[mac_at:header_end]
     ):
         return Drop("bad-mac")
-    slot = geometry.slot_size
-    opened = _stream(keys.header_key, keys.header_iv, beta + bytes(slot))
-    commands = _parse_commands(opened[:COMMANDS_SIZE])
+    stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), mode=None).encryptor()
+    head = stream.update(packet[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
+    commands = _parse_commands(head[:COMMANDS_SIZE])
     if commands is None:
         return Drop("bad-commands")
-    assert commands.delay_ms is not None
-    block = lioness.decrypt(keys.payload_key, keys.payload_iv, packet[header_end:])
+    block = lioness.decrypt(okm[76:204], okm[204:252], packet[header_end:])
     if commands.next_hop is not None:
-        assert commands.next_mac is not None
-        header = VERSION + opened[COMMANDS_SIZE:slot] + opened[slot:] + commands.next_mac
+        tail = stream.update(bytes(slot))  # what this hop appends: keystream only
+        header = VERSION + head[COMMANDS_SIZE:] + tail + commands.next_mac
         return Forward(commands.next_hop, commands.delay_ms, header + block)
-    assert commands.recipient is not None
     if commands.surb_id is not None:
         return Deliver(commands.recipient, commands.delay_ms, commands.surb_id, block)
     if any(block[:TAG_SIZE]):
