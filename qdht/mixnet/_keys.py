@@ -82,6 +82,10 @@ class MixKeyring:
         """Epoch → public key, for the mix's descriptor."""
         return {e: k.key.public_key_bytes() for e, k in sorted(self._keys.items())}
 
-    def seen(self, tag: bytes) -> bool:
-        """True if any held epoch key has accepted a packet with ``tag``."""
-        return any(tag in k.replays for k in self._keys.values())
+    def positions(self, tag: bytes) -> tuple[int, ...]:
+        """``tag``'s filter positions (every epoch's filter has the same size)."""
+        return next(iter(self._keys.values())).replays.positions(tag)
+
+    def seen(self, positions: tuple[int, ...]) -> bool:
+        """True if any held epoch key has accepted a packet with these tag positions."""
+        return any(k.replays.has(positions) for k in self._keys.values())

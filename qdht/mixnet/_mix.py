@@ -111,15 +111,16 @@ class MixRole(Party[MessageReceived | KeysRotated]):
             self._drop("rate-limited")
             return
         tag = replay_tag(self.geometry, data)
+        positions = self.keys.positions(tag)
         # Looked up before decapsulation to save the work; inserted only after the MAC.
-        if self.keys.seen(tag):
+        if self.keys.seen(positions):
             self._drop("replay")
             return
         result: Forward | Deliver | Drop = Drop("bad-mac")
         for held in self.keys.candidates():
             result = unwrap(self.geometry, held.key, data)
             if not isinstance(result, Drop) or result.reason not in _UNVERIFIED:
-                held.replays.add(tag)  # the MAC verified under this key
+                held.replays.add(tag, positions)  # the MAC verified under this key
                 break
             if result.reason == "bad-version":
                 break

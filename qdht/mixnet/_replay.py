@@ -38,20 +38,25 @@ class ReplayFilter:
         self._bits = bytearray((self._size + 7) // 8)
         self._count = 0
 
-    def _positions(self, tag: bytes) -> list[int]:
+    def positions(self, tag: bytes) -> tuple[int, ...]:
+        """The bit positions of ``tag``: the same in every filter of the same size."""
         h1 = int.from_bytes(tag[0:8], "little")
         h2 = int.from_bytes(tag[8:16], "little") | 1
         size = self._size
-        return [((h1 + i * h2) & _MASK64) % size for i in range(self._hashes)]
+        return tuple(((h1 + i * h2) & _MASK64) % size for i in range(self._hashes))
+
+    def has(self, positions: tuple[int, ...]) -> bool:
+        """True if every position is set (a tag with these positions may be here)."""
+        bits = self._bits
+        return all(bits[p >> 3] & 1 << (p & 7) for p in positions)
 
     def __contains__(self, tag: bytes) -> bool:
-        bits = self._bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(tag))
+        return self.has(self.positions(tag))
 
-    def add(self, tag: bytes) -> None:
-        """Remember ``tag`` (a 32-byte replay tag)."""
+    def add(self, tag: bytes, positions: tuple[int, ...] | None = None) -> None:
+        """Remember ``tag`` (a 32-byte replay tag); ``positions`` if already computed."""
         bits = self._bits
-        for p in self._positions(tag):
+        for p in positions if positions is not None else self.positions(tag):
             bits[p >> 3] |= 1 << (p & 7)
         self._count += 1
 

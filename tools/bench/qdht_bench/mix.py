@@ -11,10 +11,13 @@ Measured in one run, interleaved so that machine load falls on both alike:
   from it;
 * creation of a packet and of a reply block at 3 and 5 hops;
 * ``sphinxmix`` 0.0.7 (Danezis, PyPI; Sphinx over NIST P-224, AES-CTR,
-  its SHA-256/AES "LIONESS"), 2 KiB body, 5-hop header, as its defaults.
+  its SHA-256/AES "LIONESS"), 5-hop header as its default, with the body
+  size of our payload (6839 bytes: a qdht packet always has room for a reply
+  block) for the ratio targets, and with a 2 KiB body for reference (``_2k``).
 
 Times are process CPU time; each figure is the median over ``--samples``
-batches of ``--batch`` calls.  ``--tries`` replays and as many tampered
+batches of ``--batch`` calls, the figures' batches in a shuffled order each
+round.  ``--tries`` replays and as many tampered
 packets (a random bit flipped anywhere) are pushed through a 3-mix path:
 ``replays_accepted`` and ``tampered_accepted`` must be 0.
 """
@@ -95,13 +98,13 @@ class _Ours:
 
 
 class _Sphinxmix:
-    def __init__(self) -> None:
+    def __init__(self, body_len: int) -> None:
         from petlib.bn import Bn  # noqa: F401  (sphinxmix needs petlib)
         from sphinxmix.SphinxClient import Nenc, create_forward_message, create_surb
         from sphinxmix.SphinxNode import sphinx_process
         from sphinxmix.SphinxParams import SphinxParams
 
-        self.params = SphinxParams(body_len=2048)
+        self.params = SphinxParams(body_len=body_len)
         group = self.params.group
         self.secrets = [group.gensecret() for _ in range(5)]
         self.publics = [group.expon(group.g, [x]) for x in self.secrets]
@@ -200,9 +203,11 @@ def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("mix")
     ours3, ours5 = _Ours(3), _Ours(5)
     try:
-        theirs: _Sphinxmix | None = _Sphinxmix()
+        # Same payload bytes per packet as ours (the target), and its 2 KiB body.
+        theirs: _Sphinxmix | None = _Sphinxmix(ours3.geometry.payload_size)
+        theirs_2k: _Sphinxmix | None = _Sphinxmix(2048)
     except ImportError:
-        theirs = None
+        theirs = theirs_2k = None
         result.notes.append("sphinxmix is not installed (pip install 'qdht[bench]'): no baseline")
     figures: dict[str, list[float]] = {}
     jobs: list[tuple[str, Callable[[], Any]]] = [
@@ -212,16 +217,19 @@ def run(args: argparse.Namespace) -> BenchResult:
         ("create_5_us", ours5.create),
         ("surb_3_us", ours3.surb),
     ]
-    if theirs is not None:
+    if theirs is not None and theirs_2k is not None:
         jobs += [
             ("sphinxmix_hop_us", theirs.hop),
             ("sphinxmix_create_us", theirs.create),
             ("sphinxmix_surb_us", theirs.surb),
+            ("sphinxmix_2k_hop_us", theirs_2k.hop),
+            ("sphinxmix_2k_create_us", theirs_2k.create),
         ]
     for _, fn in jobs:  # warm up
         fn()
+    order = random.Random(5)
     for _ in range(args.samples):  # interleaved: load falls on every figure alike
-        for name, fn in jobs:
+        for name, fn in order.sample(jobs, len(jobs)):  # no figure always runs cache-cold
             figures.setdefault(name, []).append(_timed(fn, args.batch))
     med = {name: median(values) for name, values in figures.items()}
     receive = _mix_receive(args.samples, args.batch)
@@ -240,6 +248,14 @@ def run(args: argparse.Namespace) -> BenchResult:
         result.add("sphinxmix_create_ms", med["sphinxmix_create_us"] / 1000)
         result.add("sphinxmix_surb_ms", med["sphinxmix_surb_us"] / 1000)
         result.add("create_ratio_vs_sphinxmix", med["create_3_us"] / med["sphinxmix_create_us"])
+        result.add("sphinxmix_2k_hop_us", med["sphinxmix_2k_hop_us"])
+        result.add("hop_ratio_vs_sphinxmix_2k", med["hop_us"] / med["sphinxmix_2k_hop_us"])
+        result.add("sphinxmix_2k_create_ms", med["sphinxmix_2k_create_us"] / 1000)
+        result.notes.append(
+            f"sphinxmix: P-224, 5-hop header; body {ours3.geometry.payload_size} bytes (the "
+            "payload every qdht packet carries: framing, room for a SURB, 2 KiB user data) "
+            "for the targets, and 2048 bytes (_2k) for reference"
+        )
     geometry = ours3.geometry
     result.add("packet_bytes", geometry.packet_size)
     result.add("header_bytes", geometry.header_size)
