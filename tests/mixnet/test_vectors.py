@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from qdht.crypto import xwing
+from qdht.errors import DecodeError
 from qdht.mixnet import (
     Deliver,
     Drop,
@@ -138,3 +139,13 @@ def test_rejected_packets_drop_at_the_stated_hop_for_the_stated_reason(
         assert isinstance(outcome, Forward)
         packet = outcome.packet
     pytest.fail(f"not dropped: {outcome}")
+
+
+@pytest.mark.parametrize("rule", ["mix-descriptor", "mix-directory"])
+def test_order_rules_the_cddl_cannot_say_are_rejected_by_the_decoder(rule: str) -> None:
+    file = json.loads((VECTORS / f"{rule}.json").read_text(encoding="utf-8"))
+    assert file["decoder_rejects"]
+    for case in file["decoder_rejects"]:
+        with pytest.raises(DecodeError) as caught:
+            decode(bytes.fromhex(case["cbor"]))
+        assert caught.value.reason == case["reason"], case["comment"]
