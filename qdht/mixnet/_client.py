@@ -34,7 +34,7 @@ from qdht.mixnet._payload import (
     decode_payload,
     encode_payload,
 )
-from qdht.mixnet._routes import DirectoryView, LoopAlarm, Party, select_path
+from qdht.mixnet._routes import DirectoryView, Party, select_path
 from qdht.mixnet._sphinx import SurbKeys, create_packet, create_surb, open_surb_reply
 from qdht.mixnet._sphinx import surb_reply_packet as _surb_reply_packet
 from qdht.wire._mixnet import MixDelivery, MixEntry, MixPacket
@@ -55,14 +55,11 @@ class ReplyReceived:
 
 @attrs.frozen
 class _Queued:
+    """A real message waiting for a payload tick."""
+
     data: bytes
     exit: MixEntry | None
     surb_id: bytes | None
-    reply_keys: SurbKeys | None
-    reply_path: Any
-
-
-ClientEvent = ReplyReceived | LoopAlarm
 
 
 class MixClient(Party[ReplyReceived]):
@@ -116,7 +113,7 @@ class MixClient(Party[ReplyReceived]):
         if len(self._queue) >= self.config.max_send_queue:
             raise ConfigError(f"send queue full ({self.config.max_send_queue} messages)")
         surb_id = self._rng(16) if want_reply else None
-        self._queue.append(_Queued(data, exit, surb_id, None, None))
+        self._queue.append(_Queued(data, exit, surb_id))
         return surb_id
 
     def receive_delivery(self, delivery: MixDelivery, now: float) -> None:

@@ -27,8 +27,8 @@ import attrs
 from qdht._ratelimit import TokenBuckets
 from qdht.mixnet._config import MixnetConfig
 from qdht.mixnet._keys import MixKeyring
-from qdht.mixnet._payload import KIND_COVER, Message, decode_payload, encode_payload
-from qdht.mixnet._routes import DirectoryView, LoopAlarm, Party, select_path
+from qdht.mixnet._payload import KIND_COVER, KIND_MESSAGE, Message, decode_payload, encode_payload
+from qdht.mixnet._routes import DirectoryView, Party, select_path
 from qdht.mixnet._sphinx import (
     Deliver,
     Drop,
@@ -69,8 +69,6 @@ class KeysRotated:
 
 #: Drop reasons of a packet whose MAC did not verify: its tag is not remembered.
 _UNVERIFIED = frozenset({"wrong-size", "bad-version", "bad-kem", "bad-mac"})
-
-MixEvent = MessageReceived | KeysRotated | LoopAlarm
 
 
 class MixRole(Party[MessageReceived | KeysRotated]):
@@ -156,10 +154,13 @@ class MixRole(Party[MessageReceived | KeysRotated]):
     def reply(self, surb: Surb, data: bytes, now: float) -> None:
         """Answer a request through its reply block (this mix was the exit)."""
         first_hop, packet = surb_reply_packet(
-            self.geometry, surb, encode_payload(self.geometry, 1, data)
+            self.geometry, surb, encode_payload(self.geometry, KIND_MESSAGE, data)
         )
-        self._outbox.append(Outgoing(first_hop, MixPacket(packet)))
         self._counts["replies_sent"] += 1
+        if first_hop == self.node_id:  # the reply path starts here: mix it like any packet
+            self.receive_packet(packet, self.node_id, now)
+        else:
+            self._outbox.append(Outgoing(first_hop, MixPacket(packet)))
 
     # ------------------------------------------------------------ outputs
 

@@ -199,11 +199,14 @@ def test_exit_replies_through_the_request_reply_block() -> None:
     assert request.message.surb == surb
     assert request.message.surb is not None
     roles[2].reply(request.message.surb, b"value", T0)
+    # The reply path starts at this very mix: it mixes the reply itself, then
+    # forwards it to the path's second hop.
     (out,) = roles[2].packets_to_send(T0)
-    assert out.peer == surb.first_hop == roles[2].node_id
+    assert out.peer == roles[1].node_id
+    assert roles[2].stats()["replies_sent"] == 1
     assert isinstance(out.message, MixPacket)
     data = out.message.data
-    for role in roles[::-1]:
+    for role in roles[1::-1]:
         step = unwrap(config.geometry, role.keys.candidates()[0].key, data)
         if isinstance(step, Forward):
             data = step.packet
