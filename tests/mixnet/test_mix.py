@@ -244,3 +244,21 @@ def test_unexpected_delivery_is_counted() -> None:
     mix.receive_delivery(MixDelivery(bytes(2000), bytes(16)), T0)
     mix.receive_delivery(MixDelivery(bytes(2000)), T0)
     assert mix.stats()["drops"] == {"unexpected-delivery": 2}
+
+
+def test_replay_across_epoch_boundaries_is_never_accepted() -> None:
+    config = MixnetConfig(epoch_period=60.0)
+    roles = _roles(3, config)
+    mix = roles[0]
+    epoch = mix.keys.current
+    packet = create_packet(
+        config.geometry, _path(roles, epoch, (0, 0, 0)), roles[2].node_id, _message(config, b"r")
+    )
+    mix.receive_packet(packet, PEER, T0)
+    assert len(mix.packets_to_send(T0)) == 1
+    mix.handle_timer(T0 + 60)  # its key is now the previous epoch's, its filter kept
+    mix.receive_packet(packet, PEER, T0 + 60)
+    mix.handle_timer(T0 + 120)  # key and filter erased: the replay cannot verify
+    mix.receive_packet(packet, PEER, T0 + 120)
+    assert mix.stats()["drops"] == {"replay": 1, "bad-mac": 1}
+    assert mix.stats()["mixed"] == 1
