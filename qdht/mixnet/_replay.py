@@ -1,4 +1,4 @@
-"""Replay stores: one Bloom filter of replay tags per mix-key epoch (10-mixnet.md §6.2).
+"""Replay stores: one Bloom filter of replay tags per mix-key epoch (10-mixnet.md §8.1).
 
 A replay tag is already a uniform 256-bit hash, so the filter takes its bit
 positions straight from the tag by double hashing (Kirsch and Mitzenmacher):

@@ -307,7 +307,7 @@ class Deliver:
 
 @attrs.frozen
 class Drop:
-    """The packet is invalid for this hop; ``reason`` names why (§8)."""
+    """The packet is invalid for this hop; ``reason`` names why (§6.2)."""
 
     reason: str
 

@@ -93,7 +93,7 @@ class MixPacket:
 @register
 @attrs.frozen
 class MixDelivery:
-    """DELIVERY: a path's last mix hands a payload to its recipient (10-mixnet.md §6.4).
+    """DELIVERY: a path's last mix hands a payload to its recipient (10-mixnet.md §8.3).
 
     ``surb`` is the reply block id when the payload is a reply (still
     encrypted for the block's creator); absent for a plain message.
