@@ -140,7 +140,14 @@ def _directory(mixes: int) -> DirectoryView:
 
 
 def simulate(
-    clients: int, mixes: int, rate: float, duration: float, config: MixnetConfig, seed: int
+    clients: int,
+    mixes: int,
+    rate: float,
+    duration: float,
+    config: MixnetConfig,
+    seed: int,
+    *,
+    stratified: bool = False,
 ) -> Trace:
     """Every packet of ``clients`` Poisson senders over ``duration`` seconds."""
     rng = random.Random(seed)
@@ -150,7 +157,7 @@ def simulate(
     for client in range(clients):
         t = rng.expovariate(rate)
         while t < duration:
-            path = select_path(view, config, rng)
+            path = select_path(view, config, rng, stratified=stratified)
             assert path is not None
             trace.add_packet(
                 client, t, [index[h.node_id] for h in path], [h.delay_ms / 1000 for h in path]
@@ -166,9 +173,16 @@ def _targets(trace: Trace, count: int, after: float, rng: random.Random) -> list
 
 
 def _network_entropy(
-    clients: int, args: argparse.Namespace, config: MixnetConfig, corrupt_fraction: float = 0.0
+    clients: int,
+    args: argparse.Namespace,
+    config: MixnetConfig,
+    corrupt_fraction: float = 0.0,
+    *,
+    stratified: bool = False,
 ) -> float:
-    trace = simulate(clients, args.mixes, args.rate, args.duration, config, args.seed)
+    trace = simulate(
+        clients, args.mixes, args.rate, args.duration, config, args.seed, stratified=stratified
+    )
     rng = random.Random(args.seed + clients)
     corrupt = frozenset(rng.sample(range(args.mixes), round(corrupt_fraction * args.mixes)))
     targets = _targets(trace, args.targets, after=args.duration / 2, rng=rng)
@@ -211,8 +225,13 @@ def run(args: argparse.Namespace) -> BenchResult:
         "entropy_bits_1k_clients_10pct_corrupt",
         _network_entropy(1000, args, config, corrupt_fraction=0.1),
     )
+    result.add(
+        "entropy_bits_10k_clients_stratified",
+        _network_entropy(10_000, args, config, stratified=True),
+    )
     result.notes.append(
-        f"{args.mixes} mixes, {config.hops} hops free route, mean delay "
+        f"{args.mixes} mixes, {config.hops} hops free route (stratified: {config.hops} "
+        f"layers of {args.mixes // config.hops}), mean delay "
         f"{config.mean_delay * 1000:g} ms/hop (drawn in whole ms), {args.rate:g} packets/s per "
         f"client, {args.duration:g} s simulated, median over {args.targets} targets after "
         f"{args.duration / 2:g} s burn-in; single mix: mean over targets"

@@ -19,7 +19,9 @@ Times are process CPU time; each figure is the median over ``--samples``
 batches of ``--batch`` calls, the figures' batches in a shuffled order each
 round.  ``--tries`` replays and as many tampered
 packets (a random bit flipped anywhere) are pushed through a 3-mix path:
-``replays_accepted`` and ``tampered_accepted`` must be 0.
+``replays_accepted`` and ``tampered_accepted`` must be 0.  One epoch key's
+replay filter is filled to its capacity and probed with ``--replay-probes``
+fresh tags: its memory and measured false-positive rate.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from qdht.mixnet import (
     MixnetConfig,
     MixRole,
     PathHop,
+    ReplayFilter,
     create_packet,
     create_surb,
     encode_payload,
@@ -58,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=40, help="timed batches per figure")
     parser.add_argument("--batch", type=int, default=10, help="calls per timed batch")
     parser.add_argument("--tries", type=int, default=100_000, help="replays and tamperings")
+    parser.add_argument(
+        "--replay-probes", type=int, default=200_000, help="fresh tags probed in a full filter"
+    )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of a hop")
 
 
@@ -199,6 +205,16 @@ def _tries(count: int, rand: random.Random) -> tuple[int, int, dict[str, int]]:
     return replays_accepted, tampered_accepted, drops
 
 
+def _replay_filter(probes: int) -> tuple[float, float, float]:
+    """(MB per epoch key, stated p, measured false-positive rate) of a filter filled to capacity."""
+    config = MixnetConfig()
+    store = ReplayFilter(config.replay_capacity, config.replay_fp_rate)
+    for i in range(config.replay_capacity):
+        store.add(hashlib.sha256(b"in %d" % i).digest())
+    hits = sum(hashlib.sha256(b"out %d" % i).digest() in store for i in range(probes))
+    return store.memory_bytes / 1e6, config.replay_fp_rate, hits / probes
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("mix")
     ours3, ours5 = _Ours(3), _Ours(5)
@@ -268,6 +284,15 @@ def run(args: argparse.Namespace) -> BenchResult:
         result.add("tampered_accepted", tampered, Target("==", 0))
         result.notes.append(
             "tampered packets dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+        )
+    if args.replay_probes > 0:
+        megabytes, stated, measured = _replay_filter(args.replay_probes)
+        result.add("replay_filter_mb_per_epoch_key", megabytes)
+        result.add("replay_fp_rate_stated", stated)
+        result.add(
+            "replay_fp_rate_measured_full",
+            measured,
+            Target("<=", 10 * stated + 3 / args.replay_probes),
         )
     replay = MixnetConfig()
     result.notes.append(
