@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import attrs
 
-from qdht.errors import ConfigError
+from qdht.errors import ConfigError, CryptoError
 from qdht.mixnet._config import MixnetConfig
 from qdht.mixnet._keys import epoch_of
 from qdht.mixnet._mix import Outgoing
@@ -179,12 +179,15 @@ class MixClient(Party[ReplyReceived]):
         if view is None:
             self._drop("no-directory")
             return
-        if stream == "loop":
-            self._send_loop(view, now)
-        elif stream == "payload" and self._queue:
-            self._send_real(view, self._queue.popleft(), now)
-        else:
-            self._send_drop(view)
+        try:
+            if stream == "loop":
+                self._send_loop(view, now)
+            elif stream == "payload" and self._queue:
+                self._send_real(view, self._queue.popleft(), now)
+            else:
+                self._send_drop(view)
+        except CryptoError:  # a directory key nobody can encapsulate to (§10.2)
+            self._drop("bad-mix-key")
 
     def _send_drop(self, view: DirectoryView) -> None:
         path = select_path(view, self.config, self._random, stratified=self.stratified)

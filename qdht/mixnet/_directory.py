@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from qdht.crypto import mldsa
-from qdht.errors import IdentityError, InvalidSignatureError
+from qdht.crypto import mldsa, xwing
+from qdht.errors import CryptoError, IdentityError, InvalidSignatureError
 from qdht.identity import Identity, verify_certificate
 from qdht.mixnet._config import MixnetConfig
 from qdht.mixnet._routes import DirectoryView
@@ -35,6 +35,7 @@ __all__ = [
     "DirectoryAuthority",
     "sign_descriptor",
     "sign_directory",
+    "usable_key",
     "verify_descriptor",
     "verify_directory",
     "with_signatures",
@@ -71,6 +72,8 @@ def verify_descriptor(descriptor: MixDescriptor, *, now: int, difficulty: int) -
         return "descriptor-bad-cert"
     if descriptor.contact.node_id != node_id:
         return "descriptor-wrong-node"
+    if not all(usable_key(key) for _, key in descriptor.keys):
+        return "descriptor-bad-key"
     try:
         mldsa.verify(
             descriptor.cert.mldsa_public,
@@ -109,7 +112,22 @@ def verify_directory(
         good.add(index)
     if len(good) < config.directory_threshold:
         return None, "directory-too-few-signatures"
+    if not all(usable_key(m.key) for m in directory.mixes):
+        return None, "directory-bad-key"
     return DirectoryView(directory.epoch, directory.mixes), None
+
+
+def usable_key(public_key: bytes) -> bool:
+    """Whether ``public_key`` is an X-Wing key a client can encapsulate to.
+
+    FIPS 203's modulus check on the ML-KEM part and a non-low-order X25519
+    part: a malformed key would otherwise fail every packet built for it.
+    """
+    try:
+        xwing.encapsulate(public_key)
+    except CryptoError:
+        return False
+    return True
 
 
 class DirectoryAuthority:

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from qdht._ratelimit import TokenBuckets
+from qdht.errors import CryptoError
 from qdht.mixnet._config import MixnetConfig
 from qdht.mixnet._keys import MixKeyring
 from qdht.mixnet._payload import KIND_COVER, KIND_MESSAGE, Message, decode_payload, encode_payload
@@ -237,7 +238,11 @@ class MixRole(Party[MessageReceived | KeysRotated]):
             if path is None:
                 self._drop("no-route")
                 continue
-            surb, keys = create_surb(self.geometry, path, self.node_id, rng=self._rng)
+            try:
+                surb, keys = create_surb(self.geometry, path, self.node_id, rng=self._rng)
+            except CryptoError:  # a directory key nobody can encapsulate to (§10.2)
+                self._drop("bad-mix-key")
+                continue
             self._loops.sent_loop(keys.surb_id, now)
             cover = encode_payload(self.geometry, KIND_COVER)
             first_hop, packet = surb_reply_packet(self.geometry, surb, cover)

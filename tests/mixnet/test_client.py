@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import attrs
 import pytest
 
 from qdht.errors import ConfigError
@@ -125,3 +126,16 @@ def test_mixes_send_their_own_loops_and_see_them_return() -> None:
         assert stats["loops_sent"] > 10
         assert stats.get("loops_returned", 0) >= stats["loops_sent"] - 3
         assert stats["loop_alarm"] is False
+
+
+def test_a_malformed_mix_key_is_a_counted_drop_not_a_crash() -> None:
+    config = MixnetConfig(lambda_payload=5.0, lambda_loop=5.0, lambda_drop=5.0)
+    net = MemoryMixnet(config, 3, now=T0)
+    client = net.add_client("erin")
+    view = net.directory()
+    broken = tuple(attrs.evolve(m, key=b"\xff" * 1216) for m in view.mixes)
+    client.set_directory(DirectoryView(view.epoch, broken))
+    net.run(T0 + 3.0, step=0.1)
+    drops = client.stats()["drops"]
+    assert set(drops) == {"bad-mix-key"}
+    assert drops["bad-mix-key"] > 10

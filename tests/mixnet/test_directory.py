@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
@@ -26,7 +28,9 @@ EPOCH = NOW // 1200
 DIFFICULTY = 4
 
 
+@functools.cache
 def _identity(name: str) -> Identity:
+    """One identity per name (minting picks a random nonce, so mint once)."""
     return Identity.from_keys(
         XWingPrivateKey.from_seed(seeded(f"{name}/xwing")),
         MLDSAPrivateKey.from_seed(seeded(f"{name}/mldsa")),
@@ -37,8 +41,12 @@ def _identity(name: str) -> Identity:
 def _descriptor(name: str, layer: int = 0) -> MixDescriptor:
     identity = _identity(name)
     contact = Contact(identity.node_id, (Address("udp", "192.0.2.7", 4000),))
-    keys = {EPOCH: seeded(f"{name}/k0", 1216), EPOCH + 1: seeded(f"{name}/k1", 1216)}
+    keys = {EPOCH: _mix_key(f"{name}/k0"), EPOCH + 1: _mix_key(f"{name}/k1")}
     return sign_descriptor(identity, contact, layer, keys, now=NOW)
+
+
+def _mix_key(label: str) -> bytes:
+    return XWingPrivateKey.from_seed(seeded(label)).public_key_bytes()
 
 
 def test_descriptor_round_trips_and_verifies() -> None:
@@ -46,7 +54,7 @@ def test_descriptor_round_trips_and_verifies() -> None:
     again = decode(encode(descriptor))
     assert again == descriptor
     assert verify_descriptor(descriptor, now=NOW, difficulty=DIFFICULTY) is None
-    assert descriptor.key_for(EPOCH + 1) == seeded("mix-a/k1", 1216)
+    assert descriptor.key_for(EPOCH + 1) == _mix_key("mix-a/k1")
     assert descriptor.key_for(EPOCH + 5) is None
 
 
@@ -57,12 +65,15 @@ def test_bad_descriptors_are_refused_by_reason() -> None:
     wrong_node = attrs.evolve(good, contact=other.contact)
     stolen_cert = attrs.evolve(good, cert=other.cert)
     future = _descriptor("mix-a")
+    identity = _identity("mix-a")
+    malformed = sign_descriptor(identity, good.contact, 0, {EPOCH: b"\xff" * 1216}, now=NOW)
     reasons = [
         verify_descriptor(forged, now=NOW, difficulty=DIFFICULTY),
         verify_descriptor(wrong_node, now=NOW, difficulty=DIFFICULTY),
         verify_descriptor(stolen_cert, now=NOW, difficulty=DIFFICULTY),
         verify_descriptor(future, now=NOW - 3600, difficulty=DIFFICULTY),
         verify_descriptor(good, now=NOW, difficulty=40),
+        verify_descriptor(malformed, now=NOW, difficulty=DIFFICULTY),
     ]
     assert reasons == [
         "descriptor-bad-signature",
@@ -70,6 +81,7 @@ def test_bad_descriptors_are_refused_by_reason() -> None:
         "descriptor-wrong-node",
         "descriptor-from-future",
         "descriptor-bad-cert",
+        "descriptor-bad-key",
     ]
 
 
@@ -110,6 +122,10 @@ def test_directory_needs_t_distinct_valid_signatures() -> None:
     tampered = MixDirectory(EPOCH + 1, two.hops, two.mixes, two.signatures)
     assert verify_directory(tampered, config)[1] == "directory-too-few-signatures"
     assert verify_directory(two, MixnetConfig(hops=5))[1] == "directory-wrong-hops"
+    bad_entry = attrs.evolve(two.mixes[0], key=b"\xff" * 1216)
+    bad_list = MixDirectory(EPOCH, 3, (bad_entry, *two.mixes[1:]))
+    bad = with_signatures(bad_list, [(i, sign_directory(bad_list, keys[i])) for i in (0, 1)])
+    assert verify_directory(bad, config) == (None, "directory-bad-key")
     assert verify_directory(two, MixnetConfig())[1] == "directory-no-keys"
 
 

@@ -15,15 +15,19 @@ from qdht.mixnet import (
     Drop,
     Forward,
     Geometry,
+    MixnetConfig,
     ReplayFilter,
     SurbKeys,
     decode_payload,
     open_surb_reply,
     replay_tag,
     unwrap,
+    verify_descriptor,
+    verify_directory,
 )
 from qdht.mixnet._sphinx import _surb_payload_keys, derive_hop_keys
 from qdht.wire import decode
+from qdht.wire._mixnet import MixDescriptor, MixDirectory
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol-spec" / "vectors" / "mix"
 PACKETS: dict[str, Any] = json.loads((VECTORS / "mix-packet.json").read_text(encoding="utf-8"))
@@ -149,3 +153,25 @@ def test_order_rules_the_cddl_cannot_say_are_rejected_by_the_decoder(rule: str) 
         with pytest.raises(DecodeError) as caught:
             decode(bytes.fromhex(case["cbor"]))
         assert caught.value.reason == case["reason"], case["comment"]
+
+
+def test_descriptor_and_directory_vectors_verify() -> None:
+    descriptor_file = json.loads((VECTORS / "mix-descriptor.json").read_text(encoding="utf-8"))
+    descriptor = decode(bytes.fromhex(descriptor_file["tests"][0]["cbor"]))
+    assert isinstance(descriptor, MixDescriptor)
+    now = descriptor.issued
+    assert verify_descriptor(descriptor, now=now, difficulty=8) is None
+    directory_file = json.loads((VECTORS / "mix-directory.json").read_text(encoding="utf-8"))
+    config = MixnetConfig(
+        directory_keys=[bytes.fromhex(k) for k in directory_file["directory_keys"]],
+        directory_threshold=directory_file["threshold"],
+    )
+    signed = decode(bytes.fromhex(directory_file["tests"][0]["cbor"]))
+    unsigned = decode(bytes.fromhex(directory_file["tests"][1]["cbor"]))
+    assert isinstance(signed, MixDirectory)
+    assert isinstance(unsigned, MixDirectory)
+    view, reason = verify_directory(signed, config)
+    assert reason is None
+    assert view is not None
+    assert len(view.mixes) == 2
+    assert verify_directory(unsigned, config) == (None, "directory-too-few-signatures")

@@ -364,12 +364,19 @@ class _MixSigner(_Signer):
                 ]
 
 
+def _epoch_key(node: _Node, index: int) -> bytes:
+    """A mix's X-Wing public key for one epoch, from the seed ``<name>/epoch-key-<i>``."""
+    return xwing.XWingPrivateKey.from_seed(
+        _bytes(f"{node.name}/epoch-key-{index}")
+    ).public_key_bytes()
+
+
 def _descriptor(signer: _Signer, node: _Node, layer: int) -> MixDescriptor:
     cert = _cert(signer, node, serial=NOW, nbf=NOW, naf=NOW + 30 * DAY)
     contact = Contact(node.node_id, (Address("udp", "198.51.100.9", 4433),))
     keys = [
-        (EPOCH, _bytes(f"{node.name}/epoch-key-0", 1216)),
-        (EPOCH + 1, _bytes(f"{node.name}/epoch-key-1", 1216)),
+        (EPOCH, _epoch_key(node, 0)),
+        (EPOCH + 1, _epoch_key(node, 1)),
     ]
     unsigned = MixDescriptor(cert, contact, layer, keys, NOW, bytes(3309))
     signature = signer.sign(node, unsigned.signed_bytes(), DESCRIPTOR_CONTEXT)
@@ -413,7 +420,7 @@ def _directory_file() -> dict[str, Any]:
             MixEntry(
                 Contact(node.node_id, (Address("udp", f"198.51.100.{i + 1}", 4433),)),
                 i,
-                _bytes(f"{node.name}/epoch-key-0", 1216),
+                _epoch_key(node, 0),
             )
             for i, node in enumerate((alice, bob))
         ),
