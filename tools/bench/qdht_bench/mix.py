@@ -6,6 +6,8 @@ Measured in one run, interleaved so that machine load falls on both alike:
   decapsulation, HKDF, MAC, header stream, LIONESS) plus its replay tag: the
   work ``sphinxmix``'s ``sphinx_process`` does (it too returns the tag and
   leaves the replay check to its caller);
+* ``hop_decap_us`` and ``hop_lioness_us``: its two largest parts alone (the
+  X-Wing decapsulation, the LIONESS decryption of the payload block);
 * ``mix_receive_us``: the whole mix role per packet (rate limit, replay filter
   lookup and insert, unwrap, delay queue), and packets per second per core
   from it;
@@ -50,6 +52,7 @@ from qdht.mixnet import (
     replay_tag,
     unwrap,
 )
+from qdht.mixnet import _lioness as lioness
 from qdht_bench._common import BenchResult, Target, median
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -95,6 +98,15 @@ class _Ours:
 
     def surb(self) -> object:
         return create_surb(self.geometry, self.path, _seed("client"))
+
+    def decap(self) -> object:
+        """The hop's X-Wing decapsulation alone."""
+        return self.keys[0].decapsulate(self.packets[0][2 : 2 + xwing.CIPHERTEXT_SIZE])
+
+    def lioness(self) -> object:
+        """The hop's LIONESS decryption of the payload block alone."""
+        block = self.packets[0][self.geometry.header_size :]
+        return lioness.decrypt(bytes(128), bytes(48), block)
 
     def hop(self) -> object:
         packet = self.packets[self._next % len(self.packets)]
@@ -229,6 +241,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     jobs: list[tuple[str, Callable[[], Any]]] = [
         ("hop_us", ours3.hop),
         ("hop_5_us", ours5.hop),
+        ("hop_decap_us", ours3.decap),
+        ("hop_lioness_us", ours3.lioness),
         ("create_3_us", ours3.create),
         ("create_5_us", ours5.create),
         ("surb_3_us", ours3.surb),
@@ -251,6 +265,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     receive = _mix_receive(args.samples, args.batch)
     result.add("hop_us", med["hop_us"])
     result.add("hop_5_us", med["hop_5_us"])
+    result.add("hop_decap_us", med["hop_decap_us"])
+    result.add("hop_lioness_us", med["hop_lioness_us"])
     result.add("mix_receive_us", receive)
     result.add("packets_per_s_per_core", 1e6 / receive)
     result.add("create_3_ms", med["create_3_us"] / 1000, Target("<=", 0.6))
