@@ -55,6 +55,8 @@ from qdht.wire import _echo  # noqa: F401
 from qdht.wire import _models  # noqa: F401
 from qdht.wire import _messaging  # noqa: F401
 from qdht.wire import _groups  # noqa: F401
+
+from qdht.wire import _mixnet  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -211,6 +213,21 @@ from qdht.wire._groups import (
     Welcome,
 )
 
+from qdht.wire._mixnet import (
+    DESCRIPTOR_CONTEXT,
+    DIRECTORY_CONTEXT,
+    MAX_DIRECTORY_MIXES,
+    MAX_DIRECTORY_SIGNATURES,
+    MAX_LAYER,
+    MAX_PACKET_SIZE,
+    MIN_PACKET_SIZE,
+    MixDelivery,
+    MixDescriptor,
+    MixDirectory,
+    MixEntry,
+    MixPacket,
+)
+
 __all__ = [
     "BLANK_REF",
     "CHUNK_KEY_SIZE",
@@ -218,7 +235,9 @@ __all__ = [
     "CONTACT_LIST_CONTEXT",
     "CT_SIZE",
     "DEFAULT_LIMITS",
+    "DESCRIPTOR_CONTEXT",
     "DIGEST_SIZE",
+    "DIRECTORY_CONTEXT",
     "GROUP_ID_MAX",
     "HASH_SIZE",
     "HS_KINDS",
@@ -232,6 +251,8 @@ __all__ = [
     "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",
+    "MAX_DIRECTORY_MIXES",
+    "MAX_DIRECTORY_SIGNATURES",
     "MAX_ECHO_DATA",
     "MAX_ERROR_MESSAGE_BYTES",
     "MAX_FRAGMENTS",
@@ -240,6 +261,7 @@ __all__ = [
     "MAX_HAVE_BYTES",
     "MAX_HS_FRAGMENTS",
     "MAX_INT",
+    "MAX_LAYER",
     "MAX_LIST_CONTACTS",
     "MAX_MANIFEST_PAGES",
     "MAX_MEMBERS",
@@ -248,6 +270,7 @@ __all__ = [
     "MAX_MODEL_NAME",
     "MAX_NODES",
     "MAX_ONE_TIME_PREKEYS",
+    "MAX_PACKET_SIZE",
     "MAX_PAYLOAD",
     "MAX_PROPOSALS",
     "MAX_RANK",
@@ -263,6 +286,7 @@ __all__ = [
     "MAX_VALUE_SIZE",
     "MAX_WATCH_TTL",
     "MIN_INT",
+    "MIN_PACKET_SIZE",
     "MIN_SLOT_BOX",
     "MLDSA_PUBLIC_KEY_SIZE",
     "MLDSA_SIGNATURE_SIZE",
@@ -326,6 +350,11 @@ __all__ = [
     "LeafNode",
     "ManifestRef",
     "MessageFrame",
+    "MixDelivery",
+    "MixDescriptor",
+    "MixDirectory",
+    "MixEntry",
+    "MixPacket",
     "ModelManifest",
     "ModelProvider",
     "ModelTensor",

@@ -23,6 +23,8 @@ BENCHMARKS: Final[dict[str, str]] = {
     "models": "models",
     "messaging": "messaging",
     "groups": "groups",
+    "anonymity": "anonymity",
+    "mix": "mix",
     "durability": "_durability",
     "adversarial": "_adversarial",
     "fuzz": "_fuzz",

@@ -346,6 +346,27 @@ export const RULES = {
     contacts: [array(CONTACT, 1, 64)],
     sig: [MLDSA_SIG],
   },
+  // 10-mixnet.md §8.3: the exact packet size is the network's geometry's (§2).
+  'mix-packet': { data: [bytes(4096, 65536)] },
+  'mix-delivery': { payload: [bytes(1024, 65536)], surb: [bytes(16), true] },
+  // 10-mixnet.md §10.1.
+  'mix-descriptor': {
+    v: [V1],
+    cert: [map(CERT_FIELDS)],
+    contact: [CONTACT],
+    layer: [uint(0, 7)],
+    keys: [array(map({ epoch: [uint(0, 0xffffffff)], key: [XWING_PK] }), 1, 3)],
+    issued: [UNIX_TIME],
+    sig: [MLDSA_SIG],
+  },
+  // 10-mixnet.md §10.2.
+  'mix-directory': {
+    v: [V1],
+    epoch: [uint(0, 0xffffffff)],
+    hops: [uint(1, 8)],
+    mixes: [array(map({ contact: [CONTACT], layer: [uint(0, 7)], key: [XWING_PK] }), 1, 40)],
+    sigs: [array(map({ index: [uint(0, 15)], sig: [MLDSA_SIG] }), 0, 16)],
+  },
 };
 
 /** type value -> rule name */
@@ -379,6 +400,17 @@ function extraChecks(rule, m) {
   if (rule === 'msg-first_msg' && ('opk_id' in m) !== ('ct_opk' in m)) throw new DecodeError('field-value', '$');
 
   if (rule === 'grp-proposal') checkProposal(m, '$');
+
+  // 10-mixnet.md §10: epoch keys in increasing epochs, mixes sorted by node ID without repeats.
+  if (rule === 'mix-descriptor') {
+    for (let i = 1; i < m.keys.length; i++)
+      if (BigInt(m.keys[i].epoch) <= BigInt(m.keys[i - 1].epoch)) throw new DecodeError('field-value', '$.keys');
+  }
+  if (rule === 'mix-directory') {
+    for (let i = 1; i < m.mixes.length; i++)
+      if (Buffer.compare(m.mixes[i - 1].contact.id, m.mixes[i].contact.id) >= 0)
+        throw new DecodeError('field-value', '$.mixes');
+  }
 }
 
 /**

@@ -44,3 +44,17 @@ for (const [name, file] of vectorFiles().filter(([n, f]) => n.startsWith('sessio
     }
   });
 }
+
+// Mixnet order rules (10-mixnet.md §10): the CDDL admits them, a decoder must
+// reject them with `reason`.
+for (const [name, file] of vectorFiles().filter(([n, f]) => n.startsWith('mix/') && f.decoder_rejects)) {
+  test(`order vectors ${name}`, () => {
+    for (const tc of file.decoder_rejects) {
+      assert.throws(
+        () => checkMessage(decode(hex(tc.cbor))),
+        (e) => e instanceof DecodeError && e.reason === tc.reason,
+        `${name} decoder_rejects (${tc.comment})`,
+      );
+    }
+  });
+}

@@ -25,6 +25,7 @@ AREAS: Final[tuple[str, ...]] = (
     "_models",
     "_messaging",
     "_groups",
+    "_mixnet",
     "_watch",
     "_records",
     "_bootstrap",

@@ -1,0 +1,82 @@
+"""LIONESS-BLAKE2b-ChaCha20: the wide-block cipher of every mix packet payload.
+
+Anderson and Biham's LIONESS, a four-round unbalanced Feistel cipher, with the
+concrete parameterization of the Katzenpost "LIONESS Wide-Block-Cipher"
+specification (``protocol-spec/10-mixnet.md`` §4):
+
+* key 128 bytes ``k1 ‖ k2 ‖ k3 ‖ k4``, IV 48 bytes ``iv1 ‖ iv2 ‖ iv3 ‖ iv4``
+  (12 bytes each);
+* the block splits into ``L`` (its first 32 bytes) and ``R`` (the rest);
+* ``S(k, iv)`` is ChaCha20 (RFC 8439, 96-bit nonce, block counter 0) and
+  ``H(k, iv, m)`` is BLAKE2b with a 32-byte digest keyed with ``k ‖ iv``;
+* encryption: ``R ^= S(L ^ k1, iv1)``; ``L ^= H(k2, iv2, R)``;
+  ``R ^= S(L ^ k3, iv3)``; ``L ^= H(k4, iv4, R)``.  Decryption runs the rounds
+  backwards.
+
+Every output bit depends on every input bit, so a flipped bit anywhere in a
+ciphertext turns the whole plaintext into noise: the zero tag a packet carries
+inside its payload then fails (tagging attacks, DESIGN §6).  Checked against
+the construction's published vector (``protocol-spec/kat/lioness.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from qdht.errors import ConfigError
+
+__all__ = ["IV_SIZE", "KEY_SIZE", "MIN_BLOCK_SIZE", "decrypt", "encrypt"]
+
+KEY_SIZE: Final = 128
+IV_SIZE: Final = 48
+#: ``L`` is 32 bytes and ``R`` must not be empty.
+MIN_BLOCK_SIZE: Final = 33
+_L: Final = 32
+_COUNTER0: Final = bytes(4)
+
+
+def _stream(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """``data`` XOR ChaCha20(key, iv) from block 0 (``cryptography`` takes counter ‖ nonce)."""
+    return Cipher(algorithms.ChaCha20(key, _COUNTER0 + iv), mode=None).encryptor().update(data)
+
+
+def _xor32(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(32, "little")
+
+
+def _hash(key: bytes, iv: bytes, data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=_L, key=key + iv).digest()
+
+
+def _check(key: bytes, iv: bytes, block: bytes) -> None:
+    if len(key) != KEY_SIZE:
+        raise ConfigError(f"LIONESS key must be {KEY_SIZE} bytes, got {len(key)}")
+    if len(iv) != IV_SIZE:
+        raise ConfigError(f"LIONESS IV must be {IV_SIZE} bytes, got {len(iv)}")
+    if len(block) < MIN_BLOCK_SIZE:
+        raise ConfigError(f"LIONESS block must be at least {MIN_BLOCK_SIZE} bytes")
+
+
+def encrypt(key: bytes, iv: bytes, block: bytes) -> bytes:
+    """The LIONESS encryption of ``block`` (same length)."""
+    _check(key, iv, block)
+    left, right = block[:_L], block[_L:]
+    right = _stream(_xor32(left, key[0:32]), iv[0:12], right)
+    left = _xor32(left, _hash(key[32:64], iv[12:24], right))
+    right = _stream(_xor32(left, key[64:96]), iv[24:36], right)
+    left = _xor32(left, _hash(key[96:128], iv[36:48], right))
+    return left + right
+
+
+def decrypt(key: bytes, iv: bytes, block: bytes) -> bytes:
+    """The LIONESS decryption of ``block`` (same length)."""
+    _check(key, iv, block)
+    left, right = block[:_L], block[_L:]
+    left = _xor32(left, _hash(key[96:128], iv[36:48], right))
+    right = _stream(_xor32(left, key[64:96]), iv[24:36], right)
+    left = _xor32(left, _hash(key[32:64], iv[12:24], right))
+    right = _stream(_xor32(left, key[0:32]), iv[0:12], right)
+    return left + right
