@@ -24,11 +24,11 @@ from typing import Final
 
 import attrs
 
-from qdht.crypto import mldsa, xwing
+from qdht.crypto import mldsa, sha3_256, xwing
 from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.xwing import XWingPrivateKey
 from qdht.errors import ConfigError, CryptoError, DecodeError, InvalidSignatureError
-from qdht.messaging._kdf import derive, sha3_256
+from qdht.messaging._kdf import derive
 from qdht.messaging._prekeys import PrekeyStore, Signer, check_prekey_record
 from qdht.messaging._ratchet import (
     Encapsulate,

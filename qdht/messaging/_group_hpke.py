@@ -22,11 +22,7 @@ from qdht.errors import GroupError
 from qdht.messaging._group_tls import opaque
 
 __all__ = [
-    "KEM_OUTPUT_SIZE",
     "LeafKey",
-    "decrypt_with_label",
-    "encrypt_context",
-    "encrypt_with_label",
 ]
 
 _SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)

@@ -21,26 +21,7 @@ from qdht.messaging._group_schedule import NH, NK, NN, PROTOCOL_VERSION, GroupCo
 from qdht.messaging._group_schedule import expand_with_label as _ewl
 from qdht.messaging._group_tls import TLSReader, opaque, u8, u16, u32, u64
 
-__all__ = [
-    "CONTENT_APPLICATION",
-    "CONTENT_COMMIT",
-    "CONTENT_PROPOSAL",
-    "SENDER_MEMBER",
-    "WIRE_PRIVATE",
-    "WIRE_PUBLIC",
-    "PrivateContent",
-    "SenderData",
-    "application_body_length",
-    "framed_content",
-    "framed_content_tbs",
-    "open_content",
-    "open_sender_data",
-    "private_content_aad",
-    "seal_content",
-    "seal_sender_data",
-    "sender_data_aad",
-    "sign_content",
-]
+__all__: list[str] = []
 
 WIRE_PUBLIC = 1  # mls_public_message
 WIRE_PRIVATE = 2  # mls_private_message

@@ -23,28 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from qdht.errors import GroupError
 from qdht.messaging._group_tls import opaque, u16, u32, u64
 
-__all__ = [
-    "MLS_SUITE_3",
-    "NH",
-    "NK",
-    "NN",
-    "PROTOCOL_VERSION",
-    "QDHT_SUITE",
-    "EpochSecrets",
-    "GroupContext",
-    "confirmation_tag",
-    "confirmed_transcript_hash",
-    "derive_secret",
-    "derive_tree_secret",
-    "expand_with_label",
-    "exporter",
-    "extract",
-    "interim_transcript_hash",
-    "mac",
-    "psk_secret",
-    "ref_hash",
-    "welcome_secret",
-]
+__all__: list[str] = []
 
 #: ``mls10``, the only ProtocolVersion (RFC 9420 §6).
 PROTOCOL_VERSION = 1

@@ -13,7 +13,7 @@ import struct
 
 from qdht.errors import GroupError
 
-__all__ = ["TLSReader", "opaque", "u8", "u16", "u32", "u64", "varint"]
+__all__: list[str] = []
 
 _MAX_VARINT = (1 << 30) - 1
 

@@ -11,17 +11,7 @@ from __future__ import annotations
 from qdht.errors import GroupError
 from qdht.messaging._group_schedule import NH, NK, NN, derive_tree_secret, expand_with_label
 
-__all__ = [
-    "HashRatchet",
-    "SecretTree",
-    "left",
-    "level",
-    "node_width",
-    "parent",
-    "right",
-    "root",
-    "sibling",
-]
+__all__: list[str] = []
 
 
 def level(x: int) -> int:

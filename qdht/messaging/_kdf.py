@@ -10,9 +10,11 @@ from __future__ import annotations
 import hmac
 from typing import Final
 
-from qdht.crypto.hashes import hkdf_sha3_256, sha3_256
+from qdht.crypto.hashes import hkdf_sha3_256
 
-__all__ = ["KEY_SIZE", "chain_step", "derive", "sha3_256"]
+__all__ = [
+    "chain_step",
+]
 
 KEY_SIZE: Final = 32
 _ZERO_SALT: Final = bytes(32)

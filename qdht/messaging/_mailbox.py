@@ -23,8 +23,9 @@ from typing import Any, Final
 
 import attrs
 
+from qdht.crypto import sha3_256
 from qdht.errors import ConfigError, DecodeError
-from qdht.messaging._kdf import derive, sha3_256
+from qdht.messaging._kdf import derive
 from qdht.messaging._ratchet import RatchetSession
 from qdht.wire import (
     MAX_SLOT_BOX,

@@ -28,11 +28,12 @@ from typing import Any, Final
 import attrs
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from qdht.crypto import sha3_256
 from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.backend import KEMPrivateKey, get_backend
 from qdht.crypto.xwing import XWingPrivateKey
 from qdht.errors import ConfigError, CryptoError, SessionError
-from qdht.messaging._kdf import chain_step, derive, sha3_256
+from qdht.messaging._kdf import chain_step, derive
 from qdht.wire import CT_SIZE, RatchetMessage, dumps_canonical, loads_canonical
 
 __all__ = [

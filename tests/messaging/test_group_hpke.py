@@ -11,13 +11,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from qdht.crypto import xwing
 from qdht.errors import GroupError
-from qdht.messaging import (
-    KEM_OUTPUT_SIZE,
-    LeafKey,
-    encrypt_context,
-    encrypt_with_label,
-    u16,
-)
+from qdht.messaging import LeafKey
+from qdht.messaging.mls import KEM_OUTPUT_SIZE, encrypt_context, encrypt_with_label, u16
 
 #: RFC 9180 suite: X-Wing (0x647A), HKDF-SHA256 (0x0001), ChaCha20-Poly1305 (0x0003).
 SUITE_ID = b"HPKE" + u16(0x647A) + u16(0x0001) + u16(0x0003)

@@ -18,7 +18,6 @@ from qdht.messaging import (
     ForkDetected,
     Group,
     GroupConfig,
-    GroupContext,
     GroupEvent,
     GroupInvitations,
     KeyPackageBundle,
@@ -28,6 +27,7 @@ from qdht.messaging import (
     MemberRemoved,
     Removed,
 )
+from qdht.messaging.mls import GroupContext
 from qdht.wire import Commit, CommitSlot, GroupMessage, LeafNode, SealedSecret, decode, encode
 
 from ._group_helpers import WINDOW, add_member, deliver, founder, leaves_of, make_group, rng, settle

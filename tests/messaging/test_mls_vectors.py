@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from qdht import messaging as protect
-from qdht import messaging as tree
-from qdht.messaging import (
+from qdht.messaging import mls as protect
+from qdht.messaging import mls as tree
+from qdht.messaging.mls import (
     MLS_SUITE_3,
     NH,
     EpochSecrets,

@@ -27,15 +27,8 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from qdht.crypto.mldsa import MLDSAPrivateKey, verify
-from qdht.messaging import (
-    CommitBundle,
-    Group,
-    GroupInvitations,
-    LeafKey,
-    MemberKeys,
-    encrypt_with_label,
-    leaf_ref,
-)
+from qdht.messaging import CommitBundle, Group, GroupInvitations, LeafKey, MemberKeys, leaf_ref
+from qdht.messaging.mls import encrypt_with_label
 from qdht.wire import LeafNode, encode
 from qdht_bench._common import BenchResult, median
 
