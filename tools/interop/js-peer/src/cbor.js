@@ -1,13 +1,30 @@
-// Strict CBOR for qdht (protocol-spec/00-conventions.md §2-§4).
+// Strict CBOR for qdht (protocol-spec/00-conventions.md §2-§4) on top of
+// cborg (https://github.com/rvagg/cborg), which does the byte-level work:
+// reading heads and arguments, slicing strings, building arrays and maps,
+// and the RFC 8949 §4.2.1 deterministic encoder.
 //
-// Decoding accepts only the RFC 8949 §4.2.1 core deterministic encoding,
-// further restricted by the qdht profile: text keys only, no tags, no floats,
-// no simple values but false/true/null, definite lengths only, one item.
-// Encoding produces exactly that encoding.
+// cborg does not enforce all of the qdht profile, so a small validation layer
+// does the rest, in the order of 00 §4.1:
+//   * a tokenizer in front of cborg's (`ProfileTokenizer`) rejects, before
+//     cborg acts on an item: indefinite lengths, tags, floats, simple values
+//     but false/true/null, invalid UTF-8 (cborg would substitute U+FFFD),
+//     duplicate keys, nesting deeper than max_depth, more than max_items
+//     items, containers longer than max_container_len or than the bytes left
+//     (so no length announced in the input allocates anything);
+//   * a profile walk turns cborg's Maps (`useMaps`, so a key "__proto__" or
+//     a non-text key is never written into a plain object) into
+//     null-prototype objects, rejecting non-text keys;
+//   * trailing bytes (cborg's decodeFirst reports the remainder);
+//   * determinism by the round trip 00 §2 allows: the item's deterministic
+//     encoding must be the input (non-shortest integers and lengths, key
+//     order).
+// Anything cborg itself throws while reading is a well-formedness failure
+// (`malformed`).
 //
 // Value model: unsigned/negative integers -> number when |v| <= 2^53-1, else
 // bigint; byte strings -> Uint8Array; text -> string; arrays -> Array; maps ->
 // null-prototype objects (keys are always text); false/true/null.
+import { Tokenizer, Type, decodeFirst, encode as cborgEncode, rfc8949EncodeOptions } from 'cborg';
 
 export const LIMITS = Object.freeze({
   maxBytes: 73728,
@@ -28,13 +45,155 @@ export class DecodeError extends Error {
 }
 
 const TEXT_DECODER = new TextDecoder('utf-8', { fatal: true });
-const TEXT_ENCODER = new TextEncoder();
+
+/** A map key as text for the duplicate check; null for a container key. */
+function keyOf(token) {
+  if (!token.type.terminal) return null;
+  if (typeof token.value === 'string') return token.value;
+  const v = token.value instanceof Uint8Array ? Buffer.from(token.value).toString('hex') : String(token.value);
+  return `<${token.type.name} ${v}>`;
+}
+
+/** cborg's own options: every item type we admit, nothing repaired. */
+const CBORG_DECODE = Object.freeze({
+  strict: false, // the round trip reports non-shortest forms, after the other checks (00 §4.1)
+  allowIndefinite: false,
+  allowUndefined: false,
+  allowInfinity: false,
+  allowNaN: false,
+  allowBigInt: true,
+  useMaps: true,
+  rejectDuplicateMapKeys: true, // also checked (with a reason code) by ProfileTokenizer
+  retainStringBytes: true, // for the UTF-8 check
+});
 
 /** Bytewise comparison of two Uint8Arrays. */
 export function compareBytes(a, b) {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return a.length - b.length;
+}
+
+/**
+ * cborg's tokenizer with the qdht profile checks in front: each token is
+ * classified from its initial byte before cborg reads it, and containers are
+ * tracked (a stack of open arrays and maps with the children still due) for
+ * depth, item counts and duplicate keys.
+ */
+class ProfileTokenizer extends Tokenizer {
+  constructor(data, limits) {
+    super(data, CBORG_DECODE);
+    this.limits = limits;
+    this.items = 0;
+    this.depth = 0; // open arrays and maps
+    this.tagPaths = [];
+    /** cborg's `tags` option: every tag number decodes the tagged item (well-formedness), then is refused. */
+    this.tags = new Proxy([], {
+      get: () => (decodeContent) => {
+        decodeContent();
+        throw new DecodeError('unsupported-type', this.tagPaths.pop(), 'tag');
+      },
+    });
+    /** @type {{due: number, total: number, map: boolean, keys: Set<string>|null, path: string, key: string|null, tag: boolean}[]} */
+    this.stack = [];
+  }
+
+  /** The path of the item about to be read, and whether it is a map key. */
+  where() {
+    const top = this.stack[this.stack.length - 1];
+    if (!top) return { path: '$', isKey: false };
+    const i = top.total - top.due;
+    if (!top.map) return { path: `${top.path}[${i}]`, isKey: false };
+    if (i % 2 === 0) return { path: `${top.path}.<key ${i / 2}>`, isKey: true };
+    return { path: top.key === null ? `${top.path}.<value ${(i - 1) / 2}>` : `${top.path}.${top.key}`, isKey: false };
+  }
+
+  next() {
+    const start = this.pos();
+    const ib = this.data[start];
+    const mt = ib >> 5;
+    const ai = ib & 0x1f;
+    const { path, isKey } = this.where();
+    // Depth counts arrays and maps only: a scalar inside 16 arrays is fine (00 §3).
+    if ((mt === 4 || mt === 5) && this.depth + 1 > this.limits.maxDepth) throw new DecodeError('too-deep', path);
+    if (++this.items > this.limits.maxItems) throw new DecodeError('too-many-items', path);
+    if (mt === 7) {
+      if (ai === 31) throw new DecodeError('malformed', path, 'stray break');
+      if (ai >= 28) throw new DecodeError('malformed', path, 'reserved additional information');
+      if (ai < 20 || ai > 22) {
+        // Well-formedness first (RFC 8949 §3.3, Appendix F): a float cut
+        // short, or a simple value below 32 in the two-byte form, is malformed.
+        const size = ai >= 24 ? 1 << (ai - 24) : 0;
+        if (start + 1 + size > this.data.length) throw new DecodeError('malformed', path, 'truncated');
+        if (ai === 24 && this.data[start + 1] < 32) throw new DecodeError('malformed', path, 'simple value in two bytes');
+        throw new DecodeError('unsupported-type', path, 'float or simple value');
+      }
+    } else if (ai === 31) {
+      if (mt >= 2 && mt <= 5) throw new DecodeError('indefinite-length', path);
+      throw new DecodeError('malformed', path, 'indefinite integer or tag');
+    } else if (ai >= 28) throw new DecodeError('malformed', path, 'reserved additional information');
+    let token;
+    try {
+      token = super.next();
+    } catch (e) {
+      throw new DecodeError('malformed', path, e.message);
+    }
+    const top = this.stack[this.stack.length - 1];
+    if (top) {
+      top.due -= 1;
+      if (isKey) {
+        // Every scalar key is checked (a repeated byte-string key is
+        // `duplicate-key`, found while reading, before `non-text-key`).
+        top.key = keyOf(token);
+        if (top.key !== null) {
+          if (top.keys.has(top.key)) throw new DecodeError('duplicate-key', `${top.path}.${top.key}`);
+          top.keys.add(top.key);
+        }
+      }
+    }
+    if (Type.equals(token.type, Type.tag)) {
+      // Read the tagged item too (it must be well formed), then REJECT_TAG
+      // refuses the tag: `unsupported-type` at the tag's path.
+      this.tagPaths.push(path);
+      this.stack.push({ due: 1, total: 1, map: false, keys: null, path, key: null, tag: true });
+      return token;
+    }
+    if (Type.equals(token.type, Type.string)) {
+      try {
+        TEXT_DECODER.decode(token.byteValue);
+      } catch {
+        throw new DecodeError('malformed', path, 'invalid UTF-8');
+      }
+    }
+    const isMap = Type.equals(token.type, Type.map);
+    if (isMap || Type.equals(token.type, Type.array)) {
+      const n = token.value;
+      const children = isMap ? 2 * n : n;
+      if (children > this.data.length - this.pos()) throw new DecodeError('malformed', path, 'truncated');
+      if (n > this.limits.maxContainerLen) throw new DecodeError('too-many-items', path);
+      if (children > 0) {
+        this.depth += 1;
+        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path, key: null, tag: false });
+        return token;
+      }
+    }
+    while (this.stack.length && this.stack[this.stack.length - 1].due === 0) if (!this.stack.pop().tag) this.depth -= 1;
+    return token;
+  }
+}
+
+/** The profile walk: cborg's Maps -> null-prototype objects; only text keys. */
+function profile(v, path) {
+  if (v instanceof Map) {
+    const out = Object.create(null);
+    for (const [k, x] of v) {
+      if (typeof k !== 'string') throw new DecodeError('non-text-key', path);
+      out[k] = profile(x, `${path}.${k}`);
+    }
+    return out;
+  }
+  if (Array.isArray(v)) return v.map((x, i) => profile(x, `${path}[${i}]`));
+  return v;
 }
 
 /**
@@ -46,198 +205,52 @@ export function decode(bytes, limits = LIMITS) {
   if (!(bytes instanceof Uint8Array)) throw new DecodeError('not-bytes');
   if (bytes.length === 0) throw new DecodeError('empty');
   if (bytes.length > limits.maxBytes) throw new DecodeError('too-large');
-  const st = { pos: 0, items: 0, nondet: null, nontext: null };
-  const value = readItem(bytes, st, 1, '$', limits);
-  if (st.nontext) throw new DecodeError('non-text-key', st.nontext);
-  if (st.pos !== bytes.length) throw new DecodeError('trailing-bytes');
-  if (st.nondet) throw new DecodeError('non-deterministic', st.nondet);
+  let item;
+  let rest;
+  try {
+    const tokenizer = new ProfileTokenizer(bytes, limits);
+    [item, rest] = decodeFirst(bytes, { ...CBORG_DECODE, tags: tokenizer.tags, tokenizer });
+  } catch (e) {
+    if (e instanceof DecodeError) throw e;
+    throw new DecodeError('malformed', '$', e.message); // e.g. a container cut short
+  }
+  const value = profile(item, '$');
+  if (rest.length) throw new DecodeError('trailing-bytes');
+  const again = encode(value);
+  if (compareBytes(again, bytes.subarray(0, bytes.length - rest.length)) !== 0) {
+    throw new DecodeError('non-deterministic', '$', 'not the deterministic encoding (RFC 8949 §4.2.1)');
+  }
   return value;
-}
-
-function need(bytes, st, n) {
-  if (st.pos + n > bytes.length) throw new DecodeError('malformed', '$', 'truncated');
-}
-
-/** Read the argument of an initial byte; returns number or bigint. */
-function readArg(bytes, st, ai, path) {
-  if (ai < 24) return ai;
-  let v;
-  if (ai === 24) {
-    need(bytes, st, 1);
-    v = bytes[st.pos];
-    st.pos += 1;
-    if (v < 24) st.nondet ??= path;
-  } else if (ai === 25) {
-    need(bytes, st, 2);
-    v = (bytes[st.pos] << 8) | bytes[st.pos + 1];
-    st.pos += 2;
-    if (v < 0x100) st.nondet ??= path;
-  } else if (ai === 26) {
-    need(bytes, st, 4);
-    v = ((bytes[st.pos] << 24) >>> 0) + (bytes[st.pos + 1] << 16) + (bytes[st.pos + 2] << 8) + bytes[st.pos + 3];
-    st.pos += 4;
-    if (v < 0x10000) st.nondet ??= path;
-  } else if (ai === 27) {
-    need(bytes, st, 8);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset + st.pos, 8);
-    v = dv.getBigUint64(0);
-    st.pos += 8;
-    if (v < 0x100000000n) st.nondet ??= path;
-    if (v <= BigInt(Number.MAX_SAFE_INTEGER)) v = Number(v);
-  } else if (ai === 31) {
-    return -1; // indefinite; caller decides
-  } else {
-    throw new DecodeError('malformed', path, 'reserved additional information');
-  }
-  return v;
-}
-
-function readItem(bytes, st, depth, path, limits) {
-  if (depth > limits.maxDepth) throw new DecodeError('too-deep', path);
-  st.items += 1;
-  if (st.items > limits.maxItems) throw new DecodeError('too-many-items', path);
-  need(bytes, st, 1);
-  const ib = bytes[st.pos++];
-  const mt = ib >> 5;
-  const ai = ib & 0x1f;
-  if (mt === 7) {
-    if (ai === 20) return false;
-    if (ai === 21) return true;
-    if (ai === 22) return null;
-    if (ai === 31) throw new DecodeError('malformed', path, 'stray break');
-    if (ai >= 28) throw new DecodeError('malformed', path, 'reserved additional information');
-    throw new DecodeError('unsupported-type', path, 'float or simple value');
-  }
-  if (mt === 6) {
-    // Read the tag number (well-formedness) and reject.
-    if (ai === 31) throw new DecodeError('malformed', path);
-    readArg(bytes, st, ai, path);
-    throw new DecodeError('unsupported-type', path, 'tag');
-  }
-  if (ai === 31) {
-    if (mt === 0 || mt === 1) throw new DecodeError('malformed', path);
-    throw new DecodeError('indefinite-length', path);
-  }
-  const arg = readArg(bytes, st, ai, path);
-  switch (mt) {
-    case 0:
-      return arg;
-    case 1:
-      return typeof arg === 'bigint' || arg >= Number.MAX_SAFE_INTEGER ? -1n - BigInt(arg) : -1 - arg;
-    case 2:
-    case 3: {
-      const len = Number(arg);
-      if (typeof arg === 'bigint' || st.pos + len > bytes.length)
-        throw new DecodeError('malformed', path, 'truncated');
-      const raw = bytes.subarray(st.pos, st.pos + len);
-      st.pos += len;
-      if (mt === 2) return raw.slice();
-      try {
-        return TEXT_DECODER.decode(raw);
-      } catch {
-        throw new DecodeError('malformed', path, 'invalid UTF-8');
-      }
-    }
-    case 4: {
-      if (typeof arg === 'bigint' || arg > bytes.length - st.pos)
-        throw new DecodeError('malformed', path, 'truncated');
-      if (arg > limits.maxContainerLen) throw new DecodeError('too-many-items', path);
-      const out = [];
-      for (let i = 0; i < arg; i++) out.push(readItem(bytes, st, depth + 1, `${path}[${i}]`, limits));
-      return out;
-    }
-    case 5: {
-      if (typeof arg === 'bigint' || arg * 2 > bytes.length - st.pos)
-        throw new DecodeError('malformed', path, 'truncated');
-      if (arg > limits.maxContainerLen) throw new DecodeError('too-many-items', path);
-      const out = Object.create(null);
-      const seen = new Set();
-      let prevKey = null;
-      for (let i = 0; i < arg; i++) {
-        const kStart = st.pos;
-        const key = readItem(bytes, st, depth + 1, `${path}.<key ${i}>`, limits);
-        const kBytes = bytes.subarray(kStart, st.pos);
-        if (typeof key !== 'string') {
-          st.nontext ??= path;
-          // keep reading for well-formedness; non-text keys are never stored
-          readItem(bytes, st, depth + 1, `${path}.<value ${i}>`, limits);
-          continue;
-        }
-        if (seen.has(key)) throw new DecodeError('duplicate-key', `${path}.${key}`);
-        seen.add(key);
-        if (prevKey && compareBytes(prevKey, kBytes) >= 0) st.nondet ??= `${path}.${key}`;
-        prevKey = kBytes;
-        out[key] = readItem(bytes, st, depth + 1, `${path}.${key}`, limits);
-      }
-      return out;
-    }
-    default:
-      throw new DecodeError('malformed', path);
-  }
 }
 
 // ---------------------------------------------------------------- encoding
 
-function head(mt, n, out) {
-  if (typeof n === 'bigint') {
-    if (n < 0n || n > 0xffffffffffffffffn) throw new RangeError('integer out of CBOR range');
-    if (n <= BigInt(Number.MAX_SAFE_INTEGER)) n = Number(n);
-    else {
-      const b = new Uint8Array(9);
-      b[0] = (mt << 5) | 27;
-      new DataView(b.buffer).setBigUint64(1, n);
-      out.push(b);
-      return;
-    }
-  }
-  if (n < 24) out.push(Uint8Array.of((mt << 5) | n));
-  else if (n < 0x100) out.push(Uint8Array.of((mt << 5) | 24, n));
-  else if (n < 0x10000) out.push(Uint8Array.of((mt << 5) | 25, n >> 8, n & 0xff));
-  else if (n < 0x100000000) out.push(Uint8Array.of((mt << 5) | 26, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff));
-  else {
-    const b = new Uint8Array(9);
-    b[0] = (mt << 5) | 27;
-    new DataView(b.buffer).setBigUint64(1, BigInt(n));
-    out.push(b);
-  }
-}
+const MIN_INT = -(2n ** 64n);
+const MAX_INT = 2n ** 64n - 1n;
 
-function enc(v, out) {
-  if (v === null) out.push(Uint8Array.of(0xf6));
-  else if (v === false) out.push(Uint8Array.of(0xf4));
-  else if (v === true) out.push(Uint8Array.of(0xf5));
-  else if (typeof v === 'number') {
+/**
+ * Our value model -> what cborg encodes: maps become Maps (text keys, fields
+ * whose value is undefined left out; cborg sorts them bytewise with
+ * `rfc8949EncodeOptions`); anything outside the profile (floats, undefined
+ * in an array, out-of-range integers, other objects) is local misuse.
+ */
+function toCborg(v) {
+  if (v === null || v === true || v === false || typeof v === 'string' || v instanceof Uint8Array) return v;
+  if (typeof v === 'number') {
     if (!Number.isSafeInteger(v)) throw new TypeError('only safe integers can be encoded (use bigint)');
-    if (v >= 0) head(0, v, out);
-    else head(1, -1 - v, out);
-  } else if (typeof v === 'bigint') {
-    if (v >= 0n) head(0, v, out);
-    else head(1, -1n - v, out);
-  } else if (v instanceof Uint8Array) {
-    head(2, v.length, out);
-    out.push(v);
-  } else if (typeof v === 'string') {
-    const b = TEXT_ENCODER.encode(v);
-    head(3, b.length, out);
-    out.push(b);
-  } else if (Array.isArray(v)) {
-    head(4, v.length, out);
-    for (const x of v) enc(x, out);
-  } else if (typeof v === 'object') {
-    const entries = Object.keys(v)
-      .filter((k) => v[k] !== undefined)
-      .map((k) => {
-        const kb = [];
-        enc(k, kb);
-        return [concat(kb), v[k]];
-      });
-    entries.sort((a, b) => compareBytes(a[0], b[0]));
-    head(5, entries.length, out);
-    for (const [kb, val] of entries) {
-      out.push(kb);
-      enc(val, out);
-    }
-  } else throw new TypeError(`cannot encode ${typeof v}`);
+    return v === 0 ? 0 : v; // no -0
+  }
+  if (typeof v === 'bigint') {
+    if (v < MIN_INT || v > MAX_INT) throw new RangeError('integer out of CBOR range');
+    return v;
+  }
+  if (Array.isArray(v)) return v.map(toCborg);
+  if (typeof v === 'object' && !(v instanceof Map) && !ArrayBuffer.isView(v)) {
+    const m = new Map();
+    for (const k of Object.keys(v)) if (v[k] !== undefined) m.set(k, toCborg(v[k]));
+    return m;
+  }
+  throw new TypeError(`cannot encode ${v === undefined ? 'undefined' : (v?.constructor?.name ?? typeof v)}`);
 }
 
 /** Concatenate Uint8Arrays. */
@@ -255,7 +268,7 @@ export function concat(parts) {
 
 /** Deterministic encoding (RFC 8949 §4.2.1, qdht profile). Map fields whose value is undefined are omitted. */
 export function encode(v) {
-  const out = [];
-  enc(v, out);
-  return concat(out);
+  const b = cborgEncode(toCborg(v), rfc8949EncodeOptions);
+  // cborg may hand out a Node Buffer; callers get the plain Uint8Array they gave.
+  return b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.length);
 }

@@ -42,17 +42,54 @@ test('profile rejections (00-conventions.md §2-§4)', () => {
     '0000': 'trailing-bytes',
     a2616201616101: 'non-deterministic', // keys out of order
     a2616101616102: 'duplicate-key',
+    // Cross-checked with the reference decoder: well-formedness is judged
+    // before the kind of item (RFC 8949 Appendix F), every scalar key is
+    // checked for repeats while reading, and only arrays and maps count
+    // towards max_depth.
+    f97e: 'malformed', // a half float cut short
+    fb00: 'malformed',
+    f8: 'malformed',
+    f818: 'malformed', // simple value 24 in two bytes: not well-formed
+    f820: 'unsupported-type', // simple value 32
+    c1: 'malformed', // a tag without its item
+    d801: 'malformed',
+    '81c1': 'malformed',
+    '82c10101': 'unsupported-type',
+    a201010101: 'duplicate-key', // a repeated integer key
+    a2410101410102: 'duplicate-key',
+    a1a0a0: 'non-text-key',
+    '81ff': 'malformed',
     f6: 'accepted',
     '3bffffffffffffffff': 'accepted', // -2^64
   };
   for (const [h, r] of Object.entries(cases)) assert.equal(reason(h), r, h);
   assert.equal(reason('81'.repeat(15) + '80'), 'accepted');
   assert.equal(reason('81'.repeat(16) + '80'), 'too-deep');
+  assert.equal(reason('81'.repeat(16) + '01'), 'accepted'); // a scalar inside 16 arrays
+  assert.equal(reason('81'.repeat(16) + 'a0'), 'too-deep');
+  assert.equal(reason('81'.repeat(15) + 'c1a0'), 'unsupported-type');
   assert.equal(reason(new Uint8Array([0x99, 0x04, 0x01, ...new Uint8Array(1025)])), 'too-many-items');
   assert.equal(reason(new Uint8Array(73729)), 'too-large');
   assert.equal(reason(new Uint8Array([0x99, 0x20, 0x00, ...new Uint8Array(8192)])), 'too-many-items'); // 8193 items
   assert.equal(encode(-(2n ** 64n)).length, 9);
   assert.equal(Buffer.from(encode({ b: 1, aa: 2, a: 3 })).toString('hex'), 'a3616103616201626161' + '02');
+});
+
+test('decoded maps are null-prototype objects; "__proto__" is an ordinary key', () => {
+  const m = decode(hex('a1695f5f70726f746f5f5fa1617801')); // {"__proto__": {"x": 1}}
+  assert.equal(Object.getPrototypeOf(m), null);
+  assert.deepEqual(Object.keys(m), ['__proto__']);
+  assert.equal(m.__proto__.x, 1); // eslint-disable-line no-proto
+  assert.equal(({}).x, undefined, 'Object.prototype untouched');
+  assert.equal(Buffer.from(encode(m)).toString('hex'), 'a1695f5f70726f746f5f5fa1617801');
+});
+
+test('local misuse of the encoder throws', () => {
+  assert.throws(() => encode(1.5), TypeError);
+  assert.throws(() => encode([undefined]), TypeError);
+  assert.throws(() => encode(2n ** 64n), RangeError);
+  assert.throws(() => encode(new Map()), TypeError);
+  assert.equal(Buffer.from(encode(-0)).toString('hex'), '00');
 });
 
 // xorshift32, fixed seed: the run is reproducible
