@@ -98,12 +98,12 @@ function bucketIndex(self, id) {
 
 // ---------------------------------------------------------------- addresses
 
-/** dgram address -> CBOR address map */
+/** transport address ({tr, address, port}) -> CBOR address map (01 §2) */
 export function toWireAddr(a) {
   let ip;
   if (isIPv4(a.address)) ip = Uint8Array.from(a.address.split('.').map(Number));
   else ip = ipv6Bytes(a.address);
-  return { tr: 'udp', ip, port: a.port };
+  return { tr: a.tr ?? 'udp', ip, port: a.port };
 }
 function ipv6Bytes(s) {
   const [head, tail = null] = s.split('::');
@@ -130,9 +130,9 @@ function ipv6Bytes(s) {
   });
   return b;
 }
-/** CBOR address map -> dgram address (udp only) */
-export function fromWireAddr(w) {
-  if (w.tr !== 'udp') return null;
+/** CBOR address map -> transport address, or null if `kinds` (transports we can send on) lacks its transport */
+export function fromWireAddr(w, kinds = ['udp']) {
+  if (!kinds.includes(w.tr)) return null;
   let address;
   if (w.ip.length === 4) address = [...w.ip].join('.');
   else {
@@ -140,7 +140,7 @@ export function fromWireAddr(w) {
     for (let i = 0; i < 16; i += 2) words.push(((w.ip[i] << 8) | w.ip[i + 1]).toString(16));
     address = compressV6(words);
   }
-  return { address, port: Number(w.port) };
+  return { tr: w.tr, address, port: Number(w.port) };
 }
 function compressV6(words) {
   // RFC 5952: longest run (>= 2) of zero words becomes "::"
@@ -171,9 +171,9 @@ export function parseContactUri(uri) {
   if (!isIPv4(host) && !isIPv6(host)) throw new Error(`contact URI: bad host ${m[2]}`);
   const port = Number(m[3]);
   if (port < 1 || port > 65535 || String(port) !== m[3]) throw new Error(`contact URI: bad port ${m[3]}`);
-  return { transport: m[1], id: Uint8Array.from(Buffer.from(m[4], 'hex')), addr: { address: host, port } };
+  return { transport: m[1], id: Uint8Array.from(Buffer.from(m[4], 'hex')), addr: { tr: m[1], address: host, port } };
 }
-export function formatContactUri(id, addr, transport = 'udp') {
+export function formatContactUri(id, addr, transport = addr.tr ?? 'udp') {
   let host = addr.address;
   if (isIPv6(host)) {
     const b = ipv6Bytes(host);
@@ -252,6 +252,8 @@ export class DhtNode {
     this.pending = new Map(); // peerHex|ridHex -> {type, resolve, reject, timer}
     this.log = o.log ?? (() => {});
     this.now = o.now ?? (() => Date.now() / 1000);
+    this.kinds = o.kinds ?? ['udp']; // transports this node can send on (05 §9)
+    this.wsPort = o.wsPort ?? null; // the port it accepts WebSocket connections on (02 §1.3)
     this.stats = { served: Object.create(null), dropped: Object.create(null) };
     endpoint.onMessage = (peerId, bytes, addr, info) => this.onMessage(peerId, bytes, addr, info);
     endpoint.onHandshakeFailed = (peerHex, reason) => this.onHandshakeFailed(peerHex, reason);
@@ -298,9 +300,21 @@ export class DhtNode {
       return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
     }
     const m = req.msg;
-    if (!m.ro && !info.early) this.table.touch(peerId, addr, this.now());
+    const contact = this.contactAddr(addr, m);
+    if (!m.ro && !info.early && contact) this.table.touch(peerId, contact, this.now());
     this.count('served', m.type);
     this.serve(peerId, addr, m);
+  }
+
+  /**
+   * Where a requester can be reached (for the routing table): its source
+   * address, except on an inbound WebSocket connection, whose source port is
+   * ephemeral: there the port its `ws` field names (02 §1.3), or nowhere.
+   * `ws` over any other transport is ignored.
+   */
+  contactAddr(addr, m) {
+    if (!addr.inbound) return addr;
+    return m.ws === undefined ? null : { tr: 'ws', address: addr.address, port: Number(m.ws) };
   }
 
   serve(peerId, addr, m) {
@@ -515,7 +529,7 @@ export class DhtNode {
     if (!ALLOWED_RESPONSES[p.type].includes(r.msg.type)) return this.count('dropped', 'wrong-response-type');
     this.pending.delete(key);
     clearTimeout(p.timer);
-    this.table.touch(peerId, addr, this.now());
+    if (!addr.inbound) this.table.touch(peerId, addr, this.now());
     p.resolve(r.msg);
   }
 
@@ -535,7 +549,10 @@ export class DhtNode {
       }, LIMITS.rpcTimeout * 1000);
       timer.unref?.();
       this.pending.set(key, { type: msg.type, resolve, reject, timer });
-      this.sendMsg(peerId, addr, { ...msg, rid });
+      // 02 §1.3: over WebSocket, say which port we accept connections on.
+      const via = this.ep.peers.get(hexOf(peerId))?.addr ?? addr;
+      const ws = via.tr === 'ws' && this.wsPort !== null && !msg.ro ? { ws: this.wsPort } : {};
+      this.sendMsg(peerId, addr, { ...msg, ...ws, rid });
     });
   }
 
@@ -616,7 +633,7 @@ export class DhtNode {
             const h = hexOf(c.id);
             if (seen.has(h)) continue;
             seen.add(h);
-            const a = c.addrs.map(fromWireAddr).find((x) => x);
+            const a = c.addrs.map((w) => fromWireAddr(w, this.kinds)).find((x) => x);
             if (a) add(c.id, a);
           }
         } catch {

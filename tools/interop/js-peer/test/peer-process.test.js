@@ -15,22 +15,24 @@ after(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
 
 const keyOf = (s) => createHash('sha3-256').update(Buffer.concat([Buffer.from('qdht/v1/immutable'), Buffer.from(s)])).digest('hex');
 
-/** Start a JS peer; resolves with {uri, cmd(line) -> Promise<reply line>, stop()}. */
-function startJs(bootstrap = []) {
+/** Start a JS peer; resolves with {uri, uris, cmd(line) -> Promise<reply line>, stop()}. */
+function startJs(bootstrap = [], listen = ['udp://127.0.0.1:0']) {
   const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, QDHT_LISTEN: 'udp://127.0.0.1:0', QDHT_BOOTSTRAP: bootstrap.join(' '), QDHT_DIFFICULTY: String(D) },
+    env: { ...process.env, QDHT_LISTEN: listen.join(' '), QDHT_BOOTSTRAP: bootstrap.join(' '), QDHT_DIFFICULTY: String(D) },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   children.push(child);
   const lines = createInterface({ input: child.stdout });
   const waiting = [];
-  let uri = null;
+  const uris = [];
   return new Promise((resolve) => {
     lines.on('line', (l) => {
-      if (!uri) {
-        uri = l;
+      if (uris.length < listen.length) {
+        uris.push(l); // one contact URI per listen address
+        if (uris.length < listen.length) return;
         resolve({
-          uri,
+          uri: uris[0],
+          uris,
           child,
           cmd: (c, prefix) =>
             new Promise((res) => {
@@ -47,8 +49,8 @@ function startJs(bootstrap = []) {
   });
 }
 
-function startPy(cli, bootstrap = []) {
-  const args = ['node', '--listen', 'udp://127.0.0.1:0', '--difficulty', String(D), '--status-interval', '0', ...bootstrap.flatMap((b) => ['--bootstrap', b])];
+function startPy(cli, bootstrap = [], listen = 'udp://127.0.0.1:0') {
+  const args = ['node', '--listen', listen, '--difficulty', String(D), '--status-interval', '0', ...bootstrap.flatMap((b) => ['--bootstrap', b])];
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'ignore'] });
   children.push(child);
   return new Promise((resolve) => createInterface({ input: child.stdout }).once('line', (uri) => resolve({ uri, child })));
@@ -74,6 +76,25 @@ test('JS peers store and retrieve through each other; SIGTERM exits 0', { timeou
   const got = await c.cmd(`get ${keyOf('through the JS DHT')}`, 'value');
   assert.equal(got.split(' ')[2], value);
   assert.equal((await c.cmd(`get ${keyOf('never stored')}`, 'notfound')).split(' ')[0], 'notfound');
+  for (const p of [a, b, c]) assert.deepEqual(await p.stop(), { code: 0, sig: null });
+});
+
+test('JS peers over WebSocket only (05 §9.2), and over both transports', { timeout: 60000 }, async () => {
+  const a = await startJs([], ['ws://127.0.0.1:0']);
+  assert.match(a.uri, /^qdht\+ws:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{64}$/);
+  const b = await startJs([a.uri], ['ws://127.0.0.1:0']);
+  const c = await startJs([a.uri], ['udp://127.0.0.1:0', 'ws://127.0.0.1:0']);
+  assert.equal(c.uris.length, 2);
+  assert.match(c.uris[1], /^qdht\+ws:/);
+  assert.equal(c.uris[0].split('/').pop(), c.uris[1].split('/').pop(), 'one node ID');
+  const value = Buffer.from('over websockets').toString('hex');
+  assert.match(await b.cmd(`put ${value}`, 'stored'), / [1-9]\d*$/);
+  assert.equal((await c.cmd(`get ${keyOf('over websockets')}`, 'value')).split(' ')[2], value);
+  // b and c learnt each other from a, at the ports their `ws` fields named (02 §1.3)
+  const stats = JSON.parse((await a.cmd('stats', 'stats')).slice(6));
+  assert.ok(stats.transport.wsAccepted >= 2, JSON.stringify(stats.transport));
+  assert.equal(stats.contacts, 2);
+  assert.deepEqual(stats.session.drops, {});
   for (const p of [a, b, c]) assert.deepEqual(await p.stop(), { code: 0, sig: null });
 });
 
@@ -167,4 +188,34 @@ test('edge-case requests answered by a Python node as the spec says (black box)'
     sock.close();
     p.child.kill('SIGTERM');
   }
+});
+
+test('mixed network over WebSocket with Python nodes (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
+  const p = await startPy(PY, [], 'ws://127.0.0.1:0');
+  assert.match(p.uri, /^qdht\+ws:/);
+  const j = await startJs([p.uri], ['ws://127.0.0.1:0']);
+  assert.match(await j.cmd(`ping ${p.uri}`, 'pong'), /^pong /);
+  // Python clients dial the JS peer: store, then fetch through it
+  const put = await runPy(PY, ['put', '--bootstrap', j.uri, 'python over ws']);
+  assert.equal(put.code, 0);
+  assert.equal(put.out, keyOf('python over ws'));
+  assert.deepEqual(await runPy(PY, ['get', '--bootstrap', j.uri, put.out]), { code: 0, out: 'python over ws' });
+  // JS put -> Python get through the Python node
+  assert.match(await j.cmd(`put ${Buffer.from('js over ws').toString('hex')}`, 'stored'), / [1-9]\d*$/);
+  assert.deepEqual(await runPy(PY, ['get', '--bootstrap', p.uri, keyOf('js over ws')]), { code: 0, out: 'js over ws' });
+  // a second Python node joins through the JS peer; the JS peer reaches it at its `ws` port
+  const p2 = await startPy(PY, [j.uri], 'ws://127.0.0.1:0');
+  assert.deepEqual(await runPy(PY, ['get', '--bootstrap', p2.uri, keyOf('python over ws')]), { code: 0, out: 'python over ws' });
+  assert.equal((await j.cmd(`get ${keyOf('python over ws')}`, 'value')).split(' ')[2], Buffer.from('python over ws').toString('hex'));
+  // p2 connected from an ephemeral port; the JS peer knows it at the port of
+  // its `ws` field, where the lookup dials it and it answers (02 §1.3)
+  const p2id = p2.uri.split('/').pop();
+  const found = (await j.cmd(`find-node ${p2id}`, `nodes ${p2id}`)).split(' ').slice(2);
+  assert.equal(found[0], p2.uri);
+  const stats = JSON.parse((await j.cmd('stats', 'stats')).slice(6));
+  assert.ok(stats.transport.wsAccepted >= 3, JSON.stringify(stats.transport));
+  assert.ok(stats.transport.wsDialled >= 1, JSON.stringify(stats.transport));
+  assert.deepEqual(stats.session.drops, {});
+  assert.deepEqual(await j.stop(), { code: 0, sig: null });
+  for (const x of [p, p2]) x.child.kill('SIGTERM');
 });
