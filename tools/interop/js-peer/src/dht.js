@@ -5,7 +5,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { decode, encode, DecodeError } from './cbor.js';
 import { checkMessage } from './messages.js';
 import { sha3_256, ascii, concat, randomBytes, equalBytes } from './crypto.js';
-import { DEFAULT_LIMITS, RecordError, mergeRecord, mergeSetEntry, recordKey, signedBytes, validateRecord } from './records.js';
+import { DEFAULT_LIMITS, RecordError, mergeRecord, mergeSetEntry, rankCmp, recordKey, validateRecord } from './records.js';
+import { WatchHolder, Watcher } from './watch.js';
 
 export const K = 20;
 export const ALPHA = 3;
@@ -55,27 +56,19 @@ const STORE_ERROR = {
   quota: 'storage-full',
 };
 const FAMILY = { immutable: 'immutable', mutable: 'mutable', tombstone: 'mutable', set_entry: 'set' };
-/** Rank of a mutable record or tombstone (07-records.md §7.1 rule 7), for sorting. */
-function rankCmp(a, b) {
-  const sa = BigInt(a.seq);
-  const sb = BigInt(b.seq);
-  if (sa !== sb) return sa < sb ? -1 : 1;
-  const ta = a.type === 'tombstone' ? 1 : 0;
-  const tb = b.type === 'tombstone' ? 1 : 0;
-  if (ta !== tb) return ta - tb;
-  return Buffer.compare(sha3_256(signedBytes(a)), sha3_256(signedBytes(b)));
-}
-const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store'];
-// Requests of other areas this peer does not implement (08-watch.md): answered
-// like a type it does not know (unknown-request), not as a malformed request.
-const UNSERVED_REQUESTS = new Set(['watch', 'notify']);
-const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error']);
+const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store', 'watch-watch', 'watch-notify'];
+const RESPONSE_RULES = ['dht-pong', 'dht-nodes', 'dht-value', 'dht-stored', 'dht-error', 'watch-watching', 'watch-notified'];
+const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error', 'watching', 'notified']);
 const ALLOWED_RESPONSES = {
   ping: ['pong', 'error'],
   find_node: ['nodes', 'error'],
   find_value: ['value', 'nodes', 'error'],
   store: ['stored', 'error'],
+  watch: ['watching', 'error'],
+  notify: ['notified', 'error'],
 };
+// 08 §1: not idempotent, so never acted on as pqIK early data (which can be replayed).
+const NOT_EARLY = new Set(['watch', 'notify']);
 const IMMUTABLE_PREFIX = ascii('qdht/v1/immutable');
 
 const hexOf = (b) => Buffer.from(b).toString('hex');
@@ -255,6 +248,9 @@ export class DhtNode {
     this.kinds = o.kinds ?? ['udp']; // transports this node can send on (05 §9)
     this.wsPort = o.wsPort ?? null; // the port it accepts WebSocket connections on (02 §1.3)
     this.stats = { served: Object.create(null), dropped: Object.create(null) };
+    this.accepted = null; // the record the last STORE stored or replaced with (08 §4.1)
+    this.holder = new WatchHolder(this);
+    this.watcher = new Watcher(this, o.onWatchEvent);
     endpoint.onMessage = (peerId, bytes, addr, info) => this.onMessage(peerId, bytes, addr, info);
     endpoint.onHandshakeFailed = (peerHex, reason) => this.onHandshakeFailed(peerHex, reason);
   }
@@ -295,11 +291,11 @@ export class DhtNode {
       if (!(e instanceof DecodeError)) throw e;
       this.count('dropped', e.reason);
       if (!rid || info.early) return;
-      const unknown = e.reason === 'unknown-type' || (e.reason === 'unexpected-type' && UNSERVED_REQUESTS.has(type));
-      const code = unknown ? ERR['unknown-request'] : ERR['bad-request'];
+      const code = e.reason === 'unknown-type' ? ERR['unknown-request'] : ERR['bad-request'];
       return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
     }
     const m = req.msg;
+    if (info.early && NOT_EARLY.has(m.type)) return this.count('dropped', `early-${m.type}`);
     const contact = this.contactAddr(addr, m);
     if (!m.ro && !info.early && contact) this.table.touch(peerId, contact, this.now());
     this.count('served', m.type);
@@ -337,9 +333,19 @@ export class DhtNode {
         }
         return reply({ type: 'stored' });
       }
+      case 'watch':
+        return this.holder.onWatch(peerId, addr, m, reply);
+      case 'notify':
+        return this.watcher.onNotify(peerId, m, reply);
       default:
         return undefined;
     }
+  }
+
+  /** Periodic work: watch subscriptions, expiries and renewals (08). */
+  tick(now = this.now()) {
+    this.holder.tick(now);
+    this.watcher.tick(now);
   }
 
   contactsNear(target, requester) {
@@ -380,8 +386,10 @@ export class DhtNode {
     const now = this.now();
     const before = this.store.get(h);
     const wasStored = before !== undefined && before.cacheUntil === undefined && this.liveRecords(key, before, now).length > 0;
+    this.accepted = null;
     const reason = this.mergeStore(key, record, cas, addr);
     if (reason === null) this.noteCache(h, cache, now, wasStored);
+    if (reason === null && this.accepted) this.holder.changed(key, this.accepted); // 08 §4.1
     return reason;
   }
 
@@ -435,6 +443,7 @@ export class DhtNode {
       entries.set(owner, record);
       this.storedBytes += grow;
       if (!held) this.store.set(h, { family: 'set', entries });
+      this.accepted = record;
       return null;
     }
     const existing = held ? held.record : null;
@@ -446,6 +455,7 @@ export class DhtNode {
     if (this.storedBytes + grow > LIMITS.maxStoredBytes) return 'quota';
     this.store.set(h, { family: FAMILY[record.type], record });
     this.storedBytes += grow;
+    this.accepted = record;
     return null;
   }
 
@@ -521,7 +531,7 @@ export class DhtNode {
     if (!p) return this.count('dropped', 'unmatched-response');
     let r;
     try {
-      r = checkMessage(item, ['dht-pong', 'dht-nodes', 'dht-value', 'dht-stored', 'dht-error']);
+      r = checkMessage(item, RESPONSE_RULES);
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
       return this.count('dropped', e.reason);

@@ -58,9 +58,13 @@ async function main() {
     keyLog: keylog ? (line) => appendFileSync(keylog, `${line}\n`, { mode: 0o600 }) : null,
   });
   const wsPort = bound.find((b) => b.tr === 'ws')?.port ?? null;
-  const node = new DhtNode(ep, { log, kinds: transports.kinds, wsPort });
+  // 08 §4.2: each change a watched key reports, as one stdout line
+  const onWatchEvent = (keyHex, event, r) =>
+    process.stdout.write(`event ${keyHex} ${event} ${r.type} ${r.seq ?? '-'} ${r.value === undefined ? '-' : hexOf(r.value)}\n`);
+  const node = new DhtNode(ep, { log, kinds: transports.kinds, wsPort, onWatchEvent });
   const timer = setInterval(() => {
     ep.tick();
+    node.tick();
     transports.tick();
   }, 200);
 
@@ -88,7 +92,8 @@ async function main() {
       )
     : Promise.resolve();
 
-  // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>", "stats"
+  // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>",
+  // "watch <hex key>", "unwatch <hex key>", "stats"
   const rl = createInterface({ input: process.stdin, terminal: false });
   rl.on('line', async (line) => {
     const [cmd, arg = ''] = line.trim().split(/\s+/, 2);
@@ -107,8 +112,14 @@ async function main() {
       } else if (cmd === 'find-node') {
         const nodes = await node.lookup(Uint8Array.from(Buffer.from(arg, 'hex')), 'find_node');
         process.stdout.write(`nodes ${arg} ${nodes.map((n) => formatContactUri(n.id, n.addr)).join(' ')}\n`);
+      } else if (cmd === 'watch') {
+        const n = await node.watcher.watch(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(`watching ${arg} ${n}\n`);
+      } else if (cmd === 'unwatch') {
+        const n = node.watcher.unwatch(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(`unwatched ${arg} ${n}\n`);
       } else if (cmd === 'stats') {
-        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, transport: transports.stats, dht: node.stats })}\n`);
+        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, transport: transports.stats, dht: node.stats, watch: { holder: node.holder.stats, watcher: node.watcher.stats } })}\n`);
       } else if (cmd) process.stdout.write(`error unknown command ${cmd}\n`);
     } catch (e) {
       process.stdout.write(`error ${cmd} ${e.message}\n`);

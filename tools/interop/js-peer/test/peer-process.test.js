@@ -7,6 +7,9 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const D = 4;
@@ -24,6 +27,7 @@ function startJs(bootstrap = [], listen = ['udp://127.0.0.1:0']) {
   children.push(child);
   const lines = createInterface({ input: child.stdout });
   const waiting = [];
+  const unmatched = []; // lines nobody waited for yet (watch events)
   const uris = [];
   return new Promise((resolve) => {
     lines.on('line', (l) => {
@@ -39,12 +43,20 @@ function startJs(bootstrap = [], listen = ['udp://127.0.0.1:0']) {
               waiting.push({ prefix, res });
               child.stdin.write(`${c}\n`);
             }),
+          // the next line starting with `prefix`, whether it came already or not
+          next: (prefix) =>
+            new Promise((res) => {
+              const i = unmatched.findIndex((l) => l.startsWith(prefix));
+              if (i >= 0) res(unmatched.splice(i, 1)[0]);
+              else waiting.push({ prefix, res, only: true });
+            }),
           stop: () => new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })) && child.kill('SIGTERM')),
         });
         return;
       }
-      const i = waiting.findIndex((w) => l.startsWith(w.prefix) || l.startsWith('error') || l.startsWith('notfound'));
+      const i = waiting.findIndex((w) => l.startsWith(w.prefix) || (!w.only && (l.startsWith('error') || l.startsWith('notfound'))));
       if (i >= 0) waiting.splice(i, 1)[0].res(l);
+      else unmatched.push(l);
     });
   });
 }
@@ -55,9 +67,9 @@ function startPy(cli, bootstrap = [], listen = 'udp://127.0.0.1:0') {
   children.push(child);
   return new Promise((resolve) => createInterface({ input: child.stdout }).once('line', (uri) => resolve({ uri, child })));
 }
-function runPy(cli, args) {
+function runPy(cli, args, timeout = 20) {
   return new Promise((resolve) => {
-    const c = spawn(cli, [...args, '--difficulty', String(D), '--timeout', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(cli, [...args, '--difficulty', String(D), '--timeout', String(timeout)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('exit', (code) => resolve({ code, out: out.trim() }));
@@ -218,4 +230,75 @@ test('mixed network over WebSocket with Python nodes (black box)', { skip: !PY &
   assert.deepEqual(stats.session.drops, {});
   assert.deepEqual(await j.stop(), { code: 0, sig: null });
   for (const x of [p, p2]) x.child.kill('SIGTERM');
+});
+
+const hexText = (t) => Buffer.from(t).toString('hex');
+/** Poll the JS peer's stats until `cond(stats)`. */
+async function statsUntil(j, cond, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const st = JSON.parse((await j.cmd('stats', 'stats')).slice(6));
+    if (cond(st) || Date.now() > end) return st;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test('watch (08): a Python watcher at a JS holder (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qdht-js-watch-'));
+  try {
+    const j = await startJs(); // the only holder: every notification comes from the JS peer
+    const owner = ['--identity', join(dir, 'owner.key'), '--salt', 'w', '--bootstrap', j.uri];
+    const put1 = await runPy(PY, ['put', '--mutable', ...owner, 'first']);
+    assert.equal(put1.code, 0);
+    const key = put1.out;
+    const watching = runPy(PY, ['watch', key, '--count', '3', '--bootstrap', j.uri], 60);
+    let st = await statsUntil(j, (x) => x.watch.holder.subscribed >= 1);
+    assert.equal(st.watch.holder.subscribed, 1);
+    assert.equal((await runPy(PY, ['put', '--mutable', ...owner, 'second'])).code, 0);
+    assert.equal((await runPy(PY, ['delete', ...owner.slice(0, 4), '--bootstrap', j.uri])).code, 0);
+    const out = await watching;
+    assert.equal(out.code, 0, out.out);
+    const lines = out.out.split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.kind, l.value]), [['update', hexText('first')], ['update', hexText('second')], ['deleted', null]]);
+    assert.ok(lines[0].seq < lines[1].seq && lines[1].seq < lines[2].seq, JSON.stringify(lines));
+    st = await statsUntil(j, (x) => x.watch.holder.notified >= 3);
+    assert.ok(st.watch.holder.notifies >= 3 && st.watch.holder.notified >= 3, JSON.stringify(st.watch));
+    assert.deepEqual(st.session.drops, {});
+    assert.deepEqual(await j.stop(), { code: 0, sig: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('watch (08): a JS watcher at a Python holder (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qdht-js-watch-'));
+  try {
+    const p = await startPy(PY);
+    const j = await startJs([p.uri]);
+    const owner = ['--identity', join(dir, 'owner.key'), '--salt', 'w', '--bootstrap', p.uri];
+    const put1 = await runPy(PY, ['put', '--mutable', ...owner, 'first']);
+    assert.equal(put1.code, 0);
+    const key = put1.out;
+    assert.equal(await j.cmd(`watch ${key}`, `watching ${key}`), `watching ${key} 1`, 'subscribed at the Python node');
+    const event = async () => j.next(`event ${key}`).then((l) => l.split(' ').slice(2));
+    const [kind, type, seq1, value] = await event(); // catch-up (08 §3.2)
+    assert.deepEqual([kind, type, value], ['update', 'mutable', hexText('first')]);
+    assert.equal((await runPy(PY, ['put', '--mutable', ...owner, 'second'])).code, 0);
+    const second = await event();
+    assert.deepEqual([second[0], second[1], second[3]], ['update', 'mutable', hexText('second')]);
+    assert.ok(Number(second[2]) > Number(seq1));
+    assert.equal((await runPy(PY, ['delete', ...owner])).code, 0);
+    const gone = await event();
+    assert.deepEqual([gone[0], gone[1], gone[3]], ['deleted', 'tombstone', '-']);
+    const st = JSON.parse((await j.cmd('stats', 'stats')).slice(6));
+    assert.equal(st.watch.watcher.reported, 3);
+    assert.equal(st.watch.watcher.invalid, 0);
+    assert.ok(st.dht.served.notify >= 3, JSON.stringify(st.dht.served));
+    assert.equal((await j.cmd(`unwatch ${key}`, `unwatched ${key}`)), `unwatched ${key} 1`);
+    assert.deepEqual(st.session.drops, {});
+    assert.deepEqual(await j.stop(), { code: 0, sig: null });
+    p.child.kill('SIGTERM');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
