@@ -69,7 +69,9 @@ export class WatchHolder {
     }
     const ttl = Math.min(Number(m.ttl), L.maxTtl);
     const sub = old ?? { id: peerId, key: m.key, failures: 0 };
-    sub.addr = addr;
+    // Notifications go over the watcher's session; should the connection its
+    // watch came on close (an inbound WebSocket), at the port its `ws` names.
+    sub.addr = this.node.contactAddr(addr, m) ?? addr;
     sub.until = now + ttl;
     if (old) this.stats.renewed += 1;
     else {
