@@ -11,9 +11,10 @@
 //     duplicate keys, nesting deeper than max_depth, more than max_items
 //     items, containers longer than max_container_len or than the bytes left
 //     (so no length announced in the input allocates anything);
-//   * a profile walk turns cborg's Maps (`useMaps`, so a key "__proto__" or
-//     a non-text key is never written into a plain object) into
-//     null-prototype objects, rejecting non-text keys;
+//   * non-text keys (noted by the tokenizer, reported once the whole input
+//     was read); a walk turns cborg's Maps (`useMaps`, so a key "__proto__"
+//     or a non-text key is never written into a plain object) into
+//     null-prototype objects;
 //   * trailing bytes (cborg's decodeFirst reports the remainder);
 //   * determinism by the round trip 00 §2 allows: the item's deterministic
 //     encoding must be the input (non-shortest integers and lengths, key
@@ -87,6 +88,7 @@ class ProfileTokenizer extends Tokenizer {
     this.items = 0;
     this.depth = 0; // open arrays and maps
     this.tagPaths = [];
+    this.nonText = null; // the path of the first map with a non-text key
     /** cborg's `tags` option: every tag number decodes the tagged item (well-formedness), then is refused. */
     this.tags = new Proxy([], {
       get: () => (decodeContent) => {
@@ -98,53 +100,52 @@ class ProfileTokenizer extends Tokenizer {
     this.stack = [];
   }
 
-  /** The path of the item about to be read, and whether it is a map key. */
-  where() {
-    const top = this.stack[this.stack.length - 1];
-    if (!top) return { path: '$', isKey: false };
-    const i = top.total - top.due;
-    if (!top.map) return { path: `${top.path}[${i}]`, isKey: false };
-    if (i % 2 === 0) return { path: `${top.path}.<key ${i / 2}>`, isKey: true };
-    return { path: top.key === null ? `${top.path}.<value ${(i - 1) / 2}>` : `${top.path}.${top.key}`, isKey: false };
-  }
-
   next() {
     const start = this.pos();
     const ib = this.data[start];
     const mt = ib >> 5;
     const ai = ib & 0x1f;
-    const { path, isKey } = this.where();
+    const top = this.stack[this.stack.length - 1];
+    const i = top ? top.total - top.due : 0;
+    const isKey = top !== undefined && top.map && i % 2 === 0;
+    // The item's path, built only when needed (an error, a container).
+    const path = () => {
+      if (!top) return '$';
+      if (!top.map) return `${top.path}[${i}]`;
+      if (isKey) return `${top.path}.<key ${i / 2}>`;
+      return top.key === null ? `${top.path}.<value ${(i - 1) / 2}>` : `${top.path}.${top.key}`;
+    };
     // Depth counts arrays and maps only: a scalar inside 16 arrays is fine (00 §3).
-    if ((mt === 4 || mt === 5) && this.depth + 1 > this.limits.maxDepth) throw new DecodeError('too-deep', path);
-    if (++this.items > this.limits.maxItems) throw new DecodeError('too-many-items', path);
+    if ((mt === 4 || mt === 5) && this.depth + 1 > this.limits.maxDepth) throw new DecodeError('too-deep', path());
+    if (++this.items > this.limits.maxItems) throw new DecodeError('too-many-items', path());
     if (mt === 7) {
-      if (ai === 31) throw new DecodeError('malformed', path, 'stray break');
-      if (ai >= 28) throw new DecodeError('malformed', path, 'reserved additional information');
+      if (ai === 31) throw new DecodeError('malformed', path(), 'stray break');
+      if (ai >= 28) throw new DecodeError('malformed', path(), 'reserved additional information');
       if (ai < 20 || ai > 22) {
         // Well-formedness first (RFC 8949 §3.3, Appendix F): a float cut
         // short, or a simple value below 32 in the two-byte form, is malformed.
         const size = ai >= 24 ? 1 << (ai - 24) : 0;
-        if (start + 1 + size > this.data.length) throw new DecodeError('malformed', path, 'truncated');
-        if (ai === 24 && this.data[start + 1] < 32) throw new DecodeError('malformed', path, 'simple value in two bytes');
-        throw new DecodeError('unsupported-type', path, 'float or simple value');
+        if (start + 1 + size > this.data.length) throw new DecodeError('malformed', path(), 'truncated');
+        if (ai === 24 && this.data[start + 1] < 32) throw new DecodeError('malformed', path(), 'simple value in two bytes');
+        throw new DecodeError('unsupported-type', path(), 'float or simple value');
       }
     } else if (ai === 31) {
-      if (mt >= 2 && mt <= 5) throw new DecodeError('indefinite-length', path);
-      throw new DecodeError('malformed', path, 'indefinite integer or tag');
-    } else if (ai >= 28) throw new DecodeError('malformed', path, 'reserved additional information');
+      if (mt >= 2 && mt <= 5) throw new DecodeError('indefinite-length', path());
+      throw new DecodeError('malformed', path(), 'indefinite integer or tag');
+    } else if (ai >= 28) throw new DecodeError('malformed', path(), 'reserved additional information');
     let token;
     try {
       token = super.next();
     } catch (e) {
-      throw new DecodeError('malformed', path, e.message);
+      throw new DecodeError('malformed', path(), e.message);
     }
-    const top = this.stack[this.stack.length - 1];
     if (top) {
       top.due -= 1;
       if (isKey) {
         // Every scalar key is checked (a repeated byte-string key is
         // `duplicate-key`, found while reading, before `non-text-key`).
         top.key = keyOf(token);
+        if (typeof token.value !== 'string') this.nonText ??= top.path; // reported by the profile step
         if (top.key !== null) {
           if (top.keys.has(top.key)) throw new DecodeError('duplicate-key', `${top.path}.${top.key}`);
           top.keys.add(top.key);
@@ -154,26 +155,26 @@ class ProfileTokenizer extends Tokenizer {
     if (Type.equals(token.type, Type.tag)) {
       // Read the tagged item too (it must be well formed), then REJECT_TAG
       // refuses the tag: `unsupported-type` at the tag's path.
-      this.tagPaths.push(path);
-      this.stack.push({ due: 1, total: 1, map: false, keys: null, path, key: null, tag: true });
+      this.tagPaths.push(path());
+      this.stack.push({ due: 1, total: 1, map: false, keys: null, path: path(), key: null, tag: true });
       return token;
     }
     if (Type.equals(token.type, Type.string)) {
       try {
         TEXT_DECODER.decode(token.byteValue);
       } catch {
-        throw new DecodeError('malformed', path, 'invalid UTF-8');
+        throw new DecodeError('malformed', path(), 'invalid UTF-8');
       }
     }
     const isMap = Type.equals(token.type, Type.map);
     if (isMap || Type.equals(token.type, Type.array)) {
       const n = token.value;
       const children = isMap ? 2 * n : n;
-      if (children > this.data.length - this.pos()) throw new DecodeError('malformed', path, 'truncated');
-      if (n > this.limits.maxContainerLen) throw new DecodeError('too-many-items', path);
+      if (children > this.data.length - this.pos()) throw new DecodeError('malformed', path(), 'truncated');
+      if (n > this.limits.maxContainerLen) throw new DecodeError('too-many-items', path());
       if (children > 0) {
         this.depth += 1;
-        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path, key: null, tag: false });
+        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path: path(), key: null, tag: false });
         return token;
       }
     }
@@ -182,17 +183,14 @@ class ProfileTokenizer extends Tokenizer {
   }
 }
 
-/** The profile walk: cborg's Maps -> null-prototype objects; only text keys. */
-function profile(v, path) {
+/** cborg's Maps (text keys only, the tokenizer saw to that) -> null-prototype objects. */
+function profile(v) {
   if (v instanceof Map) {
     const out = Object.create(null);
-    for (const [k, x] of v) {
-      if (typeof k !== 'string') throw new DecodeError('non-text-key', path);
-      out[k] = profile(x, `${path}.${k}`);
-    }
+    for (const [k, x] of v) out[k] = profile(x);
     return out;
   }
-  if (Array.isArray(v)) return v.map((x, i) => profile(x, `${path}[${i}]`));
+  if (Array.isArray(v)) return v.map(profile);
   return v;
 }
 
@@ -210,14 +208,15 @@ export function decode(bytes, limits = LIMITS) {
   try {
     const tokenizer = new ProfileTokenizer(bytes, limits);
     [item, rest] = decodeFirst(bytes, { ...CBORG_DECODE, tags: tokenizer.tags, tokenizer });
+    if (tokenizer.nonText !== null) throw new DecodeError('non-text-key', tokenizer.nonText);
   } catch (e) {
     if (e instanceof DecodeError) throw e;
     throw new DecodeError('malformed', '$', e.message); // e.g. a container cut short
   }
-  const value = profile(item, '$');
+  const value = profile(item);
   if (rest.length) throw new DecodeError('trailing-bytes');
   const again = encode(value);
-  if (compareBytes(again, bytes.subarray(0, bytes.length - rest.length)) !== 0) {
+  if (Buffer.compare(again, bytes.subarray(0, bytes.length - rest.length)) !== 0) {
     throw new DecodeError('non-deterministic', '$', 'not the deterministic encoding (RFC 8949 §4.2.1)');
   }
   return value;
