@@ -243,32 +243,34 @@ async function statsUntil(j, cond, ms = 20000) {
   }
 }
 
-test('watch (08): a Python watcher at a JS holder (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qdht-js-watch-'));
-  try {
-    const j = await startJs(); // the only holder: every notification comes from the JS peer
-    const owner = ['--identity', join(dir, 'owner.key'), '--salt', 'w', '--bootstrap', j.uri];
-    const put1 = await runPy(PY, ['put', '--mutable', ...owner, 'first']);
-    assert.equal(put1.code, 0);
-    const key = put1.out;
-    const watching = runPy(PY, ['watch', key, '--count', '3', '--bootstrap', j.uri], 60);
-    let st = await statsUntil(j, (x) => x.watch.holder.subscribed >= 1);
-    assert.equal(st.watch.holder.subscribed, 1);
-    assert.equal((await runPy(PY, ['put', '--mutable', ...owner, 'second'])).code, 0);
-    assert.equal((await runPy(PY, ['delete', ...owner.slice(0, 4), '--bootstrap', j.uri])).code, 0);
-    const out = await watching;
-    assert.equal(out.code, 0, out.out);
-    const lines = out.out.split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => [l.kind, l.value]), [['update', hexText('first')], ['update', hexText('second')], ['deleted', null]]);
-    assert.ok(lines[0].seq < lines[1].seq && lines[1].seq < lines[2].seq, JSON.stringify(lines));
-    st = await statsUntil(j, (x) => x.watch.holder.notified >= 3);
-    assert.ok(st.watch.holder.notifies >= 3 && st.watch.holder.notified >= 3, JSON.stringify(st.watch));
-    assert.deepEqual(st.session.drops, {});
-    assert.deepEqual(await j.stop(), { code: 0, sig: null });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+for (const tr of ['udp', 'ws']) {
+  test(`watch (08): a Python watcher at a JS holder over ${tr} (black box)`, { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qdht-js-watch-'));
+    try {
+      const j = await startJs([], [`${tr}://127.0.0.1:0`]); // the only holder: every notification comes from the JS peer
+      const owner = ['--identity', join(dir, 'owner.key'), '--salt', 'w', '--bootstrap', j.uri];
+      const put1 = await runPy(PY, ['put', '--mutable', ...owner, 'first']);
+      assert.equal(put1.code, 0);
+      const key = put1.out;
+      const watching = runPy(PY, ['watch', key, '--count', '3', '--bootstrap', j.uri], 60);
+      let st = await statsUntil(j, (x) => x.watch.holder.subscribed >= 1);
+      assert.equal(st.watch.holder.subscribed, 1);
+      assert.equal((await runPy(PY, ['put', '--mutable', ...owner, 'second'])).code, 0);
+      assert.equal((await runPy(PY, ['delete', ...owner.slice(0, 4), '--bootstrap', j.uri])).code, 0);
+      const out = await watching;
+      assert.equal(out.code, 0, out.out);
+      const lines = out.out.split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual(lines.map((l) => [l.kind, l.value]), [['update', hexText('first')], ['update', hexText('second')], ['deleted', null]]);
+      assert.ok(lines[0].seq < lines[1].seq && lines[1].seq < lines[2].seq, JSON.stringify(lines));
+      st = await statsUntil(j, (x) => x.watch.holder.notified >= 3);
+      assert.ok(st.watch.holder.notifies >= 3 && st.watch.holder.notified >= 3, JSON.stringify(st.watch));
+      assert.deepEqual(st.session.drops, {});
+      assert.deepEqual(await j.stop(), { code: 0, sig: null });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 test('watch (08): a JS watcher at a Python holder (black box)', { skip: !PY && 'set QDHT_PYTHON_CLI to the qdht CLI', timeout: 120000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qdht-js-watch-'));
