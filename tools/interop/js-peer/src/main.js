@@ -65,7 +65,7 @@ async function main() {
   const timer = setInterval(() => {
     ep.tick();
     node.tick();
-    transports.tick();
+    transports.tick((addr) => node.watcher.usesAddress(addr));
   }, 200);
 
   for (const b of bound) {

@@ -183,10 +183,14 @@ export class Transports {
     return undefined;
   }
 
-  /** Close dialled connections idle for WS_LIMITS.idle seconds (05 §9.2: MAY). */
-  tick() {
+  /**
+   * Close dialled connections idle for WS_LIMITS.idle seconds (05 §9.2: MAY),
+   * except those `keep(addr)` names: a peer that can reach us only over a
+   * connection we dialled (a holder notifying our watch, 08 §3.3) needs it open.
+   */
+  tick(keep = () => false) {
     const now = this.now();
-    for (const conn of this.outbound.values()) if (now - conn.at > WS_LIMITS.idle) conn.ws.close(1000, 'idle');
+    for (const conn of this.outbound.values()) if (now - conn.at > WS_LIMITS.idle && !keep(conn.addr)) conn.ws.close(1000, 'idle');
   }
 
   async close() {

@@ -230,27 +230,34 @@ export class Watcher {
           this.send(holder, w.key, 0).catch(() => {});
         }
       const since = this.since(w);
+      let lost = false;
       await Promise.all(
         closest.map(async (c) => {
           const h = hexOf(c.id);
           w.asking.add(h); // a catch-up notify may overtake the answer
           try {
             const r = await this.send(c, w.key, this.limits.ttl, since);
-            if (r.type === 'watching' && r.ttl > 0) w.holders.set(h, { id: c.id, addr: c.addr, until: this.node.now() + Number(r.ttl) });
-            else {
+            const at = this.node.now();
+            if (r.type === 'watching' && r.ttl > 0) {
+              const ttl = Number(r.ttl);
+              w.holders.set(h, { id: c.id, addr: c.addr, until: at + ttl, renewAt: at + this.limits.renewAfter * ttl });
+            } else {
               w.holders.delete(h);
-              w.refused.set(h, this.node.now() + this.limits.ttl); // not asked again for one lifetime
+              w.refused.set(h, at + this.limits.ttl); // not asked again for one lifetime
+              lost = true;
             }
           } catch {
             w.holders.delete(h); // lost: found again at the next round
+            lost = true;
           } finally {
             w.asking.delete(h);
           }
         }),
       );
-      const ends = [...w.holders.values()].map((h) => h.until);
-      const renew = ends.length ? Math.min(...ends) - (1 - this.limits.renewAfter) * this.limits.ttl : Infinity;
-      w.renewAt = w.holders.size < this.limits.holders ? Math.min(renew, this.node.now() + this.limits.retry) : renew;
+      // The next round: the earliest renewal, sooner if a holder was lost
+      // (replace it, with backoff) or none accepted.
+      const renew = Math.min(...[...w.holders.values()].map((h) => h.renewAt));
+      w.renewAt = lost || !w.holders.size ? Math.min(renew, this.node.now() + this.limits.retry) : renew;
     } finally {
       w.busy = false;
     }
@@ -313,6 +320,13 @@ export class Watcher {
   report(w, event, r) {
     this.stats.reported += 1;
     this.onEvent(hexOf(w.key), event, r);
+  }
+
+  /** Whether a subscription runs through `addr` (a connection we dialled must stay open for it). */
+  usesAddress(addr) {
+    for (const w of this.watched.values())
+      for (const h of w.holders.values()) if (h.addr.tr === addr.tr && h.addr.address === addr.address && h.addr.port === addr.port) return true;
+    return false;
   }
 
   /** Expiry on our own clock (08 §4.2 rule 4); renewals and replacements (§3.3). */

@@ -102,3 +102,24 @@ test('a dial that fails drops what it queued', async () => {
   assert.equal(b.outbound.size, 0);
   await b.close();
 });
+
+test('idle dialled connections close, unless a subscription runs through them', async () => {
+  const clock = { t: 0 };
+  const a = new Transports({ onDatagram: () => {} });
+  const b = new Transports({ onDatagram: () => {}, now: () => clock.t });
+  const server = await a.listenWs('127.0.0.1', 0);
+  try {
+    const to = { tr: 'ws', address: '127.0.0.1', port: server.port };
+    b.send(Uint8Array.of(1), to);
+    await until(() => a.inbound.size === 1);
+    clock.t = 181;
+    b.tick((addr) => addr.port === server.port);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(b.outbound.size, 1, 'kept: a watch runs through it');
+    b.tick();
+    await until(() => b.outbound.size === 0 && a.inbound.size === 0);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

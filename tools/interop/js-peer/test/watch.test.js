@@ -170,3 +170,23 @@ test('watch and notify arriving as pqIK early data are dropped (08 §1)', async 
   const imm = { type: 'immutable', value: Buffer.from('i'), exp: NOW + 60 };
   assert.equal(h.storeRecord(immutableKey(imm.value), imm, null), null);
 });
+
+test('the watcher renews after three quarters of the granted lifetime, with a new lookup', async () => {
+  const { clock, make, link } = network();
+  const h = make({ limits: { maxTtl: 60 } });
+  const w = make();
+  link(h, w);
+  assert.equal(await w.watcher.watch(KEY), 1);
+  clock.now = NOW + 44;
+  w.tick();
+  await settle();
+  assert.equal(h.holder.stats.renewed, 0);
+  clock.now = NOW + 46;
+  w.tick();
+  await settle();
+  assert.equal(h.holder.stats.renewed, 1, 'renewed at 3/4 of 60 s');
+  assert.equal(h.holder.total, 1);
+  assert.ok(w.watcher.usesAddress(h.addr));
+  assert.equal(w.watcher.unwatch(KEY), 1);
+  assert.ok(!w.watcher.usesAddress(h.addr));
+});
