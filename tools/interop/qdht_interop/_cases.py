@@ -925,9 +925,19 @@ async def _next_notify(probe: Probe, seen: int, *, stop: bool = False) -> Notify
     return notify
 
 
-async def _subscribe(probe: Probe, key: bytes, ttl: int, notes: Notes) -> None:
+async def _store_ok(probe: Probe, record: Any, what: str) -> None:
+    """STORE ``record``; CaseFailed unless STORED (UNIMPLEMENTED if storage is refused)."""
+    answer = await probe.request(Store.of(new_rid(), record, ro=True), ANSWER_TIMEOUT)
+    _refused_storage(answer)
+    if not isinstance(answer, Stored):
+        raise CaseFailed(f"{what} was answered {describe(answer)}")
+
+
+async def _subscribe(
+    probe: Probe, key: bytes, ttl: int, notes: Notes, *, since: int | None = None
+) -> None:
     """WATCH ``key``; CaseFailed unless WATCHING grants 1..``ttl`` seconds."""
-    answer = await probe.request(Watch(new_rid(), key, ttl, ro=True), ANSWER_TIMEOUT)
+    answer = await probe.request(Watch(new_rid(), key, ttl, since=since, ro=True), ANSWER_TIMEOUT)
     if isinstance(answer, ErrorMessage) and answer.error_code is ErrorCode.UNKNOWN_REQUEST:
         raise CaseUnimplemented("the target does not serve watch (unknown-request)")
     _refused_storage(answer)
@@ -945,19 +955,12 @@ def _carries(notify: Notify | None, seq: int) -> bool:
 async def watch_notify(ctx: Context, notes: Notes) -> None:
     async with holder(ctx, notes) as (probe, identity):
         first = mutable(identity, 1, b"watched 1")
-        answer = await probe.request(Store.of(new_rid(), first, ro=True), ANSWER_TIMEOUT)
-        _refused_storage(answer)
-        if not isinstance(answer, Stored):
-            raise CaseFailed(f"a valid mutable record was answered {describe(answer)}")
+        await _store_ok(probe, first, "a valid mutable record")
         await _subscribe(probe, first.key(), 60, notes)
         notify = await _next_notify(probe, 0)
         if not _carries(notify, 1):
             raise CaseFailed(f"the catch-up (08 §3.2) was {describe(notify)}, not seq 1 with pk")
-        answer = await probe.request(
-            Store.of(new_rid(), mutable(identity, 2, b"watched 2"), ro=True), ANSWER_TIMEOUT
-        )
-        if not isinstance(answer, Stored):
-            raise CaseFailed(f"a newer record was answered {describe(answer)}")
+        await _store_ok(probe, mutable(identity, 2, b"watched 2"), "a newer record")
         notify = await _next_notify(probe, 1)
         if not _carries(notify, 2):
             raise CaseFailed(f"the STORE was notified as {describe(notify)}, not seq 2 with pk")
@@ -976,23 +979,12 @@ async def watch_notify(ctx: Context, notes: Notes) -> None:
 async def watch_stop(ctx: Context, notes: Notes) -> None:
     async with holder(ctx, notes) as (probe, identity):
         first = mutable(identity, 4, b"since 4")
-        answer = await probe.request(Store.of(new_rid(), first, ro=True), ANSWER_TIMEOUT)
-        _refused_storage(answer)
-        if not isinstance(answer, Stored):
-            raise CaseFailed(f"a valid mutable record was answered {describe(answer)}")
+        await _store_ok(probe, first, "a valid mutable record")
         # since = the held seq: nothing to catch up (08 §3.2)
-        answer = await probe.request(
-            Watch(new_rid(), first.key(), 60, since=4, ro=True), ANSWER_TIMEOUT
-        )
-        if isinstance(answer, ErrorMessage) and answer.error_code is ErrorCode.UNKNOWN_REQUEST:
-            raise CaseUnimplemented("the target does not serve watch (unknown-request)")
-        if not isinstance(answer, Watching) or answer.ttl == 0:
-            raise CaseFailed(f"WATCH since 4 was answered {describe(answer)}")
+        await _subscribe(probe, first.key(), 60, notes, since=4)
         if await probe.wait_for(lambda: bool(_notifies(probe)), SILENCE):
             raise CaseFailed("a NOTIFY of seq 4 came though since was 4")
-        answer = await probe.request(
-            Store.of(new_rid(), mutable(identity, 5, b"since 5"), ro=True), ANSWER_TIMEOUT
-        )
+        await _store_ok(probe, mutable(identity, 5, b"since 5"), "a newer record")
         notify = await _next_notify(probe, 0, stop=True)
         if not _carries(notify, 5):
             raise CaseFailed(f"the STORE was notified as {describe(notify)}, not seq 5 with pk")
