@@ -13,7 +13,15 @@ import { WATCH_LIMITS } from '../src/watch.js';
 const NOW = 1_800_000_000;
 const hexOf = (b) => Buffer.from(b).toString('hex');
 const owner = mldsaKeygen(new Uint8Array(32).fill(3));
-const settle = () => new Promise((r) => setTimeout(r, 20));
+// Messages in flight on the in-memory network (every test makes one network at a time).
+let inFlight = 0;
+/** Until the network is quiet: nothing in flight for a few event-loop turns (however slow the CPU). */
+async function settle() {
+  for (let quiet = 0; quiet < 5; ) {
+    await new Promise((r) => setImmediate(r));
+    quiet = inFlight ? 0 : quiet + 1;
+  }
+}
 
 function signed(kind, fields, exp = NOW + 3600) {
   const r = { type: kind, owner: sha3_256(owner.pk), exp, ...fields };
@@ -40,7 +48,13 @@ function network() {
         const { msg } = checkMessage(decode(bytes));
         sent.push({ from: hexOf(id), to: hexOf(peerId), msg });
         const to = nodes.get(hexOf(peerId));
-        if (to && !drop(msg)) setImmediate(() => to.ep.onMessage(id, bytes, addr, { early: false }));
+        if (to && !drop(msg)) {
+          inFlight += 1;
+          setImmediate(() => {
+            inFlight -= 1;
+            to.ep.onMessage(id, bytes, addr, { early: false });
+          });
+        }
       },
     };
     const node = new DhtNode(ep, { now: () => clock.now, onWatchEvent: (k, e, r) => events.push({ key: k, event: e, r }) });
