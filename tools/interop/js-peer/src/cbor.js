@@ -47,14 +47,6 @@ export class DecodeError extends Error {
 
 const TEXT_DECODER = new TextDecoder('utf-8', { fatal: true });
 
-/** A map key as text for the duplicate check; null for a container key. */
-function keyOf(token) {
-  if (!token.type.terminal) return null;
-  if (typeof token.value === 'string') return token.value;
-  const v = token.value instanceof Uint8Array ? Buffer.from(token.value).toString('hex') : String(token.value);
-  return `<${token.type.name} ${v}>`;
-}
-
 /** cborg's own options: every item type we admit, nothing repaired. */
 const CBORG_DECODE = Object.freeze({
   strict: false, // the round trip reports non-shortest forms, after the other checks (00 §4.1)
@@ -96,8 +88,19 @@ class ProfileTokenizer extends Tokenizer {
         throw new DecodeError('unsupported-type', this.tagPaths.pop(), 'tag');
       },
     });
-    /** @type {{due: number, total: number, map: boolean, keys: Set<string>|null, path: string, key: string|null, tag: boolean}[]} */
+    /** @type {{due: number, total: number, map: boolean, keys: Set<string>|null, path: string, key: string|null, tag: boolean, keyIn: object|null, start: number}[]} */
     this.stack = [];
+  }
+
+  /** A non-text key as text: its encoded bytes, from `start` to here. */
+  rawKey(start) {
+    return `<${Buffer.from(this.data.subarray(start, this.pos())).toString('hex')}>`;
+  }
+
+  /** Record a key of the map `frame`; `duplicate-key` if it holds it already. */
+  noteKey(frame, key) {
+    if (frame.keys.has(key)) throw new DecodeError('duplicate-key', `${frame.path}.${key}`);
+    frame.keys.add(key);
   }
 
   next() {
@@ -139,26 +142,6 @@ class ProfileTokenizer extends Tokenizer {
     } catch (e) {
       throw new DecodeError('malformed', path(), e.message);
     }
-    if (top) {
-      top.due -= 1;
-      if (isKey) {
-        // Every scalar key is checked (a repeated byte-string key is
-        // `duplicate-key`, found while reading, before `non-text-key`).
-        top.key = keyOf(token);
-        if (typeof token.value !== 'string') this.nonText ??= top.path; // reported by the profile step
-        if (top.key !== null) {
-          if (top.keys.has(top.key)) throw new DecodeError('duplicate-key', `${top.path}.${top.key}`);
-          top.keys.add(top.key);
-        }
-      }
-    }
-    if (Type.equals(token.type, Type.tag)) {
-      // Read the tagged item too (it must be well formed), then REJECT_TAG
-      // refuses the tag: `unsupported-type` at the tag's path.
-      this.tagPaths.push(path());
-      this.stack.push({ due: 1, total: 1, map: false, keys: null, path: path(), key: null, tag: true });
-      return token;
-    }
     if (Type.equals(token.type, Type.string)) {
       try {
         TEXT_DECODER.decode(token.byteValue);
@@ -166,19 +149,42 @@ class ProfileTokenizer extends Tokenizer {
         throw new DecodeError('malformed', path(), 'invalid UTF-8');
       }
     }
+    if (top) top.due -= 1;
+    // A map key: text keys are compared as text, others by their bytes, a
+    // container once it has been read (duplicates are found while reading,
+    // before `non-text-key`, which the profile step reports).
+    const keyIn = isKey ? top : null;
+    if (keyIn) {
+      top.key = typeof token.value === 'string' ? token.value : null;
+      if (top.key === null) this.nonText ??= top.path;
+    }
+    const container = Type.equals(token.type, Type.tag) || Type.equals(token.type, Type.map) || Type.equals(token.type, Type.array);
+    if (keyIn && !container) this.noteKey(keyIn, top.key ?? this.rawKey(start));
+    if (Type.equals(token.type, Type.tag)) {
+      // Read the tagged item too (it must be well formed), then `tags`
+      // refuses the tag: `unsupported-type` at the tag's path.
+      this.tagPaths.push(path());
+      this.stack.push({ due: 1, total: 1, map: false, keys: null, path: path(), key: null, tag: true, keyIn, start });
+      return token;
+    }
     const isMap = Type.equals(token.type, Type.map);
-    if (isMap || Type.equals(token.type, Type.array)) {
+    if (container) {
       const n = token.value;
       const children = isMap ? 2 * n : n;
       if (children > this.data.length - this.pos()) throw new DecodeError('malformed', path(), 'truncated');
       if (n > this.limits.maxContainerLen) throw new DecodeError('too-many-items', path());
       if (children > 0) {
         this.depth += 1;
-        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path: path(), key: null, tag: false });
+        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path: path(), key: null, tag: false, keyIn, start });
         return token;
       }
+      if (keyIn) this.noteKey(keyIn, this.rawKey(start));
     }
-    while (this.stack.length && this.stack[this.stack.length - 1].due === 0) if (!this.stack.pop().tag) this.depth -= 1;
+    while (this.stack.length && this.stack[this.stack.length - 1].due === 0) {
+      const done = this.stack.pop();
+      if (!done.tag) this.depth -= 1;
+      if (done.keyIn) this.noteKey(done.keyIn, this.rawKey(done.start));
+    }
     return token;
   }
 }

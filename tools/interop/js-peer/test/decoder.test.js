@@ -43,9 +43,9 @@ test('profile rejections (00-conventions.md §2-§4)', () => {
     a2616201616101: 'non-deterministic', // keys out of order
     a2616101616102: 'duplicate-key',
     // Cross-checked with the reference decoder: well-formedness is judged
-    // before the kind of item (RFC 8949 Appendix F), every scalar key is
-    // checked for repeats while reading, and only arrays and maps count
-    // towards max_depth.
+    // before the kind of item (RFC 8949 Appendix F), every key is checked
+    // for repeats while reading (a container key once read), and only arrays
+    // and maps count towards max_depth.
     f97e: 'malformed', // a half float cut short
     fb00: 'malformed',
     f8: 'malformed',
@@ -58,6 +58,9 @@ test('profile rejections (00-conventions.md §2-§4)', () => {
     a201010101: 'duplicate-key', // a repeated integer key
     a2410101410102: 'duplicate-key',
     a1a0a0: 'non-text-key',
+    a280018001: 'duplicate-key', // two [] keys
+    a2a161610101a161610102: 'duplicate-key', // two {"a": 1} keys
+    a2a161610101a161620102: 'non-text-key',
     '81ff': 'malformed',
     f6: 'accepted',
     '3bffffffffffffffff': 'accepted', // -2^64
