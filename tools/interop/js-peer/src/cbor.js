@@ -5,27 +5,30 @@
 //
 // cborg does not enforce all of the qdht profile, so a small validation layer
 // does the rest, in the order of 00 §4.1:
-//   * a tokenizer in front of cborg's (`ProfileTokenizer`) rejects, before
-//     cborg acts on an item: indefinite lengths, tags, floats, simple values
-//     but false/true/null, invalid UTF-8 (cborg would substitute U+FFFD),
-//     duplicate keys, nesting deeper than max_depth, more than max_items
-//     items, containers longer than max_container_len or than the bytes left
-//     (so no length announced in the input allocates anything);
-//   * non-text keys (noted by the tokenizer, reported once the whole input
-//     was read); a walk turns cborg's Maps (`useMaps`, so a key "__proto__"
-//     or a non-text key is never written into a plain object) into
-//     null-prototype objects;
-//   * trailing bytes (cborg's decodeFirst reports the remainder);
+//   * while reading, a tokenizer in front of cborg's (`ProfileTokenizer`)
+//     sees each item before cborg acts on it and rejects indefinite lengths,
+//     reserved or ill-formed heads (a simple value below 32 in two bytes, a
+//     float cut short), invalid UTF-8 (cborg would substitute U+FFFD),
+//     nesting deeper than max_depth (before cborg recurses), tags (once their
+//     item is read) and repeated keys (once their entry's value is read);
+//     cborg builds arrays and maps as their items arrive, so no length
+//     announced in the input allocates anything;
+//   * the profile step, once the whole input was read: the first of the
+//     faults the tokenizer noted in reading order (a non-text key, a float or
+//     simple value, a container longer than max_container_len, more than
+//     max_items items); a walk then turns cborg's Maps (`useMaps`, so a key
+//     "__proto__" or a non-text key is never written into a plain object)
+//     into null-prototype objects;
 //   * determinism by the round trip 00 §2 allows: the item's deterministic
-//     encoding must be the input (non-shortest integers and lengths, key
-//     order).
+//     encoding must be the bytes read (non-shortest integers and lengths, key
+//     order); then trailing bytes (cborg's decodeFirst reports the remainder).
 // Anything cborg itself throws while reading is a well-formedness failure
 // (`malformed`).
 //
 // Value model: unsigned/negative integers -> number when |v| <= 2^53-1, else
 // bigint; byte strings -> Uint8Array; text -> string; arrays -> Array; maps ->
 // null-prototype objects (keys are always text); false/true/null.
-import { Tokenizer, Type, decodeFirst, encode as cborgEncode, rfc8949EncodeOptions } from 'cborg';
+import { Token, Tokenizer, Type, decodeFirst, encode as cborgEncode, rfc8949EncodeOptions } from 'cborg';
 
 export const LIMITS = Object.freeze({
   maxBytes: 73728,
@@ -51,12 +54,14 @@ const TEXT_DECODER = new TextDecoder('utf-8', { fatal: true });
 const CBORG_DECODE = Object.freeze({
   strict: false, // the round trip reports non-shortest forms, after the other checks (00 §4.1)
   allowIndefinite: false,
-  allowUndefined: false,
-  allowInfinity: false,
-  allowNaN: false,
+  // undefined and floats are read (they are well formed) and refused by the
+  // profile step, after the whole input (00 §4.1)
+  allowUndefined: true,
+  allowInfinity: true,
+  allowNaN: true,
   allowBigInt: true,
   useMaps: true,
-  rejectDuplicateMapKeys: true, // also checked (with a reason code) by ProfileTokenizer
+  rejectDuplicateMapKeys: false, // ProfileTokenizer reports them, once the entry's value is read
   retainStringBytes: true, // for the UTF-8 check
 });
 
@@ -78,17 +83,22 @@ class ProfileTokenizer extends Tokenizer {
     super(data, CBORG_DECODE);
     this.limits = limits;
     this.items = 0;
-    this.depth = 0; // open arrays and maps
-    this.tagPaths = [];
-    this.nonText = null; // the path of the first map with a non-text key
-    /** cborg's `tags` option: every tag number decodes the tagged item (well-formedness), then is refused. */
+    this.depth = 0; // open arrays, maps and tags
+    /** The first fault of the profile step met while reading (reported once the whole input was read). */
+    this.profileFault = null;
+    if (typeof this._pos !== 'number') throw new Error('cborg: Tokenizer._pos is gone (a new cborg version?)');
+    /**
+     * cborg's `tags` option: every tag number has a decoder, so that cborg
+     * reads the tagged item (which must be well formed); reading it whole
+     * pops the tag's frame, which refuses the tag.
+     */
     this.tags = new Proxy([], {
       get: () => (decodeContent) => {
         decodeContent();
-        throw new DecodeError('unsupported-type', this.tagPaths.pop(), 'tag');
+        throw new DecodeError('unsupported-type', '$', 'tag'); // not reached
       },
     });
-    /** @type {{due: number, total: number, map: boolean, keys: Set<string>|null, path: string, key: string|null, tag: boolean, keyIn: object|null, start: number}[]} */
+    /** @type {{due: number, total: number, map: boolean, keys: Set<string>|null, path: string, key: string|null, tag: boolean, keyIn: object|null, start: number, parent: object|undefined, at: number, dup: string|null}[]} */
     this.stack = [];
   }
 
@@ -97,10 +107,15 @@ class ProfileTokenizer extends Tokenizer {
     return `<${Buffer.from(this.data.subarray(start, this.pos())).toString('hex')}>`;
   }
 
-  /** Record a key of the map `frame`; `duplicate-key` if it holds it already. */
+  /** Record a key of the map `frame`; a repeated one is `duplicate-key` once its value is read. */
   noteKey(frame, key) {
-    if (frame.keys.has(key)) throw new DecodeError('duplicate-key', `${frame.path}.${key}`);
+    if (frame.keys.has(key)) frame.dup = `${frame.path}.${key}`;
     frame.keys.add(key);
+  }
+
+  /** The item at index `at` of `frame` has been read whole: a map entry with a repeated key ends here. */
+  completed(frame, at) {
+    if (frame?.dup && at % 2 === 1) throw new DecodeError('duplicate-key', frame.dup);
   }
 
   next() {
@@ -118,9 +133,13 @@ class ProfileTokenizer extends Tokenizer {
       if (isKey) return `${top.path}.<key ${i / 2}>`;
       return top.key === null ? `${top.path}.<value ${(i - 1) / 2}>` : `${top.path}.${top.key}`;
     };
-    // Depth counts arrays and maps only: a scalar inside 16 arrays is fine (00 §3).
-    if ((mt === 4 || mt === 5) && this.depth + 1 > this.limits.maxDepth) throw new DecodeError('too-deep', path());
-    if (++this.items > this.limits.maxItems) throw new DecodeError('too-many-items', path());
+    // Depth counts arrays, maps and tags (each wraps what it holds), not
+    // scalars: a scalar inside 16 arrays is fine (00 §3).
+    if (mt >= 4 && mt <= 6 && this.depth + 1 > this.limits.maxDepth) throw new DecodeError('too-deep', path());
+    if (++this.items > this.limits.maxItems) this.profileFault ??= { reason: 'too-many-items', path: path() };
+    // The profile step checks a map's key before what the key is.
+    if (isKey && mt !== 3) this.profileFault ??= { reason: 'non-text-key', path: top.path };
+    let simple = null; // a simple value cborg does not read: what stands in for it
     if (mt === 7) {
       if (ai === 31) throw new DecodeError('malformed', path(), 'stray break');
       if (ai >= 28) throw new DecodeError('malformed', path(), 'reserved additional information');
@@ -130,17 +149,21 @@ class ProfileTokenizer extends Tokenizer {
         const size = ai >= 24 ? 1 << (ai - 24) : 0;
         if (start + 1 + size > this.data.length) throw new DecodeError('malformed', path(), 'truncated');
         if (ai === 24 && this.data[start + 1] < 32) throw new DecodeError('malformed', path(), 'simple value in two bytes');
-        throw new DecodeError('unsupported-type', path(), 'float or simple value');
+        this.profileFault ??= { reason: 'unsupported-type', path: path() };
+        if (ai < 20 || ai === 24) simple = new Token(Type.null, null, 1 + size);
       }
     } else if (ai === 31) {
       if (mt >= 2 && mt <= 5) throw new DecodeError('indefinite-length', path());
       throw new DecodeError('malformed', path(), 'indefinite integer or tag');
     } else if (ai >= 28) throw new DecodeError('malformed', path(), 'reserved additional information');
-    let token;
-    try {
-      token = super.next();
-    } catch (e) {
-      throw new DecodeError('malformed', path(), e.message);
+    let token = simple;
+    if (simple) this._pos += simple.encodedLength;
+    else {
+      try {
+        token = super.next();
+      } catch (e) {
+        throw new DecodeError('malformed', path(), e.message);
+      }
     }
     if (Type.equals(token.type, Type.string)) {
       try {
@@ -151,39 +174,43 @@ class ProfileTokenizer extends Tokenizer {
     }
     if (top) top.due -= 1;
     // A map key: text keys are compared as text, others by their bytes, a
-    // container once it has been read (duplicates are found while reading,
-    // before `non-text-key`, which the profile step reports).
+    // container once it has been read. A repeated key is reported when its
+    // entry's value has been read (the reference decoder's order), while
+    // reading, before `non-text-key`, which the profile step reports.
     const keyIn = isKey ? top : null;
-    if (keyIn) {
-      top.key = typeof token.value === 'string' ? token.value : null;
-      if (top.key === null) this.nonText ??= top.path;
-    }
+    if (keyIn) top.key = typeof token.value === 'string' && !simple ? token.value : null;
     const container = Type.equals(token.type, Type.tag) || Type.equals(token.type, Type.map) || Type.equals(token.type, Type.array);
     if (keyIn && !container) this.noteKey(keyIn, top.key ?? this.rawKey(start));
     if (Type.equals(token.type, Type.tag)) {
-      // Read the tagged item too (it must be well formed), then `tags`
-      // refuses the tag: `unsupported-type` at the tag's path.
-      this.tagPaths.push(path());
-      this.stack.push({ due: 1, total: 1, map: false, keys: null, path: path(), key: null, tag: true, keyIn, start });
+      // Read the tagged item too (it must be well formed), then refuse the
+      // tag (`unsupported-type`, when its frame is popped below).
+      this.depth += 1;
+      this.stack.push({ due: 1, total: 1, map: false, keys: null, path: path(), key: null, tag: true, keyIn, start, parent: top, at: i, dup: null });
       return token;
     }
     const isMap = Type.equals(token.type, Type.map);
     if (container) {
       const n = token.value;
       const children = isMap ? 2 * n : n;
-      if (children > this.data.length - this.pos()) throw new DecodeError('malformed', path(), 'truncated');
-      if (n > this.limits.maxContainerLen) throw new DecodeError('too-many-items', path());
+      // cborg builds containers as their items arrive (no allocation by the
+      // announced length), so a length beyond the input is met as the end of
+      // the input, in reading order; an over-long container is a profile fault.
+      if (n > this.limits.maxContainerLen) this.profileFault ??= { reason: 'too-many-items', path: path() };
       if (children > 0) {
         this.depth += 1;
-        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path: path(), key: null, tag: false, keyIn, start });
+        this.stack.push({ due: children, total: children, map: isMap, keys: isMap ? new Set() : null, path: path(), key: null, tag: false, keyIn, start, parent: top, at: i, dup: null });
         return token;
       }
       if (keyIn) this.noteKey(keyIn, this.rawKey(start));
     }
+    this.completed(top, i);
     while (this.stack.length && this.stack[this.stack.length - 1].due === 0) {
       const done = this.stack.pop();
-      if (!done.tag) this.depth -= 1;
+      // a tag is refused as soon as its item has been read whole
+      if (done.tag) throw new DecodeError('unsupported-type', done.path, 'tag');
+      this.depth -= 1;
       if (done.keyIn) this.noteKey(done.keyIn, this.rawKey(done.start));
+      this.completed(done.parent, done.at);
     }
     return token;
   }
@@ -214,17 +241,17 @@ export function decode(bytes, limits = LIMITS) {
   try {
     const tokenizer = new ProfileTokenizer(bytes, limits);
     [item, rest] = decodeFirst(bytes, { ...CBORG_DECODE, tags: tokenizer.tags, tokenizer });
-    if (tokenizer.nonText !== null) throw new DecodeError('non-text-key', tokenizer.nonText);
+    if (tokenizer.profileFault) throw new DecodeError(tokenizer.profileFault.reason, tokenizer.profileFault.path);
   } catch (e) {
     if (e instanceof DecodeError) throw e;
     throw new DecodeError('malformed', '$', e.message); // e.g. a container cut short
   }
   const value = profile(item);
-  if (rest.length) throw new DecodeError('trailing-bytes');
   const again = encode(value);
   if (Buffer.compare(again, bytes.subarray(0, bytes.length - rest.length)) !== 0) {
     throw new DecodeError('non-deterministic', '$', 'not the deterministic encoding (RFC 8949 §4.2.1)');
   }
+  if (rest.length) throw new DecodeError('trailing-bytes');
   return value;
 }
 
