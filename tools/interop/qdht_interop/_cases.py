@@ -44,6 +44,7 @@ from qdht.wire import (
     loads_canonical,
     new_rid,
 )
+from qdht.wire._watch import Notified, Notify, Watch, Watching
 from qdht_interop._grades import INFORMATIONAL, NON_STRICT, CaseFailed, CaseUnimplemented
 from qdht_interop._handshake import cookie_from, first_fragments, learn_static, parse
 from qdht_interop._probe import Probe, Undecodable
@@ -59,6 +60,7 @@ AREAS: Final = {
     "tr": "05-transport.md",
     "boot": "06-bootstrap.md",
     "rec": "07-records.md",
+    "watch": "08-watch.md",
 }
 #: Seconds a request waits for its answer (a first handshake included).
 ANSWER_TIMEOUT: Final = 5.0
@@ -905,6 +907,93 @@ async def rec_set_pages(ctx: Context, notes: Notes) -> None:
             # An answer without more must have held every entry (02 §4.2).
             raise CaseFailed(f"the pages hold {len(read)} of the {len(entries)} entries")
         notes.note(f"{len(entries)} entries of 4000 bytes read in {pages} pages")
+
+
+# --------------------------------------------------------- watching (08)
+
+
+def _notifies(probe: Probe) -> list[Notify]:
+    return [r.message for r in probe.messages if isinstance(r.message, Notify)]
+
+
+async def _next_notify(probe: Probe, seen: int, *, stop: bool = False) -> Notify | None:
+    """The target's next NOTIFY after the first ``seen``, answered NOTIFIED (with ``stop``)."""
+    if not await probe.wait_for(lambda: len(_notifies(probe)) > seen, ANSWER_TIMEOUT):
+        return None
+    notify = _notifies(probe)[seen]
+    await probe.send_payload(encode(Notified(notify.rid, stop=stop)))
+    return notify
+
+
+async def _store_ok(probe: Probe, record: Any, what: str) -> None:
+    """STORE ``record``; CaseFailed unless STORED (UNIMPLEMENTED if storage is refused)."""
+    answer = await probe.request(Store.of(new_rid(), record, ro=True), ANSWER_TIMEOUT)
+    _refused_storage(answer)
+    if not isinstance(answer, Stored):
+        raise CaseFailed(f"{what} was answered {describe(answer)}")
+
+
+async def _subscribe(
+    probe: Probe, key: bytes, ttl: int, notes: Notes, *, since: int | None = None
+) -> None:
+    """WATCH ``key``; CaseFailed unless WATCHING grants 1..``ttl`` seconds."""
+    answer = await probe.request(Watch(new_rid(), key, ttl, since=since, ro=True), ANSWER_TIMEOUT)
+    if isinstance(answer, ErrorMessage) and answer.error_code is ErrorCode.UNKNOWN_REQUEST:
+        raise CaseUnimplemented("the target does not serve watch (unknown-request)")
+    _refused_storage(answer)
+    if not isinstance(answer, Watching) or not 0 < answer.ttl <= ttl:
+        raise CaseFailed(f"WATCH with ttl {ttl} was answered {describe(answer)}")
+    notes.note(f"WATCH ttl {ttl}: WATCHING ttl {answer.ttl}")
+
+
+def _carries(notify: Notify | None, seq: int) -> bool:
+    record = None if notify is None else notify.record
+    return getattr(record, "seq", None) == seq and getattr(record, "public_key", None) is not None
+
+
+@case("watch/3.2/1", "WATCH catches up, a STORE is notified with pk, and unwatch ends it")
+async def watch_notify(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        first = mutable(identity, 1, b"watched 1")
+        await _store_ok(probe, first, "a valid mutable record")
+        await _subscribe(probe, first.key(), 60, notes)
+        notify = await _next_notify(probe, 0)
+        if not _carries(notify, 1):
+            raise CaseFailed(f"the catch-up (08 §3.2) was {describe(notify)}, not seq 1 with pk")
+        await _store_ok(probe, mutable(identity, 2, b"watched 2"), "a newer record")
+        notify = await _next_notify(probe, 1)
+        if not _carries(notify, 2):
+            raise CaseFailed(f"the STORE was notified as {describe(notify)}, not seq 2 with pk")
+        answer = await probe.request(Watch(new_rid(), first.key(), 0, ro=True), ANSWER_TIMEOUT)
+        if not isinstance(answer, Watching) or answer.ttl != 0:
+            raise CaseFailed(f"an unwatch (ttl 0) was answered {describe(answer)}")
+        await probe.request(
+            Store.of(new_rid(), mutable(identity, 3, b"watched 3"), ro=True), ANSWER_TIMEOUT
+        )
+        if await probe.wait_for(lambda: len(_notifies(probe)) > 2, SILENCE):
+            raise CaseFailed("a NOTIFY came after the unwatch")
+        notes.note("catch-up seq 1, then seq 2, both with pk; nothing after ttl 0")
+
+
+@case("watch/4.3/1", "NOTIFIED with stop ends the subscription; since skips what the watcher has")
+async def watch_stop(ctx: Context, notes: Notes) -> None:
+    async with holder(ctx, notes) as (probe, identity):
+        first = mutable(identity, 4, b"since 4")
+        await _store_ok(probe, first, "a valid mutable record")
+        # since = the held seq: nothing to catch up (08 §3.2)
+        await _subscribe(probe, first.key(), 60, notes, since=4)
+        if await probe.wait_for(lambda: bool(_notifies(probe)), SILENCE):
+            raise CaseFailed("a NOTIFY of seq 4 came though since was 4")
+        await _store_ok(probe, mutable(identity, 5, b"since 5"), "a newer record")
+        notify = await _next_notify(probe, 0, stop=True)
+        if not _carries(notify, 5):
+            raise CaseFailed(f"the STORE was notified as {describe(notify)}, not seq 5 with pk")
+        await probe.request(
+            Store.of(new_rid(), mutable(identity, 6, b"since 6"), ro=True), ANSWER_TIMEOUT
+        )
+        if await probe.wait_for(lambda: len(_notifies(probe)) > 1, SILENCE):
+            raise CaseFailed("a NOTIFY came after NOTIFIED with stop: true (08 §4.3)")
+        notes.note("since 4: no catch-up; seq 5 notified; after stop: true, nothing")
 
 
 # ----------------------------------------------------------------- network

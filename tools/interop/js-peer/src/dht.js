@@ -5,7 +5,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { decode, encode, DecodeError } from './cbor.js';
 import { checkMessage } from './messages.js';
 import { sha3_256, ascii, concat, randomBytes, equalBytes } from './crypto.js';
-import { DEFAULT_LIMITS, RecordError, mergeRecord, mergeSetEntry, recordKey, signedBytes, validateRecord } from './records.js';
+import { DEFAULT_LIMITS, RecordError, mergeRecord, mergeSetEntry, rankCmp, recordKey, validateRecord } from './records.js';
+import { WatchHolder, Watcher } from './watch.js';
 
 export const K = 20;
 export const ALPHA = 3;
@@ -55,27 +56,19 @@ const STORE_ERROR = {
   quota: 'storage-full',
 };
 const FAMILY = { immutable: 'immutable', mutable: 'mutable', tombstone: 'mutable', set_entry: 'set' };
-/** Rank of a mutable record or tombstone (07-records.md §7.1 rule 7), for sorting. */
-function rankCmp(a, b) {
-  const sa = BigInt(a.seq);
-  const sb = BigInt(b.seq);
-  if (sa !== sb) return sa < sb ? -1 : 1;
-  const ta = a.type === 'tombstone' ? 1 : 0;
-  const tb = b.type === 'tombstone' ? 1 : 0;
-  if (ta !== tb) return ta - tb;
-  return Buffer.compare(sha3_256(signedBytes(a)), sha3_256(signedBytes(b)));
-}
-const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store'];
-// Requests of other areas this peer does not implement (08-watch.md): answered
-// like a type it does not know (unknown-request), not as a malformed request.
-const UNSERVED_REQUESTS = new Set(['watch', 'notify']);
-const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error']);
+const REQUEST_RULES = ['dht-ping', 'dht-find_node', 'dht-find_value', 'dht-store', 'watch-watch', 'watch-notify'];
+const RESPONSE_RULES = ['dht-pong', 'dht-nodes', 'dht-value', 'dht-stored', 'dht-error', 'watch-watching', 'watch-notified'];
+const RESPONSE_TYPES = new Set(['pong', 'nodes', 'value', 'stored', 'error', 'watching', 'notified']);
 const ALLOWED_RESPONSES = {
   ping: ['pong', 'error'],
   find_node: ['nodes', 'error'],
   find_value: ['value', 'nodes', 'error'],
   store: ['stored', 'error'],
+  watch: ['watching', 'error'],
+  notify: ['notified', 'error'],
 };
+// 08 §1: not idempotent, so never acted on as pqIK early data (which can be replayed).
+const NOT_EARLY = new Set(['watch', 'notify']);
 const IMMUTABLE_PREFIX = ascii('qdht/v1/immutable');
 
 const hexOf = (b) => Buffer.from(b).toString('hex');
@@ -98,12 +91,12 @@ function bucketIndex(self, id) {
 
 // ---------------------------------------------------------------- addresses
 
-/** dgram address -> CBOR address map */
+/** transport address ({tr, address, port}) -> CBOR address map (01 §2) */
 export function toWireAddr(a) {
   let ip;
   if (isIPv4(a.address)) ip = Uint8Array.from(a.address.split('.').map(Number));
   else ip = ipv6Bytes(a.address);
-  return { tr: 'udp', ip, port: a.port };
+  return { tr: a.tr ?? 'udp', ip, port: a.port };
 }
 function ipv6Bytes(s) {
   const [head, tail = null] = s.split('::');
@@ -130,9 +123,9 @@ function ipv6Bytes(s) {
   });
   return b;
 }
-/** CBOR address map -> dgram address (udp only) */
-export function fromWireAddr(w) {
-  if (w.tr !== 'udp') return null;
+/** CBOR address map -> transport address, or null if `kinds` (transports we can send on) lacks its transport */
+export function fromWireAddr(w, kinds = ['udp']) {
+  if (!kinds.includes(w.tr)) return null;
   let address;
   if (w.ip.length === 4) address = [...w.ip].join('.');
   else {
@@ -140,7 +133,7 @@ export function fromWireAddr(w) {
     for (let i = 0; i < 16; i += 2) words.push(((w.ip[i] << 8) | w.ip[i + 1]).toString(16));
     address = compressV6(words);
   }
-  return { address, port: Number(w.port) };
+  return { tr: w.tr, address, port: Number(w.port) };
 }
 function compressV6(words) {
   // RFC 5952: longest run (>= 2) of zero words becomes "::"
@@ -171,9 +164,9 @@ export function parseContactUri(uri) {
   if (!isIPv4(host) && !isIPv6(host)) throw new Error(`contact URI: bad host ${m[2]}`);
   const port = Number(m[3]);
   if (port < 1 || port > 65535 || String(port) !== m[3]) throw new Error(`contact URI: bad port ${m[3]}`);
-  return { transport: m[1], id: Uint8Array.from(Buffer.from(m[4], 'hex')), addr: { address: host, port } };
+  return { transport: m[1], id: Uint8Array.from(Buffer.from(m[4], 'hex')), addr: { tr: m[1], address: host, port } };
 }
-export function formatContactUri(id, addr, transport = 'udp') {
+export function formatContactUri(id, addr, transport = addr.tr ?? 'udp') {
   let host = addr.address;
   if (isIPv6(host)) {
     const b = ipv6Bytes(host);
@@ -252,7 +245,12 @@ export class DhtNode {
     this.pending = new Map(); // peerHex|ridHex -> {type, resolve, reject, timer}
     this.log = o.log ?? (() => {});
     this.now = o.now ?? (() => Date.now() / 1000);
+    this.kinds = o.kinds ?? ['udp']; // transports this node can send on (05 §9)
+    this.wsPort = o.wsPort ?? null; // the port it accepts WebSocket connections on (02 §1.3)
     this.stats = { served: Object.create(null), dropped: Object.create(null) };
+    this.accepted = null; // the record the last STORE stored or replaced with (08 §4.1)
+    this.holder = new WatchHolder(this);
+    this.watcher = new Watcher(this, o.onWatchEvent);
     endpoint.onMessage = (peerId, bytes, addr, info) => this.onMessage(peerId, bytes, addr, info);
     endpoint.onHandshakeFailed = (peerHex, reason) => this.onHandshakeFailed(peerHex, reason);
   }
@@ -293,14 +291,26 @@ export class DhtNode {
       if (!(e instanceof DecodeError)) throw e;
       this.count('dropped', e.reason);
       if (!rid || info.early) return;
-      const unknown = e.reason === 'unknown-type' || (e.reason === 'unexpected-type' && UNSERVED_REQUESTS.has(type));
-      const code = unknown ? ERR['unknown-request'] : ERR['bad-request'];
+      const code = e.reason === 'unknown-type' ? ERR['unknown-request'] : ERR['bad-request'];
       return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
     }
     const m = req.msg;
-    if (!m.ro && !info.early) this.table.touch(peerId, addr, this.now());
+    if (info.early && NOT_EARLY.has(m.type)) return this.count('dropped', `early-${m.type}`);
+    const contact = this.contactAddr(addr, m);
+    if (!m.ro && !info.early && contact) this.table.touch(peerId, contact, this.now());
     this.count('served', m.type);
     this.serve(peerId, addr, m);
+  }
+
+  /**
+   * Where a requester can be reached (for the routing table): its source
+   * address, except on an inbound WebSocket connection, whose source port is
+   * ephemeral: there the port its `ws` field names (02 §1.3), or nowhere.
+   * `ws` over any other transport is ignored.
+   */
+  contactAddr(addr, m) {
+    if (!addr.inbound) return addr;
+    return m.ws === undefined ? null : { tr: 'ws', address: addr.address, port: Number(m.ws) };
   }
 
   serve(peerId, addr, m) {
@@ -323,9 +333,19 @@ export class DhtNode {
         }
         return reply({ type: 'stored' });
       }
+      case 'watch':
+        return this.holder.onWatch(peerId, addr, m, reply);
+      case 'notify':
+        return this.watcher.onNotify(peerId, m, reply);
       default:
         return undefined;
     }
+  }
+
+  /** Periodic work: watch subscriptions, expiries and renewals (08). */
+  tick(now = this.now()) {
+    this.holder.tick(now);
+    this.watcher.tick(now);
   }
 
   contactsNear(target, requester) {
@@ -366,8 +386,10 @@ export class DhtNode {
     const now = this.now();
     const before = this.store.get(h);
     const wasStored = before !== undefined && before.cacheUntil === undefined && this.liveRecords(key, before, now).length > 0;
+    this.accepted = null;
     const reason = this.mergeStore(key, record, cas, addr);
     if (reason === null) this.noteCache(h, cache, now, wasStored);
+    if (reason === null && this.accepted) this.holder.changed(key, this.accepted); // 08 §4.1
     return reason;
   }
 
@@ -421,6 +443,7 @@ export class DhtNode {
       entries.set(owner, record);
       this.storedBytes += grow;
       if (!held) this.store.set(h, { family: 'set', entries });
+      this.accepted = record;
       return null;
     }
     const existing = held ? held.record : null;
@@ -432,6 +455,7 @@ export class DhtNode {
     if (this.storedBytes + grow > LIMITS.maxStoredBytes) return 'quota';
     this.store.set(h, { family: FAMILY[record.type], record });
     this.storedBytes += grow;
+    this.accepted = record;
     return null;
   }
 
@@ -507,7 +531,7 @@ export class DhtNode {
     if (!p) return this.count('dropped', 'unmatched-response');
     let r;
     try {
-      r = checkMessage(item, ['dht-pong', 'dht-nodes', 'dht-value', 'dht-stored', 'dht-error']);
+      r = checkMessage(item, RESPONSE_RULES);
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
       return this.count('dropped', e.reason);
@@ -515,7 +539,7 @@ export class DhtNode {
     if (!ALLOWED_RESPONSES[p.type].includes(r.msg.type)) return this.count('dropped', 'wrong-response-type');
     this.pending.delete(key);
     clearTimeout(p.timer);
-    this.table.touch(peerId, addr, this.now());
+    if (!addr.inbound) this.table.touch(peerId, addr, this.now());
     p.resolve(r.msg);
   }
 
@@ -535,7 +559,10 @@ export class DhtNode {
       }, LIMITS.rpcTimeout * 1000);
       timer.unref?.();
       this.pending.set(key, { type: msg.type, resolve, reject, timer });
-      this.sendMsg(peerId, addr, { ...msg, rid });
+      // 02 §1.3: over WebSocket, say which port we accept connections on.
+      const via = this.ep.peers.get(hexOf(peerId))?.addr ?? addr;
+      const ws = via.tr === 'ws' && this.wsPort !== null && !msg.ro ? { ws: this.wsPort } : {};
+      this.sendMsg(peerId, addr, { ...msg, ...ws, rid });
     });
   }
 
@@ -616,7 +643,7 @@ export class DhtNode {
             const h = hexOf(c.id);
             if (seen.has(h)) continue;
             seen.add(h);
-            const a = c.addrs.map(fromWireAddr).find((x) => x);
+            const a = c.addrs.map((w) => fromWireAddr(w, this.kinds)).find((x) => x);
             if (a) add(c.id, a);
           }
         } catch {

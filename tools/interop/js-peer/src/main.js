@@ -2,32 +2,34 @@
 // qdht JS peer: the interop harness contract.
 //
 // Environment:
-//   QDHT_LISTEN      udp://HOST:PORT (default udp://127.0.0.1:0)
+//   QDHT_LISTEN      udp://HOST:PORT and/or ws://HOST:PORT, space-separated
+//                    (default udp://127.0.0.1:0)
 //   QDHT_BOOTSTRAP   space-separated contact URIs (may be empty)
 //   QDHT_DIFFICULTY  network puzzle difficulty (default 19)
 //   QDHT_KEYLOGFILE  optional: append session keys (one line per keypair)
 //
-// stdout: line 1 is this node's contact URI; then one line per answered
+// stdout: one line per listen address with this node's contact URI there
+// (line 1 is the first address's); then one line per answered
 // stdin command (see README.md). Logs go to stderr. SIGTERM/SIGINT exit 0.
-import dgram from 'node:dgram';
 import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { isIPv6 } from 'node:net';
 import { generateIdentity } from './crypto.js';
 import { Endpoint } from './session.js';
 import { DhtNode, parseContactUri, formatContactUri } from './dht.js';
+import { Transports } from './transport.js';
 
 const log = (...a) => process.stderr.write(`[js-peer] ${a.join(' ')}\n`);
 const hexOf = (b) => Buffer.from(b).toString('hex');
 
 function parseListen(s) {
-  const m = /^udp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]{1,5})$/.exec(s);
-  if (!m) throw new Error(`QDHT_LISTEN: expected udp://HOST:PORT, got ${JSON.stringify(s)}`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  const m = /^(udp|ws):\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]{1,5})$/.exec(s);
+  if (!m) throw new Error(`QDHT_LISTEN: expected udp://HOST:PORT or ws://HOST:PORT, got ${JSON.stringify(s)}`);
+  return { tr: m[1], host: m[2].replace(/^\[|\]$/g, ''), port: Number(m[3]) };
 }
 
 async function main() {
-  const listen = parseListen(process.env.QDHT_LISTEN || 'udp://127.0.0.1:0');
+  const listen = (process.env.QDHT_LISTEN || 'udp://127.0.0.1:0').split(/\s+/).filter(Boolean).map(parseListen);
+  if (new Set(listen.map((l) => l.tr)).size !== listen.length) throw new Error('QDHT_LISTEN: at most one address per transport');
   const difficulty = Number.parseInt(process.env.QDHT_DIFFICULTY ?? '19', 10);
   if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 255) throw new Error('QDHT_DIFFICULTY: integer 0..255 expected');
   const bootstrap = (process.env.QDHT_BOOTSTRAP ?? '').split(/\s+/).filter(Boolean).map(parseContactUri);
@@ -38,28 +40,38 @@ async function main() {
   const identity = generateIdentity(difficulty);
   log(`identity minted at difficulty ${difficulty} in ${Date.now() - t0} ms`);
 
-  const sock = dgram.createSocket({ type: isIPv6(listen.host) ? 'udp6' : 'udp4' });
-  await new Promise((res, rej) => {
-    sock.once('error', rej);
-    sock.bind(listen.port, listen.host, res);
+  let ep = null;
+  const transports = new Transports({
+    onDatagram: (bytes, addr) => ep.receive(bytes, addr),
+    onAddressGone: (addr) => ep.forgetAddress(addr),
+    log,
   });
-  const bound = sock.address();
+  const bound = [];
+  for (const l of listen) bound.push(await (l.tr === 'udp' ? transports.listenUdp(l.host, l.port) : transports.listenWs(l.host, l.port)));
 
-  const ep = new Endpoint({
+  ep = new Endpoint({
     identity,
     difficulty,
-    sendDatagram: (bytes, addr) => sock.send(bytes, addr.port, addr.address),
+    sendDatagram: (bytes, addr) => transports.send(bytes, addr),
     onMessage: () => {},
     log: verbose ? (s) => log(s) : () => {},
     keyLog: keylog ? (line) => appendFileSync(keylog, `${line}\n`, { mode: 0o600 }) : null,
   });
-  const node = new DhtNode(ep, { log });
-  sock.on('message', (msg, rinfo) => ep.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { address: rinfo.address, port: rinfo.port }));
-  sock.on('error', (e) => log(`socket error: ${e.message}`));
-  const timer = setInterval(() => ep.tick(), 200);
+  const wsPort = bound.find((b) => b.tr === 'ws')?.port ?? null;
+  // 08 §4.2: each change a watched key reports, as one stdout line
+  const onWatchEvent = (keyHex, event, r) =>
+    process.stdout.write(`event ${keyHex} ${event} ${r.type} ${r.seq ?? '-'} ${r.value === undefined ? '-' : hexOf(r.value)}\n`);
+  const node = new DhtNode(ep, { log, kinds: transports.kinds, wsPort, onWatchEvent });
+  const timer = setInterval(() => {
+    ep.tick();
+    node.tick();
+    transports.tick((addr) => node.watcher.usesAddress(addr));
+  }, 200);
 
-  process.stdout.write(`${formatContactUri(identity.nodeId, { address: bound.address, port: bound.port })}\n`);
-  log(`listening on ${bound.address}:${bound.port}`);
+  for (const b of bound) {
+    process.stdout.write(`${formatContactUri(identity.nodeId, b)}\n`);
+    log(`listening on ${b.tr}://${b.address}:${b.port}`);
+  }
 
   let closing = false;
   const shutdown = (sig) => {
@@ -68,7 +80,7 @@ async function main() {
     log(`${sig}: shutting down (${node.table.size()} contacts, ${node.store.size} values, drops ${JSON.stringify(ep.stats.drops)})`);
     clearInterval(timer);
     for (const p of [...ep.peers.values()]) ep.closePeer(p.id);
-    setImmediate(() => sock.close(() => process.exit(0)));
+    setImmediate(() => transports.close().then(() => process.exit(0)));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -80,7 +92,8 @@ async function main() {
       )
     : Promise.resolve();
 
-  // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>", "stats"
+  // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>",
+  // "watch <hex key>", "unwatch <hex key>", "stats"
   const rl = createInterface({ input: process.stdin, terminal: false });
   rl.on('line', async (line) => {
     const [cmd, arg = ''] = line.trim().split(/\s+/, 2);
@@ -99,8 +112,14 @@ async function main() {
       } else if (cmd === 'find-node') {
         const nodes = await node.lookup(Uint8Array.from(Buffer.from(arg, 'hex')), 'find_node');
         process.stdout.write(`nodes ${arg} ${nodes.map((n) => formatContactUri(n.id, n.addr)).join(' ')}\n`);
+      } else if (cmd === 'watch') {
+        const n = await node.watcher.watch(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(`watching ${arg} ${n}\n`);
+      } else if (cmd === 'unwatch') {
+        const n = node.watcher.unwatch(Uint8Array.from(Buffer.from(arg, 'hex')));
+        process.stdout.write(`unwatched ${arg} ${n}\n`);
       } else if (cmd === 'stats') {
-        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, dht: node.stats })}\n`);
+        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, transport: transports.stats, dht: node.stats, watch: { holder: node.holder.stats, watcher: node.watcher.stats } })}\n`);
       } else if (cmd) process.stdout.write(`error unknown command ${cmd}\n`);
     } catch (e) {
       process.stdout.write(`error ${cmd} ${e.message}\n`);

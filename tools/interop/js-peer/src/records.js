@@ -47,7 +47,11 @@ export function validateRecord(r, key, now, limits = DEFAULT_LIMITS, resolveKey 
 }
 
 const live = (r, now) => r && now < Number(r.exp);
-function rankCmp(a, b) {
+/**
+ * Rank of a mutable record, tombstone or set entry (§7.1 rule 7: `seq`, then
+ * tombstone, then the digest of the signed bytes), for sorting.
+ */
+export function rankCmp(a, b) {
   const sa = BigInt(a.seq);
   const sb = BigInt(b.seq);
   if (sa !== sb) return sa < sb ? -1 : 1;
@@ -75,3 +79,4 @@ export function mergeSetEntry(entries, incoming, now, cas = null, limits = DEFAU
   if (!mine && alive.length >= limits.max_set_entries) return { outcome: 'reject', reason: 'set-full' };
   return mergeRecord(mine, incoming, now, cas);
 }
+

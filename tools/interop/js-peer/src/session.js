@@ -51,8 +51,12 @@ const DATA_AD = ascii('qdht-data');
 const RESPONDER_KINDS = new Set([1, 3, 5]);
 const AWAIT_NEXT = { 1: 2, 3: 4, 5: 6 };
 
-/** `addr` = {address, port}; its key is the canonical "host:port" text. */
-export const addrKey = (a) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+/**
+ * `addr` = {tr?, address, port}; its key is the canonical "host:port" text,
+ * prefixed "ws:" for a WebSocket address (05 §9.2: a TCP source address is
+ * not the UDP one of the same numbers). A local choice (04 §5.2).
+ */
+export const addrKey = (a) => `${a.tr === 'ws' ? 'ws:' : ''}${a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`}`;
 
 /** Bounded LRU map. */
 class Lru extends Map {
@@ -240,6 +244,7 @@ export class Endpoint {
   }
 
   sendFrame(kp, frame) {
+    if (!kp.peer.addr) return this.drop('no-address');
     const n = kp.sendN;
     kp.sendN += 1n;
     const ad = concat([DATA_AD, be32(kp.peerIndex)]);
@@ -247,6 +252,16 @@ export class Endpoint {
     const pkt = encode({ type: 'data', rid: kp.peerIndex, n, ct });
     this.stats.sent += 1;
     this.sendDatagram(pkt, kp.peer.addr);
+  }
+
+  /**
+   * The transport forgot `addr` (05 §9.2: an inbound WebSocket connection
+   * closed): sessions sending there wait for the next send() to name an
+   * address (a dialable one, from the routing table).
+   */
+  forgetAddress(addr) {
+    const k = addrKey(addr);
+    for (const p of this.peers.values()) if (p.addr && addrKey(p.addr) === k) p.addr = null;
   }
 
   /** Close every session with the peer (sends `close`). */

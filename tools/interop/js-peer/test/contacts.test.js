@@ -16,11 +16,13 @@ test('the spec examples parse and print canonically', () => {
 });
 
 test('wire addresses round-trip', () => {
-  for (const a of [{ address: '127.0.0.1', port: 6881 }, { address: '::1', port: 1 }, { address: '2001:db8::5:0:1', port: 65535 }]) {
+  for (const a of [{ tr: 'udp', address: '127.0.0.1', port: 6881 }, { tr: 'udp', address: '::1', port: 1 }, { tr: 'ws', address: '2001:db8::5:0:1', port: 65535 }]) {
     const w = toWireAddr(a);
     assert.equal(w.ip.length, a.address.includes(':') ? 16 : 4);
-    assert.deepEqual(fromWireAddr(w), a);
+    assert.equal(w.tr, a.tr);
+    assert.deepEqual(fromWireAddr(w, ['udp', 'ws']), a);
   }
+  assert.equal(fromWireAddr(toWireAddr({ tr: 'ws', address: '127.0.0.1', port: 1 }), ['udp']), null, 'a transport we cannot send on');
 });
 
 test('routing table: k-buckets by XOR prefix, closest first, full buckets keep old entries', () => {

@@ -147,3 +147,24 @@ test('pqIK early data reaches the responder, flagged, and its answer waits for k
   assert.deepEqual(n.got.A.map((g) => g.msg[0]), [42]);
   assert.equal(n.A.stats.handshakes + n.B.stats.handshakes, 2, 'the answer did not start another handshake');
 });
+
+test('a forgotten address (an inbound WebSocket connection closed): the next send names the one to use', () => {
+  const n = net();
+  // A reaches B from an "inbound connection" address; B answers there, then forgets it
+  const inbound = { tr: 'ws', address: '127.0.0.1', port: 1001, inbound: true };
+  n.A.send(idB.nodeId, B_ADDR, Uint8Array.of(1));
+  n.deliver((d) => {
+    if (d.from === A_ADDR) d.from = inbound;
+    return true;
+  });
+  assert.equal(n.got.B.length, 1);
+  n.B.forgetAddress({ tr: 'udp', address: '127.0.0.1', port: 1001 });
+  assert.equal(n.B.peers.get(Buffer.from(idA.nodeId).toString('hex')).addr, inbound, 'a UDP address of the same numbers is another address');
+  n.B.forgetAddress(inbound);
+  const dialable = { tr: 'ws', address: '127.0.0.1', port: 1001 };
+  n.B.send(idA.nodeId, dialable, Uint8Array.of(2));
+  assert.equal(n.wire.at(-1).to, dialable, 'sent on the same keys to the dialable address');
+  n.deliver();
+  assert.deepEqual([...n.got.A[0].msg], [2]);
+  assert.equal(n.A.stats.handshakes + n.B.stats.handshakes, 1, 'no new handshake');
+});
