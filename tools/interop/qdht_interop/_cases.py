@@ -33,18 +33,21 @@ from qdht.wire import (
     FindNode,
     FindValue,
     Nodes,
+    Notified,
+    Notify,
     Ping,
     Pong,
     Store,
     Stored,
     Value,
+    Watch,
+    Watching,
     dumps_canonical,
     encode,
     immutable_key,
     loads_canonical,
     new_rid,
 )
-from qdht.wire._watch import Notified, Notify, Watch, Watching
 from qdht_interop._grades import INFORMATIONAL, NON_STRICT, CaseFailed, CaseUnimplemented
 from qdht_interop._handshake import cookie_from, first_fragments, learn_static, parse
 from qdht_interop._probe import Probe, Undecodable
