@@ -194,6 +194,8 @@ def test_benchmark_runs_and_reports_every_metric() -> None:
     result = records_store.run(args)
     assert set(result.metrics) == {
         "sqlite_writes_per_s",
+        "sqlite_group_writes_per_s",
+        "sqlite_loop_put_us",
         "sqlite_reads_per_s",
         "sqlite_full_writes_per_s",
         "memory_puts_per_s",
