@@ -24,7 +24,7 @@ from qdht.dht._events import (
     PutCompleted,
     ValueStored,
 )
-from qdht.dht._lookup import Lookup
+from qdht.dht._lookup import Lookup, LookupTrace
 from qdht.dht._records import (
     ValidRecord,
     best_of,
@@ -138,6 +138,10 @@ class _Lookups(_Requests):
     def local_records(self, key: bytes, now: float) -> list[ValidRecord]:
         """The live, valid records this node holds under ``key`` (a set: its entries)."""
         return self._servable(key, self.unix_time(now))
+
+    def running_lookups(self) -> list[tuple[str, LookupTrace]]:
+        """The lookups in flight, oldest first: their kind and trace so far."""
+        return [(op.kind, op.lookup.trace) for op in self._ops.values() if type(op) is _LookupOp]
 
     def local_value(self, key: bytes, now: float) -> bytes | None:
         """The value of the *immutable* record this node holds under ``key`` (None if none).
