@@ -51,6 +51,7 @@ def plot_demo(operations: Sequence[Any], title: str, path: Path) -> None:
     top = max((max(op.hops) for op in with_hops), default=1)
     bins = [b - 0.5 for b in range(1, top + 2)]
     hops.hist([op.hops for op in with_hops], bins=bins, label=[op.name for op in with_hops])
+    hops.set_xticks(range(1, top + 1))
     hops.set(title="hops per lookup", xlabel="hops", ylabel="operations")
     with_rpcs = [op for op in operations if op.rpcs]
     rpcs.boxplot([op.rpcs for op in with_rpcs], tick_labels=[op.name for op in with_rpcs])
