@@ -181,6 +181,12 @@ class _Lookups(_Requests):
         cas: int | None = None,
     ) -> int:
         handle = self._handle()
+        if kind in USER_KINDS:
+            # A client's refresh deferred while it was idle runs now, with this lookup.
+            self._used_since_refresh = True
+            if self._refresh_deferred:
+                self._refresh_deferred = False
+                self._new_deadline = min(self._new_deadline, now)
         cfg = self.lookup_config
         lookup = Lookup(
             target,

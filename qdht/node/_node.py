@@ -987,8 +987,11 @@ class Node:
 async def _save_routing_periodically(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The ``dht`` service's task: save the routing table every ``snapshot_interval``."""
+    """The ``dht`` service's task: save the routing table every ``snapshot_interval``
+    (with a ``data_dir``; without one it never wakes: an idle phone stays asleep)."""
     task_status.started()
+    if node._data_dir is None:
+        await trio.sleep_forever()
     while True:
         await trio.sleep(node.config.snapshot_interval)
         node._save_routing()
