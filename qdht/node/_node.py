@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import math
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -34,7 +35,6 @@ from typing import Any, Final
 
 import attrs
 import trio
-import trio.testing
 
 from qdht.config import Config, parse_listen
 from qdht.dht import (
@@ -1009,7 +1009,12 @@ async def _save_records(
     ahead while a thread works.  A failing save is retried every second.
     """
     store = node.core.records
-    simulated = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    # trio.testing is imported only where it is used (tests, simulations): it
+    # pulls in pytest, 10 MB a phone has no use for.
+    testing = sys.modules.get("trio.testing")
+    simulated = testing is not None and isinstance(
+        trio.lowlevel.current_clock(), testing.MockClock
+    )
     task_status.started()
     while True:
         await node._records_unsaved.wait()

@@ -21,6 +21,7 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "mobile": "mobile",
     "models": "models",
     "messaging": "messaging",
     "groups": "groups",
