@@ -144,6 +144,8 @@ class WebFace:
         self._started = trio.current_time()
         base = binds[0] if binds else f"http://{self.config.host}:{self.config.port}"
         self.port = int(base.rsplit(":", 1)[1])
+        # A wildcard bind is reached on loopback from here (and by its IP elsewhere).
+        base = base.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
         self.url = base + "/" + (f"?token={self.token}" if self.token else "")
 
     def _node(self) -> Node:
