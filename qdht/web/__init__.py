@@ -8,7 +8,7 @@ with starlette routes; its assets ship in the package.  Install the
 ``web`` extra.
 """
 
-from qdht.web._app import COOKIE, MAX_WS_MESSAGE, hypercorn_config, make_app
+from qdht.web._app import COOKIE, MAX_WS_MESSAGE, hypercorn_config, make_app, push_updates
 from qdht.web._config import WebConfig, is_loopback, parse_web_address
 from qdht.web._history import History
 from qdht.web._metrics import CONTENT_TYPE, prometheus_text
@@ -31,6 +31,7 @@ __all__ = [
     "make_app",
     "parse_web_address",
     "prometheus_text",
+    "push_updates",
     "records_json",
     "routing_json",
     "web_service",

@@ -37,7 +37,7 @@ from qdht.web._config import WebConfig, is_loopback
 from qdht.web._metrics import CONTENT_TYPE
 from qdht.web._service import WebFace
 
-__all__ = ["COOKIE", "MAX_WS_MESSAGE", "hypercorn_config", "make_app"]
+__all__ = ["COOKIE", "MAX_WS_MESSAGE", "hypercorn_config", "make_app", "push_updates"]
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def make_app(face: WebFace) -> ASGIApp:
 
             nursery.start_soon(ignore_input)
             with contextlib.suppress(WebSocketDisconnect):
-                await _push(websocket, face)
+                await push_updates(websocket, face)
             nursery.cancel_scope.cancel()
 
     routes = [
@@ -257,7 +257,7 @@ def make_app(face: WebFace) -> ASGIApp:
     return _Guard(Starlette(routes=routes), face)
 
 
-async def _push(websocket: WebSocket, face: WebFace) -> None:
+async def push_updates(websocket: WebSocket, face: WebFace) -> None:
     """Send the whole state, then every update; close a client too slow to take one."""
     text = json.dumps(face.state(), separators=(",", ":"))
     while True:
