@@ -1012,9 +1012,7 @@ async def _save_records(
     # trio.testing is imported only where it is used (tests, simulations): it
     # pulls in pytest, 10 MB a phone has no use for.
     testing = sys.modules.get("trio.testing")
-    simulated = testing is not None and isinstance(
-        trio.lowlevel.current_clock(), testing.MockClock
-    )
+    simulated = testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
     task_status.started()
     while True:
         await node._records_unsaved.wait()
