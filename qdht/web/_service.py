@@ -246,8 +246,8 @@ async def _sample(
         task_status.started()
         while True:
             core.history.sample(node.stats(), trio.current_time())
-            if face.node is not None:
-                face._publish()
+            if face.node is not None and core.websockets:
+                face._publish()  # rendered only while a page is open
             await trio.sleep(face.config.update_interval)
 
 
