@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import qdht
 from qdht.cli._common import usage_error
 from qdht.cli._output import Output, format_bytes, format_seconds
+from qdht.cli._plot import plot_demo, require_matplotlib
 from qdht.errors import QdhtError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
 from qdht.wire import Contact, immutable_key
@@ -101,6 +102,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=30.0, help="seconds one operation may take (default 30)"
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="also draw latency, hops and RPCs per operation (needs the plot extra)",
+    )
     p.set_defaults(run=run)
 
 
@@ -162,6 +169,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise usage_error("--timeout must be positive")
     if not 1 <= args.k <= 20:
         raise usage_error("--k must be in 1..20")
+    if args.plot is not None:
+        require_matplotlib()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     out.note(
         f"qdht demo: {args.nodes} nodes on loopback UDP, k = {args.k}, puzzle difficulty "
@@ -176,6 +185,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         out.note(f"wrote {args.json}")
+    if args.plot is not None:
+        title = f"qdht demo: {args.nodes} nodes, k = {args.k}, seed {seed}"
+        plot_demo(demo.operations, title, args.plot)
+        out.note(f"wrote {args.plot}")
     for failure in demo.bootstrap_failures:
         out.error(f"bootstrap failed: {failure}")
     failed = [op for op in demo.operations if op.ok < op.total]

@@ -89,7 +89,35 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"print a status line this often (default {DEFAULT_STATUS_INTERVAL:g}; 0: never)",
     )
+    p.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        help="serve a live page of the node here (needs the web extra); off loopback it "
+        "requires the access token printed at start",
+    )
+    p.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        help="the page's access token (default: none on loopback, a fresh one elsewhere)",
+    )
     p.set_defaults(run=run)
+
+
+def _web_services(args: argparse.Namespace) -> list[Any]:
+    """The web page's service factory when --web is given (imports the web extra)."""
+    if args.web is None:
+        if args.web_token is not None:
+            raise usage_error("--web-token needs --web")
+        return []
+    try:
+        from qdht.web import WebConfig, parse_web_address, web_service
+    except ImportError as exc:
+        raise CommandError(f"--web needs the web extra (pip install 'qdht[web]'): {exc}") from None
+    try:
+        host, port = parse_web_address(args.web)
+        return [web_service(WebConfig(host=host, port=port, token=args.web_token))]
+    except ConfigError as exc:
+        raise usage_error(f"--web: {exc}") from None
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -106,7 +134,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
-    config = attrs.evolve(config, identity=_identity(config, args, out))
+    services = _web_services(args)
+    config = attrs.evolve(config, identity=_identity(config, args, out), services=services)
     stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out)
     out.note(f"stopped ({stopped_by})")
     return 0
@@ -153,6 +182,9 @@ async def _run_node(
     async with qdht.open_node(config) as node:
         for i in range(len(node.contact.addresses)):
             out.emit(node.contact.to_uri(i))
+        if "web" in node.services:
+            # As Jupyter does: the address to open, with its token if one is needed.
+            out.note(f"web page: {getattr(node.services.get('web').face, 'url', None)}")
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
             if bootstrap:

@@ -25,7 +25,7 @@ from qdht.dht._events import (
     ValueStored,
     WatchUpdate,
 )
-from qdht.dht._lookup import ClusterDetector, Lookup, LookupTrace, PathTrace
+from qdht.dht._lookup import ClusterDetector, Lookup, LookupTrace, PathTrace, QueriedPeer
 from qdht.dht._records import (
     DEFAULT_RECORD_LIMITS,
     REJECT_REASONS,
@@ -127,6 +127,7 @@ __all__ = [
     "PeerReplaced",
     "PingNeeded",
     "PutCompleted",
+    "QueriedPeer",
     "RecordConfig",
     "RecordLimits",
     "RecordStore",

@@ -138,10 +138,11 @@ class DhtCore(_WatchRpc):
                 timer = op.lookup.get_timer()
                 if timer is not None:
                     when.append(timer)
-        when.append(self.routing.next_refresh_time())
+        if not self._refresh_deferred:
+            when.append(self.routing.next_refresh_time())
         if self._sweep_at is not None:
             when.append(self._sweep_at)
-        return min(when)
+        return min(when, default=None)
 
     def watch_timer(self) -> float | None:
         """When a subscription (holder side) or a watch round (watcher side) is due."""
@@ -170,16 +171,27 @@ class DhtCore(_WatchRpc):
                 timer = op.lookup.get_timer()
                 if timer is not None and timer <= now:
                     self._pump(op, now)
-        if now >= self.routing.next_refresh_time():
-            targets = self.routing.buckets_needing_refresh(now)
-            if len(self.routing):
-                budget = self.rpc_config.max_refresh_lookups
-                for target in targets[:budget]:
-                    if self._lookups >= self.rpc_config.max_lookups:
-                        break
-                    self._start(target, "refresh", now)
+        if not self._refresh_deferred and now >= self.routing.next_refresh_time():
+            if self.client_mode and not self._used_since_refresh:
+                # An idle client refreshes nothing: its table serves only its own
+                # lookups, so the refresh waits for the next one (a phone asleep
+                # in a pocket sends nothing).
+                self._refresh_deferred = True
+            else:
+                self._refresh_buckets(now)
         if self._sweep_at is not None and now >= self._sweep_at:
             self._sweep(now)
+
+    def _refresh_buckets(self, now: float) -> None:
+        """Look up a random ID in every bucket idle for ``refresh_interval`` (Kademlia §2.3)."""
+        self._used_since_refresh = False
+        targets = self.routing.buckets_needing_refresh(now)
+        if len(self.routing):
+            budget = self.rpc_config.max_refresh_lookups
+            for target in targets[:budget]:
+                if self._lookups >= self.rpc_config.max_lookups:
+                    break
+                self._start(target, "refresh", now)
 
     def receive_message(
         self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False

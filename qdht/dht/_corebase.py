@@ -341,6 +341,7 @@ class _CoreBase:
         "_out",
         "_outcomes",
         "_pending",
+        "_refresh_deferred",
         "_requests",
         "_requests_by_address",
         "_requests_global",
@@ -348,6 +349,7 @@ class _CoreBase:
         "_rpcs",
         "_sample_at",
         "_sweep_at",
+        "_used_since_refresh",
         "bytes_received",
         "bytes_sent",
         "client_mode",
@@ -466,6 +468,10 @@ class _CoreBase:
         self._late: dict[bytes, _Pending] = {}
         self._ops: dict[int, _RequestOp | _LookupOp | _WatchOp] = {}
         self._lookups = 0
+        # Client mode: bucket refresh waits while the app makes no lookups
+        # (an idle phone sends nothing); the next lookup brings it back.
+        self._used_since_refresh = False
+        self._refresh_deferred = False
         self._next_handle = 1
         self._out: list[Outgoing] = []
         #: STORED answers waiting for the record store to save their change:

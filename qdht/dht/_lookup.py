@@ -38,12 +38,13 @@ from qdht.dht._config import LookupConfig
 from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
 
-__all__ = ["ClusterDetector", "Lookup", "LookupTrace", "PathTrace"]
+__all__ = ["ClusterDetector", "Lookup", "LookupTrace", "PathTrace", "QueriedPeer"]
 
 _FRESH: Final = 0
 _IN_FLIGHT: Final = 1
 _ANSWERED: Final = 2
 _FAILED: Final = 3
+_OUTCOMES: Final = {_IN_FLIGHT: "in-flight", _ANSWERED: "answered", _FAILED: "failed"}
 
 
 @attrs.frozen
@@ -54,6 +55,19 @@ class PathTrace:
     responses: int
     timeouts: int
     hops: int
+
+
+@attrs.frozen
+class QueriedPeer:
+    """One node a lookup queried: what draws its path through the keyspace."""
+
+    node_id: bytes
+    #: 1 for the initial contacts, ``h + 1`` for a node learned from a hop-``h`` node.
+    hop: int
+    #: The disjoint path that owned it.
+    path: int
+    #: ``"answered"``, ``"failed"`` or ``"in-flight"``.
+    outcome: str
 
 
 @attrs.frozen
@@ -80,6 +94,8 @@ class LookupTrace:
     duration: float
     paths: tuple[PathTrace, ...]
     drops: dict[str, int]
+    #: Every node queried, in hop order (bounded by the lookup's own limits).
+    queried: tuple[QueriedPeer, ...] = ()
 
 
 class _Candidate:
@@ -222,6 +238,11 @@ class Lookup:
                 for p, h in zip(self._paths, path_hops, strict=True)
             ),
             drops=dict(self._drops),
+            queried=tuple(
+                QueriedPeer(c.contact.node_id, c.hop, c.path, _OUTCOMES[c.state])
+                for c in sorted(self._known.values(), key=lambda c: c.hop)
+                if c.state != _FRESH
+            ),
         )
 
     # -- driving -------------------------------------------------------------------

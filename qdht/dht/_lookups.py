@@ -24,7 +24,7 @@ from qdht.dht._events import (
     PutCompleted,
     ValueStored,
 )
-from qdht.dht._lookup import Lookup
+from qdht.dht._lookup import Lookup, LookupTrace
 from qdht.dht._records import (
     ValidRecord,
     best_of,
@@ -139,6 +139,10 @@ class _Lookups(_Requests):
         """The live, valid records this node holds under ``key`` (a set: its entries)."""
         return self._servable(key, self.unix_time(now))
 
+    def running_lookups(self) -> list[tuple[str, LookupTrace]]:
+        """The lookups in flight, oldest first: their kind and trace so far."""
+        return [(op.kind, op.lookup.trace) for op in self._ops.values() if type(op) is _LookupOp]
+
     def local_value(self, key: bytes, now: float) -> bytes | None:
         """The value of the *immutable* record this node holds under ``key`` (None if none).
 
@@ -177,6 +181,12 @@ class _Lookups(_Requests):
         cas: int | None = None,
     ) -> int:
         handle = self._handle()
+        if kind in USER_KINDS:
+            # A client's refresh deferred while it was idle runs now, with this lookup.
+            self._used_since_refresh = True
+            if self._refresh_deferred:
+                self._refresh_deferred = False
+                self._new_deadline = min(self._new_deadline, now)
         cfg = self.lookup_config
         lookup = Lookup(
             target,

@@ -293,6 +293,11 @@ class RoutingTable:
             if buckets[i].entries:
                 yield list(buckets[i].entries)
 
+    def rtt(self, node_id: bytes) -> float | None:
+        """The smoothed RTT of ``node_id`` (None: not in the table, or never measured)."""
+        entry = self._entry(node_id) if node_id in self else None
+        return None if entry is None else entry.srtt
+
     def timeout_for(self, node_id: bytes) -> float:
         """The request timeout for a peer: RFC 6298 from its RTTs, backed off per miss.
 

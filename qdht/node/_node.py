@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import math
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -34,7 +35,6 @@ from typing import Any, Final
 
 import attrs
 import trio
-import trio.testing
 
 from qdht.config import Config, parse_listen
 from qdht.dht import (
@@ -987,8 +987,11 @@ class Node:
 async def _save_routing_periodically(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The ``dht`` service's task: save the routing table every ``snapshot_interval``."""
+    """The ``dht`` service's task: save the routing table every ``snapshot_interval``
+    (with a ``data_dir``; without one it never wakes: an idle phone stays asleep)."""
     task_status.started()
+    if node._data_dir is None:
+        await trio.sleep_forever()
     while True:
         await trio.sleep(node.config.snapshot_interval)
         node._save_routing()
@@ -1006,7 +1009,10 @@ async def _save_records(
     ahead while a thread works.  A failing save is retried every second.
     """
     store = node.core.records
-    simulated = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    # trio.testing is imported only where it is used (tests, simulations): it
+    # pulls in pytest, 10 MB a phone has no use for.
+    testing = sys.modules.get("trio.testing")
+    simulated = testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
     task_status.started()
     while True:
         await node._records_unsaved.wait()

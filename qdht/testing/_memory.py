@@ -261,6 +261,20 @@ class MemoryNetwork:
         self._hosts[host] = self._hosts.get(host, 0) + 1
         return transport
 
+    def move(self, transport: MemoryTransport, host: str | None = None) -> Address:
+        """Give ``transport`` a new address (a fresh host unless ``host``), as a phone
+        gets when it changes networks; datagrams to the old address are lost.
+        Returns the new address; the transport stays open."""
+        if self._bound.get(transport._addr) is not transport:
+            raise TransportError("move: the transport is not bound on this network")
+        fresh = self.bind(host, 0 if host is not None else 6881)
+        del self._bound[fresh._addr]
+        self._unbind(transport)
+        transport._addr = fresh._addr
+        transport._local = (fresh._addr,)
+        self._bound[fresh._addr] = transport
+        return fresh._addr
+
     def _ephemeral_port(self, host: str) -> int:
         port = self._next_port.get(host, EPHEMERAL_PORT_FIRST)
         for _ in range(65536 - EPHEMERAL_PORT_FIRST):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -120,7 +120,7 @@ class UdpTransport:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._try_send(data, addr):
             # The send buffer is full: wait (a real checkpoint) and retry.
-            await trio.lowlevel.wait_writable(self._sock)
+            await self._wait(trio.lowlevel.wait_writable)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_batch(self, datagrams: Iterable[tuple[bytes, Any]]) -> None:
@@ -143,7 +143,7 @@ class UdpTransport:
                 self._drops.drop("wrong-transport")
             else:
                 while not self._try_send(data, addr):
-                    await trio.lowlevel.wait_writable(self._sock)
+                    await self._wait(trio.lowlevel.wait_writable)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _try_send(self, data: bytes, addr: Address) -> bool:
@@ -178,8 +178,9 @@ class UdpTransport:
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while (item := self._take()) is None:
-            # wait_readable raises ClosedResourceError if aclose() runs meanwhile.
-            await trio.lowlevel.wait_readable(self._sock)
+            # wait_readable raises ClosedResourceError if aclose() runs meanwhile
+            # (or rebind(): then the wait moves to the new socket).
+            await self._wait(trio.lowlevel.wait_readable)
             waited = True
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -223,6 +224,38 @@ class UdpTransport:
             self._received += 1
             self._bytes_received += len(data)
             return data, addr
+
+    async def _wait(self, wait: Callable[[Any], Awaitable[None]]) -> None:
+        """Wait for the socket; after a :meth:`rebind` meanwhile, return to retry on the new one."""
+        sock = self._sock
+        try:
+            await wait(sock)
+        except trio.ClosedResourceError:
+            if self._closed or self._sock is sock:
+                raise
+
+    def rebind(self, port: int = 0) -> Address:
+        """Move to a fresh socket on the same local host (``port`` 0: a new ephemeral one).
+
+        What a phone's peers see when it changes networks: its datagrams come
+        from a new address.  Sessions follow it (an authenticated packet moves
+        the peer's address, 05-transport.md) or are handshaken again; a task
+        waiting to receive or send carries on with the new socket.  Datagrams
+        still queued on the old socket are lost.  Returns the new address.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("UDP transport is closed")
+        old = self._sock
+        host = old.getsockname()[0]
+        self._sock = _bind_socket(
+            host, port, dual_stack=self._dual_stack, receive_buffer_size=DEFAULT_RECEIVE_BUFFER_SIZE
+        )
+        self._addr_cache.clear()
+        new_host, new_port = self._sock.getsockname()[:2]
+        self._local = (Address("udp", new_host, new_port),)
+        trio.lowlevel.notify_closing(old)  # a waiting task moves to the new socket
+        old.close()
+        return self._local[0]
 
     async def aclose(self) -> None:
         if not self._closed:

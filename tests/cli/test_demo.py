@@ -15,9 +15,10 @@ from qdht.cli._output import format_bytes, format_seconds
 def test_demo_with_five_nodes_succeeds_and_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report_path = tmp_path / "demo.json"
+    report_path, plot_path = tmp_path / "demo.json", tmp_path / "demo.png"
     argv = ["demo", "--nodes", "5", "--values", "4", "--lookups", "4", "--seed", "7"]
-    assert main([*argv, "--json", str(report_path)]) == 0
+    assert main([*argv, "--json", str(report_path), "--plot", str(plot_path)]) == 0
+    assert plot_path.read_bytes().startswith(b"\x89PNG")
     out = capsys.readouterr().out
     assert "5 nodes on loopback UDP, k = 5, puzzle difficulty 8" in out
     assert "seed 7" in out

@@ -32,6 +32,12 @@ URI = "qdht+udp://127.0.0.1:6881/" + "ab" * 32
         (["get", "00" * 32, "--bootstrap", URI, "--timeout", "0"], "--timeout must be positive"),
         (["node", "--bootstrap", "nonsense"], "--bootstrap: contact URI must start with"),
         (["node", "--status-interval", "-1"], "--status-interval must not be negative"),
+        (["node", "--web-token", "x" * 20], "--web-token needs --web"),
+        (["node", "--web", "localhost"], "--web: web address must be HOST:PORT"),
+        (
+            ["node", "--web", "127.0.0.1:8080", "--web-token", "short"],
+            "--web: token must be 16..256",
+        ),
         (["demo", "--nodes", "1"], "--nodes must be in 2..500"),
         (["demo", "--nodes", "many"], "argument --nodes: invalid int value: 'many'"),
     ],

@@ -104,6 +104,14 @@ def test_failed_nodes_are_skipped_and_closer_discoveries_asked() -> None:
     assert trace.closest_hops == 2
     assert trace.duration == 2.0
     assert trace.done
+    # Every node queried, in hop order, with how it ended: what draws the path.
+    assert [(p.node_id, p.hop, p.outcome) for p in trace.queried] == [
+        (initial[0].node_id, 1, "failed"),
+        (initial[1].node_id, 1, "answered"),
+        (initial[2].node_id, 1, "answered"),
+        (initial[3].node_id, 1, "answered"),
+        (closer.node_id, 2, "answered"),
+    ]
 
 
 def test_lookups_survive_30_percent_dead_nodes() -> None:

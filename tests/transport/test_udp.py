@@ -243,3 +243,37 @@ async def test_batch_calls_on_a_closed_transport_raise() -> None:
         await t.send_batch([(b"x", me)])
     with pytest.raises(trio.ClosedResourceError):
         await t.receive_batch()
+
+
+async def test_rebind_moves_a_waiting_receiver_to_a_new_address() -> None:
+    async with (
+        open_udp_transport("127.0.0.1", 0) as roaming,
+        open_udp_transport("127.0.0.1", 0) as peer,
+    ):
+        (old,) = roaming.local_addresses
+        old_socket = roaming.socket
+        got: list[tuple[bytes, Address]] = []
+        async with trio.open_nursery() as nursery:
+
+            async def receive() -> None:
+                got.append(await roaming.receive())
+
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            new = roaming.rebind()
+            assert new != old
+            assert new.host == "127.0.0.1"
+            assert roaming.local_addresses == (new,)
+            assert old_socket.fileno() == -1
+            await peer.send(b"to the new address", new)
+        assert got == [(b"to the new address", peer.local_addresses[0])]
+        # The peer sees the roaming side's new address as the source.
+        await roaming.send(b"from the new address", peer.local_addresses[0])
+        assert await peer.receive() == (b"from the new address", new)
+
+
+async def test_rebind_after_close_is_refused() -> None:
+    async with open_udp_transport("127.0.0.1", 0) as t:
+        pass
+    with pytest.raises(trio.ClosedResourceError):
+        t.rebind()

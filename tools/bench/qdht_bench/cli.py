@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Final
 
 from qdht_bench._common import render_table, write_json
+from qdht_bench._plot import plot_result
 
 __all__ = ["BENCHMARKS", "main"]
 
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "mobile": "mobile",
     "models": "models",
     "messaging": "messaging",
     "groups": "groups",
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"qdht_bench.{module_name}")
         p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         p.add_argument("--json", type=Path, metavar="PATH", help="write metric → number JSON")
+        p.add_argument("--plot", type=Path, metavar="PNG", help="draw the figures against targets")
         module.add_arguments(p)
         p.set_defaults(module=module)
     args = parser.parse_args(argv)
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         write_json(result, args.json)
         print(f"wrote {args.json}")
+    if args.plot is not None:
+        plot_result(result, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
