@@ -9,6 +9,26 @@ commit slot per epoch.  The node drives these cores from its own tasks,
 passing ``now`` in.
 """
 
+from qdht.messaging._client import (
+    DIRECTORY_PREFIX,
+    PREKEY_SALT,
+    IncomingMessage,
+    MessagingClient,
+    OutboxItem,
+    PollPlan,
+    directory_topic,
+    directory_value,
+    parse_directory_value,
+)
+from qdht.messaging._face import (
+    Delivery,
+    DirectDelivery,
+    MessagingConfig,
+    MessagingFace,
+    contact_node_id,
+    messaging_service,
+)
+
 # -- direct messaging --
 from qdht.messaging._first_contact import (
     Accepted,
@@ -111,6 +131,11 @@ from qdht.messaging._group_tree import (
     root,
     sibling,
 )
+from qdht.messaging._holder import (
+    MBOX_TIMEOUT,
+    MailboxCore,
+    MboxDone,
+)
 from qdht.messaging._kdf import KEY_SIZE, chain_step, derive, sha3_256
 from qdht.messaging._mailbox import (
     DEFAULT_SLOT_SIZE,
@@ -126,6 +151,10 @@ from qdht.messaging._mailbox import (
     intro_work,
     slot_at,
     solve_intro,
+)
+from qdht.messaging._msgstore import (
+    MESSAGING_FILE,
+    MessagingStore,
 )
 from qdht.messaging._prekeys import (
     MAX_CLOCK_SKEW,
@@ -157,6 +186,7 @@ __all__ = [
     "DEFAULT_SLOT_SIZE",
     "DEFAULT_TURN_INTERVAL",
     "DEFAULT_WINDOW",
+    "DIRECTORY_PREFIX",
     "INTRO_CAP",
     "INTRO_POW_BITS",
     "KEM_OUTPUT_SIZE",
@@ -165,11 +195,14 @@ __all__ = [
     "MAX_JUMP",
     "MAX_RECORD_LIFETIME",
     "MAX_SKIPPED",
+    "MBOX_TIMEOUT",
+    "MESSAGING_FILE",
     "MLS_SUITE_3",
     "NH",
     "NK",
     "NN",
     "POLL_WINDOW",
+    "PREKEY_SALT",
     "PROTOCOL_VERSION",
     "QDHT_SUITE",
     "SENDER_MEMBER",
@@ -181,6 +214,8 @@ __all__ = [
     "Accepted",
     "ApplicationMessage",
     "CommitBundle",
+    "Delivery",
+    "DirectDelivery",
     "EpochChanged",
     "EpochSecrets",
     "Equivocation",
@@ -193,14 +228,23 @@ __all__ = [
     "GroupEvent",
     "GroupInvitations",
     "HashRatchet",
+    "IncomingMessage",
     "IntroHolder",
     "KeyDistribution",
     "KeyPackageBundle",
     "LeafKey",
     "Mailbox",
+    "MailboxCore",
+    "MboxDone",
     "MemberAdded",
     "MemberKeys",
     "MemberRemoved",
+    "MessagingClient",
+    "MessagingConfig",
+    "MessagingFace",
+    "MessagingStore",
+    "OutboxItem",
+    "PollPlan",
     "PrekeyStore",
     "PrivateContent",
     "RatchetSession",
@@ -220,10 +264,13 @@ __all__ = [
     "check_prekey_record",
     "confirmation_tag",
     "confirmed_transcript_hash",
+    "contact_node_id",
     "decrypt_with_label",
     "derive",
     "derive_secret",
     "derive_tree_secret",
+    "directory_topic",
+    "directory_value",
     "encrypt_context",
     "encrypt_with_label",
     "expand_with_label",
@@ -241,11 +288,13 @@ __all__ = [
     "left",
     "level",
     "mac",
+    "messaging_service",
     "node_width",
     "opaque",
     "open_content",
     "open_sender_data",
     "parent",
+    "parse_directory_value",
     "parse_prekey_record",
     "private_content_aad",
     "psk_secret",
