@@ -99,7 +99,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 async def _with_messaging(
-    args: argparse.Namespace, operation: Callable[[qdht.Node], Awaitable[_T]]
+    args: argparse.Namespace, out: Output, operation: Callable[[qdht.Node], Awaitable[_T]]
 ) -> _T:
     contacts = parse_contacts(args.bootstrap)
     data_dir = args.data_dir or default_data_dir() / "msg"
@@ -115,6 +115,7 @@ async def _with_messaging(
         raise usage_error(str(exc)) from None
     with trio.move_on_after(args.timeout):
         async with qdht.open_node(config) as node:
+            out.stderr.write(f"qdht: messaging as {node.node_id.hex()}\n")
             await join(node, contacts)
             result = await operation(node)
             await node.messaging.published()
@@ -128,7 +129,7 @@ def run_send(args: argparse.Namespace, out: Output) -> int:
         await node.messaging.flush()
         return ident, node.messaging.delivery_state(ident)
 
-    ident, state = trio.run(_with_messaging, args, send)
+    ident, state = trio.run(_with_messaging, args, out, send)
     out.emit(f"{ident} {state}")
     return 0 if state == "stored" else 1
 
@@ -146,7 +147,7 @@ def run_inbox(args: argparse.Namespace, out: Output) -> int:
                 new.append(message)
         return new
 
-    for message in trio.run(_with_messaging, args, inbox):
+    for message in trio.run(_with_messaging, args, out, inbox):
         line = {
             "id": message.id,
             "sender": message.sender.hex(),

@@ -89,6 +89,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"print a status line this often (default {DEFAULT_STATUS_INTERVAL:g}; 0: never)",
     )
+    p.add_argument(
+        "--messaging",
+        action="store_true",
+        help="run the messaging layer: hold mailboxes for others and poll this node's own",
+    )
     p.set_defaults(run=run)
 
 
@@ -104,6 +109,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             identity_passphrase=read_passphrase(args.passphrase_file),
             puzzle_difficulty=args.difficulty,
         )
+        if args.messaging:
+            from qdht.messaging import MessagingConfig
+
+            config = attrs.evolve(config, messaging=MessagingConfig())
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
     config = attrs.evolve(config, identity=_identity(config, args, out))

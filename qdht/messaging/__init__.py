@@ -20,6 +20,7 @@ from qdht.messaging._client import (
     directory_value,
     parse_directory_value,
 )
+from qdht.messaging._demo import MessagingDemo
 from qdht.messaging._face import (
     Delivery,
     DirectDelivery,
@@ -241,6 +242,7 @@ __all__ = [
     "MemberRemoved",
     "MessagingClient",
     "MessagingConfig",
+    "MessagingDemo",
     "MessagingFace",
     "MessagingStore",
     "OutboxItem",

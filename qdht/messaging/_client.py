@@ -56,6 +56,8 @@ PREKEY_SALT: Final = b"qdht/v1/msg-prekeys"
 DIRECTORY_PREFIX: Final = b"qdht/v1/msg-dir/"
 #: How long an intro entry lives (at most 8 days, §5.4).
 INTRO_ENTRY_LIFETIME: Final = 7 * 86400
+#: Refusals that mean the holder has the entry already: the write is done.
+_ALREADY_HELD: Final = frozenset({"intro-duplicate"})
 #: Intro boxes polled per tick: the current signed prekey's and the previous one's.
 INTRO_BOXES: Final = 2
 
@@ -211,6 +213,8 @@ class MessagingClient:
             self.contacts[contact.node_id] = contact
         self._poll_owner: dict[bytes, bytes] = {}
         self._poll_cursor = 0
+        #: Outbox IDs whose write is under way (the I/O side sets and clears them).
+        self.in_flight: set[int] = set()
 
     # ------------------------------------------------------------ prekeys
 
@@ -321,14 +325,21 @@ class MessagingClient:
         return ident
 
     def write_done(self, item: OutboxItem, ok: bool, reason: str = "") -> None:
-        """A write was answered: stored (``ok``), refused, or to be retried (``reason`` "")."""
+        """A write was answered: stored (``ok``), refused, or to be retried (``reason`` "").
+
+        A holder that already holds the entry (``intro-duplicate``) counts as
+        stored; a stored write is never marked refused afterwards.
+        """
         if not ok and not reason:
             return  # unreachable holders: stays queued for the next tick
-        state = "stored" if ok else "refused"
+        ok = ok or reason in _ALREADY_HELD
         if not ok:
             self.drops[f"write-refused-{reason}"] += 1
+        state = "stored" if ok else "refused"
         with self.store.transaction():
-            self.store.execute("UPDATE outbox SET state = ? WHERE id = ?", (state, item.id))
+            self.store.execute(
+                "UPDATE outbox SET state = ? WHERE id = ? AND state = 'queued'", (state, item.id)
+            )
 
     def delivery_state(self, message_id: int) -> str:
         """``"queued"``, ``"stored"`` (in the recipient's mailbox) or ``"refused"``."""
@@ -338,6 +349,10 @@ class MessagingClient:
         if row is None:
             raise ConfigError(f"no message with ID {message_id}")
         return str(row[0])
+
+    def is_queued(self, item: OutboxItem) -> bool:
+        row = self.store.execute("SELECT state FROM outbox WHERE id = ?", (item.id,)).fetchone()
+        return row is not None and row[0] == "queued"
 
     # ------------------------------------------------------------ polling
 
@@ -372,12 +387,23 @@ class MessagingClient:
         return PollPlan(tuple(slots), tuple(intros), writes, cover)
 
     def queued(self, limit: int) -> tuple[OutboxItem, ...]:
-        """The oldest ``limit`` writes still waiting."""
+        """Claim the oldest ``limit`` writes still waiting and not being written right now.
+
+        They join :attr:`in_flight` until the I/O side calls :meth:`write_done`
+        or :meth:`release`.
+        """
         rows = self.store.execute(
             "SELECT id, kind, key, payload FROM outbox WHERE state = 'queued' ORDER BY id LIMIT ?",
-            (limit,),
+            (limit + len(self.in_flight),),
         ).fetchall()
-        return tuple(OutboxItem(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows)
+        items = [OutboxItem(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+        claimed = tuple(item for item in items if item.id not in self.in_flight)[:limit]
+        self.in_flight.update(item.id for item in claimed)
+        return claimed
+
+    def release(self, item: OutboxItem) -> None:
+        """The write of ``item`` ended (however); it may be claimed again if still queued."""
+        self.in_flight.discard(item.id)
 
     def on_slot(self, key: bytes, record: SlotRecord, unix: float) -> IncomingMessage | None:
         """A slot read this tick; the message it held, or None (counted)."""

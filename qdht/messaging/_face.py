@@ -76,8 +76,9 @@ __all__ = [
 
 #: Pages of an intro box read per holder and tick at most.
 MAX_INTRO_PAGES: Final = 16
-#: Wait before retrying a failed prekey publication, seconds.
-PUBLISH_RETRY: Final = 30.0
+#: Wait before retrying a failed prekey publication, seconds: doubling up to the second.
+PUBLISH_RETRY_FIRST: Final = 1.0
+PUBLISH_RETRY: Final = 60.0
 #: Longest wait between prekey rotation checks, seconds.
 PREKEY_CHECK: Final = 3600.0
 
@@ -362,7 +363,7 @@ class MessagingFace:
             async with trio.open_nursery() as nursery:
                 for item in writes:
                     nursery.start_soon(self._write, node, item)
-            if self.client.queued(self.config.writes_per_tick) == writes:
+            if all(self.client.is_queued(item) for item in writes):
                 raise LookupFailedError("no holder answered the queued writes")
 
     async def published(self) -> None:
@@ -400,6 +401,7 @@ class MessagingFace:
         task_status.started()
         pending: PrekeyRecord | None = None
         directory = False
+        retry = PUBLISH_RETRY_FIRST
         while True:
             record = self.client.prekey_step(self._unix())
             pending = (
@@ -421,8 +423,10 @@ class MessagingFace:
                 await trio.sleep_forever()  # the node is stopping
             except (LookupFailedError, RPCError, StoreError):
                 self.client.counters["prekey_publish_failed"] += 1
-                await trio.sleep(PUBLISH_RETRY)
+                await trio.sleep(retry)
+                retry = min(2 * retry, PUBLISH_RETRY)
                 continue
+            retry = PUBLISH_RETRY_FIRST
             with trio.move_on_after(PREKEY_CHECK):
                 await self._republish.wait()
             self._republish = trio.Event()
@@ -503,7 +507,10 @@ class MessagingFace:
                 return MboxPut(rid, item.key, intro=entry)
             return MboxPut(rid, item.key, secret=item.payload)
 
-        replies = await self.delivery.request(node, item.key, make)
+        try:
+            replies = await self.delivery.request(node, item.key, make)
+        finally:
+            self.client.release(item)
         if any(reply.ok for reply in replies):
             self.client.write_done(item, True)
         elif replies:
