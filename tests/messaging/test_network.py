@@ -18,12 +18,14 @@ from qdht import Config, Node, open_node
 from qdht.errors import ConfigError, NodeStateError
 from qdht.identity import Identity
 from qdht.messaging import (
+    INTRO_CAP,
     IncomingMessage,
     MessagingConfig,
     initiate,
     intro_box_key,
     intro_work,
     sha3_256,
+    solve_intro,
 )
 from qdht.testing import MemoryNetwork
 from qdht.wire import IntroEntry, MboxPut, SlotRecord
@@ -272,6 +274,43 @@ async def test_bad_mailbox_input_is_refused_and_counted(
         assert drops["messaging.slot-secret"] == 3
         assert drops["messaging.intro-pow"] == 3
         assert drops["messaging.mbox-malformed"] == 1
+
+
+async def test_a_flood_of_intro_entries_fills_the_box_but_cannot_rotate_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network(3, seed=8) as net:
+        alice, bob = net.nodes[1], net.nodes[2]
+        record, signer = await alice.messaging.fetch_prekeys(alice, bob.node_id)
+        box = intro_box_key(record.intro)
+        unix = int(trio.current_time() + alice.messaging.unix_offset)
+        outcomes: Counter[str] = Counter()
+        for i in range(INTRO_CAP + 2):
+            first = initiate(
+                mldsa_key=identity(1).mldsa,
+                identity_key=identity(1).xwing,
+                record=record,
+                signer=signer,
+                data=b"flood %d" % i,
+                now=unix,
+                use_one_time=False,
+            ).message
+            entry = solve_intro(box, first, exp=unix + 3600, bits=4)
+            replies = await alice.messaging.delivery.request(
+                alice, box, lambda rid, entry=entry: MboxPut(rid, box, intro=entry)
+            )
+            outcomes.update("ok" if r.ok else r.reason for r in replies)
+        # Every holder took the first 64 and refused the rest.
+        assert outcomes == {"ok": 3 * INTRO_CAP, "intro-full": 3 * 2}
+        drops: Counter[str] = Counter()
+        for node in net.nodes.values():
+            drops.update(node.stats()["drops"])
+        assert drops["messaging.intro-full"] == 6
+        # Bob opens every entry once; none names its sender as §7.1 asks, so none
+        # reaches his inbox: each is refused and counted, and Bob keeps running.
+        await trio.sleep(600)
+        assert bob.messaging.inbox() == []
+        assert bob.stats()["drops"]["messaging.first-sender"] == INTRO_CAP
 
 
 async def test_local_misuse_raises_clear_errors(autojump_clock: trio.testing.MockClock) -> None:
