@@ -297,7 +297,7 @@ async def test_a_flood_of_intro_entries_fills_the_box_but_cannot_rotate_it(
             ).message
             entry = solve_intro(box, first, exp=unix + 3600, bits=4)
             replies = await alice.messaging.delivery.request(
-                alice, box, lambda rid, entry=entry: MboxPut(rid, box, intro=entry)
+                alice, box, functools.partial(_put_intro, box, entry)
             )
             outcomes.update("ok" if r.ok else r.reason for r in replies)
         # Every holder took the first 64 and refused the rest.
@@ -311,6 +311,10 @@ async def test_a_flood_of_intro_entries_fills_the_box_but_cannot_rotate_it(
         await trio.sleep(600)
         assert bob.messaging.inbox() == []
         assert bob.stats()["drops"]["messaging.first-sender"] == INTRO_CAP
+
+
+def _put_intro(box: bytes, entry: IntroEntry, rid: bytes) -> MboxPut:
+    return MboxPut(rid, box, intro=entry)
 
 
 async def test_local_misuse_raises_clear_errors(autojump_clock: trio.testing.MockClock) -> None:
