@@ -478,9 +478,11 @@ class MessagingClient:
             self._save_contact(contact)
             return self._inbox(sender, parsed[0], parsed[1])
 
-    def expire_intros(self, unix: float) -> None:
+    def expire(self, unix: float) -> None:
+        """Forget expired intro digests and expired held mailboxes on disk."""
         with self.store.transaction():
             self.store.execute("DELETE FROM intros WHERE exp <= ?", (int(unix),))
+            self.store.execute("DELETE FROM held WHERE exp <= ?", (int(unix),))
 
     # ------------------------------------------------------------ inbox
 

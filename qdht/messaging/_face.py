@@ -50,6 +50,7 @@ from qdht.messaging._prekeys import parse_prekey_record
 from qdht.wire import (
     MAX_SLOT_BOX,
     MIN_SLOT_BOX,
+    RID_SIZE,
     Contact,
     IntroEntry,
     MboxGet,
@@ -279,6 +280,8 @@ class MessagingFace:
             unix_offset=context.unix_offset,
             more_stats=self.stats,
         )
+        self._restore_held(context.now)
+        self.core.on_held = self._keep_held
         self.client = MessagingClient(
             mldsa_key=identity.mldsa,
             identity_key=identity.xwing,
@@ -301,6 +304,38 @@ class MessagingFace:
         self._ready = trio.Event()
         #: When the next poll tick starts (node clock).
         self.next_tick = math.inf
+
+    # ------------------------------------------------------------ held mailboxes
+
+    def _keep_held(self, request: MboxPut) -> None:
+        """Keep a put this node accepted as a holder, so its mailboxes survive a restart."""
+        exp = 2**40
+        if request.slot is not None:
+            exp = request.slot.exp
+        elif request.intro is not None:
+            exp = request.intro.exp
+        else:
+            row = self.store.execute(
+                "SELECT MAX(exp) FROM held WHERE key = ?", (request.key,)
+            ).fetchone()
+            exp = row[0] if row and row[0] is not None else exp
+        stored = attrs.evolve(request, rid=bytes(RID_SIZE))
+        with self.store.transaction():
+            self.store.execute(
+                "INSERT INTO held (key, request, exp) VALUES (?, ?, ?)",
+                (request.key, encode(stored), exp),
+            )
+
+    def _restore_held(self, now: float) -> None:
+        unix = now + self.unix_offset
+        with self.store.transaction():
+            self.store.execute("DELETE FROM held WHERE exp <= ?", (int(unix),))
+        rows = self.store.execute("SELECT request FROM held ORDER BY id").fetchall()
+        for (blob,) in rows:
+            request = decode(bytes(blob), expect=(MboxPut,))
+            assert isinstance(request, MboxPut)
+            self.core.restore(request, now)
+        self.core.counters["restored"] = len(rows)
 
     # ------------------------------------------------------------ public API
 
@@ -461,7 +496,7 @@ class MessagingFace:
                 nursery.start_soon(self._read_slot, node, key)
         if self.client.prekeys.dirty:
             self._republish.set()
-        self.client.expire_intros(self._unix())
+        self.client.expire(self._unix())
 
     def _arrival(self) -> None:
         self._arrived.set()

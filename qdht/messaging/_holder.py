@@ -65,8 +65,11 @@ class MailboxCore:
         unix_offset: float = 0.0,
         rng: Callable[[int], bytes] = os.urandom,
         more_stats: Callable[[], dict[str, Any]] | None = None,
+        on_held: Callable[[MboxPut], None] | None = None,
     ) -> None:
         self._more_stats = more_stats
+        #: Called with every put this node accepted (the face keeps them on disk).
+        self.on_held = on_held
         self.slots = SlotHolder(slot_size=slot_size)
         self.intros = IntroHolder(cap=intro_cap, pow_bits=intro_pow_bits)
         self.unix_offset = unix_offset
@@ -106,6 +109,8 @@ class MailboxCore:
             assert request.secret is not None
             ok = self.slots.delete(SlotDelete(request.key, request.secret), now=unix)
         if ok:
+            if self.on_held is not None:
+                self.on_held(request)
             return MboxReply(rid, True)
         moved = [r for r, n in holder.drops.items() if n != before.get(r, 0)]
         return MboxReply(rid, False, reason=moved[0][:MAX_REASON_SIZE] if moved else "refused")
@@ -132,6 +137,14 @@ class MailboxCore:
         self._new_deadline = min(self._new_deadline, deadline)
         self._out.append((node_id, addr, payload))
         return handle
+
+    def restore(self, request: MboxPut, now: float) -> bool:
+        """Apply a put kept on disk (after a restart) without reporting it again."""
+        on_held, self.on_held = self.on_held, None
+        try:
+            return self.hold(request, now).ok
+        finally:
+            self.on_held = on_held
 
     def run_local(self, make: Callable[[bytes], Request], now: float) -> int:
         """Apply a request to this node's own holder; reported like a remote one."""

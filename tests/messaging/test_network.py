@@ -28,9 +28,10 @@ from qdht.messaging import (
     solve_intro,
 )
 from qdht.testing import MemoryNetwork
-from qdht.wire import IntroEntry, MboxPut, SlotRecord
+from qdht.wire import RID_SIZE, IntroEntry, MboxPut, SlotRecord
 
 DIFFICULTY = 0
+RID = bytes(RID_SIZE)
 #: Small, fast settings: two one-time prekeys, cheap proof of work, a tick a minute.
 FAST: dict[str, Any] = {
     "one_time_prekeys": 2,
@@ -311,6 +312,43 @@ async def test_a_flood_of_intro_entries_fills_the_box_but_cannot_rotate_it(
         await trio.sleep(600)
         assert bob.messaging.inbox() == []
         assert bob.stats()["drops"]["messaging.first-sender"] == INTRO_CAP
+
+
+async def test_a_holder_keeps_its_mailboxes_across_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        net = Net(stack, seed=9)
+        await net.start(0, poll_interval=3600.0)
+        unix = trio.current_time() + net.nodes[0].messaging.unix_offset
+        kept, gone = b"\x01" * 32, b"\x02" * 32
+        secret = {token: sha3_256(token, b"delete") for token in (kept, gone)}
+        slots = {
+            token: SlotRecord(token, bytes(2048), sha3_256(secret[token]), int(unix) + 86400)
+            for token in (kept, gone)
+        }
+        async with AsyncExitStack() as first_run:
+            holder = await net.start(1, tmp_path / "holder", stack=first_run, poll_interval=3600.0)
+            core, now = holder.messaging.core, trio.current_time()
+            for token, slot in slots.items():
+                assert core.hold(MboxPut(RID, sha3_256(token), slot=slot), now).ok
+            wrong = MboxPut(RID, sha3_256(gone), secret=secret[kept])
+            assert core.hold(wrong, now).reason == "slot-secret"
+            assert core.hold(MboxPut(RID, sha3_256(gone), secret=secret[gone]), now).ok
+        holder = await net.start(1, tmp_path / "holder", poll_interval=3600.0)
+        core, now = holder.messaging.core, trio.current_time()
+        unix = now + holder.messaging.unix_offset
+        assert core.stats()["restored"] == 3
+        assert core.slots.get(sha3_256(kept), now=unix) == slots[kept]
+        assert core.slots.get(sha3_256(gone), now=unix) is None
+        # The tombstone came back too: the deleted slot cannot be written again.
+        again = core.hold(MboxPut(RID, sha3_256(gone), slot=slots[gone]), now)
+        assert again.reason == "slot-deleted"
+        # A day later both have expired, in memory and on disk.
+        await trio.sleep(86400 + 1200)
+        assert core.slots.slots == {}
+        assert core.stats()["expired"] == 2
+        assert holder.messaging.store.execute("SELECT COUNT(*) FROM held").fetchone() == (0,)
 
 
 def _put_intro(box: bytes, entry: IntroEntry, rid: bytes) -> MboxPut:
