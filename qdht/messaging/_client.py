@@ -92,7 +92,11 @@ def parse_directory_value(node_id: bytes, value: bytes, owner: bytes) -> bytes |
 
 @attrs.frozen
 class IncomingMessage:
-    """A message that arrived: inbox ``id``, ``sender`` node ID, its Unix ``time``, ``data``."""
+    """A message that arrived: inbox ``id``, ``sender`` node ID, ``time``, ``data``.
+
+    ``time`` is the Unix time the sender wrote into the message (its clock, as it
+    claims; authenticated with the rest of the message).
+    """
 
     id: int
     sender: bytes
