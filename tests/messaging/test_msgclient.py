@@ -81,14 +81,20 @@ def _hand_over(
     return receiver.on_slot(item.key, record, NOW)
 
 
-def test_a_crash_before_a_receive_commits_reads_the_slot_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def conversation(tmp_path: Path) -> tuple[MessagingClient, MessagingClient]:
+    """Alice and Bob after Alice's first message, "hi", reached Bob."""
     alice, bob = client("alice", tmp_path), client("bob", tmp_path)
     record = bob.prekey_step(NOW)
     assert record is not None
     alice.queue_first(bob.node_id, record, identity("bob").mldsa.public_key_bytes(), b"hi", NOW)
     assert deliver(alice, bob) == [b"hi"]
+    return alice, bob
+
+
+def test_a_crash_before_a_receive_commits_reads_the_slot_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = conversation(tmp_path)
     alice.queue_message(bob.node_id, b"second", NOW)
     # Bob crashes while storing what "second" changed: nothing of it is kept ...
     crash_on(bob.store, "INSERT INTO inbox", monkeypatch)
@@ -106,11 +112,7 @@ def test_a_crash_before_a_receive_commits_reads_the_slot_again(
 def test_a_crash_before_a_send_commits_queues_nothing_and_reuses_no_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob = client("alice", tmp_path), client("bob", tmp_path)
-    record = bob.prekey_step(NOW)
-    assert record is not None
-    alice.queue_first(bob.node_id, record, identity("bob").mldsa.public_key_bytes(), b"hi", NOW)
-    assert deliver(alice, bob) == [b"hi"]
+    alice, bob = conversation(tmp_path)
     crash_on(alice.store, "INSERT INTO outbox", monkeypatch)
     with pytest.raises(Crash):
         alice.queue_message(bob.node_id, b"lost before it left", NOW)
