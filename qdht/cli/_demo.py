@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import qdht
 from qdht.cli._common import usage_error
+from qdht.cli._demo_msg import run_messaging_demo
 from qdht.cli._output import Output, format_bytes, format_seconds
 from qdht.cli._plot import plot_demo, require_matplotlib
 from qdht.errors import QdhtError
@@ -108,6 +109,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="PNG",
         help="also draw latency, hops and RPCs per operation (needs the plot extra)",
     )
+    p.add_argument(
+        "--messaging",
+        action="store_true",
+        help="instead: two users exchange private messages, one offline for a while",
+    )
     p.set_defaults(run=run)
 
 
@@ -157,6 +163,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    if args.messaging:
+        return run_messaging_demo(args, out)
     if not 2 <= args.nodes <= MAX_NODES:
         raise usage_error(f"--nodes must be in 2..{MAX_NODES}")
     values = args.nodes if args.values is None else args.values

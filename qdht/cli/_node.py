@@ -100,6 +100,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="TOKEN",
         help="the page's access token (default: none on loopback, a fresh one elsewhere)",
     )
+    p.add_argument(
+        "--messaging",
+        action="store_true",
+        help="run the messaging layer: hold mailboxes for others and poll this node's own",
+    )
     p.set_defaults(run=run)
 
 
@@ -132,6 +137,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             identity_passphrase=read_passphrase(args.passphrase_file),
             puzzle_difficulty=args.difficulty,
         )
+        if args.messaging:
+            from qdht.messaging import MessagingConfig
+
+            config = attrs.evolve(config, messaging=MessagingConfig())
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
     services = _web_services(args)

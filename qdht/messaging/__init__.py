@@ -11,6 +11,26 @@ passing ``now`` in.
 
 # -- direct messaging --
 from qdht.messaging import mls
+from qdht.messaging._client import (
+    DIRECTORY_PREFIX,
+    PREKEY_SALT,
+    IncomingMessage,
+    MessagingClient,
+    OutboxItem,
+    PollPlan,
+    directory_topic,
+    directory_value,
+    parse_directory_value,
+)
+from qdht.messaging._demo import MessagingDemo
+from qdht.messaging._face import (
+    Delivery,
+    DirectDelivery,
+    MessagingConfig,
+    MessagingFace,
+    contact_node_id,
+    messaging_service,
+)
 from qdht.messaging._first_contact import (
     Accepted,
     FirstContact,
@@ -52,6 +72,7 @@ from qdht.messaging._group_state import (
     MemberRemoved,
     Removed,
 )
+from qdht.messaging._holder import MBOX_TIMEOUT, MailboxCore, MboxDone
 from qdht.messaging._kdf import chain_step
 from qdht.messaging._mailbox import (
     DEFAULT_SLOT_SIZE,
@@ -68,6 +89,7 @@ from qdht.messaging._mailbox import (
     slot_at,
     solve_intro,
 )
+from qdht.messaging._msgstore import MESSAGING_FILE, MessagingStore
 from qdht.messaging._prekeys import (
     MAX_CLOCK_SKEW,
     MAX_RECORD_LIFETIME,
@@ -95,19 +117,25 @@ __all__ = [
     "DEFAULT_SLOT_SIZE",
     "DEFAULT_TURN_INTERVAL",
     "DEFAULT_WINDOW",
+    "DIRECTORY_PREFIX",
     "INTRO_CAP",
     "INTRO_POW_BITS",
     "MAX_CLOCK_SKEW",
     "MAX_JUMP",
     "MAX_RECORD_LIFETIME",
     "MAX_SKIPPED",
+    "MBOX_TIMEOUT",
+    "MESSAGING_FILE",
     "POLL_WINDOW",
+    "PREKEY_SALT",
     "SIGNED_PREKEY_KEEP",
     "SIGNED_PREKEY_LIFETIME",
     "SLOT_LIFETIME",
     "Accepted",
     "ApplicationMessage",
     "CommitBundle",
+    "Delivery",
+    "DirectDelivery",
     "EpochChanged",
     "Equivocation",
     "FirstContact",
@@ -117,14 +145,24 @@ __all__ = [
     "GroupConfig",
     "GroupEvent",
     "GroupInvitations",
+    "IncomingMessage",
     "IntroHolder",
     "KeyDistribution",
     "KeyPackageBundle",
     "LeafKey",
     "Mailbox",
+    "MailboxCore",
+    "MboxDone",
     "MemberAdded",
     "MemberKeys",
     "MemberRemoved",
+    "MessagingClient",
+    "MessagingConfig",
+    "MessagingDemo",
+    "MessagingFace",
+    "MessagingStore",
+    "OutboxItem",
+    "PollPlan",
     "PrekeyStore",
     "RatchetSession",
     "RatchetState",
@@ -137,13 +175,18 @@ __all__ = [
     "accept_first",
     "chain_step",
     "check_prekey_record",
+    "contact_node_id",
+    "directory_topic",
+    "directory_value",
     "initiate",
     "initiator_state",
     "intro_box_key",
     "intro_work",
     "key_package_ref",
     "leaf_ref",
+    "messaging_service",
     "mls",
+    "parse_directory_value",
     "parse_prekey_record",
     "responder_state",
     "roster_hash",

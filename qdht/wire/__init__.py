@@ -51,6 +51,7 @@ from qdht.wire._registry import (
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
+from qdht.wire import _mbox  # noqa: F401
 from qdht.wire import _echo  # noqa: F401
 from qdht.wire import _models  # noqa: F401
 from qdht.wire import _messaging  # noqa: F401
@@ -192,6 +193,7 @@ from qdht.wire._messaging import (
 )
 
 from qdht.wire._messaging import MAX_SLOT_BOX, MIN_SLOT_BOX
+from qdht.wire._mbox import MAX_INTROS_PER_REPLY, MAX_REASON_SIZE, MboxGet, MboxPut, MboxReply
 
 from qdht.wire._groups import (
     BLANK_REF,
@@ -261,6 +263,7 @@ __all__ = [
     "MAX_HAVE_BYTES",
     "MAX_HS_FRAGMENTS",
     "MAX_INT",
+    "MAX_INTROS_PER_REPLY",
     "MAX_LAYER",
     "MAX_LIST_CONTACTS",
     "MAX_MANIFEST_PAGES",
@@ -274,6 +277,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_PROPOSALS",
     "MAX_RANK",
+    "MAX_REASON_SIZE",
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_SCRYPT_LOG2_N",
@@ -349,6 +353,9 @@ __all__ = [
     "KeyPackage",
     "LeafNode",
     "ManifestRef",
+    "MboxGet",
+    "MboxPut",
+    "MboxReply",
     "MessageFrame",
     "MixDelivery",
     "MixDescriptor",

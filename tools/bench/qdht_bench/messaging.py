@@ -15,20 +15,39 @@
   ``doubleratchet``'s coroutines do no I/O; they are driven to completion
   directly, without an event loop, so the baseline carries no scheduler cost.
 * Bytes on the wire: encoded first messages and ratchet messages.
+* On the network (``--net-rounds``, 0 to skip): :class:`qdht.messaging.MessagingDemo`
+  on loopback UDP with direct delivery (the mixnet's node integration is not
+  in this build, so no mixes): end-to-end latency of ping-pong messages
+  (median, p90; wall clock), their ratio to the poll interval (the baseline:
+  a message waits for the sender's next write tick and the reader's next
+  poll tick), and an idle client's polling traffic per contact per second,
+  mailbox requests alone and everything the node sends and receives (the
+  lookups that find each key's holders dominate).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Final
+
+import trio
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.crypto.xwing import XWingPrivateKey
-from qdht.messaging import Accepted, PrekeyStore, RatchetSession, accept_first, initiate
+from qdht.messaging import (
+    Accepted,
+    MessagingDemo,
+    PrekeyStore,
+    RatchetSession,
+    accept_first,
+    initiate,
+)
 from qdht.wire import encode
-from qdht_bench._common import BenchResult, Target, median
+from qdht_bench._common import BenchResult, Target, median, percentile
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -41,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=50, help="first messages to time")
     parser.add_argument("--messages", type=int, default=400, help="messages per batch")
     parser.add_argument("--batches", type=int, default=5, help="batches per traffic shape")
+    parser.add_argument(
+        "--net-rounds", type=int, default=10, help="ping-pongs on loopback UDP (0: skip)"
+    )
+    parser.add_argument("--net-idle", type=float, default=10.0, help="idle seconds measured")
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.5, help="poll interval of the network run"
+    )
 
 
 def _drive(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -266,11 +292,42 @@ def _bytes(pair: tuple[RatchetSession, RatchetSession], result: BenchResult) -> 
     result.add("message_bytes_overhead_with_ct", sizes.get("ct", 0))
 
 
+def _network(args: argparse.Namespace, result: BenchResult) -> None:
+    with tempfile.TemporaryDirectory(prefix="qdht-bench-msg-") as tmp:
+        demo = MessagingDemo(
+            Path(tmp),
+            rounds=args.net_rounds,
+            idle=args.net_idle,
+            poll_interval=args.poll_interval,
+        )
+        report = trio.run(demo.run)
+    latencies = report["latencies_s"]
+    result.add("net_ok", 1.0 if report["ok"] else 0.0, Target("==", 1.0))
+    result.add("net_e2e_latency_median_ms", 1000 * median(latencies))
+    result.add("net_e2e_latency_p90_ms", 1000 * percentile(latencies, 90))
+    result.add("net_poll_interval_ms", 1000 * args.poll_interval)
+    result.add("net_latency_to_poll_interval", median(latencies) / args.poll_interval)
+    result.add("net_offline_return_to_read_ms", 1000 * report["return_to_all_read_s"])
+    result.add(
+        "net_idle_mailbox_bytes_per_s_per_contact", report["idle_mailbox_bytes_per_s_per_contact"]
+    )
+    result.add("net_idle_node_bytes_per_s_per_contact", report["idle_node_bytes_per_s_per_contact"])
+    result.add("net_idle_mailbox_ops_per_s", report["idle_mailbox_ops_per_s"])
+    result.notes.append(
+        f"network: {report['nodes']} nodes on loopback UDP, direct delivery, no mixes; "
+        f"{len(latencies)} ping-pong messages; poll interval {args.poll_interval:g} s, "
+        f"4 slot reads + 2 intro reads + 4 writes or cover reads per tick; idle "
+        f"{report['idle_s']:.1f} s with {report['contacts']} contact"
+    )
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("messaging")
     pair = _first_contact(args.count, result)
     _per_message(args, pair, result)
     _bytes(pair, result)
+    if getattr(args, "net_rounds", 0) > 0:
+        _network(args, result)
     result.notes.append(
         f"{args.count} first messages (signed, one-time prekey); {args.batches} batches of "
         f"{args.messages} messages of {len(_PLAINTEXT)} bytes per shape; process CPU time; "

@@ -28,6 +28,9 @@ const trueOnly = (v, p) => {
   if (typeof v !== 'boolean') throw new DecodeError('field-type', p);
   if (v !== true) throw new DecodeError('field-value', p);
 };
+const BOOL = (v, p) => {
+  if (typeof v !== 'boolean') throw new DecodeError('field-type', p);
+};
 const ip = (v, p) => {
   if (!(v instanceof Uint8Array)) throw new DecodeError('field-type', p);
   if (v.length !== 4 && v.length !== 16) throw new DecodeError('field-size', p);
@@ -285,6 +288,23 @@ export const RULES = {
   'msg-slot': { token: [bytes(32)], box: [bytes(256, 65536)], dh: [bytes(32)], exp: [UNIX_TIME] },
   'msg-slot_delete': { key: [bytes(32)], secret: [bytes(32)] },
   'msg-intro': { box: [bytes(32)], first: [nested('msg-first_msg')], exp: [UNIX_TIME], nonce: [uint()] },
+  // 11-messaging.md §7.2: mailbox requests (exactly one of slot, intro, secret: preChecks).
+  'mbox-mbox_put': {
+    rid: [RID],
+    key: [bytes(32)],
+    slot: [nested('msg-slot'), true],
+    intro: [nested('msg-intro'), true],
+    secret: [bytes(32), true],
+  },
+  'mbox-mbox_get': { rid: [RID], key: [bytes(32)], intro: [BOOL], skip: [uint(0, 4096)] },
+  'mbox-mbox_reply': {
+    rid: [RID],
+    ok: [BOOL],
+    reason: [text(0, 32)],
+    slot: [nested('msg-slot'), true],
+    intros: [array(nested('msg-intro'), 0, 4)],
+    more: [BOOL],
+  },
 
   'grp-leaf': GRP_LEAF_FIELDS,
   'grp-key_package': GRP_KP_FIELDS,
@@ -382,6 +402,11 @@ function preChecks(rule, m) {
     if ('record' in m && 'records' in m) throw new DecodeError('unknown-field', '$.records');
     if (!('record' in m) && !('records' in m)) throw new DecodeError('missing-field', '$.record');
     if ('record' in m && 'more' in m) throw new DecodeError('unknown-field', '$.more');
+  }
+  if (rule === 'mbox-mbox_put') {
+    // 11-messaging.md §7.2: exactly one of slot, intro and secret.
+    const given = ['slot', 'intro', 'secret'].filter((k) => k in m).length;
+    if (given !== 1) throw new DecodeError('field-value', '$');
   }
 }
 

@@ -1,0 +1,579 @@
+"""The messaging layer in a node (11-messaging.md §7): config, delivery, Trio face, service.
+
+``Config(messaging=MessagingConfig())`` turns it on; ``node.messaging`` is
+the :class:`MessagingFace`.  The service's task tree (one nursery, cancelled
+with the node) has the timer of :class:`~qdht.messaging.MailboxCore`, the
+prekey task (publish the directory entry and the prekey record, rotate,
+refill) and the poll task (one constant-size batch of mailbox requests per
+``poll_interval``: the contacts' next slots or cover keys, the intro boxes,
+and the sending queue's writes or cover reads).
+
+Every mailbox request goes through a :class:`Delivery`.  :class:`DirectDelivery`
+asks the holders themselves; what that reveals is in §7.4 (the holders of a
+slot see the addresses of both parties).  A mixnet delivery, sending the same
+requests through mixes with single-use reply blocks, plugs in the same way
+once the mixnet's node integration exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import attrs
+import trio
+
+from qdht import validators
+from qdht.errors import (
+    ConfigError,
+    ContactError,
+    LookupFailedError,
+    NodeStateError,
+    RPCError,
+    StoreError,
+)
+from qdht.messaging._client import (
+    PREKEY_SALT,
+    IncomingMessage,
+    MessagingClient,
+    OutboxItem,
+    directory_topic,
+    directory_value,
+    parse_directory_value,
+)
+from qdht.messaging._holder import MailboxCore, MboxDone
+from qdht.messaging._mailbox import DEFAULT_SLOT_SIZE, INTRO_POW_BITS, POLL_WINDOW
+from qdht.messaging._msgstore import MESSAGING_FILE, MessagingStore
+from qdht.messaging._prekeys import parse_prekey_record
+from qdht.wire import (
+    MAX_SLOT_BOX,
+    MIN_SLOT_BOX,
+    RID_SIZE,
+    Contact,
+    IntroEntry,
+    MboxGet,
+    MboxPut,
+    MboxReply,
+    PrekeyRecord,
+    SlotRecord,
+    decode,
+    encode,
+    mutable_key,
+)
+
+if TYPE_CHECKING:
+    from qdht.node import Node, Service, ServiceContext
+
+__all__ = [
+    "Delivery",
+    "DirectDelivery",
+    "MessagingConfig",
+    "MessagingFace",
+    "contact_node_id",
+    "messaging_service",
+]
+
+#: Pages of an intro box read per holder and tick at most.
+MAX_INTRO_PAGES: Final = 16
+#: Wait before retrying a failed prekey publication, seconds: doubling up to the second.
+PUBLISH_RETRY_FIRST: Final = 1.0
+PUBLISH_RETRY: Final = 60.0
+#: Longest wait between prekey rotation checks, seconds.
+PREKEY_CHECK: Final = 3600.0
+
+Request = MboxPut | MboxGet
+
+
+def _slot_size(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not MIN_SLOT_BOX <= value <= MAX_SLOT_BOX:
+        raise ConfigError(f"{attribute.name} must be in {MIN_SLOT_BOX}..{MAX_SLOT_BOX}")
+
+
+def _bits(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not 0 <= value <= 32:
+        raise ConfigError(f"{attribute.name} must be an integer in 0..32")
+
+
+def _delivery(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value == "mixnet":
+        raise ConfigError("delivery 'mixnet' needs the mixnet layer, which is not in this build")
+    if value != "direct":
+        raise ConfigError(f"{attribute.name} must be 'direct' (or 'mixnet' with the mixnet)")
+
+
+@attrs.frozen
+class MessagingConfig:
+    """The messaging layer's settings (``qdht.Config.messaging``; None: off).
+
+    ``slot_size`` and ``intro_pow_bits`` must be the same on every node of a
+    network: holders refuse other sizes and less work.
+    """
+
+    #: Encoded size of every slot's ratchet message: one mix payload.
+    slot_size: int = attrs.field(default=DEFAULT_SLOT_SIZE, validator=_slot_size)
+    #: One-time prekeys kept published (the record grows 1.2 KB per key; at most 48).
+    one_time_prekeys: int = attrs.field(default=32, validator=validators.non_negative_int)
+    #: Leading zero bits of an intro entry's proof of work.
+    intro_pow_bits: int = attrs.field(default=INTRO_POW_BITS, validator=_bits)
+    #: Seconds between two poll ticks.
+    poll_interval: float = attrs.field(default=30.0, validator=validators.positive)
+    #: Slot reads per tick, whatever the contacts (cover keys fill the rest).
+    poll_slots: int = attrs.field(default=8, validator=validators.positive_int)
+    #: Unread slots per contact and epoch chain offered to the poll set.
+    poll_window: int = attrs.field(default=2, validator=validators.positive_int)
+    #: Writes per tick (queued messages, deletions; cover reads fill the rest).
+    writes_per_tick: int = attrs.field(default=2, validator=validators.positive_int)
+    #: Holders each slot and intro entry is written to (the closest nodes to its key).
+    replicas: int = attrs.field(default=3, validator=validators.positive_int)
+    #: How requests travel: "direct" (to the holders; reveals addresses, §7.4).
+    delivery: str = attrs.field(default="direct", validator=_delivery)
+
+    def __attrs_post_init__(self) -> None:
+        if self.one_time_prekeys > 48:
+            raise ConfigError("one_time_prekeys must be at most 48")
+        if self.poll_window > POLL_WINDOW:
+            raise ConfigError(f"poll_window must be at most {POLL_WINDOW}")
+
+
+class Delivery(Protocol):
+    """How mailbox requests reach the holders of a key.
+
+    ``request`` sends ``make(rid)`` for each holder of ``key`` and returns
+    the replies that came back (none: nobody answered).  Direct delivery
+    asks the holders itself; a mixnet delivery sends the same requests
+    through mixes with single-use reply blocks and returns the replies they
+    carry back, so the client's behaviour is the same with either.
+    """
+
+    name: str
+
+    async def request(
+        self, node: Node, key: bytes, make: Callable[[bytes], Request]
+    ) -> list[MboxReply]: ...
+
+
+def _distance(a: bytes, b: bytes) -> int:
+    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+
+
+class DirectDelivery:
+    """Ask the ``replicas`` closest nodes to the key (this node included, unless a client).
+
+    Reveals this node's address to every holder it asks (§7.4).
+    """
+
+    name = "direct"
+
+    def __init__(self, core: MailboxCore, operations: Any, replicas: int) -> None:
+        self.core = core
+        self.operations = operations
+        self.replicas = replicas
+
+    async def _holders(self, node: Node, key: bytes) -> list[Contact | None]:
+        try:
+            found: list[Contact | None] = list(await node.find_node(key))
+        except LookupFailedError:
+            found = []
+        except NodeStateError:
+            return []  # the node is stopping; its cancellation follows
+        ranked: list[tuple[int, int, Contact | None]] = [
+            (_distance(c.node_id, key), i, c) for i, c in enumerate(found) if c is not None
+        ]
+        if not node.client_mode:
+            ranked.append((_distance(node.node_id, key), -1, None))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        return [c for _, _, c in ranked[: self.replicas]]
+
+    async def request(
+        self, node: Node, key: bytes, make: Callable[[bytes], Request]
+    ) -> list[MboxReply]:
+        replies: list[MboxReply] = []
+        core = self.core
+
+        async def ask(holder: Contact | None) -> None:
+            if holder is None:
+                start: Callable[[float], int] = lambda now: core.run_local(make, now)  # noqa: E731
+            else:
+                addr = holder.addresses[0] if holder.addresses else None
+                node_id = holder.node_id
+
+                def start(now: float) -> int:
+                    return core.start_request(node_id, addr, make, now)
+
+            try:
+                done = await self.operations.run(node, start)
+            except LookupFailedError:
+                return
+            assert isinstance(done, MboxDone)
+            if done.reply is not None:
+                replies.append(done.reply)
+
+        async with trio.open_nursery() as nursery:
+            for holder in await self._holders(node, key):
+                nursery.start_soon(ask, holder)
+        return replies
+
+
+def _intro_read(box: bytes, skip: int) -> Callable[[bytes], Request]:
+    return lambda rid: MboxGet(rid, box, intro=True, skip=skip)
+
+
+def contact_node_id(contact: bytes | str | Contact) -> bytes:
+    """The node ID named by a node ID (bytes or 64 hex digits), a contact URI or a Contact."""
+    if isinstance(contact, Contact):
+        return contact.node_id
+    if type(contact) is bytes:
+        if len(contact) != 32:
+            raise ConfigError("a node ID is 32 bytes")
+        return contact
+    if type(contact) is str:
+        text = contact.strip()
+        if len(text) == 64:
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                pass
+        try:
+            return Contact.from_uri(text).node_id
+        except (ContactError, ConfigError, ValueError) as exc:
+            raise ConfigError(f"contact must be a node ID or a contact URI: {exc}") from None
+    raise ConfigError(f"contact must be a node ID or a contact URI, got {type(contact).__name__}")
+
+
+class _Incoming:
+    """``async for message in node.messaging.incoming()``: messages not handed out yet."""
+
+    def __init__(self, face: MessagingFace) -> None:
+        self._face = face
+
+    def __aiter__(self) -> _Incoming:
+        return self
+
+    async def __anext__(self) -> IncomingMessage:
+        face = self._face
+        while True:
+            waiting = face.client.untaken()
+            if waiting:
+                face.client.mark_taken(waiting[0].id)
+                return waiting[0]
+            await face._arrived.wait()
+
+
+class MessagingFace:
+    """``node.messaging``: contacts, ``send``, incoming messages, delivery state."""
+
+    def __init__(self, context: ServiceContext, config: MessagingConfig) -> None:
+        from qdht.node import Operations
+
+        self.config = config
+        self.unix_offset = context.unix_offset
+        path = None if context.data_dir is None else Path(context.data_dir) / MESSAGING_FILE
+        self.store = MessagingStore(path)
+        identity = context.identity
+        self._xwing_public = identity.xwing.public_key_bytes()
+        self._nonce = identity.nonce
+        self.core = MailboxCore(
+            slot_size=config.slot_size,
+            intro_pow_bits=config.intro_pow_bits,
+            unix_offset=context.unix_offset,
+            more_stats=self.stats,
+        )
+        self._restore_held(context.now)
+        self.core.on_held = self._keep_held
+        self.client = MessagingClient(
+            mldsa_key=identity.mldsa,
+            identity_key=identity.xwing,
+            node_id=identity.node_id,
+            nonce=identity.nonce,
+            store=self.store,
+            slot_size=config.slot_size,
+            one_time_prekeys=config.one_time_prekeys,
+            intro_pow_bits=config.intro_pow_bits,
+            poll_slots=config.poll_slots,
+            poll_window=config.poll_window,
+            writes_per_tick=config.writes_per_tick,
+        )
+        self.operations = Operations()
+        self.delivery: Delivery = DirectDelivery(self.core, self.operations, config.replicas)
+        self._node: Node | None = None
+        self._arrived = trio.Event()
+        self._republish = trio.Event()
+        self._published = False
+        self._ready = trio.Event()
+        #: When the next poll tick starts (node clock).
+        self.next_tick = math.inf
+
+    # ------------------------------------------------------------ held mailboxes
+
+    def _keep_held(self, request: MboxPut) -> None:
+        """Keep a put this node accepted as a holder, so its mailboxes survive a restart."""
+        exp = 2**40
+        if request.slot is not None:
+            exp = request.slot.exp
+        elif request.intro is not None:
+            exp = request.intro.exp
+        else:
+            row = self.store.execute(
+                "SELECT MAX(exp) FROM held WHERE key = ?", (request.key,)
+            ).fetchone()
+            exp = row[0] if row and row[0] is not None else exp
+        stored = attrs.evolve(request, rid=bytes(RID_SIZE))
+        with self.store.transaction():
+            self.store.execute(
+                "INSERT INTO held (key, request, exp) VALUES (?, ?, ?)",
+                (request.key, encode(stored), exp),
+            )
+
+    def _restore_held(self, now: float) -> None:
+        unix = now + self.unix_offset
+        with self.store.transaction():
+            self.store.execute("DELETE FROM held WHERE exp <= ?", (int(unix),))
+        rows = self.store.execute("SELECT request FROM held ORDER BY id").fetchall()
+        for (blob,) in rows:
+            request = decode(bytes(blob), expect=(MboxPut,))
+            assert isinstance(request, MboxPut)
+            self.core.restore(request, now)
+        self.core.counters["restored"] = len(rows)
+
+    # ------------------------------------------------------------ public API
+
+    def _unix(self) -> float:
+        return trio.current_time() + self.unix_offset
+
+    def _running(self) -> Node:
+        if self._node is None:
+            raise ConfigError("the messaging layer is not running (use it inside open_node)")
+        return self._node
+
+    def add_contact(self, contact: bytes | str | Contact) -> bytes:
+        """Remember a contact (node ID, hex node ID or contact URI); its node ID."""
+        node_id = contact_node_id(contact)
+        self.client.add_contact(node_id, self._unix())
+        return node_id
+
+    def contacts(self) -> list[bytes]:
+        """The node IDs of every contact, in the order they were added."""
+        return list(self.client.contacts)
+
+    async def send(self, contact: bytes | str | Contact, data: bytes) -> int:
+        """Queue ``data`` for ``contact``; the message ID (see :meth:`delivery_state`).
+
+        A contact without a session yet gets a first message: its prekey
+        record is fetched from the DHT now (``LookupFailedError`` if there is
+        none, or it is refused).  The message is written at the next ticks.
+        ``ConfigError`` if ``data`` does not fit one slot.
+        """
+        node = self._running()
+        if type(data) is not bytes:
+            raise ConfigError(f"data must be bytes, got {type(data).__name__}")
+        node_id = contact_node_id(contact)
+        if self.client.has_session(node_id):
+            return self.client.queue_message(node_id, data, self._unix())
+        record, signer = await self.fetch_prekeys(node, node_id)
+        return self.client.queue_first(node_id, record, signer, data, self._unix())
+
+    def delivery_state(self, message_id: int) -> str:
+        """``"queued"``, ``"stored"`` (held in the recipient's mailbox) or ``"refused"``."""
+        return self.client.delivery_state(message_id)
+
+    def incoming(self) -> _Incoming:
+        """Messages as they arrive (those waiting since the last run first):
+        ``async for message in node.messaging.incoming()``; each is handed out once."""
+        return _Incoming(self)
+
+    def inbox(self) -> list[IncomingMessage]:
+        """Every message received, oldest first (kept in the data directory)."""
+        return self.client.inbox()
+
+    async def poll(self) -> None:
+        """Run one tick now, besides the constant-rate ones (reveals the extra timing)."""
+        await self._tick(self._running())
+
+    async def flush(self) -> None:
+        """Write every queued message now (reveals timing; the CLI uses it before exiting)."""
+        node = self._running()
+        while writes := self.client.queued(self.config.writes_per_tick):
+            async with trio.open_nursery() as nursery:
+                for item in writes:
+                    nursery.start_soon(self._write, node, item)
+            if all(self.client.is_queued(item) for item in writes):
+                raise LookupFailedError("no holder answered the queued writes")
+
+    async def published(self) -> None:
+        """Return once this node's directory entry and prekey record are in the DHT."""
+        await self._ready.wait()
+
+    # ------------------------------------------------------------ prekeys
+
+    async def fetch_prekeys(self, node: Node, node_id: bytes) -> tuple[PrekeyRecord, bytes]:
+        """The verified prekey record of ``node_id`` and its owner's ML-DSA-65 key (§7.1)."""
+        for entry in await node.get_set(directory_topic(node_id)):
+            value, owner = entry.value, entry.owner
+            public_key = getattr(entry.record, "public_key", None)
+            if value is None or owner is None or public_key is None:
+                continue
+            xwing = parse_directory_value(node_id, value, owner)
+            if xwing is None:
+                self.client.drops["directory-forged"] += 1
+                continue
+            found = await node.get_record(mutable_key(owner, PREKEY_SALT))
+            if found is None or found.value is None:
+                raise LookupFailedError("the contact has published no prekey record")
+            parsed = parse_prekey_record(found.value, now=self._unix(), signer=public_key)
+            if not isinstance(parsed, str) and parsed.ik != xwing:
+                parsed = "prekeys-ik"
+            if isinstance(parsed, str):
+                self.client.drops[parsed] += 1
+                raise LookupFailedError(f"the contact's prekey record was refused: {parsed}")
+            return parsed, public_key
+        raise LookupFailedError("no messaging directory entry for that node ID")
+
+    async def prekey_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        """Publish the directory entry and the prekey record; rotate and refill them."""
+        self._node = node
+        task_status.started()
+        pending: PrekeyRecord | None = None
+        directory = False
+        retry = PUBLISH_RETRY_FIRST
+        while True:
+            record = self.client.prekey_step(self._unix())
+            pending = (
+                record
+                or pending
+                or (None if self._published else self.client.prekeys.record(self._unix()))
+            )
+            try:
+                if not directory:
+                    value = directory_value(self._xwing_public, self._nonce)
+                    await node.put_set_entry(directory_topic(node.node_id), value)
+                    directory = True
+                if pending is not None:
+                    await node.put_mutable(encode(pending), salt=PREKEY_SALT)
+                    pending, self._published = None, True
+                    self.client.counters["prekeys_published"] += 1
+                    self._ready.set()
+            except NodeStateError:
+                await trio.sleep_forever()  # the node is stopping
+            except (LookupFailedError, RPCError, StoreError):
+                self.client.counters["prekey_publish_failed"] += 1
+                await trio.sleep(retry)
+                retry = min(2 * retry, PUBLISH_RETRY)
+                continue
+            retry = PUBLISH_RETRY_FIRST
+            with trio.move_on_after(PREKEY_CHECK):
+                await self._republish.wait()
+            self._republish = trio.Event()
+
+    # ------------------------------------------------------------ polling
+
+    async def poll_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        """One tick per ``poll_interval``, on a fixed schedule."""
+        self._node = node
+        task_status.started()
+        start = self.next_tick = trio.current_time()
+        ticks = 0
+        while True:
+            await self._tick(node)
+            ticks += 1
+            interval = self.config.poll_interval
+            if start + ticks * interval < trio.current_time():  # a slow tick: skip, never burst
+                ticks = math.ceil((trio.current_time() - start) / interval)
+            self.next_tick = start + ticks * interval
+            await trio.sleep_until(self.next_tick)
+
+    async def _tick(self, node: Node) -> None:
+        plan = self.client.poll_plan()
+        async with trio.open_nursery() as nursery:
+            for key in plan.slots:
+                nursery.start_soon(self._read_slot, node, key)
+            for box in plan.intros:
+                nursery.start_soon(self._read_intros, node, box)
+            for item in plan.writes:
+                nursery.start_soon(self._write, node, item)
+            for key in plan.cover_writes:
+                nursery.start_soon(self._read_slot, node, key)
+        if self.client.prekeys.dirty:
+            self._republish.set()
+        self.client.expire(self._unix())
+
+    def _arrival(self) -> None:
+        self._arrived.set()
+        self._arrived = trio.Event()
+
+    async def _read_slot(self, node: Node, key: bytes) -> None:
+        replies = await self.delivery.request(node, key, lambda rid: MboxGet(rid, key))
+        seen: set[SlotRecord] = set()
+        for reply in replies:
+            if reply.slot is None or reply.slot in seen:
+                continue
+            seen.add(reply.slot)
+            if self.client.on_slot(key, reply.slot, self._unix()) is not None:
+                self._arrival()
+                return
+
+    async def _read_intros(self, node: Node, box: bytes) -> None:
+        entries: dict[bytes, IntroEntry] = {}
+        skip = 0
+        for _ in range(MAX_INTRO_PAGES):
+            replies = await self.delivery.request(node, box, _intro_read(box, skip))
+            more = False
+            for reply in replies:
+                for entry in reply.intros:
+                    entries.setdefault(encode(entry.first), entry)
+                more |= reply.more
+            if not more:
+                break
+            skip += 4
+        for entry in entries.values():
+            if self.client.on_intro(entry, self._unix()) is not None:
+                self._arrival()
+
+    async def _write(self, node: Node, item: OutboxItem) -> None:
+        def make(rid: bytes) -> MboxPut:
+            if item.kind == "slot":
+                record = decode(item.payload, expect=(SlotRecord,))
+                assert isinstance(record, SlotRecord)
+                return MboxPut(rid, item.key, slot=record)
+            if item.kind == "intro":
+                entry = decode(item.payload, expect=(IntroEntry,))
+                assert isinstance(entry, IntroEntry)
+                return MboxPut(rid, item.key, intro=entry)
+            return MboxPut(rid, item.key, secret=item.payload)
+
+        try:
+            replies = await self.delivery.request(node, item.key, make)
+        finally:
+            self.client.release(item)
+        if any(reply.ok for reply in replies):
+            self.client.write_done(item, True)
+        elif replies:
+            self.client.write_done(item, False, replies[0].reason or "refused")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def stats(self) -> dict[str, Any]:
+        """The client's counters (merged into the service's ``stats()`` by its core)."""
+        return {**self.client.stats(), "delivery": self.delivery.name}
+
+
+def messaging_service(config: MessagingConfig) -> Callable[[ServiceContext], Service]:
+    """The messaging layer's service factory (``Config.messaging`` adds it by itself)."""
+
+    def factory(context: ServiceContext) -> Service:
+        from qdht.node import Service
+
+        face = MessagingFace(context, config)
+        return Service(
+            "messaging",
+            face.core,
+            {MboxPut.TYPE, MboxGet.TYPE, MboxReply.TYPE},
+            on_event=face.operations.resolve,
+            tasks=(face.prekey_task, face.poll_task),
+            close=face.close,
+            face=face,
+        )
+
+    return factory
