@@ -1,0 +1,38 @@
+"""Federated training: local trainers, aggregation, DP, compression, SecAgg, rounds.
+
+Implements ``protocol-spec/14-training.md``.  Everything here is sans-IO:
+time is an argument, randomness is injectable, nothing touches a socket.
+The node wires these cores to the model store and the network.
+"""
+
+from qdht.models.training._data import (
+    Dataset,
+    load_digits_split,
+    split_dirichlet,
+    split_iid,
+    split_shards,
+)
+from qdht.models.training._trainer import (
+    MLP,
+    Params,
+    SoftmaxRegression,
+    Trainer,
+    TrainingConfig,
+    check_data,
+    check_params,
+)
+
+__all__ = [
+    "MLP",
+    "Dataset",
+    "Params",
+    "SoftmaxRegression",
+    "Trainer",
+    "TrainingConfig",
+    "check_data",
+    "check_params",
+    "load_digits_split",
+    "split_dirichlet",
+    "split_iid",
+    "split_shards",
+]
