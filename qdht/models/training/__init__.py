@@ -5,6 +5,15 @@ time is an argument, randomness is injectable, nothing touches a socket.
 The node wires these cores to the model store and the network.
 """
 
+from qdht.models.training._aggregate import (
+    AGGREGATOR_NAMES,
+    Aggregator,
+    CoordinateMedian,
+    FedAvg,
+    Krum,
+    TrimmedMean,
+    aggregator_by_name,
+)
 from qdht.models.training._data import (
     Dataset,
     load_digits_split,
@@ -23,12 +32,19 @@ from qdht.models.training._trainer import (
 )
 
 __all__ = [
+    "AGGREGATOR_NAMES",
     "MLP",
+    "Aggregator",
+    "CoordinateMedian",
     "Dataset",
+    "FedAvg",
+    "Krum",
     "Params",
     "SoftmaxRegression",
     "Trainer",
     "TrainingConfig",
+    "TrimmedMean",
+    "aggregator_by_name",
     "check_data",
     "check_params",
     "load_digits_split",
