@@ -28,6 +28,7 @@ __all__ = [
     "KeyFileVersionError",
     "LookupFailedError",
     "NodeStateError",
+    "PrivacyBudgetExceededError",
     "PuzzleError",
     "QdhtError",
     "RPCError",
@@ -160,3 +161,11 @@ class RecordRejectedError(RecordError):
 
 class StoreError(QdhtError):
     """A record store cannot be used: closed, corrupt, or of a newer schema version."""
+
+
+class PrivacyBudgetExceededError(QdhtError):
+    """A training round would spend more privacy (epsilon) than its budget allows.
+
+    Raised before the round starts (14-training.md §4.3): the budget fails
+    closed, so the round does not run.
+    """

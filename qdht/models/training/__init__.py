@@ -21,6 +21,13 @@ from qdht.models.training._data import (
     split_iid,
     split_shards,
 )
+from qdht.models.training._privacy import (
+    PrivacyAccountant,
+    PrivacyBudget,
+    clip_update,
+    dp_fedavg,
+    gaussian_noise,
+)
 from qdht.models.training._trainer import (
     MLP,
     Params,
@@ -40,6 +47,8 @@ __all__ = [
     "FedAvg",
     "Krum",
     "Params",
+    "PrivacyAccountant",
+    "PrivacyBudget",
     "SoftmaxRegression",
     "Trainer",
     "TrainingConfig",
@@ -47,6 +56,9 @@ __all__ = [
     "aggregator_by_name",
     "check_data",
     "check_params",
+    "clip_update",
+    "dp_fedavg",
+    "gaussian_noise",
     "load_digits_split",
     "split_dirichlet",
     "split_iid",
