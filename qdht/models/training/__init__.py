@@ -14,6 +14,13 @@ from qdht.models.training._aggregate import (
     TrimmedMean,
     aggregator_by_name,
 )
+from qdht.models.training._compress import (
+    QuantizedUpdate,
+    SparseUpdate,
+    TopK,
+    dequantize,
+    quantize,
+)
 from qdht.models.training._data import (
     Dataset,
     load_digits_split,
@@ -49,7 +56,10 @@ __all__ = [
     "Params",
     "PrivacyAccountant",
     "PrivacyBudget",
+    "QuantizedUpdate",
     "SoftmaxRegression",
+    "SparseUpdate",
+    "TopK",
     "Trainer",
     "TrainingConfig",
     "TrimmedMean",
@@ -57,9 +67,11 @@ __all__ = [
     "check_data",
     "check_params",
     "clip_update",
+    "dequantize",
     "dp_fedavg",
     "gaussian_noise",
     "load_digits_split",
+    "quantize",
     "split_dirichlet",
     "split_iid",
     "split_shards",
