@@ -50,6 +50,7 @@ from qdht.wire._registry import (
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
+from qdht.wire import _training  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401

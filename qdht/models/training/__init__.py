@@ -32,6 +32,7 @@ from qdht.models.training._privacy import (
     PrivacyAccountant,
     PrivacyBudget,
     clip_update,
+    distributed_noise_std,
     dp_fedavg,
     gaussian_noise,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "check_params",
     "clip_update",
     "dequantize",
+    "distributed_noise_std",
     "dp_fedavg",
     "gaussian_noise",
     "load_digits_split",

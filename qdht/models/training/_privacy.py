@@ -31,6 +31,7 @@ __all__ = [
     "PrivacyAccountant",
     "PrivacyBudget",
     "clip_update",
+    "distributed_noise_std",
     "dp_fedavg",
     "gaussian_noise",
 ]
@@ -78,6 +79,20 @@ def dp_fedavg(
     total = np.sum(clipped, axis=0)
     noise = gaussian_noise(size, noise_multiplier * clip, rng)
     return np.asarray((total + noise) / expected_clients, dtype=np.float64)
+
+
+def distributed_noise_std(noise_multiplier: float, clip: float, min_participants: int) -> float:
+    """Per-device noise std under secure aggregation: z·S/sqrt(m).
+
+    The coordinator sees only the sum, so each device adds its share of the
+    noise; with at least ``min_participants`` (m) updates in the sum, the sum
+    carries noise of std at least z·S, as central DP-FedAvg adds before its
+    division by q·K (14-training.md §5.6).  Fewer than m and the round is
+    abandoned, so the guarantee never rests on fewer shares.
+    """
+    if type(min_participants) is not int or min_participants < 1:
+        raise ConfigError(f"min_participants must be a positive integer, got {min_participants!r}")
+    return noise_multiplier * clip / math.sqrt(min_participants)
 
 
 def _dp_accounting() -> Any:
