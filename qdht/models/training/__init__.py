@@ -36,6 +36,15 @@ from qdht.models.training._privacy import (
     dp_fedavg,
     gaussian_noise,
 )
+from qdht.models.training._round import (
+    RoundCoordinator,
+    RoundDevice,
+    RoundParams,
+    RoundResult,
+    is_sampled,
+    model_hash,
+    round_id,
+)
 from qdht.models.training._trainer import (
     MLP,
     Params,
@@ -58,6 +67,10 @@ __all__ = [
     "PrivacyAccountant",
     "PrivacyBudget",
     "QuantizedUpdate",
+    "RoundCoordinator",
+    "RoundDevice",
+    "RoundParams",
+    "RoundResult",
     "SoftmaxRegression",
     "SparseUpdate",
     "TopK",
@@ -72,8 +85,11 @@ __all__ = [
     "distributed_noise_std",
     "dp_fedavg",
     "gaussian_noise",
+    "is_sampled",
     "load_digits_split",
+    "model_hash",
     "quantize",
+    "round_id",
     "split_dirichlet",
     "split_iid",
     "split_shards",
