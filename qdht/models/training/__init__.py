@@ -28,6 +28,7 @@ from qdht.models.training._data import (
     split_iid,
     split_shards,
 )
+from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import (
     PrivacyAccountant,
     PrivacyBudget,
@@ -62,6 +63,7 @@ __all__ = [
     "CoordinateMedian",
     "Dataset",
     "FedAvg",
+    "GossipLearner",
     "Krum",
     "Params",
     "PrivacyAccountant",
