@@ -329,9 +329,11 @@ class RoundDevice:
         x: NDArray[np.floating],
         y: NDArray[np.integer],
         rng: np.random.Generator | None = None,
+        error_feedback: bool = True,
     ) -> None:
         self.node_id = node_id
         self.coordinator_id = coordinator_id
+        self.error_feedback = error_feedback
         self.coordinator_key = coordinator_key
         self.trainer = trainer
         self.x, self.y = x, y
@@ -394,7 +396,7 @@ class RoundDevice:
             return RoundUpdate(rid, self.node_id, n, size, "q8", q.codes, lo=lo, hi=hi)
         if compression == "topk":
             if self.topk is None:
-                self.topk = TopK(TOPK_FRACTION)
+                self.topk = TopK(TOPK_FRACTION, error_feedback=self.error_feedback)
             sparse = self.topk.compress(delta)
             return RoundUpdate(
                 rid, self.node_id, n, size, "topk", sparse.values, idx=sparse.indices

@@ -14,15 +14,25 @@ from typing import Any, TypeVar
 
 import attrs
 import numpy as np
+from numpy.typing import NDArray
 
 from qdht.crypto.hashes import sha3_256
+from qdht.crypto.mldsa import MLDSAPrivateKey
+from qdht.models.training._data import Dataset
+from qdht.models.training._privacy import PrivacyBudget
+from qdht.models.training._round import (
+    RoundCoordinator,
+    RoundDevice,
+    RoundParams,
+    is_sampled,
+)
 from qdht.models.training._secagg import SecAggCoordinator, SecAggDevice, default_neighbours
-from qdht.models.training._trainer import Params
+from qdht.models.training._trainer import Params, Trainer
 from qdht.wire import decode, encode
 from qdht.wire._registry import WireMessage
 from qdht.wire._training import SecAggSetup
 
-__all__ = ["SecAggRun", "simulate_secagg"]
+__all__ = ["FederatedRun", "SecAggRun", "run_federated", "simulate_secagg"]
 
 M = TypeVar("M", bound=WireMessage)
 
@@ -117,3 +127,98 @@ def simulate_secagg(
     return SecAggRun(
         coordinator.result(), coordinator, devices, dict(sent), dict(received), transcript
     )
+
+
+# --------------------------------------------------------------- federated runs
+
+
+class _Attacker(RoundDevice):
+    """A device that sends ``scale`` times its honest update (fl-notes §3: -10x)."""
+
+    scale = -10.0
+
+    def _encode(self, rid: bytes, delta: Params, compression: str) -> Any:
+        return super()._encode(rid, self.scale * delta, compression)
+
+
+@attrs.frozen
+class FederatedRun:
+    """Per-round outcome of a simulated federation."""
+
+    accuracy: list[float]
+    epsilon: list[float]
+    participants: list[int]
+    model: Params
+    stats: dict[str, Any]
+
+
+def run_federated(
+    data: Dataset,
+    trainer: Trainer,
+    parts: Sequence[NDArray[np.int64]],
+    params: RoundParams,
+    rounds: int,
+    *,
+    seed: int = 0,
+    attackers: int = 0,
+    error_feedback: bool = True,
+    epsilon_budget: float = float("inf"),
+    delta: float = 1e-5,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> FederatedRun:
+    """``rounds`` rounds of the real coordinator and device cores over ``parts`` of ``data``.
+
+    Devices ``0 .. attackers - 1`` send -10 times their update.  The driver
+    skips devices that a round does not sample (they would only verify the
+    announcement and stop), which keeps populations of 1000+ devices cheap.
+    """
+    tag = seed.to_bytes(4, "big")
+    key = MLDSAPrivateKey.from_seed(sha3_256(b"qdht/sim/coordinator-key", tag))
+    coordinator_id = sha3_256(b"qdht/sim/coordinator", tag)
+    devices = [
+        (_Attacker if i < attackers else RoundDevice)(
+            node_id=sha3_256(b"qdht/sim/device", tag, i.to_bytes(4, "big")),
+            coordinator_id=coordinator_id,
+            coordinator_key=key.public_key_bytes(),
+            trainer=trainer,
+            x=data.x_train[part],
+            y=data.y_train[part],
+            rng=np.random.default_rng([seed, i]),
+            error_feedback=error_feedback,
+        )
+        for i, part in enumerate(parts)
+    ]
+    budget = PrivacyBudget(epsilon_budget, delta) if params.dp else None
+    coordinator = RoundCoordinator(
+        signing_key=key,
+        node_id=coordinator_id,
+        task=sha3_256(b"qdht/sim/task", tag),
+        model=trainer.init_params(np.random.default_rng(seed)),
+        params=params,
+        population=len(devices),
+        budget=budget,
+        rng=np.random.default_rng([seed, 2**20]),
+    )
+    accuracy, epsilon, participants = [], [], []
+    now = 0.0
+    for number in range(rounds):
+        announce = coordinator.start_round(now, wall_clock=1_800_000_000 + int(now))
+        wire = encode(announce)
+        rid = sha3_256(
+            b"qdht/v1/fl-round", coordinator_id, announce.task, number.to_bytes(4, "big")
+        )
+        for device in devices:
+            if not is_sampled(rid, device.node_id, announce.q):
+                continue
+            accepted = device.receive_announcement(wire, 1_800_000_000 + now)
+            if accepted is not None:
+                coordinator.receive_update(device.train(accepted, coordinator.model), now + 1)
+        result = coordinator.handle_timer(now + params.duration)
+        assert result is not None
+        accuracy.append(trainer.accuracy(coordinator.model, data.x_test, data.y_test))
+        epsilon.append(result.epsilon)
+        participants.append(result.participants)
+        if progress is not None:
+            progress(number, accuracy[-1], epsilon[-1])
+        now += params.duration + 1
+    return FederatedRun(accuracy, epsilon, participants, coordinator.model, coordinator.stats())
