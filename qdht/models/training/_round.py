@@ -90,6 +90,8 @@ class RoundParams:
     secagg: bool = False
     server_lr: float = 1.0
     max_weight: int = 10_000
+    #: Byzantine updates tolerated: trimmed mean's b and Krum's f.
+    byzantine: int = 1
 
     def __attrs_post_init__(self) -> None:
         TrainingConfig(self.epochs, self.lr, self.batch)
@@ -109,7 +111,8 @@ class RoundParams:
 
     @property
     def dp(self) -> bool:
-        return self.clip > 0 and self.noise > 0
+        """DP-FedAvg (clip, fixed denominator, noise z; z = 0 gives epsilon = inf)."""
+        return self.clip > 0
 
 
 @attrs.frozen
@@ -159,7 +162,7 @@ class RoundCoordinator:
         if population < 1:
             raise ConfigError("population (K, the number of enrolled devices) must be positive")
         if params.dp and budget is None:
-            raise ConfigError("a DP round needs a PrivacyBudget")
+            raise ConfigError("a DP-FedAvg round (clip > 0) needs a PrivacyBudget")
         self.key = signing_key
         self.node_id = node_id
         self.task = task
@@ -170,7 +173,10 @@ class RoundCoordinator:
         self.population = population
         self.budget = budget
         self.rng = rng or np.random.default_rng()
-        self.aggregator: Aggregator = aggregator_by_name(params.aggregator)
+        robust = {"trimmed-mean": {"b": params.byzantine}, "krum": {"f": params.byzantine}}
+        self.aggregator: Aggregator = aggregator_by_name(
+            params.aggregator, **robust.get(params.aggregator, {})
+        )
         self.number = -1
         self.announcement: RoundAnnounce | None = None
         self._deadline: float | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -46,6 +47,8 @@ class SecAggRun:
     devices: dict[int, SecAggDevice]
     sent: dict[int, int]  # bytes each device sent
     received: dict[int, int]  # bytes each device received
+    device_seconds: dict[int, float]  # CPU time of each device's steps
+    coordinator_seconds: float
     #: Every message the coordinator saw, in order: what a curious coordinator knows.
     transcript: list[WireMessage]
 
@@ -89,6 +92,13 @@ def simulate_secagg(
     sent: dict[int, int] = collections.Counter()
     received: dict[int, int] = collections.Counter()
     transcript: list[WireMessage] = []
+    cpu: dict[int, float] = collections.defaultdict(float)
+
+    def timed(index: int, step: Callable[..., Any], *args: Any) -> Any:
+        start = time.process_time()
+        out = step(*args)
+        cpu[index] += time.process_time() - start
+        return out
 
     def alive(index: int, stage: str) -> bool:
         gone = drop.get(index)
@@ -101,7 +111,7 @@ def simulate_secagg(
         sent[index] += len(data)
         parsed = decode(data)
         transcript.append(parsed)
-        coordinator.receive(parsed)
+        timed(0, coordinator.receive, parsed)
 
     def down(index: int, msg: M) -> M:
         data = encode(msg)
@@ -112,20 +122,29 @@ def simulate_secagg(
     for i, device in devices.items():
         received[i] += len(encode(setup))
         if alive(i, "keys"):
-            up(i, device.keys())
-    for i, msg in coordinator.close_keys().items():
+            up(i, timed(i, device.keys))
+    for i, msg in (timed(0, coordinator.close_keys) or {}).items():
         if alive(i, "share"):
-            up(i, devices[i].share(down(i, msg)))
-    for i, fwd in coordinator.close_shares().items():
+            up(i, timed(i, devices[i].share, down(i, msg)))
+    for i, fwd in (timed(0, coordinator.close_shares) or {}).items():
         if alive(i, "masked"):
-            up(i, devices[i].masked_input(down(i, fwd), updates[i - 1], rng))
-    unmask = coordinator.close_masked()
+            up(i, timed(i, devices[i].masked_input, down(i, fwd), updates[i - 1], rng))
+    unmask = timed(0, coordinator.close_masked)
     if unmask is not None:
         for i in unmask.alive:
             if alive(i, "reveal"):
-                up(i, devices[i].reveal(down(i, unmask)))
+                up(i, timed(i, devices[i].reveal, down(i, unmask)))
+    result = timed(0, coordinator.result)
+    coordinator_cpu = cpu.pop(0, 0.0)  # index 0 is no device: the coordinator's account
     return SecAggRun(
-        coordinator.result(), coordinator, devices, dict(sent), dict(received), transcript
+        result,
+        coordinator,
+        devices,
+        dict(sent),
+        dict(received),
+        dict(cpu),
+        coordinator_cpu,
+        transcript,
     )
 
 

@@ -233,3 +233,5 @@ def test_round_parameters_are_checked() -> None:
         RoundParams(aggregator="mean")
     with pytest.raises(ConfigError, match="PrivacyBudget"):
         _network(RoundParams(clip=1.0, noise=1.0))
+    with pytest.raises(ConfigError, match="PrivacyBudget"):
+        _network(RoundParams(clip=1.0))  # clipping is DP-FedAvg: it is accounted for

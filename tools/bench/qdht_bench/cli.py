@@ -20,6 +20,7 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "fl": "fl",
     "durability": "_durability",
     "adversarial": "_adversarial",
     "fuzz": "_fuzz",
