@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import struct
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -32,7 +33,14 @@ from qdht.crypto.hashes import sha3_256
 from qdht.errors import ConfigError, DecodeError, InvalidSignatureError
 from qdht.models.training._aggregate import Aggregator, aggregator_by_name
 from qdht.models.training._compress import QuantizedUpdate, SparseUpdate, TopK, quantize
-from qdht.models.training._privacy import PrivacyBudget, clip_update, dp_fedavg
+from qdht.models.training._privacy import (
+    PrivacyBudget,
+    clip_update,
+    distributed_noise_std,
+    dp_fedavg,
+    gaussian_noise,
+)
+from qdht.models.training._secagg import SecAggCoordinator, SecAggDevice, default_neighbours
 from qdht.models.training._trainer import Params, Trainer, TrainingConfig, check_params
 from qdht.wire import decode, encode
 from qdht.wire._training import (
@@ -40,6 +48,14 @@ from qdht.wire._training import (
     ROUND_ANNOUNCE_CONTEXT,
     RoundAnnounce,
     RoundUpdate,
+    SecAggForward,
+    SecAggKeys,
+    SecAggMasked,
+    SecAggNeighbours,
+    SecAggReveal,
+    SecAggSetup,
+    SecAggShares,
+    SecAggUnmask,
 )
 
 __all__ = [
@@ -92,6 +108,9 @@ class RoundParams:
     max_weight: int = 10_000
     #: Byzantine updates tolerated: trimmed mean's b and Krum's f.
     byzantine: int = 1
+    #: SecAgg+ quantisation: values clipped to +-secagg_range, 2^secagg_bits levels.
+    secagg_range: float = 4.0
+    secagg_bits: int = 16
 
     def __attrs_post_init__(self) -> None:
         TrainingConfig(self.epochs, self.lr, self.batch)
@@ -104,6 +123,8 @@ class RoundParams:
         aggregator_by_name(self.aggregator)
         if self.compression not in ("none", "q8", "topk"):
             raise ConfigError(f"unknown compression {self.compression!r}")
+        if self.secagg and (self.aggregator != "fedavg" or self.compression != "none"):
+            raise ConfigError("SecAgg sums updates: it needs aggregator fedavg, compression none")
 
     @property
     def q32(self) -> int:
@@ -158,7 +179,10 @@ class RoundCoordinator:
         population: int,
         budget: PrivacyBudget | None = None,
         rng: np.random.Generator | None = None,
+        enrolled: Sequence[bytes] = (),
     ) -> None:
+        if params.secagg and len(enrolled) != population:
+            raise ConfigError("SecAgg rounds need the enrolled devices' node ids (population)")
         if population < 1:
             raise ConfigError("population (K, the number of enrolled devices) must be positive")
         if params.dp and budget is None:
@@ -183,14 +207,24 @@ class RoundCoordinator:
         self._updates: dict[bytes, tuple[Params, int]] = {}
         self.drops: collections.Counter[str] = collections.Counter()
         self.history: list[RoundResult] = []
+        self.enrolled = tuple(enrolled)
+        self.secagg: SecAggCoordinator | None = None
+        self._stages: list[float] = []
+        self._outbox: list[tuple[bytes, bytes]] = []
 
     def stats(self) -> dict[str, Any]:
         return {
             "rounds": len(self.history),
             "abandoned": sum(r.abandoned for r in self.history),
             "epsilon": self.budget.spent if self.budget else 0.0,
-            "drops": dict(self.drops),
+            "drops": dict(self.drops)
+            | (self.secagg.stats()["drops"] if self.secagg is not None else {}),
         }
+
+    def messages_to_send(self) -> list[tuple[bytes, bytes]]:
+        """(node id, encoded message) pairs to deliver now (SecAgg rounds)."""
+        out, self._outbox = self._outbox, []
+        return out
 
     def start_round(self, now: float, *, wall_clock: int) -> RoundAnnounce:
         """Announce the next round; PrivacyBudgetExceededError if it cannot be paid for.
@@ -227,11 +261,65 @@ class RoundCoordinator:
         self.announcement = attrs.evolve(unsigned, sig=sig)
         self._deadline = now + p.duration
         self._updates = {}
+        self.secagg = None
+        if p.secagg:
+            self._start_secagg(now)
         return self.announcement
 
+    def _start_secagg(self, now: float) -> None:
+        p = self.params
+        rid = round_id(self.node_id, self.task, self.number)
+        cohort = tuple(n for n in self.enrolled if is_sampled(rid, n, p.q32))
+        self._stages = [now + p.duration * i / 4 for i in (1, 2, 3)]
+        if len(cohort) < 3:
+            return  # abandoned at the deadline: too few to aggregate securely
+        k, t = default_neighbours(len(cohort))
+        setup = SecAggSetup(
+            rid,
+            cohort,
+            k,
+            t,
+            p.secagg_bits,
+            round(p.secagg_range * 1e6),
+            self.model.size,
+            sha3_256(b"qdht/v1/fl-graph", rid),
+        )
+        self.secagg = SecAggCoordinator(setup)
+        wire = encode(setup)
+        self._outbox.extend((node, wire) for node in cohort)
+
+    def receive_secagg(self, data: bytes, now: float) -> None:
+        """Take one device's SecAgg message (keys, shares, masked input, reveal)."""
+        try:
+            msg = decode(data, expect=(SecAggKeys, SecAggShares, SecAggMasked, SecAggReveal))
+        except DecodeError:
+            self.drops["decode-error"] += 1
+            return
+        if self.secagg is None or self._deadline is None:
+            self.drops["no-open-round"] += 1
+            return
+        self.secagg.receive(msg)
+
+    def _advance_secagg(self, now: float) -> None:
+        """Close the SecAgg stages whose time has come (a quarter of the round each)."""
+        agg = self.secagg
+        while self._stages and now >= self._stages[0]:
+            self._stages.pop(0)
+            if agg is None or agg.stage == "failed":
+                continue
+            ids = agg.setup.ids
+            if agg.stage == "keys":
+                batch: dict[int, Any] = dict(agg.close_keys())
+            elif agg.stage == "shares":
+                batch = dict(agg.close_shares())
+            else:
+                unmask = agg.close_masked()
+                batch = dict.fromkeys(unmask.alive, unmask) if unmask is not None else {}
+            self._outbox.extend((ids[i - 1], encode(m)) for i, m in batch.items())
+
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must be called next (the round's deadline)."""
-        return self._deadline
+        """When :meth:`handle_timer` must be called next (a SecAgg stage or the deadline)."""
+        return self._stages[0] if self._stages else self._deadline
 
     def receive_update(self, data: bytes, now: float) -> None:
         """Take one device's encoded update; bad input is dropped with a reason."""
@@ -286,22 +374,16 @@ class RoundCoordinator:
 
     def handle_timer(self, now: float) -> RoundResult | None:
         """At the deadline: aggregate and publish, or abandon below the minimum."""
+        self._advance_secagg(now)
         if self._deadline is None or now < self._deadline:
             return None
         self._deadline = None
         p = self.params
+        if p.secagg:
+            return self._finish_secagg()
         updates = list(self._updates.values())
         if len(updates) < p.min_participants:
-            result = RoundResult(
-                self.number,
-                self.model,
-                len(updates),
-                True,
-                "too-few-participants",
-                self.budget.spent if self.budget else 0.0,
-            )
-            self.history.append(result)
-            return result
+            return self._abandon(len(updates), "too-few-participants")
         vectors = [u for u, _ in updates]
         if p.dp:
             assert self.budget is not None
@@ -316,10 +398,36 @@ class RoundCoordinator:
         else:
             step = self.aggregator.aggregate(vectors, [n for _, n in updates])
             epsilon = self.budget.spent if self.budget else 0.0
-        self.model = self.model + p.server_lr * step
-        result = RoundResult(self.number, self.model, len(updates), False, "", epsilon)
+        return self._publish(step, len(updates), epsilon)
+
+    def _publish(self, step: Params, participants: int, epsilon: float) -> RoundResult:
+        self.model = self.model + self.params.server_lr * step
+        result = RoundResult(self.number, self.model, participants, False, "", epsilon)
         self.history.append(result)
         return result
+
+    def _abandon(self, participants: int, reason: str) -> RoundResult:
+        epsilon = self.budget.spent if self.budget else 0.0
+        result = RoundResult(self.number, self.model, participants, True, reason, epsilon)
+        self.history.append(result)
+        return result
+
+    def _finish_secagg(self) -> RoundResult:
+        """The sum from SecAgg: DP-FedAvg over q*K (noise came from the devices) or the mean."""
+        p = self.params
+        agg = self.secagg
+        outcome = agg.result() if agg is not None else None
+        if outcome is None:
+            reason = (agg.failure if agg is not None else None) or "too-few-devices"
+            return self._abandon(0, f"secagg-{reason}")
+        total, count = outcome
+        if count < p.min_participants:
+            return self._abandon(count, "too-few-participants")
+        if p.dp:
+            assert self.budget is not None
+            step = total / (p.q32 / _Q_ONE * self.population)
+            return self._publish(step, count, self.budget.spend(p.q32 / _Q_ONE, p.noise))
+        return self._publish(total / count, count, self.budget.spent if self.budget else 0.0)
 
 
 class RoundDevice:
@@ -348,6 +456,8 @@ class RoundDevice:
         self.last_round = -1
         self.topk: TopK | None = None
         self.drops: collections.Counter[str] = collections.Counter()
+        self._secagg: SecAggDevice | None = None
+        self._pending: tuple[RoundAnnounce, Params] | None = None
 
     def stats(self) -> dict[str, Any]:
         return {"last_round": self.last_round, "drops": dict(self.drops)}
@@ -393,6 +503,56 @@ class RoundDevice:
             delta, _ = clip_update(delta, announce.clip / 1e6)
         rid = round_id(announce.coordinator, announce.task, announce.round)
         return encode(self._encode(rid, delta, announce.compression))
+
+    def prepare_secagg(self, announce: RoundAnnounce, model: Params) -> None:
+        """Train for a SecAgg round; the update waits for the coordinator's SecAgg setup.
+
+        With DP the device adds its share of the noise, N(0, (zS)^2/min)
+        (14-training.md §5.6): the coordinator only ever sees the sum.
+        """
+        if model_hash(model) != announce.model:
+            raise ConfigError("the model does not match the announcement's hash")
+        config = TrainingConfig(announce.epochs, announce.lr / 1e6, announce.batch)
+        delta = self.trainer.fit(model, self.x, self.y, config, self.rng) - model
+        if announce.clip:
+            clip = announce.clip / 1e6
+            delta, _ = clip_update(delta, clip)
+            std = distributed_noise_std(announce.noise / 1e3, clip, announce.min_participants)
+            delta = delta + gaussian_noise(delta.size, std, self.rng)
+        self._pending = (announce, delta)
+        self._secagg = None
+
+    def receive_secagg(self, data: bytes) -> bytes | None:
+        """Answer one SecAgg message from the coordinator (None: nothing to send)."""
+        try:
+            msg = decode(data, expect=(SecAggSetup, SecAggNeighbours, SecAggForward, SecAggUnmask))
+        except DecodeError:
+            self.drops["decode-error"] += 1
+            return None
+        if self._pending is None:
+            self.drops["no-open-round"] += 1
+            return None
+        announce, update = self._pending
+        if isinstance(msg, SecAggSetup):
+            rid = round_id(announce.coordinator, announce.task, announce.round)
+            if msg.round_id != rid or self.node_id not in msg.ids or msg.size != update.size:
+                self.drops["secagg-bad-setup"] += 1
+                return None
+            self._secagg = SecAggDevice(msg, self.node_id)
+            return encode(self._secagg.keys())
+        if self._secagg is None:
+            self.drops["secagg-wrong-stage"] += 1
+            return None
+        if isinstance(msg, SecAggNeighbours):
+            out: Any = self._secagg.share(msg)
+        elif isinstance(msg, SecAggForward):
+            out = self._secagg.masked_input(msg, update, self.rng)
+        else:
+            assert isinstance(msg, SecAggUnmask)
+            out = self._secagg.reveal(msg)
+        for reason, count in self._secagg.stats()["drops"].items():
+            self.drops[reason] = count
+        return encode(out) if out is not None else None
 
     def _encode(self, rid: bytes, delta: Params, compression: str) -> RoundUpdate:
         n, size = len(self.y), delta.size

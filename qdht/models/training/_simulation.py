@@ -11,7 +11,7 @@ import collections
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import numpy as np
@@ -25,6 +25,7 @@ from qdht.models.training._round import (
     RoundCoordinator,
     RoundDevice,
     RoundParams,
+    RoundResult,
     is_sampled,
 )
 from qdht.models.training._secagg import SecAggCoordinator, SecAggDevice, default_neighbours
@@ -183,6 +184,7 @@ def run_federated(
     error_feedback: bool = True,
     epsilon_budget: float = float("inf"),
     delta: float = 1e-5,
+    dropout: float = 0.0,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> FederatedRun:
     """``rounds`` rounds of the real coordinator and device cores over ``parts`` of ``data``.
@@ -190,6 +192,8 @@ def run_federated(
     Devices ``0 .. attackers - 1`` send -10 times their update.  The driver
     skips devices that a round does not sample (they would only verify the
     announcement and stop), which keeps populations of 1000+ devices cheap.
+    In SecAgg rounds a ``dropout`` share of the cohort goes silent, each at a
+    random SecAgg stage.
     """
     tag = seed.to_bytes(4, "big")
     key = MLDSAPrivateKey.from_seed(sha3_256(b"qdht/sim/coordinator-key", tag))
@@ -217,7 +221,10 @@ def run_federated(
         population=len(devices),
         budget=budget,
         rng=np.random.default_rng([seed, 2**20]),
+        enrolled=[d.node_id for d in devices] if params.secagg else (),
     )
+    by_id = {d.node_id: d for d in devices}
+    drop_rng = np.random.default_rng([seed, 2**21])
     accuracy, epsilon, participants = [], [], []
     now = 0.0
     for number in range(rounds):
@@ -230,9 +237,16 @@ def run_federated(
             if not is_sampled(rid, device.node_id, announce.q):
                 continue
             accepted = device.receive_announcement(wire, 1_800_000_000 + now)
-            if accepted is not None:
+            if accepted is None:
+                continue
+            if params.secagg:
+                device.prepare_secagg(accepted, coordinator.model)
+            else:
                 coordinator.receive_update(device.train(accepted, coordinator.model), now + 1)
-        result = coordinator.handle_timer(now + params.duration)
+        if params.secagg:
+            result = _secagg_round(coordinator, by_id, dropout, drop_rng)
+        else:
+            result = coordinator.handle_timer(now + params.duration)
         assert result is not None
         accuracy.append(trainer.accuracy(coordinator.model, data.x_test, data.y_test))
         epsilon.append(result.epsilon)
@@ -241,3 +255,32 @@ def run_federated(
             progress(number, accuracy[-1], epsilon[-1])
         now += params.duration + 1
     return FederatedRun(accuracy, epsilon, participants, coordinator.model, coordinator.stats())
+
+
+_SILENT_FROM: Final = ("secagg_neighbours", "secagg_forward", "secagg_unmask")
+
+
+def _secagg_round(
+    coordinator: RoundCoordinator,
+    devices: Mapping[bytes, RoundDevice],
+    dropout: float,
+    rng: np.random.Generator,
+) -> RoundResult | None:
+    """Relay a SecAgg round's messages stage by stage until the coordinator's deadline."""
+    silent: dict[bytes, int] = {}  # node -> first stage (index in _SILENT_FROM) it ignores
+    while True:
+        for node, data in coordinator.messages_to_send():
+            kind = decode(data).TYPE
+            if kind == "secagg_setup" and rng.random() < dropout:
+                silent[node] = int(rng.integers(len(_SILENT_FROM)))
+            if kind in _SILENT_FROM and _SILENT_FROM.index(kind) >= silent.get(node, 99):
+                continue
+            reply = devices[node].receive_secagg(data)
+            if reply is not None:
+                coordinator.receive_secagg(reply, 0.0)
+        timer = coordinator.get_timer()
+        if timer is None:
+            return None
+        result = coordinator.handle_timer(timer)
+        if result is not None:
+            return result

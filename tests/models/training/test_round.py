@@ -14,13 +14,14 @@ from qdht.models.training import (
     RoundCoordinator,
     RoundDevice,
     RoundParams,
+    RoundResult,
     SoftmaxRegression,
     is_sampled,
     load_digits_split,
     round_id,
     split_iid,
 )
-from qdht.wire import encode
+from qdht.wire import decode, encode
 from qdht.wire._training import RoundUpdate
 
 KEY = MLDSAPrivateKey.from_seed(sha3_256(b"test/coordinator"))
@@ -235,3 +236,112 @@ def test_round_parameters_are_checked() -> None:
         _network(RoundParams(clip=1.0, noise=1.0))
     with pytest.raises(ConfigError, match="PrivacyBudget"):
         _network(RoundParams(clip=1.0))  # clipping is DP-FedAvg: it is accounted for
+
+
+def _secagg_network(
+    params: RoundParams, budget: PrivacyBudget | None = None, n: int = 20
+) -> tuple[RoundCoordinator, list[RoundDevice]]:
+    data = load_digits_split(1)
+    trainer = SoftmaxRegression(64, 10)
+    parts = split_iid(len(data.y_train), n, np.random.default_rng(1))
+    devices = [
+        RoundDevice(
+            node_id=sha3_256(b"test/secagg-device", bytes([i])),
+            coordinator_id=COORDINATOR,
+            coordinator_key=KEY.public_key_bytes(),
+            trainer=trainer,
+            x=data.x_train[part],
+            y=data.y_train[part],
+            rng=np.random.default_rng(i),
+        )
+        for i, part in enumerate(parts)
+    ]
+    coordinator = RoundCoordinator(
+        signing_key=KEY,
+        node_id=COORDINATOR,
+        task=TASK,
+        model=trainer.init_params(np.random.default_rng(0)),
+        params=params,
+        population=n,
+        budget=budget,
+        rng=np.random.default_rng(5),
+        enrolled=[d.node_id for d in devices],
+    )
+    return coordinator, devices
+
+
+def _secagg_round(
+    coordinator: RoundCoordinator, devices: list[RoundDevice], silent: dict[int, str]
+) -> tuple[RoundResult | None, list[RoundDevice]]:
+    """One SecAgg round; device i ignores messages of type silent[i] and later."""
+    order = ("secagg_neighbours", "secagg_forward", "secagg_unmask")
+    by_id = {d.node_id: (i, d) for i, d in enumerate(devices)}
+    announce = coordinator.start_round(0.0, wall_clock=NOW)
+    joined = []
+    for device in devices:
+        accepted = device.receive_announcement(encode(announce), NOW)
+        if accepted is not None:
+            device.prepare_secagg(accepted, coordinator.model)
+            joined.append(device)
+    while True:
+        for node, data in coordinator.messages_to_send():
+            i, device = by_id[node]
+            kind = decode(data).TYPE
+            if i in silent and kind in order and order.index(kind) >= order.index(silent[i]):
+                continue
+            reply = device.receive_secagg(data)
+            if reply is not None:
+                coordinator.receive_secagg(reply, 1.0)
+        timer = coordinator.get_timer()
+        assert timer is not None
+        result = coordinator.handle_timer(timer)
+        if result is not None:
+            return result, joined
+
+
+def test_secagg_round_publishes_the_mean_of_the_survivors_only() -> None:
+    coordinator, devices = _secagg_network(RoundParams(epochs=1, secagg=True, min_participants=5))
+    before = coordinator.model.copy()
+    # 30 % drop out: before sharing, before sending their input, before revealing.
+    silent = {
+        0: "secagg_neighbours",
+        3: "secagg_neighbours",
+        5: "secagg_forward",
+        8: "secagg_forward",
+        11: "secagg_unmask",
+        14: "secagg_unmask",
+    }
+    result, joined = _secagg_round(coordinator, devices, silent)
+    assert result is not None
+    assert not result.abandoned, result.reason
+    in_sum = [d for i, d in enumerate(devices) if silent.get(i, "secagg_unmask") == "secagg_unmask"]
+    assert len(joined) == 20
+    assert result.participants == len(in_sum) == 16
+    pending = [d._pending for d in in_sum]
+    expected = np.mean([p[1] for p in pending if p is not None], axis=0)
+    assert np.abs((coordinator.model - before) - expected).max() < 1e-3
+    assert coordinator.stats()["drops"] == {}
+
+
+def test_secagg_round_with_dp_spends_epsilon_and_too_many_dropouts_abandon() -> None:
+    budget = PrivacyBudget(epsilon=50.0)
+    params = RoundParams(epochs=1, secagg=True, clip=1.0, noise=1.0, min_participants=10)
+    coordinator, devices = _secagg_network(params, budget)
+    result, _ = _secagg_round(coordinator, devices, {})
+    assert result is not None
+    assert not result.abandoned
+    assert result.epsilon == pytest.approx(budget.spent)
+    assert budget.spent > 0
+    before = coordinator.model.copy()
+    silent = dict.fromkeys(range(12), "secagg_forward")  # only 8 inputs arrive
+    result, _ = _secagg_round(coordinator, devices, silent)
+    assert result is not None
+    assert result.abandoned
+    assert np.array_equal(coordinator.model, before)
+
+
+def test_secagg_needs_fedavg_and_the_enrolled_ids() -> None:
+    with pytest.raises(ConfigError, match="SecAgg"):
+        RoundParams(secagg=True, aggregator="median")
+    with pytest.raises(ConfigError, match="enrolled"):
+        _network(RoundParams(secagg=True))
