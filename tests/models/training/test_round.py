@@ -32,11 +32,16 @@ K = 10
 
 
 def _network(
-    params: RoundParams, budget: PrivacyBudget | None = None
+    params: RoundParams,
+    budget: PrivacyBudget | None = None,
+    *,
+    n: int = K,
+    enrolled: bool = False,
 ) -> tuple[RoundCoordinator, list[RoundDevice], SoftmaxRegression]:
+    """n devices with IID shares of digits and their coordinator (``enrolled``: SecAgg)."""
     data = load_digits_split(0)
     trainer = SoftmaxRegression(64, 10)
-    parts = split_iid(len(data.y_train), K, np.random.default_rng(0))
+    parts = split_iid(len(data.y_train), n, np.random.default_rng(0))
     devices = [
         RoundDevice(
             node_id=sha3_256(b"test/device", bytes([i])),
@@ -55,9 +60,10 @@ def _network(
         task=TASK,
         model=trainer.init_params(np.random.default_rng(0)),
         params=params,
-        population=K,
+        population=n,
         budget=budget,
         rng=np.random.default_rng(99),
+        enrolled=[d.node_id for d in devices] if enrolled else (),
     )
     return coordinator, devices, trainer
 
@@ -238,38 +244,6 @@ def test_round_parameters_are_checked() -> None:
         _network(RoundParams(clip=1.0))  # clipping is DP-FedAvg: it is accounted for
 
 
-def _secagg_network(
-    params: RoundParams, budget: PrivacyBudget | None = None, n: int = 20
-) -> tuple[RoundCoordinator, list[RoundDevice]]:
-    data = load_digits_split(1)
-    trainer = SoftmaxRegression(64, 10)
-    parts = split_iid(len(data.y_train), n, np.random.default_rng(1))
-    devices = [
-        RoundDevice(
-            node_id=sha3_256(b"test/secagg-device", bytes([i])),
-            coordinator_id=COORDINATOR,
-            coordinator_key=KEY.public_key_bytes(),
-            trainer=trainer,
-            x=data.x_train[part],
-            y=data.y_train[part],
-            rng=np.random.default_rng(i),
-        )
-        for i, part in enumerate(parts)
-    ]
-    coordinator = RoundCoordinator(
-        signing_key=KEY,
-        node_id=COORDINATOR,
-        task=TASK,
-        model=trainer.init_params(np.random.default_rng(0)),
-        params=params,
-        population=n,
-        budget=budget,
-        rng=np.random.default_rng(5),
-        enrolled=[d.node_id for d in devices],
-    )
-    return coordinator, devices
-
-
 def _secagg_round(
     coordinator: RoundCoordinator, devices: list[RoundDevice], silent: dict[int, str]
 ) -> tuple[RoundResult | None, list[RoundDevice]]:
@@ -300,7 +274,9 @@ def _secagg_round(
 
 
 def test_secagg_round_publishes_the_mean_of_the_survivors_only() -> None:
-    coordinator, devices = _secagg_network(RoundParams(epochs=1, secagg=True, min_participants=5))
+    coordinator, devices, _ = _network(
+        RoundParams(epochs=1, secagg=True, min_participants=5), n=20, enrolled=True
+    )
     before = coordinator.model.copy()
     # 30 % drop out: before sharing, before sending their input, before revealing.
     silent = {
@@ -326,7 +302,7 @@ def test_secagg_round_publishes_the_mean_of_the_survivors_only() -> None:
 def test_secagg_round_with_dp_spends_epsilon_and_too_many_dropouts_abandon() -> None:
     budget = PrivacyBudget(epsilon=50.0)
     params = RoundParams(epochs=1, secagg=True, clip=1.0, noise=1.0, min_participants=10)
-    coordinator, devices = _secagg_network(params, budget)
+    coordinator, devices, _ = _network(params, budget, n=20, enrolled=True)
     result, _ = _secagg_round(coordinator, devices, {})
     assert result is not None
     assert not result.abandoned
