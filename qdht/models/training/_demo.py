@@ -45,10 +45,16 @@ def run_demo(
     noise: float = 1.0,
     clip: float = 1.0,
     split: str = "dirichlet",
+    secagg: bool = False,
+    dropout: float = 0.0,
     seed: int = 0,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> DemoResult:
-    """Train for ``rounds`` rounds; ``progress(round, accuracy, epsilon)`` after each."""
+    """Train for ``rounds`` rounds; ``progress(round, accuracy, epsilon)`` after each.
+
+    With ``secagg`` the updates go through SecAgg+ (devices add the DP noise)
+    and a ``dropout`` share of each cohort goes silent mid-protocol.
+    """
     if not 2 <= devices <= 1347:
         raise ConfigError("devices must be in 2..1347 (the digits training set has 1347 rows)")
     if rounds < 1:
@@ -61,9 +67,25 @@ def run_demo(
         parts = split_iid(len(data.y_train), devices, rng)
     else:
         raise ConfigError(f"split must be 'dirichlet' or 'iid', got {split!r}")
-    params = RoundParams(clip=clip, noise=noise, q=q) if clip > 0 else RoundParams(q=q)
+    # Half the expected cohort must answer: with SecAgg each device then adds
+    # noise of std zS/sqrt(min), and any admissible sum carries at least zS.
+    minimum = max(2, round(0.5 * q * devices))
+    params = RoundParams(
+        clip=clip,
+        noise=noise if clip > 0 else 0.0,
+        q=q,
+        secagg=secagg,
+        min_participants=minimum,
+    )
     run = run_federated(
-        data, SoftmaxRegression(64, 10), parts, params, rounds, seed=seed, progress=progress
+        data,
+        SoftmaxRegression(64, 10),
+        parts,
+        params,
+        rounds,
+        seed=seed,
+        dropout=dropout,
+        progress=progress,
     )
     return DemoResult(devices, run.accuracy, run.epsilon, run.participants, 1e-5)
 

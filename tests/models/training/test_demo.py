@@ -27,6 +27,13 @@ def test_demo_without_noise_has_no_finite_epsilon() -> None:
     assert math.isinf(result.epsilon[0])
 
 
+def test_demo_with_secagg_and_dropouts_still_learns() -> None:
+    result = run_demo(devices=12, rounds=3, q=1.0, noise=0.5, secagg=True, dropout=0.3)
+    assert result.accuracy[-1] > 0.5
+    assert min(result.participants) >= 3
+    assert max(result.participants) < 12 or result.participants.count(12) < 3
+
+
 def test_demo_arguments_are_checked() -> None:
     with pytest.raises(ConfigError, match="devices"):
         run_demo(devices=1)
