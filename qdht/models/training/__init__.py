@@ -56,6 +56,20 @@ from qdht.models.training._trainer import (
     check_params,
 )
 
+
+def __getattr__(name: str) -> object:
+    """``TorchTrainer`` imports torch (the ``torch`` extra) only when first asked for."""
+    if name == "TorchTrainer":
+        try:
+            from qdht.models.training._torch import TorchTrainer
+        except ImportError as exc:
+            from qdht.errors import ConfigError
+
+            raise ConfigError("TorchTrainer needs PyTorch: pip install 'qdht[torch]'") from exc
+        return TorchTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AGGREGATOR_NAMES",
     "MLP",
@@ -76,6 +90,7 @@ __all__ = [
     "SoftmaxRegression",
     "SparseUpdate",
     "TopK",
+    "TorchTrainer",
     "Trainer",
     "TrainingConfig",
     "TrimmedMean",
