@@ -190,7 +190,8 @@ class RoundCoordinator:
         self.key = signing_key
         self.node_id = node_id
         self.task = task
-        self.model = check_params(model, model.shape[0] if model.ndim == 1 else -1, "model")
+        size = model.shape[0] if getattr(model, "ndim", 0) == 1 else -1
+        self.model = check_params(model, size, "model")
         if not 1 <= self.model.size <= MAX_UPDATE_VALUES:
             raise ConfigError(f"models above {MAX_UPDATE_VALUES} values need chunked updates")
         self.params = params
