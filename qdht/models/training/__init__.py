@@ -28,6 +28,7 @@ from qdht.models.training._data import (
     split_iid,
     split_shards,
 )
+from qdht.models.training._demo import DemoResult, plot_demo, run_demo
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import (
     PrivacyAccountant,
@@ -76,6 +77,7 @@ __all__ = [
     "Aggregator",
     "CoordinateMedian",
     "Dataset",
+    "DemoResult",
     "FedAvg",
     "GossipLearner",
     "Krum",
@@ -105,8 +107,10 @@ __all__ = [
     "is_sampled",
     "load_digits_split",
     "model_hash",
+    "plot_demo",
     "quantize",
     "round_id",
+    "run_demo",
     "split_dirichlet",
     "split_iid",
     "split_shards",

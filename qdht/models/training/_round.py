@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -445,7 +446,9 @@ class RoundDevice:
         y: NDArray[np.integer],
         rng: np.random.Generator | None = None,
         error_feedback: bool = True,
+        random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self.random_bytes = random_bytes
         self.node_id = node_id
         self.coordinator_id = coordinator_id
         self.error_feedback = error_feedback
@@ -539,7 +542,7 @@ class RoundDevice:
             if msg.round_id != rid or self.node_id not in msg.ids or msg.size != update.size:
                 self.drops["secagg-bad-setup"] += 1
                 return None
-            self._secagg = SecAggDevice(msg, self.node_id)
+            self._secagg = SecAggDevice(msg, self.node_id, random_bytes=self.random_bytes)
             return encode(self._secagg.keys())
         if self._secagg is None:
             self.drops["secagg-wrong-stage"] += 1
