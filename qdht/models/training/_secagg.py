@@ -42,6 +42,7 @@ from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.hashes import hkdf_sha3_256, sha3_256, shake256
 from qdht.errors import ConfigError, CryptoError
 from qdht.models.training._shamir import (
+    consistent,
     reconstruct,
     share_from_bytes,
     share_to_bytes,
@@ -422,6 +423,10 @@ class SecAggCoordinator(_Stats):
                     target[of][holder] = value
         size, round_id = self.setup.size, self.setup.round_id
         total = np.zeros(size, dtype=np.uint32)
+        for shares in (*b_shares.values(), *s_shares.values()):
+            if not consistent(shares, self.setup.t):
+                self._fail("inconsistent-shares")
+                return None
         for u in alive:
             if len(b_shares[u]) < self.setup.t:
                 self._fail("unrecoverable")

@@ -15,7 +15,15 @@ from typing import Final
 
 from qdht.errors import ConfigError
 
-__all__ = ["PRIME", "SHARE_BYTES", "reconstruct", "share_from_bytes", "share_to_bytes", "split"]
+__all__ = [
+    "PRIME",
+    "SHARE_BYTES",
+    "consistent",
+    "reconstruct",
+    "share_from_bytes",
+    "share_to_bytes",
+    "split",
+]
 
 PRIME: Final = 2**521 - 1
 SHARE_BYTES: Final = 66
@@ -59,15 +67,31 @@ def reconstruct(shares: dict[int, int]) -> int:
     """
     if not shares:
         raise ConfigError("no shares to reconstruct from")
-    secret = 0
-    for xi, yi in shares.items():
+    return _interpolate(shares, 0)
+
+
+def _interpolate(points: dict[int, int], x: int) -> int:
+    """The value at ``x`` of the polynomial through ``points``."""
+    value = 0
+    for xi, yi in points.items():
         num, den = 1, 1
-        for xj in shares:
+        for xj in points:
             if xj != xi:
-                num = num * -xj % PRIME
+                num = num * (x - xj) % PRIME
                 den = den * (xi - xj) % PRIME
-        secret = (secret + yi * num * pow(den, -1, PRIME)) % PRIME
-    return secret
+        value = (value + yi * num * pow(den, -1, PRIME)) % PRIME
+    return value
+
+
+def consistent(shares: dict[int, int], threshold: int) -> bool:
+    """Whether all ``shares`` lie on one polynomial of degree ``threshold - 1``.
+
+    With more shares than the threshold, a wrong share (a faulty or lying
+    holder) shows up here instead of as a wrong secret.
+    """
+    points = sorted(shares.items())
+    base = dict(points[:threshold])
+    return all(_interpolate(base, x) == y for x, y in points[threshold:])
 
 
 def share_to_bytes(value: int) -> bytes:

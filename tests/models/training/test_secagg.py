@@ -10,8 +10,14 @@ import pytest
 
 from qdht.errors import ConfigError
 from qdht.models.training import distributed_noise_std, gaussian_noise
-from qdht.models.training._secagg import default_neighbours, graph_neighbours
-from qdht.models.training._shamir import PRIME, reconstruct, share_from_bytes, split
+from qdht.models.training._secagg import SecAggDevice, default_neighbours, graph_neighbours
+from qdht.models.training._shamir import (
+    PRIME,
+    consistent,
+    reconstruct,
+    share_from_bytes,
+    split,
+)
 from qdht.models.training._simulation import SecAggRun, simulate_secagg
 from qdht.wire._training import SecAggKeys, SecAggMasked, SecAggReveal, SecAggUnmask
 
@@ -180,3 +186,29 @@ def test_coordinator_drops_out_of_place_input() -> None:
         "secagg-unknown-index": 1,
         "secagg-unexpected": 1,
     }
+
+
+def test_a_lying_share_holder_fails_the_round_instead_of_corrupting_the_sum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    honest = SecAggDevice.reveal
+
+    def lying(self: SecAggDevice, msg: SecAggUnmask) -> SecAggReveal | None:
+        out = honest(self, msg)
+        if out is None or self.index != 1 or not out.b:
+            return out
+        (of, share), *rest = out.b
+        wrong = (int.from_bytes(share, "big") + 1).to_bytes(66, "big")
+        return SecAggReveal(out.round_id, out.index, ((of, wrong), *rest), out.s)
+
+    monkeypatch.setattr(SecAggDevice, "reveal", lying)
+    run = simulate_secagg(_updates(9), seed=9)
+    assert run.result is None
+    assert run.coordinator.failure == "inconsistent-shares"
+
+
+def test_shares_off_the_polynomial_are_detected() -> None:
+    shares = split(12345, 3, [1, 2, 3, 4, 5])
+    assert consistent(shares, 3)
+    shares[4] = (shares[4] + 1) % PRIME
+    assert not consistent(shares, 3)
