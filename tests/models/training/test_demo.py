@@ -30,8 +30,7 @@ def test_demo_without_noise_has_no_finite_epsilon() -> None:
 def test_demo_with_secagg_and_dropouts_still_learns() -> None:
     result = run_demo(devices=12, rounds=3, q=1.0, noise=0.5, secagg=True, dropout=0.3)
     assert result.accuracy[-1] > 0.5
-    assert min(result.participants) >= 3
-    assert max(result.participants) < 12 or result.participants.count(12) < 3
+    assert 3 <= min(result.participants) < 12  # dropouts leave a partial sum, never a hang
 
 
 def test_demo_arguments_are_checked() -> None:
