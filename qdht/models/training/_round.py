@@ -128,6 +128,16 @@ class RoundParams:
             raise ConfigError("SecAgg sums updates: it needs aggregator fedavg, compression none")
 
     @property
+    def clip_micro(self) -> int:
+        """S as announced (micro-units); the coordinator clips and accounts with this."""
+        return round(self.clip * 1e6)
+
+    @property
+    def noise_milli(self) -> int:
+        """z as announced (milli-units); devices and the accountant use exactly this."""
+        return round(self.noise * 1e3)
+
+    @property
     def q32(self) -> int:
         return max(1, min(_Q_ONE, round(self.q * _Q_ONE)))
 
@@ -239,7 +249,7 @@ class RoundCoordinator:
         p = self.params
         if p.dp:
             assert self.budget is not None
-            self.budget.check(p.q32 / _Q_ONE, p.noise)  # fails closed: raises, nothing starts
+            self.budget.check(p.q32 / _Q_ONE, p.noise_milli / 1e3)  # fails closed: raises
         self.number += 1
         unsigned = RoundAnnounce(
             self.node_id,
@@ -250,8 +260,8 @@ class RoundCoordinator:
             p.epochs,
             round(p.lr * 1e6),
             p.batch,
-            round(p.clip * 1e6),
-            round(p.noise * 1e3),
+            p.clip_micro,
+            p.noise_milli,
             p.q32,
             wall_clock + math.ceil(p.duration),
             p.min_participants,
@@ -364,7 +374,7 @@ class RoundCoordinator:
             return "bad-sparse-update"
         if not np.all(np.isfinite(update)):
             return "non-finite"
-        clip = self.params.clip
+        clip = self.params.clip_micro / 1e6
         if clip > 0:
             slack = 1e-3 * clip
             if msg.enc == "q8":  # quantising a clipped update may lengthen it by a step per value
@@ -392,11 +402,11 @@ class RoundCoordinator:
             step = dp_fedavg(
                 vectors,
                 expected_clients=p.q32 / _Q_ONE * self.population,
-                clip=p.clip,
-                noise_multiplier=p.noise,
+                clip=p.clip_micro / 1e6,
+                noise_multiplier=p.noise_milli / 1e3,
                 rng=self.rng,
             )
-            epsilon = self.budget.spend(p.q32 / _Q_ONE, p.noise)
+            epsilon = self.budget.spend(p.q32 / _Q_ONE, p.noise_milli / 1e3)
         else:
             step = self.aggregator.aggregate(vectors, [n for _, n in updates])
             epsilon = self.budget.spent if self.budget else 0.0
@@ -428,7 +438,8 @@ class RoundCoordinator:
         if p.dp:
             assert self.budget is not None
             step = total / (p.q32 / _Q_ONE * self.population)
-            return self._publish(step, count, self.budget.spend(p.q32 / _Q_ONE, p.noise))
+            epsilon = self.budget.spend(p.q32 / _Q_ONE, p.noise_milli / 1e3)
+            return self._publish(step, count, epsilon)
         return self._publish(total / count, count, self.budget.spent if self.budget else 0.0)
 
 

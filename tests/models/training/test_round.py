@@ -10,6 +10,7 @@ from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.errors import ConfigError, PrivacyBudgetExceededError
 from qdht.models.training import (
+    PrivacyAccountant,
     PrivacyBudget,
     RoundCoordinator,
     RoundDevice,
@@ -321,3 +322,14 @@ def test_secagg_needs_fedavg_and_the_enrolled_ids() -> None:
         RoundParams(secagg=True, aggregator="median")
     with pytest.raises(ConfigError, match="enrolled"):
         _network(RoundParams(secagg=True))
+
+
+def test_epsilon_is_accounted_for_the_noise_devices_are_told() -> None:
+    params = RoundParams(epochs=1, clip=1.0, noise=0.7004, q=0.5)  # announced as 700 milli
+    coordinator, devices, _ = _network(params, PrivacyBudget(epsilon=100.0))
+    _run_round(coordinator, devices, 0.0)
+    result = coordinator.handle_timer(60.0)
+    assert result is not None
+    assert coordinator.announcement is not None
+    assert coordinator.announcement.noise == 700
+    assert result.epsilon == pytest.approx(PrivacyAccountant().spend(0.5, 0.7), rel=1e-12)
