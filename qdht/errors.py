@@ -30,6 +30,7 @@ __all__ = [
     "LookupFailedError",
     "ModelError",
     "NodeStateError",
+    "PrivacyBudgetExceededError",
     "PuzzleError",
     "QdhtError",
     "RPCError",
@@ -184,4 +185,12 @@ class GroupError(QdhtError):
     Group cores catch it on remote input and count a drop; it reaches the
     caller only for local misuse (sending in a group one is not a member of,
     a padding size the message does not fit, ...).
+    """
+
+
+class PrivacyBudgetExceededError(QdhtError):
+    """A training round would spend more privacy (epsilon) than its budget allows.
+
+    Raised before the round starts (14-training.md §4.3): the budget fails
+    closed, so the round does not run.
     """

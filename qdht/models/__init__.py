@@ -1,9 +1,14 @@
-"""The model store: signed, chunked, content-addressed models (``protocol-spec/13-models.md``).
+"""Models: the model store (``protocol-spec/13-models.md``) and federated training.
+
+The store holds signed, chunked, content-addressed models; :mod:`qdht.models.training`
+(``14-training.md``) trains them across devices.
 
 Sans-IO cores only: the node wires them into its services.
 """
 
 # -- model store --
+# -- training (protocol-spec/14-training.md) --
+from qdht.models import training
 from qdht.models._chunks import (
     DEFAULT_CHUNK_SIZE,
     ChunkSink,
@@ -123,5 +128,6 @@ __all__ = [
     "state_dict_to_arrays",
     "storage_cost",
     "tensor_infos",
+    "training",
     "verify_manifest",
 ]

@@ -58,6 +58,8 @@ from qdht.wire import _messaging  # noqa: F401
 from qdht.wire import _groups  # noqa: F401
 
 from qdht.wire import _mixnet  # noqa: F401
+
+from qdht.wire import _training  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -230,16 +232,41 @@ from qdht.wire._mixnet import (
     MixPacket,
 )
 
+from qdht.wire._training import (
+    COMPRESSIONS,
+    FL_AGGREGATORS,
+    GossipModel,
+    MAX_COHORT,
+    MAX_NEIGHBOURS,
+    MAX_UPDATE_VALUES,
+    ROUND_ANNOUNCE_CONTEXT,
+    ROUND_ID_SIZE,
+    RoundAnnounce,
+    RoundUpdate,
+    SHARE_SIZE,
+    SecAggForward,
+    SecAggKeys,
+    SecAggMasked,
+    SecAggNeighbours,
+    SecAggReveal,
+    SecAggSetup,
+    SecAggShares,
+)
+
+from qdht.wire._training import SecAggUnmask
+
 __all__ = [
     "BLANK_REF",
     "CHUNK_KEY_SIZE",
     "CHUNK_SIZES",
+    "COMPRESSIONS",
     "CONTACT_LIST_CONTEXT",
     "CT_SIZE",
     "DEFAULT_LIMITS",
     "DESCRIPTOR_CONTEXT",
     "DIGEST_SIZE",
     "DIRECTORY_CONTEXT",
+    "FL_AGGREGATORS",
     "GROUP_ID_MAX",
     "HASH_SIZE",
     "HS_KINDS",
@@ -253,6 +280,7 @@ __all__ = [
     "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",
+    "MAX_COHORT",
     "MAX_DIRECTORY_MIXES",
     "MAX_DIRECTORY_SIGNATURES",
     "MAX_ECHO_DATA",
@@ -271,6 +299,7 @@ __all__ = [
     "MAX_META_ENTRIES",
     "MAX_META_VALUE",
     "MAX_MODEL_NAME",
+    "MAX_NEIGHBOURS",
     "MAX_NODES",
     "MAX_ONE_TIME_PREKEYS",
     "MAX_PACKET_SIZE",
@@ -286,6 +315,7 @@ __all__ = [
     "MAX_TENSOR_NAME",
     "MAX_TIME",
     "MAX_TOPIC_SIZE",
+    "MAX_UPDATE_VALUES",
     "MAX_VALUE_RECORDS",
     "MAX_VALUE_SIZE",
     "MAX_WATCH_TTL",
@@ -305,8 +335,11 @@ __all__ = [
     "RECORD_TYPES",
     "RESPONSE_TYPES",
     "RID_SIZE",
+    "ROUND_ANNOUNCE_CONTEXT",
+    "ROUND_ID_SIZE",
     "SALT_SIZE",
     "SET_KEY_PREFIX",
+    "SHARE_SIZE",
     "SINGLE_RECORD_TYPES",
     "TENSOR_DTYPES",
     "TRANSPORTS",
@@ -339,6 +372,7 @@ __all__ = [
     "FirstMessage",
     "FragmentFrame",
     "GetChunk",
+    "GossipModel",
     "GroupInfo",
     "GroupMessage",
     "GroupSecrets",
@@ -376,7 +410,17 @@ __all__ = [
     "Proposal",
     "RatchetMessage",
     "Revocation",
+    "RoundAnnounce",
+    "RoundUpdate",
     "SealedSecret",
+    "SecAggForward",
+    "SecAggKeys",
+    "SecAggMasked",
+    "SecAggNeighbours",
+    "SecAggReveal",
+    "SecAggSetup",
+    "SecAggShares",
+    "SecAggUnmask",
     "SetEntry",
     "SignedRecord",
     "SlotDelete",

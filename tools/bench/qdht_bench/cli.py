@@ -27,6 +27,7 @@ BENCHMARKS: Final[dict[str, str]] = {
     "groups": "groups",
     "anonymity": "anonymity",
     "mix": "mix",
+    "fl": "fl",
     "durability": "_durability",
     "adversarial": "_adversarial",
     "fuzz": "_fuzz",

@@ -67,6 +67,15 @@ const XWING_PK = bytes(1216);
 const MLDSA_PK = bytes(1952);
 const MLDSA_SIG = bytes(3309);
 const NONCE = bytes(8);
+const bool = (v, p) => {
+  if (typeof v !== 'boolean') throw new DecodeError('field-type', p);
+};
+const U32 = uint(0, 4294967295);
+const FL_VALUES = uint(1, 16000);
+const FL_INDEX = uint(1, 1000);
+const FL_VECTOR = bytes(0, 64000);
+const FL_COMPRESSION = textEnum('none', 'q8', 'topk');
+const XWING_CT = bytes(1120);
 
 const RECORD_TYPES = ['immutable', 'mutable', 'tombstone', 'set_entry'];
 const SINGLE_RECORD_TYPES = ['immutable', 'mutable', 'tombstone'];
@@ -358,6 +367,88 @@ export const RULES = {
   'model-provider': { root: [bytes(32)], chunks: [uint()], contact: [CONTACT], have: [bytes(1, 2048), true] },
   'model-get_chunk': { rid: [RID], key: [bytes(32)], ro: RO, ws: WS },
   'model-chunk': { rid: [RID], data: [bytes(1, 65536), true] },
+
+  // Federated training (14-training.md); tuples travel as parallel arrays.
+  'fl-round_announce': {
+    coordinator: [NODE_ID],
+    task: [bytes(32)],
+    round: [U32],
+    model: [bytes(32)],
+    size: [FL_VALUES],
+    epochs: [uint(1, 1000)],
+    lr: [uint(1, 100000000)],
+    batch: [uint(1, 65535)],
+    clip: [U32],
+    noise: [uint(0, 1000000)],
+    q: [uint(1, 4294967296)],
+    deadline: [uint(0, 2n ** 40n)],
+    min: [FL_INDEX],
+    aggregator: [textEnum('fedavg', 'median', 'trimmed-mean', 'krum')],
+    compression: [FL_COMPRESSION],
+    secagg: [bool],
+    sig: [MLDSA_SIG],
+  },
+  'fl-round_update': {
+    round: [bytes(32)],
+    node: [NODE_ID],
+    n: [uint(1, 4294967295)],
+    size: [FL_VALUES],
+    enc: [FL_COMPRESSION],
+    data: [FL_VECTOR],
+    lo: [bytes(4), true],
+    hi: [bytes(4), true],
+    idx: [FL_VECTOR, true],
+  },
+  'fl-secagg_setup': {
+    round: [bytes(32)],
+    ids: [array(NODE_ID, 3, 1000)],
+    k: [uint(2, 24)],
+    t: [uint(2, 24)],
+    bits: [uint(8, 24)],
+    range: [uint(1, 4294967295)],
+    size: [FL_VALUES],
+    graph: [bytes(32)],
+  },
+  'fl-secagg_keys': { round: [bytes(32)], index: [FL_INDEX], cpk: [XWING_PK], spk: [XWING_PK] },
+  'fl-secagg_neighbours': {
+    round: [bytes(32)],
+    from: [array(FL_INDEX, 0, 24)],
+    cpks: [array(XWING_PK, 0, 24)],
+    spks: [array(XWING_PK, 0, 24)],
+  },
+  'fl-secagg_shares': {
+    round: [bytes(32)],
+    index: [FL_INDEX],
+    box_to: [array(FL_INDEX, 0, 24)],
+    box_cts: [array(XWING_CT, 0, 24)],
+    boxes: [array(bytes(148), 0, 24)],
+    mask_to: [array(FL_INDEX, 0, 24)],
+    mask_cts: [array(XWING_CT, 0, 24)],
+    escrows: [array(bytes(48), 0, 24)],
+  },
+  'fl-secagg_forward': {
+    round: [bytes(32)],
+    box_from: [array(FL_INDEX, 0, 24)],
+    box_cts: [array(XWING_CT, 0, 24)],
+    boxes: [array(bytes(148), 0, 24)],
+    mask_from: [array(FL_INDEX, 0, 24)],
+    mask_cts: [array(XWING_CT, 0, 24)],
+  },
+  'fl-secagg_masked': { round: [bytes(32)], index: [FL_INDEX], y: [bytes(4, 64000)] },
+  'fl-secagg_unmask': {
+    round: [bytes(32)],
+    alive: [array(FL_INDEX, 0, 1000)],
+    dropped: [array(FL_INDEX, 0, 1000)],
+  },
+  'fl-secagg_reveal': {
+    round: [bytes(32)],
+    index: [FL_INDEX],
+    b_of: [array(FL_INDEX, 0, 24)],
+    b: [array(bytes(66), 0, 24)],
+    s_of: [array(FL_INDEX, 0, 24)],
+    s: [array(bytes(66), 0, 24)],
+  },
+  'fl-gossip_model': { task: [bytes(32)], age: [U32], params: [bytes(4, 64000)] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
@@ -435,6 +526,48 @@ function extraChecks(rule, m) {
     for (let i = 1; i < m.mixes.length; i++)
       if (Buffer.compare(m.mixes[i - 1].contact.id, m.mixes[i].contact.id) >= 0)
         throw new DecodeError('field-value', '$.mixes');
+  }
+  if (rule.startsWith('fl-')) flChecks(rule, m);
+}
+
+/** Parallel arrays (14-training.md): every column as long as the first. */
+const FL_COLUMNS = {
+  'fl-secagg_neighbours': [['from', 'cpks', 'spks']],
+  'fl-secagg_shares': [['box_to', 'box_cts', 'boxes'], ['mask_to', 'mask_cts', 'escrows']],
+  'fl-secagg_forward': [['box_from', 'box_cts', 'boxes'], ['mask_from', 'mask_cts']],
+  'fl-secagg_reveal': [['b_of', 'b'], ['s_of', 's']],
+};
+
+/** 14-training.md's rules beyond the CDDL. */
+function flChecks(rule, m) {
+  for (const group of FL_COLUMNS[rule] ?? []) {
+    for (const col of group.slice(1)) {
+      if (m[col].length !== m[group[0]].length) throw new DecodeError('field-size', `$.${col}`);
+    }
+  }
+  const increasing = (a) => a.every((x, i) => i === 0 || BigInt(a[i - 1]) < BigInt(x));
+  if (rule === 'fl-secagg_unmask') {
+    for (const f of ['alive', 'dropped']) if (!increasing(m[f])) throw new DecodeError('field-value', `$.${f}`);
+  }
+  if (rule === 'fl-secagg_masked' || rule === 'fl-gossip_model') {
+    const f = rule === 'fl-secagg_masked' ? 'y' : 'params';
+    if (m[f].length % 4 !== 0) throw new DecodeError('field-size', `$.${f}`);
+  }
+  if (rule === 'fl-secagg_setup') {
+    const ids = new Set(m.ids.map((id) => Buffer.from(id).toString('hex')));
+    const n = m.ids.length;
+    if (ids.size !== n || m.t > m.k || m.k > n - 1 || n * 2 ** Number(m.bits) > 2 ** 32)
+      throw new DecodeError('field-value', '$');
+  }
+  if (rule === 'fl-round_update') {
+    const q8 = m.enc === 'q8';
+    if (q8 !== 'lo' in m || q8 !== 'hi' in m) throw new DecodeError('field-size', '$.lo');
+    if ((m.enc === 'topk') !== 'idx' in m) throw new DecodeError('field-size', '$.idx');
+    const size = Number(m.size);
+    if (m.enc === 'none' && m.data.length !== 4 * size) throw new DecodeError('field-size', '$.data');
+    if (q8 && m.data.length !== size) throw new DecodeError('field-size', '$.data');
+    if (m.enc === 'topk' && (m.idx.length !== m.data.length || m.idx.length % 4 || m.idx.length > 4 * size))
+      throw new DecodeError('field-size', '$.idx');
   }
 }
 

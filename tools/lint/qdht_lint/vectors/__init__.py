@@ -27,6 +27,7 @@ AREAS: Final[tuple[str, ...]] = (
     "_messaging",
     "_groups",
     "_mixnet",
+    "_training",
     "_watch",
     "_records",
     "_bootstrap",
