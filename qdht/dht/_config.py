@@ -63,7 +63,10 @@ class RoutingConfig:
     #: Outbound first: until the table holds this many peers that answered *our*
     #: requests, a peer known only from its own unsolicited requests is not added
     #: (it is answered, and asked to prove itself with a PING back at the rate
-    #: below).  0 admits unsolicited requesters at once (plain Kademlia).
+    #: below).  0 admits unsolicited requesters at once (plain Kademlia).  The
+    #: threshold is at most ``k``: a network smaller than ``outbound_first`` + 1
+    #: nodes (a ``k`` = 5 demo of 20) could never reach it, and every requester
+    #: would stay out of the table for good.
     outbound_first: int = attrs.field(default=20, validator=validators.non_negative_int)
     #: While the table is still filling (``outbound_first``), PINGs back to
     #: unsolicited requesters: this many at once ...

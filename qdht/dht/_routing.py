@@ -28,7 +28,7 @@ Admission defences (issue 6, DESIGN §4 "DHT"):
   (IPv4) or /48 (IPv6) per bucket and ``max_per_prefix_table`` per table;
 * outbound first: a peer known only from its own unsolicited requests
   (``update_verified(..., inbound=True)``) is not added while fewer than
-  ``outbound_first`` entries answered requests of ours; it is asked to prove
+  ``min(outbound_first, k)`` entries answered requests of ours; it is asked to prove
   itself with a PING back (a :class:`PingNeeded` action, rate-limited), and
   enters when it answers, as an outbound peer;
 * reputation: with :attr:`RoutingTable.score` set (the core sets it to its
@@ -384,7 +384,7 @@ class RoutingTable:
         if cfg.puzzle_difficulty and not puzzle_ok(contact.node_id, cfg.puzzle_difficulty):
             self._drop("bad-puzzle")
             return []
-        if inbound and self._outbound < cfg.outbound_first:
+        if inbound and self._outbound < min(cfg.outbound_first, cfg.k):
             self._drop("inbound-before-outbound")
             return self._inbound_check(contact, now)
         r = _find(bucket.replacements, contact.node_id)

@@ -929,6 +929,11 @@ class Node:
 
     _flush = flush
 
+    def receive_queued(self) -> bool:
+        """Process the datagrams that already arrived, without waiting for the reader
+        (a timer task does this before it declares timeouts after a stall)."""
+        return self._driver.receive_queued()
+
     async def _upkeep(self) -> None:
         """Republish this node's own records when due (the ``replication`` service's task).
 

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from qdht.errors import ConfigError
+from qdht.session import wait_out_stall
 from qdht.wire import peek_type
 
 if TYPE_CHECKING:
@@ -288,6 +289,7 @@ async def run_service_timer(
             await slot.wake.wait()
         now = trio.current_time()
         if deadline is not None and now >= deadline:
+            now = await wait_out_stall(deadline, node.receive_queued)
             core.handle_timer(now)
         await node.flush()
         await trio.lowlevel.checkpoint()

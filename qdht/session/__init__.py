@@ -42,7 +42,13 @@ from qdht.session._peers import (
     mac1_key,
 )
 from qdht.session._replay import ReplayWindow
-from qdht.session._trio import DatagramTransportLike, SessionDriver, SessionHost, open_session_host
+from qdht.session._trio import (
+    DatagramTransportLike,
+    SessionDriver,
+    SessionHost,
+    open_session_host,
+    wait_out_stall,
+)
 
 __all__ = [
     "BISCUIT_SIZE",
@@ -79,4 +85,5 @@ __all__ = [
     "open_session_host",
     "parse_keylog",
     "protocol_name",
+    "wait_out_stall",
 ]

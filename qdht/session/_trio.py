@@ -25,12 +25,57 @@ from qdht.session._config import SessionConfig
 from qdht.session._endpoint import SessionEndpoint
 from qdht.session._events import Event, MessageReceived
 
-__all__ = ["DatagramTransportLike", "SessionDriver", "SessionHost", "open_session_host"]
+__all__ = [
+    "DatagramTransportLike",
+    "SessionDriver",
+    "SessionHost",
+    "open_session_host",
+    "wait_out_stall",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Most datagrams the reader takes from the transport between two flushes.
 READ_BATCH: Final = 64
+#: A timer task that wakes this much (seconds) after its deadline ran in a
+#: process that could not run: the machine was busy, not the peers silent.
+STALL_SLACK: Final = 0.05
+#: Longest grace (seconds) a stalled timer gives the peers before it judges
+#: their requests (the largest per-peer timeout, ``RoutingConfig.max_timeout``).
+MAX_STALL_GRACE: Final = 5.0
+#: Graces in a row when the process stalls again during one (a loop that never
+#: runs long enough still judges its timers in the end).
+MAX_STALL_GRACES: Final = 8
+
+
+async def wait_out_stall(deadline: float, receive_queued: Callable[[], object]) -> float:
+    """Before a timer judges requests due at ``deadline``: if the process stalled, let
+    the peers' answers in.  Returns the time to handle the timer at.
+
+    On a busy machine the event loop stops for a while; every deadline that
+    passes meanwhile fires the moment it runs again, before the reader task
+    has read the answers that arrived during the stall, and before peers that
+    stalled with it (nodes in one process) could answer at all.  Judged then,
+    each of those requests is a timeout, a routing-table miss and a
+    retransmission to another peer: more load, more stalls, until tables
+    empty and operations fail.  A timer woken more than ``STALL_SLACK`` late
+    therefore first reads what is queued (``receive_queued``), then waits as
+    long again as it was late (at most ``MAX_STALL_GRACE``), and again if it
+    stalled during that grace (at most ``MAX_STALL_GRACES`` times): a request
+    keeps the time it was promised, counted while this process could run.
+    """
+    now = trio.current_time()
+    late = now - deadline
+    for _ in range(MAX_STALL_GRACES):
+        if late <= STALL_SLACK:
+            break
+        receive_queued()
+        grace_end = now + min(late, MAX_STALL_GRACE)
+        await trio.sleep_until(grace_end)
+        # Stalled again during the grace: that time did not count either.
+        now = trio.current_time()
+        late = now - grace_end
+    return now
 
 
 class DatagramTransportLike(Protocol):
@@ -111,6 +156,23 @@ class SessionDriver:
         """``receive_batch`` for transports without one."""
         return [await self.transport.receive()]
 
+    def receive_queued(self) -> bool:
+        """Feed the endpoint what the transport already holds, without waiting, and
+        let the owner take its events; False if there was nothing (or the
+        transport cannot tell)."""
+        take = getattr(self.transport, "receive_queued", None)
+        if take is None:
+            return False
+        batch = take(READ_BATCH)
+        if not batch:
+            return False
+        endpoint = self.endpoint
+        now = trio.current_time()
+        for data, addr in batch:
+            endpoint.receive_datagram(data, addr, now)
+        self._step(now)
+        return True
+
     async def _reader(self) -> None:
         endpoint = self.endpoint
         receive_batch = self._receive_batch or self._receive_one
@@ -137,7 +199,8 @@ class SessionDriver:
             with trio.move_on_at(self._timer_at):
                 await self._wake.wait()
             if deadline is not None and trio.current_time() >= deadline:
-                endpoint.handle_timer(trio.current_time())
+                now = await wait_out_stall(deadline, self.receive_queued)
+                endpoint.handle_timer(now)
                 await self.flush()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

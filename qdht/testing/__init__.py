@@ -15,7 +15,7 @@ from qdht.testing._adversary import (
     eclipse_puzzle_cost,
 )
 from qdht.testing._checks import TransportPairFactory, check_datagram_transport
-from qdht.testing._churn import ChurnEvent, ChurnSchedule
+from qdht.testing._churn import ChurnEvent, ChurnSchedule, SessionLengths
 from qdht.testing._coresim import DELIVER, CoreNetwork, SimCore, SimOperation
 from qdht.testing._delay import DEFAULT_MAX_PENDING, DelayLine
 from qdht.testing._echo import (
@@ -51,6 +51,7 @@ __all__ = [
     "FaultInjector",
     "MemoryNetwork",
     "MemoryTransport",
+    "SessionLengths",
     "SimCore",
     "SimNetwork",
     "SimOperation",

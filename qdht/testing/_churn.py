@@ -20,7 +20,13 @@ import attrs
 
 from qdht.errors import ConfigError
 
-__all__ = ["ChurnEvent", "ChurnSchedule"]
+__all__ = ["ChurnEvent", "ChurnSchedule", "SessionLengths"]
+
+#: Weibull shape of node session lengths: Stutzbach & Rejaie, "Understanding
+#: Churn in Peer-to-Peer Networks" (IMC 2006), fit session lengths in deployed
+#: networks (Kad, Gnutella, BitTorrent) with Weibull shapes 0.34 to 0.59 (heavy
+#: tailed: most sessions last minutes, a few last days); 0.5 is in that range.
+DEFAULT_SESSION_SHAPE: Final = 0.5
 
 #: Most events one schedule may hold (a generator bug must not eat the memory).
 MAX_CHURN_EVENTS: Final = 1_000_000
@@ -138,3 +144,53 @@ class ChurnSchedule:
             raise ConfigError(f"fraction must be in [0, 1], got {fraction!r}")
         count = int(nodes * fraction)
         return cls([ChurnEvent(at, "leave", count)] if count else [])
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (_finite(value) and value > 0):
+        raise ConfigError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+@attrs.frozen
+class SessionLengths:
+    """How long a node stays online: Weibull with ``mean`` seconds and ``shape``.
+
+    The model of deployed DHTs (see ``DEFAULT_SESSION_SHAPE``): a shape below 1
+    is heavy tailed, so a network is a stable core of long-lived nodes and a
+    fringe that turns over fast.  With every departure replaced by an arrival
+    the population stays put, and ``1 / mean`` of it leaves per second
+    (:meth:`for_hourly_churn`).
+    """
+
+    mean: float = attrs.field(validator=_positive)
+    shape: float = attrs.field(default=DEFAULT_SESSION_SHAPE, validator=_positive)
+
+    @classmethod
+    def for_hourly_churn(
+        cls, fraction: float, *, shape: float = DEFAULT_SESSION_SHAPE
+    ) -> SessionLengths:
+        """Sessions under which ``fraction`` of a stable population leaves per hour."""
+        if not (_finite(fraction) and fraction > 0):
+            raise ConfigError(f"fraction must be a finite number > 0, got {fraction!r}")
+        return cls(3600.0 / fraction, shape)
+
+    @property
+    def scale(self) -> float:
+        """The Weibull scale that gives the mean: mean / Γ(1 + 1/shape)."""
+        return self.mean / math.gamma(1 + 1 / self.shape)
+
+    def draw(self, rng: random.Random) -> float:
+        """A new node's whole session."""
+        return rng.weibullvariate(self.scale, self.shape)
+
+    def draw_remaining(self, rng: random.Random) -> float:
+        """What is left of the session of a node found online at a random moment.
+
+        Not :meth:`draw`: a node seen online is more likely in a long session
+        (length bias), so its session is drawn with density ∝ x·f(x) — for a
+        Weibull, scale · G^(1/shape) with G ~ Gamma(1 + 1/shape) — and a uniform
+        part of it is already over.  Starting a simulation this way puts it in
+        the steady state at once, with every node eligible to leave.
+        """
+        whole: float = self.scale * rng.gammavariate(1 + 1 / self.shape, 1.0) ** (1 / self.shape)
+        return whole * rng.random()

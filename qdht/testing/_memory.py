@@ -134,6 +134,19 @@ class MemoryTransport:
         self._bytes_received += len(item[0])
         return item  # type: ignore[no-any-return]
 
+    def receive_queued(self, max_count: int = 64) -> list[tuple[bytes, Address]]:
+        """Up to ``max_count`` datagrams already queued, without waiting."""
+        if type(max_count) is not int or max_count < 1:
+            raise ConfigError(f"max_count must be a positive integer, got {max_count!r}")
+        queue = self._queue
+        if self._closed or not queue:
+            return []
+        batch = queue[:max_count]
+        del queue[:max_count]
+        self._received += len(batch)
+        self._bytes_received += sum(len(data) for data, _ in batch)
+        return batch
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True

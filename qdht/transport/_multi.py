@@ -121,6 +121,18 @@ class MultiTransport:
         except trio.EndOfChannel:
             raise trio.ClosedResourceError("multi-transport is closed") from None
 
+    def receive_queued(self, max_count: int = 64) -> list[tuple[bytes, Address]]:
+        """Up to ``max_count`` datagrams already received, without waiting."""
+        if type(max_count) is not int or max_count < 1:
+            raise ConfigError(f"max_count must be a positive integer, got {max_count!r}")
+        batch: list[tuple[bytes, Address]] = []
+        while len(batch) < max_count:
+            try:
+                batch.append(self._receive_channel.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return batch
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True

@@ -199,6 +199,22 @@ class UdpTransport:
             batch.append(item)
         return batch
 
+    def receive_queued(self, max_count: int = 64) -> list[tuple[bytes, Address]]:
+        """Up to ``max_count`` datagrams already queued in the socket, without waiting.
+
+        What a driver reads before it declares requests timed out after its
+        process stalled (the answers may have arrived meanwhile).
+        """
+        if type(max_count) is not int or max_count < 1:
+            raise ConfigError(f"max_count must be a positive integer, got {max_count!r}")
+        if self._closed:
+            return []
+        batch: list[tuple[bytes, Address]] = []
+        take = self._take
+        while len(batch) < max_count and (item := take()) is not None:
+            batch.append(item)
+        return batch
+
     def _take(self) -> tuple[bytes, Address] | None:
         """The next valid queued datagram, or None if the socket has none now."""
         sock = self._sock

@@ -167,3 +167,19 @@ def test_network_size_estimate_tracks_the_neighbourhood() -> None:
         estimate = table.estimated_size()
         assert n / 3 < estimate < n * 3
     assert RoutingTable(ZERO, now=0.0).estimated_size() == 1.0
+
+
+def test_outbound_first_never_asks_for_more_than_k_outbound_peers() -> None:
+    # A k = 2 table with the default outbound_first (20): in a small network it
+    # could never hold 20 outbound peers, and requesters would stay out for good.
+    rng = random.Random(6)
+    table = RoutingTable(ZERO, now=0.0, config=RoutingConfig(k=2))
+    for i in range(2):
+        table.update_verified(contact_for(rng.randbytes(32), unique_ip(i)), 0.0)
+    assert table.outbound_count == 2
+    requester = contact_for(rng.randbytes(32), unique_ip(50))
+    assert table.update_verified(requester, 1.0, inbound=True) in (
+        [PeerAdded(requester)],
+        [],  # its bucket was full: it waits in the replacement cache
+    )
+    assert "inbound-before-outbound" not in table.stats()["drops"]

@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> BenchResult:
                 success, wrong = _success(ops[d])
                 forged_accepted += wrong
                 row[d] = success
-                result.add(f"success_{strategy}_{pct}_d{d}", success)
+                n = len(ops[d])
+                result.add_rate(f"success_{strategy}_{pct}_d{d}", round(success * n), n)
             print(f"  {strategy:>9} {pct:>3} %  {row}", file=sys.stderr, flush=True)
 
     if not args.no_eclipse:
@@ -211,7 +212,8 @@ def run(args: argparse.Namespace) -> BenchResult:
                 success, wrong = _success(ops_by_d[d])
                 forged_accepted += wrong
                 row[d] = success
-                result.add(f"success_eclipse_{pct}_d{d}", success)
+                n = len(ops_by_d[d])
+                result.add_rate(f"success_eclipse_{pct}_d{d}", round(success * n), n)
             result.add(f"eclipse_detected_{pct}", min(detected.values()))
             result.add(
                 f"eclipse_puzzle_hashes_{pct}",

@@ -11,7 +11,19 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["BenchResult", "Target", "median", "percentile", "render_table", "write_json"]
+__all__ = [
+    "BenchResult",
+    "Target",
+    "median",
+    "percentile",
+    "render_table",
+    "trials_needed",
+    "wilson_lower",
+    "write_json",
+]
+
+#: The normal quantile of a two-sided 95 % interval.
+Z95 = 1.959963984540054
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -50,6 +62,29 @@ class BenchResult:
         if target is not None:
             self.targets[metric] = target
 
+    def add_rate(
+        self, metric: str, successes: int, trials: int, target: float | None = None
+    ) -> None:
+        """A success rate with its evidence: ``metric`` (the observed fraction),
+        ``<metric>_trials`` and ``<metric>_lo95`` (the 95 % Wilson lower bound).
+
+        A ``target`` rate is checked against the lower bound, not the observed
+        fraction: 1,000 successes in 1,000 trials support 99.6 %, not 99.9 %
+        (that needs :func:`trials_needed` trials without a failure).
+        """
+        self.add(metric, successes / trials if trials else math.nan)
+        self.add(f"{metric}_trials", trials)
+        self.add(
+            f"{metric}_lo95",
+            wilson_lower(successes, trials),
+            None if target is None else Target(">=", target),
+        )
+        if target is not None and trials < trials_needed(target):
+            self.notes.append(
+                f"{metric}: {trials} trials cannot support >= {target:g} at 95 % "
+                f"(needs >= {trials_needed(target):,} trials without a failure)"
+            )
+
     def targets_met(self) -> bool:
         return all(t.met(self.metrics[m]) for m, t in self.targets.items() if m in self.metrics)
 
@@ -66,6 +101,29 @@ def percentile(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def wilson_lower(successes: int, trials: int, z: float = Z95) -> float:
+    """The lower end of the Wilson score interval for ``successes`` of ``trials``
+    (Wilson 1927; Brown, Cai & DasGupta 2001 recommend it over the normal
+    approximation, which claims certainty at 100 %).  NaN for no trials."""
+    if trials <= 0:
+        return math.nan
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
+    p = successes / trials
+    z2 = z * z
+    centre = p + z2 / (2 * trials)
+    margin = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    return max(0.0, (centre - margin) / (1 + z2 / trials))
+
+
+def trials_needed(rate: float, z: float = Z95) -> int:
+    """The fewest trials whose Wilson lower bound reaches ``rate`` when all succeed
+    (all successes give ``n / (n + z²)``, so ``n >= z² · rate / (1 - rate)``)."""
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must be in (0, 1), got {rate}")
+    return math.ceil(z * z * rate / (1 - rate) - 1e-9)
 
 
 def _fmt(value: float) -> str:

@@ -1,23 +1,30 @@
-"""``qdht-bench dos``: honest latency at a node while one attacker floods it.
+"""``qdht-bench dos``: honest latency at a node while an attacker floods it.
 
-Three processes on loopback UDP:
+Three processes on loopback UDP, all at the same scheduling priority (the
+attacker's CPU comes from the same machine as the target's, as on a shared
+host; ``--pin`` gives each its own core instead):
 
 * the *target*: a serving :func:`qdht.open_node` with the default limits
   (the one thing under test), reporting its drops and its resident memory;
 * the *honest peers* (this process): ``--honest`` client nodes, each sending
   PING and FIND_NODE requests over their sessions to the target, one every
   ``--interval`` seconds, timing each;
-* the *attacker*, from another address (127.0.0.2): ``--rate`` datagrams per
-  second, a third each of garbage (random bytes, forged transport and
-  handshake packets), pqXX first messages with a valid mac1 (the target's
-  node ID is public) and a fresh initiator index each, and DHT requests over
-  an established session of its own (valid, authenticated, unthrottled).
+* the *attacker*, from ``--sources`` loopback addresses at once (127.0.0.2,
+  127.0.0.3, ...; one run per count, default 1 and 16), round robin over
+  them: ``--rate`` datagrams per second, a third each of garbage (random
+  bytes, forged transport and handshake packets), pqXX first messages with a
+  valid mac1 (the target's node ID is public) and a fresh initiator index
+  each, and DHT requests over an established session of each source (valid,
+  authenticated, unthrottled).
   Precomputed or cheap, so one Python process sustains the rate.
 
 First ``--baseline`` seconds without the attacker, then ``--flood`` seconds
 with it.  ``honest_latency_ratio`` is the median honest latency under flood
 over the median without; ``memory_growth_mb`` the target's largest resident
-set during the flood less its resident set before it.
+set during the flood less its resident set before it;
+``target_received_per_s`` the datagrams per second the target's socket
+delivered to it during the flood (what the kernel did not drop).  Metrics
+carry the source count as a suffix (``_src1``, ``_src16``).
 """
 
 from __future__ import annotations
@@ -51,7 +58,9 @@ __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 DESCRIPTION: Final = "honest PING/FIND_NODE latency at a node flooded with 50,000 packets/s"
 DIFFICULTY: Final = 4
-ATTACKER_HOST: Final = "127.0.0.2"
+#: The attacker's addresses: 127.0.0.2, 127.0.0.3, ... (one per source).
+ATTACKER_NET: Final = "127.0.0."
+FIRST_ATTACKER_HOST: Final = 2
 #: Datagrams the attacker sends per pacing step.
 STEP: Final = 0.002
 
@@ -65,15 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=float, default=0.05, help="seconds between one peer's requests"
     )
     parser.add_argument(
-        "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
+        "--sources",
+        type=int,
+        nargs="+",
+        default=[1, 16],
+        help="loopback addresses the attacker floods from at once, one run per count "
+        "(default 1 16)",
     )
     parser.add_argument(
-        "--nice",
-        type=int,
-        default=-10,
-        help="niceness increment of the target and the honest peers (not the attacker): "
-        "on one shared machine the attacker's CPU would otherwise be taken from the target "
-        "(0: no change; negative values need CAP_SYS_NICE)",
+        "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
     )
 
 
@@ -93,19 +102,8 @@ def _pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def _renice(increment: int) -> bool:
-    """Raise this process's priority (the attacker's CPU is not the target's on a real
-    network; on one shared machine the target and the honest peers go first)."""
-    try:
-        os.nice(increment)
-    except OSError:
-        return False
-    return True
-
-
-def _target_main(conn: Any, cpu: int | None, nice: int) -> None:
+def _target_main(conn: Any, cpu: int | None) -> None:
     _pin(cpu)
-    _renice(nice)
     trio.run(_target, conn)
 
 
@@ -145,19 +143,16 @@ async def _target(conn: Any) -> None:
 # ------------------------------------------------------------------ the attacker
 
 
-def _attacker_main(
-    conn: Any, target_id: bytes, port: int, rate: int, seconds: float, cpu: int | None
-) -> None:
-    _pin(cpu)
-    rng = random.Random(7)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((ATTACKER_HOST, 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
-    dst = ("127.0.0.1", port)
+def _rpc_flood(
+    sock: socket.socket, dst: tuple[str, int], target_id: bytes, count: int, rng: random.Random
+) -> list[bytes]:
+    """A session with the target from ``sock`` (an identity of its own), and
+    ``count`` FIND_NODE requests over it, encrypted in advance (in counter
+    order), so that the attacker's Python costs a sendto per packet, as a C
+    flooder would."""
     me = Identity.generate(difficulty=DIFFICULTY)
-    # 1. A real session with the target, for the RPC flood.
     endpoint = SessionEndpoint(me, SessionConfig())
-    src = Address("udp", "127.0.0.1", port)
+    src = Address("udp", dst[0], dst[1])
     endpoint.send_message(target_id, encode(Ping(b"P" * 8, ro=True)), 0.0, addr=src)
     sock.settimeout(0.5)
     established = False
@@ -173,13 +168,37 @@ def _attacker_main(
         while (event := endpoint.next_event()) is not None:
             established = established or type(event) is SessionEstablished
     sock.setblocking(False)
-    # The RPC flood is encrypted in advance (in counter order), so that the
-    # attacker's Python costs a sendto per packet, as a C flooder would.
     queries = [encode(FindNode(rng.randbytes(8), rng.randbytes(32), ro=True)) for _ in range(512)]
     rpcs: list[bytes] = []
-    for i in range(int(rate * seconds / 3) + 1000):
+    for i in range(count):
         endpoint.send_message(target_id, queries[i % len(queries)], time.monotonic())
         rpcs += [d for d, _ in endpoint.datagrams_to_send(0.0)]
+    return rpcs
+
+
+def _attacker_main(
+    conn: Any,
+    target_id: bytes,
+    port: int,
+    rate: int,
+    seconds: float,
+    sources: int,
+    cpu: int | None,
+) -> None:
+    _pin(cpu)
+    rng = random.Random(7)
+    dst = ("127.0.0.1", port)
+    socks: list[socket.socket] = []
+    for i in range(sources):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((f"{ATTACKER_NET}{FIRST_ATTACKER_HOST + i}", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        socks.append(sock)
+    me = Identity.generate(difficulty=DIFFICULTY)
+    # 1. A real session with the target from every source, for the RPC flood.
+    per_source = int(rate * seconds / 3 / sources) + 1000
+    rpcs = [_rpc_flood(sock, dst, target_id, per_source, rng) for sock in socks]
+    src = Address("udp", "127.0.0.1", port)
     # 2. First messages of pqXX with a valid mac1, each variant with its own index.
     key = mac1_key(target_id)
     handshakes: list[bytes] = []
@@ -201,6 +220,7 @@ def _attacker_main(
     conn.send("ready")
     conn.recv()  # go
     sent = {"garbage": 0, "handshake": 0, "rpc": 0, "send_errors": 0}
+    # Round robin over the sources: every third packet of each kind from the next one.
     per_step = max(3, round(rate * STEP))
     deadline = time.monotonic() + seconds
     next_step = time.monotonic()
@@ -211,22 +231,26 @@ def _attacker_main(
         next_step += STEP
         for _ in range(per_step // 3):
             n += 1
+            which = n % sources
+            sock, own = socks[which], rpcs[which]
             try:
                 sock.sendto(garbage[n % len(garbage)], dst)
                 sent["garbage"] += 1
                 sock.sendto(handshakes[n % len(handshakes)], dst)
                 sent["handshake"] += 1
-                sock.sendto(rpcs[n % len(rpcs)], dst)
+                sock.sendto(own[(n // sources) % len(own)], dst)
                 sent["rpc"] += 1
             except (BlockingIOError, OSError):
                 sent["send_errors"] += 1
-        try:  # replies (cookies, rate-limited errors) are not read: drop them
-            while True:
-                sock.recv(65536)
-        except (BlockingIOError, OSError):
-            pass
+        for sock in socks:  # replies (cookies, rate-limited errors) are not read: drop them
+            try:
+                while True:
+                    sock.recv(65536)
+            except (BlockingIOError, OSError):
+                pass
     conn.send(sent)
-    sock.close()
+    for sock in socks:
+        sock.close()
 
 
 # ------------------------------------------------------------------ honest peers
@@ -270,28 +294,42 @@ async def _honest(
 
 
 def run(args: argparse.Namespace) -> BenchResult:
+    if not args.sources or min(args.sources) < 1 or max(args.sources) > 250:
+        raise SystemExit("qdht-bench dos: --sources counts must be in 1..250")
+    result = BenchResult("dos")
+    for sources in args.sources:
+        _case(args, sources, result)
+    result.notes.append(
+        f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
+        f"{args.rate}/s from {ATTACKER_NET}{FIRST_ATTACKER_HOST}.. (N sources, _srcN) for "
+        f"{args.flood}s after {args.baseline}s baseline, same priority as the target; "
+        "datagrams the kernel dropped = attacker_sent - target_datagrams_received "
+        "(roughly: honest traffic is included in the latter)"
+    )
+    return result
+
+
+def _case(args: argparse.Namespace, sources: int, result: BenchResult) -> None:
+    """One flood from ``sources`` addresses: a fresh target, attacker and honest peers."""
     ctx = multiprocessing.get_context("spawn")
     target_conn, child = ctx.Pipe()
     pin = (os.cpu_count() or 1) >= 2 and args.pin
-    target = ctx.Process(
-        target=_target_main, args=(child, 0 if pin else None, args.nice), daemon=True
-    )
+    target = ctx.Process(target=_target_main, args=(child, 0 if pin else None), daemon=True)
     target.start()
     target_id, _static, port = target_conn.recv()
     contact = Contact(target_id, (Address("udp", "127.0.0.1", port),))
     attacker_conn, child = ctx.Pipe()
     attacker = ctx.Process(
         target=_attacker_main,
-        args=(child, target_id, port, args.rate, args.flood, 1 if pin else None),
+        args=(child, target_id, port, args.rate, args.flood, sources, 1 if pin else None),
         daemon=True,
     )
     attacker.start()
-    if not attacker_conn.poll(120):
+    if not attacker_conn.poll(120 + 20 * sources):
         raise RuntimeError("the attacker did not get ready")
     attacker_conn.recv()  # ready: its session is up, its packets are built
     if pin:
         _pin(1)  # the honest peers share the attacker's core, not the target's
-    reniced = _renice(args.nice)
     # phase 0: warm-up (handshakes), 1: baseline, 2: flood; the last entry is the end.
     results: list[list[Any]] = [[], [], []]
     walls: dict[str, Any] = {}
@@ -324,9 +362,23 @@ def run(args: argparse.Namespace) -> BenchResult:
         proc.join(10)
         if proc.is_alive():
             proc.kill()
-    if not reniced and args.nice:
-        walls["note"] = "could not change niceness: target and attacker share the CPU equally"
-    return _report(args, results, sent, stats, walls)
+    _report(args, results, sent, stats, walls, _Suffixed(result, f"_src{sources}"))
+
+
+class _Suffixed:
+    """A result whose metric names all end in one suffix (one flood case)."""
+
+    def __init__(self, result: BenchResult, suffix: str) -> None:
+        self.result = result
+        self.suffix = suffix
+
+    def add(self, metric: str, value: float, target: Target | None = None) -> None:
+        self.result.add(metric + self.suffix, value, target)
+
+    def add_rate(
+        self, metric: str, successes: int, trials: int, target: float | None = None
+    ) -> None:
+        self.result.add_rate(metric + self.suffix, successes, trials, target)
 
 
 def _report(
@@ -335,8 +387,8 @@ def _report(
     sent: dict[str, int],
     stats: dict[str, Any],
     walls: dict[str, Any],
-) -> BenchResult:
-    result = BenchResult("dos")
+    result: _Suffixed,
+) -> None:
     base = [x for x in results[1] if x is not None]
     flood = [x for x in results[2] if x is not None]
     base_ms, flood_ms = median(base) * 1e3, median(flood) * 1e3
@@ -348,6 +400,7 @@ def _report(
     result.add("honest_requests_flood", len(results[2]))
     failed = sum(1 for x in results[2] if x is None)
     result.add("honest_failed_flood", failed, Target("==", 0))
+    result.add_rate("honest_success_flood", len(results[2]) - failed, len(results[2]))
     start, end = walls["flood_start"], walls["flood_end"]
     before = [rss for t, rss, _ in stats["rss"] if t < start]
     during = [rss for t, rss, _ in stats["rss"] if start <= t <= end]
@@ -361,6 +414,7 @@ def _report(
         result.add(f"attacker_sent_{kind}", sent.get(kind, 0))
     received = stats["datagrams_received"] - walls["stats_before"]["datagrams_received"]
     result.add("target_datagrams_received", received)
+    result.add("target_received_per_s", round(received / (end - start)))
     # CPU the target spent per datagram during the flood: what the machine's
     # other load does not change (its inverse is the rate one core can absorb).
     window = [(t, c) for t, _, c in stats["rss"] if start <= t <= end]
@@ -380,15 +434,6 @@ def _report(
     for reason, count in sorted(drops.items(), key=lambda kv: -kv[1]):
         result.add(f"drop.{reason}", count)
     result.add("target_rpcs_answered_flood", _answered(stats) - _answered(walls["stats_before"]))
-    result.notes.append(
-        f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
-        f"{args.rate}/s from {ATTACKER_HOST} for {args.flood}s after {args.baseline}s baseline; "
-        "datagrams the kernel dropped = attacker_sent - target_datagrams_received "
-        "(roughly: honest traffic is included in the latter)"
-    )
-    if "note" in walls:
-        result.notes.append(walls["note"])
-    return result
 
 
 def _answered(stats: dict[str, Any]) -> int:

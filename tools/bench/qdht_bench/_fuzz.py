@@ -89,6 +89,9 @@ __all__ = [
 DESCRIPTION: Final = "mutation fuzzing of every decoder and state machine: executions, failures"
 #: The network puzzle difficulty of the harnesses' identities (cheap to mint).
 DIFFICULTY: Final = 2
+#: Loop turns a harness may take per requested execution (the rest are inputs
+#: it threw away unrun).
+MAX_SKIP_FACTOR: Final = 4
 #: Simulated seconds per execution: a million executions span ten seconds, so
 #: buckets refill and buffers time out, but keys never expire.
 TICK: Final = 1e-5
@@ -275,6 +278,9 @@ class Harness:
         self.seeds: list[bytes] = []
         #: Failures the system under test swallowed (its ``internal-error`` count).
         self.swallowed = 0
+        #: Inputs the harness threw away before they reached the system under test
+        #: (not counted as executions).
+        self.skipped = 0
 
     def execute(self, data: bytes) -> None:
         raise NotImplementedError
@@ -646,6 +652,7 @@ class SessionTransport(_SessionHarness):
 
     def execute(self, data: bytes) -> None:
         if not data:
+            self.skipped += 1
             return
         kp = self.connect()
         body = data[1:]
@@ -683,6 +690,7 @@ class FragmentReassembly(_SessionHarness):
             quad = cbor2.loads(data)
             msg_id, index, count, length = (int(x) for x in quad[:4])
         except Exception:
+            self.skipped += 1
             return
         msg_id %= 2**32
         count = max(2, min(count, 4096))
@@ -843,7 +851,11 @@ class FuzzReport:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        #: Inputs that reached the system under test (the loop's inputs less the
+        #: ones the harness threw away unrun).
         self.executions = 0
+        #: Inputs the harness threw away before the system under test saw them.
+        self.skipped = 0
         self.unhandled = 0
         self.invariant_failures = 0
         self.corpus = 0
@@ -869,7 +881,10 @@ class _SwallowedErrors(logging.Handler):
 
 
 def fuzz(harness: Harness, execs: int, *, seed: int = 0) -> FuzzReport:
-    """Run ``execs`` mutated inputs through ``harness``; never raises for a found bug."""
+    """Run ``execs`` mutated inputs through ``harness``; never raises for a found bug.
+
+    ``report.executions`` counts the inputs that reached the system under test;
+    the ones the harness threw away unrun are ``report.skipped``."""
     rng = random.Random(seed)
     mutator = Mutator(rng)
     corpus = list(harness.seeds) or [b""]
@@ -879,8 +894,14 @@ def fuzz(harness: Harness, execs: int, *, seed: int = 0) -> FuzzReport:
     qdht_logger = logging.getLogger("qdht")
     qdht_logger.addHandler(handler)
     started = time.perf_counter()
+    attempted = 0
+    i = -1
     try:
-        for i in range(execs):
+        # ``execs`` inputs that reach the system under test, not loop turns: a
+        # harness throws some away unrun (at most MAX_SKIP_FACTOR times as many).
+        while attempted - harness.skipped < execs and attempted < MAX_SKIP_FACTOR * execs:
+            i += 1
+            attempted += 1
             parent = corpus[rng.randrange(len(corpus))]
             data = parent if rng.random() < 0.02 else mutator.mutate(parent, corpus)
             harness.now += TICK
@@ -907,7 +928,8 @@ def fuzz(harness: Harness, execs: int, *, seed: int = 0) -> FuzzReport:
             report.failed("invariant", b"")
     finally:
         qdht_logger.removeHandler(handler)
-    report.executions = execs
+    report.skipped = harness.skipped
+    report.executions = attempted - harness.skipped
     report.unhandled += harness.internal_errors()
     report.corpus = len(corpus)
     report.seconds = time.perf_counter() - started
@@ -976,6 +998,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     reports = run_harnesses(names, args.execs, seed=args.seed, jobs=args.jobs)
     for r in reports:
         result.add(f"execs_{r.name}", r.executions)
+        result.add(f"skipped_{r.name}", r.skipped)
         result.add(f"execs_per_s_{r.name}", round(r.executions / max(r.seconds, 1e-9)))
         result.add(f"unhandled_{r.name}", r.unhandled, Target("==", 0))
         result.add(f"invariant_failures_{r.name}", r.invariant_failures, Target("==", 0))

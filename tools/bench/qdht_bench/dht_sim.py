@@ -71,7 +71,8 @@ def _rss() -> int:
 
 def _core_phase(
     net: CoreNetwork, rng: random.Random, keys: list[tuple[bytes, bytes]], lookups: int
-) -> dict[str, float]:
+) -> tuple[tuple[int, int], dict[str, float]]:
+    """((gets that found the value, gets), the phase's other figures)."""
     gets: list[tuple[SimOperation, bytes]] = []
     for key, value in keys:
         gets.append((net.start_lookup(rng.choice(net.alive), key, kind="get"), value))
@@ -89,8 +90,7 @@ def _core_phase(
         found += bool(got) and got[0] == truth[0]
         recall += len(set(got) & set(truth)) / len(truth)
     find_rpcs = [float(op.trace.rpcs) for op in finds if op.trace is not None]
-    return {
-        "lookup_success": sum(ok) / len(ok) if ok else float("nan"),
+    return (sum(ok), len(ok)), {
         "hops_median": median(hops),
         "hops_p99": percentile(hops, 99),
         "rpcs_per_lookup_median": median(rpcs),
@@ -137,23 +137,24 @@ def _core_level(args: argparse.Namespace, result: BenchResult) -> None:
         value = rng.randbytes(64)
         puts.append((net.start_put(rng.choice(net.alive), value), value))
     net.wait([op for op, _ in puts])
-    result.add("put_success", sum(op.succeeded for op, _ in puts) / len(puts))
+    result.add_rate("put_success", sum(op.succeeded for op, _ in puts), len(puts))
     keys = [(op.target, value) for op, value in puts]
 
     t0 = time.perf_counter()
     delivered = net.stats()["delivered"]
-    for name, figure in _core_phase(net, rng, keys, args.lookups).items():
-        target = {
-            "lookup_success": Target(">=", 1.0),
-            "hops_median": Target("<=", 4),
-        }.get(name)
-        result.add(name, figure, target)
+    (ok, n), figures = _core_phase(net, rng, keys, args.lookups)
+    result.add_rate("lookup_success", ok, n)
+    result.add("lookup_failures", n - ok, Target("==", 0))
+    for name, figure in figures.items():
+        result.add(name, figure, {"hops_median": Target("<=", 4)}.get(name))
     measure_s = time.perf_counter() - t0
     killed = int(args.nodes * args.kill)
     net.kill_random(killed)
-    for name, figure in _core_phase(net, rng, keys, args.lookups).items():
-        target = {"lookup_success": Target(">=", 0.99)}.get(name)
-        result.add(f"{name}_killed{round(args.kill * 100)}", figure, target)
+    suffix = f"_killed{round(args.kill * 100)}"
+    (ok, n), figures = _core_phase(net, rng, keys, args.lookups)
+    result.add_rate(f"lookup_success{suffix}", ok, n, target=0.99)
+    for name, figure in figures.items():
+        result.add(f"{name}{suffix}", figure)
     stats = net.stats()
     result.add("sim_seconds", net.now)
     result.add("messages", stats["delivered"])
@@ -199,8 +200,9 @@ async def _full_stack(args: argparse.Namespace, result: BenchResult) -> None:
                 trace = node.last_lookup_trace
                 if got == value and trace is not None and trace.found_value:
                     hops.append(float(trace.hops))
-            target = Target(">=", 1.0) if not suffix else Target(">=", 0.99)
-            result.add(f"fs_lookup_success{suffix}", ok / len(keys), target)
+            result.add_rate(f"fs_lookup_success{suffix}", ok, len(keys))
+            if not suffix:
+                result.add("fs_lookup_failures", len(keys) - ok, Target("==", 0))
             result.add(f"fs_hops_median{suffix}", median(hops))
             result.add(f"fs_get_ms_median{suffix}", median(latency))
             result.add(f"fs_get_ms_p99{suffix}", percentile(latency, 99))
