@@ -135,6 +135,43 @@ def test_a_get_caches_the_record_on_its_path_for_a_shorter_time() -> None:
     assert len(net.holders(key)) >= K - 1
 
 
+def test_a_signed_record_cached_on_the_path_is_gone_after_its_cache_lifetime() -> None:
+    # 07-records.md §10.6: the cached copy goes after `cache` seconds even though
+    # the record's own (signed) exp is days away.
+    net = _network(120, seed=25)
+    signer = MLDSAPrivateKey.generate()
+    record = sign_mutable(
+        signer, salt=b"news", seq=1, value=b"signed", expires=UNIX + round(net.now + 3 * 86400)
+    )
+    op = net.start_put_record(net.alive[0], record)
+    net.wait([op])
+    assert op.succeeded
+    key = record.key()
+    stored = {n.node_id for n in net.holders(key)}
+    reader = max(net.alive, key=lambda n: distance(n.node_id, key))
+    assert _get(net, reader, key) == b"signed"
+    net.run_until(net.now + 5.0)
+    cached = [n for n in net.holders(key) if n.node_id not in stored]
+    assert len(cached) == 1
+    node = cached[0]
+    assert node.core.stats()["storage"]["cached_records"] == 1
+    copy = node.core.local_records(key, net.now)[0]
+    assert copy.expires - (UNIX + net.now) > 2 * 86400  # its exp is signed: not cut
+    lifetimes = [
+        t
+        for holder in stored
+        if (t := cache_lifetime(node.node_id, holder, key, base=HOUR, minimum=60.0)) is not None
+    ]
+    assert lifetimes
+    assert max(lifetimes) < HOUR
+    net.run_until(net.now + min(lifetimes) - 15)
+    assert node.core.local_records(key, net.now), "held until its lifetime ends"
+    net.run_until(net.now + max(lifetimes) - min(lifetimes) + 20)
+    assert not node.core.local_records(key, net.now)
+    assert node.core.stats()["storage"]["cached_records"] == 0  # swept, not only hidden
+    assert len(net.holders(key)) >= K - 1
+
+
 def test_a_cache_store_never_carries_cas() -> None:
     record = make_immutable(b"x", UNIX)
     with pytest.raises(ConfigError, match="cas or cache"):
