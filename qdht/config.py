@@ -248,8 +248,9 @@ class Config:
     #: expires), so that replicas lost to churn come back even when every
     #: holder left.  Holders also replicate what they hold (07-records.md §10).
     republish_interval: float = attrs.field(default=3_600.0, validator=validators.positive)
-    #: Records republished at once by the publisher; the rest wait their turn.
-    republish_batch: int = attrs.field(default=32, validator=validators.positive_int)
+    #: Records a publisher hands at once to its batched republish (one lookup
+    #: per keyspace region, 07-records.md §10.2); the rest wait their turn.
+    republish_batch: int = attrs.field(default=1000, validator=validators.positive_int)
     #: How often the routing table is saved to ``data_dir`` (and at shutdown).
     snapshot_interval: float = attrs.field(default=600.0, validator=validators.positive)
     #: Remembered peers a restarted node re-bootstraps from when no
