@@ -30,7 +30,12 @@ from qdht.dht import (
     WatchLimits,
 )
 from qdht.errors import ConfigError, ContactError
-from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
+from qdht.identity import (
+    DEFAULT_PUZZLE_DIFFICULTY,
+    MAX_PUZZLE_DIFFICULTY,
+    Identity,
+    ResolveConfig,
+)
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
 
@@ -223,6 +228,11 @@ class Config:
         factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
     )
     # -- built-in layers (one field per layer, None: off) --
+    #: Identity resolution (``node.resolve_identity``, 16-resolve.md): answer
+    #: RESOLVE and resolve node IDs to certificates.  None: off.
+    resolve: ResolveConfig | None = attrs.field(
+        default=None, validator=validators.optional(validators.instance_of(ResolveConfig))
+    )
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -22,4 +22,8 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
     """The factories of the layers ``config`` enables, in registration order."""
     factories: list[ServiceFactory] = []
     # -- built-in layers (one block per layer: `if config.<layer> is not None:`) --
+    if config.resolve is not None:
+        from qdht.node._resolver import resolver_service
+
+        factories.append(resolver_service)
     return factories

@@ -80,6 +80,7 @@ from qdht.identity import Identity
 from qdht.node._builtin import builtin_services
 from qdht.node._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
 from qdht.node._published import PUBLISHED_FILE, PublishedRecords
+from qdht.node._resolver import ResolverFace
 from qdht.node._service import (
     Operations,
     Service,
@@ -110,6 +111,7 @@ from qdht.wire import (
     Address,
     AnyRecord,
     Contact,
+    IdentityCertificate,
     ImmutableRecord,
     MutableRecord,
     SetEntry,
@@ -356,6 +358,17 @@ class Node:
         return self.config.client_mode
 
     # -- layer faces (one property per built-in layer: `return self._face("<name>")`) --
+
+    @property
+    def resolver(self) -> ResolverFace:
+        """Identity resolution (``Config.resolve``), 16-resolve.md."""
+        face: ResolverFace = self._face("resolve")
+        return face
+
+    async def resolve_identity(self, node_id: bytes) -> IdentityCertificate:
+        """The current identity certificate of node ``node_id``, from the network
+        (:meth:`ResolverFace.resolve`); needs ``Config.resolve``."""
+        return await self.resolver.resolve(self, node_id)
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""
