@@ -198,3 +198,37 @@ def test_a_cache_store_never_carries_cas() -> None:
     assert info.value.reason == "field-value"
     good = Store(bytes(8), immutable_key(b"x"), record, cache=60)
     assert decode(encode(good)) == good
+
+
+def _get_after_a_missed_update(quorum: int | None) -> bytes | None:
+    """A key whose holders all missed its update but the three farthest of the
+    k closest: what does a get from a node far from the key return?"""
+    options: dict[str, object] = {"unix_offset": float(UNIX)}
+    if quorum is not None:
+        options["record_config"] = RecordConfig(get_quorum=quorum)
+    net = CoreNetwork(seed=26, core_options=options)
+    net.build(60, join_interval=0.05, settle=30.0)
+    owner = MLDSAPrivateKey.from_seed(bytes(range(32)))
+    expires = UNIX + round(net.now + 86400)
+    v1 = sign_mutable(owner, salt=b"s", seq=1, value=b"old", expires=expires)
+    v2 = sign_mutable(owner, salt=b"s", seq=2, value=b"new", expires=expires)
+    publisher = net.alive[0]
+    op = net.start_put_record(publisher, v1)
+    net.wait([op])
+    key = v1.key()
+    closest = net.true_closest(key, K)
+    for node_id in closest[-3:]:
+        holder = net.node(node_id)
+        assert holder is not None
+        net.store_at(publisher, holder, v2)
+    net.run_until(net.now + 2.0)
+    reader = max(net.alive, key=lambda n: distance(n.node_id, key))
+    return _get(net, reader, key)
+
+
+def test_a_get_hears_every_close_holder_so_a_missed_update_never_wins() -> None:
+    # Issue 20 item 9's failing case: a get that stopped after five holders
+    # returned the superseded version when the first five to answer all held it.
+    assert _get_after_a_missed_update(quorum=5) == b"old"
+    # By default a get hears every holder among the k closest: the newest wins.
+    assert _get_after_a_missed_update(quorum=None) == b"new"
