@@ -308,11 +308,11 @@ class Replicator:
         self._queued = 0
         self._total_tat = now  # GCRA over every destination together
         # A publisher's own records: key -> (record, STOREs of it still queued);
-        # the keys not yet planned into a region, ascending; and the keys whose
-        # last STORE left (forgotten at the next stores_due, once sent).
+        # the keys not yet planned into a region, ascending; and the records of
+        # the STOREs the last stores_due released (for own_record).
         self._own: dict[bytes, tuple[ValidRecord, int]] = {}
         self._own_pending: list[bytes] = []
-        self._own_sent: set[bytes] = set()
+        self._own_out: dict[bytes, ValidRecord] = {}
         self._history: list[dict[str, float]] = []
         self.counts = {
             "rounds": 0,
@@ -575,7 +575,6 @@ class Replicator:
                 self._count_drop("own-full")
                 continue
             self._own[key] = (record, 0 if entry is None else entry[1])
-            self._own_sent.discard(key)
             i = bisect_left(self._own_pending, key)
             if i == len(self._own_pending) or self._own_pending[i] != key:
                 insort(self._own_pending, key)
@@ -584,9 +583,9 @@ class Replicator:
         return taken
 
     def own_record(self, key: bytes) -> ValidRecord | None:
-        """The publisher's own record queued under ``key`` (sent as is), or None."""
-        entry = self._own.get(key)
-        return None if entry is None else entry[0]
+        """The publisher's own record that a STORE of ``key`` released by the last
+        :meth:`stores_due` carries (sent as published), or None: the held one."""
+        return self._own_out.get(key)
 
     def _own_left(self, key: bytes) -> None:
         """One queued STORE of an own record left the queue (sent or dropped)."""
@@ -597,8 +596,7 @@ class Replicator:
         if count > 1:
             self._own[key] = (record, count - 1)
         else:
-            self._own[key] = (record, 0)
-            self._own_sent.add(key)
+            del self._own[key]  # its last STORE left
 
     def _maybe_finish(self, now: float) -> None:
         rnd = self._round
@@ -692,11 +690,7 @@ class Replicator:
         The core sends each record it holds under ``key`` (every entry, for a
         set), without ``cas``; nothing if it no longer holds the key.
         """
-        for key in self._own_sent:  # the last STORE of these left at the previous call
-            entry = self._own.get(key)
-            if entry is not None and entry[1] == 0:
-                del self._own[key]
-        self._own_sent.clear()
+        self._own_out = {}
         out: list[tuple[Contact, bytes]] = []
         interval = 1.0 / self.config.store_rate
         total_interval = 1.0 / self.config.total_store_rate
@@ -710,7 +704,9 @@ class Replicator:
                 peer.tat = max(peer.tat, now) + interval
                 self._total_tat = max(self._total_tat, now) + total_interval
                 out.append((peer.contact, key))
-                if key in own:
+                entry = own.get(key)
+                if entry is not None:
+                    self._own_out[key] = entry[0]
                     self._own_left(key)
             if not peer.keys and peer.tat <= now:
                 del self._peers[node_id]  # idle and fully recovered: forget it

@@ -956,12 +956,15 @@ class Node:
             due_unix = self._published.next_due()
             if due_unix is None or due_unix > unix_now:
                 continue
-            room = min(cfg.republish_batch, self.core.replication.own_room)
-            if room == 0:  # the last batch still leaves: wait for it
+            replication = self.core.replication
+            if replication.own_waiting:
+                # The last batch is still leaving (paced): the next one waits for
+                # it, so that it is one batch again, one lookup per region.
                 self._upkeep_wake = trio.Event()
-                with trio.move_on_after(min(60.0, cfg.republish_interval)):
+                with trio.move_on_after(min(5.0, cfg.republish_interval)):
                     await self._upkeep_wake.wait()
                 continue
+            room = min(cfg.republish_batch, replication.own_room)
             due = self._published.due(unix_now + cfg.republish_interval / 10, room)
             self._republish([(row.key, row.record) for row in due], unix_now)
             await self._flush()

@@ -45,13 +45,15 @@ def republish_cost(nodes: int, records: int, *, batched: bool, seed: int) -> dic
         node.core.replication.store = node.core.records
     sent, lookups = _sent(net, index), _lookups(net, index)
     if batched:
+        # As the node does (``Node._upkeep``): a batch as large as the queue
+        # takes, the next one once it has left.
+        replication = publisher.core.replication
         taken = 0
         while taken < records:
-            room = publisher.core.replication.own_room
-            if room:
+            if replication.own_waiting == 0:
+                room = replication.own_room
                 taken += net.republish_records(publisher, batch[taken : taken + room])
             net.run_until(net.now + 5.0)
-        replication = publisher.core.replication
         net.run_while(lambda: replication.own_waiting > 0 or replication.queued > 0)
     else:
         limit = publisher.core.rpc_config.max_lookups
