@@ -30,7 +30,12 @@ from qdht.dht import (
     WatchLimits,
 )
 from qdht.errors import ConfigError, ContactError
-from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
+from qdht.identity import (
+    DEFAULT_PUZZLE_DIFFICULTY,
+    MAX_PUZZLE_DIFFICULTY,
+    Identity,
+    ResolveConfig,
+)
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
 
@@ -236,6 +241,12 @@ class Config:
     # -- built-in layers (one field per layer, None: off) --
     #: Direct messaging (``qdht.messaging.MessagingConfig``): ``node.messaging``.
     messaging: Any = attrs.field(default=None, validator=_layer_config("MessagingConfig"))
+
+    #: Identity resolution (``node.resolve_identity``, 16-resolve.md): answer
+    #: RESOLVE and resolve node IDs to certificates.  None: off.
+    resolve: ResolveConfig | None = attrs.field(
+        default=None, validator=validators.optional(validators.instance_of(ResolveConfig))
+    )
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object
@@ -261,8 +272,9 @@ class Config:
     #: expires), so that replicas lost to churn come back even when every
     #: holder left.  Holders also replicate what they hold (07-records.md §10).
     republish_interval: float = attrs.field(default=3_600.0, validator=validators.positive)
-    #: Records republished at once by the publisher; the rest wait their turn.
-    republish_batch: int = attrs.field(default=32, validator=validators.positive_int)
+    #: Records a publisher hands at once to its batched republish (one lookup
+    #: per keyspace region, 07-records.md §10.2); the rest wait their turn.
+    republish_batch: int = attrs.field(default=1000, validator=validators.positive_int)
     #: How often the routing table is saved to ``data_dir`` (and at shutdown).
     snapshot_interval: float = attrs.field(default=600.0, validator=validators.positive)
     #: Remembered peers a restarted node re-bootstraps from when no

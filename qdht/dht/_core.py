@@ -42,6 +42,7 @@ from qdht.dht._corebase import (
     _REQUESTS,
     LOOKUP_KINDS,
     USER_KINDS,
+    _check_record,
     _LookupOp,
     _percentile,
     _replica_store,
@@ -66,6 +67,7 @@ from qdht.errors import DecodeError, StoreError
 from qdht.wire import (
     MAX_CACHE_LIFETIME,
     RID_SIZE,
+    AnyRecord,
     Contact,
     Notify,
     Ping,
@@ -262,6 +264,23 @@ class DhtCore(_WatchRpc):
             self.replication.start_round(now)
             self.handle_replication_timer(now)
 
+    def republish_records(self, records: Iterable[AnyRecord], now: float) -> int:
+        """Store a publisher's own ``records`` again (07-records.md §10.2), in batches:
+        one FIND_NODE lookup per keyspace region (§10.4), then each record to
+        the k closest nodes to its key, paced like replication STOREs, without
+        ``cas``.  Fire and forget: a holder's refusal (``stale``) changes
+        nothing.  Each record is validated first (an invalid one raises
+        :class:`~qdht.errors.RecordRejectedError`); returns how many were taken
+        (the replicator's queue is bounded, ``stats()["replication"]``)."""
+        unix = self.unix_time(now)
+        valid = []
+        for record in records:
+            _check_record(record)
+            valid.append(self.validator.validate(record, record.key(), unix))
+        taken = self.replication.publish(valid, now)
+        self.handle_replication_timer(now)
+        return taken
+
     def _handoff(self, contact: Contact, now: float) -> None:
         """A peer entered the table: hand it the records it should now hold (§10.3)."""
         if self.client_mode:
@@ -270,8 +289,9 @@ class DhtCore(_WatchRpc):
         self._replication_stores(now)
 
     def handle_replication_timer(self, now: float) -> None:
-        """Start the republish round's region lookups (§10.4) and send paced STOREs."""
-        if self.client_mode:
+        """Start the republish round's region lookups (§10.4) and send paced STOREs
+        (in client mode only those of this node's own records: it holds none)."""
+        if self.client_mode and not self.replication.own_waiting:
             return
         replication = self.replication
         for region in replication.lookups_to_start(now):
@@ -285,8 +305,10 @@ class DhtCore(_WatchRpc):
         """STORE what the replicator's queue releases: the records held *now*, no cas."""
         ro = self.client_mode
         unix = self.unix_time(now)
-        for contact, key in self.replication.stores_due(now):
-            for held in self._servable(key, unix):
+        replication = self.replication
+        for contact, key in replication.stores_due(now):
+            own = replication.own_record(key)  # a publisher's own record goes as published
+            for held in (own,) if own is not None else self._servable(key, unix):
                 make = functools.partial(_replica_store, key, held.record, ro)
                 # Op 0: fire and forget; a refusal (stale, full) changes nothing here.
                 self._request(contact, make, 0, now)

@@ -137,6 +137,9 @@ class _Row:
     size: int
     source: str
     cached: bool
+    #: When the entry goes (Unix time): the record's ``exp``, or for a cached
+    #: entry whichever comes first of that and the end of its ``cache`` lifetime.
+    expires: float
 
 
 class RecordStore(Protocol):
@@ -155,8 +158,10 @@ class RecordStore(Protocol):
         cached: bool,
         now: float,
         cas: int | None = None,
+        cache_until: float | None = None,
     ) -> Decision:
-        """Apply the §7 merge rules and the quotas to ``record``, atomically."""
+        """Apply the §7 merge rules and the quotas to ``record``, atomically; a
+        cached entry goes at ``cache_until`` if that is before the record's ``exp``."""
         ...
 
     def delete_expired(self, now: float) -> int:
@@ -287,8 +292,15 @@ class _StoreBase:
         cached: bool,
         now: float,
         cas: int | None = None,
+        cache_until: float | None = None,
     ) -> Decision:
         """Apply the §7 merge rules and the quotas to ``record``, atomically.
+
+        A cached entry (07-records.md §10.6) goes at ``cache_until`` (Unix
+        time: the STORE's ``cache`` lifetime from ``now``) or at the record's
+        ``exp``, whichever is first; without ``cache_until`` a new version of
+        a cached entry keeps the lifetime of the one it replaces.  A stored
+        entry goes at its record's ``exp``: a cached put never shortens it.
 
         Returns the :class:`Decision` of :func:`accept` (or
         :func:`accept_set_entry`), or a ``REJECT`` with a quota reason.  A
@@ -301,6 +313,8 @@ class _StoreBase:
             raise ConfigError(f"cached must be a bool, got {cached!r}")
         if cas is not None and (type(cas) is not int or cas < 0):
             raise ConfigError(f"cas must be a non-negative integer or None, got {cas!r}")
+        if cache_until is not None and (not cached or not isinstance(cache_until, int | float)):
+            raise ConfigError(f"cache_until must be a time for a cached put, got {cache_until!r}")
         key, slot = record.key, _slot_of(record)
         label = source_label(source)
         with self._transaction():
@@ -327,7 +341,14 @@ class _StoreBase:
             else:
                 keep = record
             blob = _encode(keep)
-            row = _Row(keep, len(blob), label, cached and (old is None or old.cached))
+            still_cached = cached and (old is None or old.cached)
+            expires: float = keep.expires
+            if still_cached:
+                if cache_until is None and old is not None:
+                    cache_until = old.expires
+                if cache_until is not None:
+                    expires = min(expires, cache_until)
+            row = _Row(keep, len(blob), label, still_cached, expires)
             refusal, evict = self._make_room(key, slot, row, old)
             if refusal is not None:
                 self._refusals[refusal] += 1
@@ -508,9 +529,7 @@ class MemoryRecordStore(_StoreBase):
         if not slots:
             return []
         self._touch(key, [s for s, row in slots.items() if row.cached])
-        return [
-            slots[s].record for s in sorted(slots) if now is None or slots[s].record.expires > now
-        ]
+        return [slots[s].record for s in sorted(slots) if now is None or slots[s].expires > now]
 
     def delete_expired(self, now: float) -> int:
         """Remove every entry whose expiry is at or before ``now``; return how many."""
@@ -519,7 +538,7 @@ class MemoryRecordStore(_StoreBase):
             (key, slot)
             for key, slots in self._keys.items()
             for slot, row in slots.items()
-            if row.record.expires <= now
+            if row.expires <= now
         ]
         for key, slot in gone:
             self._charge(self._drop(key, slot), -1)

@@ -27,9 +27,11 @@ itself:
   and pauses that key for ``outside_pause``.
 * **Pacing.**  Queued STOREs leave through :meth:`Replicator.stores_due` at
   most ``store_rate`` per second to one destination after a burst of
-  ``store_burst`` (below a receiver's default flood guard, 07 §6.3), with a
-  bounded queue: what does not fit is dropped and counted, and the next
-  round retries it.
+  ``store_burst`` (below a receiver's default flood guard, 07 §6.3), and at
+  most ``total_store_rate`` per second to all of them together after a burst
+  of ``total_store_burst`` (so that a big batch does not overrun the sender's
+  own queues with STOREs and their answers), from a bounded queue: what
+  does not fit is dropped and counted, and the next round retries it.
 * **Path caching.**  :meth:`Replicator.cache_target` picks, after a
   successful get, the closest node of the lookup path that did not return
   the record, and the lifetime of the cached copy: ``cache_ttl`` halved for
@@ -37,8 +39,14 @@ itself:
   closest holder (each bit doubles the expected number of nodes between
   them), not cached below ``min_cache_ttl``.
 
-A publisher's own records (put again before they expire, 07 §10.2) are the
-node's business (``qdht._published``): only the owner can extend a record.
+* **A publisher's own records.**  :meth:`Replicator.publish` takes records a
+  publisher stores again (07 §10.2; the node's schedule is
+  ``qdht.node._published``): they are grouped by the same keyspace regions,
+  one FIND_NODE lookup per region (shared with a sweep region of the same
+  midpoint), and each record is queued for the k closest nodes to its key,
+  through the same paced queue, as published (:meth:`Replicator.own_record`),
+  not as held.  Only the owner can extend a record's life: the node signs
+  or stamps the copy it hands in.
 
 The queue holds keys, not records: when a STORE leaves, the core sends the
 record it holds *then*, so a newer version received meanwhile goes out, and
@@ -52,6 +60,7 @@ from __future__ import annotations
 
 import math
 import os
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -64,6 +73,7 @@ from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
 
 if TYPE_CHECKING:
+    from qdht.dht._records import ValidRecord
     from qdht.dht._recordstore import RecordStore
 
 __all__ = [
@@ -116,6 +126,12 @@ class ReplicationConfig:
     store_rate: float = attrs.field(default=5.0, validator=validators.positive)
     #: ... and the burst: half of a receiver's default flood guard (10/s, 50).
     store_burst: int = attrs.field(default=25, validator=validators.positive_int)
+    #: STOREs per second sent to all destinations together once the total burst
+    #: is spent (a publisher's batch or a round must not flood its own uplink
+    #: and receive queue with answers) ...
+    total_store_rate: float = attrs.field(default=200.0, validator=validators.positive)
+    #: ... and that burst.
+    total_store_burst: int = attrs.field(default=100, validator=validators.positive_int)
     #: STOREs queued in all; beyond it they are dropped and counted.
     max_queued_stores: int = attrs.field(default=20_000, validator=validators.positive_int)
     #: STOREs queued for one destination.
@@ -199,11 +215,12 @@ class RegionLookup:
 
 
 class _Region:
-    __slots__ = ("keys", "started", "target")
+    __slots__ = ("keys", "own", "started", "target")
 
-    def __init__(self, target: bytes, keys: list[bytes]) -> None:
+    def __init__(self, target: bytes, keys: list[bytes], own: list[bytes] | None = None) -> None:
         self.target = target
-        self.keys = keys
+        self.keys = keys  # held keys of a sweep
+        self.own = own if own is not None else []  # a publisher's own keys (07 §10.2)
         self.started = False
 
 
@@ -289,6 +306,13 @@ class Replicator:
         self._handed: OrderedDict[bytes, float] = OrderedDict()
         self._peers: dict[bytes, _Peer] = {}
         self._queued = 0
+        self._total_tat = now  # GCRA over every destination together
+        # A publisher's own records: key -> (record, STOREs of it still queued);
+        # the keys not yet planned into a region, ascending; and the records of
+        # the STOREs the last stores_due released (for own_record).
+        self._own: dict[bytes, tuple[ValidRecord, int]] = {}
+        self._own_pending: list[bytes] = []
+        self._own_out: dict[bytes, ValidRecord] = {}
         self._history: list[dict[str, float]] = []
         self.counts = {
             "rounds": 0,
@@ -300,6 +324,9 @@ class Replicator:
             "handoff_stores": 0,
             "cache_stores": 0,
             "stores_sent": 0,
+            "own_records": 0,
+            "own_lookups": 0,
+            "own_stores": 0,
         }
         self.drops: dict[str, int] = {}
 
@@ -360,9 +387,9 @@ class Replicator:
         when = self.next_round_at if self._round is None else math.inf
         if self._retry_at is not None:
             when = min(when, self._retry_at)
-        for peer in self._peers.values():
-            if peer.keys:
-                when = min(when, self._send_time(peer))
+        earliest = min((self._send_time(p) for p in self._peers.values() if p.keys), default=None)
+        if earliest is not None:
+            when = min(when, max(earliest, self._total_send_time()))
         return None if when == math.inf else when
 
     def handle_timer(self, now: float) -> None:
@@ -388,13 +415,16 @@ class Replicator:
             if now < self._retry_at:
                 return out
             self._retry_at = None
-        while self._round is not None and self._can_plan():
+        while self._can_plan():
             region = self._plan_next(now)
             if region is None:
                 break
             region.started = True
-            self._round.lookups += 1
-            out.append(RegionLookup(region.target, len(region.keys)))
+            if region.keys and self._round is not None:
+                self._round.lookups += 1
+            else:
+                self.counts["own_lookups"] += 1
+            out.append(RegionLookup(region.target, len(region.keys) + len(region.own)))
         self._maybe_finish(now)
         return out
 
@@ -425,6 +455,24 @@ class Replicator:
                 self._mark(key, now + self.config.outside_pause)
         if self._round is not None:
             self._round.stores += queued
+        for key in region.own:
+            entry = self._own.get(key)
+            if entry is None:
+                continue
+            record, count = entry
+            candidates = dict(found)
+            for contact in self.routing.closest(key, k):
+                candidates.setdefault(contact.node_id, contact)
+            ranked = sorted(candidates, key=lambda x: distance(x, key))
+            for node_id in ranked[:k]:
+                if self._enqueue(candidates[node_id], key, None, now):
+                    count += 1
+            self.counts["own_stores"] += count - entry[1]
+            if count:
+                self._own[key] = (record, count)
+            else:
+                del self._own[key]  # nobody to store it at (a network of one)
+                self._count_drop("own-unplaced")
         self._maybe_finish(now)
 
     def on_lookup_failed(self, target: bytes, now: float) -> None:
@@ -433,25 +481,31 @@ class Replicator:
         if region is not None and region.started:
             region.started = False
             self._retry_at = now + LOOKUP_RETRY
-            if self._round is not None:
+            if region.keys and self._round is not None:
                 self._round.lookups -= 1
+            else:
+                self.counts["own_lookups"] -= 1
 
     def _can_plan(self) -> bool:
         running = sum(1 for r in self._regions.values() if r.started)
         if running >= self.config.max_lookups:
             return False
-        if any(not r.started for r in self._regions.values()):
+        if any(not r.started for r in self._regions.values()) or self._own_pending:
             return True
         rnd = self._round
         return rnd is not None and rnd.cursor is not None
 
     def _plan_next(self, now: float) -> _Region | None:
-        """The next region of the sweep with keys due (or a region waiting to restart)."""
+        """The next region to look up: one waiting to restart, a region of a
+        publisher's own records, or the next region of the sweep with keys due."""
         for region in self._regions.values():
             if not region.started:
                 return region
+        if self._own_pending:
+            return self._plan_own()
         rnd = self._round
-        assert rnd is not None
+        if rnd is None:
+            return None
         cfg = self.config
         store = self.store
         bits = region_bits(self.routing.estimated_size(), cfg.region_nodes)
@@ -485,6 +539,64 @@ class Replicator:
             if due:  # a dense region's second page: look up again, it is cheap
                 self._regions[mid].keys.extend(due)
         return None
+
+    def _plan_own(self) -> _Region:
+        """The region of the first pending own key, with every pending key in it."""
+        pending = self._own_pending
+        bits = region_bits(self.routing.estimated_size(), self.config.region_nodes)
+        _low, high, mid = region_of(pending[0], bits)
+        end = len(pending) if high is None else bisect_left(pending, high)
+        own = pending[:end]
+        del pending[:end]
+        region = self._regions.get(mid)
+        if region is None:
+            region = self._regions[mid] = _Region(mid, [], own)
+        else:
+            region.own.extend(own)  # a sweep region of the same midpoint: one lookup for both
+        return region
+
+    # ------------------------------------------------------------ a publisher's own records
+
+    def publish(self, records: Iterable[ValidRecord], now: float) -> int:
+        """Store a publisher's own ``records`` again (07-records.md §10.2), by region.
+
+        Each record replaces any earlier one of its key still waiting here and
+        is queued, after its region's lookup, for the k closest nodes to its
+        key; :meth:`lookups_to_start` plans the regions.  Returns how many
+        records were taken: at most ``max_queued_stores / k`` wait at once
+        (the rest are dropped and counted as ``own-full``, for the publisher's
+        next turn).
+        """
+        taken = 0
+        for record in records:
+            key = record.key
+            entry = self._own.get(key)
+            if entry is None and self.own_room == 0:
+                self._count_drop("own-full")
+                continue
+            self._own[key] = (record, 0 if entry is None else entry[1])
+            i = bisect_left(self._own_pending, key)
+            if i == len(self._own_pending) or self._own_pending[i] != key:
+                insort(self._own_pending, key)
+            taken += 1
+        self.counts["own_records"] += taken
+        return taken
+
+    def own_record(self, key: bytes) -> ValidRecord | None:
+        """The publisher's own record that a STORE of ``key`` released by the last
+        :meth:`stores_due` carries (sent as published), or None: the held one."""
+        return self._own_out.get(key)
+
+    def _own_left(self, key: bytes) -> None:
+        """One queued STORE of an own record left the queue (sent or dropped)."""
+        entry = self._own.get(key)
+        if entry is None:
+            return
+        record, count = entry
+        if count > 1:
+            self._own[key] = (record, count - 1)
+        else:
+            del self._own[key]  # its last STORE left
 
     def _maybe_finish(self, now: float) -> None:
         rnd = self._round
@@ -568,22 +680,34 @@ class Replicator:
         cfg = self.config
         return peer.tat - (cfg.store_burst - 1) / cfg.store_rate
 
+    def _total_send_time(self) -> float:
+        cfg = self.config
+        return self._total_tat - (cfg.total_store_burst - 1) / cfg.total_store_rate
+
     def stores_due(self, now: float) -> list[tuple[Contact, bytes]]:
-        """STOREs to send now, paced per destination: ``(contact, key)``.
+        """STOREs to send now, paced per destination and in all: ``(contact, key)``.
 
         The core sends each record it holds under ``key`` (every entry, for a
         set), without ``cas``; nothing if it no longer holds the key.
         """
+        self._own_out = {}
         out: list[tuple[Contact, bytes]] = []
         interval = 1.0 / self.config.store_rate
+        total_interval = 1.0 / self.config.total_store_rate
+        own = self._own
         for node_id in list(self._peers):
             peer = self._peers[node_id]
-            while peer.keys and self._send_time(peer) <= now:
+            while peer.keys and self._send_time(peer) <= now and self._total_send_time() <= now:
                 key = next(iter(peer.keys))
                 del peer.keys[key]
                 self._queued -= 1
                 peer.tat = max(peer.tat, now) + interval
+                self._total_tat = max(self._total_tat, now) + total_interval
                 out.append((peer.contact, key))
+                entry = own.get(key)
+                if entry is not None:
+                    self._own_out[key] = entry[0]
+                    self._own_left(key)
             if not peer.keys and peer.tat <= now:
                 del self._peers[node_id]  # idle and fully recovered: forget it
         self.counts["stores_sent"] += len(out)
@@ -595,6 +719,9 @@ class Replicator:
         if peer is not None and peer.keys:
             self._queued -= len(peer.keys)
             self._count_drop("peer-gone", len(peer.keys))
+            for key in peer.keys:
+                if key in self._own:
+                    self._own_left(key)
 
     def _count_drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
@@ -603,6 +730,16 @@ class Replicator:
 
     def _uniform(self) -> float:
         return int.from_bytes(self._rng(7), "big") / (1 << 56)
+
+    @property
+    def own_room(self) -> int:
+        """How many more of a publisher's own records :meth:`publish` takes now."""
+        return max(0, max(1, self.config.max_queued_stores // self.k) - len(self._own))
+
+    @property
+    def own_waiting(self) -> int:
+        """A publisher's own records waiting for their region's lookup or STOREs."""
+        return len(self._own)
 
     @property
     def queued(self) -> int:
@@ -615,6 +752,7 @@ class Replicator:
         return {
             **self.counts,
             "queued": self._queued,
+            "own_waiting": len(self._own),
             "round_running": self._round is not None,
             "next_round_at": self.next_round_at,
             "tracked_keys": len(self._replicated),

@@ -142,7 +142,13 @@ class _Serving(_CoreBase):
             if cached:
                 valid = self._cache_copy(valid, request.cache, unix)
             decision = self.records.put(
-                valid, source=_source_key(addr), cached=cached, now=unix, cas=request.cas
+                valid,
+                source=_source_key(addr),
+                cached=cached,
+                now=unix,
+                cas=request.cas,
+                # gone after its cache lifetime, signed or not (07-records.md §10.6)
+                cache_until=None if request.cache is None else int(unix) + request.cache,
             )
         except RecordRejectedError as exc:
             self._refuse_store(node_id, addr, request.rid, exc.reason, now)
@@ -306,7 +312,9 @@ class _Serving(_CoreBase):
 
     def _cache_copy(self, valid: ValidRecord, lifetime: int | None, unix: float) -> ValidRecord:
         """The copy a path-cache STORE keeps: an immutable record's (unsigned) ``exp``
-        cut to the lifetime asked for; a signed record as is (§10.6)."""
+        cut to the lifetime asked for, so that the copy served says when it goes; a
+        signed record as is (its ``exp`` is signed), the store drops it at the end of
+        the lifetime all the same (§10.6)."""
         record = valid.record
         if lifetime is None or not isinstance(record, ImmutableRecord):
             return valid

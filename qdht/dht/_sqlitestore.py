@@ -48,6 +48,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# The ``expires`` column is when the entry goes: the record's ``exp``, or for a
+# cached entry the end of its path-cache lifetime if that comes first (§10.6).
+
 #: The schema version this code writes (the number of migrations).
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -167,8 +170,9 @@ class SqliteRecordStore(MemoryRecordStore):
         """Every record into memory, least recently used first; drop what no longer decodes."""
         db = self._db
         corrupt: list[tuple[bytes, bytes]] = []
-        for key, slot, cached, source, size, digest, used, data in db.execute(
-            "SELECT key, slot, cached, source, size, digest, used, data FROM records ORDER BY used"
+        for key, slot, expires, cached, source, size, digest, used, data in db.execute(
+            "SELECT key, slot, expires, cached, source, size, digest, used, data"
+            " FROM records ORDER BY used"
         ):
             self._used = max(self._used, used)
             try:
@@ -176,7 +180,7 @@ class SqliteRecordStore(MemoryRecordStore):
             except DecodeError:
                 corrupt.append((key, slot))
                 continue
-            row = _Row(record, size, source, bool(cached))
+            row = _Row(record, size, source, bool(cached), expires)
             super()._write(key, slot, row, data, [])  # memory only: it is on disk already
             self._charge(row, +1)
         if corrupt:
@@ -224,7 +228,7 @@ class SqliteRecordStore(MemoryRecordStore):
             record.kind,
             record.owner,
             record.seq,
-            record.expires,
+            int(row.expires),
             int(row.cached),
             row.source,
             row.size,

@@ -39,6 +39,7 @@ from qdht.identity._puzzle import (
     mint_nonce,
     puzzle_ok,
 )
+from qdht.identity._resolver import IdentityResolution, ResolveConfig, ResolverCore
 from qdht.wire import (
     EncryptedKeyFile,
     IdentityCertificate,
@@ -66,7 +67,10 @@ __all__ = [
     "EncryptedKeyFile",
     "Identity",
     "IdentityCertificate",
+    "IdentityResolution",
     "KeyFile",
+    "ResolveConfig",
+    "ResolverCore",
     "Revocation",
     "SuccessorStatement",
     "certificate_node_id",

@@ -16,6 +16,7 @@ from qdht.node._persist import (
     save_snapshot,
 )
 from qdht.node._published import PUBLISHED_FILE, SCHEMA_VERSION, Published, PublishedRecords
+from qdht.node._resolver import ResolverFace, resolver_service
 from qdht.node._service import (
     Operations,
     Outgoing,
@@ -42,6 +43,7 @@ __all__ = [
     "Outgoing",
     "Published",
     "PublishedRecords",
+    "ResolverFace",
     "Service",
     "ServiceContext",
     "ServiceCore",
@@ -53,5 +55,6 @@ __all__ = [
     "builtin_services",
     "load_snapshot",
     "open_node",
+    "resolver_service",
     "save_snapshot",
 ]

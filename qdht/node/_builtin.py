@@ -26,4 +26,9 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
         from qdht.messaging import messaging_service
 
         factories.append(messaging_service(config.messaging))
+
+    if config.resolve is not None:
+        from qdht.node._resolver import resolver_service
+
+        factories.append(resolver_service)
     return factories

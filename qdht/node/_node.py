@@ -80,6 +80,7 @@ from qdht.identity import Identity
 from qdht.node._builtin import builtin_services
 from qdht.node._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
 from qdht.node._published import PUBLISHED_FILE, PublishedRecords
+from qdht.node._resolver import ResolverFace
 from qdht.node._service import (
     Operations,
     Service,
@@ -110,6 +111,7 @@ from qdht.wire import (
     Address,
     AnyRecord,
     Contact,
+    IdentityCertificate,
     ImmutableRecord,
     MutableRecord,
     SetEntry,
@@ -365,6 +367,17 @@ class Node:
         """Direct messaging (``Config.messaging``); NodeStateError when it is off."""
         face: MessagingFace = self._face("messaging")
         return face
+
+    @property
+    def resolver(self) -> ResolverFace:
+        """Identity resolution (``Config.resolve``), 16-resolve.md."""
+        face: ResolverFace = self._face("resolve")
+        return face
+
+    async def resolve_identity(self, node_id: bytes) -> IdentityCertificate:
+        """The current identity certificate of node ``node_id``, from the network
+        (:meth:`ResolverFace.resolve`); needs ``Config.resolve``."""
+        return await self.resolver.resolve(self, node_id)
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""
@@ -937,11 +950,14 @@ class Node:
     async def _upkeep(self) -> None:
         """Republish this node's own records when due (the ``replication`` service's task).
 
-        Republishing sends the same record again (07-records.md §10): it
+        Republishing sends the same record again (07-records.md §10.2): it
         restores replicas lost to churn and never extends a record's life
-        (``exp`` is the publisher's choice; put again to extend it).  A record
-        that expired, or that holders refuse as stale (a newer version from
-        this identity elsewhere), is forgotten.
+        (``exp`` is the publisher's choice; put again to extend it).  Records
+        go in batches by keyspace region, one lookup per region
+        (:meth:`~qdht.dht.DhtCore.republish_records`): when one is due, every
+        record due within a tenth of ``republish_interval`` goes with it, so
+        that the schedules of records published at different times fall into
+        step.  A record that expired, or is no longer valid here, is forgotten.
         """
         cfg = self.config
         while True:
@@ -950,31 +966,46 @@ class Node:
             self._upkeep_wake = trio.Event()
             with trio.move_on_at(wake):
                 await self._upkeep_wake.wait()
-            due = self._published.due(self._unix_now(), cfg.republish_batch)
-            if due:
-                async with trio.open_nursery() as nursery:
-                    for row in due:
-                        nursery.start_soon(self._republish, row.key, row.record)
+            unix_now = self._unix_now()
+            due_unix = self._published.next_due()
+            if due_unix is None or due_unix > unix_now:
+                continue
+            replication = self.core.replication
+            if replication.own_waiting:
+                # The last batch is still leaving (paced): the next one waits for
+                # it, so that it is one batch again, one lookup per region.
+                self._upkeep_wake = trio.Event()
+                with trio.move_on_after(min(5.0, cfg.republish_interval)):
+                    await self._upkeep_wake.wait()
+                continue
+            room = min(cfg.republish_batch, replication.own_room)
+            due = self._published.due(unix_now + cfg.republish_interval / 10, room)
+            self._republish([(row.key, row.record) for row in due], unix_now)
+            await self._flush()
 
-    async def _republish(self, key: bytes, record: AnyRecord) -> None:
-        unix_now = self._unix_now()
-        if record.expires <= unix_now:
-            self._published.forget(key)
-            return
-        self._published.reschedule(key, unix_now + self.config.republish_interval)
+    def _republish(self, due: list[tuple[bytes, AnyRecord]], unix_now: float) -> None:
+        """Hand ``due`` to the core's batched republish; reschedule or forget each."""
+        published = self._published
+        live: list[tuple[bytes, AnyRecord]] = []
+        for key, record in due:
+            if record.expires <= unix_now:
+                published.forget(key)
+            else:
+                published.reschedule(key, unix_now + self.config.republish_interval)
+                live.append((key, record))
+        now = trio.current_time()
         try:
-            event = await self._run(lambda now: self.core.start_put_record(record, now))
-        except LookupFailedError:
-            # Too many lookups running: try again in a minute.
-            self._published.reschedule(key, unix_now + min(60.0, self.config.republish_interval))
-            return
-        except RecordRejectedError:
-            self._published.forget(key)  # expired meanwhile, or no longer valid here
-            return
-        assert type(event) is PutCompleted
-        self._republished += 1
-        if not event.stored_at and set(event.errors) == {"stale"}:
-            self._published.forget(key)  # superseded by a newer version of this owner
+            self._republished += self.core.republish_records([r for _k, r in live], now)
+        except RecordRejectedError:  # one is no longer valid here: forget it, send the rest
+            valid = []
+            for key, record in live:
+                try:
+                    self.core.validator.validate(record, key, unix_now)
+                except RecordRejectedError:
+                    published.forget(key)
+                else:
+                    valid.append(record)
+            self._republished += self.core.republish_records(valid, now)
 
     def _close_dht(self) -> None:
         """Save the routing table, close the record store (after the tasks stopped)."""

@@ -283,13 +283,14 @@ async def run_service_timer(
     task_status.started()
     while True:
         deadline = core.get_timer()
+        asleep_at = trio.current_time()
         slot.wake = trio.Event()
         slot.timer_at = math.inf if deadline is None else deadline
         with trio.move_on_at(slot.timer_at):
             await slot.wake.wait()
         now = trio.current_time()
         if deadline is not None and now >= deadline:
-            now = await wait_out_stall(deadline, node.receive_queued)
+            now = await wait_out_stall(max(deadline, asleep_at), node.receive_queued)
             core.handle_timer(now)
         await node.flush()
         await trio.lowlevel.checkpoint()

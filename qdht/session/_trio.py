@@ -52,6 +52,10 @@ async def wait_out_stall(deadline: float, receive_queued: Callable[[], object]) 
     """Before a timer judges requests due at ``deadline``: if the process stalled, let
     the peers' answers in.  Returns the time to handle the timer at.
 
+    ``deadline`` is when the timer task was due to wake: the later of its
+    deadline and the moment it went to sleep (work found overdue on purpose,
+    such as a refresh a client deferred while idle, is no stall).
+
     On a busy machine the event loop stops for a while; every deadline that
     passes meanwhile fires the moment it runs again, before the reader task
     has read the answers that arrived during the stall, and before peers that
@@ -194,12 +198,15 @@ class SessionDriver:
         endpoint = self.endpoint
         while True:
             deadline = endpoint.get_timer()
+            asleep_at = trio.current_time()
             self._wake = trio.Event()
             self._timer_at = math.inf if deadline is None else deadline
             with trio.move_on_at(self._timer_at):
                 await self._wake.wait()
             if deadline is not None and trio.current_time() >= deadline:
-                now = await wait_out_stall(deadline, self.receive_queued)
+                # Late is measured from when the wake-up was due: a deadline
+                # already past when the task went to sleep is no stall.
+                now = await wait_out_stall(max(deadline, asleep_at), self.receive_queued)
                 endpoint.handle_timer(now)
                 await self.flush()
 

@@ -283,6 +283,12 @@ class CoreNetwork:
         node.core.republish_now(self.now)
         self._flush(node)
 
+    def republish_records(self, node: SimCore, records: Sequence[AnyRecord]) -> int:
+        """``node`` stores its own ``records`` again, batched by region (07 §10.2)."""
+        taken = node.core.republish_records(records, self.now)
+        self._flush(node)
+        return taken
+
     def holders(self, key: bytes) -> list[SimCore]:
         """The live nodes holding a live record under ``key`` (stored or cached)."""
         return [n for n in self.nodes if n.alive and n.core.local_records(key, self.now)]

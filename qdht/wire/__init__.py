@@ -52,6 +52,7 @@ from qdht.wire._registry import (
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
 from qdht.wire import _mbox  # noqa: F401
+from qdht.wire import _resolve  # noqa: F401
 from qdht.wire import _echo  # noqa: F401
 from qdht.wire import _models  # noqa: F401
 from qdht.wire import _messaging  # noqa: F401
@@ -84,6 +85,7 @@ from qdht.wire._dht import (
 )
 from qdht.wire._dht_fast import encode_nodes, intern_contact, parse_nodes
 from qdht.wire._echo import Echo, Echoed, MAX_ECHO_DATA
+from qdht.wire._resolve import IdentityResolved, ResolveIdentity
 from qdht.wire._identity import (
     EncryptedKeyFile,
     IDENTITY_VERSION,
@@ -380,6 +382,7 @@ __all__ = [
     "Hello",
     "HsView",
     "IdentityCertificate",
+    "IdentityResolved",
     "ImmutableRecord",
     "IntroEntry",
     "KeepaliveFrame",
@@ -409,6 +412,7 @@ __all__ = [
     "PrekeyRecord",
     "Proposal",
     "RatchetMessage",
+    "ResolveIdentity",
     "Revocation",
     "RoundAnnounce",
     "RoundUpdate",

@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht import ReplicationConfig, cache_lifetime, distance, make_immutable, sign_mutable
+from qdht.dht import (
+    RecordConfig,
+    ReplicationConfig,
+    cache_lifetime,
+    distance,
+    make_immutable,
+    sign_mutable,
+)
 from qdht.errors import ConfigError, DecodeError
 from qdht.testing import CoreNetwork, SimCore
 from qdht.wire import Store, decode, encode, immutable_key
@@ -135,6 +142,49 @@ def test_a_get_caches_the_record_on_its_path_for_a_shorter_time() -> None:
     assert len(net.holders(key)) >= K - 1
 
 
+def test_a_signed_record_cached_on_the_path_is_gone_after_its_cache_lifetime() -> None:
+    # 07-records.md §10.6: the cached copy goes after `cache` seconds even though
+    # the record's own (signed) exp is days away.
+    # A get that stops after five holders (as a phone might): it leaves holders
+    # unasked, so the closest node that answered without the record is near.
+    net = CoreNetwork(
+        seed=25,
+        core_options={"unix_offset": float(UNIX), "record_config": RecordConfig(get_quorum=5)},
+    )
+    net.build(120, join_interval=0.05, settle=30.0)
+    signer = MLDSAPrivateKey.generate()
+    record = sign_mutable(
+        signer, salt=b"news", seq=1, value=b"signed", expires=UNIX + round(net.now + 3 * 86400)
+    )
+    op = net.start_put_record(net.alive[0], record)
+    net.wait([op])
+    assert op.succeeded
+    key = record.key()
+    stored = {n.node_id for n in net.holders(key)}
+    reader = max(net.alive, key=lambda n: distance(n.node_id, key))
+    assert _get(net, reader, key) == b"signed"
+    net.run_until(net.now + 5.0)
+    cached = [n for n in net.alive if n.core.stats()["storage"]["cached_records"] == 1]
+    assert len(cached) == 1
+    node = cached[0]
+    assert node.node_id not in stored
+    copy = node.core.local_records(key, net.now)[0]
+    assert copy.expires - (UNIX + net.now) > 2 * 86400  # its exp is signed: not cut
+    lifetimes = [
+        t
+        for holder in stored
+        if (t := cache_lifetime(node.node_id, holder, key, base=HOUR, minimum=60.0)) is not None
+    ]
+    assert lifetimes
+    assert max(lifetimes) <= HOUR  # at most the base lifetime, far below the record's exp
+    net.run_until(net.now + min(lifetimes) - 15)
+    assert node.core.local_records(key, net.now), "held until its lifetime ends"
+    net.run_until(net.now + max(lifetimes) - min(lifetimes) + 20)
+    assert not node.core.local_records(key, net.now)
+    assert node.core.stats()["storage"]["cached_records"] == 0  # swept, not only hidden
+    assert len(net.holders(key)) >= K - 1
+
+
 def test_a_cache_store_never_carries_cas() -> None:
     record = make_immutable(b"x", UNIX)
     with pytest.raises(ConfigError, match="cas or cache"):
@@ -148,3 +198,37 @@ def test_a_cache_store_never_carries_cas() -> None:
     assert info.value.reason == "field-value"
     good = Store(bytes(8), immutable_key(b"x"), record, cache=60)
     assert decode(encode(good)) == good
+
+
+def _get_after_a_missed_update(quorum: int | None) -> bytes | None:
+    """A key whose holders all missed its update but the three farthest of the
+    k closest: what does a get from a node far from the key return?"""
+    options: dict[str, object] = {"unix_offset": float(UNIX)}
+    if quorum is not None:
+        options["record_config"] = RecordConfig(get_quorum=quorum)
+    net = CoreNetwork(seed=26, core_options=options)
+    net.build(60, join_interval=0.05, settle=30.0)
+    owner = MLDSAPrivateKey.from_seed(bytes(range(32)))
+    expires = UNIX + round(net.now + 86400)
+    v1 = sign_mutable(owner, salt=b"s", seq=1, value=b"old", expires=expires)
+    v2 = sign_mutable(owner, salt=b"s", seq=2, value=b"new", expires=expires)
+    publisher = net.alive[0]
+    op = net.start_put_record(publisher, v1)
+    net.wait([op])
+    key = v1.key()
+    closest = net.true_closest(key, K)
+    for node_id in closest[-3:]:
+        holder = net.node(node_id)
+        assert holder is not None
+        net.store_at(publisher, holder, v2)
+    net.run_until(net.now + 2.0)
+    reader = max(net.alive, key=lambda n: distance(n.node_id, key))
+    return _get(net, reader, key)
+
+
+def test_a_get_hears_every_close_holder_so_a_missed_update_never_wins() -> None:
+    # Issue 20 item 9's failing case: a get that stopped after five holders
+    # returned the superseded version when the first five to answer all held it.
+    assert _get_after_a_missed_update(quorum=5) == b"old"
+    # By default a get hears every holder among the k closest: the newest wins.
+    assert _get_after_a_missed_update(quorum=None) == b"new"

@@ -173,6 +173,30 @@ async def test_publisher_republishes_until_expiry(autojump_clock: trio.testing.M
         assert await nodes[8].get(key) is None
 
 
+async def test_a_publisher_republishes_by_region_not_record_by_record(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(30, republish_interval=600.0) as nodes:
+        publisher = nodes[4]
+        keys = [await publisher.put_immutable(b"batch %d" % i, ttl=4000) for i in range(60)]
+        for node in nodes:
+            if node is not publisher:
+                node.core.records = MemoryRecordStore()
+        puts = publisher.core.stats()["lookups"]["by_kind"]["put"]["started"]
+        await trio.sleep(700)  # one republish interval: every record came due
+        assert publisher.stats()["records_republished"] >= 60
+        replication = publisher.core.stats()["replication"]
+        assert 1 <= replication["own_lookups"] <= 60 / 4  # a lookup per region, not per record
+        assert replication["own_stores"] >= 60 * 10
+        # Every record is back at many of its k closest.
+        now = trio.current_time()
+        for key in keys:
+            assert sum(1 for n in nodes if n.core.local_records(key, now)) >= 10
+        assert await nodes[9].get(keys[17]) == b"batch 17"
+        # No put lookup per record: the region lookups were all.
+        assert publisher.core.stats()["lookups"]["by_kind"]["put"]["started"] == puts
+
+
 async def test_watch_through_the_node_api(autojump_clock: trio.testing.MockClock) -> None:
     async with running(10) as nodes:
         owner, watcher = nodes[2], nodes[7]

@@ -220,6 +220,31 @@ def test_stored_put_promotes_a_cached_entry(make_store: StoreFactory) -> None:
     assert store.stats()["stored_bytes"] == size
 
 
+def test_a_cached_signed_record_goes_at_its_cache_lifetime(
+    make_store: StoreFactory, alice: MLDSAPrivateKey
+) -> None:
+    store = make_store()
+    v1, v2 = _mut(alice, 1), _mut(alice, 2, value=b"w")
+    assert store.put(v1, source="c", cached=True, now=NOW, cache_until=NOW + 60).accepted
+    assert store.get(v1.key, now=NOW + 59) == [v1]
+    # A newer version pushed without a lifetime (an entry correction) keeps it.
+    assert store.put(v2, source="c", cached=True, now=NOW + 1).accepted
+    assert store.get(v1.key, now=NOW + 59) == [v2]
+    assert store.get(v1.key, now=NOW + 60) == []
+    assert store.delete_expired(NOW + 60) == 1
+    assert (len(store), store.stats()["cached_records"]) == (0, 0)
+    # A stored put promotes the cached entry: it lives to the record's exp again.
+    assert store.put(v1, source="c", cached=True, now=NOW, cache_until=NOW + 60).accepted
+    assert store.put(v1, source="s", cached=False, now=NOW).outcome is Outcome.UNCHANGED
+    assert store.get(v1.key, now=NOW + 3600) == [v1]
+    # A cache put never shortens a stored entry's life.
+    assert store.put(v2, source="c", cached=True, now=NOW, cache_until=NOW + 60).accepted
+    assert store.delete_expired(NOW + 3600) == 0
+    assert store.get(v1.key, now=NOW + 3600) == [v2]
+    with pytest.raises(ConfigError, match="cache_until"):
+        store.put(v2, source="s", cached=False, now=NOW, cache_until=NOW + 60)
+
+
 def test_expiry(make_store: StoreFactory, alice: MLDSAPrivateKey) -> None:
     store = make_store()
     short, long = _imm(1, expires=NOW + 10), _imm(2, expires=NOW + DAY)

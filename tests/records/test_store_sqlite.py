@@ -57,6 +57,19 @@ def test_reopen_keeps_records_and_accounting(tmp_path: Path, alice: MLDSAPrivate
         assert store.integrity_check() == []
 
 
+def test_reopen_keeps_a_cached_entry_s_lifetime(tmp_path: Path, alice: MLDSAPrivateKey) -> None:
+    path = tmp_path / "records.db"
+    mutable = _valid(sign_mutable(alice, salt=b"s", seq=1, value=b"v", expires=NOW + DAY))
+    with SqliteRecordStore(path) as store:
+        assert store.put(mutable, source="c", cached=True, now=NOW, cache_until=NOW + 90).accepted
+    with SqliteRecordStore(path) as store:
+        assert store.get(mutable.key, now=NOW + 89) == [mutable]
+        assert store.get(mutable.key, now=NOW + 90) == []
+        assert store.delete_expired(NOW + 90) == 1
+    with SqliteRecordStore(path) as store:
+        assert len(store) == 0
+
+
 def test_database_runs_in_wal_mode_with_indexed_columns(tmp_path: Path) -> None:
     path = tmp_path / "records.db"
     with SqliteRecordStore(path) as store:

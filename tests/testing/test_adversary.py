@@ -9,7 +9,7 @@ import random
 import pytest
 
 from qdht.crypto import MLDSAPrivateKey
-from qdht.dht import sign_mutable
+from qdht.dht import LookupConfig, RecordConfig, sign_mutable
 from qdht.errors import ConfigError
 from qdht.testing import AdversarialNetwork, AdversaryCore, eclipse_puzzle_cost
 from qdht.wire import FindNode, FindValue, Nodes, Ping, Pong, decode, encode
@@ -157,3 +157,33 @@ def test_tiny_adversarial_benchmark_reports_every_cell() -> None:
     assert "success_20_d4" in metrics
     assert metrics["forged_accepted"] == 0
     assert "eclipse_detected_20" in metrics
+
+
+def _stale_gets(quorum: int | None) -> list[bytes | None]:
+    """Gets of 20 keys updated to seq 2 where 45 % of the nodes replay seq 1."""
+    options = {} if quorum is None else {"record_config": RecordConfig(get_quorum=quorum)}
+    net = AdversarialNetwork(seed=7, core_options=options)
+    net.build_mixed(60, 0.45, settle=10.0)
+    net.activate("stale")
+    honest = net.honest
+    for node in honest:  # disjoint paths, as in the cells where the bench saw it
+        node.core.lookup_config = LookupConfig(disjoint_paths=4)
+    owner = MLDSAPrivateKey.from_seed(bytes(range(32)))
+    rng = random.Random(3)
+    keys = []
+    for i in range(20):
+        salt = b"k%d" % i
+        v1 = sign_mutable(owner, salt=salt, seq=1, value=b"old", expires=100_000)
+        v2 = sign_mutable(owner, salt=salt, seq=2, value=b"new", expires=100_000)
+        net.wait([net.start_put_record(honest[0], v1)])
+        net.wait([net.start_put_record(honest[0], v2)])
+        keys.append(v1.key())
+    gets = [net.start_lookup(rng.choice(honest), rng.choice(keys), kind="get") for _ in range(200)]
+    net.wait(gets)
+    return [op.value for op in gets]
+
+
+def test_a_get_never_returns_a_version_that_agreeing_stale_holders_replay() -> None:
+    # Issue 20 item 9: 45 % of the nodes replay seq 1; by default a get hears
+    # every holder among the k closest, so it returns seq 2 every time.
+    assert _stale_gets(quorum=None) == [b"new"] * 200

@@ -15,9 +15,11 @@ half (disjoint lookup paths, S/Kademlia), each
 
 A get succeeds when it returns the seq-2 value; ``success_<pct>_d<d>`` is the
 worst strategy's (eclipse apart).  ``forged_accepted`` counts
-gets, over all cells, that returned any other value (a forged record accepted
-as valid, or a stale one): it must be 0.  ``combined`` deals drop, misroute,
-forge, stale and flood round-robin among the adversaries.  ``flood``
+gets, over all cells, that returned a value never published (a forged record
+accepted as valid), ``stale_accepted`` those that returned the superseded
+version (seq 1): both must be 0; the notes name the cells where either
+occurred.  ``combined`` deals drop, misroute, forge, stale and flood
+round-robin among the adversaries.  ``flood``
 adversaries also send FIND_NODE at ``--flood-rate`` per second to one honest
 node each during the cell's first ``--flood-seconds``.
 
@@ -103,6 +105,8 @@ class _Cell:
                 node.core.lookup_config = config
         # d -> [(key, latest value)]
         self.records: dict[int, list[tuple[bytes, bytes]]] = {1: [], 4: []}
+        # key -> the superseded (seq 1) value: a get returning it returned a stale value
+        self.superseded: dict[bytes, bytes] = {}
 
     def publish(self, values: int) -> None:
         net, rng = self.net, self.rng
@@ -119,6 +123,7 @@ class _Cell:
                 )
                 versions.append((rng.choice(nodes), first, second))
                 self.records[d].append((first.key(), second.value))
+                self.superseded[first.key()] = first.value
         net.wait([net.start_put_record(node, first) for node, first, _ in versions])
         net.wait([net.start_put_record(node, second) for node, _, second in versions])
 
@@ -139,10 +144,21 @@ class _Cell:
         return ops
 
 
-def _success(ops: list[tuple[SimOperation, bytes]]) -> tuple[float, int]:
-    ok = sum(1 for op, value in ops if op.value == value)
-    wrong = sum(1 for op, value in ops if op.value is not None and op.value != value)
-    return ok / len(ops), wrong
+def _success(
+    ops: list[tuple[SimOperation, bytes]], superseded: dict[bytes, bytes]
+) -> tuple[float, int, int]:
+    """The fraction of gets that returned the latest value, and how many returned
+    a forged value (one never published) or a stale one (the superseded version)."""
+    ok = forged = stale = 0
+    for op, value in ops:
+        if op.value == value:
+            ok += 1
+        elif op.value is not None:
+            if op.value == superseded.get(op.target):
+                stale += 1
+            else:
+                forged += 1
+    return ok / len(ops), forged, stale
 
 
 def run(args: argparse.Namespace) -> BenchResult:
@@ -162,7 +178,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     build_s = time.perf_counter() - started
     del base
 
-    forged_accepted = 0
+    forged_accepted = stale_accepted = 0
+    wrong_cells: list[str] = []
     table: dict[tuple[str, int], dict[int, float]] = {}
     for strategy in strategies:
         for pct in fractions:
@@ -175,8 +192,11 @@ def run(args: argparse.Namespace) -> BenchResult:
             ops = cell.gets(args.gets)
             row = table.setdefault((strategy, pct), {})
             for d in PATHS:
-                success, wrong = _success(ops[d])
-                forged_accepted += wrong
+                success, forged, stale = _success(ops[d], cell.superseded)
+                forged_accepted += forged
+                stale_accepted += stale
+                if forged or stale:
+                    wrong_cells.append(f"{strategy} {pct} % d={d}: {forged} forged, {stale} stale")
                 row[d] = success
                 n = len(ops[d])
                 result.add_rate(f"success_{strategy}_{pct}_d{d}", round(success * n), n)
@@ -209,8 +229,11 @@ def run(args: argparse.Namespace) -> BenchResult:
                 detected[d] = flagged / len(ops_by_d[d])
             row = table.setdefault(("eclipse", pct), {})
             for d in PATHS:
-                success, wrong = _success(ops_by_d[d])
-                forged_accepted += wrong
+                success, forged, stale = _success(ops_by_d[d], cell.superseded)
+                forged_accepted += forged
+                stale_accepted += stale
+                if forged or stale:
+                    wrong_cells.append(f"eclipse {pct} % d={d}: {forged} forged, {stale} stale")
                 row[d] = success
                 n = len(ops_by_d[d])
                 result.add_rate(f"success_eclipse_{pct}_d{d}", round(success * n), n)
@@ -229,6 +252,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             target = Target(">=", 0.99) if (pct, d) == (20, 4) else None
             result.add(f"success_{pct}_d{d}", worst, target)
     result.add("forged_accepted", forged_accepted, Target("==", 0))
+    result.add("stale_accepted", stale_accepted, Target("==", 0))
     result.add("build_seconds", round(build_s, 1))
     result.add("total_seconds", round(time.perf_counter() - started, 1))
     header = "strategy   pct   " + "  ".join(f"d={d:<5}" for d in PATHS)
@@ -236,6 +260,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     for (strategy, pct), row in table.items():
         cells = "  ".join(f"{row[d]:<7.3f}" for d in PATHS)
         result.notes.append(f"{strategy:<9} {pct:>3} %  {cells}")
+    result.notes.extend(f"wrong values: {line}" for line in wrong_cells)
     result.notes.append(
         f"{args.nodes} nodes, {args.values} records and {args.gets} gets per half per cell; "
         "core-level simulation: sessions and the ID puzzle not run (eclipse IDs are placed; "

@@ -24,6 +24,13 @@ bootstrap node.  Identities are minted at puzzle difficulty 0 (minting is
   is ``find_node_per_s`` / ``find_node_ms_median``), the figure to compare
   across machines and loads.
 
+Republish cost (07-records.md §10.2), in a core-level simulation of
+``--republish-nodes`` nodes: ``republish_batched_<n>_*`` for a publisher of
+``<n>`` records (``--republish-records``) that stores them again batched by
+keyspace region, ``republish_per_record_<n>_*`` for one put per record (the
+same run's baseline): lookups and messages sent per record, and the fraction
+held by at least k/2 nodes afterwards.
+
 Storage, on one core: ``sqlite_writes_per_s`` (acknowledged puts into a
 fresh SQLite store, WAL; target ≥ 5,000) and ``bytes_per_record`` (Python
 heap per 1 KiB record held in memory), as ``qdht-bench records-store`` measures
@@ -44,6 +51,7 @@ import trio
 from qdht import Config, Node, open_node
 from qdht.identity import Identity
 from qdht_bench._common import BenchResult, Target, median
+from qdht_bench._republish import republish_cost
 from qdht_bench.records_store import memory_bytes_per_record, sqlite_writes_per_s
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -62,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store-count", type=int, default=2000, help="puts per SQLite batch")
     parser.add_argument(
         "--set-publishers", type=int, default=32, help="publishers of the set that get_set reads"
+    )
+    parser.add_argument(
+        "--republish-records",
+        default="1000,10000",
+        help="published record counts whose republish cost is measured (empty: skip)",
+    )
+    parser.add_argument(
+        "--republish-nodes", type=int, default=300, help="nodes of the republish simulation"
+    )
+    parser.add_argument(
+        "--republish-baseline",
+        type=int,
+        default=1000,
+        help="records republished one put each, the same run's baseline (0: skip)",
     )
 
 
@@ -215,6 +237,22 @@ def run(args: argparse.Namespace) -> BenchResult:
         Target(">=", 5000),
     )
     result.add("bytes_per_record", memory_bytes_per_record(args.store_count, args.value_size))
+    counts = [int(x) for x in args.republish_records.split(",") if x]
+    runs = [(n, True) for n in counts]
+    if args.republish_baseline:
+        runs.append((args.republish_baseline, False))
+    for records, batched in runs:
+        cost = republish_cost(args.republish_nodes, records, batched=batched, seed=args.seed)
+        how = "batched" if batched else "per_record"
+        for name, value in cost.items():
+            result.add(f"republish_{how}_{records}_{name}", round(value, 4))
+    if counts and args.republish_baseline:
+        per = result.metrics.get(
+            f"republish_per_record_{args.republish_baseline}_messages_per_record"
+        )
+        own = result.metrics.get(f"republish_batched_{args.republish_baseline}_messages_per_record")
+        if per and own:
+            result.add("republish_messages_ratio_to_per_record", round(own / per, 3))
     for failure, count in failures.most_common(5):
         result.notes.append(f"failed {count}x: {failure}")
     result.notes.append(
@@ -223,5 +261,9 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"{args.concurrency} operations in flight; bytes_per_record includes the value; "
         f"a set of {min(args.set_publishers, args.nodes)} entries of 4000 bytes read by "
         f"{min(args.puts, 50)} get_set calls"
+    )
+    result.notes.append(
+        f"republish: core-level simulation of {args.republish_nodes} nodes, one publisher "
+        "storing its records again batched by keyspace region, against one put per record"
     )
     return result

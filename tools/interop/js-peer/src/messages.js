@@ -342,6 +342,9 @@ export const RULES = {
   },
   'grp-welcome': { kp: [GRP_DIGEST], kem: [bytes(1120)], secrets: [bytes(16, 256)], info: [GRP_CIPHERTEXT] },
   'grp-group_message': { epoch_id: [GRP_DIGEST], sd: [bytes(28)], ct: [GRP_CIPHERTEXT] },
+  // 16-resolve.md.
+  'resolve-resolve': { rid: [RID], id: [NODE_ID] },
+  'resolve-resolved': { rid: [RID], cert: [nested('identity-cert'), true], revocation: [nested('identity-revocation'), true] },
   'echo-echo': { rid: [RID], data: [bytes(0, 1024)] },
   'echo-echoed': { rid: [RID], data: [bytes(0, 1024)] },
   'model-manifest': {

@@ -22,6 +22,7 @@ __all__ = ["AREAS", "all_vector_files", "render", "write_all"]
 AREAS: Final[tuple[str, ...]] = (
     # -- vector areas --
     "_mbox",
+    "_resolve",
     "_echo",
     "_models",
     "_messaging",
