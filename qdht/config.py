@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -33,6 +33,9 @@ from qdht.errors import ConfigError, ContactError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
+
+if TYPE_CHECKING:
+    from qdht.models import ModelsConfig
 
 __all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
 
@@ -98,6 +101,25 @@ def _check_bootstrap(_: Any, attribute: attrs.Attribute[Any], value: tuple[Any, 
             Contact.from_uri(item)
         except ContactError as exc:
             raise ConfigError(f"bootstrap: {exc}") from None
+
+
+def _check_layer(name: str) -> Any:
+    """A validator of a built-in layer's field: None, or the layer's config class.
+
+    The class is looked up only when a value is given, so the layer's package
+    (and its optional dependencies) is imported only by those who use it.
+    """
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None:
+            return
+        import importlib
+
+        cls = getattr(importlib.import_module(f"qdht.{name}"), f"{name.capitalize()}Config")
+        if not isinstance(value, cls):
+            raise ConfigError(f"{attribute.name} must be a {cls.__qualname__} or None")
+
+    return check
 
 
 def _check_identity(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -223,6 +245,9 @@ class Config:
         factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
     )
     # -- built-in layers (one field per layer, None: off) --
+    #: The model store (``qdht.models.ModelsConfig``, needs ``qdht[models]``):
+    #: serve, publish and fetch models (``node.models``).
+    models: ModelsConfig | None = attrs.field(default=None, validator=_check_layer("models"))
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

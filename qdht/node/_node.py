@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -119,6 +119,9 @@ from qdht.wire import (
     mutable_key,
     set_key,
 )
+
+if TYPE_CHECKING:
+    from qdht.models import ModelsFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -356,6 +359,12 @@ class Node:
         return self.config.client_mode
 
     # -- layer faces (one property per built-in layer: `return self._face("<name>")`) --
+
+    @property
+    def models(self) -> ModelsFace:
+        """The model store (``Config.models``): publish, fetch, list, watch models."""
+        face: ModelsFace = self._face("models")
+        return face
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""
