@@ -267,7 +267,10 @@ class ModelsFace:
         return release.manifest
 
     async def _network_seq(self, key: bytes) -> int:
-        found = await self.node.get_record(key)
+        try:
+            found = await self.node.get_record(key)
+        except LookupFailedError:  # nobody to ask: the put will say so
+            return -1
         return -1 if found is None else found.seq
 
     def _local(self, publisher: bytes, name: str) -> list[ModelManifest]:
