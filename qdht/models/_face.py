@@ -157,9 +157,13 @@ class ModelsFace:
         while True:
             await self._serve_wake.wait()
             self._serve_wake = trio.Event()
-            while self.core.serve_pending():
+            while self.core.serving:
+                served = self.core.serve_pending(trio.current_time())
                 await node.flush()
-                await trio.lowlevel.checkpoint()
+                if served:
+                    await trio.lowlevel.checkpoint()
+                else:  # every waiting peer is over its rate: wait for a token
+                    await trio.sleep(1 / self.config.peer_rate)
 
     async def reannounce(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
         """Announce the models in the store, then renew every provider record at half its life."""
@@ -468,15 +472,18 @@ class ModelsFace:
                     elif type(event) is FetchEnded:
                         return event.received_bytes
                     elif type(event) is FetchStalled:
-                        if retries >= self.config.max_retries:
-                            raise ModelError(
-                                "no-holders",
-                                f"{event.missing} chunks of {root.hex()[:16]} found on no holder",
-                            )
-                        retries += 1
-                        await trio.sleep(self.config.retry_interval)
-                        more = await self._providers(root, chunks)
-                        core.add_holders(handle, more, trio.current_time())
+                        while True:  # until a lookup finds a holder to ask
+                            if retries >= self.config.max_retries:
+                                raise ModelError(
+                                    "no-holders",
+                                    f"{event.missing} chunks of {root.hex()[:16]} found on "
+                                    "no holder",
+                                )
+                            retries += 1
+                            await trio.sleep(self.config.retry_interval)
+                            more = await self._providers(root, chunks)
+                            if core.add_holders(handle, more, trio.current_time()):
+                                break
                         await node.flush()
                     else:
                         assert type(event) is FetchHolderDropped

@@ -2,9 +2,9 @@
 
 :class:`ModelsCore` owns the ``get_chunk`` and ``chunk`` message types.  As a
 holder it queues the ``get_chunk`` requests it accepts (at most
-``ModelsConfig.max_serving`` waiting, at most ``peer_rate`` a second per peer)
-and answers them from its :class:`~qdht.models.ChunkStore` when the
-service's serving task calls :meth:`ModelsCore.serve_pending`.  As a fetcher
+``ModelsConfig.max_serving`` waiting, ``peer_queue`` per peer) and answers
+them from its :class:`~qdht.models.ChunkStore`, at most ``peer_rate`` a second
+per peer, when the service's serving task calls :meth:`ModelsCore.serve_pending`.  As a fetcher
 it runs one :class:`~qdht.models.ModelFetch` planner per fetch the Trio face
 started (:meth:`ModelsCore.start_fetch`): it sends the planner's requests as
 ``get_chunk`` with fresh ``rid`` values, matches the answers by (peer,
@@ -98,8 +98,11 @@ class ModelsConfig:
     #: ``get_chunk`` requests accepted and not yet answered, over all peers;
     #: more are dropped (``busy``).
     max_serving: int = attrs.field(default=64, validator=validators.positive_int)
-    #: ``get_chunk`` requests a second from one peer, with bursts of ``peer_burst``;
-    #: more are dropped (``rate-limited``).
+    #: ``get_chunk`` requests accepted and not yet answered from one peer; more
+    #: are dropped (``peer-busy``).  A fetcher keeping to 13-models.md §6.2 has 4.
+    peer_queue: int = attrs.field(default=16, validator=validators.positive_int)
+    #: ``get_chunk`` requests answered a second to one peer, with bursts of
+    #: ``peer_burst``; a peer's further requests wait in its queue.
     peer_rate: float = attrs.field(default=400.0, validator=validators.positive)
     peer_burst: int = attrs.field(default=64, validator=validators.positive_int)
     #: Chunks read and answered per step of the serving task.
@@ -197,7 +200,9 @@ class ModelsCore:
         self._rates: TokenBuckets[bytes] = TokenBuckets(
             rate=self.config.peer_rate, burst=self.config.peer_burst, max_keys=MAX_RATE_PEERS
         )
-        self._serving: deque[tuple[bytes, Hashable, GetChunk]] = deque()
+        #: Accepted requests by peer, in the order the peers first asked.
+        self._serving: dict[bytes, deque[tuple[Hashable, GetChunk]]] = {}
+        self._queued = 0
         self._out: list[Outgoing] = []
         self._events: deque[ModelsEvent] = deque()
         self._fetches: dict[int, _Fetch] = {}
@@ -224,37 +229,61 @@ class ModelsCore:
         """The bytes this holder answers for ``key``: the checked chunk, or None if not held."""
         return self.store.get(key)
 
-    def serve_pending(self, limit: int | None = None) -> int:
-        """Answer up to ``limit`` (default ``serve_batch``) waiting requests; returns how many."""
+    def serve_pending(self, now: float, limit: int | None = None) -> int:
+        """Answer up to ``limit`` (default ``serve_batch``) waiting requests; returns how many.
+
+        Peers take turns, one request each; a peer over ``peer_rate`` waits for
+        its bucket to refill (its requests stay queued).  0 while requests wait
+        means every waiting peer is over its rate: call again a little later.
+        """
         count = 0
         limit = self.config.serve_batch if limit is None else limit
-        while self._serving and count < limit:
-            node_id, addr, request = self._serving.popleft()
-            data = self.chunk_data(request.key)
-            if data is None:
-                self._drops["not-held"] += 1
-            else:
-                self.served += 1
-                self.served_bytes += len(data)
-            self._out.append((node_id, addr, encode(Chunk(request.rid, data))))
-            count += 1
+        progress = True
+        while self._queued and count < limit and progress:
+            progress = False
+            for node_id in list(self._serving):
+                if count >= limit:
+                    break
+                if not self._rates.allow(node_id, now):
+                    continue
+                queue = self._serving[node_id]
+                addr, request = queue.popleft()
+                if not queue:
+                    del self._serving[node_id]
+                self._queued -= 1
+                self._answer_request(node_id, addr, request)
+                count += 1
+                progress = True
         return count
+
+    def _answer_request(self, node_id: bytes, addr: Hashable, request: GetChunk) -> None:
+        data = self.chunk_data(request.key)
+        if data is None:
+            self._drops["not-held"] += 1
+        else:
+            self.served += 1
+            self.served_bytes += len(data)
+        self._out.append((node_id, addr, encode(Chunk(request.rid, data))))
 
     @property
     def serving(self) -> int:
         """Requests accepted and not yet answered."""
-        return len(self._serving)
+        return self._queued
 
     def _accept(self, node_id: bytes, addr: Hashable, request: GetChunk, now: float) -> None:
-        if not self._rates.allow(node_id, now):
-            self._drops["rate-limited"] += 1
+        queue = self._serving.get(node_id)
+        if queue is not None and len(queue) >= self.config.peer_queue:
+            self._drops["peer-busy"] += 1
             return
-        if len(self._serving) >= self.config.max_serving:
+        if self._queued >= self.config.max_serving:
             self._drops["busy"] += 1
             return
-        if not self._serving:
+        if not self._queued:
             self._events.append(ServeReady())
-        self._serving.append((node_id, addr, request))
+        if queue is None:
+            queue = self._serving[node_id] = deque()
+        queue.append((addr, request))
+        self._queued += 1
 
     # ------------------------------------------------------------ fetching
 
@@ -279,17 +308,23 @@ class ModelsCore:
 
     def add_holders(
         self, handle: int, holders: Iterable[tuple[Contact, bytes | None]], now: float
-    ) -> None:
-        """More holders for fetch ``handle`` (a later provider lookup); they are asked afresh."""
+    ) -> int:
+        """More holders for fetch ``handle`` (a later provider lookup); they are asked afresh.
+
+        Returns how many were taken (this node and holders dropped from the
+        fetch are not).
+        """
         fetch = self._fetches.get(handle)
         if fetch is None:
             raise ConfigError(f"no fetch with handle {handle} is running")
-        self._add(fetch, holders, fresh=True)
+        added = self._add(fetch, holders, fresh=True)
         self._pump(now)
+        return added
 
     def _add(
         self, fetch: _Fetch, holders: Iterable[tuple[Contact, bytes | None]], fresh: bool = False
-    ) -> None:
+    ) -> int:
+        added = 0
         for contact, have in holders:
             if (
                 contact.node_id == self.node_id
@@ -301,6 +336,8 @@ class ModelsCore:
                 fetch.planner.remove_holder(contact.node_id)  # forget what it lacked
             fetch.addresses[contact.node_id] = contact.addresses[0]
             fetch.planner.add_holder(contact.node_id, have)
+            added += 1
+        return added
 
     def cancel_fetch(self, handle: int) -> None:
         """Stop fetch ``handle``; answers still on their way are dropped."""
@@ -425,7 +462,7 @@ class ModelsCore:
             "served": self.served,
             "served_bytes": self.served_bytes,
             "received_bytes": self.received_bytes,
-            "serving": len(self._serving),
+            "serving": self._queued,
             "fetches": len(self._fetches),
             "held": self.held,
             "announced": self.announced,

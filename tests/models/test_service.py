@@ -27,7 +27,7 @@ from qdht.models import (
     model_salt,
 )
 from qdht.testing import MemoryNetwork
-from qdht.wire import Chunk, GetChunk, decode, encode
+from qdht.wire import Chunk, GetChunk, ManifestRef, decode, encode
 
 DIFFICULTY = 4
 
@@ -243,22 +243,24 @@ def test_serving_is_bounded_and_rate_limited_per_peer(tmp_path: Path) -> None:
     data = b"chunk"
     key = chunk_key(data)
     store.put(key, data)
-    core = ModelsCore(bytes(32), store, ModelsConfig(max_serving=8, peer_rate=10.0, peer_burst=5))
+    config = ModelsConfig(max_serving=12, peer_queue=8, peer_rate=10.0, peer_burst=5)
+    core = ModelsCore(bytes(32), store, config)
     flood, other = bytes([1]) * 32, bytes([2]) * 32
     for n in range(20):
         core.receive_message(flood, None, encode(GetChunk(bytes([n]) * 8, key)), now=0.0)
-    assert core.stats()["drops"] == {"rate-limited": 15}
-    for n in range(5):
+    assert core.stats()["drops"] == {"peer-busy": 12}
+    for n in range(6):
         core.receive_message(other, None, encode(GetChunk(bytes([n]) * 8, key)), now=0.0)
-    assert core.stats()["drops"] == {"rate-limited": 15, "busy": 2}
+    assert core.stats()["drops"] == {"peer-busy": 12, "busy": 2}
     assert type(core.next_event()) is ServeReady
-    assert core.serve_pending(limit=100) == 8
+    # Peers take turns; each gets its burst of 5 now, the rest waits for tokens.
+    assert core.serve_pending(0.0, limit=100) == 9
     answers = [decode(payload) for _, _, payload in core.messages_to_send()]
     assert all(type(a) is Chunk and a.data == data for a in answers)
-    # A second later the flooding peer may send again: its bucket refilled (up to peer_burst).
-    for n in range(20):
-        core.receive_message(flood, None, encode(GetChunk(bytes([n]) * 8, key)), now=1.0)
-    assert core.serving == 5
+    assert core.serving == 3
+    assert core.serve_pending(0.0, limit=100) == 0
+    assert core.serve_pending(1.0, limit=100) == 3  # a second later: 10 more tokens each
+    assert core.serving == 0
     # Malformed input and unsolicited answers are dropped and counted, never raised.
     core.receive_message(flood, None, b"\xff", now=1.0)
     core.receive_message(flood, None, encode(Chunk(bytes(8), data)), now=1.0)
@@ -282,3 +284,21 @@ async def test_the_layer_is_off_by_default_and_checks_its_config(
         Config(models="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="trusted"):
         ModelsConfig(trusted=(b"short",))
+
+
+async def test_a_manifest_in_pages_is_fetched_from_the_holders_of_its_pages(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # 1024 tensors: more CBOR items than one record value may hold (13-models.md §4.4).
+    model = {f"t{i}": np.full(3, i, np.float32) for i in range(1024)}
+    async with network(4, tmp_path) as nodes:
+        publisher, fetcher = nodes[0], nodes[3]
+        manifest = await publisher.models.publish("paged", model)
+        latest = await fetcher.models.latest(publisher.identity.mldsa_public_hash, "paged")
+        assert isinstance(latest, ManifestRef)
+        result = await fetcher.models.fetch(
+            publisher.identity.mldsa_public_hash, "paged", into=tmp_path / "paged"
+        )
+        assert result.manifest == manifest
+        assert same_arrays(tmp_path / "paged", model)
+        assert publisher.stats()["models"]["held"] == 2  # the model and its pages
