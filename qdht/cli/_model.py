@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 import qdht
+from qdht.cli._client import _add_common as add_client_options
 from qdht.cli._client import _listen_for, join
 from qdht.cli._common import (
     CommandError,
@@ -33,7 +34,6 @@ from qdht.cli._common import (
 )
 from qdht.cli._output import Output, format_bytes
 from qdht.errors import ConfigError, ModelError
-from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY
 from qdht.wire import MLDSA_PUBLIC_KEY_SIZE, Contact, MutableRecord, owner_hash
 
 if TYPE_CHECKING:
@@ -102,32 +102,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser, *, bootstrap_required: bool) -> None:
-    p.add_argument(
-        "--bootstrap",
-        action="append",
-        default=[],
-        required=bootstrap_required,
-        metavar="URI",
-        help="contact URI of a node to join through (repeatable)",
-    )
+    add_client_options(p, required=bootstrap_required, timeout=DEFAULT_TIMEOUT)
     p.add_argument(
         "--data-dir",
         type=Path,
         metavar="DIR",
         help="chunk store and kept manifests (default: the qdht data directory's models/)",
-    )
-    p.add_argument(
-        "--difficulty",
-        type=int,
-        default=DEFAULT_PUZZLE_DIFFICULTY,
-        help=f"the network's puzzle difficulty (default {DEFAULT_PUZZLE_DIFFICULTY})",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})",
     )
 
 
