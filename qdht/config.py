@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -38,6 +38,9 @@ from qdht.identity import (
 )
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
+
+if TYPE_CHECKING:
+    from qdht.models import ModelsConfig
 
 __all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
 
@@ -129,12 +132,22 @@ def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
 
 
 def _layer_config(name: str) -> Any:
-    """Validator of a built-in layer's field: None or the layer's config class (by name,
-    so the layer's package is imported only when it is on)."""
+    """Validator of a built-in layer's field: None, or the layer's config class.
+
+    ``name`` is the class (``"ModelsConfig"`` lives in ``qdht.models``).  It is
+    looked up only when a value is given, so the layer's package and its
+    optional dependencies are imported only by those who turn it on.
+    """
 
     def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and type(value).__name__ != name:
-            raise ConfigError(f"{attribute.name} must be a {name} or None")
+        if value is None:
+            return
+        import importlib
+
+        module = importlib.import_module(f"qdht.{name.removesuffix('Config').lower()}")
+        cls = getattr(module, name)
+        if not isinstance(value, cls):
+            raise ConfigError(f"{attribute.name} must be a {name} or None, got {value!r}")
 
     return check
 
@@ -247,6 +260,10 @@ class Config:
     resolve: ResolveConfig | None = attrs.field(
         default=None, validator=validators.optional(validators.instance_of(ResolveConfig))
     )
+
+    #: The model store (``qdht.models.ModelsConfig``, needs ``qdht[models]``):
+    #: serve, publish and fetch models (``node.models``).
+    models: ModelsConfig | None = attrs.field(default=None, validator=_layer_config("ModelsConfig"))
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

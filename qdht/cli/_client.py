@@ -40,12 +40,15 @@ DEFAULT_TIMEOUT: Final = 30.0
 _T = TypeVar("_T")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(
+    p: argparse.ArgumentParser, *, required: bool = True, timeout: float = DEFAULT_TIMEOUT
+) -> None:
+    """``--bootstrap`` (required unless told), ``--difficulty`` and ``--timeout``."""
     p.add_argument(
         "--bootstrap",
         action="append",
         default=[],
-        required=True,
+        required=required,
         metavar="URI",
         help="contact URI of a node to join through, qdht+udp://IP:PORT/NODE-ID (repeatable)",
     )
@@ -58,9 +61,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
+        default=timeout,
         metavar="SECONDS",
-        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})",
+        help=f"give up after this long (default {timeout:g})",
     )
 
 

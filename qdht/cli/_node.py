@@ -27,7 +27,7 @@ from qdht.cli._common import (
 )
 from qdht.cli._output import Output, format_bytes
 from qdht.config import IDENTITY_FILE
-from qdht.errors import ConfigError, WrongPassphraseError
+from qdht.errors import ConfigError, QdhtError, WrongPassphraseError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
 from qdht.wire import Contact
 
@@ -105,6 +105,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the messaging layer: hold mailboxes for others and poll this node's own",
     )
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="run the model store: serve the models in DATA-DIR/models (needs qdht[models])",
+    )
+    p.add_argument(
+        "--publish-model",
+        type=Path,
+        metavar="FILE",
+        help="publish the safetensors FILE under this node's identity once joined, and serve "
+        "it (implies --models)",
+    )
+    p.add_argument(
+        "--model-name", default="model", metavar="NAME", help="the name of --publish-model"
+    )
     p.set_defaults(run=run)
 
 
@@ -125,6 +140,15 @@ def _web_services(args: argparse.Namespace) -> list[Any]:
         raise usage_error(f"--web: {exc}") from None
 
 
+def _models(args: argparse.Namespace) -> Any:
+    """The ``ModelsConfig`` of ``--models`` / ``--publish-model``, or None."""
+    if not (args.models or args.publish_model):
+        return None
+    from qdht.models import ModelsConfig  # the models extra: imported only when used
+
+    return ModelsConfig()
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.status_interval < 0:
         raise usage_error("--status-interval must not be negative")
@@ -136,6 +160,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             data_dir=args.data_dir,
             identity_passphrase=read_passphrase(args.passphrase_file),
             puzzle_difficulty=args.difficulty,
+            models=_models(args),
         )
         if args.messaging:
             from qdht.messaging import MessagingConfig
@@ -143,9 +168,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
             config = attrs.evolve(config, messaging=MessagingConfig())
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
+    if args.publish_model is not None and not args.publish_model.is_file():
+        raise usage_error(f"--publish-model: no such file {args.publish_model}")
     services = _web_services(args)
     config = attrs.evolve(config, identity=_identity(config, args, out), services=services)
-    stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out)
+    publish = (args.publish_model, args.model_name) if args.publish_model else None
+    stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out, publish)
     out.note(f"stopped ({stopped_by})")
     return 0
 
@@ -165,8 +193,16 @@ def _identity(config: qdht.Config, args: argparse.Namespace, out: Output) -> Ide
     return identity
 
 
+#: A model to publish once joined: (file, name).
+_Publish = tuple[Path, str] | None
+
+
 async def _serve(
-    config: qdht.Config, bootstrap: list[Contact], status_interval: float, out: Output
+    config: qdht.Config,
+    bootstrap: list[Contact],
+    status_interval: float,
+    out: Output,
+    publish: _Publish = None,
 ) -> str:
     """Run the node until SIGINT or SIGTERM; return the signal's name."""
     stopped_by = ""
@@ -181,12 +217,16 @@ async def _serve(
                     return
 
             nursery.start_soon(watch_signals)
-            nursery.start_soon(_run_node, config, bootstrap, status_interval, out)
+            nursery.start_soon(_run_node, config, bootstrap, status_interval, out, publish)
     return stopped_by
 
 
 async def _run_node(
-    config: qdht.Config, bootstrap: list[Contact], status_interval: float, out: Output
+    config: qdht.Config,
+    bootstrap: list[Contact],
+    status_interval: float,
+    out: Output,
+    publish: _Publish = None,
 ) -> None:
     async with qdht.open_node(config) as node:
         for i in range(len(node.contact.addresses)):
@@ -196,14 +236,30 @@ async def _run_node(
             out.note(f"web page: {getattr(node.services.get('web').face, 'url', None)}")
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
-            if bootstrap:
-                nursery.start_soon(_join, node, bootstrap, out)
+            if bootstrap or publish:
+                nursery.start_soon(_join_and_publish, node, bootstrap, out, publish)
             if status_interval > 0:
                 while True:
                     await trio.sleep(status_interval)
                     out.emit(_status_line(node, time.monotonic() - started))
             else:
                 await trio.sleep_forever()
+
+
+async def _join_and_publish(
+    node: qdht.Node, bootstrap: list[Contact], out: Output, publish: _Publish
+) -> None:
+    if bootstrap:
+        await _join(node, bootstrap, out)
+    if publish is not None:
+        path, name = publish
+        try:
+            manifest = await node.models.publish(name, path)
+        except QdhtError as exc:
+            # The chunks are in the store and served even when the DHT put failed.
+            out.emit(f"model not published: {exc}")
+            return
+        out.emit(f"model published: {manifest.publisher.hex()}/{name} version {manifest.version}")
 
 
 async def _join(node: qdht.Node, bootstrap: list[Contact], out: Output) -> None:

@@ -3,7 +3,8 @@
 The store holds signed, chunked, content-addressed models; :mod:`qdht.models.training`
 (``14-training.md``) trains them across devices.
 
-Sans-IO cores only: the node wires them into its services.
+The sans-IO cores, and the ``models`` service that runs them on a node
+(``Config.models``, ``node.models``: :class:`ModelsFace`).
 """
 
 # -- model store --
@@ -19,6 +20,7 @@ from qdht.models._chunks import (
     merkle_root,
     split,
 )
+from qdht.models._face import FetchResult, ModelsFace, models_service
 from qdht.models._fetch import (
     ChunkRequest,
     FetchComplete,
@@ -49,6 +51,7 @@ from qdht.models._manifest import (
     MANIFEST_LIMITS,
     MANIFEST_REJECT_REASONS,
     MODEL_SALT_PREFIX,
+    PAGES_ROOT_PREFIX,
     PROVIDER_TOPIC_PREFIX,
     PageSource,
     TrustedPublishers,
@@ -57,8 +60,10 @@ from qdht.models._manifest import (
     manifest_from_pages,
     manifest_from_record,
     manifest_record,
+    manifest_ref,
     model_record_key,
     model_salt,
+    pages_root,
     provider_entry,
     provider_from_entry,
     provider_topic,
@@ -66,6 +71,16 @@ from qdht.models._manifest import (
     verify_manifest,
 )
 from qdht.models._placement import DHT_KEY_OVERHEAD, StorageCost, provider_record_size, storage_cost
+from qdht.models._service import (
+    FetchEnded,
+    FetchHolderDropped,
+    FetchPenalty,
+    FetchProgress,
+    FetchStalled,
+    ModelsConfig,
+    ModelsCore,
+    ServeReady,
+)
 from qdht.models._store import ChunkStore, Release, assemble, prepare_release
 from qdht.models._torch import arrays_to_state_dict, load_state_dict, state_dict_to_arrays
 
@@ -78,21 +93,32 @@ __all__ = [
     "MAX_TENSORS",
     "MODEL_SALT_PREFIX",
     "NUMPY_DTYPES",
+    "PAGES_ROOT_PREFIX",
     "PROVIDER_TOPIC_PREFIX",
     "ChunkRequest",
     "ChunkSink",
     "ChunkStore",
     "FetchComplete",
+    "FetchEnded",
     "FetchEvent",
+    "FetchHolderDropped",
     "FetchLimits",
+    "FetchPenalty",
+    "FetchProgress",
+    "FetchResult",
+    "FetchStalled",
     "FetchStuck",
     "HolderDropped",
     "ModelFetch",
+    "ModelsConfig",
+    "ModelsCore",
+    "ModelsFace",
     "PageSource",
     "Penalty",
     "Progress",
     "Release",
     "SafetensorsHeader",
+    "ServeReady",
     "StorageCost",
     "TensorInfo",
     "TrustedPublishers",
@@ -111,10 +137,13 @@ __all__ = [
     "manifest_from_pages",
     "manifest_from_record",
     "manifest_record",
+    "manifest_ref",
     "merkle_root",
     "model_record_key",
     "model_salt",
+    "models_service",
     "numpy_dtype",
+    "pages_root",
     "prepare_release",
     "provider_entry",
     "provider_from_entry",

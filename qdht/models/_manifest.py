@@ -47,6 +47,7 @@ __all__ = [
     "MANIFEST_LIMITS",
     "MANIFEST_REJECT_REASONS",
     "MODEL_SALT_PREFIX",
+    "PAGES_ROOT_PREFIX",
     "PROVIDER_TOPIC_PREFIX",
     "PageSource",
     "TrustedPublishers",
@@ -55,8 +56,10 @@ __all__ = [
     "manifest_from_pages",
     "manifest_from_record",
     "manifest_record",
+    "manifest_ref",
     "model_record_key",
     "model_salt",
+    "pages_root",
     "provider_entry",
     "provider_from_entry",
     "provider_topic",
@@ -68,6 +71,8 @@ __all__ = [
 MODEL_SALT_PREFIX: Final = b"qdht/v1/model-name"
 #: Prefix of the set topic under which a model's providers announce themselves (§5.2).
 PROVIDER_TOPIC_PREFIX: Final = b"qdht/v1/model-providers"
+#: Domain separation of the provider ``root`` of a paged manifest's pages (§5.2).
+PAGES_ROOT_PREFIX: Final = b"qdht/v1/model-pages"
 #: Every reason a manifest can be refused for (13-models.md §4.3).
 MANIFEST_REJECT_REASONS: Final = frozenset(
     {
@@ -176,6 +181,20 @@ def _fits_one_record(data: bytes) -> bool:
     except DecodeError:  # over the default item limits: many tensors
         return False
     return True
+
+
+def manifest_ref(manifest: ModelManifest) -> ManifestRef | None:
+    """The reference a record holds instead of ``manifest`` if it needs pages (§4.4), else None."""
+    data = encode(manifest)
+    if _fits_one_record(data):
+        return None
+    keys = b"".join(chunk_key(page) for page in split(data, MAX_CHUNK_SIZE))
+    return ManifestRef(manifest.publisher, manifest.name, manifest.version, len(data), keys)
+
+
+def pages_root(ref: ManifestRef) -> bytes:
+    """The ``root`` under which holders of a paged manifest announce its pages (§5.2)."""
+    return sha3_256(PAGES_ROOT_PREFIX + b"".join(ref.page_keys))
 
 
 def manifest_record(

@@ -41,9 +41,10 @@ from qdht.wire import CHUNK_KEY_SIZE, Chunk, GetChunk, ModelManifest, MutableRec
 __all__ = ["ChunkStore", "Release", "assemble", "prepare_release"]
 
 
-def _write_whole(path: Path, data: bytes | memoryview) -> None:
+def _write_whole(path: Path, data: bytes | memoryview, *, mkdir: bool = True) -> None:
     """Write ``data`` under a temporary name and rename it: ``path`` is never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_bytes(data)
     os.replace(temp, path)
@@ -57,6 +58,8 @@ class ChunkStore:
         self._root.mkdir(parents=True, exist_ok=True)
         self._drops: Counter[str] = Counter()
         self._served = 0
+        #: Subdirectories known to exist (one mkdir per directory, not per chunk).
+        self._made: set[str] = set()
 
     def _path(self, key: bytes) -> Path:
         if type(key) is not bytes or len(key) != CHUNK_KEY_SIZE:
@@ -75,7 +78,12 @@ class ChunkStore:
         path = self._path(key)
         if path.is_file():
             return
-        _write_whole(path, data)
+        fresh = path.parent.name not in self._made
+        try:
+            _write_whole(path, data, mkdir=fresh)
+        except FileNotFoundError:  # the directory was removed behind our back
+            _write_whole(path, data)
+        self._made.add(path.parent.name)
 
     def load(self, key: bytes) -> bytes:
         """The chunk ``key``, checked; ModelError ``missing-chunk`` or ``corrupt-chunk``.

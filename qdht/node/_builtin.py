@@ -31,4 +31,9 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
         from qdht.node._resolver import resolver_service
 
         factories.append(resolver_service)
+
+    if config.models is not None:
+        from qdht.models import models_service
+
+        factories.append(models_service(config.models))
     return factories

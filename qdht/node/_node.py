@@ -124,6 +124,7 @@ from qdht.wire import (
 
 if TYPE_CHECKING:
     from qdht.messaging import MessagingFace
+    from qdht.models import ModelsFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -378,6 +379,12 @@ class Node:
         """The current identity certificate of node ``node_id``, from the network
         (:meth:`ResolverFace.resolve`); needs ``Config.resolve``."""
         return await self.resolver.resolve(self, node_id)
+
+    @property
+    def models(self) -> ModelsFace:
+        """The model store (``Config.models``): publish, fetch, list, watch models."""
+        face: ModelsFace = self._face("models")
+        return face
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""

@@ -27,11 +27,13 @@ from qdht.identity import Identity
 from qdht.node import Node
 from qdht.wire import (
     MAX_VALUE_SIZE,
+    Chunk,
     Contact,
     ErrorCode,
     ErrorMessage,
     FindNode,
     FindValue,
+    GetChunk,
     Nodes,
     Notified,
     Notify,
@@ -50,6 +52,7 @@ from qdht.wire import (
 )
 from qdht_interop._grades import INFORMATIONAL, NON_STRICT, CaseFailed, CaseUnimplemented
 from qdht_interop._handshake import cookie_from, first_fragments, learn_static, parse
+from qdht_interop._model import InteropModel
 from qdht_interop._probe import Probe, Undecodable
 from qdht_interop._target import TargetProcess, printable
 
@@ -64,6 +67,7 @@ AREAS: Final = {
     "boot": "06-bootstrap.md",
     "rec": "07-records.md",
     "watch": "08-watch.md",
+    "model": "13-models.md",
 }
 #: Seconds a request waits for its answer (a first handshake included).
 ANSWER_TIMEOUT: Final = 5.0
@@ -84,6 +88,8 @@ class Context:
     control: bool = False
     #: The harness's own qdht network (Python nodes), empty when not started.
     network: list[Node] = attrs.Factory(list)
+    #: The model the target was asked to publish (``QDHT_MODEL_FILE``); None with --target.
+    model: InteropModel | None = None
 
     async def identity(self) -> Identity:
         """A fresh client identity at the network's difficulty (minted off the event loop)."""
@@ -1078,3 +1084,55 @@ async def net_value_to_target(ctx: Context, notes: Notes) -> None:
     if len(parts) != 3 or parts[2] != value.hex():
         raise CaseFailed(f"control 'get' returned other bytes: {printable(line)}")
     notes.note("the target's lookup got the value a harness node put")
+
+
+# ------------------------------------------------------------ models (13 §5.3)
+
+#: How long the target has to publish QDHT_MODEL_FILE after it printed its contact.
+MODEL_WAIT: Final = 5.0
+
+
+async def _get_chunk(probe: Probe, key: bytes) -> Any:
+    return await probe.request(GetChunk(new_rid(), key, ro=True), ANSWER_TIMEOUT)
+
+
+@case("model/5.3/1", "a model is fetched from the target: GET_CHUNK serves every chunk, verified")
+async def model_fetch(ctx: Context, notes: Notes) -> None:
+    if ctx.model is None:
+        notes.informational("skipped: with --target the harness gave the target no model")
+        return
+    model = ctx.model
+    async with ctx.probe(notes) as probe:
+        first = await _get_chunk(probe, model.keys[0])
+        waited = 0.0
+        while isinstance(first, Chunk) and first.data is None and waited < MODEL_WAIT:
+            await trio.sleep(0.5)  # the target may still be chunking the file
+            waited += 0.5
+            first = await _get_chunk(probe, model.keys[0])
+        if first is None:
+            raise CaseUnimplemented("GET_CHUNK got no answer: the target has no model store")
+        if isinstance(first, ErrorMessage):
+            if first.error_code in (ErrorCode.UNKNOWN_REQUEST, ErrorCode.NOT_SERVING):
+                raise CaseUnimplemented(f"GET_CHUNK answered {describe(first)}: no model store")
+            raise CaseFailed(f"GET_CHUNK answered {describe(first)}")
+        if not isinstance(first, Chunk):
+            raise CaseFailed(f"GET_CHUNK answered {describe(first)}, expected CHUNK")
+        if first.data is None:
+            raise CaseUnimplemented("the target does not serve QDHT_MODEL_FILE's chunks")
+        pieces = [first.data]
+        for key in model.keys[1:]:
+            answer = await _get_chunk(probe, key)
+            if not isinstance(answer, Chunk) or answer.data is None:
+                raise CaseFailed(f"a chunk of the published model was answered {describe(answer)}")
+            pieces.append(answer.data)
+        for key, piece in zip(model.keys, pieces, strict=True):
+            if immutable_key(piece) != key:
+                raise CaseFailed("the target served bytes that do not hash to the key asked for")
+        if b"".join(pieces) != model.data:
+            raise CaseFailed("the chunks served do not make up the model's tensors")
+        notes.note(f"{len(pieces)} chunks ({len(model.data)} bytes) fetched and verified")
+        absent = await _get_chunk(probe, os.urandom(32))
+        if not isinstance(absent, Chunk) or absent.data is not None:
+            raise CaseFailed(f"GET_CHUNK of a key nobody holds was answered {describe(absent)}")
+        notes.note("a key the target does not hold: CHUNK without data")
+        await expect_alive(probe, "the model's chunks")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import importlib.util
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -22,6 +24,7 @@ from qdht.node import Node, open_node
 from qdht.wire import Contact
 from qdht_interop._cases import CASES, Case, Context, Notes
 from qdht_interop._grades import FAILED, UNIMPLEMENTED, CaseFailed, CaseUnimplemented, worst
+from qdht_interop._model import InteropModel, interop_model
 from qdht_interop._target import TargetError, TargetProcess, printable
 
 __all__ = [
@@ -243,11 +246,16 @@ async def run_suite(options: RunOptions, linter: Linter | None = None) -> RunRep
                     network = await _start_network(options.difficulty, stack)
                 except (TargetError, QdhtError, OSError) as exc:
                     network_error = f"the harness network did not start: {exc}"
+            model: InteropModel | None = None
             if options.command is not None:
+                model = interop_model()
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                (folder / "model.safetensors").write_bytes(model.file)
                 env = {
                     "QDHT_LISTEN": options.listen,
                     "QDHT_BOOTSTRAP": " ".join(n.contact_uri for n in network),
                     "QDHT_DIFFICULTY": str(options.difficulty),
+                    "QDHT_MODEL_FILE": str(folder / "model.safetensors"),
                 }
                 process, contact = await TargetProcess.start(
                     nursery, options.command, env, options.startup_timeout
@@ -262,7 +270,9 @@ async def run_suite(options: RunOptions, linter: Linter | None = None) -> RunRep
                 with trio.move_on_after(NETWORK_TIMEOUT), contextlib.suppress(QdhtError):
                     for node in network:
                         await node.bootstrap([contact])
-            ctx = Context(contact, options.difficulty, linter, process, options.control, network)
+            ctx = Context(
+                contact, options.difficulty, linter, process, options.control, network, model
+            )
             out = []
             for case in cases:
                 if case.network and network_error is not None:

@@ -2,13 +2,18 @@
 
 Reads ``QDHT_LISTEN``, ``QDHT_BOOTSTRAP`` (space-separated contact URIs) and
 ``QDHT_DIFFICULTY`` from the environment and runs ``qdht node`` with the
-matching flags (no status lines), so its first stdout line is its contact URI.
+matching flags (no status lines), so its first stdout line is its contact URI;
+``QDHT_MODEL_FILE`` becomes ``--publish-model`` (when the models extra is
+installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+
+from qdht_interop._model import MODEL_NAME
 
 
 def argv(environ: dict[str, str]) -> list[str]:
@@ -19,6 +24,9 @@ def argv(environ: dict[str, str]) -> list[str]:
         args += ["--difficulty", environ["QDHT_DIFFICULTY"]]
     for uri in (environ.get("QDHT_BOOTSTRAP") or "").split():
         args += ["--bootstrap", uri]
+    if environ.get("QDHT_MODEL_FILE") and importlib.util.find_spec("numpy") is not None:
+        # The model store needs the models extra; without it the target has none.
+        args += ["--publish-model", environ["QDHT_MODEL_FILE"], "--model-name", MODEL_NAME]
     return args
 
 

@@ -291,7 +291,10 @@ export class DhtNode {
       if (!(e instanceof DecodeError)) throw e;
       this.count('dropped', e.reason);
       if (!rid || info.early) return;
-      const code = e.reason === 'unknown-type' ? ERR['unknown-request'] : ERR['bad-request'];
+      // A type this peer does not serve as a request (another layer's, or a
+      // response type) is an unknown request too (02-dht-rpc.md §5).
+      const unknown = e.reason === 'unknown-type' || e.reason === 'unexpected-type';
+      const code = unknown ? ERR['unknown-request'] : ERR['bad-request'];
       return this.sendMsg(peerId, addr, { type: 'error', rid, code, message: e.reason });
     }
     const m = req.msg;
