@@ -123,6 +123,17 @@ def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(f"{attribute.name}: {exc}") from None
 
 
+def _layer_config(name: str) -> Any:
+    """Validator of a built-in layer's field: None or the layer's config class (by name,
+    so the layer's package is imported only when it is on)."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and type(value).__name__ != name:
+            raise ConfigError(f"{attribute.name} must be a {name} or None")
+
+    return check
+
+
 @attrs.frozen
 class Config:
     """Everything a node needs; ``qdht.Config()`` works as is.
@@ -223,6 +234,8 @@ class Config:
         factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
     )
     # -- built-in layers (one field per layer, None: off) --
+    #: The mixnet (``qdht.mixnet.MixnetConfig``, 10-mixnet.md): ``node.anonymous``.
+    mixnet: Any = attrs.field(default=None, validator=_layer_config("MixnetConfig"))
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -22,4 +22,8 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
     """The factories of the layers ``config`` enables, in registration order."""
     factories: list[ServiceFactory] = []
     # -- built-in layers (one block per layer: `if config.<layer> is not None:`) --
+    if config.mixnet is not None:
+        from qdht.mixnet import mixnet_service
+
+        factories.append(mixnet_service(config.mixnet))
     return factories

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -119,6 +119,9 @@ from qdht.wire import (
     mutable_key,
     set_key,
 )
+
+if TYPE_CHECKING:
+    from qdht.mixnet import AnonymousFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -356,6 +359,19 @@ class Node:
         return self.config.client_mode
 
     # -- layer faces (one property per built-in layer: `return self._face("<name>")`) --
+
+    @property
+    def anonymous(self) -> AnonymousFace:
+        """DHT operations through the mixnet (``Config.mixnet``); NodeStateError when off."""
+        face: AnonymousFace = self._face("mixnet")
+        return face
+
+    async def put_record(self, record: AnyRecord) -> bytes:
+        """Store a record signed elsewhere once (a mixnet exit's anonymous put, 10-mixnet.md
+        §14); it is not republished.  Returns its key; raises as :meth:`put_immutable`."""
+        self._check_running()
+        await self._put_record(record)
+        return record.key()
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""

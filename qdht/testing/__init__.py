@@ -29,6 +29,7 @@ from qdht.testing._echo import (
 )
 from qdht.testing._faults import FaultInjector
 from qdht.testing._memory import DEFAULT_QUEUE_SIZE, MemoryNetwork, MemoryTransport
+from qdht.testing._mixnet import MixNetwork, open_mix_network
 from qdht.testing._sim import SimNetwork, build_network, seeded_identity
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "FaultInjector",
     "MemoryNetwork",
     "MemoryTransport",
+    "MixNetwork",
     "SimCore",
     "SimNetwork",
     "SimOperation",
@@ -60,5 +62,6 @@ __all__ = [
     "echo",
     "echo_service",
     "eclipse_puzzle_cost",
+    "open_mix_network",
     "seeded_identity",
 ]
