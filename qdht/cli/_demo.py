@@ -101,6 +101,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=30.0, help="seconds one operation may take (default 30)"
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--mixnet",
+        action="store_true",
+        help="run a mixnet instead (an authority, --mixes mixes, --clients clients) and "
+        "measure anonymous puts and gets",
+    )
+    p.add_argument("--mixes", type=int, default=9, help="mixes with --mixnet (default 9)")
+    p.add_argument("--clients", type=int, default=4, help="clients with --mixnet (default 4)")
     p.set_defaults(run=run)
 
 
@@ -150,6 +158,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    if args.mixnet:
+        from qdht.cli._demo_mixnet import run_mixnet_demo
+
+        return run_mixnet_demo(args, out)
     if not 2 <= args.nodes <= MAX_NODES:
         raise usage_error(f"--nodes must be in 2..{MAX_NODES}")
     values = args.nodes if args.values is None else args.values

@@ -25,6 +25,7 @@ from qdht.cli._common import (
     read_passphrase,
     usage_error,
 )
+from qdht.cli._mixnet import add_mixnet_option, mixnet_config
 from qdht.cli._output import Output, format_bytes
 from qdht.config import IDENTITY_FILE
 from qdht.errors import ConfigError, WrongPassphraseError
@@ -89,6 +90,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"print a status line this often (default {DEFAULT_STATUS_INTERVAL:g}; 0: never)",
     )
+    p.add_argument(
+        "--mix",
+        action="store_true",
+        help="run the mix role: epoch keys, a descriptor in the DHT, mixing (10-mixnet.md)",
+    )
+    p.add_argument(
+        "--authority",
+        action="store_true",
+        help="sign the mix directory with this node's key (one of the --mixnet directory_keys)",
+    )
+    add_mixnet_option(p)
     p.set_defaults(run=run)
 
 
@@ -107,6 +119,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
     config = attrs.evolve(config, identity=_identity(config, args, out))
+    if args.mix or args.authority or args.mixnet is not None:
+        mixnet = mixnet_config(args.mixnet, mix=args.mix, authority=args.authority)
+        try:
+            config = attrs.evolve(config, mixnet=mixnet)
+        except ConfigError as exc:
+            raise usage_error(str(exc)) from None
+        if args.authority:
+            assert isinstance(config.identity, Identity)
+            out.note(f"mixnet directory key: {config.identity.mldsa.public_key_bytes().hex()}")
     stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out)
     out.note(f"stopped ({stopped_by})")
     return 0

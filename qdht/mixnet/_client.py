@@ -136,7 +136,7 @@ class MixClient(Party[ReplyReceived]):
         if loop_keys is not None:
             if open_surb_reply(self.geometry, loop_keys, delivery.payload) is None:
                 self._drop("bad-payload")
-            elif self._loops.returned_loop(surb_id):
+            elif self._loops.returned_loop(surb_id, now):
                 self._counts["loops_returned"] += 1
             return
         entry = self._replies.pop(surb_id, None)
@@ -178,6 +178,10 @@ class MixClient(Party[ReplyReceived]):
 
     def stats(self) -> dict[str, Any]:
         return {**self._stats(len(self._queue)), "pending_replies": len(self._replies)}
+
+    def loop_latencies(self) -> list[float]:
+        """Send-to-return seconds of the latest loops: one-way latency of an L-hop path."""
+        return list(self._loops.latencies)
 
     # ------------------------------------------------------------ internals
 

@@ -11,6 +11,7 @@ With ``network=None`` every node gets its own UDP socket on 127.0.0.1.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,14 +21,15 @@ import attrs
 import trio
 
 from qdht.config import Config
-from qdht.errors import ConfigError
+from qdht.errors import ConfigError, QdhtError
 from qdht.identity import Identity
 from qdht.mixnet import MixnetConfig
 from qdht.node import Node, open_node
+from qdht.session import SessionConfig
 from qdht.testing._memory import MemoryNetwork
 from qdht.testing._sim import seeded_identity
 
-__all__ = ["MixNetwork", "open_mix_network"]
+__all__ = ["AnonymousOutcomes", "MixNetwork", "loop_latencies", "open_mix_network", "percentile"]
 
 
 @attrs.define
@@ -52,6 +54,107 @@ class MixNetwork:
         await _each(self.authorities, lambda node: node.anonymous.update_directory())
         accepted = await _each(self.nodes, lambda node: node.anonymous.update_directory())
         return sum(1 for ok in accepted if ok)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@attrs.define
+class AnonymousOutcomes:
+    """Outcomes of anonymous puts and gets, and of plain gets of the same keys."""
+
+    latencies: dict[str, list[float]] = attrs.Factory(
+        lambda: {"anonymous put": [], "anonymous get": [], "plain get": []}
+    )
+    ok: dict[str, int] = attrs.Factory(
+        lambda: {"anonymous put": 0, "anonymous get": 0, "plain get": 0}
+    )
+    total: dict[str, int] = attrs.Factory(
+        lambda: {"anonymous put": 0, "anonymous get": 0, "plain get": 0}
+    )
+    failures: list[str] = attrs.Factory(list)
+
+    def record(self, name: str, started: float, ok: bool, why: str = "") -> None:
+        self.total[name] += 1
+        if ok:
+            self.ok[name] += 1
+            self.latencies[name].append(trio.current_time() - started)
+        else:
+            self.failures.append(f"{name}: {why}")
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                "total": self.total[name],
+                "ok": self.ok[name],
+                "success_rate": self.ok[name] / self.total[name] if self.total[name] else None,
+                "latency_median_s": percentile(self.latencies[name], 50),
+                "latency_p95_s": percentile(self.latencies[name], 95),
+            }
+            for name in self.total
+        }
+
+    async def run(
+        self, network: MixNetwork, count: int, *, seed: int, op_timeout: float, value_size: int = 64
+    ) -> None:
+        """``count`` rounds, at most one per client at once: an anonymous put by one
+        client, then an anonymous get and a plain get of its key by another."""
+        rng = random.Random(seed)
+        clients = network.clients
+        if len(clients) < 2:
+            raise ConfigError("measuring anonymous operations needs at least two clients")
+        plans = [
+            (
+                rng.randrange(len(clients)),
+                rng.randrange(len(clients) - 1),
+                rng.randbytes(value_size),
+            )
+            for _ in range(count)
+        ]
+        limiter = trio.CapacityLimiter(len(clients))
+
+        async def timed(name: str, call: Any, check: Any) -> Any:
+            started = trio.current_time()
+            try:
+                with trio.fail_after(op_timeout):
+                    result = await call()
+            except (QdhtError, trio.TooSlowError) as exc:
+                self.record(name, started, False, f"{type(exc).__name__}: {exc}")
+                return None
+            self.record(name, started, check(result), "wrong or missing value")
+            return result
+
+        async def one(putter: int, other: int, value: bytes) -> None:
+            async with limiter:
+                writer = clients[putter]
+                reader = [c for c in clients if c is not writer][other]
+                key = await timed(
+                    "anonymous put",
+                    lambda: writer.anonymous.put_immutable(value),
+                    lambda k: k is not None,
+                )
+                if key is None:
+                    return
+                await timed("anonymous get", lambda: reader.anonymous.get(key), value.__eq__)
+                await timed("plain get", lambda: reader.get(key), value.__eq__)
+
+        async with trio.open_nursery() as nursery:
+            for plan in plans:
+                nursery.start_soon(one, *plan)
+
+
+def loop_latencies(network: MixNetwork) -> list[float]:
+    """Every client's recent loop latencies: the one-way latency of an L-hop path."""
+    samples: list[float] = []
+    for node in network.clients:
+        samples.extend(node.anonymous.core.client.loop_latencies())
+    return samples
 
 
 async def _each(nodes: Sequence[Node], call: Any) -> list[Any]:
@@ -107,7 +210,12 @@ async def open_mix_network(
             )
             changes: dict[str, Any] = {}
             if network is None:
+                # Every node shares 127.0.0.1: the per-address handshake limit,
+                # meant for one host, would throttle the whole mesh at once.
                 changes["listen"] = ("udp://127.0.0.1:0",)
+                changes["session"] = SessionConfig(
+                    handshake_rate_per_address=1000.0, handshake_burst_per_address=1000
+                )
             config = Config(
                 identity=identity, puzzle_difficulty=difficulty, k=k, mixnet=own, **changes
             )

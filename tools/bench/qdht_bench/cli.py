@@ -20,6 +20,7 @@ __all__ = ["BENCHMARKS", "main"]
 #: benchmark name → module under qdht_bench.  One line per benchmark.
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
+    "mixnet": "mixnet",
     "models": "models",
     "messaging": "messaging",
     "groups": "groups",
