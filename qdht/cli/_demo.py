@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +28,7 @@ from qdht.cli._common import usage_error
 from qdht.cli._output import Output, format_bytes, format_seconds
 from qdht.errors import QdhtError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
+from qdht.testing import percentile
 from qdht.wire import Contact, immutable_key
 
 __all__ = ["DEFAULT_DEMO_DIFFICULTY", "register"]
@@ -146,15 +146,6 @@ class Operation:
             "answered_locally": self.local,
             "failures": list(self.failures),
         }
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile by the nearest-rank method; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
