@@ -28,7 +28,7 @@ from qdht.cli._common import usage_error
 from qdht.cli._output import Output, format_bytes, format_seconds
 from qdht.errors import QdhtError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
-from qdht.testing import percentile
+from qdht.testing import percentile as percentile
 from qdht.wire import Contact, immutable_key
 
 __all__ = ["DEFAULT_DEMO_DIFFICULTY", "register"]
