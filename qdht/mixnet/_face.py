@@ -76,6 +76,8 @@ DIRECTORY_SALT: Final = b"qdht/v1/mix-directory/"
 #: Exit requests run at once; more wait in a queue of this size, then are dropped.
 EXIT_CONCURRENCY: Final = 16
 EXIT_QUEUE: Final = 256
+#: Seconds before a failed directory round is tried again; doubles up to the interval.
+RETRY_FIRST: Final = 2.0
 
 
 def directory_salt(epoch: int) -> bytes:
@@ -189,14 +191,18 @@ class AnonymousFace:
         self._node = node
         self.core.resolve = lambda peer: _address_of(node, peer)
         task_status.started()
+        retry = RETRY_FIRST
         while True:
+            wait = self.config.directory_interval
             try:
                 await self._directory_round(node)
-            except QdhtError as exc:
+                retry = RETRY_FIRST
+            except QdhtError as exc:  # not joined yet, or a lookup failed: soon again
                 self.core.drop("directory-round-failed")
                 logger.debug("mixnet directory round failed: %s", exc)
+                wait, retry = min(wait, retry), retry * 2
             self._rotated = trio.Event()
-            with trio.move_on_after(self.config.directory_interval):
+            with trio.move_on_after(wait):
                 await self._rotated.wait()
 
     async def exit_task(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

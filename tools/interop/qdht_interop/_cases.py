@@ -59,6 +59,7 @@ AREAS: Final = {
     "tr": "05-transport.md",
     "boot": "06-bootstrap.md",
     "rec": "07-records.md",
+    "mix": "10-mixnet.md",
 }
 #: Seconds a request waits for its answer (a first handshake included).
 ANSWER_TIMEOUT: Final = 5.0

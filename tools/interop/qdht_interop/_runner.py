@@ -248,6 +248,7 @@ async def run_suite(options: RunOptions, linter: Linter | None = None) -> RunRep
                     "QDHT_LISTEN": options.listen,
                     "QDHT_BOOTSTRAP": " ".join(n.contact_uri for n in network),
                     "QDHT_DIFFICULTY": str(options.difficulty),
+                    "QDHT_MIX": "1",
                 }
                 process, contact = await TargetProcess.start(
                     nursery, options.command, env, options.startup_timeout
