@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -109,6 +109,10 @@ class AnonymousFace:
                 self.config, difficulty=context.config.puzzle_difficulty
             )
         self._registered = False
+        #: How this node runs a request as an exit: ``async (node, request) ->
+        #: AnonAnswer``.  Replaceable (an operator's policy, such as refusing
+        #: puts; a test's lying exit); the default runs it as an ordinary node.
+        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer]] = self._run_request
 
     # ------------------------------------------------------------ events
 
@@ -236,7 +240,7 @@ class AnonymousFace:
 
     async def _serve(self, node: Node, request: ExitRequest, limiter: trio.CapacityLimiter) -> None:
         try:
-            answer = await self._run_request(node, request)
+            answer = await self.run_request(node, request)
         finally:
             limiter.release_on_behalf_of(request)
         if request.surb is not None:

@@ -16,11 +16,12 @@ import trio
 import trio.testing
 
 from qdht import Config, open_node
+from qdht.dht import make_immutable
 from qdht.errors import ConfigError, NodeStateError
 from qdht.identity import Identity
-from qdht.mixnet import MixnetConfig
+from qdht.mixnet import ExitRequest, MixnetConfig
 from qdht.testing import MemoryNetwork, MixNetwork, open_mix_network
-from qdht.wire import immutable_key
+from qdht.wire import AnonAnswer, immutable_key
 
 #: Light traffic keeps the tests quick; a larger payload carries signed records.
 LIGHT = MixnetConfig(
@@ -202,3 +203,22 @@ async def test_an_authority_must_hold_a_directory_key(
         with pytest.raises(ConfigError, match="not one of directory_keys"):
             async with open_node(config, transport=t):
                 pass
+
+
+async def test_an_exit_can_withhold_but_not_forge(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=19)
+    async with open_mix_network(5, 2, seed=19, network=net, mixnet=LIGHT) as mn:
+        await mn.publish_directory()
+        key = await mn.clients[0].anonymous.put_immutable(b"the real value")
+        forged = make_immutable(b"a forged value", 2**32)
+
+        async def forge(node: Any, request: ExitRequest) -> AnonAnswer:
+            return AnonAnswer("found", forged)
+
+        for mix in mn.mixes:  # every exit lies about what it found
+            mix.anonymous.run_request = forge
+        reader = mn.clients[1]
+        assert await reader.anonymous.get(key) is None
+        assert mixnet_stats(reader)["drops"]["forged-record"] == 2  # both exits' answers
