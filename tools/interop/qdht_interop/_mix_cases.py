@@ -109,6 +109,14 @@ class _Hop:
     async def send(self, data: bytes) -> None:
         await self.probe.send_payload(encode(MixPacket(data)))
 
+    async def first(self, packet: bytes) -> float:
+        """Send a valid ``packet``; the seconds until the target forwarded it."""
+        started = trio.current_time()
+        await self.send(packet)
+        if not await self.probe.wait_for(lambda: bool(self.forwarded()), HOLD_MS / 1000 + 5.0):
+            raise CaseFailed("the target did not forward a valid packet")
+        return trio.current_time() - started
+
 
 async def _alive(probe: Probe, after: str) -> None:
     answer = await probe.request(Ping(new_rid()), ANSWER_TIMEOUT)
@@ -126,11 +134,7 @@ async def mix_forwards(ctx: Context, notes: Notes) -> None:
     key = await _target_key(ctx, notes)
     async with ctx.probe(notes) as probe:
         hop = _Hop(probe, key, ctx.target.node_id)
-        started = trio.current_time()
-        await hop.send(hop.packet())
-        if not await probe.wait_for(lambda: bool(hop.forwarded()), HOLD_MS / 1000 + 5.0):
-            raise CaseFailed("the target did not forward a valid packet")
-        held = trio.current_time() - started
+        held = await hop.first(hop.packet())
         if held < HOLD_MS / 1000 * 0.9:
             raise CaseFailed(f"forwarded after {held * 1000:.0f} ms, before its {HOLD_MS} ms delay")
         out: Any = unwrap(hop.geometry, hop.key, hop.forwarded()[0])
@@ -150,9 +154,7 @@ async def mix_drops(ctx: Context, notes: Notes) -> None:
     async with ctx.probe(notes) as probe:
         hop = _Hop(probe, key, ctx.target.node_id)
         packet = hop.packet()
-        await hop.send(packet)
-        if not await probe.wait_for(lambda: len(hop.forwarded()) == 1, HOLD_MS / 1000 + 5.0):
-            raise CaseFailed("the target did not forward the first, valid packet")
+        await hop.first(packet)
         wait = HOLD_MS / 1000 + SILENCE
         bad = {
             "a replay": packet,
