@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from qdht.cli import main
-from qdht.cli._common import CommandError
-from qdht.cli._mixnet import mixnet_config
 from qdht.identity import Identity
 
 
@@ -29,15 +27,28 @@ def test_demo_mixnet_succeeds_and_reports(
     assert report["failures"] == []
 
 
-def test_the_mixnet_file_gives_the_network_parameters(tmp_path: Path) -> None:
+BOOTSTRAP = "qdht+udp://127.0.0.1:9/" + "ab" * 32
+
+
+def anonymous_get(path: Path) -> list[str]:
+    key = "cd" * 32
+    return ["get", key, "--anonymous", "--mixnet", str(path), "--bootstrap", BOOTSTRAP]
+
+
+def test_a_good_mixnet_file_gets_as_far_as_joining(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = Identity.generate(0).mldsa.public_key_bytes()
     path = tmp_path / "mixnet.json"
     path.write_text(json.dumps({"directory_keys": [key.hex()], "user_payload_size": 8192}))
-    config = mixnet_config(path, mix=True)
-    assert config.directory_keys == (key,)
-    assert config.user_payload_size == 8192
-    assert config.mix is True
-    assert mixnet_config(None).directory_keys == ()
+    # Nobody listens at the bootstrap address: the command fails there, not on the file.
+    assert main([*anonymous_get(path), "--timeout", "0.5", "--difficulty", "0"]) == 1
+    assert "bootstrap failed" in capsys.readouterr().err
+
+
+def test_anonymous_needs_the_mixnet_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["get", "cd" * 32, "--anonymous", "--bootstrap", BOOTSTRAP]) == 2
+    assert "--anonymous needs --mixnet FILE" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -49,8 +60,10 @@ def test_the_mixnet_file_gives_the_network_parameters(tmp_path: Path) -> None:
         (json.dumps({"directory_keys": ["00"]}), "ML-DSA-65 keys"),
     ],
 )
-def test_a_bad_mixnet_file_is_a_usage_error(tmp_path: Path, content: str, message: str) -> None:
+def test_a_bad_mixnet_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
     path = tmp_path / "mixnet.json"
     path.write_text(content)
-    with pytest.raises(CommandError, match=message):
-        mixnet_config(path)
+    assert main(anonymous_get(path)) == 2
+    assert message in capsys.readouterr().err
