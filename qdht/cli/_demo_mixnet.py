@@ -27,8 +27,8 @@ from qdht.testing import AnonymousOutcomes, loop_latencies, open_mix_network, pe
 
 __all__ = ["DEMO_MIXNET", "run_mixnet_demo"]
 
-#: The demo network's parameters: a payload that carries signed records.
-DEMO_MIXNET: Final = MixnetConfig(user_payload_size=8192)
+#: The default network: 3 hops, 2 KiB payload (the values put are small).
+DEMO_MIXNET: Final = MixnetConfig()
 
 
 async def _demo(args: argparse.Namespace, seed: int, out: Output) -> dict[str, Any]:

@@ -178,6 +178,7 @@ async def open_mix_network(
     authorities: int = 1,
     threshold: int | None = None,
     silent: int = 0,
+    relay_streams: bool = False,
     mixnet: MixnetConfig | None = None,
     network: MemoryNetwork | None = None,
     difficulty: int = 0,
@@ -189,6 +190,9 @@ async def open_mix_network(
     ``directory_threshold``, ``mix`` and ``authority`` are set here per
     node); ``threshold`` defaults to every authority.  ``silent`` more
     directory keys are listed whose holders never run (to test the threshold).
+    Mixes and authorities send no client streams (Loopix: a mix's cover is its
+    own loops) unless ``relay_streams``; they then cannot send anonymous
+    requests themselves, which the clients do.
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -208,6 +212,15 @@ async def open_mix_network(
             own = attrs.evolve(
                 shared, mix=role == "mix", authority=role == "authority", layer=layer
             )
+            if role != "client" and not relay_streams:
+                # Loopix: mixes send their own loops (λ_M), not client streams.
+                own = attrs.evolve(
+                    own,
+                    lambda_payload=0.0,
+                    lambda_loop=0.0,
+                    lambda_drop=0.0,
+                    lambda_dummy_lookup=0.0,
+                )
             changes: dict[str, Any] = {}
             if network is None:
                 # Every node shares 127.0.0.1: the per-address handshake limit,
