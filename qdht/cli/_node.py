@@ -120,7 +120,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise usage_error(str(exc)) from None
     config = attrs.evolve(config, identity=_identity(config, args, out))
     if args.mix or args.authority or args.mixnet is not None:
-        mixnet = mixnet_config(args.mixnet, mix=args.mix, authority=args.authority)
+        # A served node sends no anonymous requests: no client streams (a mix's
+        # cover is its own loops, λ_M, as in Loopix).
+        mixnet = mixnet_config(
+            args.mixnet,
+            mix=args.mix,
+            authority=args.authority,
+            lambda_payload=0.0,
+            lambda_loop=0.0,
+            lambda_drop=0.0,
+            lambda_dummy_lookup=0.0,
+        )
         try:
             config = attrs.evolve(config, mixnet=mixnet)
         except ConfigError as exc:
