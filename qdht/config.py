@@ -264,6 +264,9 @@ class Config:
     #: The model store (``qdht.models.ModelsConfig``, needs ``qdht[models]``):
     #: serve, publish and fetch models (``node.models``).
     models: ModelsConfig | None = attrs.field(default=None, validator=_layer_config("ModelsConfig"))
+
+    #: The mixnet (``qdht.mixnet.MixnetConfig``, 10-mixnet.md): ``node.anonymous``.
+    mixnet: Any = attrs.field(default=None, validator=_layer_config("MixnetConfig"))
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

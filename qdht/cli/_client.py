@@ -27,6 +27,7 @@ from qdht.cli._common import (
     read_passphrase,
     usage_error,
 )
+from qdht.cli._mixnet import add_mixnet_option, mixnet_config
 from qdht.cli._output import Output
 from qdht.dht import ValidRecord
 from qdht.errors import ConfigError
@@ -91,6 +92,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     _add_identity(put)
     _add_common(put)
+    _add_anonymous(put)
     put.set_defaults(run=run_put)
 
     delete = sub.add_parser(
@@ -125,6 +127,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     get.add_argument("key", metavar="KEY", help="the value's key, 64 hex digits")
     get.add_argument("--output", "-o", type=Path, metavar="F", help="write the value to file F")
     _add_common(get)
+    _add_anonymous(get)
     get.set_defaults(run=run_get)
 
     find = sub.add_parser(
@@ -156,6 +159,16 @@ def _add_identity(p: argparse.ArgumentParser, *, required: bool = False) -> None
     )
 
 
+def _add_anonymous(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="go through the mixnet: exits run the operation and never learn who asked "
+        "(needs --mixnet)",
+    )
+    add_mixnet_option(p)
+
+
 def _check_common(args: argparse.Namespace) -> list[Contact]:
     if not 0 <= args.difficulty <= MAX_PUZZLE_DIFFICULTY:
         raise usage_error(f"--difficulty must be in 0..{MAX_PUZZLE_DIFFICULTY}")
@@ -183,6 +196,14 @@ def _listen_for(contacts: list[Contact]) -> tuple[str, ...]:
     return tuple(listen.values())
 
 
+def _anonymous_config(args: argparse.Namespace) -> Any:
+    if not getattr(args, "anonymous", False):
+        return None
+    if args.mixnet is None:
+        raise usage_error("--anonymous needs --mixnet FILE: the network's directory keys")
+    return mixnet_config(args.mixnet)
+
+
 async def _with_client(
     args: argparse.Namespace,
     contacts: list[Contact],
@@ -198,6 +219,7 @@ async def _with_client(
             puzzle_difficulty=args.difficulty,
             identity=identity,
             identity_passphrase=read_passphrase(passphrase_file),
+            mixnet=_anonymous_config(args),
         )
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
@@ -206,6 +228,11 @@ async def _with_client(
         async with qdht.open_node(config) as node:
             await join(node, contacts)
             joined = True
+            if node.config.mixnet is not None and not await node.anonymous.update_directory():
+                raise CommandError(
+                    "no mix directory with enough valid signatures was found "
+                    f"({node.stats()['mixnet']['drops']})"
+                )
             return await operation(node)
     assert scope.cancelled_caught
     if not joined:
@@ -259,6 +286,12 @@ def run_put(args: argparse.Namespace, out: Output) -> int:
     salt = _salt(args) if args.mutable else b""
 
     async def put(node: qdht.Node) -> bytes:
+        if args.anonymous and args.mutable:
+            if args.cas is not None:
+                raise usage_error("--cas is not available with --anonymous")
+            return await node.anonymous.put_mutable(value, salt=salt, seq=args.seq, ttl=args.ttl)
+        if args.anonymous:
+            return await node.anonymous.put_immutable(value, ttl=args.ttl)
         if args.mutable:
             return await node.put_mutable(
                 value, salt=salt, seq=args.seq, cas=args.cas, ttl=args.ttl
@@ -293,6 +326,8 @@ def run_get(args: argparse.Namespace, out: Output) -> int:
     key = parse_hex_id(args.key, what="KEY")
 
     async def get(node: qdht.Node) -> ValidRecord | None:
+        if args.anonymous:
+            return await node.anonymous.get_record(key)
         return await node.get_record(key)
 
     record = trio.run(_with_client, args, contacts, get)

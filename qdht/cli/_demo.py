@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +30,7 @@ from qdht.cli._output import Output, format_bytes, format_seconds
 from qdht.cli._plot import plot_demo, require_matplotlib
 from qdht.errors import QdhtError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, Identity
+from qdht.testing import percentile as percentile
 from qdht.wire import Contact, immutable_key
 
 __all__ = ["DEFAULT_DEMO_DIFFICULTY", "register"]
@@ -114,6 +114,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="instead: two users exchange private messages, one offline for a while",
     )
+    p.add_argument(
+        "--mixnet",
+        action="store_true",
+        help="run a mixnet instead (an authority, --mixes mixes, --clients clients) and "
+        "measure anonymous puts and gets",
+    )
+    p.add_argument("--mixes", type=int, default=9, help="mixes with --mixnet (default 9)")
+    p.add_argument("--clients", type=int, default=4, help="clients with --mixnet (default 4)")
     p.set_defaults(run=run)
 
 
@@ -153,18 +161,13 @@ class Operation:
         }
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile by the nearest-rank method; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.messaging:
         return run_messaging_demo(args, out)
+    if args.mixnet:
+        from qdht.cli._demo_mixnet import run_mixnet_demo
+
+        return run_mixnet_demo(args, out)
     if not 2 <= args.nodes <= MAX_NODES:
         raise usage_error(f"--nodes must be in 2..{MAX_NODES}")
     values = args.nodes if args.values is None else args.values

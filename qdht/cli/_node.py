@@ -25,6 +25,7 @@ from qdht.cli._common import (
     read_passphrase,
     usage_error,
 )
+from qdht.cli._mixnet import add_mixnet_option, mixnet_config
 from qdht.cli._output import Output, format_bytes
 from qdht.config import IDENTITY_FILE
 from qdht.errors import ConfigError, QdhtError, WrongPassphraseError
@@ -120,6 +121,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-name", default="model", metavar="NAME", help="the name of --publish-model"
     )
+    p.add_argument(
+        "--mix",
+        action="store_true",
+        help="run the mix role: epoch keys, a descriptor in the DHT, mixing (10-mixnet.md)",
+    )
+    p.add_argument(
+        "--authority",
+        action="store_true",
+        help="sign the mix directory with this node's key (one of the --mixnet directory_keys)",
+    )
+    add_mixnet_option(p)
     p.set_defaults(run=run)
 
 
@@ -172,6 +184,25 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise usage_error(f"--publish-model: no such file {args.publish_model}")
     services = _web_services(args)
     config = attrs.evolve(config, identity=_identity(config, args, out), services=services)
+    if args.mix or args.authority or args.mixnet is not None:
+        # A served node sends no anonymous requests: no client streams (a mix's
+        # cover is its own loops, λ_M, as in Loopix).
+        mixnet = mixnet_config(
+            args.mixnet,
+            mix=args.mix,
+            authority=args.authority,
+            lambda_payload=0.0,
+            lambda_loop=0.0,
+            lambda_drop=0.0,
+            lambda_dummy_lookup=0.0,
+        )
+        try:
+            config = attrs.evolve(config, mixnet=mixnet)
+        except ConfigError as exc:
+            raise usage_error(str(exc)) from None
+        if args.authority:
+            assert isinstance(config.identity, Identity)
+            out.note(f"mixnet directory key: {config.identity.mldsa.public_key_bytes().hex()}")
     publish = (args.publish_model, args.model_name) if args.publish_model else None
     stopped_by = trio.run(_serve, config, bootstrap, args.status_interval, out, publish)
     out.note(f"stopped ({stopped_by})")

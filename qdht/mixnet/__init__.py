@@ -34,6 +34,13 @@ Directory (§10)
     :class:`DirectoryAuthority`, :func:`sign_directory`,
     :func:`with_signatures`, :func:`verify_directory` (t of n signatures).
 
+In a node (§14)
+    ``Config(mixnet=MixnetConfig(...))`` runs the ``mixnet`` service
+    (:func:`mixnet_service`): :class:`MixnetCore` is its sans-IO core, and
+    :class:`AnonymousFace` (``node.anonymous``) its Trio side, whose tasks
+    publish descriptors, sign and fetch directories and serve as an exit.
+    Only that face imports trio.
+
 Every parameter lives in :class:`MixnetConfig`.
 """
 
@@ -48,6 +55,14 @@ from qdht.mixnet._directory import (
     verify_descriptor,
     verify_directory,
     with_signatures,
+)
+from qdht.mixnet._face import (
+    DESCRIPTOR_SALT,
+    DIRECTORY_SALT,
+    MIXES_TOPIC,
+    AnonymousFace,
+    directory_salt,
+    mixnet_service,
 )
 from qdht.mixnet._geometry import (
     COMMANDS_SIZE,
@@ -79,6 +94,7 @@ from qdht.mixnet._routes import (
     draw_delay_ms,
     select_path,
 )
+from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
 from qdht.mixnet._sphinx import (
     MAX_DELAY_MS,
     Deliver,
@@ -102,22 +118,29 @@ from qdht.mixnet._sphinx import (
 __all__ = [
     "COMMANDS_SIZE",
     "DEFAULT_PAYLOAD_SIZE",
+    "DESCRIPTOR_SALT",
+    "DIRECTORY_SALT",
     "FRAMING_SIZE",
     "KIND_COVER",
     "KIND_MESSAGE",
     "KIND_REQUEST",
     "MAC_SIZE",
     "MAX_DELAY_MS",
+    "MIXES_TOPIC",
+    "MIXNET_MESSAGE_TYPES",
     "NODE_ID_SIZE",
     "SURB_ID_SIZE",
     "TAG_SIZE",
     "VERSION",
+    "AnonymousDone",
+    "AnonymousFace",
     "Deliver",
     "DirectoryAuthority",
     "DirectoryView",
     "Drop",
     "Encapsulate",
     "EpochKey",
+    "ExitRequest",
     "Forward",
     "Geometry",
     "HopKeys",
@@ -130,6 +153,7 @@ __all__ = [
     "MixKeyring",
     "MixRole",
     "MixnetConfig",
+    "MixnetCore",
     "Outgoing",
     "Party",
     "PathHop",
@@ -141,10 +165,12 @@ __all__ = [
     "create_surb",
     "decode_payload",
     "derive_hop_keys",
+    "directory_salt",
     "draw_delay_ms",
     "encode_payload",
     "epoch_of",
     "lioness",
+    "mixnet_service",
     "open_surb_reply",
     "replay_tag",
     "select_path",

@@ -35,7 +35,7 @@ from qdht.mixnet._payload import (
     encode_payload,
 )
 from qdht.mixnet._routes import DirectoryView, Party, select_path
-from qdht.mixnet._sphinx import SurbKeys, create_packet, create_surb, open_surb_reply
+from qdht.mixnet._sphinx import PathHop, SurbKeys, create_packet, create_surb, open_surb_reply
 from qdht.mixnet._sphinx import surb_reply_packet as _surb_reply_packet
 from qdht.wire import MixDelivery, MixEntry, MixPacket
 
@@ -43,6 +43,8 @@ __all__ = ["MixClient", "ReplyReceived"]
 
 #: Reply blocks a client waits on at once; the oldest is forgotten first.
 MAX_PENDING_REPLIES: Final = 1024
+#: First hops remembered as possible last hops of reply blocks.
+MAX_CONTACTED: Final = 256
 
 
 @attrs.frozen
@@ -74,9 +76,17 @@ class MixClient(Party[ReplyReceived]):
         rng: Callable[[int], bytes] = os.urandom,
         random_source: random.Random | None = None,
         stratified: bool = False,
+        exclude: bytes | None = None,
+        contacted_only: bool = False,
     ) -> None:
         super().__init__(node_id, config, rng, random_source)
         self.stratified = stratified
+        #: A node kept off every path: the client's own mix role, if it has one.
+        self.exclude = exclude
+        #: End reply blocks and loops only at mixes this client sent to (a node
+        #: in a real network, whose deliveries need a session; §14.1).
+        self.contacted_only = contacted_only
+        self._contacted: OrderedDict[bytes, None] = OrderedDict()
         self._directories: dict[int, DirectoryView] = {}
         self._queue: deque[_Queued] = deque()
         self._outbox: list[Outgoing] = []
@@ -126,7 +136,7 @@ class MixClient(Party[ReplyReceived]):
         if loop_keys is not None:
             if open_surb_reply(self.geometry, loop_keys, delivery.payload) is None:
                 self._drop("bad-payload")
-            elif self._loops.returned_loop(surb_id):
+            elif self._loops.returned_loop(surb_id, now):
                 self._counts["loops_returned"] += 1
             return
         entry = self._replies.pop(surb_id, None)
@@ -169,7 +179,15 @@ class MixClient(Party[ReplyReceived]):
     def stats(self) -> dict[str, Any]:
         return {**self._stats(len(self._queue)), "pending_replies": len(self._replies)}
 
+    def loop_latencies(self) -> list[float]:
+        """Send-to-return seconds of the latest loops: one-way latency of an L-hop path."""
+        return list(self._loops.latencies)
+
     # ------------------------------------------------------------ internals
+
+    def view(self, now: float) -> DirectoryView | None:
+        """The verified directory of the epoch ``now`` falls in, if the client has it."""
+        return self._view(now)
 
     def _view(self, now: float) -> DirectoryView | None:
         return self._directories.get(epoch_of(now, self.config.epoch_period))
@@ -189,18 +207,51 @@ class MixClient(Party[ReplyReceived]):
         except CryptoError:  # a directory key nobody can encapsulate to (§10.2)
             self._drop("bad-mix-key")
 
+    def _path(self, view: DirectoryView, last: MixEntry | None = None) -> list[PathHop] | None:
+        return select_path(
+            view,
+            self.config,
+            self._random,
+            stratified=self.stratified,
+            last=last,
+            exclude=self.exclude,
+        )
+
+    def _reply_last(self, view: DirectoryView) -> MixEntry | None:
+        """The last hop of a reply block: a mix this client sent to lately, or any (None).
+
+        The last hop hands the reply to this node over a session (§8.3): one
+        the client opened as a first hop is there already, even when the
+        client cannot be reached otherwise (client mode, NAT).  First hops
+        are drawn uniformly, so over time every mix can be a last hop.
+        """
+        if not self.contacted_only:
+            return None
+        known = [m for m in view.mixes if m.node_id in self._contacted]
+        if self.stratified:
+            known = [m for m in known if m.layer % self.config.hops == self.config.hops - 1]
+        return self._random.choice(known) if known else None
+
+    def _emit(self, first_hop: bytes, packet: bytes) -> None:
+        self._outbox.append(Outgoing(first_hop, MixPacket(packet)))
+        if self.contacted_only:
+            self._contacted[first_hop] = None
+            self._contacted.move_to_end(first_hop)
+            while len(self._contacted) > MAX_CONTACTED:
+                self._contacted.popitem(last=False)
+
     def _send_drop(self, view: DirectoryView) -> None:
-        path = select_path(view, self.config, self._random, stratified=self.stratified)
+        path = self._path(view)
         if path is None:
             self._drop("no-route")
             return
         payload = encode_payload(self.geometry, KIND_COVER)
         packet = create_packet(self.geometry, path, path[-1].node_id, payload)
-        self._outbox.append(Outgoing(path[0].node_id, MixPacket(packet)))
+        self._emit(path[0].node_id, packet)
         self._counts["drop_sent"] += 1
 
     def _send_loop(self, view: DirectoryView, now: float) -> None:
-        path = select_path(view, self.config, self._random, stratified=self.stratified)
+        path = self._path(view, last=self._reply_last(view))
         if path is None:
             self._drop("no-route")
             return
@@ -209,12 +260,21 @@ class MixClient(Party[ReplyReceived]):
         first_hop, packet = _surb_reply_packet(self.geometry, surb, payload)
         self._loop_keys[keys.surb_id] = keys
         self._loops.sent_loop(keys.surb_id, now)
-        self._outbox.append(Outgoing(first_hop, MixPacket(packet)))
+        self._emit(first_hop, packet)
 
     def _send_real(self, view: DirectoryView, item: _Queued, now: float) -> None:
-        exit_entry = item.exit or self._random.choice(view.mixes)
+        exits = [m for m in view.mixes if m.node_id != self.exclude]
+        if item.exit is None and not exits:
+            self._drop("no-route")
+            return
+        exit_entry = item.exit or self._random.choice(exits)
         path = select_path(
-            view, self.config, self._random, stratified=self.stratified, last=exit_entry
+            view,
+            self.config,
+            self._random,
+            stratified=self.stratified,
+            exclude=self.exclude,
+            last=exit_entry,
         )
         if path is None:
             self._drop("no-route")
@@ -222,7 +282,7 @@ class MixClient(Party[ReplyReceived]):
         if item.surb_id is None:
             payload = encode_payload(self.geometry, KIND_MESSAGE, item.data)
         else:
-            back = select_path(view, self.config, self._random, stratified=self.stratified)
+            back = self._path(view, last=self._reply_last(view))
             if back is None:
                 self._drop("no-route")
                 return
@@ -236,7 +296,7 @@ class MixClient(Party[ReplyReceived]):
                 self._replies.popitem(last=False)
             payload = encode_payload(self.geometry, KIND_REQUEST, item.data, surb)
         packet = create_packet(self.geometry, path, path[-1].node_id, payload)
-        self._outbox.append(Outgoing(path[0].node_id, MixPacket(packet)))
+        self._emit(path[0].node_id, packet)
         self._counts["messages_sent"] += 1
 
     def _expire_replies(self, now: float) -> None:

@@ -17,6 +17,7 @@ import attrs
 from qdht.crypto import mldsa
 from qdht.errors import ConfigError
 from qdht.mixnet._geometry import DEFAULT_PAYLOAD_SIZE, Geometry
+from qdht.wire import MAX_LAYER
 
 __all__ = ["MixnetConfig"]
 
@@ -39,6 +40,16 @@ def _count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
 def _fraction(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if type(value) not in (int, float) or not 0 < value < 1:  # type: ignore[operator]
         raise ConfigError(f"{attribute.name} must be in (0, 1), got {value!r}")
+
+
+def _flag(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not bool:
+        raise ConfigError(f"{attribute.name} must be True or False, got {value!r}")
+
+
+def _layer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_LAYER:
+        raise ConfigError(f"{attribute.name} must be an integer in 0..{MAX_LAYER}, got {value!r}")
 
 
 def _keys(value: Iterable[bytes]) -> tuple[bytes, ...]:
@@ -92,6 +103,23 @@ class MixnetConfig:
     #: Replay tags each epoch key's filter is sized for, and its false-positive rate.
     replay_capacity: int = attrs.field(default=1_000_000, validator=_count)
     replay_fp_rate: float = attrs.field(default=1e-6, validator=_fraction)
+    # -- this node's roles in a running network (§14)
+    #: Run the mix role (``qdht node --mix``): hold epoch keys, publish a
+    #: descriptor in the DHT, mix packets.  Every mixnet node is a client.
+    mix: bool = attrs.field(default=False, validator=_flag)
+    #: The layer this mix announces (stratified routes, §11.1).
+    layer: int = attrs.field(default=0, validator=_layer)
+    #: Sign the directory: the node's ML-DSA key must be one of ``directory_keys``.
+    authority: bool = attrs.field(default=False, validator=_flag)
+    #: How often mixes publish their descriptor, authorities sign, clients fetch (s).
+    directory_interval: float = attrs.field(default=60.0, validator=_positive)
+    #: Exits an anonymous operation is sent to at once, each on its own path.
+    exits: int = attrs.field(default=2, validator=_count)
+    #: How long an anonymous operation waits for its answers (s).
+    anonymous_timeout: float = attrs.field(default=15.0, validator=_positive)
+    #: Dummy lookups per second, each an EXIT_GET of a random key without a
+    #: reply block in the payload stream, so an exit's lookups hide the real ones.
+    lambda_dummy_lookup: float = attrs.field(default=0.05, validator=_rate)
 
     def __attrs_post_init__(self) -> None:
         geometry = self.geometry  # validates hops and payload size

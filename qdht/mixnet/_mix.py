@@ -146,6 +146,10 @@ class MixRole(Party[MessageReceived | KeysRotated]):
             return
         self._counts["loops_returned"] += 1
 
+    def expects(self, surb_id: bytes) -> bool:
+        """Whether ``surb_id`` names one of this mix's own loops still out."""
+        return self._loops.is_loop(surb_id)
+
     def set_directory(self, view: DirectoryView, now: float) -> None:
         """The verified directory of the current epoch (starts the mix loops)."""
         self._directory = view

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -75,6 +75,10 @@ def select_path(
     return [PathHop(m.node_id, m.key, draw_delay_ms(config, rng)) for m in chosen]
 
 
+#: Loop latencies a monitor keeps.
+LATENCY_SAMPLES: Final = 4096
+
+
 @attrs.frozen
 class LoopAlarm:
     """Too few loops came back: the n-1 attack's signature (Loopix §4.2.1).
@@ -100,16 +104,20 @@ class LoopMonitor:
         self.returned = 0
         self.lost = 0
         self.alarmed = False
+        #: Seconds from send to return of the latest loops (a path's one-way latency).
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     def sent_loop(self, loop_id: bytes, now: float) -> None:
         self._pending[loop_id] = now
         self._order.append((now, loop_id))
         self.sent += 1
 
-    def returned_loop(self, loop_id: bytes) -> bool:
+    def returned_loop(self, loop_id: bytes, now: float | None = None) -> bool:
         """Record a loop coming home; False if it is not one of ours (or came twice)."""
         if loop_id not in self._pending or loop_id in self._returned_ids:
             return False
+        if now is not None:
+            self.latencies.append(now - self._pending[loop_id])
         self._returned_ids.add(loop_id)
         self.returned += 1
         return True

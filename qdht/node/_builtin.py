@@ -36,4 +36,9 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
         from qdht.models import models_service
 
         factories.append(models_service(config.models))
+
+    if config.mixnet is not None:
+        from qdht.mixnet import mixnet_service
+
+        factories.append(mixnet_service(config.mixnet))
     return factories

@@ -124,6 +124,7 @@ from qdht.wire import (
 
 if TYPE_CHECKING:
     from qdht.messaging import MessagingFace
+    from qdht.mixnet import AnonymousFace
     from qdht.models import ModelsFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
@@ -385,6 +386,19 @@ class Node:
         """The model store (``Config.models``): publish, fetch, list, watch models."""
         face: ModelsFace = self._face("models")
         return face
+
+    @property
+    def anonymous(self) -> AnonymousFace:
+        """DHT operations through the mixnet (``Config.mixnet``); NodeStateError when off."""
+        face: AnonymousFace = self._face("mixnet")
+        return face
+
+    async def put_record(self, record: AnyRecord) -> bytes:
+        """Store a record signed elsewhere once (a mixnet exit's anonymous put, 10-mixnet.md
+        §14); it is not republished.  Returns its key; raises as :meth:`put_immutable`."""
+        self._check_running()
+        await self._put_record(record)
+        return record.key()
 
     def _face(self, name: str) -> Any:
         """The face of the built-in layer ``name``; NodeStateError when it is off."""

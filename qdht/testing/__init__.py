@@ -29,6 +29,13 @@ from qdht.testing._echo import (
 )
 from qdht.testing._faults import FaultInjector
 from qdht.testing._memory import DEFAULT_QUEUE_SIZE, MemoryNetwork, MemoryTransport
+from qdht.testing._mixnet import (
+    AnonymousOutcomes,
+    MixNetwork,
+    loop_latencies,
+    open_mix_network,
+    percentile,
+)
 from qdht.testing._sim import SimNetwork, build_network, seeded_identity
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "AdversarialNetwork",
     "AdversaryCore",
+    "AnonymousOutcomes",
     "ChurnEvent",
     "ChurnSchedule",
     "Coalition",
@@ -51,6 +59,7 @@ __all__ = [
     "FaultInjector",
     "MemoryNetwork",
     "MemoryTransport",
+    "MixNetwork",
     "SessionLengths",
     "SimCore",
     "SimNetwork",
@@ -61,5 +70,8 @@ __all__ = [
     "echo",
     "echo_service",
     "eclipse_puzzle_cost",
+    "loop_latencies",
+    "open_mix_network",
+    "percentile",
     "seeded_identity",
 ]

@@ -61,6 +61,7 @@ from qdht.wire import _groups  # noqa: F401
 from qdht.wire import _mixnet  # noqa: F401
 
 from qdht.wire import _training  # noqa: F401
+from qdht.wire import _anon  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -219,6 +220,14 @@ from qdht.wire._groups import (
     Welcome,
 )
 
+from qdht.wire._anon import (
+    ANON_RECORD_TYPES,
+    ANON_STATUSES,
+    AnonAnswer,
+    AnonGet,
+    AnonPut,
+    AnonRecord,
+)
 from qdht.wire._mixnet import (
     DESCRIPTOR_CONTEXT,
     DIRECTORY_CONTEXT,
@@ -258,6 +267,8 @@ from qdht.wire._training import (
 from qdht.wire._training import SecAggUnmask
 
 __all__ = [
+    "ANON_RECORD_TYPES",
+    "ANON_STATUSES",
     "BLANK_REF",
     "CHUNK_KEY_SIZE",
     "CHUNK_SIZES",
@@ -349,6 +360,10 @@ __all__ = [
     "WS_PATH",
     "XWING_PUBLIC_KEY_SIZE",
     "Address",
+    "AnonAnswer",
+    "AnonGet",
+    "AnonPut",
+    "AnonRecord",
     "AnyRecord",
     "CborLimits",
     "Chunk",

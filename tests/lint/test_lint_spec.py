@@ -213,6 +213,9 @@ SHOULD_TABLE = """
 | `S-DHT-2` | no node ID twice |
 | `S-DHT-3` | short error text |
 | `S-CONTACT-1` | no address twice |
+| `S-MIX-1` | a packet of some geometry |
+| `S-MIX-2` | a descriptor that verifies |
+| `S-MIX-3` | a directory of usable keys |
 """
 
 

@@ -145,7 +145,7 @@ def test_rejected_packets_drop_at_the_stated_hop_for_the_stated_reason(
     pytest.fail(f"not dropped: {outcome}")
 
 
-@pytest.mark.parametrize("rule", ["mix-descriptor", "mix-directory"])
+@pytest.mark.parametrize("rule", ["mix-descriptor", "mix-directory", "mix-exit_answer"])
 def test_order_rules_the_cddl_cannot_say_are_rejected_by_the_decoder(rule: str) -> None:
     file = json.loads((VECTORS / f"{rule}.json").read_text(encoding="utf-8"))
     assert file["decoder_rejects"]

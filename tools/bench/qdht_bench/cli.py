@@ -22,6 +22,7 @@ __all__ = ["BENCHMARKS", "main"]
 BENCHMARKS: Final[dict[str, str]] = {
     # -- benchmarks --
     "mobile": "mobile",
+    "mixnet": "mixnet",
     "models": "models",
     "messaging": "messaging",
     "groups": "groups",

@@ -68,6 +68,7 @@ AREAS: Final = {
     "rec": "07-records.md",
     "watch": "08-watch.md",
     "model": "13-models.md",
+    "mix": "10-mixnet.md",
 }
 #: Seconds a request waits for its answer (a first handshake included).
 ANSWER_TIMEOUT: Final = 5.0

@@ -75,6 +75,8 @@ class Probe:
         handshake_timeout: float = 5.0,
     ) -> None:
         config = SessionConfig(handshake_timeout=handshake_timeout)
+        #: The probe's own identity (a mix case routes packets back to its node ID).
+        self.identity = identity
         self.endpoint = SessionEndpoint(identity, config, keylog=self._on_keys)
         #: Transport keys of every session this probe completed, oldest first.
         self.keys: list[KeyLogEntry] = []

@@ -256,6 +256,7 @@ async def run_suite(options: RunOptions, linter: Linter | None = None) -> RunRep
                     "QDHT_BOOTSTRAP": " ".join(n.contact_uri for n in network),
                     "QDHT_DIFFICULTY": str(options.difficulty),
                     "QDHT_MODEL_FILE": str(folder / "model.safetensors"),
+                    "QDHT_MIX": "1",
                 }
                 process, contact = await TargetProcess.start(
                     nursery, options.command, env, options.startup_timeout

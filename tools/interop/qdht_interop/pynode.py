@@ -1,10 +1,10 @@
 """``python -m qdht_interop.pynode``: ``qdht node`` under the harness contract.
 
-Reads ``QDHT_LISTEN``, ``QDHT_BOOTSTRAP`` (space-separated contact URIs) and
-``QDHT_DIFFICULTY`` from the environment and runs ``qdht node`` with the
-matching flags (no status lines), so its first stdout line is its contact URI;
-``QDHT_MODEL_FILE`` becomes ``--publish-model`` (when the models extra is
-installed).
+Reads ``QDHT_LISTEN``, ``QDHT_BOOTSTRAP`` (space-separated contact URIs),
+``QDHT_DIFFICULTY`` and ``QDHT_MIX`` (``1``: run the mix role) from the
+environment and runs ``qdht node`` with the matching flags (no status
+lines), so its first stdout line is its contact URI; ``QDHT_MODEL_FILE``
+becomes ``--publish-model`` (when the models extra is installed).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def argv(environ: dict[str, str]) -> list[str]:
     args += ["--listen", environ.get("QDHT_LISTEN") or "udp://127.0.0.1:0"]
     if environ.get("QDHT_DIFFICULTY"):
         args += ["--difficulty", environ["QDHT_DIFFICULTY"]]
+    if environ.get("QDHT_MIX") == "1":
+        args.append("--mix")
     for uri in (environ.get("QDHT_BOOTSTRAP") or "").split():
         args += ["--bootstrap", uri]
     if environ.get("QDHT_MODEL_FILE") and importlib.util.find_spec("numpy") is not None:

@@ -169,3 +169,65 @@ def _error_message_length(message: dict[str, Any]) -> Iterator[Breach]:
         size = len(text.encode("utf-8"))
         if size > ERROR_MESSAGE_MAX_BYTES:
             yield Breach("S-DHT-3", "$.message", f"{size} bytes > {ERROR_MESSAGE_MAX_BYTES}")
+
+
+# ---------------------------------------------------------------- mix
+
+
+def _mix_geometry_sizes() -> frozenset[int]:
+    """Every packet size some geometry gives (10-mixnet.md §2: L in {3, 5}, 256 <= U <= 65536)."""
+    from qdht.mixnet import Geometry
+
+    sizes: set[int] = set()
+    for hops in (3, 5):
+        base = Geometry(hops=hops, user_payload_size=256).packet_size - 256
+        sizes.update(range(base + 256, base + 65537))
+    return frozenset(sizes)
+
+
+_PACKET_SIZES: list[frozenset[int]] = []
+
+
+@should_check("packet", ids=("S-MIX-1",))
+def _mix_packet_shape(message: dict[str, Any]) -> Iterator[Breach]:
+    """S-MIX-1: a PACKET is a version-1 packet of some geometry's size (§2, §14.5)."""
+    data = message.get("data")
+    if type(data) is not bytes:
+        return
+    if not _PACKET_SIZES:
+        _PACKET_SIZES.append(_mix_geometry_sizes())
+    if len(data) not in _PACKET_SIZES[0]:
+        yield Breach("S-MIX-1", "$.data", f"{len(data)} bytes is no geometry's packet size")
+    elif data[:2] != b"\x00\x01":
+        yield Breach("S-MIX-1", "$.data", f"version {data[:2].hex()}, not 0001")
+
+
+@should_check("descriptor", ids=("S-MIX-2",))
+def _mix_descriptor_verifies(message: dict[str, Any]) -> Iterator[Breach]:
+    """S-MIX-2: a descriptor's signature and keys verify (§10.1, at its own issue time)."""
+    from qdht.errors import DecodeError
+    from qdht.mixnet import verify_descriptor
+    from qdht.wire import MixDescriptor, decode_object
+
+    try:
+        descriptor = decode_object(message, expect=(MixDescriptor,))
+    except DecodeError:
+        return  # an order rule: the decoder's verdict, not a SHOULD
+    assert type(descriptor) is MixDescriptor
+    reason = verify_descriptor(descriptor, now=descriptor.issued, difficulty=0)
+    if reason is not None:
+        yield Breach("S-MIX-2", "$", reason)
+
+
+@should_check("directory", ids=("S-MIX-3",))
+def _mix_directory_keys(message: dict[str, Any]) -> Iterator[Breach]:
+    """S-MIX-3: a directory lists usable keys for 3 or 5 hops (§10.2; its signatures
+    need the network's directory keys, which a message alone does not carry)."""
+    from qdht.mixnet import usable_key
+
+    if message.get("hops") not in (3, 5):
+        yield Breach("S-MIX-3", "$.hops", f"{message.get('hops')} hops: a network uses 3 or 5")
+    for index, entry in enumerate(message.get("mixes") or []):
+        key = entry.get("key") if type(entry) is dict else None
+        if type(key) is bytes and not usable_key(key):
+            yield Breach("S-MIX-3", f"$.mixes[{index}].key", "not a usable X-Wing key")

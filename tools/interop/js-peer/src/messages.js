@@ -342,6 +342,10 @@ export const RULES = {
   },
   'grp-welcome': { kp: [GRP_DIGEST], kem: [bytes(1120)], secrets: [bytes(16, 256)], info: [GRP_CIPHERTEXT] },
   'grp-group_message': { epoch_id: [GRP_DIGEST], sd: [bytes(28)], ct: [GRP_CIPHERTEXT] },
+  // 10-mixnet.md §14: anonymous DHT operations at an exit.
+  'mix-exit_get': { key: [bytes(32)] },
+  'mix-exit_put': { record: [recordOf(SINGLE_RECORD_TYPES)] },
+  'mix-exit_answer': { status: [textEnum('found', 'not-found', 'stored', 'failed')], record: [recordOf(SINGLE_RECORD_TYPES), true] },
   // 16-resolve.md.
   'resolve-resolve': { rid: [RID], id: [NODE_ID] },
   'resolve-resolved': { rid: [RID], cert: [nested('identity-cert'), true], revocation: [nested('identity-revocation'), true] },
@@ -531,6 +535,8 @@ function extraChecks(rule, m) {
         throw new DecodeError('field-value', '$.mixes');
   }
   if (rule.startsWith('fl-')) flChecks(rule, m);
+  // 10-mixnet.md §14: a record comes with "found" and only then.
+  if (rule === 'mix-exit_answer' && (m.status === 'found') !== ('record' in m)) throw new DecodeError('field-value', '$.record');
 }
 
 /** Parallel arrays (14-training.md): every column as long as the first. */

@@ -23,6 +23,7 @@ AREAS: Final[tuple[str, ...]] = (
     # -- vector areas --
     "_mbox",
     "_resolve",
+    "_anon",
     "_echo",
     "_models",
     "_messaging",

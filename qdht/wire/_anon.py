@@ -1,0 +1,128 @@
+"""Anonymous DHT operations: the requests an exit runs and its answer (10-mixnet.md §14).
+
+These messages never travel over a session: a client puts ``exit_get`` or
+``exit_put`` in the payload of one Sphinx packet (with a reply block) to an
+exit mix, which runs the operation as an ordinary node and sends
+``exit_answer`` back through the reply block.  The asker checks every record
+it gets back (07-records.md §6), so an exit can withhold but not forge.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+import attrs
+
+from qdht.errors import ConfigError, DecodeError
+from qdht.wire._dht import KEY_SIZE
+from qdht.wire._fields import FieldReader, child_path
+from qdht.wire._records import ImmutableRecord, MutableRecord, Tombstone, decode_record
+from qdht.wire._registry import register
+
+__all__ = ["ANON_RECORD_TYPES", "ANON_STATUSES", "AnonAnswer", "AnonGet", "AnonPut", "AnonRecord"]
+
+#: What an exit reports: a record found, none found, the record stored, or failure.
+ANON_STATUSES: Final = frozenset({"found", "not-found", "stored", "failed"})
+
+#: The records an anonymous operation carries: one record under one key.
+AnonRecord = ImmutableRecord | MutableRecord | Tombstone
+ANON_RECORD_TYPES: Final = (ImmutableRecord, MutableRecord, Tombstone)
+_SINGLE: Final = ANON_RECORD_TYPES
+
+
+def _parse_single(obj: Any, path: str) -> AnonRecord:
+    record = decode_record(obj, path)
+    if not isinstance(record, _SINGLE):
+        raise DecodeError("unexpected-type", child_path(path, "type"), "a set entry")
+    return record
+
+
+def _check_single(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, _SINGLE):
+        raise ConfigError(f"{attribute.name} must be an immutable, mutable or tombstone record")
+
+
+@register
+@attrs.frozen
+class AnonGet:
+    """EXIT_GET: the exit looks ``key`` up and answers with what it found."""
+
+    TYPE: ClassVar[str] = "exit_get"
+    key: bytes = attrs.field()
+
+    @key.validator
+    def _check(self, _: attrs.Attribute[Any], value: object) -> None:
+        if type(value) is not bytes or len(value) != KEY_SIZE:
+            raise ConfigError(f"key must be {KEY_SIZE} bytes")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "key": self.key}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> AnonGet:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        key = reader.bytes_("key", size=KEY_SIZE)
+        reader.finish()
+        return cls(key)
+
+
+@register
+@attrs.frozen
+class AnonPut:
+    """EXIT_PUT: the exit stores ``record`` under the key it derives (07-records.md §3)."""
+
+    TYPE: ClassVar[str] = "exit_put"
+    record: AnonRecord = attrs.field(validator=_check_single)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "record": self.record.to_cbor()}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> AnonPut:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        record = reader.nested("record", _parse_single)
+        reader.finish()
+        return cls(record)
+
+
+@register
+@attrs.frozen
+class AnonAnswer:
+    """EXIT_ANSWER: how the exit's operation ended; ``record`` only with ``found``."""
+
+    TYPE: ClassVar[str] = "exit_answer"
+    status: str = attrs.field()
+    record: AnonRecord | None = attrs.field(default=None)
+
+    @status.validator
+    def _check_status(self, _: attrs.Attribute[Any], value: object) -> None:
+        if value not in ANON_STATUSES:
+            raise ConfigError(f"status must be one of {sorted(ANON_STATUSES)}, got {value!r}")
+
+    @record.validator
+    def _check_record(self, attribute: attrs.Attribute[Any], value: object) -> None:
+        if (value is not None) != (self.status == "found"):
+            raise ConfigError("an answer carries a record exactly when its status is 'found'")
+        if value is not None:
+            _check_single(self, attribute, value)
+
+    def to_cbor(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"type": self.TYPE, "status": self.status}
+        if self.record is not None:
+            obj["record"] = self.record.to_cbor()
+        return obj
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> AnonAnswer:
+        reader = FieldReader(obj, path)
+        reader.type_tag(cls.TYPE)
+        status = reader.text("status", max_len=16, choices=ANON_STATUSES)
+        record = reader.nested("record", _parse_single, optional=True)
+        reader.finish()
+        if (record is not None) != (status == "found"):
+            raise DecodeError(
+                "field-value", child_path(path, "record"), "a record exactly with 'found'"
+            )
+        return cls(status, record)

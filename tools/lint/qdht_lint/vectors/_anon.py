@@ -1,0 +1,103 @@
+"""Test vectors for the anonymous DHT operations (``protocol-spec/10-mixnet.md`` §14).
+
+Wire-level: the records are those of the DHT vectors (placeholder
+signatures), because these messages are checked for shape here and the
+asker validates records as 07-records.md says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from qdht.wire import AnonAnswer, AnonGet, AnonPut, encode
+from qdht_lint.vectors._common import Case, Valid, vector_file
+from qdht_lint.vectors._dht import _canon, _common_invalid, _records
+
+__all__ = ["vector_files"]
+
+SPEC: Final = "10-mixnet.md"
+KEY: Final = hashlib.sha3_256(b"qdht/vectors/anon/key").digest()
+
+
+def _get() -> dict[str, Any]:
+    message = AnonGet(KEY)
+    as_map = message.to_cbor()
+    valid: list[Valid] = [("typical", [], encode(message))]
+    invalid: list[Case] = _common_invalid(as_map)
+    invalid += [
+        ("key of 31 bytes", ["undersize-field"], _canon(dict(as_map, key=KEY[:31])), "field-size"),
+        (
+            "key of 33 bytes",
+            ["oversize-field"],
+            _canon(dict(as_map, key=KEY + b"\0")),
+            "field-size",
+        ),
+        ("key missing", ["missing-field"], _canon({"type": "exit_get"}), "missing-field"),
+    ]
+    return vector_file("mix-exit_get", SPEC, valid, invalid)
+
+
+def _put() -> dict[str, Any]:
+    records = _records()
+    message = AnonPut(records["immutable"])
+    as_map = message.to_cbor()
+    valid: list[Valid] = [
+        ("immutable record", [], encode(message)),
+        ("mutable record", [], encode(AnonPut(records["mutable"]))),
+        ("tombstone", [], encode(AnonPut(records["tombstone"]))),
+    ]
+    invalid: list[Case] = _common_invalid(as_map)
+    invalid += [
+        (
+            "a set entry",
+            ["wrong-field-type"],
+            _canon(dict(as_map, record=records["entry"].to_cbor())),
+            "unexpected-type",
+        ),
+        ("record missing", ["missing-field"], _canon({"type": "exit_put"}), "missing-field"),
+        ("record is bytes", ["wrong-field-type"], _canon(dict(as_map, record=b"x")), "not-a-map"),
+    ]
+    return vector_file("mix-exit_put", SPEC, valid, invalid)
+
+
+def _answer() -> dict[str, Any]:
+    records = _records()
+    message = AnonAnswer("found", records["mutable"])
+    as_map = message.to_cbor()
+    valid: list[Valid] = [
+        ("found a mutable record", [], encode(message)),
+        ("found an immutable record", [], encode(AnonAnswer("found", records["immutable"]))),
+        ("not found", [], encode(AnonAnswer("not-found"))),
+        ("stored", [], encode(AnonAnswer("stored"))),
+        ("failed", [], encode(AnonAnswer("failed"))),
+    ]
+    invalid: list[Case] = _common_invalid(as_map)
+    invalid += [
+        ("unknown status", ["bad-value"], _canon(dict(as_map, status="lost")), "field-value"),
+        (
+            "status is an integer",
+            ["wrong-field-type"],
+            _canon(dict(as_map, status=1)),
+            "field-type",
+        ),
+    ]
+    content = vector_file("mix-exit_answer", SPEC, valid, invalid)
+    # The CDDL cannot tie the record to the status: a decoder checks it (§14.4).
+    content["decoder_rejects"] = [
+        {"comment": comment, "cbor": data.hex(), "reason": "field-value"}
+        for comment, data in (
+            ("found without a record", _canon({"type": "exit_answer", "status": "found"})),
+            ("a record with not-found", _canon(dict(as_map, status="not-found"))),
+        )
+    ]
+    return content
+
+
+def vector_files() -> dict[str, dict[str, Any]]:
+    """``mix/mix-exit_<type>.json`` for the three messages."""
+    return {
+        "mix/mix-exit_get.json": _get(),
+        "mix/mix-exit_put.json": _put(),
+        "mix/mix-exit_answer.json": _answer(),
+    }
