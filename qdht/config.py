@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -33,6 +33,9 @@ from qdht.errors import ConfigError, ContactError
 from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, Identity
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
+
+if TYPE_CHECKING:
+    from qdht.groups import GroupsConfig
 
 __all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
 
@@ -121,6 +124,15 @@ def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
         Address("udp", value, 1)  # type: ignore[arg-type]
     except ContactError as exc:
         raise ConfigError(f"{attribute.name}: {exc}") from None
+
+
+def _groups_config(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    from qdht.groups import GroupsConfig  # only when the layer is on
+
+    if not isinstance(value, GroupsConfig):
+        raise ConfigError(f"groups must be a qdht.groups.GroupsConfig or None, got {value!r}")
 
 
 @attrs.frozen
@@ -223,6 +235,8 @@ class Config:
         factory=ReplicationConfig, validator=validators.instance_of(ReplicationConfig)
     )
     # -- built-in layers (one field per layer, None: off) --
+    #: Group messaging between nodes (``qdht.groups.GroupsConfig``, 12-groups.md §12).
+    groups: GroupsConfig | None = attrs.field(default=None, validator=_groups_config)
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -22,4 +22,8 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
     """The factories of the layers ``config`` enables, in registration order."""
     factories: list[ServiceFactory] = []
     # -- built-in layers (one block per layer: `if config.<layer> is not None:`) --
+    if config.groups is not None:
+        from qdht.groups import groups_service
+
+        factories.append(groups_service(config.groups))
     return factories
