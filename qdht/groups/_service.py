@@ -58,6 +58,7 @@ from qdht.messaging import (
     ApplicationMessage,
     EpochChanged,
     Group,
+    GroupConfig,
     GroupInvitations,
     MemberKeys,
     Removed,
@@ -181,9 +182,9 @@ class GroupsCore:
     """The service's core: it owns no message types (groups talk through records);
     it holds the counters that ``node.stats()`` reports under ``groups``."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: GroupConfig) -> None:
         self.groups: dict[bytes, Group] = {}
-        self.invitations = GroupInvitations()
+        self.invitations = GroupInvitations(config=config)
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
 
@@ -281,11 +282,18 @@ class _Runner:
                 await self._on_slot(key, part0)
 
     async def _poll_slot(self, key: MLDSAPrivateKey) -> None:
+        # Read at once (a commit may be there before the watch is set up), then slowly.
         while True:
+            await self.read_slot(key)
             await trio.sleep(self.face.config.poll_interval)
-            part0 = await self.delivery.fetch(key, b"slot")
-            if part0 is not None:
-                await self._on_slot(key, part0)
+
+    async def read_slot(self, key: MLDSAPrivateKey) -> bool:
+        """Read the slot under ``key`` once; whether the epoch has a valid commit pending."""
+        epoch = self.group.epoch
+        part0 = await self.delivery.fetch(key, b"slot")
+        if part0 is not None:
+            await self._on_slot(key, part0)
+        return self.group.epoch != epoch or self.group.get_timer() is not None
 
     async def _on_slot(self, key: MLDSAPrivateKey, part0: bytes) -> None:
         if part0 in self.seen or part0 in self.written:
@@ -419,6 +427,12 @@ class _Runner:
         epoch = group.epoch
         key = group.slot_key()
         changed = self.epoch_changed
+        if await self.read_slot(key):
+            # Compare-and-swap on an empty slot: this epoch has a commit already.
+            # Follow it into the next epoch, then commit there.
+            if group.epoch == epoch:
+                await changed.wait()
+            return False
         proposals = make(group)
         bundle = group.commit(trio.current_time(), proposals)
         self._after()
@@ -487,7 +501,7 @@ class GroupsFace:
 
     def __init__(self, config: GroupsConfig, unix_offset: float) -> None:
         self.config = config
-        self.core = GroupsCore()
+        self.core = GroupsCore(config.group)
         self._unix_offset = unix_offset
         self._node: Node | None = None
         self._nursery: trio.Nursery | None = None

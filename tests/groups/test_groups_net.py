@@ -178,6 +178,7 @@ async def test_update_heals_and_a_joiner_cannot_read_earlier_messages(
         before = copy.deepcopy(group_b)
         await b.groups.update(gid)
         assert group_b.epoch == epoch + 1
+        await settle(groups, la)
         await a.groups.send(gid, b"after the update")
         await lc.until(lambda: b"after the update" in lc.messages())
         await lb.until(lambda: b"after the update" in lb.messages())
