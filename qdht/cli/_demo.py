@@ -101,6 +101,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=30.0, help="seconds one operation may take (default 30)"
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--groups",
+        action="store_true",
+        help="instead: a group of 10 members (messages, an add, a remove, an update, "
+        "a member offline for two epochs)",
+    )
     p.set_defaults(run=run)
 
 
@@ -150,6 +156,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    if args.groups:
+        from qdht.cli._demo_groups import run_groups_demo
+
+        return run_groups_demo(args, out)
     if not 2 <= args.nodes <= MAX_NODES:
         raise usage_error(f"--nodes must be in 2..{MAX_NODES}")
     values = args.nodes if args.values is None else args.values

@@ -139,7 +139,9 @@ class DhtDelivery:
         record = sign_mutable(key, salt=record_salt(name), seq=0, value=value, expires=expires)
         try:
             await self._node.put_signed(record)
-        except RecordRejectedError:
+        except (RecordRejectedError, RPCError):
+            # Refused by every holder that answered: it holds another write (a
+            # leaf record stored before, with another expiry), or was full.
             return False
         self.bytes_stored += len(value)
         return True
