@@ -610,17 +610,22 @@ class GroupsFace:
         """The roster's leaves a Welcome names, read from their records (12 §12)."""
         refs = self.core.invitations.roster_refs(welcome)
         leaves: dict[bytes, LeafNode] = {}
-        for ref in refs:
+
+        async def fetch(ref: bytes) -> None:
             data = await self.delivery.fetch(leaf_signing_key(ref), b"leaf")
             if data is None:
-                continue
+                return
             try:
                 leaf = decode(data, expect=(LeafNode,))
             except DecodeError:
                 self.core.drop("bad-leaf-record")
-                continue
+                return
             assert isinstance(leaf, LeafNode)
             leaves[ref] = leaf
+
+        async with trio.open_nursery() as nursery:
+            for ref in refs:
+                nursery.start_soon(fetch, ref)
         return leaves
 
     async def add(self, group_id: bytes, key_package: bytes) -> None:
