@@ -333,6 +333,9 @@ class _Runner:
         for old in [e for e in self.readers if e < epoch - keep]:
             self.readers.pop(old).cancel()
             self.secrets.pop(old, None)
+            self.sent.pop(old, None)
+        for piece in [p for p in self.pieces if p[0] < epoch - keep]:
+            del self.pieces[piece]
 
     async def _read_epoch(
         self, scope: trio.CancelScope, key: MLDSAPrivateKey, secret: bytes, senders: list[int]
@@ -401,6 +404,11 @@ class _Runner:
         while (event := group.next_event()) is not None:
             if isinstance(event, EpochChanged):
                 self.winners[event.epoch] = event.commit_hash
+                # Only the current slot is read: what was seen of older ones can go.
+                self.seen.clear()
+                self.written.clear()
+                for old in [e for e in self.winners if e < event.epoch - 8]:
+                    del self.winners[old]
                 changed, self.epoch_changed = self.epoch_changed, trio.Event()
                 changed.set()
                 self._start_readers()
