@@ -40,6 +40,7 @@ from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
 
 if TYPE_CHECKING:
+    from qdht.groups import GroupsConfig
     from qdht.models import ModelsConfig
 
 __all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
@@ -267,6 +268,9 @@ class Config:
 
     #: The mixnet (``qdht.mixnet.MixnetConfig``, 10-mixnet.md): ``node.anonymous``.
     mixnet: Any = attrs.field(default=None, validator=_layer_config("MixnetConfig"))
+
+    #: Group messaging between nodes (``qdht.groups.GroupsConfig``, 12-groups.md §12).
+    groups: GroupsConfig | None = attrs.field(default=None, validator=_layer_config("GroupsConfig"))
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -122,6 +122,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mixes", type=int, default=9, help="mixes with --mixnet (default 9)")
     p.add_argument("--clients", type=int, default=4, help="clients with --mixnet (default 4)")
+    p.add_argument(
+        "--groups",
+        action="store_true",
+        help="instead: a group of 10 members (messages, an add, a remove, an update, "
+        "a member offline for two epochs)",
+    )
     p.set_defaults(run=run)
 
 
@@ -168,6 +174,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         from qdht.cli._demo_mixnet import run_mixnet_demo
 
         return run_mixnet_demo(args, out)
+    if args.groups:
+        from qdht.cli._demo_groups import run_groups_demo
+
+        return run_groups_demo(args, out)
     if not 2 <= args.nodes <= MAX_NODES:
         raise usage_error(f"--nodes must be in 2..{MAX_NODES}")
     values = args.nodes if args.values is None else args.values

@@ -29,6 +29,7 @@ from qdht.dht._lookup import ClusterDetector, Lookup, LookupTrace, PathTrace, Qu
 from qdht.dht._records import (
     DEFAULT_RECORD_LIMITS,
     REJECT_REASONS,
+    WRITE_ONCE_PREFIX,
     BestOf,
     Decision,
     Outcome,
@@ -47,6 +48,7 @@ from qdht.dht._records import (
     sign_set_entry,
     sign_tombstone,
     validate_record,
+    write_once,
 )
 from qdht.dht._recordstore import (
     DEFAULT_STORE_LIMITS,
@@ -105,6 +107,7 @@ __all__ = [
     "STORE_ERROR_CODES",
     "USER_KINDS",
     "WATCH_TYPES",
+    "WRITE_ONCE_PREFIX",
     "BestOf",
     "ClusterDetector",
     "Decision",
@@ -181,4 +184,5 @@ __all__ = [
     "timeout_from",
     "validate_record",
     "verify_contact_list",
+    "write_once",
 ]

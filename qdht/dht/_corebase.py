@@ -138,6 +138,7 @@ STORE_ERROR_CODES: Final[dict[str, ErrorCode]] = {
     "owner-key-unknown": ErrorCode.OWNER_KEY_UNKNOWN,
     "seq-regression": ErrorCode.STALE,
     "seq-conflict": ErrorCode.STALE,
+    "write-once": ErrorCode.STALE,
     "cas-mismatch": ErrorCode.CAS_MISMATCH,
     "set-full": ErrorCode.STORAGE_FULL,
     "quota-total": ErrorCode.STORAGE_FULL,

@@ -50,6 +50,7 @@ from qdht.wire import (
 __all__ = [
     "DEFAULT_RECORD_LIMITS",
     "REJECT_REASONS",
+    "WRITE_ONCE_PREFIX",
     "BestOf",
     "Decision",
     "Outcome",
@@ -68,6 +69,7 @@ __all__ = [
     "sign_set_entry",
     "sign_tombstone",
     "validate_record",
+    "write_once",
 ]
 
 #: Every reason a record can be refused for (07-records.md §6 and §7).
@@ -83,11 +85,24 @@ REJECT_REASONS: Final = frozenset(
         "seq-regression",
         "seq-conflict",
         "cas-mismatch",
+        "write-once",
         "kind-mismatch",
         "set-full",
         "flood",
     }
 )
+
+#: Salts of mutable records that can be written once (07-records.md §7.1 step 3a):
+#: a holder never replaces a live one by a different record of the same key.
+WRITE_ONCE_PREFIX: Final = b"qdht/v1/once/"
+
+
+def write_once(record: ValidRecord) -> bool:
+    """Whether ``record`` lives under a write-once key (a mutable record or tombstone
+    whose salt starts with :data:`WRITE_ONCE_PREFIX`, 07-records.md §7.1)."""
+    inner = record.record
+    return isinstance(inner, MutableRecord | Tombstone) and inner.salt.startswith(WRITE_ONCE_PREFIX)
+
 
 #: Looks up an owner's ML-DSA-65 public key by ``owner`` (its SHA3-256), from
 #: identity certificates the caller has verified; None when unknown.
@@ -387,6 +402,9 @@ def accept(
         return Decision(Outcome.UNCHANGED, existing)
     if isinstance(incoming.record, SetEntry) and existing.owner != incoming.owner:
         raise ConfigError("set entries of different publishers are different slots")
+    if write_once(existing) and incoming.digest != existing.digest:
+        # Whoever holds the key's signing key may write once; the first write stays.
+        return Decision(Outcome.REJECT, existing, "write-once")
     if incoming.seq < existing.seq:
         return Decision(Outcome.REJECT, existing, "seq-regression")
     if cas is not None and existing.seq != cas:

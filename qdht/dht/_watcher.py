@@ -14,7 +14,7 @@ import attrs
 
 from qdht import validators
 from qdht.dht._events import WatchUpdate
-from qdht.dht._records import ValidRecord
+from qdht.dht._records import ValidRecord, write_once
 from qdht.dht._watch import Validate, _ttl, record_slot
 from qdht.errors import ConfigError, NodeStateError, RecordRejectedError
 from qdht.wire import MAX_WATCH_TTL, AnyRecord, Contact, SetEntry, Tombstone
@@ -83,6 +83,7 @@ class _Watched:
         "reported",
         "retry_at",
         "round_at",
+        "seen_once",
     )
 
     def __init__(self, key: bytes, now: float, retry_delay: float) -> None:
@@ -100,6 +101,8 @@ class _Watched:
         #: with no room; the next closest take its place).  At most
         #: ``MAX_EXCLUDED``, oldest forgotten first.
         self.excluded: dict[bytes, float] = {}
+        #: Digests reported under a write-once key (competing writes, 08 §4).
+        self.seen_once: set[bytes] = set()
 
 
 @attrs.frozen
@@ -379,8 +382,16 @@ class WatchSubscriptions:
                 self.duplicates += 1
                 return []
             if not valid.rank() > held.record.rank():
+                if write_once(valid) and valid.digest not in watched.seen_once:
+                    # Holders keep the first write of a write-once key, so a lower
+                    # rank is a competing write, not an old version: report it once.
+                    watched.seen_once.add(valid.digest)
+                    self.reported += 1
+                    return [WatchUpdate(watched.key, "update", valid)]
                 self.duplicates += 1
                 return []
+        if write_once(valid):
+            watched.seen_once.add(valid.digest)
         watched.reported[slot] = _Reported(valid)
         self._track(watched.key, slot, valid)
         self.reported += 1

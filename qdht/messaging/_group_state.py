@@ -524,6 +524,11 @@ class Group:
         """The address of the current epoch's commit slot: SHA3-256 of its public key."""
         return sha3_256(self._state.slot_public_key)
 
+    def slot_key(self) -> MLDSAPrivateKey:
+        """The current epoch's slot signing key (12 §4): every member holds it, and the
+        node signs the slot's DHT records with it."""
+        return self._state.slot_key
+
     def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
         """MLS-Exporter of the current epoch (RFC 9420 §8.5)."""
         return exporter(self._state.secrets.exporter_secret, label, context, length)
@@ -589,6 +594,13 @@ class Group:
         if self._state.leaf(index) is None or index == self.index:
             raise GroupError(f"no other member at leaf {index}")
         return self._sign_proposal("remove", removed=index)
+
+    def propose_leave(self) -> Proposal:
+        """A signed proposal removing this member, for another member to commit (12 §12)."""
+        self._require_active()
+        if len(self.members()) < 2:
+            raise GroupError("the last member cannot leave: no one would commit it")
+        return self._sign_proposal("remove", removed=self.index)
 
     def propose_update(self) -> Proposal:
         """A signed proposal replacing this member's leaf keys (post-compromise healing)."""
@@ -884,6 +896,24 @@ class Group:
         if others:
             self._equivocation(state.number, candidate.commit.sender, [*others, candidate.hash])
 
+    def withdraw(self, commit_hash: bytes) -> bool:
+        """Take back this member's own commit ``commit_hash`` that never reached the slot.
+
+        For a node whose slot write every holder refused (the slot was
+        taken): nobody else can see that commit, so it must not win here
+        either (12 §7.3).  False if it is not an undecided candidate of ours.
+        """
+        slot = self._slots.get(self.epoch)
+        if slot is None or slot.decided is not None:
+            return False
+        candidate = slot.candidates.get(commit_hash)
+        if candidate is None or candidate.commit.sender != self._state.me:
+            return False
+        del slot.candidates[commit_hash]
+        if not slot.candidates:
+            del self._slots[self.epoch]  # the next candidate opens a new window
+        return True
+
     def _equivocation(self, epoch: int, sender: int, hashes: list[bytes]) -> None:
         self._counts["equivocations"] += 1
         self._drop("equivocation")
@@ -1101,7 +1131,16 @@ class GroupInvitations:
             return None
         return group
 
-    def _join(self, data: bytes, leaves: Mapping[bytes, LeafNode]) -> Group:
+    def roster_refs(self, data: bytes) -> list[bytes]:
+        """The leaf references of the roster a Welcome for us names (blanks left out):
+        the leaves to fetch before :meth:`receive_welcome`.  Empty if it is not ours."""
+        try:
+            _, _, info = self._open_welcome(data)
+        except _Refused:
+            return []
+        return [ref for ref in info.roster if ref != BLANK_REF]
+
+    def _open_welcome(self, data: bytes) -> tuple[Welcome, GroupSecrets, GroupInfo]:
         try:
             welcome = decode(data, expect=(Welcome,))
         except DecodeError:
@@ -1128,6 +1167,11 @@ class GroupInvitations:
         except (InvalidTag, DecodeError):
             raise _Refused("bad-welcome") from None
         assert isinstance(info, GroupInfo)
+        return welcome, secrets, info
+
+    def _join(self, data: bytes, leaves: Mapping[bytes, LeafNode]) -> Group:
+        welcome, secrets, info = self._open_welcome(data)
+        bundle = self._bundles[welcome.key_package_ref]
         roster: list[LeafNode | None] = []
         for ref in info.roster:
             if ref == BLANK_REF:

@@ -41,4 +41,9 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
         from qdht.mixnet import mixnet_service
 
         factories.append(mixnet_service(config.mixnet))
+
+    if config.groups is not None:
+        from qdht.groups import groups_service
+
+        factories.append(groups_service(config.groups))
     return factories

@@ -129,6 +129,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
+if TYPE_CHECKING:
+    from qdht.groups import GroupsFace
+
 logger = logging.getLogger(__name__)
 
 #: Bytes a STORE message adds around its value (type, rid, key, framing), with margin.
@@ -407,6 +410,12 @@ class Node:
         return self.services.get(name).face
 
     @property
+    def groups(self) -> GroupsFace:
+        """Group messaging (``Config.groups``): ``qdht.groups.GroupsFace``."""
+        face: GroupsFace = self._face("groups")
+        return face
+
+    @property
     def last_lookup_trace(self) -> LookupTrace | None:
         """The trace (hops, RPCs, timeouts, duration) of the last find_node/get/put."""
         return self.core.last_trace
@@ -578,6 +587,25 @@ class Node:
         )
         await self._put_record(record, cas=cas)
         return self._remember(key, record)
+
+    async def put_signed(self, record: MutableRecord, *, ttl_remember: bool = True) -> bytes:
+        """Publish a mutable ``record`` signed elsewhere (``qdht.dht.sign_mutable``); its key.
+
+        For records whose signing key is not this node's identity: a key
+        derived from a shared secret, as a group's commit slot (12-groups.md
+        §12).  Holders apply the merge rules (07-records.md §7.1): a record
+        under a write-once salt (``qdht.dht.WRITE_ONCE_PREFIX``) that every
+        holder refused because it holds another raises ``RecordRejectedError``
+        with ``reason`` ``"stale"``.  This node
+        keeps republishing it until it expires unless ``ttl_remember`` is off.
+        """
+        self._check_running()
+        if not isinstance(record, MutableRecord):
+            raise ConfigError(f"record must be a MutableRecord, got {type(record).__name__}")
+        self._check_value(record.value)
+        await self._put_record(record)
+        key = mutable_key(record.owner, record.salt)
+        return self._remember(key, record) if ttl_remember else key
 
     async def delete(self, key: bytes, *, salt: bytes | None = None) -> None:
         """Delete this node's mutable record ``key`` with a signed tombstone.

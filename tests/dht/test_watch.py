@@ -10,6 +10,7 @@ import pytest
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht import (
+    WRITE_ONCE_PREFIX,
     RecordValidator,
     Subscribed,
     ValidRecord,
@@ -206,6 +207,26 @@ def test_watcher_reports_only_strictly_newer_ranks() -> None:
 
 
 KEY_M = mutable(1).key()
+
+
+def test_watcher_reports_every_competing_write_of_a_write_once_key() -> None:
+    # Holders keep the first write of a write-once key (07 §7.1 step 3a), so a
+    # lower-ranked record is a competing write: reported once, whatever its rank.
+    def once(value: bytes) -> MutableRecord:
+        salt = WRITE_ONCE_PREFIX + b"slot"
+        return sign_mutable(alice(), salt=salt, seq=0, value=value, expires=EPOCH + 3600)
+
+    writes = sorted((once(bytes([i])) for i in range(2)), key=lambda r: valid(r).rank())
+    key = writes[0].key()
+    watching, closest = subscribed()
+    watching.add(key, 1.0)
+    watching.round(key, closest, 1.0)
+    validate = validate_at(1.0)
+    h1, h2 = closest[0].node_id, closest[1].node_id
+    high = watching.on_notify(h1, key, writes[1], 1.0, validate).updates
+    low = watching.on_notify(h2, key, writes[0], 1.0, validate).updates
+    assert [u.value for u in (*high, *low)] == [writes[1].value, writes[0].value]
+    assert watching.on_notify(h1, key, writes[0], 1.0, validate).updates == ()
 
 
 def test_watcher_refuses_a_forged_record_and_drops_that_holder() -> None:

@@ -54,7 +54,7 @@ from qdht_bench._common import BenchResult, Target, median
 from qdht_bench._republish import republish_cost
 from qdht_bench.records_store import memory_bytes_per_record, sqlite_writes_per_s
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "add_arguments", "run", "spawn_node"]
 
 DESCRIPTION: Final = "record puts/gets per second on a loopback network, SQLite writes, bytes"
 #: Set gets measured (each fetches every entry of the set).
@@ -87,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _spawn(nursery: trio.Nursery, config: Config) -> Node:
+async def spawn_node(nursery: trio.Nursery, config: Config) -> Node:
+    """Run a node with ``config`` in ``nursery`` until it is cancelled; the node."""
+
     async def run(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with open_node(config) as node:
             task_status.started(node)
@@ -139,7 +141,7 @@ async def _network(
         for _ in range(args.nodes):
             identity = Identity.generate(0)
             config = Config(listen=("udp://127.0.0.1:0",), identity=identity, puzzle_difficulty=0)
-            nodes.append(await _spawn(nursery, config))
+            nodes.append(await spawn_node(nursery, config))
         for node in nodes[1:]:
             await node.bootstrap([nodes[0].contact])
         count, size = args.puts, args.value_size

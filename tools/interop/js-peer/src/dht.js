@@ -51,6 +51,7 @@ const STORE_ERROR = {
   'owner-key-unknown': 'owner-key-unknown',
   'seq-regression': 'stale',
   'seq-conflict': 'stale',
+  'write-once': 'stale',
   'cas-mismatch': 'cas-mismatch',
   'set-full': 'storage-full',
   quota: 'storage-full',

@@ -66,6 +66,9 @@ export function mergeRecord(existing, incoming, now, cas = null) {
   if (!live(existing, now)) return { outcome: 'store' };
   if (FAMILY[existing.type] !== FAMILY[incoming.type]) return { outcome: 'reject', reason: 'kind-mismatch' };
   if (incoming.type === 'immutable') return Number(incoming.exp) > Number(existing.exp) ? { outcome: 'replace' } : { outcome: 'unchanged' };
+  // §7.1 step 3a: a salt starting with "qdht/v1/once/" can be written once.
+  if (FAMILY[existing.type] === 'mutable' && Buffer.from(existing.salt).subarray(0, 13).equals(Buffer.from('qdht/v1/once/'))
+      && !equalBytes(signedBytes(existing), signedBytes(incoming))) return { outcome: 'reject', reason: 'write-once' };
   if (BigInt(incoming.seq) < BigInt(existing.seq)) return { outcome: 'reject', reason: 'seq-regression' };
   if (cas !== null && cas !== undefined && BigInt(existing.seq) !== BigInt(cas)) return { outcome: 'reject', reason: 'cas-mismatch' };
   if (equalBytes(signedBytes(existing), signedBytes(incoming))) return { outcome: 'unchanged' };

@@ -590,6 +590,21 @@ def _mutables() -> dict[str, Any]:
                 "now": NOW + DAY,
                 "outcome": "store",
             },
+            {
+                "comment": "write-once salt: a second, higher-seq write is refused (07 §7.1 3a)",
+                "existing": _mutable(signer, alice, salt=b"qdht/v1/once/slot", value=b"first"),
+                "incoming": _mutable(
+                    signer, alice, salt=b"qdht/v1/once/slot", seq=2, value=b"second"
+                ),
+                "outcome": "reject",
+                "reason": "write-once",
+            },
+            {
+                "comment": "write-once salt: the same record again is unchanged",
+                "existing": _mutable(signer, alice, salt=b"qdht/v1/once/slot", value=b"first"),
+                "incoming": _mutable(signer, alice, salt=b"qdht/v1/once/slot", value=b"first"),
+                "outcome": "unchanged",
+            },
         ]
     )
     return _file(

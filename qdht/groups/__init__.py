@@ -1,0 +1,59 @@
+"""Group messaging on the network: the ``groups`` service (``node.groups``).
+
+The group protocol itself is :mod:`qdht.messaging`'s sans-IO core
+(``protocol-spec/12-groups.md`` §1-§11); this package runs it between nodes
+(§12): commit slots, sealed secrets, roster leaves, Welcomes and messages
+in write-once DHT records, behind a :class:`Delivery` interface.
+"""
+
+from qdht.groups._config import GroupsConfig
+from qdht.groups._layout import (
+    APP_DATA,
+    APP_PROPOSAL,
+    PART_SIZE,
+    frame,
+    join_parts,
+    leaf_signing_key,
+    message_name,
+    message_signing_key,
+    record_salt,
+    sealed_name,
+    slot_part_name,
+    split_slot,
+    unframe,
+    welcome_signing_key,
+)
+from qdht.groups._service import (
+    Delivery,
+    DhtDelivery,
+    GroupJoined,
+    GroupNotice,
+    GroupsCore,
+    GroupsFace,
+    groups_service,
+)
+
+__all__ = [
+    "APP_DATA",
+    "APP_PROPOSAL",
+    "PART_SIZE",
+    "Delivery",
+    "DhtDelivery",
+    "GroupJoined",
+    "GroupNotice",
+    "GroupsConfig",
+    "GroupsCore",
+    "GroupsFace",
+    "frame",
+    "groups_service",
+    "join_parts",
+    "leaf_signing_key",
+    "message_name",
+    "message_signing_key",
+    "record_salt",
+    "sealed_name",
+    "slot_part_name",
+    "split_slot",
+    "unframe",
+    "welcome_signing_key",
+]

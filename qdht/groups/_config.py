@@ -1,0 +1,29 @@
+"""``GroupsConfig``: the groups layer's parameters (``Config.groups``; None: off)."""
+
+from __future__ import annotations
+
+import attrs
+
+from qdht import validators
+from qdht.messaging import GroupConfig
+
+__all__ = ["GroupsConfig"]
+
+
+@attrs.frozen
+class GroupsConfig:
+    """How this node runs its groups (12-groups.md §12)."""
+
+    #: Every group's protocol parameters (window Δ, turns, padding); members should agree.
+    group: GroupConfig = attrs.field(
+        factory=GroupConfig, validator=validators.instance_of(GroupConfig)
+    )
+    #: Lifetime of the records a group writes (s): how long an offline member may lag.
+    record_ttl: float = attrs.field(default=7 * 86400.0, validator=validators.positive)
+    #: How often the current commit slot is read besides watching it (s): a member
+    #: whose watch lapsed (offline, partitioned) catches up within this.
+    poll_interval: float = attrs.field(default=30.0, validator=validators.positive)
+    #: Attempts of a local add/remove/update whose commit lost a race.
+    commit_attempts: int = attrs.field(default=4, validator=validators.positive_int)
+    #: Events buffered per ``node.groups.events()`` subscriber (the oldest are lost).
+    event_buffer: int = attrs.field(default=1024, validator=validators.positive_int)

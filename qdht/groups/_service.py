@@ -1,0 +1,727 @@
+"""The groups service: a node's groups over the DHT (12-groups.md §12).
+
+The group state machine is :class:`qdht.messaging.Group` (sans-IO); this
+module is its Trio driver.  Each group runs as a task tree inside the
+service's nursery: a timer (the window Δ of the current commit slot), a
+watcher of the current slot (plus a slow poll, for a member whose watch
+lapsed), and one reader per member of each kept epoch for its messages.
+Where the bytes go is behind :class:`Delivery`: :class:`DhtDelivery` stores
+them in write-once DHT records; the mixnet can carry them later.
+
+    async with open_node(Config(..., groups=GroupsConfig())) as node:
+        gid = await node.groups.create()
+        await node.groups.add(gid, key_package_from_the_joiner)
+        await node.groups.send(gid, b"hello")
+        async for notice in node.groups.events(): ...
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import trio
+
+from qdht.crypto.hashes import sha3_256
+from qdht.crypto.mldsa import MLDSAPrivateKey
+from qdht.dht import sign_mutable
+from qdht.errors import (
+    ConfigError,
+    DecodeError,
+    GroupError,
+    LookupFailedError,
+    RecordRejectedError,
+    RPCError,
+)
+from qdht.groups._config import GroupsConfig
+from qdht.groups._layout import (
+    APP_DATA,
+    APP_PROPOSAL,
+    frame,
+    join_parts,
+    leaf_signing_key,
+    message_name,
+    message_signing_key,
+    record_salt,
+    sealed_name,
+    slot_part_name,
+    split_slot,
+    unframe,
+    welcome_signing_key,
+)
+from qdht.messaging import (
+    ApplicationMessage,
+    EpochChanged,
+    Group,
+    GroupConfig,
+    GroupInvitations,
+    MemberKeys,
+    Removed,
+    key_package_ref,
+    leaf_ref,
+)
+from qdht.node import KeyWatch, Outgoing, Service, ServiceContext
+from qdht.wire import KeyPackage, LeafNode, Proposal, decode, encode, mutable_key
+
+if TYPE_CHECKING:
+    from qdht.node import Node
+
+__all__ = [
+    "Delivery",
+    "DhtDelivery",
+    "GroupJoined",
+    "GroupNotice",
+    "GroupsCore",
+    "GroupsFace",
+    "groups_service",
+]
+
+_EXPORT_LABEL = b"qdht group records"
+
+
+@attrs.frozen
+class GroupJoined:
+    """This node joined a group through a Welcome, at ``epoch``."""
+
+    epoch: int
+
+
+@attrs.frozen
+class GroupNotice:
+    """One event of one group: ``event`` is a :mod:`qdht.messaging` group event
+    (``ApplicationMessage``, ``MemberAdded``, ``MemberRemoved``, ``EpochChanged``,
+    ``Removed``, ``Equivocation``, ``ForkDetected``) or :class:`GroupJoined`."""
+
+    group_id: bytes
+    event: object
+
+
+class Delivery(Protocol):
+    """Where a group's records go: write-once values named under a signing key."""
+
+    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
+        """Write ``value`` once under (``key``, ``name``); False if it holds another."""
+        ...
+
+    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
+        """The value under (``key``, ``name``), or None."""
+        ...
+
+    def watch(
+        self, key: MLDSAPrivateKey, name: bytes
+    ) -> Any:  # an async context manager yielding an AsyncIterator[bytes]
+        """Every value seen under (``key``, ``name``), competing writes included."""
+        ...
+
+
+class DhtDelivery:
+    """Direct delivery: each value is a mutable DHT record under a write-once salt."""
+
+    def __init__(self, node: Node, ttl: float, unix_offset: float) -> None:
+        self._node = node
+        self._ttl = ttl
+        self._unix_offset = unix_offset
+        self.bytes_stored = 0
+        self.bytes_fetched = 0
+
+    @staticmethod
+    def key_of(key: MLDSAPrivateKey, name: bytes) -> bytes:
+        """The DHT key of (``key``, ``name``)."""
+        return mutable_key(sha3_256(key.public_key_bytes()), record_salt(name))
+
+    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
+        expires = int(trio.current_time() + self._unix_offset + self._ttl)
+        record = sign_mutable(key, salt=record_salt(name), seq=0, value=value, expires=expires)
+        try:
+            await self._node.put_signed(record)
+        except (RecordRejectedError, RPCError):
+            # Refused by every holder that answered: it holds another write (a
+            # leaf record stored before, with another expiry), or was full.
+            return False
+        self.bytes_stored += len(value)
+        return True
+
+    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
+        try:
+            value = await self._node.get(self.key_of(key, name))
+        except (LookupFailedError, RPCError):
+            return None
+        if value is not None:
+            self.bytes_fetched += len(value)
+        return value
+
+    @asynccontextmanager
+    async def watch(self, key: MLDSAPrivateKey, name: bytes) -> AsyncIterator[_Values]:
+        async with self._node.watch(self.key_of(key, name)) as updates:
+            yield _Values(updates, self)
+
+
+class _Values:
+    """The values of a watched key's updates (deletions and expiries skipped)."""
+
+    def __init__(self, updates: KeyWatch, delivery: DhtDelivery) -> None:
+        self._updates = updates
+        self._delivery = delivery
+
+    def __aiter__(self) -> _Values:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            update = await self._updates.__anext__()
+            value = update.record.value
+            if update.kind == "update" and value is not None:
+                self._delivery.bytes_fetched += len(value)
+                return value
+
+
+class GroupsCore:
+    """The service's core: it owns no message types (groups talk through records);
+    it holds the counters that ``node.stats()`` reports under ``groups``."""
+
+    def __init__(self, config: GroupConfig) -> None:
+        self.groups: dict[bytes, Group] = {}
+        self.invitations = GroupInvitations(config=config)
+        self.counts: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    def receive_message(
+        self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False
+    ) -> None:
+        self.drop("unexpected-message")
+
+    def messages_to_send(self) -> list[Outgoing]:
+        return []
+
+    def next_event(self) -> object | None:
+        return None
+
+    @property
+    def new_deadline(self) -> float:
+        return math.inf
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        drops = Counter(self.drops)
+        for stats in [g.stats() for g in self.groups.values()] + [self.invitations.stats()]:
+            counted = stats["drops"]
+            assert isinstance(counted, dict)
+            drops.update(counted)
+        return {"groups": len(self.groups), **dict(self.counts), "drops": dict(drops)}
+
+
+class _Runner:
+    """One group's task tree."""
+
+    def __init__(self, face: GroupsFace, group: Group) -> None:
+        self.face = face
+        self.group = group
+        self.delivery = face.delivery
+        self.wake = trio.Event()
+        self.epoch_changed = trio.Event()
+        self.written: set[bytes] = set()
+        self.seen: set[bytes] = set()
+        self.sent: Counter[int] = Counter()
+        self.winners: dict[int, bytes] = {}
+        self.secrets: dict[int, bytes] = {}
+        self.readers: dict[int, trio.CancelScope] = {}
+        self.cancel = trio.CancelScope()
+        self.nursery: trio.Nursery | None = None
+        self.commit_lock = trio.Lock()
+        self.auto_commit_epoch = -1
+        self.pieces: dict[tuple[int, int], list[bytes]] = {}
+
+    # -- task tree -----------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self.cancel:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self._start_readers()
+                nursery.start_soon(self._timer)
+                nursery.start_soon(self._slots)
+                task_status.started()
+
+    async def _timer(self) -> None:
+        while True:
+            self.wake = wake = trio.Event()
+            when = self.group.get_timer()
+            with trio.move_on_at(math.inf if when is None else when):
+                await wake.wait()
+            if when is not None and trio.current_time() >= when:
+                self.group.handle_timer(trio.current_time())
+                self._after()
+
+    async def _slots(self) -> None:
+        while self.group.active:
+            changed = self.epoch_changed
+            key = self.group.slot_key()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_slot, key)
+                nursery.start_soon(self._poll_slot, key)
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+    async def _watch_slot(self, key: MLDSAPrivateKey) -> None:
+        async with self.delivery.watch(key, b"slot") as values:
+            async for part0 in values:
+                await self._on_slot(key, part0)
+
+    async def _poll_slot(self, key: MLDSAPrivateKey) -> None:
+        # Read at once (a commit may be there before the watch is set up), then slowly.
+        while True:
+            await self.read_slot(key)
+            await trio.sleep(self.face.config.poll_interval)
+
+    async def read_slot(self, key: MLDSAPrivateKey) -> bool:
+        """Read the slot under ``key`` once; whether the epoch has a valid commit pending."""
+        epoch = self.group.epoch
+        part0 = await self.delivery.fetch(key, b"slot")
+        if part0 is not None:
+            await self._on_slot(key, part0)
+        return self.group.epoch != epoch or self.group.get_timer() is not None
+
+    async def _on_slot(self, key: MLDSAPrivateKey, part0: bytes) -> None:
+        if part0 in self.seen or part0 in self.written:
+            return
+        self.seen.add(part0)
+        rest: list[bytes] = []
+        for i in range(1, part0[0] if part0 else 0):
+            piece = await self.delivery.fetch(key, slot_part_name(part0, i))
+            if piece is None:
+                self.face.core.drop("missing-slot-part")
+                self.seen.discard(part0)  # the poll retries
+                return
+            rest.append(piece)
+        slot = join_parts(part0, rest)
+        if slot is None:
+            self.face.core.drop("bad-slot-parts")
+            return
+        sealed = await self.delivery.fetch(key, sealed_name(part0, self.group.index))
+        self.group.receive_commit(slot, sealed, trio.current_time())
+        self._after()
+
+    def _start_readers(self) -> None:
+        """Read every other member's messages of the current epoch."""
+        assert self.nursery is not None
+        group = self.group
+        epoch = group.epoch
+        secret = group.export_secret(_EXPORT_LABEL, b"", 32)
+        self.secrets[epoch] = secret
+        scope = trio.CancelScope()
+        self.readers[epoch] = scope
+        key = message_signing_key(secret)
+        senders = [i for i in group.members() if i != group.index]
+        self.nursery.start_soon(self._read_epoch, scope, key, secret, senders)
+        keep = self.face.config.group.keep_epochs
+        for old in [e for e in self.readers if e < epoch - keep]:
+            self.readers.pop(old).cancel()
+            self.secrets.pop(old, None)
+            self.sent.pop(old, None)
+        for piece in [p for p in self.pieces if p[0] < epoch - keep]:
+            del self.pieces[piece]
+
+    async def _read_epoch(
+        self, scope: trio.CancelScope, key: MLDSAPrivateKey, secret: bytes, senders: list[int]
+    ) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                for sender in senders:
+                    nursery.start_soon(self._read_sender, key, secret, sender)
+
+    async def _read_sender(self, key: MLDSAPrivateKey, secret: bytes, sender: int) -> None:
+        n = 0
+        while True:
+            name = message_name(secret, sender, n)
+            async with self.delivery.watch(key, name) as values:
+                async for value in values:
+                    message = self.group.open_message(value)
+                    if message is not None:
+                        self._on_message(message)
+                    self._after()
+                    if message is not None:
+                        break
+            n += 1
+
+    def _on_message(self, message: ApplicationMessage) -> None:
+        framed = unframe(message.data)
+        if framed is None:
+            self.face.core.drop("bad-frame")
+            return
+        kind, payload = framed
+        if kind == APP_DATA:
+            self.face.core.counts["messages_received"] += 1
+            self.face.publish(self.group.group_id, attrs.evolve(message, data=payload))
+            return
+        assert kind == APP_PROPOSAL
+        # A proposal does not fit one padded message: pieces ``index ‖ count ‖ bytes``,
+        # in order (each sender's messages are read in order).
+        if len(payload) < 2 or payload[1] == 0 or payload[0] >= payload[1]:
+            self.face.core.drop("bad-frame")
+            return
+        pieces = self.pieces.setdefault((message.epoch, message.sender), [])
+        if payload[0] != len(pieces):
+            pieces.clear()
+            if payload[0] != 0:
+                self.face.core.drop("bad-frame")
+                return
+        pieces.append(payload[2:])
+        if len(pieces) < payload[1]:
+            return
+        data = b"".join(pieces)
+        del self.pieces[(message.epoch, message.sender)]
+        if self.group.receive_proposal(data) is not None and self.nursery is not None:
+            self.nursery.start_soon(self._commit_held, self.group.epoch)
+
+    async def _commit_held(self, epoch: int) -> None:
+        """Commit held proposals in turn (12 §7.2), unless someone did first."""
+        if self.auto_commit_epoch == epoch:
+            return
+        self.auto_commit_epoch = epoch
+        await trio.sleep(self.group.committer_delay())
+        if self.group.epoch == epoch and self.group.active:
+            await self.commit(lambda group: None, attempts=1)
+
+    def _after(self) -> None:
+        """Hand the core's events out; follow an epoch change."""
+        group = self.group
+        while (event := group.next_event()) is not None:
+            if isinstance(event, EpochChanged):
+                self.winners[event.epoch] = event.commit_hash
+                # Only the current slot is read: what was seen of older ones can go.
+                self.seen.clear()
+                self.written.clear()
+                for old in [e for e in self.winners if e < event.epoch - 8]:
+                    del self.winners[old]
+                changed, self.epoch_changed = self.epoch_changed, trio.Event()
+                changed.set()
+                self._start_readers()
+            self.face.publish(group.group_id, event)
+            if isinstance(event, Removed):
+                self.epoch_changed.set()
+                self.face.forget(group.group_id)
+        self.wake.set()
+
+    # -- operations ----------------------------------------------------
+
+    async def commit(
+        self, make: Callable[[Group], Sequence[Proposal] | None], *, attempts: int | None = None
+    ) -> bool:
+        """Commit what ``make`` proposes until a commit of ours wins; whether one did."""
+        async with self.commit_lock:
+            for _ in range(attempts or self.face.config.commit_attempts):
+                if not self.group.active:
+                    return False
+                if await self._commit_once(make):
+                    return True
+            return False
+
+    async def _commit_once(self, make: Callable[[Group], Sequence[Proposal] | None]) -> bool:
+        group = self.group
+        epoch = group.epoch
+        key = group.slot_key()
+        changed = self.epoch_changed
+        if await self.read_slot(key):
+            # Compare-and-swap on an empty slot: this epoch has a commit already.
+            # Follow it into the next epoch, then commit there.
+            if group.epoch == epoch:
+                await changed.wait()
+            return False
+        proposals = make(group)
+        bundle = group.commit(trio.current_time(), proposals)
+        self._after()
+        parts = split_slot(bundle.slot)
+        part0 = parts[0]
+        self.written.add(part0)
+        async with trio.open_nursery() as nursery:
+            for leaf, sealed in bundle.sealed.items():
+                nursery.start_soon(self.delivery.store, key, sealed_name(part0, leaf), sealed)
+            for i, piece in enumerate(parts[1:], 1):
+                nursery.start_soon(self.delivery.store, key, slot_part_name(part0, i), piece)
+        self.face.core.counts["commits_written"] += 1
+        if not await self.delivery.store(key, b"slot", part0):
+            # Every holder keeps another commit: ours can be seen by nobody.
+            group.withdraw(bundle.commit_hash)
+            self.face.core.counts["slot_taken"] += 1
+            self._after()
+        if group.epoch == epoch:
+            await changed.wait()
+        if self.winners.get(epoch + 1) != bundle.commit_hash:
+            return False
+        if bundle.welcomes:
+            await self._welcome(bundle.welcomes)
+        return True
+
+    async def _welcome(self, welcomes: dict[bytes, bytes] | Any) -> None:
+        """Our commit won: store the roster's leaves, then each joiner's Welcome (12 §8)."""
+        group = self.group
+        async with trio.open_nursery() as nursery:
+            for index in group.members():
+                leaf = group.leaf(index)
+                assert leaf is not None
+                ref = leaf_ref(leaf)
+                nursery.start_soon(
+                    self.delivery.store, leaf_signing_key(ref), b"leaf", encode(leaf)
+                )
+        async with trio.open_nursery() as nursery:
+            for ref, welcome in welcomes.items():
+                nursery.start_soon(
+                    self.delivery.store, welcome_signing_key(ref), b"welcome", welcome
+                )
+        self.face.core.counts["welcomes_sent"] += len(welcomes)
+
+    async def send_proposal(self, proposal: bytes) -> None:
+        """Send a proposal to the members, in as many messages as it needs (12 §12)."""
+        size = self.face.config.group.pad_size - 16
+        pieces = [proposal[i : i + size] for i in range(0, len(proposal), size)]
+        for i, piece in enumerate(pieces):
+            await self.send(bytes([i, len(pieces)]) + piece, APP_PROPOSAL)
+
+    async def send(self, data: bytes, kind: int = APP_DATA) -> None:
+        group = self.group
+        epoch = group.epoch
+        secret = self.secrets[epoch]
+        n = self.sent[epoch]
+        self.sent[epoch] += 1
+        value = group.seal_message(frame(kind, data))
+        name = message_name(secret, group.index, n)
+        if not await self.delivery.store(message_signing_key(secret), name, value):
+            raise GroupError("the message's record holds another message")
+        self.face.core.counts["messages_sent"] += 1
+
+
+class GroupsFace:
+    """``node.groups``: create, add, remove, update, leave, send, events (12 §12)."""
+
+    def __init__(self, config: GroupsConfig, unix_offset: float) -> None:
+        self.config = config
+        self.core = GroupsCore(config.group)
+        self._unix_offset = unix_offset
+        self._node: Node | None = None
+        self._nursery: trio.Nursery | None = None
+        self._runners: dict[bytes, _Runner] = {}
+        self._subscribers: list[trio.MemorySendChannel[GroupNotice]] = []
+        self.delivery: Delivery = _NoDelivery()
+
+    # -- the service's task -------------------------------------------
+
+    async def run(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        self._node = node
+        if isinstance(self.delivery, _NoDelivery):
+            self.delivery = DhtDelivery(node, self.config.record_ttl, self._unix_offset)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _start(self, group: Group) -> None:
+        if self._nursery is None:
+            raise ConfigError("the groups service is not running (the node is not open)")
+        runner = _Runner(self, group)
+        self.core.groups[group.group_id] = group
+        self._runners[group.group_id] = runner
+        self._nursery.start_soon(runner.run)
+
+    def forget(self, group_id: bytes) -> None:
+        """Stop running ``group_id`` here (removed, or left)."""
+        runner = self._runners.pop(group_id, None)
+        self.core.groups.pop(group_id, None)
+        if runner is not None:
+            runner.cancel.cancel()
+
+    def publish(self, group_id: bytes, event: object) -> None:
+        notice = GroupNotice(group_id, event)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(notice)
+            except trio.WouldBlock:
+                self.core.counts["events_dropped"] += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(channel)
+
+    def _runner(self, group_id: bytes) -> _Runner:
+        runner = self._runners.get(group_id)
+        if runner is None:
+            raise ConfigError(f"no group {group_id.hex()[:16]} on this node")
+        return runner
+
+    def _identity(self) -> bytes:
+        if self._node is None:
+            raise ConfigError("the groups service is not running (the node is not open)")
+        return self._node.node_id
+
+    # -- public API ----------------------------------------------------
+
+    def groups(self) -> list[bytes]:
+        """The IDs of the groups this node is a member of."""
+        return list(self._runners)
+
+    def group(self, group_id: bytes) -> Group:
+        """The state machine of ``group_id`` (epoch, members, ...): read it, do not drive it."""
+        return self._runner(group_id).group
+
+    async def create(self, group_id: bytes | None = None) -> bytes:
+        """A new group with this node as its only member; its ID (random by default)."""
+        gid = os.urandom(32) if group_id is None else group_id
+        if gid in self._runners:
+            raise ConfigError(f"group {gid.hex()[:16]} exists already")
+        group = Group.create(gid, MemberKeys.generate(self._identity()), config=self.config.group)
+        self._start(group)
+        self.core.counts["created"] += 1
+        return gid
+
+    def key_package(self) -> bytes:
+        """A fresh key package (encoded) to hand to a member who will add this node.
+
+        The node then waits for the Welcome (12 §8) in the background and
+        reports :class:`GroupJoined` once it joined.
+        """
+        kp = self.core.invitations.new_key_package(self._identity())
+        if self._nursery is None:
+            raise ConfigError("the groups service is not running (the node is not open)")
+        self._nursery.start_soon(self._await_welcome, key_package_ref(kp))
+        return encode(kp)
+
+    async def _await_welcome(self, ref: bytes) -> None:
+        async with self.delivery.watch(welcome_signing_key(ref), b"welcome") as values:
+            async for welcome in values:
+                if await self._join(welcome):
+                    return
+
+    async def _join(self, welcome: bytes) -> bool:
+        leaves = await self._welcome_leaves(welcome)
+        group = self.core.invitations.receive_welcome(welcome, leaves, trio.current_time())
+        if group is None:
+            return False
+        self._start(group)
+        self.core.counts["joined"] += 1
+        self.publish(group.group_id, GroupJoined(group.epoch))
+        return True
+
+    async def _welcome_leaves(self, welcome: bytes) -> dict[bytes, LeafNode]:
+        """The roster's leaves a Welcome names, read from their records (12 §12)."""
+        refs = self.core.invitations.roster_refs(welcome)
+        leaves: dict[bytes, LeafNode] = {}
+
+        async def fetch(ref: bytes) -> None:
+            data = await self.delivery.fetch(leaf_signing_key(ref), b"leaf")
+            if data is None:
+                return
+            try:
+                leaf = decode(data, expect=(LeafNode,))
+            except DecodeError:
+                self.core.drop("bad-leaf-record")
+                return
+            assert isinstance(leaf, LeafNode)
+            leaves[ref] = leaf
+
+        async with trio.open_nursery() as nursery:
+            for ref in refs:
+                nursery.start_soon(fetch, ref)
+        return leaves
+
+    async def add(self, group_id: bytes, key_package: bytes) -> None:
+        """Add the owner of ``key_package`` (from its :meth:`key_package`); GroupError if
+        the key package is invalid or no commit of ours won."""
+        runner = self._runner(group_id)
+        try:
+            kp = decode(key_package, expect=(KeyPackage,))
+        except DecodeError as exc:
+            raise ConfigError(f"key_package is not a valid key package: {exc}") from None
+        assert isinstance(kp, KeyPackage)
+        if not await runner.commit(lambda group: [group.propose_add(kp)]):
+            raise GroupError("add: no commit of ours won the slot")
+
+    async def remove(self, group_id: bytes, member: int | bytes) -> None:
+        """Remove a member, by leaf index or identity (node ID)."""
+        runner = self._runner(group_id)
+
+        def proposals(group: Group) -> list[Proposal]:
+            members = group.members()
+            index = member if isinstance(member, int) else None
+            if isinstance(member, bytes):
+                index = next((i for i, who in members.items() if who == member), None)
+            if index is None or index not in members or index == group.index:
+                raise ConfigError(f"remove: {member!r} is not another member of the group")
+            return [group.propose_remove(index)]
+
+        if not await runner.commit(proposals):
+            raise GroupError("remove: no commit of ours won the slot")
+
+    async def update(self, group_id: bytes) -> None:
+        """Commit fresh leaf keys for this member (heals a stolen state)."""
+        if not await self._runner(group_id).commit(lambda group: []):
+            raise GroupError("update: no commit of ours won the slot")
+
+    async def leave(self, group_id: bytes) -> None:
+        """Ask the others to remove this member, wait until one did, forget the group.
+
+        The members commit the request in turn (12 §7.2); bound the wait with
+        ``trio.move_on_after``: the group is forgotten here either way.
+        """
+        runner = self._runner(group_id)
+        group = runner.group
+        try:
+            while group.active:
+                # A proposal holds for one epoch: ask again in each new one.
+                changed = runner.epoch_changed
+                await runner.send_proposal(encode(group.propose_leave()))
+                await changed.wait()
+        finally:
+            self.forget(group_id)
+
+    async def send(self, group_id: bytes, data: bytes) -> None:
+        """Send ``data`` to the group's other members."""
+        if type(data) is not bytes:
+            raise ConfigError("data must be bytes")
+        await self._runner(group_id).send(data)
+
+    @asynccontextmanager
+    async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[GroupNotice]]:
+        """``async with node.groups.events() as notices: async for notice in notices``."""
+        send, receive = trio.open_memory_channel[GroupNotice](self.config.event_buffer)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            await send.aclose()
+
+
+class _NoDelivery:
+    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
+        raise ConfigError("the groups service is not running")
+
+    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
+        raise ConfigError("the groups service is not running")
+
+    def watch(self, key: MLDSAPrivateKey, name: bytes) -> Any:
+        raise ConfigError("the groups service is not running")
+
+
+def groups_service(config: GroupsConfig) -> Callable[[ServiceContext], Service]:
+    """The factory of the ``groups`` service for ``config`` (``Config.groups``)."""
+
+    def factory(context: ServiceContext) -> Service:
+        face = GroupsFace(config, context.unix_offset)
+        return Service("groups", face.core, frozenset(), tasks=(face.run,), face=face)
+
+    return factory
