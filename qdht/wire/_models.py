@@ -197,8 +197,9 @@ _key32 = _bytes("key", KEY_SIZE, KEY_SIZE)
 def _read_meta(obj: Any, path: str) -> tuple[tuple[str, str], ...]:
     if type(obj) is not dict:
         raise DecodeError("field-type", path, "meta must be a map")
-    if len(obj) > MAX_META_ENTRIES:
-        raise DecodeError("field-size", path, f"{len(obj)} entries, at most {MAX_META_ENTRIES}")
+    if not 0 < len(obj) <= MAX_META_ENTRIES:
+        # An empty map is written by leaving meta out: one encoding per manifest.
+        raise DecodeError("field-size", path, f"{len(obj)} entries, 1..{MAX_META_ENTRIES}")
     for key, value in obj.items():
         if not 0 < len(key.encode()) <= MAX_META_KEY:
             raise DecodeError("field-size", child_path(path, key), "key of 1..64 bytes")

@@ -158,7 +158,7 @@ const MODEL_TENSOR = map({ name: [text(1, 256)], dtype: [MODEL_DTYPE], shape: [a
 const MODEL_META = (v, p) => {
   if (!isMap(v)) throw new DecodeError('field-type', p);
   const keys = Object.keys(v);
-  if (keys.length > 32) throw new DecodeError('field-size', p);
+  if (keys.length === 0 || keys.length > 32) throw new DecodeError('field-size', p);
   for (const k of keys) text(0, 256)(v[k], `${p}.${k}`);
 };
 
