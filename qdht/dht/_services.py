@@ -27,31 +27,14 @@ from collections.abc import Hashable
 from typing import Any, Final
 
 from qdht.dht._core import DhtCore
-from qdht.dht._corebase import Outgoing
-from qdht.wire import (
-    ErrorMessage,
-    FindNode,
-    FindValue,
-    Nodes,
-    Notified,
-    Notify,
-    Ping,
-    Pong,
-    Store,
-    Stored,
-    Value,
-    Watch,
-    Watching,
-)
+from qdht.dht._corebase import _REQUESTS, _RESPONSES, _WATCH_TYPES, Outgoing
 
 __all__ = ["RPC_TYPES", "WATCH_TYPES", "ReplicationPart", "RpcPart", "WatchPart"]
 
 #: The message types of 02-dht-rpc.md.
-RPC_TYPES: Final = frozenset(
-    cls.TYPE for cls in (Ping, Pong, FindNode, Nodes, FindValue, Value, Store, Stored, ErrorMessage)
-)
+RPC_TYPES: Final = frozenset(cls.TYPE for cls in (*_REQUESTS, *_RESPONSES))
 #: The message types of 08-watch.md.
-WATCH_TYPES: Final = frozenset(cls.TYPE for cls in (Watch, Watching, Notify, Notified))
+WATCH_TYPES: Final = frozenset(cls.TYPE for cls in _WATCH_TYPES)
 
 
 class _Part:

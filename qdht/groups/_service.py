@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,7 +65,7 @@ from qdht.messaging import (
     key_package_ref,
     leaf_ref,
 )
-from qdht.node import KeyWatch, Outgoing, Service, ServiceContext
+from qdht.node import KeyWatch, QuietCore, Service, ServiceContext
 from qdht.wire import KeyPackage, LeafNode, Proposal, decode, encode, mutable_key
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class _Values:
                 return value
 
 
-class GroupsCore:
+class GroupsCore(QuietCore):
     """The service's core: it owns no message types (groups talk through records);
     it holds the counters that ``node.stats()`` reports under ``groups``."""
 
@@ -192,30 +192,6 @@ class GroupsCore:
 
     def drop(self, reason: str) -> None:
         self.drops[reason] += 1
-
-    def receive_message(
-        self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False
-    ) -> None:
-        self.drop("unexpected-message")
-
-    def messages_to_send(self) -> list[Outgoing]:
-        return []
-
-    def next_event(self) -> object | None:
-        return None
-
-    @property
-    def new_deadline(self) -> float:
-        return math.inf
-
-    def get_timer(self) -> float | None:
-        return None
-
-    def handle_timer(self, now: float) -> None:
-        pass
-
-    def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
-        pass
 
     def stats(self) -> dict[str, Any]:
         drops = Counter(self.drops)

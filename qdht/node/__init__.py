@@ -20,6 +20,7 @@ from qdht.node._resolver import ResolverFace, resolver_service
 from qdht.node._service import (
     Operations,
     Outgoing,
+    QuietCore,
     Service,
     ServiceContext,
     ServiceCore,
@@ -43,6 +44,7 @@ __all__ = [
     "Outgoing",
     "Published",
     "PublishedRecords",
+    "QuietCore",
     "ResolverFace",
     "Service",
     "ServiceContext",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import trio
 
+from qdht.dht import Outgoing
 from qdht.errors import ConfigError
 from qdht.session import wait_out_stall
 from qdht.wire import peek_type
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Operations",
     "Outgoing",
+    "QuietCore",
     "Service",
     "ServiceContext",
     "ServiceCore",
@@ -44,8 +46,6 @@ __all__ = [
     "ServiceTask",
 ]
 
-#: A message a core wants delivered: (peer node ID, address or None, payload).
-Outgoing = tuple[bytes, Hashable, bytes]
 
 #: Service names: what ``node.stats()`` and the drop counters are keyed by.
 _NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
@@ -97,6 +97,41 @@ class ServiceCore(Protocol):
     def stats(self) -> dict[str, Any]:
         """Counters; a ``drops`` map of reason → count is merged into ``node.stats()``."""
         ...
+
+
+class QuietCore:
+    """A :class:`ServiceCore` that owns no message types and keeps no timer.
+
+    For a service whose work is all in its Trio tasks (the web page, groups
+    over DHT records): subclasses provide ``drop`` and ``stats``.
+    """
+
+    def drop(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def receive_message(
+        self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False
+    ) -> None:
+        self.drop("unexpected-message")  # owns no type: only a node bug sends one here
+
+    def messages_to_send(self) -> list[Outgoing]:
+        return []
+
+    def next_event(self) -> object | None:
+        return None
+
+    @property
+    def new_deadline(self) -> float:
+        return math.inf
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
+        pass
 
 
 #: A task of a service's tree: ``async def run(node, *, task_status)``; it calls

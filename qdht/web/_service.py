@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter, deque
-from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from qdht.dht import LookupCompleted, PutCompleted
-from qdht.node import Outgoing, Service, ServiceContext, ServiceFactory
+from qdht.node import QuietCore, Service, ServiceContext, ServiceFactory
 from qdht.web._config import WebConfig
 from qdht.web._history import History
 from qdht.web._metrics import prometheus_text
@@ -39,7 +37,7 @@ logger = logging.getLogger(__name__)
 WEB_SERVICE: Final = "web"
 
 
-class WebCore:
+class WebCore(QuietCore):
     """The sans-IO part of the page: time series, finished lookups, server counters."""
 
     def __init__(self, config: WebConfig) -> None:
@@ -83,30 +81,6 @@ class WebCore:
             )
 
     # -- ServiceCore: the page speaks no protocol of its own
-
-    def receive_message(
-        self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False
-    ) -> None:
-        self.drop("unexpected-message")  # owns no type: only reached by a node bug
-
-    def messages_to_send(self) -> list[Outgoing]:
-        return []
-
-    def next_event(self) -> object | None:
-        return None
-
-    @property
-    def new_deadline(self) -> float:
-        return math.inf
-
-    def get_timer(self) -> float | None:
-        return None
-
-    def handle_timer(self, now: float) -> None:
-        pass
-
-    def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
-        pass
 
     def stats(self) -> dict[str, Any]:
         return {
