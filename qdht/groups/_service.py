@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.errors import ConfigError, DecodeError, GroupError, StoreError
+from qdht.errors import ConfigError, DecodeError, GroupError, NodeStateError, StoreError
 from qdht.groups._config import GroupsConfig
 from qdht.groups._delivery import (
     AnonymousDelivery,
@@ -571,6 +571,9 @@ class GroupsFace:
         self._nursery: trio.Nursery | None = None
         self._runners: dict[bytes, _Runner] = {}
         self._subscribers: list[trio.MemorySendChannel[GroupNotice]] = []
+        # What happens before anyone listens (groups resumed at start, a Welcome
+        # read while joining the network) is kept for the first subscriber.
+        self._backlog: deque[GroupNotice] | None = deque(maxlen=config.event_buffer)
         self.delivery: Delivery = NoDelivery()
         self.store = GroupStore(None if data_dir is None else data_dir / GROUPS_FILE)
         self._dirty: set[bytes] = set()
@@ -584,12 +587,17 @@ class GroupsFace:
         self._node = node
         if isinstance(self.delivery, NoDelivery):
             self.delivery = self._delivery_for(node)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._load()
-            nursery.start_soon(self._saver)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._load()
+                nursery.start_soon(self._saver)
+                task_status.started()
+                await trio.sleep_forever()
+        except* NodeStateError:
+            # The node stopped under a task (a watch closed, a put refused) just
+            # before it cancels this service: nothing to do but end.
+            pass
 
     def _delivery_for(self, node: Node) -> Delivery:
         mode = self.config.delivery
@@ -694,6 +702,8 @@ class GroupsFace:
 
     def publish(self, group_id: bytes, event: object) -> None:
         notice = GroupNotice(group_id, event)
+        if self._backlog is not None:
+            self._backlog.append(notice)
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(notice)
@@ -835,6 +845,38 @@ class GroupsFace:
         finally:
             self.forget(group_id)
 
+    async def synced(self, group_id: bytes) -> int:
+        """Catch up: return once the current epoch's slot was read empty (no commit
+        anyone wrote is left to apply); the epoch this member stands at then.
+
+        A node that was off (a command-line client) calls it before sending, so
+        its message goes to the epoch the others are in.
+        """
+        runner = self._runner(group_id)
+        group = runner.group
+        while group.active:
+            epoch, changed = group.epoch, runner.epoch_changed
+            if not await runner.read_slot(group.slot_key()):
+                return group.epoch
+            if group.epoch == epoch:
+                await changed.wait()
+        raise GroupError("this member was removed from the group")
+
+    def pending_invitations(self) -> int:
+        """How many key packages handed out still wait for their Welcome."""
+        return len(self.core.invitations.pending())
+
+    async def accept_welcomes(self) -> int:
+        """Read the Welcome of every key package still waiting for one, once, and join
+        where there is one; how many groups were joined (the background watch would
+        too, later)."""
+        joined = 0
+        for ref in self.core.invitations.pending():
+            welcome = await self.delivery.fetch(welcome_signing_key(ref), b"welcome")
+            if welcome is not None and ref in self.core.invitations.pending():
+                joined += await self._join(welcome)
+        return joined
+
     async def send(self, group_id: bytes, data: bytes) -> None:
         """Send ``data`` to the group's other members."""
         if type(data) is not bytes:
@@ -843,8 +885,15 @@ class GroupsFace:
 
     @asynccontextmanager
     async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[GroupNotice]]:
-        """``async with node.groups.events() as notices: async for notice in notices``."""
+        """``async with node.groups.events() as notices: async for notice in notices``.
+
+        The first subscriber also gets what happened before it subscribed (at
+        most ``event_buffer`` events).
+        """
         send, receive = trio.open_memory_channel[GroupNotice](self.config.event_buffer)
+        backlog, self._backlog = self._backlog or (), None
+        for notice in backlog:
+            send.send_nowait(notice)
         self._subscribers.append(send)
         try:
             async with receive:
