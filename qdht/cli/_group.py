@@ -23,12 +23,12 @@ from typing import Any, Final, TypeVar
 import trio
 
 import qdht
+from qdht.cli._client import _add_common as add_client_options
 from qdht.cli._client import _listen_for, join
 from qdht.cli._common import CommandError, default_data_dir, parse_contacts, usage_error
 from qdht.cli._mixnet import add_mixnet_option, mixnet_config
 from qdht.cli._output import Output
 from qdht.errors import ConfigError, GroupError
-from qdht.identity import DEFAULT_PUZZLE_DIFFICULTY
 
 __all__ = ["register"]
 
@@ -48,62 +48,70 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     commands = group.add_subparsers(dest="group_command", metavar="COMMAND")
 
-    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help: str, description: str, run: Any, *positional: tuple[str, str]
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(
             name, help=help, description=description, parents=[common]
         )
+        for dest, text in positional:
+            p.add_argument(dest, metavar=dest.upper(), help=text)
+        p.set_defaults(run=run)
+        _add_common(p)
         return p
 
-    create = command(
+    gid = ("group", "the group ID (hex)")
+    command(
         "create",
         "create a group",
         "Create a group with this node as its only member; prints its ID.",
+        run_create,
     )
-    create.set_defaults(run=run_create)
-    kp = command(
+    command(
         "key-package",
         "print a key package for a member to add this node with",
         "Print a fresh key package (hex); its private keys stay in --data-dir.  A member "
         "adds this node with it (qdht group add); the next command here joins.",
+        run_key_package,
     )
-    kp.set_defaults(run=run_key_package)
-    add = command(
+    command(
         "add",
         "add a member",
         "Add the owner of KEY_PACKAGE (hex, or @FILE) to GROUP; prints the new epoch.",
+        run_add,
+        gid,
+        ("key_package", "hex, or @FILE holding it"),
     )
-    add.add_argument("group", metavar="GROUP", help="the group ID (hex)")
-    add.add_argument("key_package", metavar="KEY_PACKAGE", help="hex, or @FILE holding it")
-    add.set_defaults(run=run_add)
-    remove = command(
+    command(
         "remove",
         "remove a member",
         "Remove MEMBER (node ID, hex) from GROUP; prints the new epoch.",
+        run_remove,
+        gid,
+        ("member", "the member's node ID (hex)"),
     )
-    remove.add_argument("group", metavar="GROUP", help="the group ID (hex)")
-    remove.add_argument("member", metavar="MEMBER", help="the member's node ID (hex)")
-    remove.set_defaults(run=run_remove)
-    update = command(
+    command(
         "update",
         "renew this member's keys",
-        "Commit fresh leaf keys for this "
-        "member in GROUP (heals a stolen state); prints the new epoch.",
+        "Commit fresh leaf keys for this member in GROUP (heals a stolen state); prints the "
+        "new epoch.",
+        run_update,
+        gid,
     )
-    update.add_argument("group", metavar="GROUP", help="the group ID (hex)")
-    update.set_defaults(run=run_update)
-    send = command(
+    command(
         "send",
         "send TEXT to a group",
         "Catch up with GROUP, then send TEXT to its members; prints the epoch it was sent in.",
+        run_send,
+        gid,
+        ("text", "the message (UTF-8)"),
     )
-    send.add_argument("group", metavar="GROUP", help="the group ID (hex)")
-    send.add_argument("text", metavar="TEXT", help="the message (UTF-8)")
-    send.set_defaults(run=run_send)
     watch = command(
         "watch",
         "print group events as they happen",
         "Print one JSON line per event of this node's groups (joined, message, added, "
         "removed, epoch, ...) until --count events or --timeout.",
+        run_watch,
     )
     watch.add_argument("--count", type=int, metavar="N", help="stop after N events")
     watch.add_argument(
@@ -113,43 +121,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="KIND",
         help="only events of this kind (repeatable; e.g. message, joined)",
     )
-    watch.set_defaults(run=run_watch)
-    listing = command(
-        "list", "list this node's groups", "One JSON line per group: ID, epoch, members."
+    command(
+        "list", "list this node's groups", "One JSON line per group: ID, epoch, members.", run_list
     )
-    listing.set_defaults(run=run_list)
-    for p in (create, kp, add, remove, update, send, watch, listing):
-        _add_common(p)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--bootstrap",
-        action="append",
-        default=[],
-        required=True,
-        metavar="URI",
-        help="contact URI of a node to join through (repeatable)",
-    )
+    add_client_options(p, timeout=DEFAULT_TIMEOUT)
     p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         metavar="DIR",
         help="identity and group state (default: $QDHT_HOME/group)",
-    )
-    p.add_argument(
-        "--difficulty",
-        type=int,
-        default=DEFAULT_PUZZLE_DIFFICULTY,
-        help=f"the network's puzzle difficulty (default {DEFAULT_PUZZLE_DIFFICULTY})",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument(
         "--window",
