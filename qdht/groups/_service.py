@@ -205,6 +205,7 @@ class _Runner:
         self.auto_commit_epoch = -1
         self.pieces: dict[tuple[int, int], list[bytes]] = {}
         self.pending: _Pending | None = None
+        self.leaves_stored: set[bytes] = set()
 
     # -- saved state (12 §13) --------------------------------------------
 
@@ -535,6 +536,9 @@ class _Runner:
                 leaf = group.leaf(index)
                 assert leaf is not None
                 ref = leaf_ref(leaf)
+                if ref in self.leaves_stored:
+                    continue  # written by this node for an earlier Welcome
+                self.leaves_stored.add(ref)
                 nursery.start_soon(self._store, epoch, leaf_signing_key(ref), b"leaf", encode(leaf))
         async with trio.open_nursery() as nursery:
             for ref, welcome in welcomes.items():

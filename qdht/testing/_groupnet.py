@@ -122,24 +122,38 @@ async def open_group_network(
     data_dir: Path | None = None,
     network: MemoryNetwork | None = None,
     watcher: Watcher | None = None,
+    datagram_size: int | None = None,
 ) -> AsyncIterator[GroupNetwork]:
     """Start the network and the ``members`` nodes (``groups`` is their
     ``qdht.groups.GroupsConfig``); ``holders`` more nodes without mixes only
-    hold records.  ``data_dir``: member i keeps its state in ``data_dir/i``."""
+    hold records.  ``data_dir``: member i keeps its state in ``data_dir/i``.
+    ``datagram_size``: every node's largest datagram (loopback carries 64 KiB:
+    a mix packet in one datagram instead of a dozen fragments)."""
     if members < 1 or mixes < 0 or (mixes == 0 and holders < 1):
         raise ConfigError("a group network needs a member and a mix or a holder")
     rng = random.Random(seed)
     changes: dict[str, Any] = {}
+    session = (
+        SessionConfig() if datagram_size is None else SessionConfig(datagram_size=datagram_size)
+    )
     if network is None:
         changes["listen"] = ("udp://127.0.0.1:0",)
-        changes["session"] = SessionConfig(
-            handshake_rate_per_address=1000.0, handshake_burst_per_address=1000
+        session = attrs.evolve(
+            session, handshake_rate_per_address=1000.0, handshake_burst_per_address=1000
         )
+    changes["session"] = session
     async with AsyncExitStack() as stack:
         mix = None
         if mixes:
             mix = await stack.enter_async_context(
-                open_mix_network(mixes, 0, seed=rng.getrandbits(32), mixnet=mixnet, network=network)
+                open_mix_network(
+                    mixes,
+                    0,
+                    seed=rng.getrandbits(32),
+                    mixnet=mixnet,
+                    network=network,
+                    session=session,
+                )
             )
             await mix.publish_directory()
         client = None if mix is None else attrs.evolve(mix.config, mix=False, authority=False)

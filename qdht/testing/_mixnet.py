@@ -184,6 +184,7 @@ async def open_mix_network(
     difficulty: int = 0,
     k: int = 5,
     clients_config: dict[str, Any] | None = None,
+    session: SessionConfig | None = None,
 ) -> AsyncIterator[MixNetwork]:
     """Start the nodes, bootstrap them off the first authority, yield the network.
 
@@ -194,7 +195,8 @@ async def open_mix_network(
     Mixes and authorities send no client streams (Loopix: a mix's cover is its
     own loops) unless ``relay_streams``; they then cannot send anonymous
     requests themselves, which the clients do.  ``clients_config``: more
-    ``Config`` fields for the clients (another layer on top, such as groups).
+    ``Config`` fields for the clients (another layer on top, such as groups);
+    ``session``: every node's session layer (larger datagrams on loopback, say).
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -231,6 +233,8 @@ async def open_mix_network(
                 changes["session"] = SessionConfig(
                     handshake_rate_per_address=1000.0, handshake_burst_per_address=1000
                 )
+            if session is not None:
+                changes["session"] = session
             config = Config(
                 identity=identity, puzzle_difficulty=difficulty, k=k, mixnet=own, **changes
             )
