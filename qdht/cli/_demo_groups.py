@@ -27,34 +27,16 @@ import trio
 from qdht.cli._output import Output
 from qdht.groups import GroupJoined, GroupNotice, GroupsConfig
 from qdht.messaging import ApplicationMessage, GroupConfig, Removed
-from qdht.mixnet import MixnetConfig
 from qdht.node import Node
-from qdht.testing import GroupNetwork, open_group_network
+from qdht.testing import GROUP_DATAGRAM_SIZE, GROUP_MIXNET, GroupNetwork, open_group_network
 
-__all__ = ["DEMO_GROUPS", "DEMO_GROUPS_MIXNET", "run_groups_demo"]
+__all__ = ["DEMO_GROUPS", "run_groups_demo"]
 
 #: Members at the start (one more joins later).
 MEMBERS: Final = 10
 DEMO_GROUPS: Final = GroupsConfig(
     group=GroupConfig(window=1.0, turn_interval=0.5), poll_interval=2.0, anonymous_poll=6.0
 )
-#: A payload that carries a whole signed group record (the largest, a leaf with
-#: its record around it, is 12 KB), until anonymous requests span packets;
-#: light cover traffic.
-DEMO_GROUPS_MIXNET: Final = MixnetConfig(
-    user_payload_size=12288,
-    lambda_payload=2.0,
-    lambda_loop=0.1,
-    lambda_drop=0.1,
-    lambda_mix_loop=0.1,
-    lambda_dummy_lookup=0.0,
-    mean_delay=0.02,
-    exits=1,
-)
-
-
-#: Loopback carries 64 KiB datagrams: a mix packet in one, not a dozen fragments.
-DATAGRAM_SIZE: Final = 16384
 
 
 class _Demo:
@@ -110,10 +92,10 @@ class _Demo:
                 groups=DEMO_GROUPS,
                 seed=1,
                 mixes=self.mixes,
-                mixnet=DEMO_GROUPS_MIXNET,
+                mixnet=GROUP_MIXNET,
                 data_dir=Path(tmp),
                 watcher=self.watch,
-                datagram_size=DATAGRAM_SIZE,
+                datagram_size=GROUP_DATAGRAM_SIZE,
             ) as gn:
                 self.gn = gn
                 await self.scenario(gn)

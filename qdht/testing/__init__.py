@@ -28,7 +28,12 @@ from qdht.testing._echo import (
     echo_service,
 )
 from qdht.testing._faults import FaultInjector
-from qdht.testing._groupnet import GroupNetwork, open_group_network
+from qdht.testing._groupnet import (
+    GROUP_DATAGRAM_SIZE,
+    GROUP_MIXNET,
+    GroupNetwork,
+    open_group_network,
+)
 from qdht.testing._memory import DEFAULT_QUEUE_SIZE, MemoryNetwork, MemoryTransport
 from qdht.testing._mixnet import (
     AnonymousOutcomes,
@@ -44,6 +49,8 @@ __all__ = [
     "DEFAULT_QUEUE_SIZE",
     "DELIVER",
     "ECHO_TIMEOUT",
+    "GROUP_DATAGRAM_SIZE",
+    "GROUP_MIXNET",
     "STRATEGIES",
     "AdversarialNetwork",
     "AdversaryCore",

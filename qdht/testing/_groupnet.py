@@ -34,7 +34,23 @@ from qdht.testing._memory import MemoryNetwork
 from qdht.testing._mixnet import MixNetwork, open_mix_network
 from qdht.testing._sim import seeded_identity
 
-__all__ = ["GroupNetwork", "open_group_network"]
+__all__ = ["GROUP_DATAGRAM_SIZE", "GROUP_MIXNET", "GroupNetwork", "open_group_network"]
+
+#: A mixnet for groups on one machine: a payload that carries a whole signed
+#: group record (the largest, a leaf with its record around it, is 12 KB)
+#: until anonymous requests span packets; light cover traffic; one exit.
+GROUP_MIXNET = MixnetConfig(
+    user_payload_size=12288,
+    lambda_payload=2.0,
+    lambda_loop=0.1,
+    lambda_drop=0.1,
+    lambda_mix_loop=0.1,
+    lambda_dummy_lookup=0.0,
+    mean_delay=0.02,
+    exits=1,
+)
+#: Loopback carries 64 KiB datagrams: a mix packet in one, not a dozen fragments.
+GROUP_DATAGRAM_SIZE = 16384
 
 #: Runs beside a member's node while it is up (its events, say): ``(index, node)``.
 Watcher = Callable[[int, Node], Awaitable[None]]

@@ -9,22 +9,14 @@ import trio.testing
 
 from qdht.errors import ConfigError
 from qdht.groups import AnonymousDelivery, GroupsConfig
-from qdht.mixnet import MixnetConfig
-from qdht.testing import MemoryNetwork, open_mix_network
+from qdht.session import SessionConfig
+from qdht.testing import GROUP_DATAGRAM_SIZE, GROUP_MIXNET, MemoryNetwork, open_mix_network
 
 from .test_groups_net import GROUPS, join, logs, settle
 
 #: Group records are larger than one default payload (2 KiB): until anonymous
-#: requests span packets, a payload that carries a whole record.
-MIXNET = MixnetConfig(
-    user_payload_size=32768,
-    lambda_payload=2.0,
-    lambda_loop=0.1,
-    lambda_drop=0.1,
-    lambda_mix_loop=0.1,
-    lambda_dummy_lookup=0.0,
-    directory_interval=60.0,
-)
+#: requests span packets, a payload that carries a whole record (12,288 bytes).
+MIXNET = GROUP_MIXNET
 ANONYMOUS = attrs.evolve(GROUPS, delivery="anonymous", anonymous_poll=2.0)
 
 
@@ -34,7 +26,13 @@ async def test_a_group_talks_through_the_mixnet_and_holders_never_see_a_member(
     net = MemoryNetwork(seed=21)
     async with (
         open_mix_network(
-            5, 3, seed=21, network=net, mixnet=MIXNET, clients_config={"groups": ANONYMOUS}
+            5,
+            3,
+            seed=21,
+            network=net,
+            mixnet=MIXNET,
+            clients_config={"groups": ANONYMOUS},
+            session=SessionConfig(datagram_size=GROUP_DATAGRAM_SIZE),
         ) as mn,
         trio.open_nursery() as nursery,
     ):

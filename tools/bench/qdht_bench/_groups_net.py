@@ -29,24 +29,12 @@ from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht import sign_mutable
 from qdht.groups import GroupJoined, GroupNotice, GroupsConfig, record_key, record_salt
 from qdht.messaging import EpochChanged, GroupConfig
-from qdht.mixnet import MixnetConfig
-from qdht.testing import open_group_network
+from qdht.testing import GROUP_DATAGRAM_SIZE, GROUP_MIXNET, open_group_network
 from qdht_bench._common import BenchResult, median
 
 __all__ = ["add_network_arguments", "measure_agreement"]
 
-#: The mixnet of the measurement: a payload that carries a whole group record,
-#: light cover traffic (the process runs every node).
-BENCH_MIXNET = MixnetConfig(
-    user_payload_size=16384,
-    lambda_payload=2.0,
-    lambda_loop=0.1,
-    lambda_drop=0.1,
-    lambda_mix_loop=0.1,
-    lambda_dummy_lookup=0.0,
-    mean_delay=0.02,
-    exits=1,
-)
+BENCH_MIXNET = GROUP_MIXNET
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +82,7 @@ async def _agreement(args: argparse.Namespace, result: BenchResult, mixes: int) 
         holders=args.net_extra,
         mixnet=BENCH_MIXNET,
         watcher=watch,
+        datagram_size=GROUP_DATAGRAM_SIZE,
     ) as gn:
         members = [gn.member(i) for i in range(n)]
         gid = await members[0].groups.create()
