@@ -448,68 +448,92 @@ def _keys_from(obj: list[Any]) -> MemberKeys:
     return MemberKeys(bytes(leaf_seed), bytes(signature_seed), bytes(identity))
 
 
-def _epoch_obj(epoch: _Epoch) -> list[object]:
-    return [
-        epoch.group_id,
-        epoch.number,
-        [None if leaf is None else encode(leaf) for leaf in epoch.roster],
-        list(attrs.astuple(epoch.context)),
-        list(attrs.astuple(epoch.secrets)),
-        epoch.interim,
-        epoch.me,
-        _keys_obj(epoch.keys),
-    ]
+class _Writer:
+    """Encodes epochs for a saved state: each distinct leaf once, an epoch that is
+    also in the history by its position (a decided commit leads to one)."""
+
+    def __init__(self, history: Sequence[_Epoch]) -> None:
+        self.leaves: dict[bytes, int] = {}
+        self._history = {id(e): i for i, e in enumerate(history)}
+
+    def leaf(self, leaf: LeafNode | None) -> int | None:
+        if leaf is None:
+            return None
+        return self.leaves.setdefault(encode(leaf), len(self.leaves))
+
+    def epoch(self, epoch: _Epoch) -> list[object]:
+        return [
+            epoch.group_id,
+            epoch.number,
+            [self.leaf(leaf) for leaf in epoch.roster],
+            list(attrs.astuple(epoch.context)),
+            list(attrs.astuple(epoch.secrets)),
+            epoch.interim,
+            epoch.me,
+            _keys_obj(epoch.keys),
+        ]
+
+    def next_epoch(self, epoch: _Epoch | None) -> object:
+        if epoch is None:
+            return None
+        at = self._history.get(id(epoch))
+        return at if at is not None else self.epoch(epoch)
+
+    def candidate(self, candidate: _Candidate) -> list[object]:
+        changes = candidate.changes
+        return [
+            encode(candidate.commit),
+            candidate.hash,
+            self.next_epoch(candidate.next),
+            [
+                list(changes.added),
+                [[i, who] for i, who in changes.removed],
+                [[i, encode(kp)] for i, kp in changes.welcomes],
+            ],
+        ]
 
 
-def _leaf_from(data: bytes | None) -> LeafNode | None:
-    if data is None:
-        return None
-    leaf = decode(data, expect=(LeafNode,))
-    assert isinstance(leaf, LeafNode)
-    return leaf
+class _Reader:
+    """Decodes what :class:`_Writer` encoded."""
 
+    def __init__(self, leaves: list[bytes]) -> None:
+        self.leaves: list[LeafNode] = []
+        for data in leaves:
+            leaf = decode(data, expect=(LeafNode,))
+            assert isinstance(leaf, LeafNode)
+            self.leaves.append(leaf)
+        self.history: list[_Epoch] = []
 
-def _epoch_from(obj: list[Any]) -> _Epoch:
-    group_id, number, roster, context, secrets, interim, me, keys = obj
-    return _Epoch(
-        bytes(group_id),
-        int(number),
-        tuple(_leaf_from(leaf) for leaf in roster),
-        GroupContext(*context),
-        EpochSecrets(*secrets),
-        bytes(interim),
-        int(me),
-        _keys_from(keys),
-    )
+    def epoch(self, obj: list[Any]) -> _Epoch:
+        group_id, number, roster, context, secrets, interim, me, keys = obj
+        return _Epoch(
+            bytes(group_id),
+            int(number),
+            tuple(None if i is None else self.leaves[i] for i in roster),
+            GroupContext(*context),
+            EpochSecrets(*secrets),
+            bytes(interim),
+            int(me),
+            _keys_from(keys),
+        )
 
-
-def _candidate_obj(candidate: _Candidate) -> list[object]:
-    changes = candidate.changes
-    return [
-        encode(candidate.commit),
-        candidate.hash,
-        None if candidate.next is None else _epoch_obj(candidate.next),
-        [
-            list(changes.added),
-            [[i, who] for i, who in changes.removed],
-            [[i, encode(kp)] for i, kp in changes.welcomes],
-        ],
-    ]
-
-
-def _candidate_from(obj: list[Any]) -> _Candidate:
-    commit_data, digest, next_epoch, (added, removed, welcomes) = obj
-    commit = decode(commit_data, expect=(Commit,))
-    assert isinstance(commit, Commit)
-    kps = [(int(i), decode(kp, expect=(KeyPackage,))) for i, kp in welcomes]
-    changes = _Changes(
-        tuple(int(i) for i in added),
-        tuple((int(i), bytes(who)) for i, who in removed),
-        tuple((i, kp) for i, kp in kps if isinstance(kp, KeyPackage)),
-    )
-    return _Candidate(
-        commit, bytes(digest), None if next_epoch is None else _epoch_from(next_epoch), changes
-    )
+    def candidate(self, obj: list[Any]) -> _Candidate:
+        commit_data, digest, next_epoch, (added, removed, welcomes) = obj
+        commit = decode(commit_data, expect=(Commit,))
+        assert isinstance(commit, Commit)
+        kps = [(int(i), decode(kp, expect=(KeyPackage,))) for i, kp in welcomes]
+        changes = _Changes(
+            tuple(int(i) for i in added),
+            tuple((int(i), bytes(who)) for i, who in removed),
+            tuple((i, kp) for i, kp in kps if isinstance(kp, KeyPackage)),
+        )
+        if next_epoch is None:
+            following = None
+        elif isinstance(next_epoch, int):
+            following = self.history[next_epoch]
+        else:
+            following = self.epoch(next_epoch)
+        return _Candidate(commit, bytes(digest), following, changes)
 
 
 # ------------------------------------------------------------------- group
@@ -573,19 +597,19 @@ class Group:
         epoch older than ``keep_epochs``, a used message key, a consumed tree
         node are not in it.
         """
+        writer = _Writer(self._history)
+        history = [writer.epoch(e) for e in self._history]
+        slots = [
+            [n, slot.decided, [writer.candidate(c) for c in slot.candidates.values()]]
+            for n, slot in sorted(self._slots.items())
+        ]
         return dumps_canonical(
             {
                 "v": _STATE_VERSION,
-                "history": [_epoch_obj(e) for e in self._history],
+                "leaves": list(writer.leaves),
+                "history": history,
                 "trees": [[eid, tree.to_obj()] for eid, tree in sorted(self._trees.items())],
-                "slots": [
-                    [
-                        n,
-                        slot.decided,
-                        [_candidate_obj(c) for _, c in sorted(slot.candidates.items())],
-                    ]
-                    for n, slot in sorted(self._slots.items())
-                ],
+                "slots": slots,
                 "proposals": [encode(p) for p in self._proposals.values()],
                 "updates": [[ref, _keys_obj(k)] for ref, k in self._pending_updates.items()],
                 "active": self._active,
@@ -611,14 +635,16 @@ class Group:
             obj = loads_canonical(data, _STATE_LIMITS)
             if obj["v"] != _STATE_VERSION:
                 raise ConfigError(f"unknown group state version {obj['v']!r}")
-            history = [_epoch_from(e) for e in obj["history"]]
+            reader = _Reader(obj["leaves"])
+            history = [reader.epoch(e) for e in obj["history"]]
+            reader.history = history
             group = cls(history[0], config=config, random=random, key_distribution=key_distribution)
             group._history = history
             group._trees = {bytes(eid): SecretTree.from_obj(t) for eid, t in obj["trees"]}
             for n, decided, candidates in obj["slots"]:
                 slot = _Slot(now, decided=None if decided is None else bytes(decided))
                 for c in candidates:
-                    candidate = _candidate_from(c)
+                    candidate = reader.candidate(c)
                     slot.candidates[candidate.hash] = candidate
                 group._slots[int(n)] = slot
             for p in obj["proposals"]:
@@ -628,7 +654,7 @@ class Group:
             for ref, k in obj["updates"]:
                 group._pending_updates[bytes(ref)] = _keys_from(k)
             group._active = bool(obj["active"])
-        except (KeyError, TypeError, ValueError, DecodeError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, DecodeError) as exc:
             raise ConfigError(f"not a saved group state: {exc}") from None
         return group
 

@@ -15,7 +15,9 @@ and its own sealed secret (the research estimate for a flat commit was
 5.9 KB).  Baselines in the same run: one HPKE seal and open to one leaf
 (X-Wing, the unit of flat key distribution), one ML-DSA-65 signature and
 verification.  Messages: seal and open of a 100-byte message padded to
-2048 bytes.
+2048 bytes.  Saved state: the size of a member's saved group state
+(12-groups.md §13, written before each message it sends) and the CPU time
+to encode it.
 
 Network (``--net-members``, default 10; 0 skips it): the time until every
 member of a group on a loopback network agrees on a new epoch, with direct
@@ -157,6 +159,10 @@ def run(args: argparse.Namespace) -> BenchResult:
         leaf = receiver.leaf(receiver.index)
         assert leaf is not None
         leaf_bytes = len(encode(leaf))
+        # What a member saves before each message it sends (12-groups.md §13).
+        dumps = [_timed(receiver.dump) for _ in range(5)]
+        result.add(f"n{n}_saved_state_bytes", len(dumps[0][1]))
+        result.add(f"n{n}_saved_state_dump_ms", median([ms for ms, _ in dumps]))
     members = _build(10, rng)
     sender, reader = members[1], members[2]
     text = bytes(100)
