@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from qdht.groups import slot_part_name, welcome_signing_key
+from qdht.groups import record_key, slot_part_name, welcome_signing_key
 from qdht.messaging import GroupInvitations, key_package_ref
 from qdht.wire import KeyPackage, decode
 
@@ -56,4 +56,26 @@ async def test_replays_second_writes_and_misdirected_welcomes_are_refused(
         assert c.stats()["drops"].get("groups.welcome-not-for-us", 0) >= 1
         assert c.groups.groups() == []
         assert slot_part_name(old_slot, 1) != slot_part_name(welcome, 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_records_of_superseded_epochs_are_no_longer_republished(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network(6, seed=32) as sim, trio.open_nursery() as nursery:
+        a, b = sim.nodes[:2]
+        la, lb = await logs(nursery, [a, b])
+        gid = await a.groups.create()
+        await join(a, b, gid, lb)
+        group_a, group_b = a.groups.group(gid), b.groups.group(gid)
+        first = record_key(group_a.slot_key(), b"slot")
+        await a.groups.update(gid)
+        assert first in a.published()  # its epoch is still kept
+        for _ in range(GROUPS.group.keep_epochs + 1):
+            await a.groups.update(gid)
+        await settle([group_a, group_b], la)
+        assert first not in a.published()
+        # What it wrote for the kept epochs is still kept alive.
+        assert record_key(group_a.slot_key(), b"slot") not in a.published()  # not written yet
+        assert len(a.published()) > 0
         nursery.cancel_scope.cancel()
