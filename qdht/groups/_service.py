@@ -206,6 +206,7 @@ class _Runner:
         self.pieces: dict[tuple[int, int], list[bytes]] = {}
         self.pending: _Pending | None = None
         self.leaves_stored: set[bytes] = set()
+        self.holding = False
 
     # -- saved state (12 §13) --------------------------------------------
 
@@ -268,10 +269,12 @@ class _Runner:
     async def _timer(self) -> None:
         while True:
             self.wake = wake = trio.Event()
-            when = self.group.get_timer()
+            # While a commit of ours is on its way to the slot its window stays
+            # open: applying it before the slot holds it could leave us alone.
+            when = None if self.holding else self.group.get_timer()
             with trio.move_on_at(math.inf if when is None else when):
                 await wake.wait()
-            if when is not None and trio.current_time() >= when:
+            if when is not None and trio.current_time() >= when and not self.holding:
                 self.group.handle_timer(trio.current_time())
                 self._after()
 
@@ -500,8 +503,27 @@ class _Runner:
         """Write a commit's records, the slot last; wait for the epoch's decision."""
         group = self.group
         epoch = pending.epoch
+        self.written.add(pending.parts[0])
+        self.holding = True
+        try:
+            await self._write_commit(pending, key)
+        finally:
+            self.holding = False
+            self.wake.set()
+        if group.epoch == epoch:
+            await changed.wait()
+        won = self.winners.get(epoch + 1) == pending.commit_hash
+        if won and pending.welcomes:
+            await self._welcome(dict(pending.welcomes))
+        self.pending = None
+        self.face.changed(self)
+        return won
+
+    async def _write_commit(self, pending: _Pending, key: MLDSAPrivateKey) -> None:
+        """The sealed secrets and further pieces, then the slot (12 §12)."""
+        group = self.group
+        epoch = pending.epoch
         part0 = pending.parts[0]
-        self.written.add(part0)
         expires = pending.expires
         async with trio.open_nursery() as nursery:
             for leaf, sealed in pending.sealed:
@@ -518,14 +540,6 @@ class _Runner:
             group.withdraw(pending.commit_hash)
             self.face.core.counts["slot_taken"] += 1
             self._after()
-        if group.epoch == epoch:
-            await changed.wait()
-        won = self.winners.get(epoch + 1) == pending.commit_hash
-        if won and pending.welcomes:
-            await self._welcome(dict(pending.welcomes))
-        self.pending = None
-        self.face.changed(self)
-        return won
 
     async def _welcome(self, welcomes: dict[bytes, bytes]) -> None:
         """Our commit won: store the roster's leaves, then each joiner's Welcome (12 §8)."""

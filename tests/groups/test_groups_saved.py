@@ -115,3 +115,45 @@ async def test_a_message_leaves_only_after_its_key_is_gone_from_the_disk(
         # A crash at the moment either message left would restart past its key.
         assert seen == [{epoch: 1}, {epoch: 2}]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_commit_cut_short_by_a_crash_goes_on_after_the_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    identity = Identity.generate(0)
+    async with network(6, seed=13) as sim, trio.open_nursery() as nursery:
+        a = sim.nodes[0]
+        (la,) = await logs(nursery, [a])
+        async with trio.open_nursery() as first:
+            d = await _open(sim, identity, tmp_path, first)
+            (ld,) = await logs(first, [d])
+            gid = await a.groups.create()
+            await join(a, d, gid, ld)
+            epoch = a.groups.group(gid).epoch
+            store = d.groups.delivery.store
+
+            async def dies_before_the_slot(*args: Any, **kwargs: Any) -> bool:
+                if args[1] == b"slot":
+                    await trio.sleep_forever()  # the process dies here
+                return await store(*args, **kwargs)
+
+            d.groups.delivery.store = dies_before_the_slot  # type: ignore[method-assign]
+            first.start_soon(d.groups.update, gid)
+            await trio.sleep(5)
+            ((_, _, runner),) = GroupStore(tmp_path / GROUPS_FILE).groups()
+            pending = loads_canonical(runner, LIMITS)["pending"]
+            assert pending is not None  # the commit was saved before anything left
+            d.stop_event.set()  # type: ignore[attr-defined]
+            first.cancel_scope.cancel()
+        assert a.groups.group(gid).epoch == epoch  # nobody saw it
+        async with trio.open_nursery() as second:
+            d = await _open(sim, identity, tmp_path, second)
+            group_a, group_d = a.groups.group(gid), d.groups.group(gid)
+            # The same commit is written again and wins: both move to the next epoch.
+            await settle([group_a, group_d], la)
+            await la.until(lambda: group_a.epoch == epoch + 1)
+            await settle([group_a, group_d], la)
+            assert group_a.epoch_authenticator == group_d.epoch_authenticator
+            d.stop_event.set()  # type: ignore[attr-defined]
+            second.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
