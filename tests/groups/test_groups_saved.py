@@ -46,6 +46,17 @@ async def _open(sim: SimNetwork, identity: Identity, data_dir: Path, stack: trio
     return node
 
 
+async def _joined(
+    sim: SimNetwork, a: Node, identity: Identity, data_dir: Path, nursery: trio.Nursery
+) -> tuple[Node, bytes]:
+    """A node with ``data_dir`` started, and added to a new group of ``a``'s."""
+    d = await _open(sim, identity, data_dir, nursery)
+    (ld,) = await logs(nursery, [d])
+    gid = await a.groups.create()
+    await join(a, d, gid, ld)
+    return d, gid
+
+
 async def test_a_restarted_member_goes_on_in_its_group(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -54,10 +65,7 @@ async def test_a_restarted_member_goes_on_in_its_group(
         a = sim.nodes[0]
         (la,) = await logs(nursery, [a])
         async with trio.open_nursery() as first:
-            d = await _open(sim, identity, tmp_path, first)
-            (ld,) = await logs(first, [d])
-            gid = await a.groups.create()
-            await join(a, d, gid, ld)
+            d, gid = await _joined(sim, a, identity, tmp_path, first)
             await d.groups.send(gid, b"before the restart")
             await la.until(lambda: la.messages() == [b"before the restart"])
             await d.groups.flush()
@@ -125,10 +133,7 @@ async def test_a_commit_cut_short_by_a_crash_goes_on_after_the_restart(
         a = sim.nodes[0]
         (la,) = await logs(nursery, [a])
         async with trio.open_nursery() as first:
-            d = await _open(sim, identity, tmp_path, first)
-            (ld,) = await logs(first, [d])
-            gid = await a.groups.create()
-            await join(a, d, gid, ld)
+            d, gid = await _joined(sim, a, identity, tmp_path, first)
             epoch = a.groups.group(gid).epoch
             store = d.groups.delivery.store
 
