@@ -164,13 +164,12 @@ function terminalCommands(geo, recipient, delayMs, surbId) {
 }
 
 /**
- * Parse a decrypted slot's commands (§5). Returns
- * `{ nextHop, nextMac, delayMs }` or `{ recipient, delayMs, surbId }`;
- * any other slot raises MixDrop('bad-commands').
+ * Parse a decrypted slot's commands (§5), in whatever order they come.
+ * Returns `{ nextHop, nextMac, delayMs }` or `{ recipient, delayMs, surbId }`;
+ * a slot breaking §5's rules raises MixDrop('bad-commands').
  */
 export function parseCommands(cmds) {
   const seen = new Map();
-  const order = [];
   let o = 0;
   const body = { [CMD_NEXT_HOP]: 64, [CMD_RECIPIENT]: 32, [CMD_SURB_REPLY]: SURB_ID_SIZE, [CMD_DELAY]: 4 };
   while (o < cmds.length && cmds[o] !== 0x00) {
@@ -180,22 +179,21 @@ export function parseCommands(cmds) {
     if (seen.has(code)) throw new MixDrop('bad-commands', `command 0x${code.toString(16)} twice`);
     if (o + 1 + n > cmds.length) throw new MixDrop('bad-commands', 'command body past the commands');
     seen.set(code, cmds.subarray(o + 1, o + 1 + n));
-    order.push(code);
     o += 1 + n;
   }
   if (!isZero(cmds.subarray(o))) throw new MixDrop('bad-commands', 'non-zero bytes after the end of the commands');
-  const key = order.join(',');
-  const delayMs = seen.has(CMD_DELAY) ? readU32(seen.get(CMD_DELAY), 0) : 0;
-  // The two slot shapes of §5, in their order: nothing else is a slot.
-  if (key === `${CMD_NEXT_HOP},${CMD_DELAY}`) {
+  // The rules of §5, in any order: one of 01 and 02, one 80, 03 only with 02.
+  const hop = seen.has(CMD_NEXT_HOP);
+  if (hop === seen.has(CMD_RECIPIENT)) throw new MixDrop('bad-commands', 'exactly one of next hop and recipient');
+  if (!seen.has(CMD_DELAY)) throw new MixDrop('bad-commands', 'no delay');
+  if (hop && seen.has(CMD_SURB_REPLY)) throw new MixDrop('bad-commands', 'SURB reply on a forwarding slot');
+  const delayMs = readU32(seen.get(CMD_DELAY), 0);
+  if (hop) {
     const b = seen.get(CMD_NEXT_HOP);
     return { nextHop: b.slice(0, 32), nextMac: b.slice(32, 64), delayMs };
   }
-  if (key === `${CMD_RECIPIENT},${CMD_DELAY}` || key === `${CMD_RECIPIENT},${CMD_DELAY},${CMD_SURB_REPLY}`) {
-    const surb = seen.get(CMD_SURB_REPLY);
-    return { recipient: seen.get(CMD_RECIPIENT).slice(), delayMs, surbId: surb ? surb.slice() : null };
-  }
-  throw new MixDrop('bad-commands', `command sequence ${order.map((c) => c.toString(16)).join(' ') || '(none)'}`);
+  const surb = seen.get(CMD_SURB_REPLY);
+  return { recipient: seen.get(CMD_RECIPIENT).slice(), delayMs, surbId: surb ? surb.slice() : null };
 }
 
 // ---------------------------------------------------------------- §6.1 creation
@@ -275,6 +273,9 @@ export function decodePayload(geo, payload) {
   const start = 3 + geo.surb;
   if (!isZero(payload.subarray(start + length))) throw new MixDrop('bad-framing', 'non-zero padding');
   const slot = payload.subarray(3, start);
+  // A request's slot holds a reply block (its header's version first); any other kind's is zero.
+  if (kind === PAYLOAD_KIND.request ? slot[0] !== VERSION[0] || slot[1] !== VERSION[1] : !isZero(slot))
+    throw new MixDrop('bad-framing', kind === PAYLOAD_KIND.request ? 'reply block of another version' : 'non-zero SURB slot');
   return {
     kind,
     surb: kind === PAYLOAD_KIND.request ? slot.slice() : null,

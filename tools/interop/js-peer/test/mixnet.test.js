@@ -279,7 +279,7 @@ test('a geometry digest salts the keys: same size, other U digest fails the MAC'
   assert.notEqual(toHex(hopKeys(a, new Uint8Array(32)).mac), toHex(hopKeys(b, new Uint8Array(32)).mac));
 });
 
-test('routing commands: the two slot shapes of §5 and nothing else', () => {
+test('routing commands: the rules of §5, in any order', () => {
   const id = new Uint8Array(32).fill(7);
   const pad = (b) => Uint8Array.from([...b, ...new Array(70 - b.length).fill(0)]);
   const fwd = [1, ...id, ...id, 0x80, 0, 0, 1, 0];
@@ -288,8 +288,12 @@ test('routing commands: the two slot shapes of §5 and nothing else', () => {
   assert.equal(parseCommands(pad(term)).surbId, null);
   assert.equal(parseCommands(pad([...term, 3, ...new Array(16).fill(9)])).surbId.length, 16);
   const bad = (b, why) => assert.throws(() => parseCommands(pad(b)), (e) => e instanceof MixDrop && e.reason === 'bad-commands', why);
-  bad([0x80, 0, 0, 0, 5, 2, ...id], 'delay first');
+  // The layouts of §5 are what a sender writes; a receiver checks the rules (10-mixnet.md §5, findings).
+  assert.equal(parseCommands(pad([0x80, 0, 0, 0, 5, 2, ...id])).delayMs, 5);
+  assert.equal(parseCommands(pad([3, ...new Array(16).fill(9), 2, ...id, 0x80, 0, 0, 0, 5])).surbId[0], 9);
   bad([2, ...id], 'no delay');
+  // With C = 70, 01 leaves room for 80 only: 01 with 02 or 03 runs past the commands.
+  bad([0x80, 0, 0, 0, 5, 3, ...new Array(16).fill(9), 1, ...id, ...id].slice(0, 70), 'SURB reply and next hop: past C');
   bad([2, ...id, 0x80, 0, 0, 0, 5, 0x80, 0, 0, 0, 5], 'delay twice');
   bad([2, ...id, 0x80, 0, 0, 0, 5, 0, 1], 'non-zero after the end');
   bad([2, ...id, 0x80, 0, 0, 0, 5, 0x42], 'unknown code');
@@ -311,6 +315,9 @@ test('payload framing (§7.1): kinds, lengths, padding', () => {
   drop(long, 'length > U');
   drop(flip(ok, ok.length - 1), 'padding');
   drop(ok.subarray(1), 'size');
+  drop(flip(ok, 100), 'a non-zero SURB slot in a message');
+  const req = encodePayload(geo, PAYLOAD_KIND.request, new Uint8Array(0), new Uint8Array(geo.surb));
+  drop(req, 'a request whose reply block is not version 1');
   assert.throws(() => encodePayload(geo, PAYLOAD_KIND.request, new Uint8Array(0)), /reply block/);
   assert.throws(() => encodePayload(geo, PAYLOAD_KIND.message, new Uint8Array(257)), /at most U/);
 });
