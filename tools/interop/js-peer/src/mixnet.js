@@ -383,13 +383,44 @@ export function unwrap(geo, key, packet) {
 }
 
 /**
+ * The replay store of one epoch key (§8.1): a Bloom filter sized for `n`
+ * tags at false-positive rate `p`, `k` positions from the tag by double
+ * hashing (the tag is a SHA-256 output: its first two 32-bit words).
+ */
+export class ReplayFilter {
+  constructor(n = 1_000_000, p = 1e-6) {
+    this.m = Math.ceil((-n * Math.log(p)) / Math.LN2 ** 2);
+    this.k = Math.max(1, Math.round((this.m / n) * Math.LN2));
+    this.bits = new Uint8Array(Math.ceil(this.m / 8));
+  }
+
+  #positions(tag) {
+    const h1 = readU32(tag, 0);
+    const h2 = (readU32(tag, 4) | 1) >>> 0;
+    const out = [];
+    for (let i = 0; i < this.k; i++) out.push((h1 + i * h2) % this.m);
+    return out;
+  }
+
+  has(tag) {
+    return this.#positions(tag).every((b) => (this.bits[b >>> 3] & (1 << (b & 7))) !== 0);
+  }
+
+  add(tag) {
+    for (const b of this.#positions(tag)) this.bits[b >>> 3] |= 1 << (b & 7);
+  }
+}
+
+/**
  * A mix's epoch keys (§8.1), each with its own replay store, and the
  * per-reason drop counters (§8.2). `receive` never throws on remote input.
+ * `replay` sizes each store (`{ n, p }`, the reference's by default).
  */
 export class MixKeyring {
-  constructor(geo) {
+  constructor(geo, replay = {}) {
     this.geo = geo;
-    /** epoch → { key (expanded X-Wing), replay (Set of hex tags) } */
+    this.replay = { n: 1_000_000, p: 1e-6, ...replay };
+    /** epoch → { key (expanded X-Wing), replay (ReplayFilter) } */
     this.epochs = new Map();
     this.drops = Object.create(null);
     this.processed = 0;
@@ -400,7 +431,7 @@ export class MixKeyring {
     if (!Number.isInteger(epoch) || epoch < 0) throw new RangeError('epoch: a non-negative integer expected');
     if (this.epochs.has(epoch)) throw new Error(`epoch ${epoch}: key already held`);
     const key = xwingExpand(seed);
-    this.epochs.set(epoch, { key, replay: new Set() });
+    this.epochs.set(epoch, { key, replay: new ReplayFilter(this.replay.n, this.replay.p) });
     return key.pk;
   }
 
@@ -426,13 +457,12 @@ export class MixKeyring {
     try {
       const parts = splitPacket(this.geo, packet);
       const tag = replayTag(parts.ct);
-      const tagHex = Buffer.from(tag).toString('hex');
       const held = this.#order(current);
-      if (held.some((h) => h.replay.has(tagHex))) return this.#drop('replay');
+      if (held.some((h) => h.replay.has(tag))) return this.#drop('replay');
       for (const h of held) {
         const ok = tryKey(this.geo, h.key, parts);
         if (!ok) continue;
-        h.replay.add(tagHex); // step 4: only with the MAC verified
+        h.replay.add(tag); // step 4: only with the MAC verified
         const out = unwrapVerified(this.geo, parts, ok.keys);
         this.processed++;
         return { tag, ...out };

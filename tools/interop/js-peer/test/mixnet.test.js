@@ -22,6 +22,7 @@ import {
   parseCommands,
   unwrap,
   MixKeyring,
+  ReplayFilter,
   MixDrop,
   PAYLOAD_KIND,
 } from '../src/mixnet.js';
@@ -184,6 +185,17 @@ test('a MAC failure does not enter the replay store (§6.2 step 4)', () => {
   assert.equal(ring.receive(flip(good, 3000)).reason, 'bad-mac'); // same ct, forged routing
   assert.equal(ring.receive(good).result, 'forward');
   assert.equal(ring.receive(good).reason, 'replay');
+});
+
+test('replay store: the reference sizing of §8.1, no false negative, few false positives', () => {
+  const ref = new ReplayFilter();
+  assert.deepEqual([ref.m, ref.k], [28755176, 20]); // ≈ 3.6 MB, k = 20
+  const f = new ReplayFilter(1000, 1e-3);
+  const tags = Array.from({ length: 1000 }, (_, i) => sha256(Uint8Array.of(i >> 8, i & 0xff)));
+  for (const t of tags) f.add(t);
+  assert.ok(tags.every((t) => f.has(t)));
+  const fresh = Array.from({ length: 5000 }, (_, i) => sha256(Uint8Array.of(1, i >> 8, i & 0xff)));
+  assert.ok(fresh.filter((t) => f.has(t)).length < 25, 'about p = 0.1 % of fresh tags');
 });
 
 test('epoch keys: current, next and previous unwrap; an erased key fails the MAC (§8.1)', () => {
