@@ -132,7 +132,9 @@ export class MixRole {
   /** A `packet` from a peer (§6.2, §8.2). Never throws. */
   onPacket(peerId, data, _addr, now = this.now()) {
     this.stats.received++;
-    if (!this.allow(hexOf(peerId), now)) return this.drop('rate-limited');
+    // Only a packet that would be decapsulated spends a token (§8.2).
+    const costly = data.length === this.geo.packet;
+    if (costly && !this.allow(hexOf(peerId), now)) return this.drop('rate-limited');
     if (this.held >= this.cfg.maxHeld) return this.drop('queue-full');
     const out = this.ring.receive(data, epochOf(now, this.cfg.epochPeriod));
     if (out.result === 'drop') return undefined;

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { xwingExpand, xwingDecaps } from '../src/crypto.js';
+import { decodeMessage } from '../src/messages.js';
 import {
   geometry,
   hopKeys,
@@ -150,6 +151,12 @@ test('surb_reply vector: the SURB, the reply packet, every hop, the opened paylo
   assert.equal(toHex(opened), r.reply_payload);
   // A block changed on the way does not open.
   assert.throws(() => openReply(GEO, state, flip(last.payload, 500)), (e) => e instanceof MixDrop && e.reason === 'bad-payload');
+});
+
+test('the valid mix-packet messages carry the forward and reply packets', () => {
+  const valid = V.tests.filter((t) => t.result === 'valid');
+  const data = valid.map((t) => toHex(decodeMessage(hex(t.cbor), ['mix-packet']).msg.data));
+  assert.deepEqual(data, [V.forward.packet, V.surb_reply.packet]);
 });
 
 test('rejected vectors: each dropped at its hop for its stated reason (§2, §6.2, §7.2)', () => {

@@ -114,11 +114,13 @@ test('limits: a full queue and the per-session rate drop packets (§8.2)', () =>
   const h = harness({ maxHeld: 1, burst: 2, rate: 1 });
   const one = packetThrough(h.role).packet;
   const two = packetThrough(h.role).packet;
+  h.role.onPacket(PROBE, two.subarray(1), PROBE_ADDR); // wrong size: no decapsulation, no token
   h.role.onPacket(PROBE, one, PROBE_ADDR);
   h.role.onPacket(PROBE, two, PROBE_ADDR); // one is held: no room
   assert.equal(h.role.stats.drops['queue-full'], 1);
   h.role.onPacket(PROBE, two, PROBE_ADDR); // the burst of 2 is spent
   assert.equal(h.role.stats.drops['rate-limited'], 1);
+  assert.equal(h.role.stats.drops['wrong-size'], 1);
   h.advance(1); // one token back, and room again
   h.role.onPacket(PROBE, two, PROBE_ADDR);
   h.advance(1);
