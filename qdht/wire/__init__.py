@@ -308,6 +308,8 @@ else:
 
     def __getattr__(name: str) -> Any:
         """A name of a lazy message module: import the modules in turn until one has it."""
+        if name.startswith("__"):  # probes such as __wrapped__ load nothing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         for module_name in LAZY_MESSAGE_MODULES:
             module = importlib.import_module(module_name)
             if name in module.__all__:

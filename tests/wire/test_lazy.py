@@ -35,6 +35,7 @@ _FRESH = """
 import sys
 import qdht.wire as wire
 from qdht.errors import DecodeError
+assert not hasattr(wire, "__wrapped__")  # a probe loads nothing
 lazy = [m for m in wire.LAZY_MESSAGE_MODULES if m in sys.modules]
 assert lazy == [], lazy
 data = bytes.fromhex(sys.argv[1])
