@@ -177,7 +177,14 @@ class MixClient(Party[ReplyReceived]):
         self._judge_loops(now)
 
     def stats(self) -> dict[str, Any]:
-        return {**self._stats(len(self._queue)), "pending_replies": len(self._replies)}
+        newest = self._directories[max(self._directories)] if self._directories else None
+        return {
+            **self._stats(len(self._queue)),
+            "pending_replies": len(self._replies),
+            # The newest verified directory: what the page shows (issue 19).
+            "directory_epoch": None if newest is None else newest.epoch,
+            "directory_mixes": 0 if newest is None else len(newest.mixes),
+        }
 
     def loop_latencies(self) -> list[float]:
         """Send-to-return seconds of the latest loops: one-way latency of an L-hop path."""

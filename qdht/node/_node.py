@@ -54,7 +54,6 @@ from qdht.dht import (
     RequestFailed,
     RoutingTable,
     RpcPart,
-    SqliteRecordStore,
     ValidRecord,
     WatchPart,
     WatchUpdate,
@@ -101,7 +100,6 @@ from qdht.transport import (
     DatagramTransport,
     MultiTransport,
     open_udp_transport,
-    open_websocket_transport,
 )
 from qdht.wire import (
     KEY_SIZE,
@@ -303,6 +301,8 @@ class Node:
         limits, record_limits = self.config.storage, self.config.record_limits
         if self._data_dir is None:
             return MemoryRecordStore(limits, record_limits=record_limits)
+        from qdht.dht import SqliteRecordStore  # sqlite3 only with a data directory
+
         return SqliteRecordStore(self._data_dir / RECORDS_FILE, limits, record_limits=record_limits)
 
     def _restore_routing(self, now: float) -> None:
@@ -1226,6 +1226,8 @@ async def _open_transports(config: Config) -> AsyncIterator[DatagramTransport]:
             if kind == "udp":
                 transports.append(await stack.enter_async_context(open_udp_transport(host, port)))
             else:
+                from qdht.transport import open_websocket_transport  # only when listening on ws
+
                 transports.append(
                     await stack.enter_async_context(open_websocket_transport(host, port))
                 )
