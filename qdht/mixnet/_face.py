@@ -244,7 +244,7 @@ class AnonymousFace:
         finally:
             limiter.release_on_behalf_of(request)
         if request.surb is not None:
-            self.core.answer(request.surb, answer, trio.current_time())
+            self.core.answer_request(request, answer, trio.current_time())
             await node.flush()
 
     async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:

@@ -223,6 +223,7 @@ from qdht.wire._groups import (
 from qdht.wire._anon import (
     ANON_RECORD_TYPES,
     ANON_STATUSES,
+    MAX_ANSWER_FRAGMENTS,
     AnonAnswer,
     AnonGet,
     AnonPut,
@@ -290,6 +291,7 @@ __all__ = [
     "MAC_INPUT_HEAD",
     "MAC_SIZE",
     "MAX_ADDRESSES",
+    "MAX_ANSWER_FRAGMENTS",
     "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",
