@@ -376,6 +376,9 @@ def mixnet_service(config: MixnetConfig) -> Any:
             on_event=face.on_event,
             tasks=(face.directory_task, face.exit_task),
             face=face,
+            # Its deadlines are release times (delays, Poisson sends): a
+            # stalled process must catch up, not wait as long again (§8.2).
+            stall_grace=False,
         )
 
     return factory
