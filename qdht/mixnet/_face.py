@@ -244,7 +244,7 @@ class AnonymousFace:
         finally:
             limiter.release_on_behalf_of(request)
         if request.surb is not None:
-            self.core.answer(request.surb, answer, trio.current_time())
+            self.core.answer_request(request, answer, trio.current_time())
             await node.flush()
 
     async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:
@@ -376,6 +376,9 @@ def mixnet_service(config: MixnetConfig) -> Any:
             on_event=face.on_event,
             tasks=(face.directory_task, face.exit_task),
             face=face,
+            # Its deadlines are release times (delays, Poisson sends): a
+            # stalled process must catch up, not wait as long again (§8.2).
+            stall_grace=False,
         )
 
     return factory

@@ -156,10 +156,14 @@ class MixRole(Party[MessageReceived | KeysRotated]):
         if self._next_loop is None and self.config.lambda_mix_loop > 0:
             self._next_loop = now + self._random.expovariate(self.config.lambda_mix_loop)
 
-    def reply(self, surb: Surb, data: bytes, now: float) -> None:
-        """Answer a request through its reply block (this mix was the exit)."""
+    def reply(self, surb: Surb, data: bytes, now: float, *, kind: int = KIND_MESSAGE) -> None:
+        """Answer a request through its reply block (this mix was the exit).
+
+        ``kind``: ``KIND_MESSAGE``, or ``KIND_REPLY_FRAGMENT`` for one fragment
+        of a larger answer (§14.6).
+        """
         first_hop, packet = surb_reply_packet(
-            self.geometry, surb, encode_payload(self.geometry, KIND_MESSAGE, data)
+            self.geometry, surb, encode_payload(self.geometry, kind, data)
         )
         self._counts["replies_sent"] += 1
         if first_hop == self.node_id:  # the reply path starts here: mix it like any packet

@@ -264,6 +264,7 @@ if TYPE_CHECKING:
     from qdht.wire._anon import (
         ANON_RECORD_TYPES,
         ANON_STATUSES,
+        MAX_ANSWER_FRAGMENTS,
         AnonAnswer,
         AnonGet,
         AnonPut,
@@ -344,6 +345,7 @@ __all__ = [
     "MAC_INPUT_HEAD",
     "MAC_SIZE",
     "MAX_ADDRESSES",
+    "MAX_ANSWER_FRAGMENTS",
     "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",

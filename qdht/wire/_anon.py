@@ -19,10 +19,21 @@ from qdht.wire._fields import FieldReader, child_path
 from qdht.wire._records import ImmutableRecord, MutableRecord, Tombstone, decode_record
 from qdht.wire._registry import register
 
-__all__ = ["ANON_RECORD_TYPES", "ANON_STATUSES", "AnonAnswer", "AnonGet", "AnonPut", "AnonRecord"]
+__all__ = [
+    "ANON_RECORD_TYPES",
+    "ANON_STATUSES",
+    "MAX_ANSWER_FRAGMENTS",
+    "AnonAnswer",
+    "AnonGet",
+    "AnonPut",
+    "AnonRecord",
+]
 
-#: What an exit reports: a record found, none found, the record stored, or failure.
-ANON_STATUSES: Final = frozenset({"found", "not-found", "stored", "failed"})
+#: What an exit reports: a record found, none found, the record stored, or failure;
+#: or that the answer needs more reply blocks than the request carried (§14.6).
+ANON_STATUSES: Final = frozenset({"found", "not-found", "stored", "failed", "too-large"})
+#: A fragment count is one byte (10-mixnet.md §14.6).
+MAX_ANSWER_FRAGMENTS: Final = 255
 
 #: The records an anonymous operation carries: one record under one key.
 AnonRecord = ImmutableRecord | MutableRecord | Tombstone
@@ -90,11 +101,16 @@ class AnonPut:
 @register
 @attrs.frozen
 class AnonAnswer:
-    """EXIT_ANSWER: how the exit's operation ended; ``record`` only with ``found``."""
+    """EXIT_ANSWER: how the exit's operation ended; ``record`` only with ``found``.
+
+    ``too-large``: the answer takes ``fragments`` reply blocks (2..255), more
+    than the request brought; the asker may ask again with that many.
+    """
 
     TYPE: ClassVar[str] = "exit_answer"
     status: str = attrs.field()
     record: AnonRecord | None = attrs.field(default=None)
+    fragments: int | None = attrs.field(default=None)
 
     @status.validator
     def _check_status(self, _: attrs.Attribute[Any], value: object) -> None:
@@ -108,10 +124,19 @@ class AnonAnswer:
         if value is not None:
             _check_single(self, attribute, value)
 
+    @fragments.validator
+    def _check_fragments(self, _: attrs.Attribute[Any], value: object) -> None:
+        if (value is not None) != (self.status == "too-large"):
+            raise ConfigError("an answer carries fragments exactly when its status is 'too-large'")
+        if value is not None and (type(value) is not int or not 2 <= value <= 255):
+            raise ConfigError(f"fragments must be an integer in 2..255, got {value!r}")
+
     def to_cbor(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"type": self.TYPE, "status": self.status}
         if self.record is not None:
             obj["record"] = self.record.to_cbor()
+        if self.fragments is not None:
+            obj["fragments"] = self.fragments
         return obj
 
     @classmethod
@@ -120,9 +145,16 @@ class AnonAnswer:
         reader.type_tag(cls.TYPE)
         status = reader.text("status", max_len=16, choices=ANON_STATUSES)
         record = reader.nested("record", _parse_single, optional=True)
+        fragments = reader.uint(
+            "fragments", min_value=2, max_value=MAX_ANSWER_FRAGMENTS, optional=True
+        )
         reader.finish()
         if (record is not None) != (status == "found"):
             raise DecodeError(
                 "field-value", child_path(path, "record"), "a record exactly with 'found'"
             )
-        return cls(status, record)
+        if (fragments is not None) != (status == "too-large"):
+            raise DecodeError(
+                "field-value", child_path(path, "fragments"), "fragments exactly with 'too-large'"
+            )
+        return cls(status, record, fragments)

@@ -345,7 +345,11 @@ export const RULES = {
   // 10-mixnet.md §14: anonymous DHT operations at an exit.
   'mix-exit_get': { key: [bytes(32)] },
   'mix-exit_put': { record: [recordOf(SINGLE_RECORD_TYPES)] },
-  'mix-exit_answer': { status: [textEnum('found', 'not-found', 'stored', 'failed')], record: [recordOf(SINGLE_RECORD_TYPES), true] },
+  'mix-exit_answer': {
+    status: [textEnum('found', 'not-found', 'stored', 'failed', 'too-large')],
+    record: [recordOf(SINGLE_RECORD_TYPES), true],
+    fragments: [uint(2, 255), true],
+  },
   // 16-resolve.md.
   'resolve-resolve': { rid: [RID], id: [NODE_ID] },
   'resolve-resolved': { rid: [RID], cert: [nested('identity-cert'), true], revocation: [nested('identity-revocation'), true] },
@@ -537,6 +541,7 @@ function extraChecks(rule, m) {
   if (rule.startsWith('fl-')) flChecks(rule, m);
   // 10-mixnet.md §14: a record comes with "found" and only then.
   if (rule === 'mix-exit_answer' && (m.status === 'found') !== ('record' in m)) throw new DecodeError('field-value', '$.record');
+  if (rule === 'mix-exit_answer' && (m.status === 'too-large') !== ('fragments' in m)) throw new DecodeError('field-value', '$.fragments');
 }
 
 /** Parallel arrays (14-training.md): every column as long as the first. */

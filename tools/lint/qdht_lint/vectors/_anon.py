@@ -71,6 +71,7 @@ def _answer() -> dict[str, Any]:
         ("not found", [], encode(AnonAnswer("not-found"))),
         ("stored", [], encode(AnonAnswer("stored"))),
         ("failed", [], encode(AnonAnswer("failed"))),
+        ("too large: three reply blocks needed", [], encode(AnonAnswer("too-large", fragments=3))),
     ]
     invalid: list[Case] = _common_invalid(as_map)
     invalid += [
@@ -81,6 +82,18 @@ def _answer() -> dict[str, Any]:
             _canon(dict(as_map, status=1)),
             "field-type",
         ),
+        (
+            "too large: one fragment",
+            ["bad-value"],
+            _canon({"type": "exit_answer", "status": "too-large", "fragments": 1}),
+            "field-value",
+        ),
+        (
+            "too large: 256 fragments",
+            ["bad-value"],
+            _canon({"type": "exit_answer", "status": "too-large", "fragments": 256}),
+            "field-value",
+        ),
     ]
     content = vector_file("mix-exit_answer", SPEC, valid, invalid)
     # The CDDL cannot tie the record to the status: a decoder checks it (§14.4).
@@ -89,6 +102,11 @@ def _answer() -> dict[str, Any]:
         for comment, data in (
             ("found without a record", _canon({"type": "exit_answer", "status": "found"})),
             ("a record with not-found", _canon(dict(as_map, status="not-found"))),
+            ("too-large without fragments", _canon({"type": "exit_answer", "status": "too-large"})),
+            (
+                "fragments with not-found",
+                _canon({"type": "exit_answer", "status": "not-found", "fragments": 3}),
+            ),
         )
     ]
     return content
