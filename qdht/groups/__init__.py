@@ -6,7 +6,8 @@ The group protocol itself is :mod:`qdht.messaging`'s sans-IO core
 in write-once DHT records, behind a :class:`Delivery` interface.
 """
 
-from qdht.groups._config import GroupsConfig
+from qdht.groups._config import DELIVERY_MODES, GroupsConfig
+from qdht.groups._delivery import AnonymousDelivery, Delivery, DhtDelivery, record_key
 from qdht.groups._layout import (
     APP_DATA,
     APP_PROPOSAL,
@@ -24,23 +25,26 @@ from qdht.groups._layout import (
     welcome_signing_key,
 )
 from qdht.groups._service import (
-    Delivery,
-    DhtDelivery,
     GroupJoined,
     GroupNotice,
     GroupsCore,
     GroupsFace,
     groups_service,
 )
+from qdht.groups._store import GROUPS_FILE, GroupStore
 
 __all__ = [
     "APP_DATA",
     "APP_PROPOSAL",
+    "DELIVERY_MODES",
+    "GROUPS_FILE",
     "PART_SIZE",
+    "AnonymousDelivery",
     "Delivery",
     "DhtDelivery",
     "GroupJoined",
     "GroupNotice",
+    "GroupStore",
     "GroupsConfig",
     "GroupsCore",
     "GroupsFace",
@@ -50,6 +54,7 @@ __all__ = [
     "leaf_signing_key",
     "message_name",
     "message_signing_key",
+    "record_key",
     "record_salt",
     "sealed_name",
     "slot_part_name",

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 import attrs
 
 from qdht import validators
+from qdht.errors import ConfigError
 from qdht.messaging import GroupConfig
 
 __all__ = ["GroupsConfig"]
+
+
+DELIVERY_MODES: Final = ("auto", "direct", "anonymous")
+
+
+def _delivery_mode(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in DELIVERY_MODES or type(value) is not str:
+        raise ConfigError(f"{attribute.name} must be one of {DELIVERY_MODES}, got {value!r}")
 
 
 @attrs.frozen
@@ -25,5 +36,11 @@ class GroupsConfig:
     poll_interval: float = attrs.field(default=30.0, validator=validators.positive)
     #: Attempts of a local add/remove/update whose commit lost a race.
     commit_attempts: int = attrs.field(default=4, validator=validators.positive_int)
+    #: Where the records go (12 §14): "direct" (this node puts and gets them),
+    #: "anonymous" (mixnet exits do, ``node.anonymous``), "auto" (anonymous when
+    #: the node runs the mixnet, direct otherwise).
+    delivery: str = attrs.field(default="auto", validator=_delivery_mode)
+    #: Through the mixnet a key waited on is polled, not watched: every this many s.
+    anonymous_poll: float = attrs.field(default=2.0, validator=validators.positive)
     #: Events buffered per ``node.groups.events()`` subscriber (the oldest are lost).
     event_buffer: int = attrs.field(default=1024, validator=validators.positive_int)

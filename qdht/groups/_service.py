@@ -6,7 +6,10 @@ service's nursery: a timer (the window Δ of the current commit slot), a
 watcher of the current slot (plus a slow poll, for a member whose watch
 lapsed), and one reader per member of each kept epoch for its messages.
 Where the bytes go is behind :class:`Delivery`: :class:`DhtDelivery` stores
-them in write-once DHT records; the mixnet can carry them later.
+them in write-once DHT records, :class:`AnonymousDelivery` has mixnet exits
+do it (the default when the node runs the mixnet).  Every group's state is
+saved in the data directory (``groups.sqlite``, 12 §13) and taken back at
+start.
 
     async with open_node(Config(..., groups=GroupsConfig())) as node:
         gid = await node.groups.create()
@@ -19,43 +22,44 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.dht import sign_mutable
-from qdht.errors import (
-    ConfigError,
-    DecodeError,
-    GroupError,
-    LookupFailedError,
-    RecordRejectedError,
-    RPCError,
-)
+from qdht.errors import ConfigError, DecodeError, GroupError, NodeStateError, StoreError
 from qdht.groups._config import GroupsConfig
+from qdht.groups._delivery import (
+    AnonymousDelivery,
+    Delivery,
+    DhtDelivery,
+    NoDelivery,
+    record_key,
+)
 from qdht.groups._layout import (
     APP_DATA,
     APP_PROPOSAL,
+    PART_SIZE,
     frame,
     join_parts,
     leaf_signing_key,
     message_name,
     message_signing_key,
-    record_salt,
     sealed_name,
     slot_part_name,
     split_slot,
     unframe,
     welcome_signing_key,
 )
+from qdht.groups._store import GROUPS_FILE, GroupStore
 from qdht.messaging import (
     ApplicationMessage,
+    CommitBundle,
     EpochChanged,
     Group,
     GroupConfig,
@@ -65,15 +69,22 @@ from qdht.messaging import (
     key_package_ref,
     leaf_ref,
 )
-from qdht.node import KeyWatch, QuietCore, Service, ServiceContext
-from qdht.wire import KeyPackage, LeafNode, Proposal, decode, encode, mutable_key
+from qdht.node import QuietCore, Service, ServiceContext
+from qdht.wire import (
+    CborLimits,
+    KeyPackage,
+    LeafNode,
+    Proposal,
+    decode,
+    dumps_canonical,
+    encode,
+    loads_canonical,
+)
 
 if TYPE_CHECKING:
     from qdht.node import Node
 
 __all__ = [
-    "Delivery",
-    "DhtDelivery",
     "GroupJoined",
     "GroupNotice",
     "GroupsCore",
@@ -82,6 +93,8 @@ __all__ = [
 ]
 
 _EXPORT_LABEL = b"qdht group records"
+#: Limits of a runner's saved state (local data, 12 §13).
+_SAVED_LIMITS = CborLimits(max_bytes=64 * 1024 * 1024, max_container_len=1 << 20, max_items=1 << 22)
 
 
 @attrs.frozen
@@ -99,85 +112,6 @@ class GroupNotice:
 
     group_id: bytes
     event: object
-
-
-class Delivery(Protocol):
-    """Where a group's records go: write-once values named under a signing key."""
-
-    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
-        """Write ``value`` once under (``key``, ``name``); False if it holds another."""
-        ...
-
-    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
-        """The value under (``key``, ``name``), or None."""
-        ...
-
-    def watch(
-        self, key: MLDSAPrivateKey, name: bytes
-    ) -> Any:  # an async context manager yielding an AsyncIterator[bytes]
-        """Every value seen under (``key``, ``name``), competing writes included."""
-        ...
-
-
-class DhtDelivery:
-    """Direct delivery: each value is a mutable DHT record under a write-once salt."""
-
-    def __init__(self, node: Node, ttl: float, unix_offset: float) -> None:
-        self._node = node
-        self._ttl = ttl
-        self._unix_offset = unix_offset
-        self.bytes_stored = 0
-        self.bytes_fetched = 0
-
-    @staticmethod
-    def key_of(key: MLDSAPrivateKey, name: bytes) -> bytes:
-        """The DHT key of (``key``, ``name``)."""
-        return mutable_key(sha3_256(key.public_key_bytes()), record_salt(name))
-
-    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
-        expires = int(trio.current_time() + self._unix_offset + self._ttl)
-        record = sign_mutable(key, salt=record_salt(name), seq=0, value=value, expires=expires)
-        try:
-            await self._node.put_signed(record)
-        except (RecordRejectedError, RPCError):
-            # Refused by every holder that answered: it holds another write (a
-            # leaf record stored before, with another expiry), or was full.
-            return False
-        self.bytes_stored += len(value)
-        return True
-
-    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
-        try:
-            value = await self._node.get(self.key_of(key, name))
-        except (LookupFailedError, RPCError):
-            return None
-        if value is not None:
-            self.bytes_fetched += len(value)
-        return value
-
-    @asynccontextmanager
-    async def watch(self, key: MLDSAPrivateKey, name: bytes) -> AsyncIterator[_Values]:
-        async with self._node.watch(self.key_of(key, name)) as updates:
-            yield _Values(updates, self)
-
-
-class _Values:
-    """The values of a watched key's updates (deletions and expiries skipped)."""
-
-    def __init__(self, updates: KeyWatch, delivery: DhtDelivery) -> None:
-        self._updates = updates
-        self._delivery = delivery
-
-    def __aiter__(self) -> _Values:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            update = await self._updates.__anext__()
-            value = update.record.value
-            if update.kind == "update" and value is not None:
-                self._delivery.bytes_fetched += len(value)
-                return value
 
 
 class GroupsCore(QuietCore):
@@ -202,6 +136,51 @@ class GroupsCore(QuietCore):
         return {"groups": len(self.groups), **dict(self.counts), "drops": dict(drops)}
 
 
+@attrs.frozen
+class _Pending:
+    """A commit of ours on its way to the slot: saved first, so a crash resumes it (12 §13)."""
+
+    epoch: int
+    commit_hash: bytes
+    parts: tuple[bytes, ...]
+    sealed: tuple[tuple[int, bytes], ...]
+    welcomes: tuple[tuple[bytes, bytes], ...]
+    expires: int
+
+    @classmethod
+    def of(cls, bundle: CommitBundle, part_size: int, expires: int) -> _Pending:
+        return cls(
+            bundle.epoch,
+            bundle.commit_hash,
+            tuple(split_slot(bundle.slot, part_size)),
+            tuple(sorted(bundle.sealed.items())),
+            tuple(sorted(bundle.welcomes.items())),
+            expires,
+        )
+
+    def to_obj(self) -> list[object]:
+        return [
+            self.epoch,
+            self.commit_hash,
+            list(self.parts),
+            [list(s) for s in self.sealed],
+            [list(w) for w in self.welcomes],
+            self.expires,
+        ]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> _Pending:
+        epoch, digest, parts, sealed, welcomes, expires = obj
+        return cls(
+            int(epoch),
+            bytes(digest),
+            tuple(bytes(p) for p in parts),
+            tuple((int(i), bytes(v)) for i, v in sealed),
+            tuple((bytes(r), bytes(v)) for r, v in welcomes),
+            int(expires),
+        )
+
+
 class _Runner:
     """One group's task tree."""
 
@@ -214,6 +193,8 @@ class _Runner:
         self.written: set[bytes] = set()
         self.seen: set[bytes] = set()
         self.sent: Counter[int] = Counter()
+        self.read: dict[tuple[int, int], int] = {}
+        self.stored: dict[int, list[bytes]] = {}
         self.winners: dict[int, bytes] = {}
         self.secrets: dict[int, bytes] = {}
         self.readers: dict[int, trio.CancelScope] = {}
@@ -222,6 +203,38 @@ class _Runner:
         self.commit_lock = trio.Lock()
         self.auto_commit_epoch = -1
         self.pieces: dict[tuple[int, int], list[bytes]] = {}
+        self.pending: _Pending | None = None
+
+    # -- saved state (12 §13) --------------------------------------------
+
+    def dump(self) -> bytes:
+        """What this runner adds to the group's saved state: message counters,
+        records to release later, the winners seen and a commit on its way."""
+        return dumps_canonical(
+            {
+                "v": 1,
+                "sent": sorted(self.sent.items()),
+                "read": sorted([e, s, n] for (e, s), n in self.read.items()),
+                "stored": sorted([e, keys] for e, keys in self.stored.items()),
+                "winners": sorted(self.winners.items()),
+                "pending": None if self.pending is None else self.pending.to_obj(),
+            }
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Take back what :meth:`dump` saved; ConfigError if it is not that."""
+        try:
+            obj = loads_canonical(data, _SAVED_LIMITS)
+            if obj["v"] != 1:
+                raise ConfigError(f"unknown runner state version {obj['v']!r}")
+            self.sent = Counter({int(e): int(n) for e, n in obj["sent"]})
+            self.read = {(int(e), int(s)): int(n) for e, s, n in obj["read"]}
+            self.stored = {int(e): [bytes(k) for k in keys] for e, keys in obj["stored"]}
+            self.winners = {int(e): bytes(h) for e, h in obj["winners"]}
+            pending = obj["pending"]
+            self.pending = None if pending is None else _Pending.from_obj(pending)
+        except (KeyError, TypeError, ValueError, DecodeError) as exc:
+            raise ConfigError(f"not a saved group runner: {exc}") from None
 
     # -- task tree -----------------------------------------------------
 
@@ -232,7 +245,23 @@ class _Runner:
                 self._start_readers()
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._slots)
+                if self.pending is not None:
+                    nursery.start_soon(self._resume, self.pending)
                 task_status.started()
+
+    async def _resume(self, pending: _Pending) -> None:
+        """After a restart: finish publishing the commit saved before it (12 §13)."""
+        async with self.commit_lock:
+            group = self.group
+            if group.epoch == pending.epoch and group.active:
+                await self._publish(pending, group.slot_key(), self.epoch_changed)
+            elif self.winners.get(pending.epoch + 1) == pending.commit_hash:
+                await self._welcome(dict(pending.welcomes))
+                self.pending = None
+                self.face.changed(self)
+            else:
+                self.pending = None
+                self.face.changed(self)
 
     async def _timer(self) -> None:
         while True:
@@ -294,7 +323,7 @@ class _Runner:
         self._after()
 
     def _start_readers(self) -> None:
-        """Read every other member's messages of the current epoch."""
+        """Read every other member's messages of the current epoch; let the old go."""
         assert self.nursery is not None
         group = self.group
         epoch = group.epoch
@@ -304,36 +333,50 @@ class _Runner:
         self.readers[epoch] = scope
         key = message_signing_key(secret)
         senders = [i for i in group.members() if i != group.index]
-        self.nursery.start_soon(self._read_epoch, scope, key, secret, senders)
+        self.nursery.start_soon(self._read_epoch, scope, epoch, key, secret, senders)
         keep = self.face.config.group.keep_epochs
         for old in [e for e in self.readers if e < epoch - keep]:
             self.readers.pop(old).cancel()
             self.secrets.pop(old, None)
-            self.sent.pop(old, None)
+        for old in [e for e in self.sent if e < epoch - keep]:
+            del self.sent[old]
+        for gone in [k for k in self.read if k[0] < epoch - keep]:
+            del self.read[gone]
+        for old in [e for e in self.stored if e < epoch - keep]:
+            # Superseded: what this node wrote for that epoch is no longer kept alive.
+            for record in self.stored.pop(old):
+                self.delivery.release(record)
         for piece in [p for p in self.pieces if p[0] < epoch - keep]:
             del self.pieces[piece]
 
     async def _read_epoch(
-        self, scope: trio.CancelScope, key: MLDSAPrivateKey, secret: bytes, senders: list[int]
+        self,
+        scope: trio.CancelScope,
+        epoch: int,
+        key: MLDSAPrivateKey,
+        secret: bytes,
+        senders: list[int],
     ) -> None:
         with scope:
             async with trio.open_nursery() as nursery:
                 for sender in senders:
-                    nursery.start_soon(self._read_sender, key, secret, sender)
+                    nursery.start_soon(self._read_sender, epoch, key, secret, sender)
 
-    async def _read_sender(self, key: MLDSAPrivateKey, secret: bytes, sender: int) -> None:
-        n = 0
+    async def _read_sender(
+        self, epoch: int, key: MLDSAPrivateKey, secret: bytes, sender: int
+    ) -> None:
         while True:
+            n = self.read.get((epoch, sender), 0)
             name = message_name(secret, sender, n)
             async with self.delivery.watch(key, name) as values:
                 async for value in values:
                     message = self.group.open_message(value)
                     if message is not None:
+                        self.read[(epoch, sender)] = n + 1
                         self._on_message(message)
                     self._after()
                     if message is not None:
                         break
-            n += 1
 
     def _on_message(self, message: ApplicationMessage) -> None:
         framed = unframe(message.data)
@@ -375,7 +418,7 @@ class _Runner:
             await self.commit(lambda group: None, attempts=1)
 
     def _after(self) -> None:
-        """Hand the core's events out; follow an epoch change."""
+        """Hand the core's events out; follow an epoch change; have the state saved."""
         group = self.group
         while (event := group.next_event()) is not None:
             if isinstance(event, EpochChanged):
@@ -392,9 +435,24 @@ class _Runner:
             if isinstance(event, Removed):
                 self.epoch_changed.set()
                 self.face.forget(group.group_id)
+        self.face.changed(self)
         self.wake.set()
 
     # -- operations ----------------------------------------------------
+
+    async def _store(
+        self,
+        epoch: int,
+        key: MLDSAPrivateKey,
+        name: bytes,
+        value: bytes,
+        expires: int | None = None,
+    ) -> bool:
+        """Write one record of ``epoch``; remember it, to let it go with the epoch."""
+        ok = await self.delivery.store(key, name, value, expires=expires)
+        if ok:
+            self.stored.setdefault(epoch, []).append(record_key(key, name))
+        return ok
 
     async def commit(
         self, make: Callable[[Group], Sequence[Proposal] | None], *, attempts: int | None = None
@@ -421,44 +479,59 @@ class _Runner:
             return False
         proposals = make(group)
         bundle = group.commit(trio.current_time(), proposals)
+        size = min(PART_SIZE, self.delivery.max_value)
+        self.pending = _Pending.of(bundle, size, self.delivery.expiry())
         self._after()
-        parts = split_slot(bundle.slot)
-        part0 = parts[0]
+        # On disk before any of it leaves: after a crash the same commit goes on
+        # (the new leaf keys are in the saved state), never a second one.
+        await self.face.save(self)
+        return await self._publish(self.pending, key, changed)
+
+    async def _publish(self, pending: _Pending, key: MLDSAPrivateKey, changed: trio.Event) -> bool:
+        """Write a commit's records, the slot last; wait for the epoch's decision."""
+        group = self.group
+        epoch = pending.epoch
+        part0 = pending.parts[0]
         self.written.add(part0)
+        expires = pending.expires
         async with trio.open_nursery() as nursery:
-            for leaf, sealed in bundle.sealed.items():
-                nursery.start_soon(self.delivery.store, key, sealed_name(part0, leaf), sealed)
-            for i, piece in enumerate(parts[1:], 1):
-                nursery.start_soon(self.delivery.store, key, slot_part_name(part0, i), piece)
+            for leaf, sealed in pending.sealed:
+                nursery.start_soon(
+                    self._store, epoch, key, sealed_name(part0, leaf), sealed, expires
+                )
+            for i, piece in enumerate(pending.parts[1:], 1):
+                nursery.start_soon(
+                    self._store, epoch, key, slot_part_name(part0, i), piece, expires
+                )
         self.face.core.counts["commits_written"] += 1
-        if not await self.delivery.store(key, b"slot", part0):
+        if not await self._store(epoch, key, b"slot", part0, expires):
             # Every holder keeps another commit: ours can be seen by nobody.
-            group.withdraw(bundle.commit_hash)
+            group.withdraw(pending.commit_hash)
             self.face.core.counts["slot_taken"] += 1
             self._after()
         if group.epoch == epoch:
             await changed.wait()
-        if self.winners.get(epoch + 1) != bundle.commit_hash:
-            return False
-        if bundle.welcomes:
-            await self._welcome(bundle.welcomes)
-        return True
+        won = self.winners.get(epoch + 1) == pending.commit_hash
+        if won and pending.welcomes:
+            await self._welcome(dict(pending.welcomes))
+        self.pending = None
+        self.face.changed(self)
+        return won
 
-    async def _welcome(self, welcomes: dict[bytes, bytes] | Any) -> None:
+    async def _welcome(self, welcomes: dict[bytes, bytes]) -> None:
         """Our commit won: store the roster's leaves, then each joiner's Welcome (12 §8)."""
         group = self.group
+        epoch = group.epoch
         async with trio.open_nursery() as nursery:
             for index in group.members():
                 leaf = group.leaf(index)
                 assert leaf is not None
                 ref = leaf_ref(leaf)
-                nursery.start_soon(
-                    self.delivery.store, leaf_signing_key(ref), b"leaf", encode(leaf)
-                )
+                nursery.start_soon(self._store, epoch, leaf_signing_key(ref), b"leaf", encode(leaf))
         async with trio.open_nursery() as nursery:
             for ref, welcome in welcomes.items():
                 nursery.start_soon(
-                    self.delivery.store, welcome_signing_key(ref), b"welcome", welcome
+                    self._store, epoch, welcome_signing_key(ref), b"welcome", welcome
                 )
         self.face.core.counts["welcomes_sent"] += len(welcomes)
 
@@ -476,8 +549,11 @@ class _Runner:
         n = self.sent[epoch]
         self.sent[epoch] += 1
         value = group.seal_message(frame(kind, data))
+        # The ratchet moved and the name is taken: on disk before the message leaves,
+        # so a crash never seals another message with this key (12 §13).
+        await self.face.save(self)
         name = message_name(secret, group.index, n)
-        if not await self.delivery.store(message_signing_key(secret), name, value):
+        if not await self._store(epoch, message_signing_key(secret), name, value):
             raise GroupError("the message's record holds another message")
         self.face.core.counts["messages_sent"] += 1
 
@@ -485,7 +561,9 @@ class _Runner:
 class GroupsFace:
     """``node.groups``: create, add, remove, update, leave, send, events (12 §12)."""
 
-    def __init__(self, config: GroupsConfig, unix_offset: float) -> None:
+    def __init__(
+        self, config: GroupsConfig, unix_offset: float, data_dir: Path | None = None
+    ) -> None:
         self.config = config
         self.core = GroupsCore(config.group)
         self._unix_offset = unix_offset
@@ -493,36 +571,139 @@ class GroupsFace:
         self._nursery: trio.Nursery | None = None
         self._runners: dict[bytes, _Runner] = {}
         self._subscribers: list[trio.MemorySendChannel[GroupNotice]] = []
-        self.delivery: Delivery = _NoDelivery()
+        # What happens before anyone listens (groups resumed at start, a Welcome
+        # read while joining the network) is kept for the first subscriber.
+        self._backlog: deque[GroupNotice] | None = deque(maxlen=config.event_buffer)
+        self.delivery: Delivery = NoDelivery()
+        self.store = GroupStore(None if data_dir is None else data_dir / GROUPS_FILE)
+        self._dirty: set[bytes] = set()
+        self._invitations_dirty = False
+        self._save_wanted = trio.Event()
+        self._save_lock = trio.Lock()
 
     # -- the service's task -------------------------------------------
 
     async def run(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
         self._node = node
-        if isinstance(self.delivery, _NoDelivery):
-            self.delivery = DhtDelivery(node, self.config.record_ttl, self._unix_offset)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+        if isinstance(self.delivery, NoDelivery):
+            self.delivery = self._delivery_for(node)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._load()
+                nursery.start_soon(self._saver)
+                task_status.started()
+                await trio.sleep_forever()
+        except* NodeStateError:
+            # The node stopped under a task (a watch closed, a put refused) just
+            # before it cancels this service: nothing to do but end.
+            pass
+
+    def _delivery_for(self, node: Node) -> Delivery:
+        mode = self.config.delivery
+        if mode == "auto":
+            mode = "anonymous" if "mixnet" in node.services else "direct"
+        if mode == "anonymous":
+            if "mixnet" not in node.services:
+                raise ConfigError("groups.delivery is 'anonymous' but the mixnet layer is off")
+            return AnonymousDelivery(
+                node, self.config.record_ttl, self._unix_offset, self.config.anonymous_poll
+            )
+        return DhtDelivery(node, self.config.record_ttl, self._unix_offset)
+
+    def _load(self) -> None:
+        """Take back the groups and key packages saved in the data directory (12 §13)."""
+        invitations = self.store.invitations()
+        if invitations is not None:
+            try:
+                self.core.invitations.restore(invitations)
+            except ConfigError:
+                self.core.drop("bad-saved-state")
+        assert self._nursery is not None
+        for ref in self.core.invitations.pending():
+            self._nursery.start_soon(self._await_welcome, ref)
+        for _gid, state, extra in self.store.groups():
+            try:
+                group = Group.load(state, trio.current_time(), config=self.config.group)
+                runner = _Runner(self, group)
+                runner.restore(extra)
+            except ConfigError:
+                self.core.drop("bad-saved-state")
+                continue
+            if group.active:
+                self._launch(runner)
+                self.core.counts["restored"] += 1
+
+    async def _saver(self) -> None:
+        while True:
+            await self._save_wanted.wait()
+            self._save_wanted = trio.Event()
+            try:
+                await self.flush()
+            except StoreError:
+                self.core.drop("store-error")
+                await trio.sleep(1.0)
+                self._save_wanted.set()
+
+    def changed(self, runner: _Runner | None = None) -> None:
+        """Have ``runner``'s group (None: the key packages) saved soon."""
+        if runner is None:
+            self._invitations_dirty = True
+        else:
+            self._dirty.add(runner.group.group_id)
+        self._save_wanted.set()
+
+    async def save(self, runner: _Runner | None = None) -> None:
+        """Have ``runner``'s group saved, and return once it is (StoreError if it cannot be)."""
+        self.changed(runner)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every change not yet saved; return once it is on disk."""
+        async with self._save_lock:
+            dirty, self._dirty = self._dirty, set()
+            rows: dict[bytes, tuple[bytes, bytes] | None] = {}
+            for gid in dirty:
+                runner = self._runners.get(gid)
+                rows[gid] = None if runner is None else (runner.group.dump(), runner.dump())
+            invitations = None
+            if self._invitations_dirty:
+                self._invitations_dirty = False
+                invitations = self.core.invitations.dump()
+            if not rows and invitations is None:
+                return
+            try:
+                await self.store.save(rows, invitations)
+            except StoreError:
+                self._dirty |= dirty
+                self._invitations_dirty = self._invitations_dirty or invitations is not None
+                raise
 
     def _start(self, group: Group) -> None:
+        self._launch(_Runner(self, group))
+
+    def _launch(self, runner: _Runner) -> None:
         if self._nursery is None:
             raise ConfigError("the groups service is not running (the node is not open)")
-        runner = _Runner(self, group)
-        self.core.groups[group.group_id] = group
-        self._runners[group.group_id] = runner
+        gid = runner.group.group_id
+        self.core.groups[gid] = runner.group
+        self._runners[gid] = runner
+        self.changed(runner)
         self._nursery.start_soon(runner.run)
 
     def forget(self, group_id: bytes) -> None:
-        """Stop running ``group_id`` here (removed, or left)."""
+        """Stop running ``group_id`` here (removed, or left), and delete its saved state."""
         runner = self._runners.pop(group_id, None)
         self.core.groups.pop(group_id, None)
         if runner is not None:
             runner.cancel.cancel()
+            self._dirty.add(group_id)
+            self._save_wanted.set()
 
     def publish(self, group_id: bytes, event: object) -> None:
         notice = GroupNotice(group_id, event)
+        if self._backlog is not None:
+            self._backlog.append(notice)
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(notice)
@@ -571,6 +752,7 @@ class GroupsFace:
         kp = self.core.invitations.new_key_package(self._identity())
         if self._nursery is None:
             raise ConfigError("the groups service is not running (the node is not open)")
+        self.changed()  # its private keys go to the data directory too
         self._nursery.start_soon(self._await_welcome, key_package_ref(kp))
         return encode(kp)
 
@@ -585,6 +767,7 @@ class GroupsFace:
         group = self.core.invitations.receive_welcome(welcome, leaves, trio.current_time())
         if group is None:
             return False
+        self.changed()  # the key package is used up: saved with the new group
         self._start(group)
         self.core.counts["joined"] += 1
         self.publish(group.group_id, GroupJoined(group.epoch))
@@ -662,6 +845,38 @@ class GroupsFace:
         finally:
             self.forget(group_id)
 
+    async def synced(self, group_id: bytes) -> int:
+        """Catch up: return once the current epoch's slot was read empty (no commit
+        anyone wrote is left to apply); the epoch this member stands at then.
+
+        A node that was off (a command-line client) calls it before sending, so
+        its message goes to the epoch the others are in.
+        """
+        runner = self._runner(group_id)
+        group = runner.group
+        while group.active:
+            epoch, changed = group.epoch, runner.epoch_changed
+            if not await runner.read_slot(group.slot_key()):
+                return group.epoch
+            if group.epoch == epoch:
+                await changed.wait()
+        raise GroupError("this member was removed from the group")
+
+    def pending_invitations(self) -> int:
+        """How many key packages handed out still wait for their Welcome."""
+        return len(self.core.invitations.pending())
+
+    async def accept_welcomes(self) -> int:
+        """Read the Welcome of every key package still waiting for one, once, and join
+        where there is one; how many groups were joined (the background watch would
+        too, later)."""
+        joined = 0
+        for ref in self.core.invitations.pending():
+            welcome = await self.delivery.fetch(welcome_signing_key(ref), b"welcome")
+            if welcome is not None and ref in self.core.invitations.pending():
+                joined += await self._join(welcome)
+        return joined
+
     async def send(self, group_id: bytes, data: bytes) -> None:
         """Send ``data`` to the group's other members."""
         if type(data) is not bytes:
@@ -670,8 +885,15 @@ class GroupsFace:
 
     @asynccontextmanager
     async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[GroupNotice]]:
-        """``async with node.groups.events() as notices: async for notice in notices``."""
+        """``async with node.groups.events() as notices: async for notice in notices``.
+
+        The first subscriber also gets what happened before it subscribed (at
+        most ``event_buffer`` events).
+        """
         send, receive = trio.open_memory_channel[GroupNotice](self.config.event_buffer)
+        backlog, self._backlog = self._backlog or (), None
+        for notice in backlog:
+            send.send_nowait(notice)
         self._subscribers.append(send)
         try:
             async with receive:
@@ -682,22 +904,13 @@ class GroupsFace:
             await send.aclose()
 
 
-class _NoDelivery:
-    async def store(self, key: MLDSAPrivateKey, name: bytes, value: bytes) -> bool:
-        raise ConfigError("the groups service is not running")
-
-    async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
-        raise ConfigError("the groups service is not running")
-
-    def watch(self, key: MLDSAPrivateKey, name: bytes) -> Any:
-        raise ConfigError("the groups service is not running")
-
-
 def groups_service(config: GroupsConfig) -> Callable[[ServiceContext], Service]:
     """The factory of the ``groups`` service for ``config`` (``Config.groups``)."""
 
     def factory(context: ServiceContext) -> Service:
-        face = GroupsFace(config, context.unix_offset)
-        return Service("groups", face.core, frozenset(), tasks=(face.run,), face=face)
+        face = GroupsFace(config, context.unix_offset, context.data_dir)
+        return Service(
+            "groups", face.core, frozenset(), tasks=(face.run,), close=face.store.close, face=face
+        )
 
     return factory

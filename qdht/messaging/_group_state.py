@@ -62,6 +62,7 @@ from qdht.messaging._group_tree import SecretTree
 from qdht.wire import (
     BLANK_REF,
     MAX_MEMBERS,
+    CborLimits,
     Commit,
     CommitSlot,
     GroupInfo,
@@ -73,7 +74,9 @@ from qdht.wire import (
     SealedSecret,
     Welcome,
     decode,
+    dumps_canonical,
     encode,
+    loads_canonical,
 )
 
 __all__ = [
@@ -423,6 +426,92 @@ class _Slot:
     decided: bytes | None = None
 
 
+# ------------------------------------------------------------ saved state
+#
+# What a member writes to its data directory (12 §13): its kept epochs, the
+# secret trees where their ratchets stand, pending commits and proposals.
+# Local data, never on a wire: deterministic CBOR with a version.
+
+_STATE_VERSION = 1
+#: A saved state is local and large (rosters of kept epochs, skipped keys): its own limits.
+_STATE_LIMITS = CborLimits(
+    max_bytes=256 * 1024 * 1024, max_depth=16, max_container_len=1 << 20, max_items=1 << 24
+)
+
+
+def _keys_obj(keys: MemberKeys) -> list[bytes]:
+    return [keys.leaf_seed, keys.signature_seed, keys.identity]
+
+
+def _keys_from(obj: list[Any]) -> MemberKeys:
+    leaf_seed, signature_seed, identity = obj
+    return MemberKeys(bytes(leaf_seed), bytes(signature_seed), bytes(identity))
+
+
+def _epoch_obj(epoch: _Epoch) -> list[object]:
+    return [
+        epoch.group_id,
+        epoch.number,
+        [None if leaf is None else encode(leaf) for leaf in epoch.roster],
+        list(attrs.astuple(epoch.context)),
+        list(attrs.astuple(epoch.secrets)),
+        epoch.interim,
+        epoch.me,
+        _keys_obj(epoch.keys),
+    ]
+
+
+def _leaf_from(data: bytes | None) -> LeafNode | None:
+    if data is None:
+        return None
+    leaf = decode(data, expect=(LeafNode,))
+    assert isinstance(leaf, LeafNode)
+    return leaf
+
+
+def _epoch_from(obj: list[Any]) -> _Epoch:
+    group_id, number, roster, context, secrets, interim, me, keys = obj
+    return _Epoch(
+        bytes(group_id),
+        int(number),
+        tuple(_leaf_from(leaf) for leaf in roster),
+        GroupContext(*context),
+        EpochSecrets(*secrets),
+        bytes(interim),
+        int(me),
+        _keys_from(keys),
+    )
+
+
+def _candidate_obj(candidate: _Candidate) -> list[object]:
+    changes = candidate.changes
+    return [
+        encode(candidate.commit),
+        candidate.hash,
+        None if candidate.next is None else _epoch_obj(candidate.next),
+        [
+            list(changes.added),
+            [[i, who] for i, who in changes.removed],
+            [[i, encode(kp)] for i, kp in changes.welcomes],
+        ],
+    ]
+
+
+def _candidate_from(obj: list[Any]) -> _Candidate:
+    commit_data, digest, next_epoch, (added, removed, welcomes) = obj
+    commit = decode(commit_data, expect=(Commit,))
+    assert isinstance(commit, Commit)
+    kps = [(int(i), decode(kp, expect=(KeyPackage,))) for i, kp in welcomes]
+    changes = _Changes(
+        tuple(int(i) for i in added),
+        tuple((int(i), bytes(who)) for i, who in removed),
+        tuple((i, kp) for i, kp in kps if isinstance(kp, KeyPackage)),
+    )
+    return _Candidate(
+        commit, bytes(digest), None if next_epoch is None else _epoch_from(next_epoch), changes
+    )
+
+
 # ------------------------------------------------------------------- group
 
 
@@ -475,6 +564,73 @@ class Group:
             raise ConfigError("group_id must be 1..32 bytes")
         first = _first_epoch(group_id, keys, random(NH))
         return cls(first, config=config, random=random, key_distribution=key_distribution)
+
+    def dump(self) -> bytes:
+        """This member's state, for its data directory (12 §13): the kept epochs,
+        their secret trees as they stand, pending commits and proposals.
+
+        Holds every secret the member still needs, and none it deleted: an
+        epoch older than ``keep_epochs``, a used message key, a consumed tree
+        node are not in it.
+        """
+        return dumps_canonical(
+            {
+                "v": _STATE_VERSION,
+                "history": [_epoch_obj(e) for e in self._history],
+                "trees": [[eid, tree.to_obj()] for eid, tree in sorted(self._trees.items())],
+                "slots": [
+                    [
+                        n,
+                        slot.decided,
+                        [_candidate_obj(c) for _, c in sorted(slot.candidates.items())],
+                    ]
+                    for n, slot in sorted(self._slots.items())
+                ],
+                "proposals": [encode(p) for p in self._proposals.values()],
+                "updates": [[ref, _keys_obj(k)] for ref, k in self._pending_updates.items()],
+                "active": self._active,
+            }
+        )
+
+    @classmethod
+    def load(
+        cls,
+        data: bytes,
+        now: float,
+        *,
+        config: GroupConfig | None = None,
+        random: Random = os.urandom,
+        key_distribution: KeyDistribution | None = None,
+    ) -> Group:
+        """The member :meth:`dump` saved; ConfigError if ``data`` is not such a state.
+
+        An undecided commit slot reopens its window Δ at ``now``: the clock
+        of the process that saved it means nothing here.
+        """
+        try:
+            obj = loads_canonical(data, _STATE_LIMITS)
+            if obj["v"] != _STATE_VERSION:
+                raise ConfigError(f"unknown group state version {obj['v']!r}")
+            history = [_epoch_from(e) for e in obj["history"]]
+            group = cls(history[0], config=config, random=random, key_distribution=key_distribution)
+            group._history = history
+            group._trees = {bytes(eid): SecretTree.from_obj(t) for eid, t in obj["trees"]}
+            for n, decided, candidates in obj["slots"]:
+                slot = _Slot(now, decided=None if decided is None else bytes(decided))
+                for c in candidates:
+                    candidate = _candidate_from(c)
+                    slot.candidates[candidate.hash] = candidate
+                group._slots[int(n)] = slot
+            for p in obj["proposals"]:
+                proposal = decode(p, expect=(Proposal,))
+                assert isinstance(proposal, Proposal)
+                group._proposals[hashlib.sha256(p).digest()] = proposal
+            for ref, k in obj["updates"]:
+                group._pending_updates[bytes(ref)] = _keys_from(k)
+            group._active = bool(obj["active"])
+        except (KeyError, TypeError, ValueError, DecodeError) as exc:
+            raise ConfigError(f"not a saved group state: {exc}") from None
+        return group
 
     # -- views ---------------------------------------------------------
 
@@ -1115,6 +1271,32 @@ class GroupInvitations:
     def stats(self) -> dict[str, object]:
         """Counters: ``drops`` by reason."""
         return {"drops": dict(self._drops), "key_packages": len(self._bundles)}
+
+    def pending(self) -> list[bytes]:
+        """The references of the key packages still waiting for a Welcome."""
+        return list(self._bundles)
+
+    def dump(self) -> bytes:
+        """The unused key packages and their private keys, for the data directory."""
+        bundles = [
+            [encode(b.key_package), _keys_obj(b.member), b.init_seed]
+            for b in self._bundles.values()
+        ]
+        return dumps_canonical({"v": _STATE_VERSION, "bundles": bundles})
+
+    def restore(self, data: bytes) -> None:
+        """Take back the key packages :meth:`dump` saved; ConfigError if it is not such data."""
+        try:
+            obj = loads_canonical(data, _STATE_LIMITS)
+            if obj["v"] != _STATE_VERSION:
+                raise ConfigError(f"unknown invitations version {obj['v']!r}")
+            for kp_data, keys, init_seed in obj["bundles"]:
+                kp = decode(kp_data, expect=(KeyPackage,))
+                assert isinstance(kp, KeyPackage)
+                bundle = KeyPackageBundle(kp, _keys_from(keys), bytes(init_seed))
+                self._bundles[bundle.ref] = bundle
+        except (KeyError, TypeError, ValueError, DecodeError) as exc:
+            raise ConfigError(f"not saved invitations: {exc}") from None
 
     def receive_welcome(
         self, data: bytes, leaves: Mapping[bytes, LeafNode], now: float

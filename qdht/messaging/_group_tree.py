@@ -8,6 +8,8 @@ application hash ratchet per leaf (§9.1); used keys are deleted (§9.2).
 
 from __future__ import annotations
 
+from typing import Any
+
 from qdht.errors import GroupError
 from qdht.messaging._group_schedule import NH, NK, NN, derive_tree_secret, expand_with_label
 
@@ -119,6 +121,20 @@ class HashRatchet:
         """Forget the key of ``generation`` (RFC 9420 §9.2: delete after use)."""
         self._skipped.pop(generation, None)
 
+    def to_obj(self) -> list[object]:
+        """The ratchet's state as CBOR-ready data: what is left of it, nothing used."""
+        skipped = [[g, key, nonce] for g, (key, nonce) in sorted(self._skipped.items())]
+        return [self._secret, self._generation, self._max_skip, skipped]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> HashRatchet:
+        """The ratchet :meth:`to_obj` described."""
+        secret, generation, max_skip, skipped = obj
+        ratchet = cls(bytes(secret), int(max_skip))
+        ratchet._generation = int(generation)
+        ratchet._skipped = {int(g): (bytes(k), bytes(n)) for g, k, n in skipped}
+        return ratchet
+
 
 class SecretTree:
     """The secret tree of one epoch (RFC 9420 §9) over ``n_leaves`` (a power of two) leaves.
@@ -177,3 +193,24 @@ class SecretTree:
         """Leaf ``leaf``'s application ratchet."""
         self._ratchets(leaf)
         return self._application[leaf]
+
+    def to_obj(self) -> list[object]:
+        """The tree's state as CBOR-ready data: the node secrets not yet split, and the
+        leaves' ratchets where they stand (no consumed secret is in it)."""
+        return [
+            self._n_leaves,
+            self._max_skip,
+            sorted(self._nodes.items()),
+            [[leaf, r.to_obj()] for leaf, r in sorted(self._handshake.items())],
+            [[leaf, r.to_obj()] for leaf, r in sorted(self._application.items())],
+        ]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> SecretTree:
+        """The tree :meth:`to_obj` described."""
+        n_leaves, max_skip, nodes, handshake, application = obj
+        tree = cls(b"", int(n_leaves), int(max_skip))
+        tree._nodes = {int(i): bytes(secret) for i, secret in nodes}
+        tree._handshake = {int(leaf): HashRatchet.from_obj(r) for leaf, r in handshake}
+        tree._application = {int(leaf): HashRatchet.from_obj(r) for leaf, r in application}
+        return tree

@@ -183,6 +183,18 @@ class AnonymousFace:
         )
         return await self._put(node, record)
 
+    async def put_record(self, record: Any) -> bytes:
+        """Store a record signed elsewhere through the exits (a mutable record under a
+        key derived from a shared secret, as a group's, 12-groups.md §14); its key.
+
+        Exits store it once; nobody republishes it.  Raises ``LookupFailedError``
+        when no exit stored it (a write-once key holding another write included).
+        """
+        node = self._running()
+        if not isinstance(record, ANON_RECORD_TYPES):
+            raise ConfigError(f"record must be one of {ANON_RECORD_TYPES}, got {type(record)}")
+        return await self._put(node, record)
+
     async def update_directory(self) -> bool:
         """One round of the directory task now; True if a directory was accepted."""
         return await self._directory_round(self._running())

@@ -730,6 +730,14 @@ class Node:
         """The keys of the records this node published and keeps republishing."""
         return self._published.keys()
 
+    def unpublish(self, key: bytes) -> bool:
+        """Stop republishing the record under ``key`` (it stays at its holders until it
+        expires); whether this node was republishing it."""
+        known = key in self._published
+        if known:
+            self._published.forget(key)
+        return known
+
     def _check_value(self, value: object, limit: int | None = None) -> bytes:
         if not isinstance(value, bytes | bytearray | memoryview):
             raise ConfigError(f"value must be bytes, got {type(value).__name__}")

@@ -183,6 +183,7 @@ async def open_mix_network(
     network: MemoryNetwork | None = None,
     difficulty: int = 0,
     k: int = 5,
+    clients_config: dict[str, Any] | None = None,
 ) -> AsyncIterator[MixNetwork]:
     """Start the nodes, bootstrap them off the first authority, yield the network.
 
@@ -192,7 +193,8 @@ async def open_mix_network(
     directory keys are listed whose holders never run (to test the threshold).
     Mixes and authorities send no client streams (Loopix: a mix's cover is its
     own loops) unless ``relay_streams``; they then cannot send anonymous
-    requests themselves, which the clients do.
+    requests themselves, which the clients do.  ``clients_config``: more
+    ``Config`` fields for the clients (another layer on top, such as groups).
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -221,7 +223,7 @@ async def open_mix_network(
                     lambda_drop=0.0,
                     lambda_dummy_lookup=0.0,
                 )
-            changes: dict[str, Any] = {}
+            changes: dict[str, Any] = dict(clients_config or {}) if role == "client" else {}
             if network is None:
                 # Every node shares 127.0.0.1: the per-address handshake limit,
                 # meant for one host, would throttle the whole mesh at once.
