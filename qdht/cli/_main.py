@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import qdht
-from qdht.cli import _client, _demo, _id, _model, _msg, _node
+from qdht.cli import _client, _demo, _id, _model, _msg, _node, _train
 from qdht.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _id.register(sub, common)
     _msg.register(sub, common)
     _model.register(sub, common)
+    _train.register(sub, common)
     return parser
 
 

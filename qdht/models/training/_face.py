@@ -107,6 +107,7 @@ class TrainingFace:
         self._ended_event = trio.Event()
         self._coordinator_key = b""
         self._coordinating = False
+        self._on_round: Callable[[RoundAnnounce, str], object] | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -245,13 +246,17 @@ class TrainingFace:
         rng: np.random.Generator | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         enrol: bool = True,
+        on_round: Callable[[RoundAnnounce, str], object] | None = None,
     ) -> None:
         """Take part, as a device with data ``x``, ``y``, in ``coordinator``'s rounds of ``task``.
 
         ``coordinator_key`` is its ML-DSA-65 public key (announcements are
         signed with it and it publishes the model).  With ``enrol`` the node
         enrols in the DHT so the coordinator finds it.  The node then trains
-        in every round it is sampled for, in the service's task.
+        in every round it is sampled for, in the service's task, and calls
+        ``on_round(announcement, outcome)``: ``sent`` (the update went out),
+        ``secagg`` (its update waits for the SecAgg stages), or why it could
+        not take part (``model-unavailable``, ``trained-too-late``).
         """
         node = self.node
         if self.core.device is not None:
@@ -269,7 +274,7 @@ class TrainingFace:
             random_bytes=random_bytes,
         )
         self._coordinator_key = coordinator_key
-        self._task = task
+        self._on_round = on_round
         if coordinator.addresses:
             self.core.addresses[coordinator.node_id] = coordinator.addresses[0]
         self.core.device = device
@@ -281,21 +286,27 @@ class TrainingFace:
             )
 
     async def _take_part(self, node: Node, announce: RoundAnnounce) -> None:
+        outcome = await self._train(node, announce)
+        if outcome not in ("sent", "secagg"):
+            self.core.give_up(outcome)
+        if self._on_round is not None:
+            self._on_round(announce, outcome)
+
+    async def _train(self, node: Node, announce: RoundAnnounce) -> str:
         core, device = self.core, self.core.device
         assert device is not None
         model = await self._fetch_model(node, announce)
         if model is None:
-            core.give_up("model-unavailable")
-            return
+            return "model-unavailable"
         if trio.current_time() + self.unix_offset >= announce.deadline:
-            core.give_up("trained-too-late")
-            return
+            return "trained-too-late"
         if announce.secagg:
             device.prepare_secagg(announce, model)
             core.secagg_ready(announce)
         else:
             core.submit_update(announce, device.train(announce, model))
         await node.flush()
+        return "secagg" if announce.secagg else "sent"
 
     async def _fetch_model(self, node: Node, announce: RoundAnnounce) -> Params | None:
         name = training_model_name(announce.task)
