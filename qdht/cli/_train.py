@@ -163,8 +163,14 @@ def _training_imports() -> Any:
     return training
 
 
-def _row(result: RoundResult, accuracy: float, devices: int) -> list[str]:
-    epsilon = "inf" if math.isinf(result.epsilon) else f"{result.epsilon:.3f}"
+def _epsilon(result: RoundResult, params: RoundParams, digits: int = 3) -> str:
+    if not params.dp:
+        return "no DP"
+    return "inf" if math.isinf(result.epsilon) else f"{result.epsilon:.{digits}f}"
+
+
+def _row(result: RoundResult, params: RoundParams, accuracy: float, devices: int) -> list[str]:
+    epsilon = _epsilon(result, params)
     state = f"abandoned ({result.reason})" if result.abandoned else "published"
     return [
         str(result.number),
@@ -214,7 +220,7 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
             def on_round(result: RoundResult) -> None:
                 accuracy = trainer.accuracy(result.model, data.x_test, data.y_test)
                 results.append((result, accuracy))
-                epsilon = "inf" if math.isinf(result.epsilon) else f"{result.epsilon:.2f}"
+                epsilon = _epsilon(result, params, 2)
                 out.emit(
                     f"round {result.number:3d}  devices {result.participants:3d}  "
                     f"accuracy {accuracy:.3f}  epsilon {epsilon}"
@@ -233,7 +239,7 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
         f"qdht train demo: {args.devices} devices, q={args.q:g}, z={params.noise:g}, "
         f"S={params.clip:g}, delta=1e-5" + (", SecAgg+" if args.secagg else ""),
         ["round", "devices", "accuracy", "epsilon", "model"],
-        [_row(r, a, args.devices) for r, a in results],
+        [_row(r, params, a, args.devices) for r, a in results],
     )
     if run.stopped:
         out.note(f"stopped after round {len(results) - 1}: the next would exceed the budget")
@@ -354,7 +360,7 @@ def run_coordinate(args: argparse.Namespace, out: Output) -> int:
 
                 def on_round(result: RoundResult) -> None:
                     accuracy = trainer.accuracy(result.model, data.x_test, data.y_test)
-                    out.emit("  ".join(_row(result, accuracy, len(found))))
+                    out.emit("  ".join(_row(result, params, accuracy, len(found))))
 
                 budget = training.PrivacyBudget(args.epsilon_budget, 1e-5) if params.dp else None
                 run = await node.training.coordinate(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from qdht.cli import main
+
+from ._procs import DIFFICULTY, QdhtProcess
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -63,3 +67,33 @@ def test_train_usage_errors(
 ) -> None:
     assert main(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def _starts(prefix: str, line: str) -> bool:
+    return line.startswith(prefix)
+
+
+@pytest.mark.slow
+def test_coordinate_and_join_train_across_processes_over_loopback() -> None:
+    with ExitStack() as processes:
+        coordinator = QdhtProcess(
+            "train", "coordinate", "--task", "digits", "--rounds", "2", "--wait-devices", "2",
+            "--round-seconds", "8", "--q", "1", "--clip", "0", "--epochs", "2",
+            "--difficulty", DIFFICULTY, "--timeout", "120",
+        )  # fmt: skip
+        processes.callback(coordinator.kill)
+        uri = coordinator.wait_for_line(lambda line: line.startswith("qdht+udp://"))
+        for shard in ("0/2", "1/2"):
+            device = QdhtProcess(
+                "train", "join", "--coordinator", uri, "--task", "digits", "--shard", shard,
+                "--difficulty", DIFFICULTY, "--timeout", "120",
+            )  # fmt: skip
+            processes.callback(device.kill)
+        for number in ("0", "1"):
+            prefix = f"{number}  "
+            row = coordinator.wait_for_line(functools.partial(_starts, prefix))
+            _, devices, accuracy, epsilon, state = row.split("  ")
+            assert (devices, epsilon, state) == ("2/2", "no DP", "published")
+            assert float(accuracy) > 0.8
+        assert coordinator.wait() == 0
+        device.wait_for_line(lambda line: line == "round 1: sent")
