@@ -61,7 +61,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
     )
     demo.add_argument("--devices", type=int, default=20, metavar="N", help="default 20")
-    demo.add_argument("--rounds", type=int, default=20, metavar="R", help="default 20")
+    demo.add_argument("--rounds", type=int, default=30, metavar="R", help="default 30")
     demo.add_argument("--seed", type=int, default=0, help="data split and models (default 0)")
     demo.add_argument(
         "--plot",
