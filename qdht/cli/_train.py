@@ -16,6 +16,7 @@ regression on the 8x8 digits (650 parameters).  Needs ``pip install
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from contextlib import AsyncExitStack
@@ -71,6 +72,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="where to write the plot (default qdht-train-demo.png)",
     )
     demo.add_argument("--no-plot", action="store_true", help="do not write the plot")
+    demo.add_argument("--json", type=Path, metavar="F", help="write every round's figures to F")
     _add_round_options(demo, q=0.5)
     demo.set_defaults(run=run_demo)
 
@@ -244,6 +246,27 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
     if run.stopped:
         out.note(f"stopped after round {len(results) - 1}: the next would exceed the budget")
     out.note(f"{len(results)} rounds in {time.monotonic() - started:.1f} s")
+    if args.json is not None:
+        report = {
+            "devices": args.devices,
+            "q": args.q,
+            "noise": params.noise,
+            "clip": params.clip,
+            "delta": 1e-5,
+            "secagg": args.secagg,
+            "stopped": run.stopped,
+            "rounds": [
+                {
+                    "round": r.number,
+                    "participants": r.participants,
+                    "accuracy": a,
+                    "epsilon": r.epsilon if params.dp and math.isfinite(r.epsilon) else None,
+                    "abandoned": r.abandoned,
+                }
+                for r, a in results
+            ],
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_plot and results:
         result = training.DemoResult(
             args.devices,

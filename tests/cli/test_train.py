@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,10 +37,15 @@ def test_train_demo_prints_each_round_and_writes_its_plot(
 
 def test_train_demo_stops_at_the_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "demo", "--devices", "3", "--rounds", "5", "--q", "1", "--epochs", "1"]
-    assert main([*argv, "--epsilon-budget", "6", "--no-plot"]) == 0
+    report = tmp_path / "demo.json"
+    assert main([*argv, "--epsilon-budget", "6", "--no-plot", "--json", str(report)]) == 0
     captured = capsys.readouterr()
     assert len([line for line in captured.out.splitlines() if line.startswith("round ")]) < 5
     assert "the next would exceed the budget" in captured.out
+    figures = json.loads(report.read_text())
+    assert figures["stopped"] == "budget"
+    assert 1 <= len(figures["rounds"]) < 5
+    assert all(0 < r["epsilon"] <= 6 for r in figures["rounds"])
 
 
 def test_train_demo_without_matplotlib_says_what_to_install(

@@ -108,6 +108,9 @@ class TrainingFace:
         self._coordinator_key = b""
         self._coordinating = False
         self._on_round: Callable[[RoundAnnounce, str], object] | None = None
+        #: The enrolment entry (topic, value) this node renews, once joined.
+        self._enrolment: tuple[bytes, bytes] | None = None
+        self._enrolled = trio.Event()
 
     # ------------------------------------------------------------ plumbing
 
@@ -279,11 +282,25 @@ class TrainingFace:
             self.core.addresses[coordinator.node_id] = coordinator.addresses[0]
         self.core.device = device
         if enrol:
-            await node.put_set_entry(
-                enrol_topic(coordinator.node_id, task),
-                node.contact_uri.encode(),
-                ttl=self.config.enrol_ttl,
-            )
+            self._enrolment = (enrol_topic(coordinator.node_id, task), node.contact_uri.encode())
+            await self._enrol(node)
+            self._enrolled.set()
+
+    async def _enrol(self, node: Node) -> None:
+        assert self._enrolment is not None
+        topic, value = self._enrolment
+        await node.put_set_entry(topic, value, ttl=self.config.enrol_ttl)
+
+    async def enrol_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        """Renew the device's enrolment at half its lifetime, while the node runs."""
+        task_status.started()
+        await self._enrolled.wait()
+        while True:
+            await trio.sleep(self.config.enrol_ttl / 2)
+            try:
+                await self._enrol(node)
+            except (LookupFailedError, RPCError):
+                self.core.drops["enrol-failed"] += 1
 
     async def _take_part(self, node: Node, announce: RoundAnnounce) -> None:
         outcome = await self._train(node, announce)
@@ -399,7 +416,7 @@ def training_service(config: TrainingLayerConfig) -> Callable[[ServiceContext], 
             face.core,
             TRAINING_MESSAGE_TYPES,
             on_event=face.on_event,
-            tasks=(face.device_task,),
+            tasks=(face.device_task, face.enrol_task),
             face=face,
         )
 

@@ -291,3 +291,15 @@ async def test_misuse_is_reported(autojump_clock: trio.testing.MockClock, tmp_pa
             _ = node.training
     with pytest.raises(ConfigError, match="TrainingLayerConfig"):
         Config(training=ModelsConfig())  # type: ignore[arg-type]
+
+
+async def test_a_device_renews_its_enrolment(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with network(2, tmp_path) as nodes:
+        coordinator, device = nodes
+        await join_all(coordinator, [device])
+        ttl = TrainingLayerConfig().enrol_ttl
+        await trio.sleep(3 * ttl)  # long past the first entry's lifetime
+        found = await coordinator.training.enrolled(TASK)
+        assert [c.node_id for c in found] == [device.node_id]
