@@ -10,7 +10,7 @@ rounds of a task on a real node (UDP): it prints its contact URI, waits for
 devices to enrol, and coordinates; ``join`` makes a node a device of that
 coordinator with a shard of the digits training set.  The model is softmax
 regression on the 8x8 digits (650 parameters).  Needs ``pip install
-'qdht[models,dp]'`` (and ``plot`` for the demo's PNG).
+'qdht[models,fl,dp]'`` (and ``plot`` for the demo's PNG).
 """
 
 from __future__ import annotations
@@ -155,12 +155,15 @@ def _task(name: str) -> bytes:
 
 
 def _training_imports() -> Any:
+    """qdht.models.training, or a CommandError naming the extras when one is missing."""
     try:
+        import dp_accounting  # noqa: F401 - the coordinator's accountant
+        import sklearn  # noqa: F401 - the digits data
+
         from qdht.models import training
     except ImportError as exc:
         raise CommandError(
-            f"training needs the models extra ({exc.name} is missing): "
-            "pip install 'qdht[models,dp]'"
+            f"qdht train needs {exc.name}: pip install 'qdht[models,fl,dp]'"
         ) from None
     return training
 

@@ -103,3 +103,11 @@ def test_coordinate_and_join_train_across_processes_over_loopback() -> None:
             assert float(accuracy) > 0.8
         assert coordinator.wait() == 0
         device.wait_for_line(lambda line: line == "round 1: sent")
+
+
+def test_train_without_the_training_extras_says_what_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    assert main(["train", "demo", "--devices", "2", "--rounds", "1", "--no-plot"]) == EXIT_FAILED
+    assert "pip install 'qdht[models,fl,dp]'" in capsys.readouterr().err
