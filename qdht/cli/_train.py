@@ -16,6 +16,7 @@ regression on the 8x8 digits (650 parameters).  Needs ``pip install
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import time
@@ -239,7 +240,7 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
 
             return await _demo_network(training, args, params, data, parts, trainer, on_round)
 
-    run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run, drops = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     out.table(
         f"qdht train demo: {args.devices} devices, q={args.q:g}, z={params.noise:g}, "
         f"S={params.clip:g}, delta=1e-5" + (", SecAgg+" if args.secagg else ""),
@@ -248,6 +249,8 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
     )
     if run.stopped:
         out.note(f"stopped after round {len(results) - 1}: the next would exceed the budget")
+    if drops:
+        out.note("dropped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(drops.items())))
     out.note(f"{len(results)} rounds in {time.monotonic() - started:.1f} s")
     if args.json is not None:
         report = {
@@ -304,7 +307,7 @@ async def _demo_network(
         for i in range(args.devices + 1):
             transport = await stack.enter_async_context(net.open_transport())
             config = qdht.Config(
-                identity=Identity.generate(0),
+                identity=_demo_identity(args.seed, i),
                 puzzle_difficulty=0,
                 # The coordinator serves the model; devices fetch it and do not re-serve.
                 models=ModelsConfig(announce=i == 0),
@@ -327,7 +330,7 @@ async def _demo_network(
                 rng=np.random.default_rng([args.seed, i]),
             )
         budget = training.PrivacyBudget(args.epsilon_budget, 1e-5) if params.dp else None
-        return await coordinator.training.coordinate(
+        run = await coordinator.training.coordinate(
             task,
             trainer.init_params(np.random.default_rng(args.seed)),
             params,
@@ -336,6 +339,24 @@ async def _demo_network(
             rng=np.random.default_rng([args.seed, 1]),
             on_round=on_round,
         )
+        drops: collections.Counter[str] = collections.Counter()
+        for node in nodes:
+            drops.update(node.stats()["training"]["drops"])
+        return run, drops
+
+
+def _demo_identity(seed: int, index: int) -> Identity:
+    """Node ``index``'s keys from ``seed``: the same seed samples the same devices."""
+    from qdht.crypto.mldsa import MLDSAPrivateKey
+    from qdht.crypto.xwing import XWingPrivateKey
+
+    tag = b"qdht/cli/train-demo" + seed.to_bytes(8, "big", signed=True) + index.to_bytes(4, "big")
+    return Identity(  # difficulty 0: any nonce solves the puzzle
+        XWingPrivateKey.from_seed(sha3_256(tag, b"x-wing")),
+        MLDSAPrivateKey.from_seed(sha3_256(tag, b"ml-dsa")),
+        bytes(8),
+        0,
+    )
 
 
 # ---------------------------------------------------------------- real nodes
