@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -303,3 +305,34 @@ async def test_a_device_renews_its_enrolment(
         await trio.sleep(3 * ttl)  # long past the first entry's lifetime
         found = await coordinator.training.enrolled(TASK)
         assert [c.node_id for c in found] == [device.node_id]
+
+
+async def test_a_round_below_the_minimum_is_abandoned_and_changes_nothing(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with network(3, tmp_path) as nodes:
+        coordinator, devices = nodes[0], nodes[1:]
+        await join_all(coordinator, devices)
+        params = RoundParams(duration=20.0, clip=1.0, noise=1.0, min_participants=3)
+        budget = PrivacyBudget(100.0)
+        run = await coordinator.training.coordinate(
+            TASK, initial_model(), params, rounds=1, budget=budget
+        )
+        (result,) = run.results
+        assert result.abandoned
+        assert result.reason == "too-few-participants"
+        assert result.participants == 2
+        assert np.array_equal(run.model, initial_model())
+        assert budget.spent == 0  # nothing was released, nothing spent
+        assert coordinator.stats()["training"]["rounds_abandoned"] == 1
+
+
+def test_a_plain_import_loads_neither_numpy_nor_torch() -> None:
+    code = (
+        "import sys, qdht, qdht.cli, qdht.node\n"
+        "qdht.Config()\n"
+        "heavy = {'numpy', 'torch', 'sklearn'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
