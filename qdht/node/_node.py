@@ -124,6 +124,7 @@ if TYPE_CHECKING:
     from qdht.messaging import MessagingFace
     from qdht.mixnet import AnonymousFace
     from qdht.models import ModelsFace
+    from qdht.models.training import TrainingFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -413,6 +414,12 @@ class Node:
     def groups(self) -> GroupsFace:
         """Group messaging (``Config.groups``): ``qdht.groups.GroupsFace``."""
         face: GroupsFace = self._face("groups")
+        return face
+
+    @property
+    def training(self) -> TrainingFace:
+        """Federated training (``Config.training``): coordinate, join, gossip."""
+        face: TrainingFace = self._face("training")
         return face
 
     @property

@@ -31,6 +31,13 @@ from qdht.models.training._data import (
     split_shards,
 )
 from qdht.models.training._demo import DemoResult, plot_demo, run_demo
+from qdht.models.training._face import (
+    CoordinatedRun,
+    TrainingFace,
+    enrol_topic,
+    training_model_name,
+    training_service,
+)
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import (
     PrivacyAccountant,
@@ -55,6 +62,13 @@ from qdht.models.training._secagg import (
     default_neighbours,
     graph_neighbours,
     quantize_for_sum,
+)
+from qdht.models.training._service import (
+    TRAINING_MESSAGE_TYPES,
+    RoundEnded,
+    RoundJoined,
+    TrainingCore,
+    TrainingLayerConfig,
 )
 from qdht.models.training._shamir import (
     PRIME,
@@ -99,8 +113,10 @@ __all__ = [
     "MLP",
     "PRIME",
     "SHARE_BYTES",
+    "TRAINING_MESSAGE_TYPES",
     "Aggregator",
     "CoordinateMedian",
+    "CoordinatedRun",
     "Dataset",
     "DemoResult",
     "FedAvg",
@@ -114,6 +130,8 @@ __all__ = [
     "QuantizedUpdate",
     "RoundCoordinator",
     "RoundDevice",
+    "RoundEnded",
+    "RoundJoined",
     "RoundParams",
     "RoundResult",
     "SecAggCoordinator",
@@ -125,6 +143,9 @@ __all__ = [
     "TorchTrainer",
     "Trainer",
     "TrainingConfig",
+    "TrainingCore",
+    "TrainingFace",
+    "TrainingLayerConfig",
     "TrimmedMean",
     "aggregator_by_name",
     "check_data",
@@ -135,6 +156,7 @@ __all__ = [
     "dequantize",
     "distributed_noise_std",
     "dp_fedavg",
+    "enrol_topic",
     "gaussian_noise",
     "graph_neighbours",
     "is_sampled",
@@ -154,4 +176,6 @@ __all__ = [
     "split_dirichlet",
     "split_iid",
     "split_shards",
+    "training_model_name",
+    "training_service",
 ]
