@@ -1,8 +1,10 @@
 """Federated training: local trainers, aggregation, DP, compression, SecAgg, rounds.
 
-Implements ``protocol-spec/14-training.md``.  Everything here is sans-IO:
-time is an argument, randomness is injectable, nothing touches a socket.
-The node wires these cores to the model store and the network.
+Implements ``protocol-spec/14-training.md``.  The cores are sans-IO: time
+is an argument, randomness is injectable, nothing touches a socket.  The
+``training`` service (``Config.training``, ``node.training``: :class:`TrainingCore`
+and its Trio face :class:`TrainingFace`, §9) runs them on a node, with the
+model store carrying each round's model.
 """
 
 from typing import TYPE_CHECKING

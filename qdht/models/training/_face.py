@@ -133,7 +133,10 @@ class TrainingFace:
         self.core.address_of = lambda peer: _address_of(node, peer)
         task_status.started()
         async for announce in self._joined:
-            await self._take_part(node, announce)
+            try:
+                await self._take_part(node, announce)
+            except NodeStateError:  # the node is stopping: this task is cancelled next
+                return
 
     def stats(self) -> dict[str, Any]:
         """The service's counters (also in ``node.stats()["training"]``)."""
@@ -175,6 +178,7 @@ class TrainingFace:
         if not contacts:
             raise ConfigError("no devices: pass devices= or let devices join (node.training.join)")
         core = self.core
+        core.enrolled = []
         core.enrol((n, c.addresses[0] if c.addresses else None) for n, c in contacts.items())
         ids = list(contacts)
         coordinator = RoundCoordinator(
@@ -195,10 +199,12 @@ class TrainingFace:
         name = training_model_name(task)
         try:
             for _ in range(rounds):
-                current = np.asarray(coordinator.model, dtype="<f4")
-                await models.publish(name, {"params": current})
-                self._ended_event = trio.Event()
                 try:
+                    if budget is not None and params.dp:  # before publishing anything
+                        budget.check(params.q32 / 2**32, params.noise_milli / 1e3)
+                    current = np.asarray(coordinator.model, dtype="<f4")
+                    await models.publish(name, {"params": current})
+                    self._ended_event = trio.Event()
                     core.start_round(trio.current_time())
                 except PrivacyBudgetExceededError:
                     core.counters["budget_stops"] += 1
@@ -210,8 +216,8 @@ class TrainingFace:
                 results.append(self._ended)
                 if on_round is not None:
                     on_round(self._ended)
-            if not stopped:  # the devices can fetch the final model too
-                await models.publish(name, {"params": np.asarray(coordinator.model, "<f4")})
+            # The devices can fetch the final model too.
+            await models.publish(name, {"params": np.asarray(coordinator.model, "<f4")})
         finally:
             self._coordinating = False
         return CoordinatedRun(results, stopped, coordinator.model)
@@ -301,6 +307,8 @@ class TrainingFace:
                 await self._enrol(node)
             except (LookupFailedError, RPCError):
                 self.core.drops["enrol-failed"] += 1
+            except NodeStateError:  # the node is stopping: this task is cancelled next
+                return
 
     async def _take_part(self, node: Node, announce: RoundAnnounce) -> None:
         outcome = await self._train(node, announce)

@@ -27,6 +27,7 @@ from qdht.models.training import (
     RoundParams,
     SoftmaxRegression,
     TrainingLayerConfig,
+    is_sampled,
     load_digits_split,
     round_id,
     split_iid,
@@ -248,6 +249,9 @@ async def test_the_privacy_budget_stops_the_rounds(
         assert coordinator.stats()["training"]["announced"] == 2
         for device in devices:  # no third round ever reached a device
             assert device.stats()["training"]["rounds_joined"] == 2
+        # Two rounds' models and the final one: the refused round published nothing.
+        owner = coordinator.identity.mldsa_public_hash
+        assert await devices[0].models.versions(owner, "fl-" + TASK.hex()[:32]) == [0, 1, 2]
 
 
 async def test_gossip_among_dht_neighbours_learns(
@@ -302,7 +306,7 @@ async def test_a_device_renews_its_enrolment(
         coordinator, device = nodes
         await join_all(coordinator, [device])
         ttl = TrainingLayerConfig().enrol_ttl
-        await trio.sleep(3 * ttl)  # long past the first entry's lifetime
+        await trio.sleep(3 * ttl + 1)  # long past the first entry's lifetime
         found = await coordinator.training.enrolled(TASK)
         assert [c.node_id for c in found] == [device.node_id]
 
@@ -336,3 +340,23 @@ def test_a_plain_import_loads_neither_numpy_nor_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_only_the_devices_the_round_samples_take_part(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with network(7, tmp_path) as nodes:
+        coordinator, devices = nodes[0], nodes[1:]
+        await join_all(coordinator, devices)
+        params = RoundParams(duration=20.0, q=0.5, epochs=1)
+        run = await coordinator.training.coordinate(TASK, initial_model(), params, rounds=2)
+        for number, result in enumerate(run.results):
+            rid = round_id(coordinator.node_id, TASK, number)
+            sampled = [is_sampled(rid, d.node_id, params.q32) for d in devices]
+            assert result.participants == sum(sampled)
+        for device in devices:
+            joined = sum(
+                is_sampled(round_id(coordinator.node_id, TASK, n), device.node_id, params.q32)
+                for n in range(2)
+            )
+            assert device.stats()["training"].get("updates_sent", 0) == joined
