@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of loop traffic (default 20)"
     )
+    parser.add_argument(
+        "--signed", type=int, default=20, help="rounds with signed records (default 20)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the network and values")
     parser.add_argument(
         "--quick", action="store_true", help="9 mixes, 10 rounds, 5 s of loops (a smoke run)"
@@ -73,6 +76,8 @@ async def _measure(args: argparse.Namespace, result: BenchResult) -> dict[str, A
             for late in node.anonymous.core.role.release_lateness
         ]
         await outcomes.run(network, args.ops, seed=args.seed, op_timeout=30.0)
+        if args.signed > 0:
+            await outcomes.run(network, args.signed, seed=args.seed, op_timeout=60.0, signed=True)
         share = (time.process_time() - cpu) / (time.perf_counter() - wall)
         stats = [node.stats()["mixnet"] for node in network.nodes]
     return {
@@ -88,7 +93,7 @@ async def _measure(args: argparse.Namespace, result: BenchResult) -> dict[str, A
 
 def run(args: argparse.Namespace) -> BenchResult:
     if args.quick:
-        args.mixes, args.ops, args.duration = 9, 10, 5.0
+        args.mixes, args.ops, args.duration, args.signed = 9, 10, 5.0, 2
     if not 9 <= args.mixes <= 30:
         raise ConfigError("--mixes must be in 9..30")
     if args.clients < 2:
@@ -110,6 +115,13 @@ def run(args: argparse.Namespace) -> BenchResult:
     # Rates with their evidence: trials and the 95 % Wilson lower bound.
     result.add_rate("anon_put_success", put["ok"], put["total"])
     result.add_rate("anon_get_success", anon["ok"], anon["total"], target=0.99)
+    if args.signed > 0:
+        # Signed records (~5.3 KB): in fragments at the default 2 KiB payload (§14.6).
+        for name, label in (("put", "signed_put"), ("get", "signed_get")):
+            rate = summary[f"anonymous signed {name}"]
+            result.add_rate(f"anon_{label}_success", rate["ok"], rate["total"])
+            latencies = got["latencies"][f"anonymous signed {name}"]
+            result.add(f"anon_{label}_median_ms", median(latencies) * 1000)
     anon_median = median(got["latencies"]["anonymous get"])
     plain_median = median(got["latencies"]["plain get"])
     result.add("anon_get_median_ms", anon_median * 1000)
