@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from typing import Any, Final
 
 import trio
@@ -84,6 +85,7 @@ async def _measure(args: argparse.Namespace, result: BenchResult) -> dict[str, A
         "loops": loops,
         "lateness": lateness,
         "summary": outcomes.summary(),
+        "failures": outcomes.failures,
         "latencies": outcomes.latencies,
         "cpu_share": share,
         "mixed": sum(s["mixed"] for s in stats),
@@ -128,6 +130,11 @@ def run(args: argparse.Namespace) -> BenchResult:
     result.add("anon_get_p95_ms", percentile(got["latencies"]["anonymous get"], 95) * 1000)
     result.add("plain_get_median_ms", plain_median * 1000)
     result.add("anon_vs_plain_get_ratio", anon_median / plain_median)
+    if got["failures"]:
+        reasons = Counter(got["failures"])
+        result.notes.append(
+            "failures: " + "; ".join(f"{why} ({n})" for why, n in reasons.most_common())
+        )
     result.add("packets_mixed", got["mixed"])
     result.add("replays_dropped", got["replays"])
     result.add("cpu_share", got["cpu_share"])
