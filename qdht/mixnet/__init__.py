@@ -88,7 +88,7 @@ from qdht.mixnet._geometry import (
     Geometry,
 )
 from qdht.mixnet._keys import EpochKey, MixKeyring, epoch_of
-from qdht.mixnet._mix import KeysRotated, MessageReceived, MixRole, Outgoing
+from qdht.mixnet._mix import LATENESS_SAMPLES, KeysRotated, MessageReceived, MixRole, Outgoing
 from qdht.mixnet._payload import (
     KIND_COVER,
     KIND_MESSAGE,
@@ -142,6 +142,7 @@ __all__ = [
     "KIND_REPLY_FRAGMENT",
     "KIND_REQUEST",
     "KIND_REQUEST_FRAGMENT",
+    "LATENESS_SAMPLES",
     "MAC_SIZE",
     "MAX_DELAY_MS",
     "MAX_FRAGMENT_COUNT",

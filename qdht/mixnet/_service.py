@@ -403,7 +403,7 @@ class MixnetCore:
         """Send ``op`` to ``exits`` fresh exits, in ``count`` fragments each (§14.6).
 
         The fragments of the exits are interleaved in the payload stream, and
-        the operation's deadline allows for the extra payload slots they take.
+        the operation's deadline allows for the payload slots its packets wait for.
         """
         unix = now + self.unix_offset
         client, geometry = self.client, self.client.geometry
@@ -427,9 +427,11 @@ class MixnetCore:
                     assert surb_id is not None
                     self._expect(op, message_id, surb_id)
             self._counts["fragmented_requests"] += len(chosen)
-        slots = (count - 1) * len(chosen)
+        # Its last packet leaves after every real message queued before it: give
+        # it those payload slots, twice over for the Poisson stream's spread.
+        queued = self.config.max_send_queue - client.room()
         rate = self.config.lambda_payload
-        extra = slots / rate if rate > 0 else 0.0
+        extra = 2 * max(0, queued - len(chosen)) / rate if rate > 0 else 0.0
         op.deadline = now + self.config.anonymous_timeout + extra
         heapq.heappush(self._deadlines, (op.deadline, op.handle))
 

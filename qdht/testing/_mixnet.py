@@ -11,6 +11,7 @@ With ``network=None`` every node gets its own UDP socket on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -81,7 +82,9 @@ class AnonymousOutcomes:
     failures: list[str] = attrs.Factory(list)
 
     def record(self, name: str, started: float, ok: bool, why: str = "") -> None:
-        self.total[name] += 1
+        self.total[name] = self.total.get(name, 0) + 1
+        self.ok.setdefault(name, 0)
+        self.latencies.setdefault(name, [])
         if ok:
             self.ok[name] += 1
             self.latencies[name].append(trio.current_time() - started)
@@ -101,10 +104,24 @@ class AnonymousOutcomes:
         }
 
     async def run(
-        self, network: MixNetwork, count: int, *, seed: int, op_timeout: float, value_size: int = 64
+        self,
+        network: MixNetwork,
+        count: int,
+        *,
+        seed: int,
+        op_timeout: float,
+        value_size: int = 64,
+        signed: bool = False,
     ) -> None:
         """``count`` rounds, at most one per client at once: an anonymous put by one
-        client, then an anonymous get and a plain get of its key by another."""
+        client, then an anonymous get and a plain get of its key by another.
+
+        ``signed``: the puts are signed mutable records (each round its own
+        salt; ~5.3 KB with the key and signature, so in fragments at the
+        default geometry), counted as ``"anonymous signed put"`` and
+        ``"anonymous signed get"``.
+        """
+        prefix = "anonymous signed" if signed else "anonymous"
         rng = random.Random(seed)
         clients = network.clients
         if len(clients) < 2:
@@ -134,14 +151,15 @@ class AnonymousOutcomes:
             async with limiter:
                 writer = clients[putter]
                 reader = [c for c in clients if c is not writer][other]
-                key = await timed(
-                    "anonymous put",
-                    lambda: writer.anonymous.put_immutable(value),
-                    lambda k: k is not None,
-                )
+                if signed:
+                    salt = b"qdht/bench/signed/" + value[:8].hex().encode()
+                    put = functools.partial(writer.anonymous.put_mutable, value, salt=salt, seq=0)
+                else:
+                    put = functools.partial(writer.anonymous.put_immutable, value)
+                key = await timed(f"{prefix} put", put, lambda k: k is not None)
                 if key is None:
                     return
-                await timed("anonymous get", lambda: reader.anonymous.get(key), value.__eq__)
+                await timed(f"{prefix} get", lambda: reader.anonymous.get(key), value.__eq__)
                 await timed("plain get", lambda: reader.get(key), value.__eq__)
 
         async with trio.open_nursery() as nursery:
