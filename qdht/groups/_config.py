@@ -41,6 +41,9 @@ class GroupsConfig:
     #: the node runs the mixnet, direct otherwise).
     delivery: str = attrs.field(default="auto", validator=_delivery_mode)
     #: Through the mixnet a key waited on is polled, not watched: every this many s.
-    anonymous_poll: float = attrs.field(default=2.0, validator=validators.positive)
+    anonymous_poll: float = attrs.field(default=5.0, validator=validators.positive)
+    #: Most anonymous requests of this node's groups in flight at once: a mixnet
+    #: client sends at a fixed rate (``MixnetConfig.lambda_payload``), so more only queue.
+    anonymous_concurrency: int = attrs.field(default=4, validator=validators.positive_int)
     #: Events buffered per ``node.groups.events()`` subscriber (the oldest are lost).
     event_buffer: int = attrs.field(default=1024, validator=validators.positive_int)

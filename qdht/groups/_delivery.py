@@ -46,6 +46,9 @@ class Delivery(Protocol):
 
     #: Largest value one record may hold (bytes): larger commit slots are split.
     max_value: int
+    #: Whether a watch polls (each key read costs a request every ``poll`` seconds).
+    polls: bool
+    poll: float
 
     async def store(
         self, key: MLDSAPrivateKey, name: bytes, value: bytes, *, expires: int | None = None
@@ -96,6 +99,9 @@ class _Records:
 
 class DhtDelivery(_Records):
     """Direct delivery: each value is a mutable DHT record under a write-once salt."""
+
+    polls = False
+    poll = 0.0
 
     def __init__(self, node: Node, ttl: float, unix_offset: float) -> None:
         super().__init__(node, ttl, unix_offset)
@@ -160,9 +166,15 @@ class AnonymousDelivery(_Records):
     ``poll_interval`` seconds.
     """
 
-    def __init__(self, node: Node, ttl: float, unix_offset: float, poll_interval: float) -> None:
+    def __init__(
+        self, node: Node, ttl: float, unix_offset: float, poll_interval: float, concurrency: int
+    ) -> None:
         super().__init__(node, ttl, unix_offset)
-        self._poll = poll_interval
+        self.polls = True
+        self.poll = poll_interval
+        # A Loopix client sends at a fixed rate: more requests at once than it
+        # sends in a few ticks only fill its queue (and then fail).
+        self._limiter = trio.CapacityLimiter(concurrency)
         # What one anonymous request carries: the record's keys, signature and
         # framing take the rest of the payload (12 §14).
         payload = node.anonymous.config.user_payload_size
@@ -177,8 +189,9 @@ class AnonymousDelivery(_Records):
         self, key: MLDSAPrivateKey, name: bytes, value: bytes, *, expires: int | None = None
     ) -> bool:
         try:
-            await self._node.anonymous.put_record(self._record(key, name, value, expires))
-        except (LookupFailedError, RPCError, NodeStateError):
+            async with self._limiter:
+                await self._node.anonymous.put_record(self._record(key, name, value, expires))
+        except (LookupFailedError, RPCError, NodeStateError, ConfigError):
             # No exit stored it: a holder keeps another write, or no exit answered.
             return False
         self.bytes_stored += len(value)
@@ -186,8 +199,10 @@ class AnonymousDelivery(_Records):
 
     async def fetch(self, key: MLDSAPrivateKey, name: bytes) -> bytes | None:
         try:
-            value = await self._node.anonymous.get(record_key(key, name))
-        except (LookupFailedError, RPCError, NodeStateError):
+            async with self._limiter:
+                value = await self._node.anonymous.get(record_key(key, name))
+        except (LookupFailedError, RPCError, NodeStateError, ConfigError):
+            # ConfigError: the client's send queue is full (too many requests at once).
             return None
         if value is not None:
             self.bytes_fetched += len(value)
@@ -202,7 +217,7 @@ class AnonymousDelivery(_Records):
                 if value is not None and value != last:
                     last = value
                     yield value
-                await trio.sleep(self._poll)
+                await trio.sleep(self.poll)
 
         values = poll()
         try:
@@ -225,6 +240,8 @@ class NoDelivery:
     """The delivery of a service that is not running: every use is misuse."""
 
     max_value = 0
+    polls = False
+    poll = 0.0
 
     async def store(
         self, key: MLDSAPrivateKey, name: bytes, value: bytes, *, expires: int | None = None

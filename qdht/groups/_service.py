@@ -20,6 +20,7 @@ start.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import Counter, deque
@@ -338,6 +339,13 @@ class _Runner:
         for old in [e for e in self.readers if e < epoch - keep]:
             self.readers.pop(old).cancel()
             self.secrets.pop(old, None)
+        if self.delivery.polls:
+            # Polling costs a request per key and round: the previous epoch's
+            # senders get one more round for their late messages, older ones none.
+            for old in [e for e in self.readers if e < epoch]:
+                self.readers[old].deadline = min(
+                    self.readers[old].deadline, trio.current_time() + 2 * self.delivery.poll
+                )
         for old in [e for e in self.sent if e < epoch - keep]:
             del self.sent[old]
         for gone in [k for k in self.read if k[0] < epoch - keep]:
@@ -598,6 +606,9 @@ class GroupsFace:
             # The node stopped under a task (a watch closed, a put refused) just
             # before it cancels this service: nothing to do but end.
             pass
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                await self.flush()  # what changed since the last save, before the file closes
 
     def _delivery_for(self, node: Node) -> Delivery:
         mode = self.config.delivery
@@ -607,7 +618,11 @@ class GroupsFace:
             if "mixnet" not in node.services:
                 raise ConfigError("groups.delivery is 'anonymous' but the mixnet layer is off")
             return AnonymousDelivery(
-                node, self.config.record_ttl, self._unix_offset, self.config.anonymous_poll
+                node,
+                self.config.record_ttl,
+                self._unix_offset,
+                self.config.anonymous_poll,
+                self.config.anonymous_concurrency,
             )
         return DhtDelivery(node, self.config.record_ttl, self._unix_offset)
 

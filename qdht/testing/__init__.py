@@ -28,6 +28,7 @@ from qdht.testing._echo import (
     echo_service,
 )
 from qdht.testing._faults import FaultInjector
+from qdht.testing._groupnet import GroupNetwork, open_group_network
 from qdht.testing._memory import DEFAULT_QUEUE_SIZE, MemoryNetwork, MemoryTransport
 from qdht.testing._mixnet import (
     AnonymousOutcomes,
@@ -57,6 +58,7 @@ __all__ = [
     "EchoFailed",
     "EchoReplied",
     "FaultInjector",
+    "GroupNetwork",
     "MemoryNetwork",
     "MemoryTransport",
     "MixNetwork",
@@ -71,6 +73,7 @@ __all__ = [
     "echo_service",
     "eclipse_puzzle_cost",
     "loop_latencies",
+    "open_group_network",
     "open_mix_network",
     "percentile",
     "seeded_identity",

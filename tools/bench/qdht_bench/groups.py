@@ -18,8 +18,9 @@ verification.  Messages: seal and open of a 100-byte message padded to
 2048 bytes.
 
 Network (``--net-members``, default 10; 0 skips it): the time until every
-member of a group on a loopback network agrees on a new epoch, direct
-delivery through DHT records (``_groups_net.py``).
+member of a group on a loopback network agrees on a new epoch, with direct
+delivery through DHT records and then through ``--net-mixes`` mixes
+(``_groups_net.py``).
 """
 
 from __future__ import annotations
