@@ -225,7 +225,9 @@ def _start(
     and ``loss`` (see :func:`run_one`)."""
     rng = random.Random(seed)
     loss, mass = churn["loss"], churn["mass"]
-    net = CoreNetwork(seed=seed, loss=loss, core_options={"unix_offset": float(UNIX_START)})
+    net = CoreNetwork(
+        seed=seed, loss=loss, core_options={"unix_offset": float(UNIX_START)}, pass_objects=True
+    )
     net.build(nodes, join_interval=join_interval)
     built_at = net.now
     expires = UNIX_START + round(built_at + (hours + 24) * _HOUR)
