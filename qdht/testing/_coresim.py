@@ -183,6 +183,9 @@ class CoreNetwork:
         self._sizes: dict[Any, int] = {}
         self.now = 0.0
         self.nodes: list[SimCore] = []
+        #: The live nodes in index order (``nodes`` keeps the dead too: a long
+        #: churn run adds tens of thousands, which the loop must not scan).
+        self._live: list[SimCore] = []
         self._by_id: dict[bytes, SimCore] = {}
         self._delay: list[float] = []
         self._heap: list[tuple[float, int, int, Any, Any]] = []
@@ -224,6 +227,7 @@ class CoreNetwork:
             core.pass_objects()
         node = SimCore(index, node_id, contact, core)
         self.nodes.append(node)
+        self._live.append(node)
         self._by_id[node_id] = node
         low, high = self.access_latency
         self._delay.append(self.rng.uniform(low, high))
@@ -241,7 +245,7 @@ class CoreNetwork:
         self._join_pings.add((node.index, handle))
 
     def _random_alive(self, *, exclude: SimCore | None = None) -> SimCore | None:
-        alive = [n for n in self.nodes if n.alive and n.joined and n is not exclude]
+        alive = [n for n in self._live if n.joined and n is not exclude]
         return self.rng.choice(alive) if alive else None
 
     def node(self, node_id: bytes) -> SimCore | None:
@@ -250,11 +254,14 @@ class CoreNetwork:
 
     @property
     def alive(self) -> list[SimCore]:
-        return [n for n in self.nodes if n.alive]
+        """The live nodes, in the order they were added."""
+        return list(self._live)
 
     def kill(self, node: SimCore) -> None:
         """``node`` stops: it answers nothing and sends nothing from now on."""
-        node.alive = False
+        if node.alive:
+            node.alive = False
+            self._live.remove(node)
 
     def kill_random(self, count: int) -> list[SimCore]:
         """Kill ``count`` live nodes chosen by the network's seeded generator."""
@@ -318,7 +325,7 @@ class CoreNetwork:
 
     def holders(self, key: bytes) -> list[SimCore]:
         """The live nodes holding a live record under ``key`` (stored or cached)."""
-        return [n for n in self.nodes if n.alive and n.core.local_records(key, self.now)]
+        return [n for n in self._live if n.core.local_records(key, self.now)]
 
     def _track(self, node: SimCore, handle: int, kind: str, target: bytes) -> SimOperation:
         op = SimOperation(node, kind, target, self.now)
@@ -344,7 +351,7 @@ class CoreNetwork:
         """The IDs of the ``k`` live nodes closest to ``target`` (the oracle answer),
         leaving out ``exclude`` (a lookup never returns the node that runs it)."""
         t = int.from_bytes(target, "big")
-        alive = [n.node_id for n in self.nodes if n.alive and n is not exclude]
+        alive = [n.node_id for n in self._live if n is not exclude]
         return heapq.nsmallest(k, alive, key=lambda x: int.from_bytes(x, "big") ^ t)
 
     def call_at(self, at: float, fn: Callable[[], None]) -> None:
@@ -557,7 +564,7 @@ class CoreNetwork:
         """Simulation counters: nodes, events, messages delivered / lost / to dead nodes."""
         return {
             "nodes": len(self.nodes),
-            "alive": sum(1 for n in self.nodes if n.alive),
+            "alive": len(self._live),
             "joined": sum(1 for n in self.nodes if n.joined),
             "events": self.events_processed,
             "delivered": self.messages_delivered,

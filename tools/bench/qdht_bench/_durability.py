@@ -42,12 +42,14 @@ import argparse
 import contextlib
 import functools
 import gc
+import multiprocessing
 import os
 import pickle
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -110,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress",
         action="store_true",
         help="print wall time and messages per simulated hour to stderr",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="run the scenarios in this many processes at once (default 1: one after the "
+        "other); each scenario is still one process, its wall_s and cpu_s its own",
     )
     parser.add_argument(
         "--checkpoint",
@@ -429,6 +438,11 @@ def resume(
     return run, _finish(run)
 
 
+def _call(job: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Run ``job`` (in a worker process)."""
+    return job()
+
+
 def _scenario(run: _Run) -> str:
     if run.mass:
         return f"mass{round(run.mass * 100)}"
@@ -475,8 +489,9 @@ def run(args: argparse.Namespace) -> BenchResult:
         runs = [(f"churn{round(c * 100)}", c, 0.0) for c in args.churn]
         if args.mass > 0:
             runs.append((f"mass{round(args.mass * 100)}", args.mass_churn, args.mass))
-        for scenario, churn, mass in runs:
-            metrics = run_one(
+        jobs = [
+            functools.partial(
+                run_one,
                 nodes=args.nodes,
                 records=args.records,
                 hours=args.hours,
@@ -489,6 +504,18 @@ def run(args: argparse.Namespace) -> BenchResult:
                 checkpoint=_checkpoint_path(args.checkpoint, scenario, len(runs)),
                 checkpoint_every=args.checkpoint_every,
             )
+            for scenario, churn, mass in runs
+        ]
+        if args.jobs > 1 and len(jobs) > 1:
+            # One process per scenario (the simulation is single-threaded): the
+            # scenarios run side by side; each measures its own wall and CPU time.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+                outcomes = list(pool.map(_call, jobs))
+            result.notes.append(f"{len(jobs)} scenarios in {min(args.jobs, len(jobs))} processes")
+        else:
+            outcomes = [job() for job in jobs]
+        for (scenario, _, _), metrics in zip(runs, outcomes, strict=True):
             _add(result, scenario, args.records, metrics)
     result.notes.append(
         "core level (CoreNetwork, simulated time, sessions not simulated); immutable records "
