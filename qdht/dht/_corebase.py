@@ -338,6 +338,7 @@ class _CoreBase:
         "_lookups",
         "_new_deadline",
         "_next_handle",
+        "_objects",
         "_ops",
         "_out",
         "_outcomes",
@@ -475,6 +476,8 @@ class _CoreBase:
         self._refresh_deferred = False
         self._next_handle = 1
         self._out: list[Outgoing] = []
+        #: Messages as objects, not encoded (None: encode, the usual; pass_objects).
+        self._objects: list[tuple[bytes, Hashable, DhtRequest | DhtResponse]] | None = None
         #: STORED answers waiting for the record store to save their change:
         #: (ticket, peer, address, answer), in ticket order.
         self._held_answers: list[tuple[int, bytes, Hashable, DhtResponse]] = []
@@ -522,6 +525,26 @@ class _CoreBase:
         """Every message ready to go, oldest first: ``(node_id, address, payload)``."""
         out = self._out
         self._out = []
+        return out
+
+    def pass_objects(self) -> None:
+        """From now on, hand messages out as their attrs objects, unencoded
+        (:meth:`objects_to_send`), instead of payloads (:meth:`messages_to_send`).
+
+        For a simulator of many cores in one process, whose receivers take them
+        with :meth:`~qdht.dht.DhtCore.receive_object`: it measures the DHT, not
+        the CBOR codec, which has its own benchmarks.  A node never does this.
+        """
+        if self._objects is None:
+            self._objects = []
+
+    def objects_to_send(self) -> list[tuple[bytes, Hashable, DhtRequest | DhtResponse]]:
+        """Every message ready to go as ``(node_id, address, message)``, oldest
+        first (with :meth:`pass_objects` on; empty otherwise)."""
+        out = self._objects
+        if not out:
+            return []
+        self._objects = []
         return out
 
     def next_event(self) -> DhtEvent | None:
