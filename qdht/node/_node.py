@@ -71,6 +71,7 @@ from qdht.errors import (
     DecodeError,
     LookupFailedError,
     NodeStateError,
+    QdhtError,
     RecordRejectedError,
     RPCError,
     SessionError,
@@ -136,6 +137,8 @@ logger = logging.getLogger(__name__)
 
 #: Bytes a STORE message adds around its value (type, rid, key, framing), with margin.
 STORE_OVERHEAD: Final = 128
+#: Own keys refused as ``stale`` that one republish turn checks with a get.
+STALE_CHECKS: Final = 16
 _TEST_NET_V4: Final = "192.0.2.1"  # RFC 5737: only used to ask the kernel for a route
 _TEST_NET_V6: Final = "2001:db8::1"  # RFC 3849
 
@@ -1041,6 +1044,7 @@ class Node:
             due_unix = self._published.next_due()
             if due_unix is None or due_unix > unix_now:
                 continue
+            await self._check_refused_as_stale()
             replication = self.core.replication
             if replication.own_waiting:
                 # The last batch is still leaving (paced): the next one waits for
@@ -1053,6 +1057,16 @@ class Node:
             due = self._published.due(unix_now + cfg.republish_interval / 10, room)
             self._republish([(row.key, row.record) for row in due], unix_now)
             await self._flush()
+
+    async def _check_refused_as_stale(self) -> None:
+        """Before republishing: a get of each own key a holder refused as ``stale``
+        last time (at most ``STALE_CHECKS``), so that a version superseded
+        elsewhere stops here (the get finds the newer one, see
+        :meth:`_forget_if_superseded`); a refusal alone is no proof."""
+        for key in self.core.refused_as_stale()[:STALE_CHECKS]:
+            if key in self._published:
+                with contextlib.suppress(QdhtError):
+                    await self.get_record(key)
 
     def _republish(self, due: list[tuple[bytes, AnyRecord]], unix_now: float) -> None:
         """Hand ``due`` to the core's batched republish; reschedule or forget each."""

@@ -268,3 +268,34 @@ async def test_a_superseded_version_is_no_longer_republished(
         assert publisher.stats()["records_superseded"] == 3
         assert publisher.stats()["records_republished"] == before
         assert await nodes[7].get(held) == b"v5"
+
+
+async def test_a_version_superseded_elsewhere_stops_after_holders_refuse_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(12, k=3, republish_interval=600.0) as nodes:
+        publisher = nodes[2]
+        now = trio.current_time
+
+        # A key the publisher does not hold: it is not among the 3 closest nodes.
+        def closest(key: bytes) -> list[bytes]:
+            by_distance = sorted(n.node_id for n in nodes)
+            by_distance.sort(key=lambda i: int.from_bytes(i, "big") ^ int.from_bytes(key, "big"))
+            return by_distance[:3]
+
+        salt = next(
+            s
+            for s in (b"s%d" % i for i in range(100))
+            if publisher.node_id not in closest(publisher.mutable_key(s))
+        )
+        key = await publisher.put_mutable(b"v0", salt=salt, ttl=5000)
+        await nodes[6].put_signed(_newer(2, publisher, salt, 5, b"v5"), ttl_remember=False)
+        assert not publisher.core.local_records(key, now())  # only the holders know
+        await trio.sleep(700)  # republished once, refused as stale by the holders
+        assert key in publisher.published()
+        republished = publisher.stats()["records_republished"]
+        await trio.sleep(600)  # next turn: a get confirms the newer version first
+        assert key not in publisher.published()
+        assert publisher.stats()["records_superseded"] == 1
+        assert publisher.stats()["records_republished"] == republished
+        assert await nodes[9].get(key) == b"v5"
