@@ -980,9 +980,10 @@ class Node:
                         event.node_id, event.addr, event.payload, now, early=event.early
                     )
                     if reputation.banned(event.node_id, now):
-                        # Its next packets are dropped before decryption; one a
-                        # second still reaches the node, which re-checks the ban.
-                        endpoint.refuse(event.node_id, now + 1.0)
+                        # Its packets are dropped before decryption (and its
+                        # address blocked) until the ban ends: a flood over its
+                        # session costs a lookup per packet, not a batch a second.
+                        endpoint.refuse(event.node_id, reputation.ban_ends(event.node_id))
                 elif type(event) is HandshakeFailed:
                     services.peer_unreachable(event.node_id, now, event.reason)
             for node_id, addr, payload in services.outgoing():
