@@ -69,6 +69,7 @@ from qdht.wire import (
     RID_SIZE,
     AnyRecord,
     Contact,
+    DhtRequest,
     Nodes,
     Notify,
     Ping,
@@ -342,9 +343,27 @@ class DhtCore(_WatchRpc):
         for contact, key in replication.stores_due(now):
             own = replication.own_record(key)  # a publisher's own record goes as published
             for held in (own,) if own is not None else self._servable(key, unix):
-                make = functools.partial(_replica_store, key, held.record, ro)
+                store = _replica_store if own is None else self._own_store
+                make = functools.partial(store, key, held.record, ro)
                 # Op 0: fire and forget; a refusal (stale, full) changes nothing here.
                 self._request(contact, make, 0, now)
+
+    def _own_store(self, key: bytes, record: AnyRecord, ro: bool, rid: bytes) -> DhtRequest:
+        """A republish STORE of this node's own record, whose answer is watched:
+        a ``stale`` refusal means a newer version may exist (07 §10.2)."""
+        own = self._own_stores
+        own[rid] = key
+        if len(own) > self.rpc_config.max_pending:
+            del own[next(iter(own))]  # its request timed out long ago
+        return _replica_store(key, record, ro, rid)
+
+    def refused_as_stale(self) -> list[bytes]:
+        """Keys of this node's own records that a holder refused as ``stale`` when
+        they were republished, since the last call: a newer version of each may
+        exist, which a get can confirm (signed by the same key, 07 §10.2)."""
+        keys = list(self._stale_own)
+        self._stale_own.clear()
+        return keys
 
     def _path_cache(self, op: _LookupOp, record: ValidRecord, now: float) -> None:
         """After a get: a cached copy at the closest non-holder on the path (§10.6)."""

@@ -342,6 +342,7 @@ class _CoreBase:
         "_ops",
         "_out",
         "_outcomes",
+        "_own_stores",
         "_pending",
         "_refresh_deferred",
         "_requests",
@@ -350,6 +351,7 @@ class _CoreBase:
         "_rng",
         "_rpcs",
         "_sample_at",
+        "_stale_own",
         "_sweep_at",
         "_used_since_refresh",
         "bytes_received",
@@ -499,6 +501,10 @@ class _CoreBase:
             rate=1.0, burst=1, max_keys=cfg.rate_limit_peers
         )
         self._new_deadline = float("inf")
+        # Republish STOREs of this node's own records: rid -> key; and the keys
+        # a holder refused as stale (07 §10.2), both bounded by max_pending.
+        self._own_stores: dict[bytes, bytes] = {}
+        self._stale_own: dict[bytes, None] = {}
         self.drops: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
