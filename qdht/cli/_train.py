@@ -74,6 +74,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     demo.add_argument("--no-plot", action="store_true", help="do not write the plot")
     demo.add_argument("--json", type=Path, metavar="F", help="write every round's figures to F")
+    demo.add_argument(
+        "--mixnet",
+        action="store_true",
+        help="devices send their updates through a 5-mix mixnet, signed (14-training.md 9.5)",
+    )
     _add_round_options(demo, q=0.5)
     demo.set_defaults(run=run_demo)
 
@@ -240,7 +245,7 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
 
             return await _demo_network(training, args, params, data, parts, trainer, on_round)
 
-    run, drops = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run, drops, anonymous = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     out.table(
         f"qdht train demo: {args.devices} devices, q={args.q:g}, z={params.noise:g}, "
         f"S={params.clip:g}, delta=1e-5" + (", SecAgg+" if args.secagg else ""),
@@ -251,6 +256,8 @@ def run_demo(args: argparse.Namespace, out: Output) -> int:
         out.note(f"stopped after round {len(results) - 1}: the next would exceed the budget")
     if drops:
         out.note("dropped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(drops.items())))
+    if args.mixnet:
+        out.note(f"{anonymous} signed messages reached the coordinator through mixnet exits")
     out.note(f"{len(results)} rounds in {time.monotonic() - started:.1f} s")
     if args.json is not None:
         report = {
@@ -304,7 +311,9 @@ async def _demo_network(
     task = _task("demo")
     async with AsyncExitStack() as stack:
         nodes: list[qdht.Node] = []
-        for i in range(args.devices + 1):
+        if args.mixnet:
+            nodes = await _mixnet_nodes(stack, training, args, net)
+        for i in range(0 if args.mixnet else args.devices + 1):
             transport = await stack.enter_async_context(net.open_transport())
             config = qdht.Config(
                 identity=_demo_identity(args.seed, i),
@@ -342,7 +351,40 @@ async def _demo_network(
         drops: collections.Counter[str] = collections.Counter()
         for node in nodes:
             drops.update(node.stats()["training"]["drops"])
-        return run, drops
+        anonymous = coordinator.stats()["training"].get("received_anonymously", 0)
+        return run, drops, anonymous
+
+
+async def _mixnet_nodes(
+    stack: AsyncExitStack, training: Any, args: argparse.Namespace, net: Any
+) -> list[qdht.Node]:
+    """Five mixes and an authority; the coordinator and the devices are its clients."""
+    from qdht.identity import ResolveConfig
+    from qdht.mixnet import MixnetConfig
+    from qdht.models import ModelsConfig
+    from qdht.testing import open_mix_network
+
+    # One packet carries a signed update of the digits model; light cover traffic.
+    mixnet = MixnetConfig(
+        user_payload_size=8192,
+        lambda_payload=1.0,
+        lambda_loop=0.05,
+        lambda_drop=0.05,
+        lambda_mix_loop=0.05,
+        lambda_dummy_lookup=0.0,
+    )
+    extra = {
+        "models": ModelsConfig(),
+        "resolve": ResolveConfig(),
+        "training": training.TrainingLayerConfig(mixnet=True),
+    }
+    network = await stack.enter_async_context(
+        open_mix_network(
+            5, args.devices + 1, seed=args.seed, network=net, mixnet=mixnet, clients_config=extra
+        )
+    )
+    await network.publish_directory()
+    return network.clients
 
 
 def _demo_identity(seed: int, index: int) -> Identity:

@@ -108,7 +108,15 @@ from qdht.mixnet._routes import (
     draw_delay_ms,
     select_path,
 )
-from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
+from qdht.mixnet._service import (
+    MAX_HANDOFFS,
+    MIXNET_MESSAGE_TYPES,
+    AnonymousDone,
+    AnonymousMessage,
+    ExitRequest,
+    HandoffDone,
+    MixnetCore,
+)
 from qdht.mixnet._sphinx import (
     MAX_DELAY_MS,
     Deliver,
@@ -146,6 +154,7 @@ __all__ = [
     "MAC_SIZE",
     "MAX_DELAY_MS",
     "MAX_FRAGMENT_COUNT",
+    "MAX_HANDOFFS",
     "MESSAGE_ID_SIZE",
     "MIXES_TOPIC",
     "MIXNET_MESSAGE_TYPES",
@@ -155,6 +164,7 @@ __all__ = [
     "VERSION",
     "AnonymousDone",
     "AnonymousFace",
+    "AnonymousMessage",
     "Deliver",
     "DirectoryAuthority",
     "DirectoryView",
@@ -165,6 +175,7 @@ __all__ = [
     "Forward",
     "Fragment",
     "Geometry",
+    "HandoffDone",
     "HopKeys",
     "KeysRotated",
     "LoopAlarm",

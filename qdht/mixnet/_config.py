@@ -127,6 +127,14 @@ class MixnetConfig:
     max_open_messages: int = attrs.field(default=64, validator=_count)
     #: A message whose fragments did not all arrive within this time is dropped (s).
     fragment_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # -- forwarding a message to a node (§14.7)
+    #: EXIT_FORWARDs an exit runs per second (all askers together: it cannot tell
+    #: them apart), up to ``forward_burst`` at once; more are dropped.  The same
+    #: bucket, per exit, bounds the hand-offs a node accepts from each exit.
+    forward_rate: float = attrs.field(default=5.0, validator=_positive)
+    forward_burst: int = attrs.field(default=20, validator=_count)
+    #: How long an exit waits for the node's HANDOFF_ACK (s).
+    handoff_timeout: float = attrs.field(default=10.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         geometry = self.geometry  # validates hops and payload size

@@ -39,11 +39,19 @@ from qdht.mixnet._directory import (
 )
 from qdht.mixnet._mix import KeysRotated
 from qdht.mixnet._routes import LoopAlarm
-from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
+from qdht.mixnet._service import (
+    MIXNET_MESSAGE_TYPES,
+    AnonymousDone,
+    AnonymousMessage,
+    ExitRequest,
+    HandoffDone,
+    MixnetCore,
+)
 from qdht.node import Operations, Service, ServiceContext
 from qdht.wire import (
     ANON_RECORD_TYPES,
     AnonAnswer,
+    AnonForward,
     AnonGet,
     AnonPut,
     MixDescriptor,
@@ -51,6 +59,7 @@ from qdht.wire import (
     decode,
     encode,
     mutable_key,
+    peek_type,
 )
 
 if TYPE_CHECKING:
@@ -124,6 +133,8 @@ class AnonymousFace:
                 self._exit_send.send_nowait(event)
             except trio.WouldBlock:
                 self.core.drop("exit-busy")
+        elif type(event) is AnonymousMessage:
+            self._hand_on(event)
         elif type(event) is KeysRotated:
             self._rotated.set()
         elif type(event) is LoopAlarm:
@@ -195,6 +206,22 @@ class AnonymousFace:
             raise ConfigError(f"record must be one of {ANON_RECORD_TYPES}, got {type(record)}")
         return await self._put(node, record)
 
+    async def forward(self, node_id: bytes, message: bytes, *, ack: bool = True) -> bool:
+        """Have one exit hand ``message`` (one encoded message) to node ``node_id`` (§14.7).
+
+        The node receives it from nobody: its service that owns the message's
+        type takes it only if it accepts that type anonymously.  With ``ack``
+        the exit answers through a reply block and this returns whether the
+        node's service accepted it (False also when no answer came in time);
+        without, it returns True once the message is queued.
+        """
+        node = self._running()
+        done = await self.operations.run(
+            node, lambda now: self.core.start_forward(node_id, message, now, ack=ack)
+        )
+        assert type(done) is AnonymousDone
+        return done.ok
+
     async def update_directory(self) -> bool:
         """One round of the directory task now; True if a directory was accepted."""
         return await self._directory_round(self._running())
@@ -262,6 +289,8 @@ class AnonymousFace:
     async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:
         try:
             wanted = request.request
+            if type(wanted) is AnonForward:
+                return await self._hand_off(node, wanted)
             if type(wanted) is AnonGet:
                 found = await node.get_record(wanted.key)
                 if found is None or not isinstance(found.record, ANON_RECORD_TYPES):
@@ -273,6 +302,37 @@ class AnonymousFace:
         except QdhtError as exc:
             logger.debug("mixnet exit request failed: %s", exc)
             return AnonAnswer("failed")
+
+    async def _hand_off(self, node: Node, request: AnonForward) -> AnonAnswer:
+        """At an exit: hand the message to its node and wait for the ack (§14.7)."""
+        if request.node == node.node_id:
+            self._hand_on(AnonymousMessage(node.node_id, b"", request.message))
+            return AnonAnswer("delivered")  # this exit is the addressee
+        if _address_of(node, request.node) is None:
+            await node.find_node(request.node)  # raises LookupFailedError: answered "failed"
+        done = await self.operations.run(
+            node,
+            lambda now: self.core.start_handoff(request.node, request.message, now),
+        )
+        assert type(done) is HandoffDone
+        return AnonAnswer("delivered" if done.ok else "failed")
+
+    def _hand_on(self, event: AnonymousMessage) -> None:
+        """Give an anonymous message to the service owning its type, if it accepts it."""
+        node = self._node
+        ok = False
+        if node is not None:
+            kind = peek_type(event.message)
+            service = node.services.owner(kind)
+            core = service.core if service is not None else None
+            accepted: frozenset[str] = getattr(core, "anonymous_types", frozenset())
+            receive = getattr(core, "receive_anonymous", None)
+            if kind in accepted and receive is not None:
+                ok = bool(receive(event.message, trio.current_time()))
+            else:
+                self.core.drop("not-anonymous")
+        if event.exit != (node.node_id if node is not None else None):
+            self.core.acknowledge(event, ok, trio.current_time())
 
     async def _directory_round(self, node: Node) -> bool:
         now = trio.current_time()

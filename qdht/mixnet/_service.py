@@ -55,10 +55,15 @@ from qdht.mixnet._payload import (
 )
 from qdht.mixnet._routes import DirectoryView, LoopAlarm
 from qdht.mixnet._sphinx import Surb
+from qdht.ratelimit import TokenBuckets
 from qdht.wire import (
     KEY_SIZE,
+    NODE_ID_SIZE,
     AnonAnswer,
+    AnonForward,
     AnonGet,
+    AnonHandoff,
+    AnonHandoffAck,
     AnonPut,
     AnonRecord,
     ImmutableRecord,
@@ -69,18 +74,25 @@ from qdht.wire import (
 )
 
 __all__ = [
+    "MAX_HANDOFFS",
     "MIXNET_MESSAGE_TYPES",
     "AnonymousDone",
+    "AnonymousMessage",
     "ExitRequest",
+    "HandoffDone",
     "MixnetCore",
 ]
 
 #: The session messages the mixnet service owns.
-MIXNET_MESSAGE_TYPES: Final = frozenset({MixPacket.TYPE, MixDelivery.TYPE})
+MIXNET_MESSAGE_TYPES: Final = frozenset(
+    {MixPacket.TYPE, MixDelivery.TYPE, AnonHandoff.TYPE, AnonHandoffAck.TYPE}
+)
 #: Peer addresses remembered (from the directory and from sessions).
 MAX_ADDRESSES: Final = 4096
 #: Anonymous operations of this node waiting at once.
 MAX_OPERATIONS: Final = 256
+#: Hand-offs an exit waits on at once (§14.7); more are answered ``failed``.
+MAX_HANDOFFS: Final = 64
 
 _Outgoing = tuple[bytes, Hashable, bytes]
 
@@ -94,10 +106,33 @@ class ExitRequest:
     with :meth:`MixnetCore.answer_request`, which uses as many as it needs.
     """
 
-    request: AnonGet | AnonPut
+    request: AnonGet | AnonPut | AnonForward
     surb: Surb | None
     surbs: tuple[Surb, ...] = ()
     message_id: bytes = b""
+
+
+@attrs.frozen
+class AnonymousMessage:
+    """A message an exit handed to this node for an anonymous sender (§14.7).
+
+    The face hands ``message`` to the service that owns its type, if that
+    service accepts the type anonymously, and acknowledges with
+    :meth:`MixnetCore.acknowledge` (``exit`` and ``id`` say where the ack goes;
+    the exit is not the sender and is never passed on).
+    """
+
+    exit: bytes
+    id: bytes
+    message: bytes
+
+
+@attrs.frozen
+class HandoffDone:
+    """This exit's hand-off ``handle`` ended: the node accepted it (``ok``) or not."""
+
+    handle: int
+    ok: bool
 
 
 @attrs.frozen
@@ -131,6 +166,8 @@ class _Operation:
     best: ValidRecord | None = None
     stored: bool = False
     retried: bool = False
+    #: Exits asked at once (``MixnetConfig.exits``; one for a forward).
+    exits: int = 2
 
 
 def _newer(a: ValidRecord | None, b: ValidRecord) -> bool:
@@ -186,6 +223,16 @@ class MixnetCore:
         self.reply_fragments = Reassembler(*bounds)
         self._deadlines: list[tuple[float, int]] = []
         self._next_handle = 1
+        #: EXIT_FORWARDs this exit runs (one bucket: askers are anonymous), and
+        #: the hand-offs this node accepts from each exit (§14.7).
+        self._forwards: TokenBuckets[bytes] = TokenBuckets(
+            rate=config.forward_rate, burst=config.forward_burst, max_keys=1
+        )
+        self._handoffs_in: TokenBuckets[bytes] = TokenBuckets(
+            rate=config.forward_rate, burst=config.forward_burst, max_keys=MAX_ADDRESSES
+        )
+        #: This exit's hand-offs waiting for an ack: id -> (handle, node, deadline).
+        self._handoffs: dict[bytes, tuple[int, bytes, float]] = {}
         rate = config.lambda_dummy_lookup
         self._next_dummy = unix + self._random.expovariate(rate) if rate > 0 else math.inf
         self.directory_epochs: set[int] = set()
@@ -221,6 +268,50 @@ class MixnetCore:
         """Send EXIT_PUT ``record`` to ``exits`` exits; the outcome is an :class:`AnonymousDone`."""
         data = encode(AnonPut(record))
         return self._start("put", record.key(), data, now)
+
+    def start_forward(self, node: bytes, message: bytes, now: float, *, ack: bool = True) -> int:
+        """Send EXIT_FORWARD: one exit hands ``message`` to ``node`` (§14.7).
+
+        The outcome is an :class:`AnonymousDone` (``ok``: the node's service
+        accepted it).  Without ``ack`` a one-packet forward carries no reply
+        block and is done (``reason`` ``"sent"``) once queued.
+        """
+        if type(node) is not bytes or len(node) != NODE_ID_SIZE:
+            raise ConfigError(f"node must be {NODE_ID_SIZE} bytes")
+        data = encode(AnonForward(node, bytes(message)))
+        if not ack and len(data) <= self.client.geometry.user_payload_size:
+            unix = now + self.unix_offset
+            exits = self._exits(unix, 1)
+            self.client.send(data, now=unix, exit=self._random.choice(exits))
+            handle, self._next_handle = self._next_handle, self._next_handle + 1
+            self._counts["anonymous_forwards"] += 1
+            self._events.append(AnonymousDone(handle, True, None, 0, "sent"))
+            self._pump(unix)
+            return handle
+        return self._start("forward", node, data, now, exits=1)
+
+    def start_handoff(self, node: bytes, message: bytes, now: float) -> int:
+        """At an exit: hand ``message`` to ``node`` over its session (HANDOFF).
+
+        The outcome is a :class:`HandoffDone` (on the ack, or ``False`` after
+        ``handoff_timeout``).  Raises ``NodeStateError`` with
+        :data:`MAX_HANDOFFS` waiting already.
+        """
+        if len(self._handoffs) >= MAX_HANDOFFS:
+            raise NodeStateError(f"{MAX_HANDOFFS} hand-offs are waiting already")
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        handoff_id = self._rng(16)
+        deadline = now + self.config.handoff_timeout
+        self._handoffs[handoff_id] = (handle, node, deadline)
+        heapq.heappush(self._deadlines, (deadline, -handle))
+        self._send(node, AnonHandoff(handoff_id, message), now + self.unix_offset)
+        self._counts["handoffs_sent"] += 1
+        return handle
+
+    def acknowledge(self, message: AnonymousMessage, ok: bool, now: float) -> None:
+        """This node's answer to a hand-off: its service accepted the message, or not."""
+        self._send(message.exit, AnonHandoffAck(message.id, ok), now + self.unix_offset)
+        self._counts["handoffs_accepted" if ok else "handoffs_refused"] += 1
 
     def answer(self, surb: Surb, answer: AnonAnswer, now: float) -> None:
         """This exit's answer to a one-packet request, sent through its reply block."""
@@ -272,11 +363,13 @@ class MixnetCore:
         if addr is not None:
             self._learn(node_id, addr)
         try:
-            message = decode(payload, expect=(MixPacket, MixDelivery))
+            message = decode(payload, expect=(MixPacket, MixDelivery, AnonHandoff, AnonHandoffAck))
         except DecodeError:
             self._drops["malformed"] += 1
             return
-        if type(message) is MixPacket:
+        if type(message) is AnonHandoff or type(message) is AnonHandoffAck:
+            self._on_handoff(node_id, message, now)
+        elif type(message) is MixPacket:
             if self.role is None:
                 self._drops["not-a-mix"] += 1
                 return
@@ -289,6 +382,22 @@ class MixnetCore:
             else:
                 self.client.receive_delivery(message, unix)
         self._pump(unix)
+
+    def _on_handoff(self, peer: bytes, message: AnonHandoff | AnonHandoffAck, now: float) -> None:
+        if type(message) is AnonHandoffAck:
+            waiting = self._handoffs.get(message.id)
+            if waiting is None or waiting[1] != peer:
+                self._drops["late-handoff-ack"] += 1
+                return
+            del self._handoffs[message.id]
+            self._events.append(HandoffDone(waiting[0], message.ok))
+            return
+        if not self._handoffs_in.allow(peer, now):
+            self._drops["handoff-rate"] += 1
+            return
+        assert type(message) is AnonHandoff
+        self._counts["handoffs_received"] += 1
+        self._events.append(AnonymousMessage(peer, message.id, message.message))
 
     def messages_to_send(self) -> list[_Outgoing]:
         out, self._out = self._out, []
@@ -329,12 +438,26 @@ class MixnetCore:
         self.reply_fragments.expire(unix)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, handle = heapq.heappop(self._deadlines)
+            if handle < 0:  # a hand-off (§14.7)
+                self._expire_handoffs(now)
+                continue
             op = self._ops.get(handle)
             if op is not None and op.deadline <= now:  # else: a retry moved it
                 self._finish(op, "timeout")
         self._pump(unix)
 
+    def _expire_handoffs(self, now: float) -> None:
+        for handoff_id, (handle, _, deadline) in list(self._handoffs.items()):
+            if deadline <= now:
+                del self._handoffs[handoff_id]
+                self._counts["handoffs_timed_out"] += 1
+                self._events.append(HandoffDone(handle, False))
+
     def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
+        for handoff_id, (handle, node, _) in list(self._handoffs.items()):
+            if node == node_id:
+                del self._handoffs[handoff_id]
+                self._events.append(HandoffDone(handle, False))
         self._addresses.pop(node_id, None)
         self._drops["peer-unreachable"] += 1
 
@@ -366,16 +489,23 @@ class MixnetCore:
 
     # ------------------------------------------------------------ internals
 
-    def _start(self, kind: str, key: bytes, data: bytes, now: float) -> int:
-        unix = now + self.unix_offset
+    def _exits(self, unix: float, needed: int) -> list[Any]:
         view = self.client.view(unix)
         if view is None:
             raise NodeStateError("no verified mix directory for this epoch yet")
         exits = [m for m in view.mixes if m.node_id != self.node_id]
-        if len(exits) < self.config.exits:
+        if len(exits) < needed:
             raise NodeStateError(
-                f"the directory has {len(exits)} exits, an operation needs {self.config.exits}"
+                f"the directory has {len(exits)} exits, an operation needs {needed}"
             )
+        return exits
+
+    def _start(
+        self, kind: str, key: bytes, data: bytes, now: float, *, exits: int | None = None
+    ) -> int:
+        unix = now + self.unix_offset
+        wanted = self.config.exits if exits is None else exits
+        candidates = self._exits(unix, wanted)
         if len(self._ops) >= MAX_OPERATIONS:
             raise NodeStateError(f"{MAX_OPERATIONS} anonymous operations are waiting already")
         count = self._fragments_for(data, 1)
@@ -385,8 +515,8 @@ class MixnetCore:
                 f"max_fragments {self.config.max_fragments}"
             )
         handle, self._next_handle = self._next_handle, self._next_handle + 1
-        op = _Operation(handle, kind, key, data, math.inf)
-        self._send_requests(op, exits, count, now)
+        op = _Operation(handle, kind, key, data, math.inf, exits=wanted)
+        self._send_requests(op, candidates, count, now)
         self._ops[handle] = op
         self._counts[f"anonymous_{kind}s"] += 1
         self._pump(unix)
@@ -407,7 +537,7 @@ class MixnetCore:
         """
         unix = now + self.unix_offset
         client, geometry = self.client, self.client.geometry
-        chosen = self._random.sample(exits, self.config.exits)
+        chosen = self._random.sample(exits, op.exits)
         if client.room() < count * len(chosen):
             raise NodeStateError("the mixnet send queue is full")
         if count == 1:
@@ -447,7 +577,12 @@ class MixnetCore:
         while len(self._addresses) > MAX_ADDRESSES:
             self._addresses.popitem(last=False)
 
-    def _send(self, peer: bytes, message: MixPacket | MixDelivery, unix: float) -> None:
+    def _send(
+        self,
+        peer: bytes,
+        message: MixPacket | MixDelivery | AnonHandoff | AnonHandoffAck,
+        unix: float,
+    ) -> None:
         if peer == self.node_id:  # a reply path that starts at this mix
             if self.role is not None and type(message) is MixPacket:
                 self.role.receive_packet(message.data, peer, unix)
@@ -487,11 +622,14 @@ class MixnetCore:
             if whole is None:
                 return
             try:
-                request = decode(whole.data, expect=(AnonGet, AnonPut))
+                request = decode(whole.data, expect=(AnonGet, AnonPut, AnonForward))
             except DecodeError:
                 self._drops["bad-request"] += 1
                 return
-            assert type(request) is AnonGet or type(request) is AnonPut
+            if type(request) is AnonForward and not self._forwards.allow(b"", unix):
+                self._drops["forward-rate"] += 1
+                return
+            assert isinstance(request, AnonGet | AnonPut | AnonForward)
             surb = whole.surbs[0] if whole.surbs else None
             self._counts["exit_requests"] += 1
             self._events.append(ExitRequest(request, surb, whole.surbs, whole.message_id))
@@ -534,6 +672,8 @@ class MixnetCore:
             op.answers += 1
             if op.kind == "put":
                 op.stored = op.stored or answer.status == "stored"
+            elif op.kind == "forward":
+                op.stored = op.stored or answer.status == "delivered"
             elif answer.record is not None:
                 try:
                     valid = validate_record(answer.record, op.key, unix, limits=self.limits)
@@ -578,7 +718,7 @@ class MixnetCore:
     def _finish(self, op: _Operation, reason: str) -> None:
         del self._ops[op.handle]
         self._forget(op, list(op.surbs))
-        ok = op.stored if op.kind == "put" else op.best is not None
+        ok = op.stored if op.kind in ("put", "forward") else op.best is not None
         self._counts["anonymous_ok" if ok else "anonymous_failed"] += 1
         self._events.append(AnonymousDone(op.handle, ok, op.best, op.answers, reason))
 

@@ -197,8 +197,16 @@ LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
         "secagg_unmask",
         "secagg_reveal",
         "gossip_model",
+        "device_signed",
     ),
-    "qdht.wire._anon": ("exit_get", "exit_put", "exit_answer"),
+    "qdht.wire._anon": (
+        "exit_get",
+        "exit_put",
+        "exit_answer",
+        "exit_forward",
+        "handoff",
+        "handoff_ack",
+    ),
 }
 for _module, _types in LAZY_MESSAGE_MODULES.items():
     register_lazy(_module, _types)
@@ -270,6 +278,7 @@ if TYPE_CHECKING:
         AnonPut,
         AnonRecord,
     )
+    from qdht.wire._anon import MAX_FORWARD_SIZE, AnonForward, AnonHandoff, AnonHandoffAck
     from qdht.wire._mixnet import (
         DESCRIPTOR_CONTEXT,
         DIRECTORY_CONTEXT,
@@ -305,6 +314,12 @@ if TYPE_CHECKING:
         SecAggShares,
     )
     from qdht.wire._training import SecAggUnmask
+    from qdht.wire._training import (
+        FL_SIGNED_CONTEXT,
+        MAX_SIGNED_MESSAGE,
+        DeviceSigned,
+        signed_message_bytes,
+    )
 else:
 
     def __getattr__(name: str) -> Any:
@@ -334,6 +349,7 @@ __all__ = [
     "DIGEST_SIZE",
     "DIRECTORY_CONTEXT",
     "FL_AGGREGATORS",
+    "FL_SIGNED_CONTEXT",
     "GROUP_ID_MAX",
     "HASH_SIZE",
     "HS_KINDS",
@@ -354,6 +370,7 @@ __all__ = [
     "MAX_DIRECTORY_SIGNATURES",
     "MAX_ECHO_DATA",
     "MAX_ERROR_MESSAGE_BYTES",
+    "MAX_FORWARD_SIZE",
     "MAX_FRAGMENTS",
     "MAX_GRACE_PERIOD",
     "MAX_HAVE",
@@ -379,6 +396,7 @@ __all__ = [
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_SCRYPT_LOG2_N",
+    "MAX_SIGNED_MESSAGE",
     "MAX_SLOT_BOX",
     "MAX_TENSORS",
     "MAX_TENSOR_NAME",
@@ -417,7 +435,10 @@ __all__ = [
     "XWING_PUBLIC_KEY_SIZE",
     "Address",
     "AnonAnswer",
+    "AnonForward",
     "AnonGet",
+    "AnonHandoff",
+    "AnonHandoffAck",
     "AnonPut",
     "AnonRecord",
     "AnyRecord",
@@ -430,6 +451,7 @@ __all__ = [
     "ContactList",
     "CookieReply",
     "DataPacket",
+    "DeviceSigned",
     "DhtMessage",
     "DhtRequest",
     "DhtResponse",
@@ -540,4 +562,5 @@ __all__ = [
     "register",
     "register_lazy",
     "set_key",
+    "signed_message_bytes",
 ]

@@ -111,3 +111,13 @@ def test_train_without_the_training_extras_says_what_to_install(
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert main(["train", "demo", "--devices", "2", "--rounds", "1", "--no-plot"]) == EXIT_FAILED
     assert "pip install 'qdht[models,fl,dp]'" in capsys.readouterr().err
+
+
+def test_train_demo_through_the_mixnet(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "demo", "--devices", "3", "--rounds", "2", "--q", "1", "--epochs", "1"]
+    assert main([*argv, "--mixnet", "--no-plot"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("round ")]
+    assert all(" devices   3 " in line for line in lines)
+    assert len(lines) == 2
+    assert "6 signed messages reached the coordinator through mixnet exits" in captured.out

@@ -66,9 +66,11 @@ from qdht.models.training._secagg import (
     quantize_for_sum,
 )
 from qdht.models.training._service import (
+    ANONYMOUS_TRAINING_TYPES,
     TRAINING_MESSAGE_TYPES,
     RoundEnded,
     RoundJoined,
+    SendAnonymously,
     TrainingCore,
     TrainingLayerConfig,
 )
@@ -112,6 +114,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AGGREGATOR_NAMES",
+    "ANONYMOUS_TRAINING_TYPES",
     "MLP",
     "PRIME",
     "SHARE_BYTES",
@@ -139,6 +142,7 @@ __all__ = [
     "SecAggCoordinator",
     "SecAggDevice",
     "SecAggRun",
+    "SendAnonymously",
     "SoftmaxRegression",
     "SparseUpdate",
     "TopK",

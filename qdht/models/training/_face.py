@@ -35,12 +35,15 @@ from qdht.crypto.hashes import sha3_256
 from qdht.errors import (
     ConfigError,
     ContactError,
+    IdentityError,
     LookupFailedError,
     ModelError,
     NodeStateError,
     PrivacyBudgetExceededError,
+    QdhtError,
     RPCError,
 )
+from qdht.identity import certificate_node_id
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import PrivacyBudget
 from qdht.models.training._round import (
@@ -54,12 +57,13 @@ from qdht.models.training._service import (
     TRAINING_MESSAGE_TYPES,
     RoundEnded,
     RoundJoined,
+    SendAnonymously,
     TrainingCore,
     TrainingLayerConfig,
 )
 from qdht.models.training._trainer import Params, Trainer, TrainingConfig
 from qdht.node import Service, ServiceContext
-from qdht.wire import Contact, ModelManifest, RoundAnnounce, SetEntry
+from qdht.wire import FL_SIGNED_CONTEXT, Contact, ModelManifest, RoundAnnounce, SetEntry
 
 if TYPE_CHECKING:
     from qdht.node import Node
@@ -71,6 +75,10 @@ __all__ = [
     "training_model_name",
     "training_service",
 ]
+
+
+#: Signed messages a device holds for the mixnet at once; more are dropped.
+ANONYMOUS_BACKLOG = 16
 
 
 def enrol_topic(coordinator: bytes, task: bytes) -> bytes:
@@ -111,6 +119,13 @@ class TrainingFace:
         #: The enrolment entry (topic, value) this node renews, once joined.
         self._enrolment: tuple[bytes, bytes] | None = None
         self._enrolled = trio.Event()
+        #: Signed messages waiting to go through the mixnet (§9.5).
+        self._anon_send, self._anon_recv = trio.open_memory_channel[SendAnonymously](
+            ANONYMOUS_BACKLOG
+        )
+        if config.mixnet:
+            key = context.identity.mldsa
+            self.core.sign = lambda data: key.sign(data, FL_SIGNED_CONTEXT)
 
     # ------------------------------------------------------------ plumbing
 
@@ -120,6 +135,11 @@ class TrainingFace:
         elif type(event) is RoundEnded:
             self._ended = event.result
             self._ended_event.set()
+        elif type(event) is SendAnonymously:
+            try:
+                self._anon_send.send_nowait(event)
+            except trio.WouldBlock:
+                self.core.drops["anonymous-backlog"] += 1
 
     @property
     def node(self) -> Node:
@@ -137,6 +157,22 @@ class TrainingFace:
                 await self._take_part(node, announce)
             except NodeStateError:  # the node is stopping: this task is cancelled next
                 return
+
+    async def anonymous_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        """Send the device's signed messages through the mixnet, each by one exit (§9.5)."""
+        task_status.started()
+
+        async def send(message: SendAnonymously) -> None:
+            try:
+                delivered = await node.anonymous.forward(message.coordinator, message.data)
+            except QdhtError:  # no directory yet, queue full: the message is lost
+                delivered = False
+            if not delivered:
+                self.core.drops["anonymous-undelivered"] += 1
+
+        async with trio.open_nursery() as nursery:
+            async for message in self._anon_recv:
+                nursery.start_soon(send, message)
 
     def stats(self) -> dict[str, Any]:
         """The service's counters (also in ``node.stats()["training"]``)."""
@@ -181,6 +217,8 @@ class TrainingFace:
         core.enrolled = []
         core.enrol((n, c.addresses[0] if c.addresses else None) for n, c in contacts.items())
         ids = list(contacts)
+        if self.config.mixnet:
+            await self._learn_device_keys(node, ids)
         coordinator = RoundCoordinator(
             signing_key=self.identity.mldsa,
             node_id=node.node_id,
@@ -221,6 +259,24 @@ class TrainingFace:
         finally:
             self._coordinating = False
         return CoordinatedRun(results, stopped, coordinator.model)
+
+    async def _learn_device_keys(self, node: Node, ids: Sequence[bytes]) -> None:
+        """Resolve each device's certificate: its ML-DSA key checks its signed messages."""
+        keys = self.core.device_keys
+
+        async def learn(node_id: bytes) -> None:
+            try:
+                cert = await node.resolve_identity(node_id)
+            except (LookupFailedError, IdentityError):
+                self.core.drops["device-unresolved"] += 1
+                return
+            if certificate_node_id(cert) == node_id:  # not a rotated successor
+                keys[node_id] = cert.mldsa_public
+
+        async with trio.open_nursery() as nursery:
+            for node_id in ids:
+                if node_id not in keys:
+                    nursery.start_soon(learn, node_id)
 
     async def enrolled(self, task: bytes, coordinator: bytes | None = None) -> list[Contact]:
         """The devices enrolled in the DHT for (``coordinator``, default this node, ``task``)."""
@@ -418,13 +474,18 @@ def training_service(config: TrainingLayerConfig) -> Callable[[ServiceContext], 
         )
 
     def factory(context: ServiceContext) -> Service:
+        if config.mixnet and context.config.mixnet is None:
+            raise ConfigError("training.mixnet needs the mixnet layer (Config.mixnet)")
         face = TrainingFace(context, config)
+        tasks = [face.device_task, face.enrol_task]
+        if config.mixnet:
+            tasks.append(face.anonymous_task)
         return Service(
             "training",
             face.core,
             TRAINING_MESSAGE_TYPES,
             on_event=face.on_event,
-            tasks=(face.device_task, face.enrol_task),
+            tasks=tasks,
             face=face,
         )
 

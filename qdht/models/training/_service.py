@@ -33,11 +33,14 @@ from typing import Any, Final
 import attrs
 
 from qdht import validators
-from qdht.errors import DecodeError, NodeStateError
+from qdht.crypto import mldsa
+from qdht.errors import DecodeError, InvalidSignatureError, NodeStateError
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._round import RoundCoordinator, RoundDevice, RoundResult
 from qdht.node import Outgoing
 from qdht.wire import (
+    FL_SIGNED_CONTEXT,
+    DeviceSigned,
     GossipModel,
     RoundAnnounce,
     RoundUpdate,
@@ -52,12 +55,15 @@ from qdht.wire import (
     decode,
     encode,
     peek_type,
+    signed_message_bytes,
 )
 
 __all__ = [
+    "ANONYMOUS_TRAINING_TYPES",
     "TRAINING_MESSAGE_TYPES",
     "RoundEnded",
     "RoundJoined",
+    "SendAnonymously",
     "TrainingCore",
     "TrainingLayerConfig",
 ]
@@ -73,8 +79,11 @@ _TO_DEVICE: Final = frozenset(
 )
 #: Every message type the ``training`` service owns.
 TRAINING_MESSAGE_TYPES: Final = frozenset(
-    {RoundAnnounce.TYPE, GossipModel.TYPE} | _TO_COORDINATOR | _TO_DEVICE
+    {RoundAnnounce.TYPE, GossipModel.TYPE, DeviceSigned.TYPE} | _TO_COORDINATOR | _TO_DEVICE
 )
+#: What the service accepts from an anonymous sender (a mixnet exit's hand-off,
+#: 10-mixnet.md §14.7): only a device's signed message (§9.5).
+ANONYMOUS_TRAINING_TYPES: Final = frozenset({DeviceSigned.TYPE})
 
 
 @attrs.frozen
@@ -96,6 +105,14 @@ class TrainingLayerConfig:
     fetch_retry: float = attrs.field(default=1.0, validator=validators.positive)
     #: Lifetime of a device's enrolment record (renewed at half of it).
     enrol_ttl: float = attrs.field(default=3600.0, validator=validators.positive)
+    #: Through the mixnet (14-training.md §9.5; needs ``Config.mixnet``): a
+    #: device sends its updates and SecAgg messages signed, each through one
+    #: exit, so the coordinator never learns its address or timing; a
+    #: coordinator (which also needs ``Config.resolve``) resolves its devices'
+    #: certificates to check those signatures.  Off by default: it needs a
+    #: running mixnet, and each message then takes seconds and, signed, a few
+    #: packets.
+    mixnet: bool = attrs.field(default=False, validator=validators.instance_of(bool))
 
 
 @attrs.frozen
@@ -103,6 +120,15 @@ class RoundJoined:
     """A device accepted ``announce`` (genuine, current, sampled): fetch the model, train."""
 
     announce: RoundAnnounce
+
+
+@attrs.frozen
+class SendAnonymously:
+    """A device's signed message (``device_signed``) for ``coordinator``, to go
+    through the mixnet (the face hands it to ``node.anonymous.forward``)."""
+
+    coordinator: bytes
+    data: bytes
 
 
 @attrs.frozen
@@ -143,7 +169,15 @@ class TrainingCore:
         #: The devices a coordinator announces its rounds to.
         self.enrolled: list[bytes] = []
         self._out: list[Outgoing] = []
-        self._events: collections.deque[RoundJoined | RoundEnded] = collections.deque()
+        self._events: collections.deque[RoundJoined | RoundEnded | SendAnonymously] = (
+            collections.deque()
+        )
+        #: Signs a device's messages for the mixnet (the face sets it: the node's
+        #: ML-DSA key with :data:`FL_SIGNED_CONTEXT`); None: send them directly.
+        self.sign: Callable[[bytes], bytes] | None = None
+        #: A coordinator's devices' ML-DSA-65 public keys, from their certificates.
+        self.device_keys: dict[bytes, bytes] = {}
+        self.anonymous_types = ANONYMOUS_TRAINING_TYPES
         self._new_deadline = math.inf
         self._prepared: int | None = None  # the round whose SecAgg update is ready
         self._backlog: list[bytes] = []
@@ -176,8 +210,54 @@ class TrainingCore:
 
     def submit_update(self, announce: RoundAnnounce, data: bytes) -> None:
         """Send a trained, encoded ``round_update`` to the announcement's coordinator."""
-        self._send(announce.coordinator, data)
+        self._to_coordinator(announce.coordinator, data)
         self.counters["updates_sent"] += 1
+
+    def _to_coordinator(self, coordinator: bytes, data: bytes) -> None:
+        """A device's message to its coordinator: over the session, or signed for the mixnet."""
+        if self.sign is None:
+            self._send(coordinator, data)
+            return
+        signature = self.sign(signed_message_bytes(self.node_id, data))
+        signed = encode(DeviceSigned(self.node_id, data, signature))
+        self.counters["sent_anonymously"] += 1
+        self._events.append(SendAnonymously(coordinator, signed))
+
+    def receive_anonymous(self, payload: bytes, now: float) -> bool:
+        """A message from an anonymous sender (a mixnet hand-off, §9.5): True if accepted.
+
+        Only a ``device_signed`` message whose signature verifies under the key
+        of the device it names is taken; its inner message is then handled as
+        if that device had sent it over its session (the checks of §9.3 apply).
+        """
+        coordinator = self.coordinator
+        if coordinator is None:
+            self.drops["not-a-coordinator"] += 1
+            return False
+        try:
+            signed = decode(payload, expect=(DeviceSigned,))
+        except DecodeError:
+            self.drops["malformed-signed"] += 1
+            return False
+        assert type(signed) is DeviceSigned
+        key = self.device_keys.get(signed.node)
+        if key is None:
+            self.drops["unknown-device"] += 1
+            return False
+        try:
+            mldsa.verify(key, signed.signed_bytes(), signed.sig, FL_SIGNED_CONTEXT)
+        except InvalidSignatureError:
+            self.drops["bad-device-signature"] += 1
+            return False
+        kind = peek_type(signed.message)
+        if kind not in _TO_COORDINATOR:
+            self.drops["not-signable"] += 1
+            return False
+        before: int = sum(self.stats()["drops"].values())
+        self.counters["received_anonymously"] += 1
+        self._at_coordinator(signed.node, None, kind, signed.message, now)
+        after: int = sum(self.stats()["drops"].values())
+        return after == before
 
     def secagg_ready(self, announce: RoundAnnounce) -> None:
         """The device's SecAgg update for ``announce`` is prepared: answer what waited."""
@@ -215,7 +295,9 @@ class TrainingCore:
             self.drops["early-data"] += 1
             return
         kind = peek_type(payload)
-        if kind == RoundAnnounce.TYPE:
+        if kind == DeviceSigned.TYPE:  # only through the mixnet (receive_anonymous)
+            self.drops["signed-over-session"] += 1
+        elif kind == RoundAnnounce.TYPE:
             self._announcement(node_id, addr, payload, now)
         elif kind in _TO_COORDINATOR:
             self._at_coordinator(node_id, addr, kind, payload, now)
@@ -257,7 +339,8 @@ class TrainingCore:
         if coordinator is None:
             self.drops["not-a-coordinator"] += 1
             return
-        self.addresses.setdefault(node_id, addr)
+        if addr is not None:
+            self.addresses.setdefault(node_id, addr)
         before = sum(coordinator.stats()["drops"].values())
         if _claimed_sender(payload, coordinator) not in (node_id, None):
             self.drops["not-the-sender"] += 1  # one node speaking for another
@@ -291,7 +374,7 @@ class TrainingCore:
         reply = self.device.receive_secagg(payload)
         if reply is not None:
             self.counters["secagg_sent"] += 1
-            self._send(coordinator, reply)
+            self._to_coordinator(coordinator, reply)
 
     def messages_to_send(self) -> list[Outgoing]:
         out, self._out = self._out, []

@@ -95,6 +95,28 @@ def initial_model() -> Any:
     return TRAINER.init_params(np.random.default_rng(0))
 
 
+async def secagg_with_a_dropout(
+    coordinator: Node, leaver: Node, params: RoundParams, net: MemoryNetwork, settle: float = 0.0
+) -> Any:
+    """One SecAgg round in which ``leaver`` sends its keys (stage 1), waits ``settle``
+    seconds (its keys are on their way), then goes silent for good."""
+    results: list[Any] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            results.append(
+                await coordinator.training.coordinate(TASK, initial_model(), params, rounds=1)
+            )
+
+        nursery.start_soon(run)
+        while leaver.stats()["training"].get("secagg_sent", 0) < 1:  # noqa: ASYNC110
+            await trio.sleep(0.5)
+        await trio.sleep(settle)
+        net.partition([leaver.contact.addresses[0]])
+    (run_,) = results
+    return run_
+
+
 async def test_rounds_run_end_to_end_between_nodes(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -132,22 +154,8 @@ async def test_secagg_round_survives_a_device_dropping_out(
     async with network(7, tmp_path, net) as nodes:
         coordinator, devices = nodes[0], nodes[1:]
         await join_all(coordinator, devices)
-        leaver = devices[0]
-        results: list[Any] = []
         params = RoundParams(duration=40.0, epochs=2, secagg=True, min_participants=3)
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                results.append(
-                    await coordinator.training.coordinate(TASK, initial_model(), params, rounds=1)
-                )
-
-            nursery.start_soon(run)
-            # The leaver sends its keys (stage 1), then goes silent for good.
-            while leaver.stats()["training"].get("secagg_sent", 0) < 1:  # noqa: ASYNC110
-                await trio.sleep(0.5)
-            net.partition([leaver.contact.addresses[0]])
-        (run_,) = results
+        run_ = await secagg_with_a_dropout(coordinator, devices[0], params, net)
         (result,) = run_.results
         assert not result.abandoned
         assert result.participants == 5  # the sum of the five that stayed
