@@ -94,7 +94,13 @@ from qdht.mixnet._routes import (
     draw_delay_ms,
     select_path,
 )
-from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
+from qdht.mixnet._service import (
+    MIXNET_MESSAGE_TYPES,
+    AnonymousDone,
+    ExitReplied,
+    ExitRequest,
+    MixnetCore,
+)
 from qdht.mixnet._sphinx import (
     MAX_DELAY_MS,
     Deliver,
@@ -140,6 +146,7 @@ __all__ = [
     "Drop",
     "Encapsulate",
     "EpochKey",
+    "ExitReplied",
     "ExitRequest",
     "Forward",
     "Geometry",

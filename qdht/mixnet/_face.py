@@ -39,13 +39,21 @@ from qdht.mixnet._directory import (
 )
 from qdht.mixnet._mix import KeysRotated
 from qdht.mixnet._routes import LoopAlarm
-from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
+from qdht.mixnet._service import (
+    MIXNET_MESSAGE_TYPES,
+    AnonymousDone,
+    ExitReplied,
+    ExitRequest,
+    MixnetCore,
+)
 from qdht.node import Operations, Service, ServiceContext
 from qdht.wire import (
     ANON_RECORD_TYPES,
     AnonAnswer,
     AnonGet,
+    AnonMbox,
     AnonPut,
+    MboxReply,
     MixDescriptor,
     MixDirectory,
     decode,
@@ -112,7 +120,12 @@ class AnonymousFace:
         #: How this node runs a request as an exit: ``async (node, request) ->
         #: AnonAnswer``.  Replaceable (an operator's policy, such as refusing
         #: puts; a test's lying exit); the default runs it as an ordinary node.
-        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer]] = self._run_request
+        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer | MboxReply]] = (
+            self._run_request
+        )
+        #: How this exit runs an ``exit_mbox``: set by the messaging layer when the
+        #: node runs it; without it the request is refused (``no-mailbox``).
+        self.run_mailbox: Callable[[Node, AnonMbox], Awaitable[MboxReply]] = _no_mailbox
 
     # ------------------------------------------------------------ events
 
@@ -183,6 +196,15 @@ class AnonymousFace:
         )
         return await self._put(node, record)
 
+    async def exit_request(self, data: bytes) -> bytes | None:
+        """Send ``data`` to one exit with a reply block; the answer's bytes (unchecked),
+        or None if none came in time.  ``NodeStateError`` without a directory yet."""
+        node = self._running()
+        start = self.core.start_exit_request
+        done = await self.operations.run(node, lambda now: start(data, now))
+        assert type(done) is ExitReplied
+        return done.data
+
     async def update_directory(self) -> bool:
         """One round of the directory task now; True if a directory was accepted."""
         return await self._directory_round(self._running())
@@ -247,9 +269,11 @@ class AnonymousFace:
             self.core.answer(request.surb, answer, trio.current_time())
             await node.flush()
 
-    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:
+    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer | MboxReply:
         try:
             wanted = request.request
+            if type(wanted) is AnonMbox:
+                return await self.run_mailbox(node, wanted)
             if type(wanted) is AnonGet:
                 found = await node.get_record(wanted.key)
                 if found is None or not isinstance(found.record, ANON_RECORD_TYPES):
@@ -348,6 +372,10 @@ class AnonymousFace:
             assert reason is not None
             self.core.drop(reason)
         return False
+
+
+async def _no_mailbox(node: Node, request: AnonMbox) -> MboxReply:
+    return MboxReply(request.request.rid, False, reason="no-mailbox")
 
 
 def _address_of(node: Node, peer: bytes) -> Hashable | None:

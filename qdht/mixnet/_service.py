@@ -42,9 +42,11 @@ from qdht.wire import (
     KEY_SIZE,
     AnonAnswer,
     AnonGet,
+    AnonMbox,
     AnonPut,
     AnonRecord,
     ImmutableRecord,
+    MboxReply,
     MixDelivery,
     MixPacket,
     decode,
@@ -54,6 +56,7 @@ from qdht.wire import (
 __all__ = [
     "MIXNET_MESSAGE_TYPES",
     "AnonymousDone",
+    "ExitReplied",
     "ExitRequest",
     "MixnetCore",
 ]
@@ -72,7 +75,7 @@ _Outgoing = tuple[bytes, Hashable, bytes]
 class ExitRequest:
     """A request ended at this mix: run it and answer through ``surb`` (None: a dummy)."""
 
-    request: AnonGet | AnonPut
+    request: AnonGet | AnonPut | AnonMbox
     surb: Surb | None
 
 
@@ -90,6 +93,15 @@ class AnonymousDone:
     record: ValidRecord | None
     answers: int
     reason: str
+
+
+@attrs.frozen
+class ExitReplied:
+    """The answer to :meth:`MixnetCore.start_exit_request` ``handle``: the bytes an
+    exit sent back through the reply block, or None if none came in time."""
+
+    handle: int
+    data: bytes | None
 
 
 @attrs.define
@@ -151,6 +163,7 @@ class MixnetCore:
         self._by_surb: dict[bytes, int] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._next_handle = 1
+        self._exit_requests: dict[bytes, tuple[int, float]] = {}
         rate = config.lambda_dummy_lookup
         self._next_dummy = unix + self._random.expovariate(rate) if rate > 0 else math.inf
         self.directory_epochs: set[int] = set()
@@ -187,7 +200,7 @@ class MixnetCore:
         data = encode(AnonPut(record))
         return self._start("put", record.key(), data, now)
 
-    def answer(self, surb: Surb, answer: AnonAnswer, now: float) -> None:
+    def answer(self, surb: Surb, answer: AnonAnswer | MboxReply, now: float) -> None:
         """This exit's answer to an :class:`ExitRequest`, sent through its reply block."""
         if self.role is None:
             raise NodeStateError("only a mix answers anonymous requests")
@@ -262,6 +275,7 @@ class MixnetCore:
             op = self._ops.get(handle)
             if op is not None:
                 self._finish(op, "timeout")
+        self._expire_exit_requests(now)
         self._pump(unix)
 
     def peer_unreachable(self, node_id: bytes, now: float, reason: str) -> None:
@@ -353,11 +367,11 @@ class MixnetCore:
         if type(event) is MessageReceived:
             message = event.message
             try:
-                request = decode(message.data, expect=(AnonGet, AnonPut))
+                request = decode(message.data, expect=(AnonGet, AnonPut, AnonMbox))
             except DecodeError:
                 self._drops["bad-request"] += 1
                 return
-            assert type(request) is AnonGet or type(request) is AnonPut
+            assert isinstance(request, AnonGet | AnonPut | AnonMbox)
             surb = message.surb if message.kind == KIND_REQUEST else None
             self._counts["exit_requests"] += 1
             self._events.append(ExitRequest(request, surb))
@@ -371,6 +385,8 @@ class MixnetCore:
             self._events.append(event)
 
     def _on_reply(self, event: ReplyReceived, unix: float) -> None:
+        if self._exit_replied(event):
+            return
         handle = self._by_surb.pop(event.surb_id, None)
         op = self._ops.get(handle) if handle is not None else None
         if op is None:
@@ -418,3 +434,47 @@ class MixnetCore:
                 self._drops["dummy-skipped"] += 1
                 continue
             self._counts["dummy_lookups"] += 1
+
+    # ------------------------------------------------------------ requests of other layers
+    # One request to one exit, its answer's bytes handed back unchecked: the
+    # messaging layer's mailbox requests (exit_mbox, 11-messaging.md §7.4).
+
+    def start_exit_request(self, data: bytes, now: float) -> int:
+        """Send ``data`` to one exit drawn from the directory, with a reply block.
+
+        The answer comes as :class:`ExitReplied` with the returned handle (its
+        ``data`` None after ``anonymous_timeout``); the caller checks it.
+        """
+        unix = now + self.unix_offset
+        view = self.client.view(unix)
+        if view is None:
+            raise NodeStateError("no verified mix directory for this epoch yet")
+        exits = [m for m in view.mixes if m.node_id != self.node_id]
+        if not exits:
+            raise NodeStateError("the directory has no exit but this node")
+        if len(self._exit_requests) >= MAX_OPERATIONS:
+            raise NodeStateError(f"{MAX_OPERATIONS} exit requests are waiting already")
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        exit_entry = self._random.choice(exits)
+        surb_id = self.client.send(data, now=unix, exit=exit_entry, want_reply=True)
+        assert surb_id is not None
+        deadline = now + self.config.anonymous_timeout
+        self._exit_requests[surb_id] = (handle, deadline)
+        heapq.heappush(self._deadlines, (deadline, handle))
+        self._counts["exit_requests_sent"] += 1
+        self._pump(unix)
+        return handle
+
+    def _exit_replied(self, event: ReplyReceived) -> bool:
+        pending = self._exit_requests.pop(event.surb_id, None)
+        if pending is None:
+            return False
+        self._events.append(ExitReplied(pending[0], event.data))
+        return True
+
+    def _expire_exit_requests(self, now: float) -> None:
+        for surb_id, (handle, deadline) in list(self._exit_requests.items()):
+            if deadline <= now:
+                del self._exit_requests[surb_id]
+                self._counts["exit_requests_timed_out"] += 1
+                self._events.append(ExitReplied(handle, None))

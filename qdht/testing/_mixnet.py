@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -28,6 +28,9 @@ from qdht.node import Node, open_node
 from qdht.session import SessionConfig
 from qdht.testing._memory import MemoryNetwork
 from qdht.testing._sim import seeded_identity
+
+if TYPE_CHECKING:
+    from qdht.messaging import MessagingConfig
 
 __all__ = ["AnonymousOutcomes", "MixNetwork", "loop_latencies", "open_mix_network", "percentile"]
 
@@ -183,6 +186,7 @@ async def open_mix_network(
     network: MemoryNetwork | None = None,
     difficulty: int = 0,
     k: int = 5,
+    messaging: MessagingConfig | None = None,
 ) -> AsyncIterator[MixNetwork]:
     """Start the nodes, bootstrap them off the first authority, yield the network.
 
@@ -192,7 +196,10 @@ async def open_mix_network(
     directory keys are listed whose holders never run (to test the threshold).
     Mixes and authorities send no client streams (Loopix: a mix's cover is its
     own loops) unless ``relay_streams``; they then cannot send anonymous
-    requests themselves, which the clients do.
+    requests themselves, which the clients do.  ``messaging`` runs the messaging
+    layer on every node: clients deliver through the mixnet, mixes serve as
+    exits and hold mailboxes, and mixes and authorities deliver their own
+    requests directly (they send no client streams).
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -222,6 +229,12 @@ async def open_mix_network(
                     lambda_dummy_lookup=0.0,
                 )
             changes: dict[str, Any] = {}
+            if messaging is not None:
+                changes["messaging"] = (
+                    messaging
+                    if role == "client" or relay_streams
+                    else attrs.evolve(messaging, delivery="direct")
+                )
             if network is None:
                 # Every node shares 127.0.0.1: the per-address handshake limit,
                 # meant for one host, would throttle the whole mesh at once.

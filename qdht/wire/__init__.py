@@ -51,6 +51,7 @@ from qdht.wire._registry import (
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
+from qdht.wire import _anon_mbox  # noqa: F401
 from qdht.wire import _mbox  # noqa: F401
 from qdht.wire import _resolve  # noqa: F401
 from qdht.wire import _echo  # noqa: F401
@@ -220,6 +221,7 @@ from qdht.wire._groups import (
     Welcome,
 )
 
+from qdht.wire._anon_mbox import AnonMbox
 from qdht.wire._anon import (
     ANON_RECORD_TYPES,
     ANON_STATUSES,
@@ -362,6 +364,7 @@ __all__ = [
     "Address",
     "AnonAnswer",
     "AnonGet",
+    "AnonMbox",
     "AnonPut",
     "AnonRecord",
     "AnyRecord",
