@@ -401,7 +401,14 @@ class MessagingFace:
     async def flush(self) -> None:
         """Write every queued message now (reveals timing; the CLI uses it before exiting)."""
         node = self._running()
-        while writes := self.client.queued(self.config.writes_per_tick):
+        while True:
+            writes = self.client.queued(self.config.writes_per_tick)
+            if not writes:
+                if not self.client.in_flight:
+                    return
+                # A poll tick is writing the rest: wait for it to end.
+                await trio.sleep(min(1.0, self.config.poll_interval / 4))
+                continue
             async with trio.open_nursery() as nursery:
                 for item in writes:
                     nursery.start_soon(self._write, node, item)
