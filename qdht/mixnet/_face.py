@@ -43,6 +43,7 @@ from qdht.mixnet._service import (
     MIXNET_MESSAGE_TYPES,
     AnonymousDone,
     AnonymousMessage,
+    ExitReplied,
     ExitRequest,
     HandoffDone,
     MixnetCore,
@@ -53,7 +54,9 @@ from qdht.wire import (
     AnonAnswer,
     AnonForward,
     AnonGet,
+    AnonMbox,
     AnonPut,
+    MboxReply,
     MixDescriptor,
     MixDirectory,
     decode,
@@ -121,7 +124,12 @@ class AnonymousFace:
         #: How this node runs a request as an exit: ``async (node, request) ->
         #: AnonAnswer``.  Replaceable (an operator's policy, such as refusing
         #: puts; a test's lying exit); the default runs it as an ordinary node.
-        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer]] = self._run_request
+        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer | MboxReply]] = (
+            self._run_request
+        )
+        #: How this exit runs an ``exit_mbox``: set by the messaging layer when the
+        #: node runs it; without it the request is refused (``no-mailbox``).
+        self.run_mailbox: Callable[[Node, AnonMbox], Awaitable[MboxReply]] = _no_mailbox
 
     # ------------------------------------------------------------ events
 
@@ -222,6 +230,15 @@ class AnonymousFace:
         assert type(done) is AnonymousDone
         return done.ok
 
+    async def exit_request(self, data: bytes) -> bytes | None:
+        """Send ``data`` to one exit with a reply block; the answer's bytes (unchecked),
+        or None if none came in time.  ``NodeStateError`` without a directory yet."""
+        node = self._running()
+        start = self.core.start_exit_request
+        done = await self.operations.run(node, lambda now: start(data, now))
+        assert type(done) is ExitReplied
+        return done.data
+
     async def update_directory(self) -> bool:
         """One round of the directory task now; True if a directory was accepted."""
         return await self._directory_round(self._running())
@@ -286,9 +303,11 @@ class AnonymousFace:
             self.core.answer_request(request, answer, trio.current_time())
             await node.flush()
 
-    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:
+    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer | MboxReply:
         try:
             wanted = request.request
+            if type(wanted) is AnonMbox:
+                return await self.run_mailbox(node, wanted)
             if type(wanted) is AnonForward:
                 return await self._hand_off(node, wanted)
             if type(wanted) is AnonGet:
@@ -420,6 +439,10 @@ class AnonymousFace:
             assert reason is not None
             self.core.drop(reason)
         return False
+
+
+async def _no_mailbox(node: Node, request: AnonMbox) -> MboxReply:
+    return MboxReply(request.request.rid, False, reason="no-mailbox")
 
 
 def _address_of(node: Node, peer: bytes) -> Hashable | None:

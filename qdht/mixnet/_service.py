@@ -64,9 +64,11 @@ from qdht.wire import (
     AnonGet,
     AnonHandoff,
     AnonHandoffAck,
+    AnonMbox,
     AnonPut,
     AnonRecord,
     ImmutableRecord,
+    MboxReply,
     MixDelivery,
     MixPacket,
     decode,
@@ -78,6 +80,7 @@ __all__ = [
     "MIXNET_MESSAGE_TYPES",
     "AnonymousDone",
     "AnonymousMessage",
+    "ExitReplied",
     "ExitRequest",
     "HandoffDone",
     "MixnetCore",
@@ -106,7 +109,7 @@ class ExitRequest:
     with :meth:`MixnetCore.answer_request`, which uses as many as it needs.
     """
 
-    request: AnonGet | AnonPut | AnonForward
+    request: AnonGet | AnonPut | AnonForward | AnonMbox
     surb: Surb | None
     surbs: tuple[Surb, ...] = ()
     message_id: bytes = b""
@@ -149,6 +152,15 @@ class AnonymousDone:
     record: ValidRecord | None
     answers: int
     reason: str
+
+
+@attrs.frozen
+class ExitReplied:
+    """The answer to :meth:`MixnetCore.start_exit_request` ``handle``: the bytes an
+    exit sent back through the reply block, or None if none came in time."""
+
+    handle: int
+    data: bytes | None
 
 
 @attrs.define
@@ -223,6 +235,7 @@ class MixnetCore:
         self.reply_fragments = Reassembler(*bounds)
         self._deadlines: list[tuple[float, int]] = []
         self._next_handle = 1
+        self._exit_requests: dict[bytes, tuple[int, float]] = {}
         #: EXIT_FORWARDs this exit runs (one bucket: askers are anonymous), and
         #: the hand-offs this node accepts from each exit (§14.7).
         self._forwards: TokenBuckets[bytes] = TokenBuckets(
@@ -313,11 +326,13 @@ class MixnetCore:
         self._send(message.exit, AnonHandoffAck(message.id, ok), now + self.unix_offset)
         self._counts["handoffs_accepted" if ok else "handoffs_refused"] += 1
 
-    def answer(self, surb: Surb, answer: AnonAnswer, now: float) -> None:
+    def answer(self, surb: Surb, answer: AnonAnswer | MboxReply, now: float) -> None:
         """This exit's answer to a one-packet request, sent through its reply block."""
         self._reply((surb,), b"", answer, now)
 
-    def answer_request(self, request: ExitRequest, answer: AnonAnswer, now: float) -> None:
+    def answer_request(
+        self, request: ExitRequest, answer: AnonAnswer | MboxReply, now: float
+    ) -> None:
         """This exit's answer to ``request``, in as many of its reply blocks as it takes."""
         surbs = request.surbs or ((request.surb,) if request.surb is not None else ())
         if not surbs:
@@ -325,7 +340,11 @@ class MixnetCore:
         self._reply(surbs, request.message_id, answer, now)
 
     def _reply(
-        self, surbs: tuple[Surb, ...], message_id: bytes, answer: AnonAnswer, now: float
+        self,
+        surbs: tuple[Surb, ...],
+        message_id: bytes,
+        answer: AnonAnswer | MboxReply,
+        now: float,
     ) -> None:
         role = self.role
         if role is None:
@@ -444,6 +463,7 @@ class MixnetCore:
             op = self._ops.get(handle)
             if op is not None and op.deadline <= now:  # else: a retry moved it
                 self._finish(op, "timeout")
+        self._expire_exit_requests(now)
         self._pump(unix)
 
     def _expire_handoffs(self, now: float) -> None:
@@ -622,14 +642,14 @@ class MixnetCore:
             if whole is None:
                 return
             try:
-                request = decode(whole.data, expect=(AnonGet, AnonPut, AnonForward))
+                request = decode(whole.data, expect=(AnonGet, AnonPut, AnonForward, AnonMbox))
             except DecodeError:
                 self._drops["bad-request"] += 1
                 return
             if type(request) is AnonForward and not self._forwards.allow(b"", unix):
                 self._drops["forward-rate"] += 1
                 return
-            assert isinstance(request, AnonGet | AnonPut | AnonForward)
+            assert isinstance(request, AnonGet | AnonPut | AnonForward | AnonMbox)
             surb = whole.surbs[0] if whole.surbs else None
             self._counts["exit_requests"] += 1
             self._events.append(ExitRequest(request, surb, whole.surbs, whole.message_id))
@@ -643,6 +663,8 @@ class MixnetCore:
             self._events.append(event)
 
     def _on_reply(self, event: ReplyReceived, unix: float) -> None:
+        if self._exit_replied(event):
+            return
         message_id = self._by_surb.pop(event.surb_id, None)
         handle = self._by_message.get(message_id) if message_id is not None else None
         op = self._ops.get(handle) if handle is not None else None
@@ -734,3 +756,47 @@ class MixnetCore:
                 self._drops["dummy-skipped"] += 1
                 continue
             self._counts["dummy_lookups"] += 1
+
+    # ------------------------------------------------------------ requests of other layers
+    # One request to one exit, its answer's bytes handed back unchecked: the
+    # messaging layer's mailbox requests (exit_mbox, 11-messaging.md §7.4).
+
+    def start_exit_request(self, data: bytes, now: float) -> int:
+        """Send ``data`` to one exit drawn from the directory, with a reply block.
+
+        The answer comes as :class:`ExitReplied` with the returned handle (its
+        ``data`` None after ``anonymous_timeout``); the caller checks it.
+        """
+        unix = now + self.unix_offset
+        view = self.client.view(unix)
+        if view is None:
+            raise NodeStateError("no verified mix directory for this epoch yet")
+        exits = [m for m in view.mixes if m.node_id != self.node_id]
+        if not exits:
+            raise NodeStateError("the directory has no exit but this node")
+        if len(self._exit_requests) >= MAX_OPERATIONS:
+            raise NodeStateError(f"{MAX_OPERATIONS} exit requests are waiting already")
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        exit_entry = self._random.choice(exits)
+        surb_id = self.client.send(data, now=unix, exit=exit_entry, want_reply=True)
+        assert surb_id is not None
+        deadline = now + self.config.anonymous_timeout
+        self._exit_requests[surb_id] = (handle, deadline)
+        heapq.heappush(self._deadlines, (deadline, handle))
+        self._counts["exit_requests_sent"] += 1
+        self._pump(unix)
+        return handle
+
+    def _exit_replied(self, event: ReplyReceived) -> bool:
+        pending = self._exit_requests.pop(event.surb_id, None)
+        if pending is None:
+            return False
+        self._events.append(ExitReplied(pending[0], event.data))
+        return True
+
+    def _expire_exit_requests(self, now: float) -> None:
+        for surb_id, (handle, deadline) in list(self._exit_requests.items()):
+            if deadline <= now:
+                del self._exit_requests[surb_id]
+                self._counts["exit_requests_timed_out"] += 1
+                self._events.append(ExitReplied(handle, None))

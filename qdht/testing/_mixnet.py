@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -29,6 +29,9 @@ from qdht.node import Node, open_node
 from qdht.session import SessionConfig
 from qdht.testing._memory import MemoryNetwork
 from qdht.testing._sim import seeded_identity
+
+if TYPE_CHECKING:
+    from qdht.messaging import MessagingConfig
 
 __all__ = ["AnonymousOutcomes", "MixNetwork", "loop_latencies", "open_mix_network", "percentile"]
 
@@ -202,6 +205,7 @@ async def open_mix_network(
     difficulty: int = 0,
     k: int = 5,
     clients_config: dict[str, Any] | None = None,
+    messaging: MessagingConfig | None = None,
 ) -> AsyncIterator[MixNetwork]:
     """Start the nodes, bootstrap them off the first authority, yield the network.
 
@@ -213,6 +217,10 @@ async def open_mix_network(
     own loops) unless ``relay_streams``; they then cannot send anonymous
     requests themselves, which the clients do.  ``clients_config``: more
     ``Config`` fields for the clients (another layer on top, such as groups).
+    ``messaging`` runs the messaging
+    layer on every node: clients deliver through the mixnet, mixes serve as
+    exits and hold mailboxes, and mixes and authorities deliver their own
+    requests directly (they send no client streams).
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -242,6 +250,12 @@ async def open_mix_network(
                     lambda_dummy_lookup=0.0,
                 )
             changes: dict[str, Any] = dict(clients_config or {}) if role == "client" else {}
+            if messaging is not None:
+                changes["messaging"] = (
+                    messaging
+                    if role == "client" or relay_streams
+                    else attrs.evolve(messaging, delivery="direct")
+                )
             if network is None:
                 # Every node shares 127.0.0.1: the per-address handshake limit,
                 # meant for one host, would throttle the whole mesh at once.

@@ -207,6 +207,7 @@ LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
         "handoff",
         "handoff_ack",
     ),
+    "qdht.wire._anon_mbox": ("exit_mbox",),
 }
 for _module, _types in LAZY_MESSAGE_MODULES.items():
     register_lazy(_module, _types)
@@ -279,6 +280,7 @@ if TYPE_CHECKING:
         AnonRecord,
     )
     from qdht.wire._anon import MAX_FORWARD_SIZE, AnonForward, AnonHandoff, AnonHandoffAck
+    from qdht.wire._anon_mbox import AnonMbox
     from qdht.wire._mixnet import (
         DESCRIPTOR_CONTEXT,
         DIRECTORY_CONTEXT,
@@ -439,6 +441,7 @@ __all__ = [
     "AnonGet",
     "AnonHandoff",
     "AnonHandoffAck",
+    "AnonMbox",
     "AnonPut",
     "AnonRecord",
     "AnyRecord",

@@ -350,6 +350,11 @@ export const RULES = {
     record: [recordOf(SINGLE_RECORD_TYPES), true],
     fragments: [uint(2, 255), true],
   },
+  // 10-mixnet.md §14.8: one mailbox request (11-messaging.md §7.2) through an exit.
+  'mix-exit_mbox': { request: [(v, p) => {
+    recordOf(['mbox_get', 'mbox_put'])(v, p);
+    preChecks(`mbox-${v.type}`, v);
+  }] },
   // 16-resolve.md.
   'resolve-resolve': { rid: [RID], id: [NODE_ID] },
   'resolve-resolved': { rid: [RID], cert: [nested('identity-cert'), true], revocation: [nested('identity-revocation'), true] },
