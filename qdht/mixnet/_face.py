@@ -12,7 +12,10 @@ module only moves it through the node (HACKING "Services"):
   from each authority, merges their signatures and accepts one only with
   ``t`` valid ones (10-mixnet.md §10, §14.3);
 * ``exit`` task: runs the requests that end at this mix as an ordinary node
+  (gets, puts, and forwards handed to their node over its session, §14.7)
   and answers through their reply blocks, keeping nothing about who asked;
+  a message an exit hands to this node goes to the service that owns its
+  type, with no peer, if that service accepts it anonymously;
 * the service's timer task (from the node) drives sending, mixing, cover
   traffic and loops.
 """

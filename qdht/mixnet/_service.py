@@ -17,6 +17,12 @@ reports the outcome by handle.  At an exit, a request becomes an
 lookup and answers with :meth:`MixnetCore.answer`.  The exit keeps no state
 about who asked: the reply block is all it has, and it forgets it once used.
 
+:meth:`MixnetCore.start_forward` sends EXIT_FORWARD to one exit (§14.7),
+which hands the message to its node over a session (HANDOFF,
+:meth:`MixnetCore.start_handoff`, ending in :class:`HandoffDone`); at that
+node the message becomes an :class:`AnonymousMessage` with no sender, which
+the face gives to the owning service and acknowledges (HANDOFF_ACK).
+
 A request or answer larger than one payload travels in fragments (§14.6):
 each fragment of a request is its own packet on its own path to the same
 exit with its own reply block, so the answer can come back in as many

@@ -14,7 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from qdht.errors import ConfigError
+from qdht.errors import ConfigError, NodeStateError
+from qdht.mixnet import MAX_HANDOFFS, AnonymousMessage, HandoffDone, MixnetCore
 from qdht.node import QuietCore, Service, ServiceContext
 from qdht.testing import MemoryNetwork, open_mix_network
 from qdht.wire import AnonForward, AnonHandoff, AnonHandoffAck, decode, encode
@@ -154,3 +155,63 @@ def test_forward_messages_check_their_fields() -> None:
         AnonForward(bytes(32), b"")
     with pytest.raises(ConfigError, match="ok must be a bool"):
         AnonHandoffAck(bytes(16), 1)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the core, sans-IO
+
+EXIT_ID, NODE_ID, OTHER_ID = (bytes([i]) * 32 for i in (1, 2, 3))
+
+
+def core(node_id: bytes, **changes: Any) -> MixnetCore:
+    config = attrs.evolve(LIGHT, **changes)
+    mixnet = MixnetCore(node_id, config, now=0.0, unix_offset=1_800_000_000.0)
+    mixnet.resolve = lambda peer: ("addr", peer[:1])
+    return mixnet
+
+
+def test_a_hand_off_ends_on_its_ack_or_its_timeout() -> None:
+    exit_ = core(EXIT_ID, handoff_timeout=5.0)
+    first = exit_.start_handoff(NODE_ID, note("one"), 0.0)
+    ((peer, _, data),) = exit_.messages_to_send()
+    handoff = decode(data, expect=(AnonHandoff,))
+    assert peer == NODE_ID
+    assert type(handoff) is AnonHandoff
+    # The node gets it from the exit: an event with no sender, then acks it.
+    node = core(NODE_ID, forward_burst=1)
+    node.receive_message(EXIT_ID, "exit-addr", data, 0.0)
+    event = node.next_event()
+    assert type(event) is AnonymousMessage
+    assert event.message == note("one")
+    node.acknowledge(event, True, 0.0)
+    ((to, _, ack),) = node.messages_to_send()
+    assert to == EXIT_ID
+    # An ack from another node does not count; the node's does.
+    exit_.receive_message(OTHER_ID, "other", ack, 1.0)
+    assert exit_.stats()["drops"]["late-handoff-ack"] == 1
+    exit_.receive_message(NODE_ID, "node", ack, 1.0)
+    assert exit_.next_event() == HandoffDone(first, True)
+    # A second hand-off gets no ack: it fails at its timeout.
+    second = exit_.start_handoff(NODE_ID, note("two"), 2.0)
+    timer = exit_.get_timer()
+    assert timer is not None
+    assert timer <= 7.0
+    exit_.handle_timer(7.0)
+    assert exit_.next_event() == HandoffDone(second, False)
+    assert exit_.stats()["handoffs_timed_out"] == 1
+    # The node takes forward_burst hand-offs from one exit at once, then drops them.
+    node.receive_message(EXIT_ID, "exit-addr", data, 0.0)
+    assert node.stats()["drops"]["handoff-rate"] == 1
+
+
+def test_an_exit_waits_on_a_bounded_number_of_hand_offs() -> None:
+    exit_ = core(EXIT_ID)
+    for _ in range(MAX_HANDOFFS):
+        exit_.start_handoff(NODE_ID, note("x"), 0.0)
+    with pytest.raises(NodeStateError, match="hand-offs are waiting"):
+        exit_.start_handoff(NODE_ID, note("x"), 0.0)
+    exit_.peer_unreachable(NODE_ID, 1.0, "gone")  # every one of them fails at once
+    events = []
+    while (event := exit_.next_event()) is not None:
+        events.append(event)
+    assert len(events) == MAX_HANDOFFS
+    assert not any(e.ok for e in events if type(e) is HandoffDone)
