@@ -42,6 +42,7 @@ from qdht.wire import Address, Contact
 if TYPE_CHECKING:
     from qdht.groups import GroupsConfig
     from qdht.models import ModelsConfig
+    from qdht.models.training import TrainingLayerConfig
 
 __all__ = ["DEFAULT_PORT", "IDENTITY_FILE", "Config", "parse_listen"]
 
@@ -132,7 +133,7 @@ def _check_host(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(f"{attribute.name}: {exc}") from None
 
 
-def _layer_config(name: str) -> Any:
+def _layer_config(name: str, module: str | None = None) -> Any:
     """Validator of a built-in layer's field: None, or the layer's config class.
 
     ``name`` is the class (``"ModelsConfig"`` lives in ``qdht.models``).  It is
@@ -145,8 +146,8 @@ def _layer_config(name: str) -> Any:
             return
         import importlib
 
-        module = importlib.import_module(f"qdht.{name.removesuffix('Config').lower()}")
-        cls = getattr(module, name)
+        package = module or f"qdht.{name.removesuffix('Config').lower()}"
+        cls = getattr(importlib.import_module(package), name)
         if not isinstance(value, cls):
             raise ConfigError(f"{attribute.name} must be a {name} or None, got {value!r}")
 
@@ -271,6 +272,13 @@ class Config:
 
     #: Group messaging between nodes (``qdht.groups.GroupsConfig``, 12-groups.md §12).
     groups: GroupsConfig | None = attrs.field(default=None, validator=_layer_config("GroupsConfig"))
+
+    #: Federated training (``qdht.models.training.TrainingLayerConfig``, needs
+    #: ``qdht[models]`` and the model store, ``models``): ``node.training``.
+    training: TrainingLayerConfig | None = attrs.field(
+        default=None,
+        validator=_layer_config("TrainingLayerConfig", "qdht.models.training"),
+    )
     #: Further services the node runs (``qdht.node.Service``): factories
     #: called with a ``qdht.node.ServiceContext`` when the node starts.  Each
     #: service's own configuration travels with its factory (an attrs object

@@ -52,24 +52,38 @@ class TokenBuckets(Generic[K]):
 
     def allow(self, key: K, now: float) -> bool:
         """Take a token for ``key`` at ``now``; False (and counted) if there is none."""
-        tokens, last = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + max(0.0, now - last) * self.rate)
-        allowed = tokens >= 1.0
-        if allowed:
+        # On the path of every datagram and request a flood sends: plain
+        # comparisons instead of min/max, one forgetting step per call.
+        buckets = self._buckets
+        burst = self.burst
+        entry = buckets.pop(key, None)
+        if entry is None:
+            tokens = float(burst)
+        else:
+            tokens, last = entry
+            if now > last:
+                tokens += (now - last) * self.rate
+                if tokens > burst:
+                    tokens = float(burst)
+        if tokens >= 1.0:
             tokens -= 1.0
+            allowed = True
         else:
             self.refused += 1
-        buckets = self._buckets
+            allowed = False
         buckets[key] = (tokens, now)
-        if len(buckets) > self.max_keys:
-            buckets.popitem(last=False)
-        # Forget up to two refilled buckets (least recently used first).
-        for _ in range(2):
-            oldest = next(iter(buckets))
-            old_tokens, old_last = buckets[oldest]
-            if oldest == key or old_tokens + (now - old_last) * self.rate < self.burst:
-                break
-            del buckets[oldest]
+        if len(buckets) > 1:
+            if len(buckets) > self.max_keys:
+                buckets.popitem(last=False)
+            # Forget up to two refilled buckets (least recently used first).
+            for _ in range(2):
+                oldest = next(iter(buckets))
+                if oldest == key:
+                    break
+                old_tokens, old_last = buckets[oldest]
+                if old_tokens + (now - old_last) * self.rate < burst:
+                    break
+                del buckets[oldest]
         return allowed
 
     def __len__(self) -> int:

@@ -370,6 +370,16 @@ async def test_hostile_peer_input_is_dropped_and_counted(
         # by the session layer before decryption.
         refused = drops["dht.rate-limited"] + drops.get("session.refused-peer", 0)
         assert refused >= 400 - victim.config.rpc.rate_burst - 50
+        # The ban holds at the session layer for as long as it lasts: ten seconds
+        # on, the flooder's packets are still dropped before decryption.
+        await trio.sleep(10)
+        banned = victim.stats()["drops"].get("dht.banned", 0)
+        for i in range(10):
+            await send(encode(FindNode(i.to_bytes(8, "big"), bytes(32))))
+        await trio.sleep(1)
+        drops = victim.stats()["drops"]
+        assert drops.get("dht.banned", 0) == banned
+        assert drops["session.refused-peer"] >= 10
         # The victim still serves everyone else, the flooder included once it calms down.
         assert await others[1].get(key) == b"still served"
         await trio.sleep(10)

@@ -112,7 +112,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--messaging",
         action="store_true",
-        help="instead: two users exchange private messages, one offline for a while",
+        help="instead: two users exchange private messages through mixes (--nodes - 3 "
+        "of them, 3..8, and an authority), one user offline for a while",
+    )
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="with --messaging: deliver directly, without mixes",
     )
     p.add_argument(
         "--mixnet",

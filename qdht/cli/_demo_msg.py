@@ -2,9 +2,10 @@
 
 Runs :class:`qdht.messaging.MessagingDemo`: Bob publishes his prekeys and
 goes offline, Alice writes to his mailbox, Bob returns and reads, then they
-ping-pong and an idle period measures polling.  Delivery is direct: the
-mixnet's node integration is not in this build, so no mixes are in the
-path yet (they join this demo when it lands).
+ping-pong and an idle period measures polling.  Alice and Bob deliver
+through mixes (``--nodes`` - 3 of them, 3..8, with one directory authority;
+the mixes hold the mailboxes and serve as exits), or directly with
+``--direct``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ __all__ = ["run_messaging_demo"]
 def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
     if not 3 <= args.nodes <= 64:
         raise usage_error("--nodes must be in 3..64 for the messaging demo")
-    out.note(
-        f"qdht demo --messaging: {args.nodes} nodes on loopback UDP, direct delivery "
-        "(no mixes: the mixnet's node integration is not in this build)"
-    )
+    mixes = 0 if args.direct else max(3, min(8, args.nodes - 3))
+    if mixes:
+        out.note(
+            f"qdht demo --messaging: 1 authority, {mixes} mixes and 2 users on loopback UDP, "
+            "delivery through the mixnet"
+        )
+    else:
+        out.note(f"qdht demo --messaging: {args.nodes} nodes on loopback UDP, direct delivery")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qdht-msg-demo-") as tmp:
         demo = MessagingDemo(
@@ -38,6 +43,8 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
             nodes=args.nodes,
             difficulty=args.difficulty,
             timeout=args.timeout,
+            mixes=mixes,
+            poll_interval=2.0 if mixes else 0.5,
             note=out.note,
         )
         try:
@@ -51,9 +58,10 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
     report["elapsed_s"] = time.perf_counter() - started
     latencies = report["latencies_s"]
     out.table(
-        f"qdht demo --messaging: {args.nodes} nodes, {report['elapsed_s']:.1f} s",
+        f"qdht demo --messaging: {report['nodes']} nodes, {report['elapsed_s']:.1f} s",
         ("measure", "value"),
         [
+            ("delivery", f"{report['delivery']} ({report['mixes']} mixes)"),
             ("stored while Bob was offline", f"{report['stored_while_offline']}/{demo.messages}"),
             ("read by Bob on return", f"{report['received_after_return']}/{demo.messages}"),
             ("return to all read", format_seconds(report["return_to_all_read_s"])),
@@ -68,6 +76,14 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
             (
                 "idle polling, all node traffic",
                 f"{format_bytes(report['idle_node_bytes_per_s_per_contact'])}/s per contact",
+            ),
+            *(
+                [
+                    ("requests answered through exits", str(report["exit_replies"])),
+                    ("requests sent directly", str(report["direct_requests"])),
+                ]
+                if mixes
+                else []
             ),
             ("messaging drops", json.dumps(report["drops"]) if report["drops"] else "none"),
         ],

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import qdht
-from qdht.cli import _client, _demo, _group, _id, _model, _msg, _node
+from qdht.cli import _client, _demo, _group, _id, _model, _msg, _node, _train
 from qdht.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _msg.register(sub, common)
     _group.register(sub, common)
     _model.register(sub, common)
+    _train.register(sub, common)
     return parser
 
 

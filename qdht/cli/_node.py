@@ -198,6 +198,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
         try:
             config = attrs.evolve(config, mixnet=mixnet)
+            if config.messaging is not None:
+                # Without client streams its own mailbox requests could not leave
+                # through mixes: it holds mailboxes, serves exit_mbox, asks directly.
+                messaging = attrs.evolve(config.messaging, delivery="direct")
+                config = attrs.evolve(config, messaging=messaging)
         except ConfigError as exc:
             raise usage_error(str(exc)) from None
         if args.authority:

@@ -15,13 +15,14 @@ from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.backend import get_backend, set_backend
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
-from qdht.crypto.xwing import XWingPrivateKey
+from qdht.crypto.xwing import XWingPrivateKey, XWingPublicKey
 
 __all__ = [
     "ChaChaPoly",
     "MLDSAPrivateKey",
     "OQSBackend",
     "XWingPrivateKey",
+    "XWingPublicKey",
     "aead",
     "backend",
     "get_backend",

@@ -21,6 +21,7 @@ from qdht.crypto.backend import (
     LIBOQS_INSTALL_HINT,
     CryptographyBackend,
     KEMPrivateKey,
+    KEMPublicKey,
     SignaturePrivateKey,
 )
 from qdht.errors import BackendUnavailableError, CryptoError
@@ -81,6 +82,10 @@ class OQSBackend:
                 raise CryptoError(f"invalid ML-KEM-768 public key: {exc}") from None
         return bytes(secret), bytes(ciphertext)
 
+    def mlkem768_public_key(self, public_key: bytes) -> KEMPublicKey:
+        self.mlkem768_encapsulate(public_key)  # liboqs checks the key only when used
+        return _OQSMLKEMPublicKey(self, public_key)
+
     def mlkem768_encapsulate_derand(self, public_key: bytes, m: bytes) -> tuple[bytes, bytes]:
         with self._oqs.KeyEncapsulation(_KEM) as kem:
             derand = getattr(kem, "encap_secret_derand", None)
@@ -105,3 +110,19 @@ class OQSBackend:
                 return bool(sig.verify_with_ctx_str(message, signature, context, public_key))
             except Exception:
                 return False
+
+
+class _OQSMLKEMPublicKey:
+    """liboqs keeps no parsed public key: each encapsulation takes the bytes."""
+
+    __slots__ = ("_backend", "_public")
+
+    def __init__(self, backend: OQSBackend, public: bytes) -> None:
+        self._backend = backend
+        self._public = public
+
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        return self._backend.mlkem768_encapsulate(self._public)

@@ -31,6 +31,7 @@ __all__ = [
     "Backend",
     "CryptographyBackend",
     "KEMPrivateKey",
+    "KEMPublicKey",
     "SignaturePrivateKey",
     "find_liboqs",
     "get_backend",
@@ -65,6 +66,18 @@ class KEMPrivateKey(Protocol):
         ...
 
 
+class KEMPublicKey(Protocol):
+    """An ML-KEM-768 encapsulation key, parsed and checked once for repeated use."""
+
+    def public_bytes(self) -> bytes:
+        """The 1184-byte encapsulation key."""
+        ...
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        """(shared secret, ciphertext) for a fresh random message."""
+        ...
+
+
 class SignaturePrivateKey(Protocol):
     """An expanded ML-DSA-65 signing key."""
 
@@ -88,6 +101,10 @@ class Backend(Protocol):
 
     def mlkem768_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
         """(shared secret, ciphertext); CryptoError if ``public_key`` is malformed."""
+        ...
+
+    def mlkem768_public_key(self, public_key: bytes) -> KEMPublicKey:
+        """``public_key`` loaded once (FIPS 203 §7.2 check); CryptoError if malformed."""
         ...
 
     def mlkem768_encapsulate_derand(self, public_key: bytes, m: bytes) -> tuple[bytes, bytes]:
@@ -119,6 +136,20 @@ class _CgMLKEMKey:
         return self._key.decapsulate(ciphertext)
 
 
+class _CgMLKEMPublicKey:
+    __slots__ = ("_key", "_public")
+
+    def __init__(self, key: mlkem.MLKEM768PublicKey, public: bytes) -> None:
+        self._key = key
+        self._public = public
+
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        return self._key.encapsulate()
+
+
 class _CgMLDSAKey:
     __slots__ = ("_key", "_public")
 
@@ -148,11 +179,14 @@ class CryptographyBackend:
         return _CgMLKEMKey(mlkem.MLKEM768PrivateKey.from_seed_bytes(seed))
 
     def mlkem768_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        return self.mlkem768_public_key(public_key).encapsulate()
+
+    def mlkem768_public_key(self, public_key: bytes) -> KEMPublicKey:
         try:
             key = mlkem.MLKEM768PublicKey.from_public_bytes(public_key)
         except ValueError as exc:
             raise CryptoError(f"invalid ML-KEM-768 public key: {exc}") from None
-        return key.encapsulate()
+        return _CgMLKEMPublicKey(key, public_key)
 
     def mlkem768_encapsulate_derand(self, public_key: bytes, m: bytes) -> tuple[bytes, bytes]:
         raise BackendUnavailableError(

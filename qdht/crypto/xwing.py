@@ -30,6 +30,7 @@ from qdht.crypto.backend import (
     MLKEM768_CIPHERTEXT_SIZE,
     MLKEM768_PUBLIC_KEY_SIZE,
     KEMPrivateKey,
+    KEMPublicKey,
     get_backend,
 )
 from qdht.crypto.hashes import sha3_256, shake256
@@ -43,6 +44,7 @@ __all__ = [
     "SHARED_SECRET_SIZE",
     "XWING_LABEL",
     "XWingPrivateKey",
+    "XWingPublicKey",
     "decapsulate",
     "encapsulate",
     "encapsulate_derand",
@@ -143,11 +145,47 @@ def encapsulate(public_key: bytes) -> tuple[bytes, bytes]:
     """(shared secret, ciphertext) for the 1216-byte X-Wing ``public_key``.
 
     Raises CryptoError if the key has the wrong size or an invalid ML-KEM part
-    (FIPS 203 §7.2 modulus check) or a low-order X25519 part.
+    (FIPS 203 §7.2 modulus check) or a low-order X25519 part.  To encapsulate
+    to one key repeatedly, load it once as an :class:`XWingPublicKey`.
     """
     _check_bytes("public key", public_key, PUBLIC_KEY_SIZE)
     ss_m, ct_m = get_backend().mlkem768_encapsulate(public_key[:MLKEM768_PUBLIC_KEY_SIZE])
     return _encapsulate(public_key, x25519.X25519PrivateKey.generate(), ss_m, ct_m)
+
+
+class XWingPublicKey:
+    """An X-Wing encapsulation key, parsed and checked once for repeated encapsulation.
+
+    :func:`encapsulate` with the bytes parses the ML-KEM key (and its FIPS 203
+    modulus check) and the X25519 point on every call; a sender that
+    encapsulates to the same key many times (a mix client, to an epoch's mix
+    keys) holds this object instead.  Same output distribution, same errors
+    (raised here, once, for a malformed key).
+    """
+
+    __slots__ = ("_mlkem", "_public", "_x25519", "_x25519_bytes")
+
+    def __init__(self, public_key: bytes) -> None:
+        self._public = _check_bytes("public key", public_key, PUBLIC_KEY_SIZE)
+        self._mlkem: KEMPublicKey = get_backend().mlkem768_public_key(
+            public_key[:MLKEM768_PUBLIC_KEY_SIZE]
+        )
+        self._x25519_bytes = public_key[MLKEM768_PUBLIC_KEY_SIZE:]
+        self._x25519 = x25519.X25519PublicKey.from_public_bytes(self._x25519_bytes)
+
+    def public_key_bytes(self) -> bytes:
+        return self._public
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        """(shared secret, ciphertext), as :func:`encapsulate` of the key's bytes."""
+        ss_m, ct_m = self._mlkem.encapsulate()
+        ephemeral = x25519.X25519PrivateKey.generate()
+        ct_x = ephemeral.public_key().public_bytes_raw()
+        try:
+            ss_x = ephemeral.exchange(self._x25519)
+        except ValueError:
+            raise CryptoError("public key X25519 part is a low-order X25519 point") from None
+        return _combiner(ss_m, ss_x, ct_x, self._x25519_bytes), ct_m + ct_x
 
 
 def generate_keypair_derand(seed: bytes) -> tuple[bytes, bytes]:

@@ -4,6 +4,9 @@
 the node composes them with RPCs over authenticated sessions.
 """
 
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
 from qdht.dht._bootstrap import (
     DEFAULT_LIST_LIFETIME,
     MAX_LIST_LIFETIME,
@@ -80,7 +83,6 @@ from qdht.dht._routing import (
 )
 from qdht.dht._rtt import rtt_sample, timeout_from
 from qdht.dht._services import RPC_TYPES, WATCH_TYPES, ReplicationPart, RpcPart, WatchPart
-from qdht.dht._sqlitestore import MIGRATIONS, SCHEMA_VERSION, SqliteRecordStore
 from qdht.dht._watch import Subscribed, WatchLimits, WatchRegistry, catch_up, record_slot
 from qdht.dht._watcher import (
     MAX_EXCLUDED,
@@ -89,6 +91,18 @@ from qdht.dht._watcher import (
     WatchConfig,
     WatchSubscriptions,
 )
+
+# The SQLite store (and sqlite3) is imported on first use: only a node with a
+# data directory needs it (issue 19, a phone's memory).
+if TYPE_CHECKING:
+    from qdht.dht._sqlitestore import MIGRATIONS, SCHEMA_VERSION, SqliteRecordStore
+else:
+    __getattr__ = lazy_exports(
+        globals(),
+        dict.fromkeys(
+            ["MIGRATIONS", "SCHEMA_VERSION", "SqliteRecordStore"], "qdht.dht._sqlitestore"
+        ),
+    )
 
 __all__ = [
     "DEFAULT_LIST_LIFETIME",

@@ -69,6 +69,8 @@ from qdht.wire import (
     RID_SIZE,
     AnyRecord,
     Contact,
+    DhtRequest,
+    Nodes,
     Notify,
     Ping,
     Store,
@@ -248,14 +250,46 @@ class DhtCore(_WatchRpc):
         except DecodeError as exc:
             self._on_bad_message(node_id, addr, rid, type_name, exc, now)
             return
-        if type(message) is Watch or type(message) is Notify:
+        self._dispatch(node_id, addr, message, now, early)
+
+    def receive_object(self, node_id: bytes, addr: Hashable, message: Any, now: float) -> None:
+        """Process one DHT message that arrives as its attrs object, not encoded.
+
+        For a simulator whose cores send with :meth:`pass_objects` on: the
+        message is exactly what an honest peer's core built, so there is
+        nothing to decode or check for well-formedness; everything after
+        decoding (the ban list, the STORE flood bound, dispatch, the handlers)
+        is what :meth:`receive_message` runs.  ``bytes_received`` is not
+        counted (the simulator counts sizes itself).
+        """
+        try:
+            if self.reputation.banned(node_id, now):
+                self.reputation.dropped()
+                self._drop("banned")
+                return
+            if type(message) is Store and not self._store_allowed(node_id, addr, message.rid, now):
+                return
+            self._dispatch(node_id, addr, message, now, False)
+        except Exception:  # as in receive_message
+            self._drop("internal-error")
+            logger.exception("internal error on a DHT message from %s", node_id.hex()[:16])
+
+    def _dispatch(
+        self, node_id: bytes, addr: Hashable, message: Any, now: float, early: bool
+    ) -> None:
+        if type(message) is Nodes:
+            if early:
+                self._drop("early-response")
+            else:
+                self._on_response(node_id, message, now)
+        elif type(message) is Watch or type(message) is Notify:
             self._on_watch_message(node_id, addr, message, now, early)
         elif isinstance(message, _REQUESTS):
             self._on_request(node_id, addr, message, now, early)
         elif early:
             self._drop("early-response")
         else:
-            self._on_response(node_id, message, now)  # type: ignore[arg-type]
+            self._on_response(node_id, message, now)
 
     def republish_now(self, now: float) -> None:
         """Republish every stored record now (07-records.md §10.4), not waiting for
@@ -309,9 +343,27 @@ class DhtCore(_WatchRpc):
         for contact, key in replication.stores_due(now):
             own = replication.own_record(key)  # a publisher's own record goes as published
             for held in (own,) if own is not None else self._servable(key, unix):
-                make = functools.partial(_replica_store, key, held.record, ro)
+                store = _replica_store if own is None else self._own_store
+                make = functools.partial(store, key, held.record, ro)
                 # Op 0: fire and forget; a refusal (stale, full) changes nothing here.
                 self._request(contact, make, 0, now)
+
+    def _own_store(self, key: bytes, record: AnyRecord, ro: bool, rid: bytes) -> DhtRequest:
+        """A republish STORE of this node's own record, whose answer is watched:
+        a ``stale`` refusal means a newer version may exist (07 §10.2)."""
+        own = self._own_stores
+        own[rid] = key
+        if len(own) > self.rpc_config.max_pending:
+            del own[next(iter(own))]  # its request timed out long ago
+        return _replica_store(key, record, ro, rid)
+
+    def refused_as_stale(self) -> list[bytes]:
+        """Keys of this node's own records that a holder refused as ``stale`` when
+        they were republished, since the last call: a newer version of each may
+        exist, which a get can confirm (signed by the same key, 07 §10.2)."""
+        keys = list(self._stale_own)
+        self._stale_own.clear()
+        return keys
 
     def _path_cache(self, op: _LookupOp, record: ValidRecord, now: float) -> None:
         """After a get: a cached copy at the closest non-holder on the path (§10.6)."""

@@ -338,9 +338,11 @@ class _CoreBase:
         "_lookups",
         "_new_deadline",
         "_next_handle",
+        "_objects",
         "_ops",
         "_out",
         "_outcomes",
+        "_own_stores",
         "_pending",
         "_refresh_deferred",
         "_requests",
@@ -349,6 +351,7 @@ class _CoreBase:
         "_rng",
         "_rpcs",
         "_sample_at",
+        "_stale_own",
         "_sweep_at",
         "_used_since_refresh",
         "bytes_received",
@@ -475,6 +478,8 @@ class _CoreBase:
         self._refresh_deferred = False
         self._next_handle = 1
         self._out: list[Outgoing] = []
+        #: Messages as objects, not encoded (None: encode, the usual; pass_objects).
+        self._objects: list[tuple[bytes, Hashable, DhtRequest | DhtResponse]] | None = None
         #: STORED answers waiting for the record store to save their change:
         #: (ticket, peer, address, answer), in ticket order.
         self._held_answers: list[tuple[int, bytes, Hashable, DhtResponse]] = []
@@ -496,6 +501,10 @@ class _CoreBase:
             rate=1.0, burst=1, max_keys=cfg.rate_limit_peers
         )
         self._new_deadline = float("inf")
+        # Republish STOREs of this node's own records: rid -> key; and the keys
+        # a holder refused as stale (07 §10.2), both bounded by max_pending.
+        self._own_stores: dict[bytes, bytes] = {}
+        self._stale_own: dict[bytes, None] = {}
         self.drops: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
@@ -522,6 +531,26 @@ class _CoreBase:
         """Every message ready to go, oldest first: ``(node_id, address, payload)``."""
         out = self._out
         self._out = []
+        return out
+
+    def pass_objects(self) -> None:
+        """From now on, hand messages out as their attrs objects, unencoded
+        (:meth:`objects_to_send`), instead of payloads (:meth:`messages_to_send`).
+
+        For a simulator of many cores in one process, whose receivers take them
+        with :meth:`~qdht.dht.DhtCore.receive_object`: it measures the DHT, not
+        the CBOR codec, which has its own benchmarks.  A node never does this.
+        """
+        if self._objects is None:
+            self._objects = []
+
+    def objects_to_send(self) -> list[tuple[bytes, Hashable, DhtRequest | DhtResponse]]:
+        """Every message ready to go as ``(node_id, address, message)``, oldest
+        first (with :meth:`pass_objects` on; empty otherwise)."""
+        out = self._objects
+        if not out:
+            return []
+        self._objects = []
         return out
 
     def next_event(self) -> DhtEvent | None:

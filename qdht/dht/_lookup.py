@@ -291,12 +291,14 @@ class Lookup:
         if self._finished is not None or slow_after is None:
             return None
         # Requests already slow at the latest input were accounted for then.
+        # Only paths with requests in flight can have any (in_flight counts them).
+        last = self._last
         times = [
             c.sent_at + slow_after
-            for c in self._known.values()
-            if c.state == _IN_FLIGHT
-            and not self._paths[c.path].done
-            and c.sent_at + slow_after > self._last
+            for path in self._paths
+            if path.in_flight and not path.done
+            for c in path.candidates
+            if c.state == _IN_FLIGHT and c.sent_at + slow_after > last
         ]
         return min(times, default=None)
 

@@ -366,17 +366,19 @@ class Replicator:
         """Whether ``newcomer`` ranks among the k closest to ``key`` we know, and we
         among the ``handoff_senders`` nearest holders other than it."""
         k = self.k
+        t = int.from_bytes(key, "big")
         known = self.routing.closest(key, k + 1)
-        ids = [c.node_id for c in known if c.node_id != newcomer][:k]
-        ids.append(self.local_id)
-        ids.sort(key=lambda x: distance(x, key))
-        ids = ids[:k]
-        if len(ids) < k and self.routing.estimated_size() > k:
+        # XOR distances to the key (IDs are distinct, so are their distances).
+        dists = [int.from_bytes(c.node_id, "big") ^ t for c in known if c.node_id != newcomer][:k]
+        own = int.from_bytes(self.local_id, "big") ^ t
+        dists.append(own)
+        dists.sort()
+        del dists[k:]
+        if len(dists) < k and self.routing.estimated_size() > k:
             return False  # our table is too thin to judge (we are joining ourselves)
-        if len(ids) == k and distance(newcomer, key) >= distance(ids[-1], key):
+        if len(dists) == k and int.from_bytes(newcomer, "big") ^ t >= dists[-1]:
             return False  # the newcomer is not among the k closest
-        senders = ids[: self.config.handoff_senders]
-        return self.local_id in senders
+        return own in dists[: self.config.handoff_senders]
 
     # ------------------------------------------------------------ rounds
 

@@ -133,6 +133,11 @@ class Reputation:
         peer = self._peers.get(node_id)
         return peer is not None and peer.banned_until > now
 
+    def ban_ends(self, node_id: bytes) -> float:
+        """When the ban of ``node_id`` ends (0.0: it was never banned, or is forgotten)."""
+        peer = self._peers.get(node_id)
+        return 0.0 if peer is None else peer.banned_until
+
     def stats(self, now: float | None = None) -> dict[str, Any]:
         """Counters for ``node.stats()["reputation"]`` (``now``: the latest report's time)."""
         if now is None:

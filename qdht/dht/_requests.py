@@ -84,6 +84,8 @@ class _Requests(_Serving):
             self._drop("unexpected-response-type")
             return
         del self._pending[rid]
+        if self._own_stores:
+            self._own_answered(rid, response)
         self.received[response.TYPE] = self.received.get(response.TYPE, 0) + 1
         self.reputation.answered(node_id, now)
         rtt = pending.rtt(now)
@@ -95,6 +97,16 @@ class _Requests(_Serving):
         else:
             self._routing_events(self.routing.update_verified(pending.contact, now, rtt), now)
         self._request_done(pending, response, now)
+
+    def _own_answered(self, rid: bytes, response: DhtResponse) -> None:
+        """A holder answered a republish STORE of this node's own record: note a
+        ``stale`` refusal (a newer version may exist, 07 §10.2)."""
+        key = self._own_stores.pop(rid, None)
+        if key is not None and type(response) is ErrorMessage and response.code == ErrorCode.STALE:
+            stale = self._stale_own
+            stale[key] = None
+            if len(stale) > self.rpc_config.max_pending:
+                del stale[next(iter(stale))]
 
     def _late_answer(self, pending: _Pending, response: DhtResponse, now: float) -> None:
         """A response after its timeout: still news for a lookup that runs on."""

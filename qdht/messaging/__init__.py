@@ -22,10 +22,19 @@ from qdht.messaging._client import (
     directory_value,
     parse_directory_value,
 )
-from qdht.messaging._demo import MessagingDemo
-from qdht.messaging._face import (
+from qdht.messaging._delivery import (
+    FIRST_MESSAGE_OVERHEAD,
     Delivery,
     DirectDelivery,
+    MixnetDelivery,
+    serve_exit,
+    slot_payload_needed,
+)
+from qdht.messaging._demo import MessagingDemo
+from qdht.messaging._face import (
+    DELIVERY_MODES,
+    DENIABLE_MIN_SLOT_SIZE,
+    SENDER_AUTH_MODES,
     MessagingConfig,
     MessagingFace,
     contact_node_id,
@@ -85,11 +94,13 @@ from qdht.messaging._mailbox import (
     Slot,
     SlotHolder,
     intro_box_key,
+    intro_refusal,
     intro_work,
     slot_at,
+    slot_refusal,
     solve_intro,
 )
-from qdht.messaging._msgstore import MESSAGING_FILE, MessagingStore
+from qdht.messaging._msgstore import HELD_FILE, MESSAGING_FILE, HeldStore, MessagingStore
 from qdht.messaging._prekeys import (
     MAX_CLOCK_SKEW,
     MAX_RECORD_LIFETIME,
@@ -117,7 +128,11 @@ __all__ = [
     "DEFAULT_SLOT_SIZE",
     "DEFAULT_TURN_INTERVAL",
     "DEFAULT_WINDOW",
+    "DELIVERY_MODES",
+    "DENIABLE_MIN_SLOT_SIZE",
     "DIRECTORY_PREFIX",
+    "FIRST_MESSAGE_OVERHEAD",
+    "HELD_FILE",
     "INTRO_CAP",
     "INTRO_POW_BITS",
     "MAX_CLOCK_SKEW",
@@ -128,6 +143,7 @@ __all__ = [
     "MESSAGING_FILE",
     "POLL_WINDOW",
     "PREKEY_SALT",
+    "SENDER_AUTH_MODES",
     "SIGNED_PREKEY_KEEP",
     "SIGNED_PREKEY_LIFETIME",
     "SLOT_LIFETIME",
@@ -145,6 +161,7 @@ __all__ = [
     "GroupConfig",
     "GroupEvent",
     "GroupInvitations",
+    "HeldStore",
     "IncomingMessage",
     "IntroHolder",
     "KeyDistribution",
@@ -161,6 +178,7 @@ __all__ = [
     "MessagingDemo",
     "MessagingFace",
     "MessagingStore",
+    "MixnetDelivery",
     "OutboxItem",
     "PollPlan",
     "PrekeyStore",
@@ -181,6 +199,7 @@ __all__ = [
     "initiate",
     "initiator_state",
     "intro_box_key",
+    "intro_refusal",
     "intro_work",
     "key_package_ref",
     "leaf_ref",
@@ -191,8 +210,11 @@ __all__ = [
     "responder_state",
     "roster_hash",
     "sealed_digest",
+    "serve_exit",
     "session_key",
     "slot_at",
+    "slot_payload_needed",
+    "slot_refusal",
     "solve_intro",
     "transcript_hash",
     "verify_key_package",

@@ -95,13 +95,16 @@ class IncomingMessage:
     """A message that arrived: inbox ``id``, ``sender`` node ID, ``time``, ``data``.
 
     ``time`` is the Unix time the sender wrote into the message (its clock, as it
-    claims; authenticated with the rest of the message).
+    claims; authenticated with the rest of the message).  ``verified`` is False
+    while the sender of a deniable first message has not proved its identity
+    key yet (§3.4): ``sender`` is then only what the message claims.
     """
 
     id: int
     sender: bytes
     time: float
     data: bytes
+    verified: bool = True
 
 
 @attrs.frozen
@@ -180,6 +183,7 @@ class MessagingClient:
         poll_slots: int,
         poll_window: int,
         writes_per_tick: int,
+        deniable: bool = False,
         rng: Rng = os.urandom,
     ) -> None:
         self.mldsa_key = mldsa_key
@@ -192,6 +196,8 @@ class MessagingClient:
         self.poll_slots = poll_slots
         self.poll_window = min(poll_window, POLL_WINDOW)
         self.writes_per_tick = writes_per_tick
+        #: First messages go without a signature (§3.4 deniable mode).
+        self.deniable = deniable
         self.rng = rng
         self.drops: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
@@ -250,6 +256,13 @@ class MessagingClient:
         with self.store.transaction():
             self._save_contact(contact)
         return True
+
+    def is_verified(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` has a session whose peer is authenticated (§3.4)."""
+        contact = self.contacts.get(node_id)
+        return (
+            contact is not None and contact.mailbox is not None and contact.mailbox.session.verified
+        )
 
     def has_session(self, node_id: bytes) -> bool:
         contact = self.contacts.get(node_id)
@@ -312,6 +325,7 @@ class MessagingClient:
                 data=_payload(data, unix, (self.node_id, self.nonce)),
                 now=unix,
                 pad_to=self.slot_size,
+                deniable=self.deniable,
                 rng=self.rng,
             )
         except ConfigError as exc:
@@ -429,15 +443,19 @@ class MessagingClient:
             if parsed is None or parsed[2] is not None:
                 self.drops["payload-malformed"] += 1
                 return None
-            return self._inbox(contact.node_id, parsed[0], parsed[1])
+            verified = contact.mailbox.session.verified
+            return self._inbox(contact.node_id, parsed[0], parsed[1], verified)
 
-    def _inbox(self, sender: bytes, t: int, data: bytes) -> IncomingMessage:
+    def _inbox(self, sender: bytes, t: int, data: bytes, verified: bool = True) -> IncomingMessage:
         cursor = self.store.execute(
-            "INSERT INTO inbox (sender, time, data) VALUES (?, ?, ?)", (sender, float(t), data)
+            "INSERT INTO inbox (sender, time, data, verified) VALUES (?, ?, ?, ?)",
+            (sender, float(t), data, int(verified)),
         )
         assert cursor.lastrowid is not None
         self.counters["messages_received"] += 1
-        return IncomingMessage(cursor.lastrowid, sender, float(t), data)
+        if not verified:
+            self.counters["unverified_received"] += 1
+        return IncomingMessage(cursor.lastrowid, sender, float(t), data, verified)
 
     def on_intro(self, entry: IntroEntry, unix: float) -> IncomingMessage | None:
         """An intro-box entry read this tick; the first message it opened, or None (counted)."""
@@ -473,6 +491,11 @@ class MessagingClient:
                 self.drops["first-sender"] += 1
                 return None
             contact = self.contacts.get(sender)
+            if contact is not None and contact.mailbox is not None and not accepted.signed:
+                # A deniable first message proves nothing yet (§3.4): it never
+                # replaces a session, or anyone could take over a conversation.
+                self.drops["first-unverified-taken"] += 1
+                return None
             if contact is None:
                 contact = self.contacts[sender] = _Contact(sender, added=unix)
             # Both sides may have started at once: the lower node ID's session wins.
@@ -480,30 +503,31 @@ class MessagingClient:
                 contact.mailbox = Mailbox(accepted.session, slot_size=self.slot_size)
                 contact.mldsa = accepted.sender_mldsa
             self._save_contact(contact)
-            return self._inbox(sender, parsed[0], parsed[1])
+            return self._inbox(sender, parsed[0], parsed[1], accepted.signed)
 
     def expire(self, unix: float) -> None:
-        """Forget expired intro digests and expired held mailboxes on disk."""
+        """Forget expired intro digests."""
         with self.store.transaction():
             self.store.execute("DELETE FROM intros WHERE exp <= ?", (int(unix),))
-            self.store.execute("DELETE FROM held WHERE exp <= ?", (int(unix),))
 
     # ------------------------------------------------------------ inbox
 
     def untaken(self) -> list[IncomingMessage]:
         """Inbox messages no ``incoming()`` iterator has handed out yet, oldest first."""
         rows = self.store.execute(
-            "SELECT id, sender, time, data FROM inbox WHERE taken = 0 ORDER BY id"
+            "SELECT id, sender, time, data, verified FROM inbox WHERE taken = 0 ORDER BY id"
         ).fetchall()
-        return [IncomingMessage(r[0], bytes(r[1]), r[2], bytes(r[3])) for r in rows]
+        return [IncomingMessage(r[0], bytes(r[1]), r[2], bytes(r[3]), bool(r[4])) for r in rows]
 
     def mark_taken(self, message_id: int) -> None:
         with self.store.transaction():
             self.store.execute("UPDATE inbox SET taken = 1 WHERE id = ?", (message_id,))
 
     def inbox(self) -> list[IncomingMessage]:
-        rows = self.store.execute("SELECT id, sender, time, data FROM inbox ORDER BY id").fetchall()
-        return [IncomingMessage(r[0], bytes(r[1]), r[2], bytes(r[3])) for r in rows]
+        rows = self.store.execute(
+            "SELECT id, sender, time, data, verified FROM inbox ORDER BY id"
+        ).fetchall()
+        return [IncomingMessage(r[0], bytes(r[1]), r[2], bytes(r[3]), bool(r[4])) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         drops: Counter[str] = Counter(self.drops)

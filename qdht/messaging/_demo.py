@@ -1,13 +1,16 @@
 """Two users exchange messages through a loopback network, one of them offline for a while.
 
 The scenario behind ``qdht demo --messaging`` and ``qdht-bench messaging``'s
-network figures: ``nodes`` nodes on 127.0.0.1 UDP with the messaging layer
-(direct delivery; mixes join the scenario when the mixnet's node integration
-lands), Alice (node 1) and Bob (node 2).  Bob publishes his prekeys and goes
-offline; Alice writes ``messages`` messages (the first a first contact), which
-wait in the DHT; Bob returns with the same data directory and reads them;
-then ``rounds`` ping-pongs time the end-to-end latency, and an idle period
-measures what polling costs.
+network figures, on 127.0.0.1 UDP with the messaging layer, Alice (node 1)
+and Bob (node 2).  With ``mixes`` > 0 the other nodes are a directory
+authority (node 0, everyone's bootstrap) and ``mixes`` mixes, which hold the
+mailboxes and serve as exits, and Alice and Bob deliver through the mixnet
+(``exit_mbox`` in mix packets with reply blocks); with ``mixes`` 0 there are
+``nodes`` plain nodes and delivery is direct.  Bob publishes his prekeys and
+goes offline; Alice writes ``messages`` messages (the first a first
+contact), which wait in the holders; Bob returns with the same data
+directory and reads them; then ``rounds`` ping-pongs time the end-to-end
+latency, and an idle period measures what polling costs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import trio
 
 from qdht.identity import Identity
 from qdht.messaging._client import IncomingMessage
+from qdht.messaging._delivery import FIRST_MESSAGE_OVERHEAD
 from qdht.messaging._face import MessagingConfig
 
 if TYPE_CHECKING:
@@ -47,10 +51,13 @@ class MessagingDemo:
         poll_interval: float = 0.5,
         difficulty: int = 0,
         timeout: float = 60.0,
+        mixes: int = 0,
         note: Callable[[str], None] | None = None,
     ) -> None:
         if nodes < 3:
             raise ValueError("the demo needs at least 3 nodes")
+        if mixes and mixes < 3:
+            raise ValueError("the demo needs at least 3 mixes (or 0: direct delivery)")
         self.data_dir = data_dir
         self.n = nodes
         self.messages = messages
@@ -67,13 +74,40 @@ class MessagingDemo:
             one_time_prekeys=4,
             writes_per_tick=4,
         )
-        self.holder = attrs.evolve(self.messaging, poll_interval=3600.0)
-        self.identities = [Identity.generate(difficulty) for _ in range(nodes)]
+        self.mixes = mixes
+        self.mixnet: Any = None
+        if mixes:
+            from qdht.mixnet import MixnetConfig
+
+            # 4 slot reads + 2 intro reads + 2 writes per tick, in a payload
+            # stream fast enough to carry a tick's batch in a quarter interval.
+            self.messaging = attrs.evolve(self.messaging, writes_per_tick=2)
+            self.mixnet = MixnetConfig(
+                user_payload_size=self.messaging.slot_size + FIRST_MESSAGE_OVERHEAD,
+                lambda_payload=16.0 / poll_interval,
+                lambda_loop=0.5,
+                lambda_drop=0.5,
+                lambda_mix_loop=0.2,
+                lambda_dummy_lookup=0.0,
+                directory_interval=30.0,
+            )
+            self.n = 1 + mixes + 2
+        self.holder = attrs.evolve(self.messaging, poll_interval=3600.0, delivery="direct")
+        self.identities = [Identity.generate(difficulty) for _ in range(self.n)]
         self.nodes: dict[int, Node] = {}
 
     async def _start(self, stack: AsyncExitStack, i: int) -> Node:
         import qdht
 
+        changes: dict[str, Any] = {}
+        if self.mixnet is not None:
+            from qdht.session import SessionConfig
+
+            changes["mixnet"] = self.mixnet
+            # Every node shares 127.0.0.1 (as in open_mix_network).
+            changes["session"] = SessionConfig(
+                handshake_rate_per_address=1000.0, handshake_burst_per_address=1000
+            )
         config = qdht.Config(
             listen=("udp://127.0.0.1:0",),
             identity=self.identities[i],
@@ -81,12 +115,36 @@ class MessagingDemo:
             data_dir=self.data_dir / f"node{i}",
             # The other nodes only hold mailboxes: they poll rarely.
             messaging=self.messaging if i in (1, 2) else self.holder,
+            **changes,
         )
         node = await stack.enter_async_context(qdht.open_node(config))
         if i != 0 and not await node.bootstrap([self.nodes[0].contact]):
             raise RuntimeError(f"node {i} could not join the demo network")
+        if self.mixnet is not None and not await node.anonymous.update_directory():
+            raise RuntimeError(f"node {i} found no mix directory")
         self.nodes[i] = node
         return node
+
+    async def _start_mixes(self, stack: AsyncExitStack) -> None:
+        from qdht.testing import open_mix_network
+
+        mn = await stack.enter_async_context(
+            open_mix_network(
+                self.mixes,
+                0,
+                seed=int.from_bytes(self.identities[0].node_id[:4], "big"),
+                mixnet=self.mixnet,
+                messaging=self.holder,
+                difficulty=self.difficulty,
+            )
+        )
+        if not await mn.publish_directory():
+            raise RuntimeError("the mixes published no directory")
+        self.mix_network = mn
+        self.nodes[0] = mn.authorities[0]
+        for j, mix in enumerate(mn.mixes):
+            self.nodes[3 + j] = mix
+        self.mixnet = mn.config
 
     async def _receive(self, node: Node, count: int) -> list[IncomingMessage]:
         got: list[IncomingMessage] = []
@@ -98,11 +156,16 @@ class MessagingDemo:
         return got
 
     async def run(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"nodes": self.n, "delivery": "direct", "mixes": 0}
+        delivery = "mixnet" if self.mixes else "direct"
+        result: dict[str, Any] = {"nodes": self.n, "delivery": delivery, "mixes": self.mixes}
         async with AsyncExitStack() as stack:
-            for i in range(self.n):
-                if i != 2:
-                    await self._start(stack, i)
+            if self.mixes:
+                await self._start_mixes(stack)
+                await self._start(stack, 1)
+            else:
+                for i in range(self.n):
+                    if i != 2:
+                        await self._start(stack, i)
             alice = self.nodes[1]
             async with AsyncExitStack() as bob_stack:
                 bob = await self._start(bob_stack, 2)
@@ -145,6 +208,10 @@ class MessagingDemo:
                 for k, v in node.stats()["drops"].items()
                 if k.startswith("messaging.")
             }
+            if self.mixes:
+                stats = [node.stats()["messaging"] for node in (alice, bob)]
+                result["exit_replies"] = sum(s.get("exit_replies", 0) for s in stats)
+                result["direct_requests"] = sum(s.get("requests_sent", 0) for s in stats)
         result["ok"] = (
             result["stored_while_offline"] == self.messages
             and result["received_after_return"] == self.messages
@@ -153,11 +220,17 @@ class MessagingDemo:
         return result
 
     async def _idle(self, node: Node) -> dict[str, Any]:
+        packet = 0 if self.mixnet is None else self.mixnet.geometry.packet_size
+
         def sample() -> tuple[float, int, int, int]:
             mailbox = node.stats()["messaging"]
+            # Through the mixnet a request and its reply are one packet each way.
+            exits = mailbox.get("exit_replies", 0) + mailbox.get("exit_timeouts", 0)
             return (
                 time.perf_counter(),
-                mailbox.get("request_bytes_sent", 0) + mailbox.get("reply_bytes_received", 0),
+                mailbox.get("request_bytes_sent", 0)
+                + mailbox.get("reply_bytes_received", 0)
+                + 2 * packet * exits,
                 mailbox.get("mailbox_ops", 0),
                 node.stats()["bytes_sent"] + node.stats()["bytes_received"],
             )

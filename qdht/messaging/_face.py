@@ -8,19 +8,22 @@ refill) and the poll task (one constant-size batch of mailbox requests per
 ``poll_interval``: the contacts' next slots or cover keys, the intro boxes,
 and the sending queue's writes or cover reads).
 
-Every mailbox request goes through a :class:`Delivery`.  :class:`DirectDelivery`
-asks the holders themselves; what that reveals is in §7.4 (the holders of a
-slot see the addresses of both parties).  A mixnet delivery, sending the same
-requests through mixes with single-use reply blocks, plugs in the same way
-once the mixnet's node integration exists.
+Every mailbox request goes through a :class:`Delivery`
+(``MessagingConfig.delivery``).  :class:`DirectDelivery` asks the holders
+themselves; what that reveals is in §7.4 (the holders of a slot see the
+addresses of both parties).  :class:`MixnetDelivery` sends the same requests
+in mix packets to exits with single-use reply blocks; "auto", the default,
+is the mixnet whenever the node runs it.  A node that runs the mixnet also
+serves the ``exit_mbox`` requests other clients send it as an exit.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -43,14 +46,21 @@ from qdht.messaging._client import (
     directory_value,
     parse_directory_value,
 )
-from qdht.messaging._holder import MailboxCore, MboxDone
+from qdht.messaging._delivery import (
+    Delivery,
+    DirectDelivery,
+    MixnetDelivery,
+    serve_exit,
+)
+from qdht.messaging._holder import MailboxCore
 from qdht.messaging._mailbox import DEFAULT_SLOT_SIZE, INTRO_POW_BITS, POLL_WINDOW
-from qdht.messaging._msgstore import MESSAGING_FILE, MessagingStore
+from qdht.messaging._msgstore import HELD_FILE, MESSAGING_FILE, HeldStore, MessagingStore
 from qdht.messaging._prekeys import parse_prekey_record
 from qdht.wire import (
     MAX_SLOT_BOX,
     MIN_SLOT_BOX,
     RID_SIZE,
+    AnonMbox,
     Contact,
     IntroEntry,
     MboxGet,
@@ -67,8 +77,9 @@ if TYPE_CHECKING:
     from qdht.node import Node, Service, ServiceContext
 
 __all__ = [
-    "Delivery",
-    "DirectDelivery",
+    "DELIVERY_MODES",
+    "DENIABLE_MIN_SLOT_SIZE",
+    "SENDER_AUTH_MODES",
     "MessagingConfig",
     "MessagingFace",
     "contact_node_id",
@@ -84,6 +95,14 @@ PUBLISH_RETRY: Final = 60.0
 PREKEY_CHECK: Final = 3600.0
 
 Request = MboxPut | MboxGet
+#: ``MessagingConfig.delivery``: "auto" is "mixnet" when the node runs the mixnet.
+DELIVERY_MODES: Final = ("auto", "direct", "mixnet")
+#: ``MessagingConfig.sender_auth`` of first messages (§3.4).
+SENDER_AUTH_MODES: Final = ("signature", "deniable")
+#: The least slot size of deniable mode: until the sender answers, the
+#: responder's headers carry a 1120-byte X-Wing ciphertext besides the PQ
+#: ratchet's 1184-byte key, which would leave no room for data in 2048 bytes.
+DENIABLE_MIN_SLOT_SIZE: Final = 3072
 
 
 def _slot_size(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -96,11 +115,14 @@ def _bits(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(f"{attribute.name} must be an integer in 0..32")
 
 
-def _delivery(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value == "mixnet":
-        raise ConfigError("delivery 'mixnet' needs the mixnet layer, which is not in this build")
-    if value != "direct":
-        raise ConfigError(f"{attribute.name} must be 'direct' (or 'mixnet' with the mixnet)")
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute[Any], object], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise ConfigError(
+                f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}"
+            )
+
+    return check
 
 
 @attrs.frozen
@@ -127,93 +149,25 @@ class MessagingConfig:
     writes_per_tick: int = attrs.field(default=2, validator=validators.positive_int)
     #: Holders each slot and intro entry is written to (the closest nodes to its key).
     replicas: int = attrs.field(default=3, validator=validators.positive_int)
-    #: How requests travel: "direct" (to the holders; reveals addresses, §7.4).
-    delivery: str = attrs.field(default="direct", validator=_delivery)
+    #: How requests travel (§7.4): "mixnet" (to exits, in mix packets with reply
+    #: blocks; needs ``Config.mixnet``), "direct" (to the holders; shows them this
+    #: node's address), "auto" (the mixnet when the node runs it, else direct).
+    delivery: str = attrs.field(default="auto", validator=_one_of(DELIVERY_MODES))
+    #: How a first message authenticates its sender (§3.4): "signature" (ML-DSA-65,
+    #: at once, provably to anyone) or "deniable" (after one round trip; until
+    #: then the recipient shows the sender's messages as unverified).
+    sender_auth: str = attrs.field(default="signature", validator=_one_of(SENDER_AUTH_MODES))
 
     def __attrs_post_init__(self) -> None:
         if self.one_time_prekeys > 48:
             raise ConfigError("one_time_prekeys must be at most 48")
         if self.poll_window > POLL_WINDOW:
             raise ConfigError(f"poll_window must be at most {POLL_WINDOW}")
-
-
-class Delivery(Protocol):
-    """How mailbox requests reach the holders of a key.
-
-    ``request`` sends ``make(rid)`` for each holder of ``key`` and returns
-    the replies that came back (none: nobody answered).  Direct delivery
-    asks the holders itself; a mixnet delivery sends the same requests
-    through mixes with single-use reply blocks and returns the replies they
-    carry back, so the client's behaviour is the same with either.
-    """
-
-    name: str
-
-    async def request(
-        self, node: Node, key: bytes, make: Callable[[bytes], Request]
-    ) -> list[MboxReply]: ...
-
-
-def _distance(a: bytes, b: bytes) -> int:
-    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-
-
-class DirectDelivery:
-    """Ask the ``replicas`` closest nodes to the key (this node included, unless a client).
-
-    Reveals this node's address to every holder it asks (§7.4).
-    """
-
-    name = "direct"
-
-    def __init__(self, core: MailboxCore, operations: Any, replicas: int) -> None:
-        self.core = core
-        self.operations = operations
-        self.replicas = replicas
-
-    async def _holders(self, node: Node, key: bytes) -> list[Contact | None]:
-        try:
-            found: list[Contact | None] = list(await node.find_node(key))
-        except LookupFailedError:
-            found = []
-        except NodeStateError:
-            return []  # the node is stopping; its cancellation follows
-        ranked: list[tuple[int, int, Contact | None]] = [
-            (_distance(c.node_id, key), i, c) for i, c in enumerate(found) if c is not None
-        ]
-        if not node.client_mode:
-            ranked.append((_distance(node.node_id, key), -1, None))
-        ranked.sort(key=lambda item: (item[0], item[1]))
-        return [c for _, _, c in ranked[: self.replicas]]
-
-    async def request(
-        self, node: Node, key: bytes, make: Callable[[bytes], Request]
-    ) -> list[MboxReply]:
-        replies: list[MboxReply] = []
-        core = self.core
-
-        async def ask(holder: Contact | None) -> None:
-            if holder is None:
-                start: Callable[[float], int] = lambda now: core.run_local(make, now)  # noqa: E731
-            else:
-                addr = holder.addresses[0] if holder.addresses else None
-                node_id = holder.node_id
-
-                def start(now: float) -> int:
-                    return core.start_request(node_id, addr, make, now)
-
-            try:
-                done = await self.operations.run(node, start)
-            except LookupFailedError:
-                return
-            assert isinstance(done, MboxDone)
-            if done.reply is not None:
-                replies.append(done.reply)
-
-        async with trio.open_nursery() as nursery:
-            for holder in await self._holders(node, key):
-                nursery.start_soon(ask, holder)
-        return replies
+        if self.sender_auth == "deniable" and self.slot_size < DENIABLE_MIN_SLOT_SIZE:
+            raise ConfigError(
+                f"sender_auth 'deniable' needs slot_size >= {DENIABLE_MIN_SLOT_SIZE} (the "
+                f"responder's headers carry an X-Wing ciphertext until the sender answers)"
+            )
 
 
 def _intro_read(box: bytes, skip: int) -> Callable[[bytes], Request]:
@@ -269,8 +223,10 @@ class MessagingFace:
 
         self.config = config
         self.unix_offset = context.unix_offset
-        path = None if context.data_dir is None else Path(context.data_dir) / MESSAGING_FILE
-        self.store = MessagingStore(path)
+        data_dir = None if context.data_dir is None else Path(context.data_dir)
+        self.store = MessagingStore(None if data_dir is None else data_dir / MESSAGING_FILE)
+        self.held = HeldStore(None if data_dir is None else data_dir / HELD_FILE)
+        self._held_unsaved = trio.Event()
         identity = context.identity
         self._xwing_public = identity.xwing.public_key_bytes()
         self._nonce = identity.nonce
@@ -294,9 +250,24 @@ class MessagingFace:
             poll_slots=config.poll_slots,
             poll_window=config.poll_window,
             writes_per_tick=config.writes_per_tick,
+            deniable=config.sender_auth == "deniable",
         )
         self.operations = Operations()
-        self.delivery: Delivery = DirectDelivery(self.core, self.operations, config.replicas)
+        self.direct = DirectDelivery(self.core, self.operations, config.replicas)
+        self.delivery: Delivery = self.direct
+        mixnet = context.config.mixnet
+        #: The mix user payload, if the node runs the mixnet (and so serves as an exit).
+        self.mix_payload: int | None = None if mixnet is None else mixnet.user_payload_size
+        if config.delivery == "mixnet" and mixnet is None:
+            raise ConfigError("messaging delivery 'mixnet' needs the mixnet (Config.mixnet)")
+        if config.delivery != "direct" and mixnet is not None:
+            self.delivery = MixnetDelivery(
+                self.direct,
+                payload_size=mixnet.user_payload_size,
+                slot_size=config.slot_size,
+                counters=self.client.counters,
+                drops=self.client.drops,
+            )
         self._node: Node | None = None
         self._arrived = trio.Event()
         self._republish = trio.Event()
@@ -307,35 +278,66 @@ class MessagingFace:
 
     # ------------------------------------------------------------ held mailboxes
 
-    def _keep_held(self, request: MboxPut) -> None:
-        """Keep a put this node accepted as a holder, so its mailboxes survive a restart."""
-        exp = 2**40
+    def _keep_held(self, request: MboxPut) -> int:
+        """Journal a put this node accepted as a holder, so its mailboxes survive a
+        restart; the core answers it once :meth:`holder_task` saved its ticket."""
         if request.slot is not None:
             exp = request.slot.exp
         elif request.intro is not None:
             exp = request.intro.exp
-        else:
-            row = self.store.execute(
-                "SELECT MAX(exp) FROM held WHERE key = ?", (request.key,)
-            ).fetchone()
-            exp = row[0] if row and row[0] is not None else exp
+        else:  # a deletion: its tombstone lives as long as the slot would have
+            held = self.core.slots.slots.get(request.key)
+            exp = held.exp if held is not None else 2**40
         stored = attrs.evolve(request, rid=bytes(RID_SIZE))
-        with self.store.transaction():
-            self.store.execute(
-                "INSERT INTO held (key, request, exp) VALUES (?, ?, ?)",
-                (request.key, encode(stored), exp),
-            )
+        ticket = self.held.append(request.key, encode(stored), exp)
+        self._held_unsaved.set()
+        return ticket
 
     def _restore_held(self, now: float) -> None:
         unix = now + self.unix_offset
-        with self.store.transaction():
-            self.store.execute("DELETE FROM held WHERE exp <= ?", (int(unix),))
-        rows = self.store.execute("SELECT request FROM held ORDER BY id").fetchall()
-        for (blob,) in rows:
-            request = decode(bytes(blob), expect=(MboxPut,))
+        # Files written before the holder had its own: move their rows over once.
+        old = self.store.execute("SELECT key, request, exp FROM held ORDER BY id").fetchall()
+        for key, blob, exp in old:
+            self.held.append(bytes(key), bytes(blob), exp)
+        self.held.expire(unix)
+        self.held.save()
+        if old:
+            with self.store.transaction():
+                self.store.execute("DELETE FROM held")
+        rows = self.held.rows()
+        for blob in rows:
+            request = decode(blob, expect=(MboxPut,))
             assert isinstance(request, MboxPut)
             self.core.restore(request, now)
         self.core.counters["restored"] = len(rows)
+
+    async def holder_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        """Save the puts this node accepted as a holder, off the event loop.
+
+        Puts journalled while one save runs go together into the next (group
+        commit); their answers wait for it.  The save runs in a worker thread,
+        except under ``trio.testing.MockClock``, where it runs inline (as the
+        DHT's record store does).  A failing save is retried every second.
+        """
+        testing = sys.modules.get("trio.testing")
+        simulated = testing is not None and isinstance(
+            trio.lowlevel.current_clock(), testing.MockClock
+        )
+        task_status.started()
+        while True:
+            await self._held_unsaved.wait()
+            self._held_unsaved = trio.Event()
+            try:
+                saved = (
+                    self.held.save() if simulated else await trio.to_thread.run_sync(self.held.save)
+                )
+            except StoreError:
+                self.core.drops["held-save-failed"] += 1
+                await trio.sleep(1.0)
+                self._held_unsaved.set()
+                continue
+            self.core.saved(saved)
+            await node.flush()
 
     # ------------------------------------------------------------ public API
 
@@ -374,6 +376,11 @@ class MessagingFace:
         record, signer = await self.fetch_prekeys(node, node_id)
         return self.client.queue_first(node_id, record, signer, data, self._unix())
 
+    def verified(self, contact: bytes | str | Contact) -> bool:
+        """Whether the contact's identity is authenticated (§3.4): False for a contact
+        that wrote first in deniable mode until it answered, or with no session yet."""
+        return self.client.is_verified(contact_node_id(contact))
+
     def delivery_state(self, message_id: int) -> str:
         """``"queued"``, ``"stored"`` (held in the recipient's mailbox) or ``"refused"``."""
         return self.client.delivery_state(message_id)
@@ -394,7 +401,14 @@ class MessagingFace:
     async def flush(self) -> None:
         """Write every queued message now (reveals timing; the CLI uses it before exiting)."""
         node = self._running()
-        while writes := self.client.queued(self.config.writes_per_tick):
+        while True:
+            writes = self.client.queued(self.config.writes_per_tick)
+            if not writes:
+                if not self.client.in_flight:
+                    return
+                # A poll tick is writing the rest: wait for it to end.
+                await trio.sleep(min(1.0, self.config.poll_interval / 4))
+                continue
             async with trio.open_nursery() as nursery:
                 for item in writes:
                     nursery.start_soon(self._write, node, item)
@@ -471,6 +485,8 @@ class MessagingFace:
     async def poll_task(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
         """One tick per ``poll_interval``, on a fixed schedule."""
         self._node = node
+        if self.mix_payload is not None:
+            node.anonymous.run_mailbox = self.serve_exit
         task_status.started()
         start = self.next_tick = trio.current_time()
         ticks = 0
@@ -497,6 +513,8 @@ class MessagingFace:
         if self.client.prekeys.dirty:
             self._republish.set()
         self.client.expire(self._unix())
+        self.held.expire(self._unix())
+        self._held_unsaved.set()
 
     def _arrival(self) -> None:
         self._arrived.set()
@@ -525,7 +543,8 @@ class MessagingFace:
                 more |= reply.more
             if not more:
                 break
-            skip += 4
+            # A page through an exit may be cut to fit one mix payload (§7.4).
+            skip += max(1, max(len(reply.intros) for reply in replies))
         for entry in entries.values():
             if self.client.on_intro(entry, self._unix()) is not None:
                 self._arrival()
@@ -551,7 +570,13 @@ class MessagingFace:
         elif replies:
             self.client.write_done(item, False, replies[0].reason or "refused")
 
+    async def serve_exit(self, node: Node, message: AnonMbox) -> MboxReply:
+        """Run another client's ``exit_mbox`` as this node's exit (10-mixnet.md §14.8)."""
+        assert self.mix_payload is not None
+        return await serve_exit(node, self.direct, message, payload_size=self.mix_payload)
+
     def close(self) -> None:
+        self.held.close()
         self.store.close()
 
     def stats(self) -> dict[str, Any]:
@@ -571,7 +596,7 @@ def messaging_service(config: MessagingConfig) -> Callable[[ServiceContext], Ser
             face.core,
             {MboxPut.TYPE, MboxGet.TYPE, MboxReply.TYPE},
             on_event=face.operations.resolve,
-            tasks=(face.prekey_task, face.poll_task),
+            tasks=(face.holder_task, face.prekey_task, face.poll_task),
             close=face.close,
             face=face,
         )

@@ -19,7 +19,14 @@ from typing import Any, Final
 import attrs
 
 from qdht.errors import ConfigError, DecodeError, LookupFailedError
-from qdht.messaging._mailbox import INTRO_CAP, INTRO_POW_BITS, IntroHolder, SlotHolder
+from qdht.messaging._mailbox import (
+    INTRO_CAP,
+    INTRO_POW_BITS,
+    IntroHolder,
+    SlotHolder,
+    intro_refusal,
+    slot_refusal,
+)
 from qdht.wire import (
     MAX_INTROS_PER_REPLY,
     MAX_REASON_SIZE,
@@ -65,10 +72,11 @@ class MailboxCore:
         unix_offset: float = 0.0,
         rng: Callable[[int], bytes] = os.urandom,
         more_stats: Callable[[], dict[str, Any]] | None = None,
-        on_held: Callable[[MboxPut], None] | None = None,
+        on_held: Callable[[MboxPut], int | None] | None = None,
     ) -> None:
         self._more_stats = more_stats
-        #: Called with every put this node accepted (the face keeps them on disk).
+        #: Called with every put this node accepted (the face journals them for
+        #: the disk): a ticket means "answer once :meth:`saved` reaches it".
         self.on_held = on_held
         self.slots = SlotHolder(slot_size=slot_size)
         self.intros = IntroHolder(cap=intro_cap, pow_bits=intro_pow_bits)
@@ -81,6 +89,9 @@ class MailboxCore:
         self._new_deadline = float("inf")
         self._next_expiry: float | None = None
         self._next_handle = 1
+        #: Answers to accepted puts, held until their ticket is saved: (ticket, answer).
+        self._unsaved: list[tuple[int, tuple[bytes, Hashable, bytes] | MboxDone]] = []
+        self._ticket: int | None = None
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
 
@@ -90,6 +101,7 @@ class MailboxCore:
         """Apply ``request`` to what this node holds (§5 rules) and return the reply."""
         unix = now + self.unix_offset
         rid = request.rid
+        self._ticket = None
         if isinstance(request, MboxGet):
             self.counters["gets_answered"] += 1
             if not request.intro:
@@ -110,10 +122,23 @@ class MailboxCore:
             ok = self.slots.delete(SlotDelete(request.key, request.secret), now=unix)
         if ok:
             if self.on_held is not None:
-                self.on_held(request)
+                self._ticket = self.on_held(request)
             return MboxReply(rid, True)
         moved = [r for r, n in holder.drops.items() if n != before.get(r, 0)]
         return MboxReply(rid, False, reason=moved[0][:MAX_REASON_SIZE] if moved else "refused")
+
+    def refusal(self, request: Request, now: float) -> str | None:
+        """Why a holder would refuse ``request`` whatever it holds (an exit's check, §7.4)."""
+        if isinstance(request, MboxGet):
+            return None
+        unix = now + self.unix_offset
+        if request.slot is not None:
+            return slot_refusal(request.key, request.slot, now=unix, slot_size=self.slots.slot_size)
+        if request.intro is not None:
+            return intro_refusal(
+                request.key, request.intro, now=unix, pow_bits=self.intros.pow_bits
+            )
+        return None
 
     # ------------------------------------------------------------ client side
 
@@ -138,6 +163,27 @@ class MailboxCore:
         self._out.append((node_id, addr, payload))
         return handle
 
+    def saved(self, ticket: int) -> None:
+        """The held puts up to ``ticket`` are on disk: send the answers that waited."""
+        waiting = self._unsaved
+        self._unsaved = [(t, answer) for t, answer in waiting if t > ticket]
+        for t, answer in waiting:
+            if t <= ticket:
+                if isinstance(answer, MboxDone):
+                    self._events.append(answer)
+                else:
+                    self._out.append(answer)
+
+    def _answer(self, answer: tuple[bytes, Hashable, bytes] | MboxDone) -> None:
+        """Send ``answer`` to the request :meth:`hold` just applied, once it is saved."""
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            self._unsaved.append((ticket, answer))
+        elif isinstance(answer, MboxDone):
+            self._events.append(answer)
+        else:
+            self._out.append(answer)
+
     def restore(self, request: MboxPut, now: float) -> bool:
         """Apply a put kept on disk (after a restart) without reporting it again."""
         on_held, self.on_held = self.on_held, None
@@ -150,7 +196,7 @@ class MailboxCore:
         """Apply a request to this node's own holder; reported like a remote one."""
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         request = make(bytes(RID_SIZE))
-        self._events.append(MboxDone(handle, self.hold(request, now)))
+        self._answer(MboxDone(handle, self.hold(request, now)))
         return handle
 
     # ------------------------------------------------------------ ServiceCore
@@ -178,7 +224,7 @@ class MailboxCore:
             self.drops["mbox-early-put"] += 1
             return
         reply = self.hold(message, now)
-        self._out.append((node_id, addr, encode(reply)))
+        self._answer((node_id, addr, encode(reply)))
 
     def messages_to_send(self) -> list[tuple[bytes, Hashable, bytes]]:
         out, self._out = self._out, []
@@ -235,5 +281,6 @@ class MailboxCore:
             "slots_held": len(self.slots.slots),
             "intro_entries_held": self.intros.stats()["entries"],
             "waiting": len(self._pending),
+            "answers_unsaved": len(self._unsaved),
             "drops": dict(drops),
         }

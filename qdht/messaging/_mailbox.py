@@ -52,8 +52,10 @@ __all__ = [
     "Slot",
     "SlotHolder",
     "intro_box_key",
+    "intro_refusal",
     "intro_work",
     "slot_at",
+    "slot_refusal",
     "solve_intro",
 ]
 
@@ -258,6 +260,17 @@ class _Tombstone:
     exp: int
 
 
+def slot_refusal(key: bytes, record: SlotRecord, *, now: float, slot_size: int) -> str | None:
+    """Why §5.2 refuses ``record`` under ``key`` whatever is held (None: it may be stored)."""
+    if sha3_256(record.token) != key:
+        return "slot-token"
+    if len(record.box) != slot_size:
+        return "slot-size"
+    if not now < record.exp <= now + SLOT_LIFETIME:
+        return "slot-expiry"
+    return None
+
+
 class SlotHolder:
     """What a DHT node holding slots enforces (§5.2, §5.3), sans-IO.
 
@@ -279,12 +292,9 @@ class SlotHolder:
 
     def put(self, key: bytes, record: SlotRecord, *, now: float) -> bool:
         """Store ``record`` under ``key``; False (counted) if a rule refuses it."""
-        if sha3_256(record.token) != key:
-            return self._refuse("slot-token")
-        if len(record.box) != self.slot_size:
-            return self._refuse("slot-size")
-        if not now < record.exp <= now + SLOT_LIFETIME:
-            return self._refuse("slot-expiry")
+        reason = slot_refusal(key, record, now=now, slot_size=self.slot_size)
+        if reason is not None:
+            return self._refuse(reason)
         held = self.slots.get(key)
         if held is not None and held.exp > now:
             if held == record:
@@ -353,6 +363,17 @@ def solve_intro(
     return IntroEntry(box, first, exp, nonce)
 
 
+def intro_refusal(key: bytes, entry: IntroEntry, *, now: float, pow_bits: int) -> str | None:
+    """Why §5.4 refuses ``entry`` in the box ``key`` whatever the box holds (None: may be)."""
+    if entry.box != key:
+        return "intro-box"
+    if not now < entry.exp <= now + INTRO_LIFETIME:
+        return "intro-expiry"
+    if _leading_zero_bits(intro_work(entry.box, entry.first, entry.exp, entry.nonce)) < pow_bits:
+        return "intro-pow"
+    return None
+
+
 class IntroHolder:
     """What a DHT node holding intro boxes enforces (§5.4), sans-IO.
 
@@ -381,13 +402,9 @@ class IntroHolder:
         return True
 
     def _check(self, key: bytes, entry: IntroEntry, now: float) -> str | None:
-        if entry.box != key:
-            return "intro-box"
-        if not now < entry.exp <= now + INTRO_LIFETIME:
-            return "intro-expiry"
-        work = intro_work(entry.box, entry.first, entry.exp, entry.nonce)
-        if _leading_zero_bits(work) < self.pow_bits:
-            return "intro-pow"
+        reason = intro_refusal(key, entry, now=now, pow_bits=self.pow_bits)
+        if reason is not None:
+            return reason
         box = self.boxes.get(key, {})
         for digest in [d for d, held in box.items() if held.exp <= now]:
             del box[digest]

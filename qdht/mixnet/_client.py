@@ -30,7 +30,9 @@ from qdht.mixnet._mix import Outgoing
 from qdht.mixnet._payload import (
     KIND_COVER,
     KIND_MESSAGE,
+    KIND_REPLY_FRAGMENT,
     KIND_REQUEST,
+    KIND_REQUEST_FRAGMENT,
     decode_payload,
     encode_payload,
 )
@@ -49,10 +51,15 @@ MAX_CONTACTED: Final = 256
 
 @attrs.frozen
 class ReplyReceived:
-    """The answer to a request sent with :meth:`MixClient.send` (``want_reply``)."""
+    """The answer to a request sent with :meth:`MixClient.send` (``want_reply``).
+
+    ``kind`` is the reply payload's: a whole answer (``KIND_MESSAGE``) or one
+    fragment of a larger one (``KIND_REPLY_FRAGMENT``, §14.6).
+    """
 
     surb_id: bytes
     data: bytes
+    kind: int = KIND_MESSAGE
 
 
 @attrs.frozen
@@ -62,6 +69,7 @@ class _Queued:
     data: bytes
     exit: MixEntry | None
     surb_id: bytes | None
+    fragment: bool = False
 
 
 class MixClient(Party[ReplyReceived]):
@@ -110,21 +118,40 @@ class MixClient(Party[ReplyReceived]):
             del self._directories[epoch]
 
     def send(
-        self, data: bytes, *, now: float, exit: MixEntry | None = None, want_reply: bool = False
+        self,
+        data: bytes,
+        *,
+        now: float,
+        exit: MixEntry | None = None,
+        want_reply: bool = False,
+        fragment: bool = False,
     ) -> bytes | None:
         """Queue ``data`` for the next payload tick; the reply block's id if ``want_reply``.
 
         The path ends at ``exit`` (drawn at random if None), which receives the
         message; with ``want_reply`` the packet carries a reply block routed
         back to this client, and the answer comes as :class:`ReplyReceived`.
+        With ``fragment`` the data is one fragment of a larger request
+        (payload kind 3, §14.6), which always carries a reply block.
         """
         if len(data) > self.geometry.user_payload_size:
             raise ConfigError(f"data must be at most {self.geometry.user_payload_size} bytes")
+        if fragment and not want_reply:
+            raise ConfigError("a request fragment carries its own reply block: want_reply=True")
         if len(self._queue) >= self.config.max_send_queue:
             raise ConfigError(f"send queue full ({self.config.max_send_queue} messages)")
         surb_id = self._rng(16) if want_reply else None
-        self._queue.append(_Queued(data, exit, surb_id))
+        self._queue.append(_Queued(data, exit, surb_id, fragment))
         return surb_id
+
+    def room(self) -> int:
+        """How many more messages :meth:`send` takes before its queue is full."""
+        return self.config.max_send_queue - len(self._queue)
+
+    def forget(self, surb_ids: list[bytes]) -> None:
+        """Forget the keys of reply blocks whose answers are no longer wanted."""
+        for surb_id in surb_ids:
+            self._replies.pop(surb_id, None)
 
     def receive_delivery(self, delivery: MixDelivery, now: float) -> None:
         """A DELIVERY from a path's last mix: a reply or one of our loops."""
@@ -145,11 +172,11 @@ class MixClient(Party[ReplyReceived]):
             return
         payload = open_surb_reply(self.geometry, entry[0], delivery.payload)
         message = decode_payload(self.geometry, payload) if payload is not None else None
-        if message is None or message.kind != KIND_MESSAGE:
+        if message is None or message.kind not in (KIND_MESSAGE, KIND_REPLY_FRAGMENT):
             self._drop("bad-payload")
             return
         self._counts["replies_received"] += 1
-        self._events.append(ReplyReceived(surb_id, message.data))
+        self._events.append(ReplyReceived(surb_id, message.data, message.kind))
 
     # ------------------------------------------------------------ outputs
 
@@ -177,7 +204,14 @@ class MixClient(Party[ReplyReceived]):
         self._judge_loops(now)
 
     def stats(self) -> dict[str, Any]:
-        return {**self._stats(len(self._queue)), "pending_replies": len(self._replies)}
+        newest = self._directories[max(self._directories)] if self._directories else None
+        return {
+            **self._stats(len(self._queue)),
+            "pending_replies": len(self._replies),
+            # The newest verified directory: what the page shows (issue 19).
+            "directory_epoch": None if newest is None else newest.epoch,
+            "directory_mixes": 0 if newest is None else len(newest.mixes),
+        }
 
     def loop_latencies(self) -> list[float]:
         """Send-to-return seconds of the latest loops: one-way latency of an L-hop path."""
@@ -294,7 +328,8 @@ class MixClient(Party[ReplyReceived]):
             self._replies[item.surb_id] = (keys, epoch)
             while len(self._replies) > MAX_PENDING_REPLIES:
                 self._replies.popitem(last=False)
-            payload = encode_payload(self.geometry, KIND_REQUEST, item.data, surb)
+            kind = KIND_REQUEST_FRAGMENT if item.fragment else KIND_REQUEST
+            payload = encode_payload(self.geometry, kind, item.data, surb)
         packet = create_packet(self.geometry, path, path[-1].node_id, payload)
         self._emit(path[0].node_id, packet)
         self._counts["messages_sent"] += 1

@@ -120,10 +120,27 @@ class MixnetConfig:
     #: Dummy lookups per second, each an EXIT_GET of a random key without a
     #: reply block in the payload stream, so an exit's lookups hide the real ones.
     lambda_dummy_lookup: float = attrs.field(default=0.05, validator=_rate)
+    # -- messages larger than one payload (§14.6)
+    #: Fragments one request or answer may take (at most 255); more are refused.
+    max_fragments: int = attrs.field(default=8, validator=_count)
+    #: Partly received messages an exit (or a client) holds at once; the oldest goes first.
+    max_open_messages: int = attrs.field(default=64, validator=_count)
+    #: A message whose fragments did not all arrive within this time is dropped (s).
+    fragment_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # -- forwarding a message to a node (§14.7)
+    #: EXIT_FORWARDs an exit runs per second (all askers together: it cannot tell
+    #: them apart), up to ``forward_burst`` at once; more are dropped.  The same
+    #: bucket, per exit, bounds the hand-offs a node accepts from each exit.
+    forward_rate: float = attrs.field(default=5.0, validator=_positive)
+    forward_burst: int = attrs.field(default=20, validator=_count)
+    #: How long an exit waits for the node's HANDOFF_ACK (s).
+    handoff_timeout: float = attrs.field(default=10.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         geometry = self.geometry  # validates hops and payload size
         del geometry
+        if self.max_fragments > 255:
+            raise ConfigError(f"max_fragments must be at most 255, got {self.max_fragments}")
         if self.directory_keys and not self.directory_threshold <= len(self.directory_keys):
             raise ConfigError(
                 f"directory_threshold {self.directory_threshold} exceeds the "

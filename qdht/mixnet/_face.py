@@ -12,7 +12,10 @@ module only moves it through the node (HACKING "Services"):
   from each authority, merges their signatures and accepts one only with
   ``t`` valid ones (10-mixnet.md §10, §14.3);
 * ``exit`` task: runs the requests that end at this mix as an ordinary node
+  (gets, puts, and forwards handed to their node over its session, §14.7)
   and answers through their reply blocks, keeping nothing about who asked;
+  a message an exit hands to this node goes to the service that owns its
+  type, with no peer, if that service accepts it anonymously;
 * the service's timer task (from the node) drives sending, mixing, cover
   traffic and loops.
 """
@@ -39,18 +42,30 @@ from qdht.mixnet._directory import (
 )
 from qdht.mixnet._mix import KeysRotated
 from qdht.mixnet._routes import LoopAlarm
-from qdht.mixnet._service import MIXNET_MESSAGE_TYPES, AnonymousDone, ExitRequest, MixnetCore
+from qdht.mixnet._service import (
+    MIXNET_MESSAGE_TYPES,
+    AnonymousDone,
+    AnonymousMessage,
+    ExitReplied,
+    ExitRequest,
+    HandoffDone,
+    MixnetCore,
+)
 from qdht.node import Operations, Service, ServiceContext
 from qdht.wire import (
     ANON_RECORD_TYPES,
     AnonAnswer,
+    AnonForward,
     AnonGet,
+    AnonMbox,
     AnonPut,
+    MboxReply,
     MixDescriptor,
     MixDirectory,
     decode,
     encode,
     mutable_key,
+    peek_type,
 )
 
 if TYPE_CHECKING:
@@ -112,7 +127,12 @@ class AnonymousFace:
         #: How this node runs a request as an exit: ``async (node, request) ->
         #: AnonAnswer``.  Replaceable (an operator's policy, such as refusing
         #: puts; a test's lying exit); the default runs it as an ordinary node.
-        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer]] = self._run_request
+        self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer | MboxReply]] = (
+            self._run_request
+        )
+        #: How this exit runs an ``exit_mbox``: set by the messaging layer when the
+        #: node runs it; without it the request is refused (``no-mailbox``).
+        self.run_mailbox: Callable[[Node, AnonMbox], Awaitable[MboxReply]] = _no_mailbox
 
     # ------------------------------------------------------------ events
 
@@ -124,6 +144,8 @@ class AnonymousFace:
                 self._exit_send.send_nowait(event)
             except trio.WouldBlock:
                 self.core.drop("exit-busy")
+        elif type(event) is AnonymousMessage:
+            self._hand_on(event)
         elif type(event) is KeysRotated:
             self._rotated.set()
         elif type(event) is LoopAlarm:
@@ -195,6 +217,31 @@ class AnonymousFace:
             raise ConfigError(f"record must be one of {ANON_RECORD_TYPES}, got {type(record)}")
         return await self._put(node, record)
 
+    async def forward(self, node_id: bytes, message: bytes, *, ack: bool = True) -> bool:
+        """Have one exit hand ``message`` (one encoded message) to node ``node_id`` (§14.7).
+
+        The node receives it from nobody: its service that owns the message's
+        type takes it only if it accepts that type anonymously.  With ``ack``
+        the exit answers through a reply block and this returns whether the
+        node's service accepted it (False also when no answer came in time);
+        without, it returns True once the message is queued.
+        """
+        node = self._running()
+        done = await self.operations.run(
+            node, lambda now: self.core.start_forward(node_id, message, now, ack=ack)
+        )
+        assert type(done) is AnonymousDone
+        return done.ok
+
+    async def exit_request(self, data: bytes) -> bytes | None:
+        """Send ``data`` to one exit with a reply block; the answer's bytes (unchecked),
+        or None if none came in time.  ``NodeStateError`` without a directory yet."""
+        node = self._running()
+        start = self.core.start_exit_request
+        done = await self.operations.run(node, lambda now: start(data, now))
+        assert type(done) is ExitReplied
+        return done.data
+
     async def update_directory(self) -> bool:
         """One round of the directory task now; True if a directory was accepted."""
         return await self._directory_round(self._running())
@@ -256,12 +303,16 @@ class AnonymousFace:
         finally:
             limiter.release_on_behalf_of(request)
         if request.surb is not None:
-            self.core.answer(request.surb, answer, trio.current_time())
+            self.core.answer_request(request, answer, trio.current_time())
             await node.flush()
 
-    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer:
+    async def _run_request(self, node: Node, request: ExitRequest) -> AnonAnswer | MboxReply:
         try:
             wanted = request.request
+            if type(wanted) is AnonMbox:
+                return await self.run_mailbox(node, wanted)
+            if type(wanted) is AnonForward:
+                return await self._hand_off(node, wanted)
             if type(wanted) is AnonGet:
                 found = await node.get_record(wanted.key)
                 if found is None or not isinstance(found.record, ANON_RECORD_TYPES):
@@ -273,6 +324,37 @@ class AnonymousFace:
         except QdhtError as exc:
             logger.debug("mixnet exit request failed: %s", exc)
             return AnonAnswer("failed")
+
+    async def _hand_off(self, node: Node, request: AnonForward) -> AnonAnswer:
+        """At an exit: hand the message to its node and wait for the ack (§14.7)."""
+        if request.node == node.node_id:
+            self._hand_on(AnonymousMessage(node.node_id, b"", request.message))
+            return AnonAnswer("delivered")  # this exit is the addressee
+        if _address_of(node, request.node) is None:
+            await node.find_node(request.node)  # raises LookupFailedError: answered "failed"
+        done = await self.operations.run(
+            node,
+            lambda now: self.core.start_handoff(request.node, request.message, now),
+        )
+        assert type(done) is HandoffDone
+        return AnonAnswer("delivered" if done.ok else "failed")
+
+    def _hand_on(self, event: AnonymousMessage) -> None:
+        """Give an anonymous message to the service owning its type, if it accepts it."""
+        node = self._node
+        ok = False
+        if node is not None:
+            kind = peek_type(event.message)
+            service = node.services.owner(kind)
+            core = service.core if service is not None else None
+            accepted: frozenset[str] = getattr(core, "anonymous_types", frozenset())
+            receive = getattr(core, "receive_anonymous", None)
+            if kind in accepted and receive is not None:
+                ok = bool(receive(event.message, trio.current_time()))
+            else:
+                self.core.drop("not-anonymous")
+        if event.exit != (node.node_id if node is not None else None):
+            self.core.acknowledge(event, ok, trio.current_time())
 
     async def _directory_round(self, node: Node) -> bool:
         now = trio.current_time()
@@ -362,6 +444,10 @@ class AnonymousFace:
         return False
 
 
+async def _no_mailbox(node: Node, request: AnonMbox) -> MboxReply:
+    return MboxReply(request.request.rid, False, reason="no-mailbox")
+
+
 def _address_of(node: Node, peer: bytes) -> Hashable | None:
     for contact in node.core.routing.closest(peer, 1):
         if contact.node_id == peer and contact.addresses:
@@ -388,6 +474,9 @@ def mixnet_service(config: MixnetConfig) -> Any:
             on_event=face.on_event,
             tasks=(face.directory_task, face.exit_task),
             face=face,
+            # Its deadlines are release times (delays, Poisson sends): a
+            # stalled process must catch up, not wait as long again (§8.2).
+            stall_grace=False,
         )
 
     return factory

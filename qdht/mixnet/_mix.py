@@ -19,8 +19,9 @@ import heapq
 import itertools
 import os
 import random
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -42,7 +43,10 @@ from qdht.mixnet._sphinx import (
 from qdht.ratelimit import TokenBuckets
 from qdht.wire import MixDelivery, MixPacket
 
-__all__ = ["KeysRotated", "MessageReceived", "MixRole", "Outgoing"]
+__all__ = ["LATENESS_SAMPLES", "KeysRotated", "MessageReceived", "MixRole", "Outgoing"]
+
+#: Release lateness samples a mix keeps (the latest).
+LATENESS_SAMPLES: Final = 4096
 
 
 @attrs.frozen
@@ -92,6 +96,8 @@ class MixRole(Party[MessageReceived | KeysRotated]):
             rate=config.decap_rate, burst=config.decap_burst, max_keys=config.max_rate_sessions
         )
         self._queue: list[tuple[float, int, bytes, bytes | None, bytes]] = []
+        #: Seconds each of the latest releases ran after its due time (timer lateness).
+        self.release_lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
         self._seq = itertools.count()
         self._outbox: list[Outgoing] = []
         self._directory: DirectoryView | None = None
@@ -156,10 +162,14 @@ class MixRole(Party[MessageReceived | KeysRotated]):
         if self._next_loop is None and self.config.lambda_mix_loop > 0:
             self._next_loop = now + self._random.expovariate(self.config.lambda_mix_loop)
 
-    def reply(self, surb: Surb, data: bytes, now: float) -> None:
-        """Answer a request through its reply block (this mix was the exit)."""
+    def reply(self, surb: Surb, data: bytes, now: float, *, kind: int = KIND_MESSAGE) -> None:
+        """Answer a request through its reply block (this mix was the exit).
+
+        ``kind``: ``KIND_MESSAGE``, or ``KIND_REPLY_FRAGMENT`` for one fragment
+        of a larger answer (§14.6).
+        """
         first_hop, packet = surb_reply_packet(
-            self.geometry, surb, encode_payload(self.geometry, KIND_MESSAGE, data)
+            self.geometry, surb, encode_payload(self.geometry, kind, data)
         )
         self._counts["replies_sent"] += 1
         if first_hop == self.node_id:  # the reply path starts here: mix it like any packet
@@ -212,7 +222,8 @@ class MixRole(Party[MessageReceived | KeysRotated]):
     def _release(self, now: float) -> None:
         queue = self._queue
         while queue and queue[0][0] <= now:
-            _, _, peer, surb, data = heapq.heappop(queue)
+            due, _, peer, surb, data = heapq.heappop(queue)
+            self.release_lateness.append(now - due)
             if surb is None:
                 self._outbox.append(Outgoing(peer, MixPacket(data)))
             elif peer != self.node_id:

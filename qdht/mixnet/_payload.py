@@ -6,7 +6,10 @@ the same size as cover traffic that does not.  Kinds:
 
 * ``0`` cover: a drop packet; the receiver discards it;
 * ``1`` message: ``length`` bytes of data, the SURB slot all zeros;
-* ``2`` request: a message whose SURB slot holds a reply block.
+* ``2`` request: a message whose SURB slot holds a reply block;
+* ``3`` request fragment: a fragment of a larger request (§14.6), its SURB
+  slot holding its own reply block;
+* ``4`` reply fragment: a fragment of a larger answer, the SURB slot all zeros.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from qdht.mixnet._sphinx import Surb
 __all__ = [
     "KIND_COVER",
     "KIND_MESSAGE",
+    "KIND_REPLY_FRAGMENT",
     "KIND_REQUEST",
+    "KIND_REQUEST_FRAGMENT",
     "Message",
     "decode_payload",
     "encode_payload",
@@ -32,6 +37,13 @@ __all__ = [
 KIND_COVER: Final = 0
 KIND_MESSAGE: Final = 1
 KIND_REQUEST: Final = 2
+KIND_REQUEST_FRAGMENT: Final = 3
+KIND_REPLY_FRAGMENT: Final = 4
+#: The kinds whose SURB slot holds a reply block.
+_WITH_SURB: Final = frozenset({KIND_REQUEST, KIND_REQUEST_FRAGMENT})
+_KINDS: Final = frozenset(
+    {KIND_COVER, KIND_MESSAGE, KIND_REQUEST, KIND_REQUEST_FRAGMENT, KIND_REPLY_FRAGMENT}
+)
 
 
 @attrs.frozen
@@ -47,10 +59,10 @@ def encode_payload(
     geometry: Geometry, kind: int, data: bytes = b"", surb: Surb | None = None
 ) -> bytes:
     """The Sphinx payload of ``geometry.payload_size`` bytes that carries ``data``."""
-    if kind not in (KIND_COVER, KIND_MESSAGE, KIND_REQUEST):
+    if kind not in _KINDS:
         raise ConfigError(f"unknown payload kind {kind!r}")
-    if (surb is not None) != (kind == KIND_REQUEST):
-        raise ConfigError("a request carries a reply block and nothing else does")
+    if (surb is not None) != (kind in _WITH_SURB):
+        raise ConfigError("a request (or its fragment) carries a reply block, nothing else does")
     if len(data) > geometry.user_payload_size:
         raise ConfigError(f"data must be at most {geometry.user_payload_size} bytes")
     slot = surb.to_bytes() if surb is not None else bytes(geometry.surb_size)
@@ -64,13 +76,13 @@ def decode_payload(geometry: Geometry, payload: bytes) -> Message | None:
         return None
     kind, length = struct.unpack_from(">BH", payload)
     start = FRAMING_SIZE + geometry.surb_size
-    if kind > KIND_REQUEST or length > geometry.user_payload_size:
+    if kind not in _KINDS or length > geometry.user_payload_size:
         return None
     if any(payload[start + length :]):
         return None
     slot = payload[FRAMING_SIZE:start]
     surb = None
-    if kind == KIND_REQUEST:
+    if kind in _WITH_SURB:
         surb = Surb.from_bytes(geometry, slot)
         if surb is None:
             return None

@@ -51,6 +51,7 @@ __all__ = [
     "PathHop",
     "Surb",
     "SurbKeys",
+    "cached_encapsulate",
     "create_packet",
     "create_surb",
     "derive_hop_keys",
@@ -95,9 +96,24 @@ class HopKeys:
 
 
 @functools.lru_cache(maxsize=16)
-def _layout(geometry: Geometry) -> tuple[int, int, int, bytes]:
-    """(packet size, header size, slot size, HKDF salt): computed once per geometry."""
-    return geometry.packet_size, geometry.header_size, geometry.slot_size, geometry.digest
+def _layout(geometry: Geometry) -> tuple[int, int, bytes, bytes]:
+    """(packet size, header size, a slot of zeros, HKDF salt): computed once per geometry."""
+    return geometry.packet_size, geometry.header_size, bytes(geometry.slot_size), geometry.digest
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(public_key: bytes) -> xwing.XWingPublicKey:
+    return xwing.XWingPublicKey(public_key)
+
+
+def cached_encapsulate(public_key: bytes) -> tuple[bytes, bytes]:
+    """X-Wing encapsulation to a mix key, each key parsed and checked once.
+
+    A client encapsulates to the same few dozen epoch keys for a whole
+    epoch: the loaded keys (at most 256, least recently used first out) save
+    parsing ML-KEM and X25519 keys per hop of every packet.
+    """
+    return _public_key(public_key).encapsulate()
 
 
 def _okm(salt: bytes, shared_secret: bytes) -> bytes:
@@ -262,7 +278,7 @@ def create_packet(
     recipient: bytes,
     payload: bytes,
     *,
-    encapsulate: Encapsulate = xwing.encapsulate,
+    encapsulate: Encapsulate = cached_encapsulate,
 ) -> bytes:
     """A packet that carries ``payload`` along ``path`` to ``recipient`` (§4).
 
@@ -322,7 +338,7 @@ def unwrap(
     tampered with); a caller that holds several epoch keys tries the next.
     Replay detection is the caller's (:func:`replay_tag`, §6.2).
     """
-    packet_size, header_end, slot, salt = _layout(geometry)
+    packet_size, header_end, zero_slot, salt = _layout(geometry)
     if len(packet) != packet_size:
         return Drop("wrong-size")
     if packet[:_V] != VERSION:
@@ -333,21 +349,22 @@ def unwrap(
     except CryptoError:
         return Drop("bad-kem")
     okm = _okm(salt, shared)
+    view = memoryview(packet)  # slices of the packet without copies
     # The MAC covers version ‖ ct ‖ routing information: the header up to its MAC.
     if not hmac.compare_digest(
-        hmac.digest(okm[0:32], packet[:mac_at], "sha256"), packet[mac_at:header_end]
+        hmac.digest(okm[0:32], view[:mac_at], "sha256"), packet[mac_at:header_end]
     ):
         return Drop("bad-mac")
     stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), mode=None).encryptor()
-    head = stream.update(packet[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
+    head = stream.update(view[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
     commands = _parse_commands(head[:COMMANDS_SIZE])
     if commands is None:
         return Drop("bad-commands")
-    block = lioness.decrypt(okm[76:204], okm[204:252], packet[header_end:])
+    block = lioness.decrypt(okm[76:204], okm[204:252], view[header_end:])
     if commands.next_hop is not None:
-        tail = stream.update(bytes(slot))  # what this hop appends: keystream only
-        header = VERSION + head[COMMANDS_SIZE:] + tail + commands.next_mac
-        return Forward(commands.next_hop, commands.delay_ms, header + block)
+        tail = stream.update(zero_slot)  # what this hop appends: keystream only
+        parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, commands.next_mac, block)
+        return Forward(commands.next_hop, commands.delay_ms, b"".join(parts))
     if commands.surb_id is not None:
         return Deliver(commands.recipient, commands.delay_ms, commands.surb_id, block)
     if any(block[:TAG_SIZE]):
@@ -406,7 +423,7 @@ def create_surb(
     path: Sequence[PathHop],
     recipient: bytes,
     *,
-    encapsulate: Encapsulate = xwing.encapsulate,
+    encapsulate: Encapsulate = cached_encapsulate,
     rng: Callable[[int], bytes] = os.urandom,
 ) -> tuple[Surb, SurbKeys]:
     """A reply block routed along ``path`` back to ``recipient`` (the creator), and its keys."""

@@ -22,7 +22,7 @@ the construction's published vector (``protocol-spec/kat/lioness.json``).
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Final, TypeAlias
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
@@ -36,22 +36,24 @@ IV_SIZE: Final = 48
 MIN_BLOCK_SIZE: Final = 33
 _L: Final = 32
 _COUNTER0: Final = bytes(4)
+#: A block may be a memoryview of a packet (read, never written).
+Buffer: TypeAlias = bytes | memoryview
 
 
-def _stream(key: bytes, iv: bytes, data: bytes) -> bytes:
+def _stream(key: bytes, iv: bytes, data: Buffer) -> bytes:
     """``data`` XOR ChaCha20(key, iv) from block 0 (``cryptography`` takes counter ‖ nonce)."""
     return Cipher(algorithms.ChaCha20(key, _COUNTER0 + iv), mode=None).encryptor().update(data)
 
 
-def _xor32(a: bytes, b: bytes) -> bytes:
+def _xor32(a: Buffer, b: bytes) -> bytes:
     return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(32, "little")
 
 
-def _hash(key: bytes, iv: bytes, data: bytes) -> bytes:
+def _hash(key: bytes, iv: bytes, data: Buffer) -> bytes:
     return hashlib.blake2b(data, digest_size=_L, key=key + iv).digest()
 
 
-def _check(key: bytes, iv: bytes, block: bytes) -> None:
+def _check(key: bytes, iv: bytes, block: Buffer) -> None:
     if len(key) != KEY_SIZE:
         raise ConfigError(f"LIONESS key must be {KEY_SIZE} bytes, got {len(key)}")
     if len(iv) != IV_SIZE:
@@ -60,7 +62,7 @@ def _check(key: bytes, iv: bytes, block: bytes) -> None:
         raise ConfigError(f"LIONESS block must be at least {MIN_BLOCK_SIZE} bytes")
 
 
-def encrypt(key: bytes, iv: bytes, block: bytes) -> bytes:
+def encrypt(key: bytes, iv: bytes, block: Buffer) -> bytes:
     """The LIONESS encryption of ``block`` (same length)."""
     _check(key, iv, block)
     left, right = block[:_L], block[_L:]
@@ -71,8 +73,8 @@ def encrypt(key: bytes, iv: bytes, block: bytes) -> bytes:
     return left + right
 
 
-def decrypt(key: bytes, iv: bytes, block: bytes) -> bytes:
-    """The LIONESS decryption of ``block`` (same length)."""
+def decrypt(key: bytes, iv: bytes, block: Buffer) -> bytes:
+    """The LIONESS decryption of ``block`` (same length; a memoryview is not copied)."""
     _check(key, iv, block)
     left, right = block[:_L], block[_L:]
     left = _xor32(left, _hash(key[96:128], iv[36:48], right))

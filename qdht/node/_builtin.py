@@ -46,4 +46,9 @@ def builtin_services(config: Config) -> list[ServiceFactory]:
         from qdht.groups import groups_service
 
         factories.append(groups_service(config.groups))
+
+    if config.training is not None:
+        from qdht.models.training import training_service
+
+        factories.append(training_service(config.training))
     return factories

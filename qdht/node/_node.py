@@ -54,7 +54,6 @@ from qdht.dht import (
     RequestFailed,
     RoutingTable,
     RpcPart,
-    SqliteRecordStore,
     ValidRecord,
     WatchPart,
     WatchUpdate,
@@ -71,6 +70,7 @@ from qdht.errors import (
     DecodeError,
     LookupFailedError,
     NodeStateError,
+    QdhtError,
     RecordRejectedError,
     RPCError,
     SessionError,
@@ -101,7 +101,6 @@ from qdht.transport import (
     DatagramTransport,
     MultiTransport,
     open_udp_transport,
-    open_websocket_transport,
 )
 from qdht.wire import (
     KEY_SIZE,
@@ -126,6 +125,7 @@ if TYPE_CHECKING:
     from qdht.messaging import MessagingFace
     from qdht.mixnet import AnonymousFace
     from qdht.models import ModelsFace
+    from qdht.models.training import TrainingFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -136,6 +136,8 @@ logger = logging.getLogger(__name__)
 
 #: Bytes a STORE message adds around its value (type, rid, key, framing), with margin.
 STORE_OVERHEAD: Final = 128
+#: Own keys refused as ``stale`` that one republish turn checks with a get.
+STALE_CHECKS: Final = 16
 _TEST_NET_V4: Final = "192.0.2.1"  # RFC 5737: only used to ask the kernel for a route
 _TEST_NET_V6: Final = "2001:db8::1"  # RFC 3849
 
@@ -254,6 +256,7 @@ class Node:
         self._restore_routing(now)
         self._upkeep_wake = trio.Event()
         self._republished = 0
+        self._superseded = 0
         self._watches = WatchHub(self.core, self._flush)
         self.contact = Contact(
             identity.node_id,
@@ -303,6 +306,8 @@ class Node:
         limits, record_limits = self.config.storage, self.config.record_limits
         if self._data_dir is None:
             return MemoryRecordStore(limits, record_limits=record_limits)
+        from qdht.dht import SqliteRecordStore  # sqlite3 only with a data directory
+
         return SqliteRecordStore(self._data_dir / RECORDS_FILE, limits, record_limits=record_limits)
 
     def _restore_routing(self, now: float) -> None:
@@ -413,6 +418,12 @@ class Node:
     def groups(self) -> GroupsFace:
         """Group messaging (``Config.groups``): ``qdht.groups.GroupsFace``."""
         face: GroupsFace = self._face("groups")
+        return face
+
+    @property
+    def training(self) -> TrainingFace:
+        """Federated training (``Config.training``): coordinate, join, gossip."""
+        face: TrainingFace = self._face("training")
         return face
 
     @property
@@ -605,7 +616,10 @@ class Node:
         self._check_value(record.value)
         await self._put_record(record)
         key = mutable_key(record.owner, record.salt)
-        return self._remember(key, record) if ttl_remember else key
+        if ttl_remember:
+            return self._remember(key, record)
+        self._forget_if_superseded(key, record.seq)  # an older version stops here
+        return key
 
     async def delete(self, key: bytes, *, salt: bytes | None = None) -> None:
         """Delete this node's mutable record ``key`` with a signed tombstone.
@@ -709,6 +723,8 @@ class Node:
         """
         _check_key(key, "key")
         event = await self._lookup(key, "get")
+        if event.record is not None:
+            self._forget_if_superseded(key, event.record.seq)
         return event.record
 
     def watch(self, key: bytes, *, buffer: int | None = None) -> KeyWatch:
@@ -757,6 +773,19 @@ class Node:
     def _expiry(self, ttl: float | None) -> int:
         lifetime = _lifetime(self.config.record_ttl if ttl is None else ttl, self.config)
         return int(self._unix_now() + lifetime)
+
+    def _forget_if_superseded(self, key: bytes, seq: int) -> bool:
+        """Stop republishing this node's version of ``key`` if a valid version with a
+        higher ``seq`` (``seq``) is known: republishing it would only be refused
+        (``stale``) by every holder of the newer one until it expires (07 §10.2)."""
+        published = self._published.get(key)
+        if published is None or not isinstance(published.record, MutableRecord | Tombstone):
+            return False
+        if seq <= published.record.seq:
+            return False
+        self._published.forget(key)
+        self._superseded += 1
+        return True
 
     def _remember(self, key: bytes, record: AnyRecord) -> bytes:
         """Keep republishing ``record`` (durably, with a data_dir) until it expires."""
@@ -851,9 +880,11 @@ class Node:
           ``cached_records``, ``bytes``, per-publisher and per-source use,
           evictions, refusals), ``records`` (signature verdicts, entry
           corrections sent), ``watch`` (holder and watcher side),
-          ``records_published`` / ``records_republished`` (this node's own
-          records), ``replication`` (republish rounds, handoffs, path-cache
-          stores, the paced STORE queue, 07-records.md §10),
+          ``records_published`` / ``records_republished`` /
+          ``records_superseded`` (this node's own records; the last: versions
+          it stopped republishing because a newer one is known),
+          ``replication`` (republish rounds, handoffs, path-cache stores, the
+          paced STORE queue, 07-records.md §10),
           ``routing`` (table details, incl. ``outbound`` peers and
           ``random_walks``), ``reputation`` (scores, offences, bans),
           ``clusters`` (keys with suspiciously many IDs near them),
@@ -913,6 +944,7 @@ class Node:
             "clusters": core["clusters"],
             "records_published": len(self._published),
             "records_republished": self._republished,
+            "records_superseded": self._superseded,
             "routing": {k: v for k, v in core["routing"].items() if k != "drops"},
             "events_dropped": self._events_dropped,
             "services": sorted(services),
@@ -963,9 +995,10 @@ class Node:
                         event.node_id, event.addr, event.payload, now, early=event.early
                     )
                     if reputation.banned(event.node_id, now):
-                        # Its next packets are dropped before decryption; one a
-                        # second still reaches the node, which re-checks the ban.
-                        endpoint.refuse(event.node_id, now + 1.0)
+                        # Its packets are dropped before decryption (and its
+                        # address blocked) until the ban ends: a flood over its
+                        # session costs a lookup per packet, not a batch a second.
+                        endpoint.refuse(event.node_id, reputation.ban_ends(event.node_id))
                 elif type(event) is HandshakeFailed:
                     services.peer_unreachable(event.node_id, now, event.reason)
             for node_id, addr, payload in services.outgoing():
@@ -1027,6 +1060,7 @@ class Node:
             due_unix = self._published.next_due()
             if due_unix is None or due_unix > unix_now:
                 continue
+            await self._check_refused_as_stale()
             replication = self.core.replication
             if replication.own_waiting:
                 # The last batch is still leaving (paced): the next one waits for
@@ -1040,17 +1074,32 @@ class Node:
             self._republish([(row.key, row.record) for row in due], unix_now)
             await self._flush()
 
+    async def _check_refused_as_stale(self) -> None:
+        """Before republishing: a get of each own key a holder refused as ``stale``
+        last time (at most ``STALE_CHECKS``), so that a version superseded
+        elsewhere stops here (the get finds the newer one, see
+        :meth:`_forget_if_superseded`); a refusal alone is no proof."""
+        for key in self.core.refused_as_stale()[:STALE_CHECKS]:
+            if key in self._published:
+                with contextlib.suppress(QdhtError):
+                    await self.get_record(key)
+
     def _republish(self, due: list[tuple[bytes, AnyRecord]], unix_now: float) -> None:
         """Hand ``due`` to the core's batched republish; reschedule or forget each."""
         published = self._published
         live: list[tuple[bytes, AnyRecord]] = []
+        now = trio.current_time()
         for key, record in due:
             if record.expires <= unix_now:
                 published.forget(key)
+            elif isinstance(record, MutableRecord | Tombstone) and any(
+                self._forget_if_superseded(key, held.seq)
+                for held in self.core.local_records(key, now)
+            ):
+                pass  # a newer version reached this node (it holds the key): forgotten
             else:
                 published.reschedule(key, unix_now + self.config.republish_interval)
                 live.append((key, record))
-        now = trio.current_time()
         try:
             self._republished += self.core.republish_records([r for _k, r in live], now)
         except RecordRejectedError:  # one is no longer valid here: forget it, send the rest
@@ -1234,6 +1283,8 @@ async def _open_transports(config: Config) -> AsyncIterator[DatagramTransport]:
             if kind == "udp":
                 transports.append(await stack.enter_async_context(open_udp_transport(host, port)))
             else:
+                from qdht.transport import open_websocket_transport  # only when listening on ws
+
                 transports.append(
                     await stack.enter_async_context(open_websocket_transport(host, port))
                 )

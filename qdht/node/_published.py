@@ -17,15 +17,17 @@ that forgot its last ``seq`` would sign versions every holder refuses.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from qdht.errors import DecodeError, StoreError
 from qdht.wire import AnyRecord, ImmutableRecord, MutableRecord, SetEntry, Tombstone, decode, encode
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "PUBLISHED_FILE",
@@ -74,6 +76,8 @@ class PublishedRecords:
     # ------------------------------------------------------------ backend
 
     def _open(self, path: Path) -> None:
+        import sqlite3  # only with a data directory: a phone without one never loads it
+
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
@@ -101,6 +105,8 @@ class PublishedRecords:
     def _execute(self, sql: str, params: tuple[object, ...]) -> None:
         if self._db is None:
             return
+        import sqlite3
+
         try:
             with self._lock:
                 self._db.execute(sql, params)

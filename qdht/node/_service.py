@@ -171,7 +171,11 @@ class Service:
     event the core reports, in the node's task; ``tasks`` are started in the
     service's own nursery after its timer task; ``close`` runs when the node
     stops, after every task ended (files, stores); ``face`` is the
-    service's Trio-side API object.
+    service's Trio-side API object.  ``stall_grace``: a timer woken late
+    first gives the peers back the time the process stalled
+    (``qdht.session.wait_out_stall``), right for deadlines that judge
+    timeouts; False for a service whose deadlines are release times (a mix's
+    delay queue, a Poisson send), which a grace would only make later still.
     """
 
     name: str = attrs.field()
@@ -183,6 +187,7 @@ class Service:
     #: The service's Trio-side API object, for whoever looks the service up
     #: (``node.services.get(name).face``); the node never uses it.
     face: object = None
+    stall_grace: bool = True
 
     @name.validator
     def _check_name(self, _: attrs.Attribute[str], value: object) -> None:
@@ -325,7 +330,8 @@ async def run_service_timer(
             await slot.wake.wait()
         now = trio.current_time()
         if deadline is not None and now >= deadline:
-            now = await wait_out_stall(max(deadline, asleep_at), node.receive_queued)
+            if slot.service.stall_grace:
+                now = await wait_out_stall(max(deadline, asleep_at), node.receive_queued)
             core.handle_timer(now)
         await node.flush()
         await trio.lowlevel.checkpoint()

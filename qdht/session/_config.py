@@ -83,8 +83,20 @@ class SessionConfig:
     unauthenticated_per_address: float = attrs.field(default=200.0, validator=validators.positive)
     #: ... and the burst of that bucket.
     unauthenticated_burst_per_address: int = attrs.field(default=400, validator=validators.positive)
+    #: Unauthenticated datagrams that get parsed (garbage, and handshake
+    #: fragments a responder checks) accepted per second from all sources
+    #: together: beyond this burst they are dropped before parsing
+    #: (``unauthenticated-global``), so many sources each under their own
+    #: limit cannot take more CPU than this.  Transport packets and the
+    #: replies to this node's own handshakes are not counted.
+    unauthenticated_global: float = attrs.field(default=1000.0, validator=validators.positive)
+    #: ... and the burst of that bucket.
+    unauthenticated_burst_global: int = attrs.field(default=2000, validator=validators.positive)
     #: How long a muted source stays muted (seconds).
     mute_time: float = attrs.field(default=1.0, validator=validators.positive)
+    #: A source muted again within as long as its last mute lasted (counted
+    #: from its end) is muted twice as long, up to this (seconds).
+    max_mute_time: float = attrs.field(default=16.0, validator=validators.positive)
     #: Source addresses and node IDs whose handshake buckets are remembered
     #: (least recently seen forgotten; a forgotten one starts with a full bucket).
     handshake_rate_keys: int = attrs.field(default=4096, validator=validators.positive)
@@ -116,6 +128,8 @@ class SessionConfig:
                 f"max_message_size must be at most {DEFAULT_LIMITS.max_bytes}, "
                 f"got {self.max_message_size}"
             )
+        if self.max_mute_time < self.mute_time:
+            raise ConfigError("max_mute_time must be at least mute_time")
         if self.reject_after_time <= self.rekey_after_time:
             raise ConfigError("reject_after_time must exceed rekey_after_time")
         for name in (
@@ -124,6 +138,7 @@ class SessionConfig:
             "handshake_burst_per_node",
             "handshake_rate_keys",
             "unauthenticated_burst_per_address",
+            "unauthenticated_burst_global",
         ):
             if type(getattr(self, name)) is not int:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

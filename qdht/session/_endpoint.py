@@ -10,6 +10,7 @@ hashables.  Remote input never raises: it is dropped and counted in
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from qdht.errors import ConfigError, CryptoError, DecodeError, HandshakeError, SessionError
@@ -140,7 +141,9 @@ class SessionEndpoint(_Frames):
         """Process one datagram from ``addr``; bad input is dropped and counted.
 
         A source address that sends more unauthenticated datagrams than
-        ``unauthenticated_per_address`` allows is *muted* for ``mute_time``:
+        ``unauthenticated_per_address`` allows, or one while all sources
+        together exceed ``unauthenticated_global``, is *muted* for ``mute_time``
+        (longer for a repeat offender, see :meth:`_mute`):
         its datagrams are then dropped unread (``source-muted``), except
         transport packets of an established session, so that a flood costs a
         dictionary lookup per packet and a forger of the address cannot cut
@@ -157,16 +160,51 @@ class SessionEndpoint(_Frames):
                         return
                 else:
                     del self._muted[source]
-            self._authenticated = False
+            self._authenticated = self._overload = False
             self._receive_datagram(data, addr, now)
         except Exception:  # the last resort: a bug here must not let a packet kill the node
             self.drops["internal-error"] += 1
             logger.exception("internal error on a datagram from %r", addr)
-        if not self._authenticated and not self._unauthenticated.allow(source, now):
-            self._muted[source] = now + self.config.mute_time
-            self.counters["sources_muted"] += 1
-            if len(self._muted) > self.config.handshake_rate_keys:
-                del self._muted[next(iter(self._muted))]
+        if not self._authenticated and (
+            self._overload or not self._unauthenticated.allow(source, now)
+        ):
+            self._mute(source, now)
+
+    def _mute(self, source: Hashable, now: float) -> None:
+        """Mute ``source``: for ``mute_time``, or twice its last mute (at most
+        ``max_mute_time``) if it offends again within as long as that mute lasted
+        after it ended, so a flooder pays its burst once per growing period."""
+        cfg = self.config
+        length = cfg.mute_time
+        last = self._mute_history.pop(source, None)
+        if last is not None and now - last[1] < last[0]:
+            length = min(2.0 * last[0], cfg.max_mute_time)
+        self._mute_history[source] = (length, now + length)
+        self._muted[source] = now + length
+        self.counters["sources_muted"] += 1
+        limit = cfg.handshake_rate_keys
+        if len(self._muted) > limit:
+            del self._muted[next(iter(self._muted))]
+        if len(self._mute_history) > limit:
+            del self._mute_history[next(iter(self._mute_history))]
+
+    @property
+    def muted_sources(self) -> Mapping[Hashable, float]:
+        """Muted source → when its mute ends (live; keys as the rate limits count
+        sources: an IP address, or ``(host, port)`` on loopback).
+
+        A driver may drop a datagram from a muted source on receipt, before it
+        reaches :meth:`receive_datagram`, unless it begins with a transport
+        packet's first byte (``0xa4``): those may belong to an established session.
+        """
+        return self._muted
+
+    @property
+    def blocked_sources(self) -> Mapping[Hashable, float]:
+        """``(host, port)`` → until when: where a refused peer (:meth:`refuse`) sent
+        its refused transport packets from (live).  A driver may drop every
+        datagram from such an address on receipt until then."""
+        return self._blocked
 
     def _receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.counters["datagrams_in"] += 1
@@ -183,6 +221,16 @@ class SessionEndpoint(_Frames):
                 return
         elif first in (b"\xa8", b"\xa9"):
             packet = parse_hs_fragment(data)
+            # Work a sender can cause without keys: the fragments a responder
+            # checks (kinds 1, 3, 5) share one budget with garbage (04 §5.5).
+            if packet is not None and packet.kind & 1 and not self._unauth_global.allow(None, now):
+                self.drops["unauthenticated-global"] += 1
+                self._overload = True  # its source is muted: it adds to the overload
+                return
+        if packet is None and not self._unauth_global.allow(None, now):
+            self.drops["unauthenticated-global"] += 1
+            self._overload = True
+            return
         try:
             if packet is None:
                 packet = decode(data, expect=_PACKETS)

@@ -82,6 +82,8 @@ class _Frames(_Handshakes):
             return
         if self._refused and self._is_refused(kp.peer.node_id, now):
             self._authenticated = True  # a known session's packet: not a reason to mute
+            if addr == kp.peer.addr:
+                self._block(addr, self._refused[kp.peer.node_id])
             return
         if now - kp.created >= self.config.reject_after_time:
             self.drops["expired-keys"] += 1

@@ -420,17 +420,41 @@ class _EndpointBase:
             burst=cfg.unauthenticated_burst_per_address,
             max_keys=cfg.handshake_rate_keys,
         )
+        self._unauth_global: TokenBuckets[None] = TokenBuckets(
+            rate=cfg.unauthenticated_global,
+            burst=cfg.unauthenticated_burst_global,
+            max_keys=1,
+        )
         #: Muted source → when the mute ends (insertion-ordered, bounded).
         self._muted: dict[Hashable, float] = {}
+        #: Source → (length, end) of its last mute (for escalation; bounded).
+        self._mute_history: dict[Hashable, tuple[float, float]] = {}
+        #: (host, port) of a refused peer → until when (see :meth:`_block`; bounded).
+        self._blocked: dict[Hashable, float] = {}
         #: Refused node ID → until when (see :meth:`refuse`; bounded).
         self._refused: dict[bytes, float] = {}
         self._authenticated = False
+        #: Set while a datagram is processed: it was dropped by the global budget.
+        self._overload = False
         self._outbox: deque[tuple[bytes, Addr]] = deque()
         self._new_deadline = float("inf")
         self._events: deque[Event] = deque()
         self.drops: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
         self._chunk = self.config.datagram_size - DATA_OVERHEAD
+
+    def _block(self, addr: Addr, until: float) -> None:
+        """Drop everything from the exact address ``addr`` until ``until``: where a
+        refused peer sends from (only its own address: the check follows its keys)."""
+        host = getattr(addr, "host", None)
+        port = getattr(addr, "port", None)
+        if host is None and type(addr) is tuple and len(addr) >= 2:
+            host, port = addr[0], addr[1]
+        blocked = self._blocked
+        blocked.pop((host, port), None)
+        blocked[(host, port)] = until
+        if len(blocked) > self.config.handshake_rate_keys:
+            del blocked[next(iter(blocked))]
 
     def _is_refused(self, node_id: bytes, now: float) -> bool:
         until = self._refused.get(node_id)

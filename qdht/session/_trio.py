@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: Most datagrams the reader takes from the transport between two flushes.
 READ_BATCH: Final = 64
+#: First bytes of a datagram that may be a transport packet (a CBOR map of 4).
+TRANSPORT_PACKET_FIRST_BYTES: Final = b"\xa4"
 #: A timer task that wakes this much (seconds) after its deadline ran in a
 #: process that could not run: the machine was busy, not the peers silent.
 STALL_SLACK: Final = 0.05
@@ -120,6 +122,15 @@ class SessionDriver:
         # Batch entry points of transports that have them (UdpTransport does).
         self._send_batch = getattr(transport, "send_batch", None)
         self._receive_batch = getattr(transport, "receive_batch", None)
+        # Transports that can drop a muted source's datagrams as they read them
+        # (UdpTransport does): transport packets (first byte 0xa4) still reach
+        # the endpoint, which passes those of established sessions; a refused
+        # peer's address loses even those until its refusal ends (04 §5.5).
+        source_filter = getattr(transport, "set_source_filter", None)
+        if source_filter is not None:
+            source_filter(
+                endpoint.muted_sources, TRANSPORT_PACKET_FIRST_BYTES, endpoint.blocked_sources
+            )
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1

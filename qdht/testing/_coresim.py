@@ -26,6 +26,18 @@ message from ``a`` to ``b`` takes ``delay[a] + delay[b]`` plus uniform jitter,
 so paths differ per link and reorder.  Messages to a dead node vanish (the
 sender's request timers see to it); ``loss`` drops messages at random.
 Everything random comes from ``seed``.
+
+**Messages as objects** (``pass_objects=True``, what ``qdht-bench
+durability`` uses): the cores hand their messages over as the attrs objects
+they built (:meth:`qdht.dht.DhtCore.pass_objects`) and the receiver takes
+them with :meth:`qdht.dht.DhtCore.receive_object`, so no CBOR is encoded or
+decoded per hop: what an honest peer sends decodes to the very object it
+encoded, and the codec has its own benchmarks and fuzzing.  Everything after
+decoding (ban list, flood bound, dispatch, handlers) runs as in
+``receive_message``.  ``bytes_delivered`` then counts each message at the
+encoded size of the first message of its shape (its type; a NODES answer's
+contact count; a record's kind and value length), a close estimate: the
+other fields (rid, flags) have fixed or nearly fixed sizes.
 """
 
 from __future__ import annotations
@@ -48,7 +60,16 @@ from qdht.dht import (
 )
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.testing._churn import ChurnEvent, ChurnSchedule
-from qdht.wire import Address, AnyRecord, Contact, immutable_key, intern_contact
+from qdht.wire import (
+    Address,
+    AnyRecord,
+    Contact,
+    Nodes,
+    encode,
+    encode_nodes,
+    immutable_key,
+    intern_contact,
+)
 
 __all__ = [
     "DELIVER",
@@ -137,6 +158,7 @@ class CoreNetwork:
         loss: float = 0.0,
         join_refresh: int = 0,
         core_options: Mapping[str, Any] | None = None,
+        pass_objects: bool = False,
     ) -> None:
         low, high = access_latency
         if not 0 <= low <= high:
@@ -156,8 +178,14 @@ class CoreNetwork:
         self.loss = loss
         self.join_refresh = join_refresh
         self.core_options = dict(core_options or {})
+        self.pass_objects = pass_objects
+        #: Encoded size by message shape (pass_objects; module docstring).
+        self._sizes: dict[Any, int] = {}
         self.now = 0.0
         self.nodes: list[SimCore] = []
+        #: The live nodes in index order (``nodes`` keeps the dead too: a long
+        #: churn run adds tens of thousands, which the loop must not scan).
+        self._live: list[SimCore] = []
         self._by_id: dict[bytes, SimCore] = {}
         self._delay: list[float] = []
         self._heap: list[tuple[float, int, int, Any, Any]] = []
@@ -195,8 +223,11 @@ class CoreNetwork:
         # single-threaded and ordered, so the run stays reproducible, and a
         # Mersenne Twister per node would cost 2.5 KiB of simulator per node.
         core = DhtCore(node_id, now=self.now, rng=self.rng.randbytes, **self.core_options)
+        if self.pass_objects:
+            core.pass_objects()
         node = SimCore(index, node_id, contact, core)
         self.nodes.append(node)
+        self._live.append(node)
         self._by_id[node_id] = node
         low, high = self.access_latency
         self._delay.append(self.rng.uniform(low, high))
@@ -214,7 +245,7 @@ class CoreNetwork:
         self._join_pings.add((node.index, handle))
 
     def _random_alive(self, *, exclude: SimCore | None = None) -> SimCore | None:
-        alive = [n for n in self.nodes if n.alive and n.joined and n is not exclude]
+        alive = [n for n in self._live if n.joined and n is not exclude]
         return self.rng.choice(alive) if alive else None
 
     def node(self, node_id: bytes) -> SimCore | None:
@@ -223,11 +254,14 @@ class CoreNetwork:
 
     @property
     def alive(self) -> list[SimCore]:
-        return [n for n in self.nodes if n.alive]
+        """The live nodes, in the order they were added."""
+        return list(self._live)
 
     def kill(self, node: SimCore) -> None:
         """``node`` stops: it answers nothing and sends nothing from now on."""
-        node.alive = False
+        if node.alive:
+            node.alive = False
+            self._live.remove(node)
 
     def kill_random(self, count: int) -> list[SimCore]:
         """Kill ``count`` live nodes chosen by the network's seeded generator."""
@@ -291,7 +325,7 @@ class CoreNetwork:
 
     def holders(self, key: bytes) -> list[SimCore]:
         """The live nodes holding a live record under ``key`` (stored or cached)."""
-        return [n for n in self.nodes if n.alive and n.core.local_records(key, self.now)]
+        return [n for n in self._live if n.core.local_records(key, self.now)]
 
     def _track(self, node: SimCore, handle: int, kind: str, target: bytes) -> SimOperation:
         op = SimOperation(node, kind, target, self.now)
@@ -317,7 +351,7 @@ class CoreNetwork:
         """The IDs of the ``k`` live nodes closest to ``target`` (the oracle answer),
         leaving out ``exclude`` (a lookup never returns the node that runs it)."""
         t = int.from_bytes(target, "big")
-        alive = [n.node_id for n in self.nodes if n.alive and n is not exclude]
+        alive = [n.node_id for n in self._live if n is not exclude]
         return heapq.nsmallest(k, alive, key=lambda x: int.from_bytes(x, "big") ^ t)
 
     def call_at(self, at: float, fn: Callable[[], None]) -> None:
@@ -385,8 +419,12 @@ class CoreNetwork:
                 self.messages_to_dead += 1
                 return
             self.messages_delivered += 1
-            self.bytes_delivered += len(payload)
-            node.core.receive_message(src.node_id, src.contact.address, payload, at)
+            if type(payload) is bytes:
+                self.bytes_delivered += len(payload)
+                node.core.receive_message(src.node_id, src.contact.address, payload, at)
+            else:
+                self.bytes_delivered += self._size(payload)
+                node.core.receive_object(src.node_id, src.contact.address, payload, at)
             self._flush(node)
         elif kind == _TIMER:
             node = a
@@ -427,7 +465,7 @@ class CoreNetwork:
         while True:
             while (event := core.next_event()) is not None:
                 self._on_event(node, event)
-            out = core.messages_to_send()
+            out = core.objects_to_send() if self.pass_objects else core.messages_to_send()
             if not out:
                 break
             if not alive:
@@ -451,6 +489,23 @@ class CoreNetwork:
             # A superseded queue entry finds timer_at changed and is skipped.
             node.timer_at = max(timer, now)
             self._push(node.timer_at, _TIMER, node, None)
+
+    def _size(self, message: Any) -> int:
+        """The encoded size of ``message``, taken once per shape (module docstring)."""
+        kind = type(message)
+        if kind is Nodes:
+            shape: Any = (kind, len(message.nodes))
+        else:
+            record = getattr(message, "record", None)
+            shape = (
+                kind if record is None else (kind, type(record), len(getattr(record, "value", b"")))
+            )
+        size = self._sizes.get(shape)
+        if size is None:
+            size = self._sizes[shape] = len(
+                encode_nodes(message) if kind is Nodes else encode(message)
+            )
+        return size
 
     def _on_event(self, node: SimCore, event: DhtEvent) -> None:
         key = (node.index, getattr(event, "handle", 0))
@@ -509,7 +564,7 @@ class CoreNetwork:
         """Simulation counters: nodes, events, messages delivered / lost / to dead nodes."""
         return {
             "nodes": len(self.nodes),
-            "alive": sum(1 for n in self.nodes if n.alive),
+            "alive": len(self._live),
             "joined": sum(1 for n in self.nodes if n.joined),
             "events": self.events_processed,
             "delivered": self.messages_delivered,

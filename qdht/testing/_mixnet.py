@@ -11,11 +11,12 @@ With ``network=None`` every node gets its own UDP socket on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -28,6 +29,9 @@ from qdht.node import Node, open_node
 from qdht.session import SessionConfig
 from qdht.testing._memory import MemoryNetwork
 from qdht.testing._sim import seeded_identity
+
+if TYPE_CHECKING:
+    from qdht.messaging import MessagingConfig
 
 __all__ = ["AnonymousOutcomes", "MixNetwork", "loop_latencies", "open_mix_network", "percentile"]
 
@@ -81,7 +85,9 @@ class AnonymousOutcomes:
     failures: list[str] = attrs.Factory(list)
 
     def record(self, name: str, started: float, ok: bool, why: str = "") -> None:
-        self.total[name] += 1
+        self.total[name] = self.total.get(name, 0) + 1
+        self.ok.setdefault(name, 0)
+        self.latencies.setdefault(name, [])
         if ok:
             self.ok[name] += 1
             self.latencies[name].append(trio.current_time() - started)
@@ -101,10 +107,24 @@ class AnonymousOutcomes:
         }
 
     async def run(
-        self, network: MixNetwork, count: int, *, seed: int, op_timeout: float, value_size: int = 64
+        self,
+        network: MixNetwork,
+        count: int,
+        *,
+        seed: int,
+        op_timeout: float,
+        value_size: int = 64,
+        signed: bool = False,
     ) -> None:
         """``count`` rounds, at most one per client at once: an anonymous put by one
-        client, then an anonymous get and a plain get of its key by another."""
+        client, then an anonymous get and a plain get of its key by another.
+
+        ``signed``: the puts are signed mutable records (each round its own
+        salt; ~5.3 KB with the key and signature, so in fragments at the
+        default geometry), counted as ``"anonymous signed put"`` and
+        ``"anonymous signed get"``.
+        """
+        prefix = "anonymous signed" if signed else "anonymous"
         rng = random.Random(seed)
         clients = network.clients
         if len(clients) < 2:
@@ -134,14 +154,15 @@ class AnonymousOutcomes:
             async with limiter:
                 writer = clients[putter]
                 reader = [c for c in clients if c is not writer][other]
-                key = await timed(
-                    "anonymous put",
-                    lambda: writer.anonymous.put_immutable(value),
-                    lambda k: k is not None,
-                )
+                if signed:
+                    salt = b"qdht/bench/signed/" + value[:8].hex().encode()
+                    put = functools.partial(writer.anonymous.put_mutable, value, salt=salt, seq=0)
+                else:
+                    put = functools.partial(writer.anonymous.put_immutable, value)
+                key = await timed(f"{prefix} put", put, lambda k: k is not None)
                 if key is None:
                     return
-                await timed("anonymous get", lambda: reader.anonymous.get(key), value.__eq__)
+                await timed(f"{prefix} get", lambda: reader.anonymous.get(key), value.__eq__)
                 await timed("plain get", lambda: reader.get(key), value.__eq__)
 
         async with trio.open_nursery() as nursery:
@@ -184,6 +205,7 @@ async def open_mix_network(
     difficulty: int = 0,
     k: int = 5,
     clients_config: dict[str, Any] | None = None,
+    messaging: MessagingConfig | None = None,
     session: SessionConfig | None = None,
 ) -> AsyncIterator[MixNetwork]:
     """Start the nodes, bootstrap them off the first authority, yield the network.
@@ -195,8 +217,12 @@ async def open_mix_network(
     Mixes and authorities send no client streams (Loopix: a mix's cover is its
     own loops) unless ``relay_streams``; they then cannot send anonymous
     requests themselves, which the clients do.  ``clients_config``: more
-    ``Config`` fields for the clients (another layer on top, such as groups);
-    ``session``: every node's session layer (larger datagrams on loopback, say).
+    ``Config`` fields for the clients (another layer on top, such as groups).
+    ``messaging`` runs the messaging
+    layer on every node: clients deliver through the mixnet, mixes serve as
+    exits and hold mailboxes, and mixes and authorities deliver their own
+    requests directly (they send no client streams).  ``session``: every
+    node's session layer (larger datagrams on loopback, say).
     """
     if mixes < 1 or clients < 0 or authorities < 1:
         raise ConfigError("a mix network needs at least one mix and one authority")
@@ -226,6 +252,12 @@ async def open_mix_network(
                     lambda_dummy_lookup=0.0,
                 )
             changes: dict[str, Any] = dict(clients_config or {}) if role == "client" else {}
+            if messaging is not None:
+                changes["messaging"] = (
+                    messaging
+                    if role == "client" or relay_streams
+                    else attrs.evolve(messaging, delivery="direct")
+                )
             if network is None:
                 # Every node shares 127.0.0.1: the per-address handshake limit,
                 # meant for one host, would throttle the whole mesh at once.

@@ -5,6 +5,9 @@ over any of them unchanged.  The in-memory network and the fault injector for
 tests and simulations live in :mod:`qdht.testing`.
 """
 
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
 from qdht.transport._base import DatagramTransport, DropCounter, check_payload
 from qdht.transport._multi import MultiTransport
 from qdht.transport._udp import (
@@ -14,12 +17,29 @@ from qdht.transport._udp import (
     UdpTransport,
     open_udp_transport,
 )
-from qdht.transport._websocket import (
-    DEFAULT_MAX_CONNECTIONS,
-    WEBSOCKET_PATH,
-    WebSocketTransport,
-    open_websocket_transport,
-)
+
+# The WebSocket transport (trio-websocket, wsproto, h11) is imported on first
+# use: a node listening on UDP only never loads it (issue 19, a phone's memory).
+if TYPE_CHECKING:
+    from qdht.transport._websocket import (
+        DEFAULT_MAX_CONNECTIONS,
+        WEBSOCKET_PATH,
+        WebSocketTransport,
+        open_websocket_transport,
+    )
+else:
+    __getattr__ = lazy_exports(
+        globals(),
+        dict.fromkeys(
+            [
+                "DEFAULT_MAX_CONNECTIONS",
+                "WEBSOCKET_PATH",
+                "WebSocketTransport",
+                "open_websocket_transport",
+            ],
+            "qdht.transport._websocket",
+        ),
+    )
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",

@@ -7,9 +7,9 @@ local addresses are all of theirs, so a node advertises every way to reach it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -98,6 +98,16 @@ class MultiTransport:
     def transport_for(self, addr: Address) -> DatagramTransport | None:
         """The wrapped transport that sends to ``addr``, if any."""
         return self._by_kind.get(addr.transport)
+
+    def set_source_filter(
+        self, muted: Mapping[Any, float], keep: bytes, blocked: Mapping[Any, float] | None = None
+    ) -> None:
+        """Pass the session layer's muted and blocked sources to every wrapped
+        transport that can drop them as it reads (``UdpTransport.set_source_filter``)."""
+        for transport in self.transports:
+            source_filter = getattr(transport, "set_source_filter", None)
+            if source_filter is not None:
+                source_filter(muted, keep, blocked)
 
     async def send(self, data: bytes, addr: Address) -> None:
         if len(data) > self._max:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -39,6 +40,8 @@ MAX_UDP_PAYLOAD_V4: Final = 65507
 MAX_UDP_PAYLOAD_V6: Final = 65527
 #: SO_RCVBUF we ask for; the kernel may cap it (net.core.rmem_max on Linux).
 DEFAULT_RECEIVE_BUFFER_SIZE: Final = 1 << 21
+#: Datagrams from muted sources dropped in a row before a read yields.
+MAX_DROPS_PER_TAKE: Final = 1024
 #: Most sender addresses whose parsed :class:`Address` is cached.
 ADDRESS_CACHE_SIZE: Final = 4096
 
@@ -68,14 +71,17 @@ class UdpTransport:
 
     __slots__ = (
         "_addr_cache",
+        "_blocked",
         "_bytes_received",
         "_bytes_sent",
         "_closed",
         "_drops",
         "_dual_stack",
         "_family",
+        "_keep",
         "_local",
         "_max",
+        "_muted",
         "_received",
         "_recv_size",
         "_sent",
@@ -93,6 +99,9 @@ class UdpTransport:
         self._drops = DropCounter()
         self._sent = self._bytes_sent = self._received = self._bytes_received = 0
         self._addr_cache: dict[Any, Address] = {}
+        self._muted: Mapping[Any, float] = {}
+        self._blocked: Mapping[Any, float] = {}
+        self._keep = b""
         host, port = sock.getsockname()[:2]
         self._local = (Address("udp", host, port),)
 
@@ -177,7 +186,7 @@ class UdpTransport:
             raise trio.ClosedResourceError("UDP transport is closed")
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
-        while (item := self._take()) is None:
+        while (item := self._take(trio.current_time())) is None:
             # wait_readable raises ClosedResourceError if aclose() runs meanwhile
             # (or rebind(): then the wait moves to the new socket).
             await self._wait(trio.lowlevel.wait_readable)
@@ -194,8 +203,8 @@ class UdpTransport:
         if type(max_count) is not int or max_count < 1:
             raise ConfigError(f"max_count must be a positive integer, got {max_count!r}")
         batch = [await self.receive()]
-        take = self._take
-        while len(batch) < max_count and (item := take()) is not None:
+        take, now = self._take, trio.current_time()
+        while len(batch) < max_count and (item := take(now)) is not None:
             batch.append(item)
         return batch
 
@@ -210,14 +219,17 @@ class UdpTransport:
         if self._closed:
             return []
         batch: list[tuple[bytes, Address]] = []
-        take = self._take
-        while len(batch) < max_count and (item := take()) is not None:
+        take, now = self._take, trio.current_time()
+        while len(batch) < max_count and (item := take(now)) is not None:
             batch.append(item)
         return batch
 
-    def _take(self) -> tuple[bytes, Address] | None:
-        """The next valid queued datagram, or None if the socket has none now."""
+    def _take(self, now: float) -> tuple[bytes, Address] | None:
+        """The next valid queued datagram, or None if the socket has none now
+        (``now``: the Trio time, for the source filter)."""
         sock = self._sock
+        muted, blocked = self._muted, self._blocked
+        dropped = 0
         while True:
             try:
                 data, sockaddr = sock.recvfrom(self._recv_size)
@@ -228,6 +240,24 @@ class UdpTransport:
                     raise trio.ClosedResourceError("UDP transport is closed") from None
                 # Linux reports ICMP port-unreachable for an earlier sendto here.
                 self._drops.drop(_REMOTE_ERRNOS.get(exc.errno or 0, "receive-error"))
+                continue
+            # O(1) before any parsing: a flood from a muted or blocked source
+            # costs its recvfrom and a dictionary lookup or two.
+            reason = None
+            if blocked and now < blocked.get(sockaddr, -math.inf):
+                reason = "source-blocked"
+            elif muted:
+                until = muted.get(sockaddr)
+                if until is None:
+                    until = muted.get(sockaddr[0])
+                if until is not None and now < until and data[:1] not in self._keep:
+                    reason = "source-muted"
+            if reason is not None:
+                self._received += 1
+                self._drops.drop(reason)
+                dropped += 1
+                if dropped >= MAX_DROPS_PER_TAKE:
+                    return None  # let other tasks run; the caller comes back
                 continue
             if len(data) > self._max:
                 self._drops.drop("oversize")
@@ -289,6 +319,28 @@ class UdpTransport:
             "bytes_received": self._bytes_received,
             **self._drops.as_stats(),
         }
+
+    def set_source_filter(
+        self,
+        muted: Mapping[Any, float],
+        keep: bytes,
+        blocked: Mapping[Any, float] | None = None,
+    ) -> None:
+        """Drop datagrams from muted and blocked sources as they are read, before
+        anything parses them.
+
+        ``muted`` and ``blocked`` (read live, never changed here) map a source
+        to when its mute or block ends: in ``muted`` an IP address string or an
+        IPv4 ``(host, port)`` pair, as the session layer keys its rate limits;
+        in ``blocked`` an IPv4 ``(host, port)`` pair.  A datagram from a blocked
+        source is dropped (``source-blocked``); one from a muted source is
+        dropped (``source-muted``) unless its first byte is in ``keep``.  What
+        this misses (IPv6 and IPv4-mapped senders) the session layer still
+        drops itself, only later.
+        """
+        self._muted = muted
+        self._keep = keep
+        self._blocked = {} if blocked is None else blocked
 
     # -- internals --------------------------------------------------------
 

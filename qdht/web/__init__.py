@@ -1,4 +1,4 @@
-"""A live web page for a node: peers, lookups, counters, records (issue 19).
+"""A live web page for a node: peers, lookups, counters, records, layers (issue 19).
 
 ``open_node(config, services=[web_service(WebConfig(port=8080))])`` serves
 the page on loopback; ``node.services.get("web").face.url`` is its address.
@@ -13,7 +13,7 @@ from qdht.web._config import WebConfig, is_loopback, parse_web_address
 from qdht.web._history import History
 from qdht.web._metrics import CONTENT_TYPE, prometheus_text
 from qdht.web._service import WEB_SERVICE, WebCore, WebFace, web_service
-from qdht.web._snapshot import layer_state, lookup_json, records_json, routing_json
+from qdht.web._snapshot import layer_state, layer_views, lookup_json, records_json, routing_json
 
 __all__ = [
     "CONTENT_TYPE",
@@ -27,6 +27,7 @@ __all__ = [
     "hypercorn_config",
     "is_loopback",
     "layer_state",
+    "layer_views",
     "lookup_json",
     "make_app",
     "parse_web_address",

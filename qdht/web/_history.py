@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from qdht.web._snapshot import layer_views
+
 __all__ = ["History"]
 
 #: Totals of ``node.stats()`` sampled into rates, by series name.
@@ -13,6 +15,25 @@ _TOTALS = {
     "bytes_in": ("bytes_received",),
     "datagrams_out": ("datagrams_sent",),
     "datagrams_in": ("datagrams_received",),
+}
+
+
+#: Cumulative figures of the layer panels sampled into rates: series → (layer, figure).
+_LAYER_TOTALS = {
+    "mix_mixed": ("mixnet", "mixed"),
+    "mix_dropped": ("mixnet", "dropped"),
+    "mix_loops_sent": ("mixnet", "loops_sent"),
+    "mix_loops_returned": ("mixnet", "loops_returned"),
+    "msg_polls": ("messaging", "polls"),
+    "msg_writes": ("messaging", "writes"),
+}
+#: Levels of the layer panels sampled as they are.
+_LAYER_GAUGES = {
+    "mix_queued": ("mixnet", "queued"),
+    "msg_outbox": ("messaging", "outbox"),
+    "train_round": ("training", "round"),
+    "train_accuracy": ("training", "accuracy"),
+    "train_epsilon": ("training", "epsilon"),
 }
 
 
@@ -28,7 +49,9 @@ class History:
 
     Each :meth:`sample` turns the growth of the cumulative counters since the
     previous one into per-second rates: bytes and datagrams each way, RPCs
-    each way, drops in all and by reason (only reasons that grew).  The deque
+    each way, drops in all and by reason (only reasons that grew), and the
+    layer panels' figures (mixnet packets and loops, messaging polls and
+    writes as rates; queues, training round, accuracy and ε as levels).  The deque
     bounds memory: ``size`` samples, each a few dozen numbers.
     """
 
@@ -44,6 +67,10 @@ class History:
         current["rpcs_out"] = _total(stats, "rpcs_sent")
         current["rpcs_in"] = _total(stats, "rpcs_received")
         current["drops"] = float(stats.get("drops_total", 0))
+        views = layer_views(stats, stats.get("services", ()))
+        for name, (layer, figure) in _LAYER_TOTALS.items():
+            if layer in views:
+                current[name] = float(views[layer][figure])
         drops = {k: v for k, v in stats.get("drops", {}).items() if isinstance(v, int)}
         sample: dict[str, Any] = {
             "t": round(now, 3),
@@ -51,10 +78,13 @@ class History:
             "sessions": stats.get("sessions", 0),
             "lookups_running": stats.get("lookups", {}).get("running", 0),
         }
+        for name, (layer, figure) in _LAYER_GAUGES.items():
+            if layer in views:
+                sample[name] = views[layer][figure]
         elapsed = now - self._last_at
         if self._last is not None and elapsed > 0:
             for name, value in current.items():
-                sample[name] = max(0.0, (value - self._last[name]) / elapsed)
+                sample[name] = max(0.0, (value - self._last.get(name, value)) / elapsed)
             sample["drops_by_reason"] = {
                 reason: (count - self._last_drops.get(reason, 0)) / elapsed
                 for reason, count in drops.items()

@@ -65,9 +65,13 @@ def _numeric_leaves(obj: Any, prefix: str = "") -> Iterable[tuple[str, float]]:
         yield prefix, obj
 
 
-def prometheus_text(stats: dict[str, Any], layers: Iterable[str] = ()) -> str:
+def prometheus_text(
+    stats: dict[str, Any], layers: Iterable[str] = (), views: dict[str, Any] | None = None
+) -> str:
     """The metrics of ``stats`` (a ``node.stats()``); ``layers`` are the services
-    whose own counters (numbers only) are exported as ``qdht_service_value``."""
+    whose own counters (numbers only) are exported as ``qdht_service_value``;
+    ``views`` are the page's layer panels (``layer_views``), exported as
+    ``qdht_<layer>_<figure>`` gauges with their drops by reason."""
     lines: list[str] = []
     for name, kind, help_text, key in _SCALARS:
         value = stats.get(key)
@@ -123,4 +127,29 @@ def prometheus_text(stats: dict[str, Any], layers: Iterable[str] = ()) -> str:
             for path, value in _numeric_leaves(stats.get(layer, {}))
         ],
     )
+    for layer, view in sorted((views or {}).items()):
+        lines += _view_families(layer, view)
     return "\n".join(lines) + "\n"
+
+
+def _view_families(layer: str, view: dict[str, Any]) -> list[str]:
+    """One gauge per figure of a layer's panel, its state strings as an info metric."""
+    lines: list[str] = []
+    states = {}
+    for figure, value in sorted(view.items()):
+        if figure == "drops":
+            continue
+        if isinstance(value, str):
+            states[figure] = value
+        elif isinstance(value, int | float):  # bools too: 0/1 gauges (an alarm, a role)
+            number = float(value) if isinstance(value, bool) else value
+            lines += _family(
+                f"qdht_{layer}_{figure}", "gauge", f"The {layer} panel's {figure}.", [({}, number)]
+            )
+    lines += _family(
+        f"qdht_{layer}_info",
+        "gauge",
+        f"The {layer} layer's states as labels (always 1).",
+        [(states, 1)],
+    )
+    return lines

@@ -24,7 +24,13 @@ from qdht.node import QuietCore, Service, ServiceContext, ServiceFactory
 from qdht.web._config import WebConfig
 from qdht.web._history import History
 from qdht.web._metrics import prometheus_text
-from qdht.web._snapshot import layer_state, lookup_json, records_json, routing_json
+from qdht.web._snapshot import (
+    layer_state,
+    layer_views,
+    lookup_json,
+    records_json,
+    routing_json,
+)
 
 if TYPE_CHECKING:
     from qdht.node import Node
@@ -170,6 +176,7 @@ class WebFace:
             "history": samples if full_history else samples[-1:],
             "records": records_json(node, now, self.config.max_records_shown),
             "layers": layer_state(stats, stats["services"]),
+            "views": layer_views(stats, stats["services"]),
             "web": self.core.stats(),
         }
 
@@ -177,7 +184,7 @@ class WebFace:
         """Prometheus text of the node's counters (``/metrics``)."""
         stats = self._node().stats()
         layers = [n for n in stats["services"] if n not in ("dht", "watch", "replication")]
-        return prometheus_text(stats, layers)
+        return prometheus_text(stats, layers, layer_views(stats, stats["services"]))
 
     def _publish(self) -> None:
         """Render the update every live page gets next, and wake them."""

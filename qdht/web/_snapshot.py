@@ -15,7 +15,7 @@ from qdht.wire import Tombstone
 if TYPE_CHECKING:
     from qdht.node import Node
 
-__all__ = ["layer_state", "lookup_json", "records_json", "routing_json"]
+__all__ = ["layer_state", "layer_views", "lookup_json", "records_json", "routing_json"]
 
 #: The services every node runs; their counters are the node's own.
 _CORE_SERVICES = frozenset({"dht", "watch", "replication", "web"})
@@ -122,3 +122,90 @@ def _numbers(obj: Any) -> Any:
 def layer_state(stats: dict[str, Any], services: Iterable[str]) -> dict[str, Any]:
     """The counters of the layers beyond the DHT (mixnet, messaging, training...)."""
     return {name: _numbers(stats.get(name, {})) for name in services if name not in _CORE_SERVICES}
+
+
+def _number(obj: Any, *keys: str) -> float | None:
+    """The first of ``keys`` that ``obj`` holds as a number (a layer may name it either way)."""
+    for key in keys:
+        value = obj.get(key) if isinstance(obj, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _drops(obj: dict[str, Any]) -> dict[str, int]:
+    drops = obj.get("drops", {})
+    return {str(k): v for k, v in drops.items() if isinstance(v, int)} if drops else {}
+
+
+def _mixnet_view(mix: dict[str, Any]) -> dict[str, Any]:
+    client = mix.get("client", {}) if isinstance(mix.get("client"), dict) else {}
+    role = mix.get("role", {}) if isinstance(mix.get("role"), dict) else {}
+    epochs = [e for e in mix.get("directory_epochs", []) if isinstance(e, int)]
+    return {
+        "mix": bool(mix.get("mix")),
+        "epoch": _number(mix, "epoch"),
+        "directory_epoch": _number(client, "directory_epoch") or max(epochs, default=None),
+        "directory_mixes": _number(client, "directory_mixes") or 0,
+        "mixed": _number(mix, "mixed") or 0,
+        "queued": _number(mix, "queued") or 0,
+        "queued_at_mix": _number(role, "queued") or 0,
+        "queued_here": _number(client, "queued") or 0,
+        "delivered": _number(role, "delivered") or 0,
+        "loops_sent": _number(mix, "loops_sent") or 0,
+        "loops_returned": _number(mix, "loops_returned") or 0,
+        "loops_lost": _number(client, "loops_lost") or 0,
+        "loop_alarm": bool(mix.get("loop_alarm")),
+        "replays": _number(mix, "replays") or 0,
+        "dropped": sum(_drops(mix).values()),
+        "drops": _drops(mix),
+    }
+
+
+def _messaging_view(msg: dict[str, Any]) -> dict[str, Any]:
+    # Counts and states only: never a contact's name, a key or a message.
+    delivery = msg.get("delivery")
+    return {
+        "contacts": _number(msg, "contacts") or 0,
+        "sessions": _number(msg, "sessions") or 0,
+        "outbox": _number(msg, "outbox_queued", "outbox") or 0,
+        "waiting": _number(msg, "waiting") or 0,
+        "delivery": delivery if isinstance(delivery, str) else None,
+        "writes": _number(msg, "writes") or 0,
+        "cover_writes": _number(msg, "cover_writes") or 0,
+        "polls": sum(_number(msg, k) or 0 for k in _POLLS),
+        "one_time_prekeys": _number(msg, "one_time_prekeys") or 0,
+        "slots_held": _number(msg, "slots_held") or 0,
+        "dropped": sum(_drops(msg).values()),
+        "drops": _drops(msg),
+    }
+
+
+def _training_view(train: dict[str, Any]) -> dict[str, Any]:
+    role = train.get("role")
+    epsilon = _number(train, "epsilon", "epsilon_spent")
+    return {
+        "role": role if isinstance(role, str) else None,
+        "round": _number(train, "round", "rounds", "last_round"),
+        "participants": _number(train, "participants", "cohort", "updates"),
+        "accuracy": _number(train, "accuracy"),
+        "epsilon": epsilon,
+        "abandoned": _number(train, "abandoned"),
+        "dropped": sum(_drops(train).values()),
+        "drops": _drops(train),
+    }
+
+
+#: Reads of the mailbox and slots that make up a messaging client's polling.
+_POLLS = ("slot_reads", "intro_reads", "mailbox_ops")
+#: The layers with a panel of their own on the page, and how each is read.
+_VIEWS = {"mixnet": _mixnet_view, "messaging": _messaging_view, "training": _training_view}
+
+
+def layer_views(stats: dict[str, Any], services: Iterable[str]) -> dict[str, Any]:
+    """The mixnet, messaging and training panels, from whatever their ``stats()`` report."""
+    return {
+        name: view(stats[name])
+        for name, view in _VIEWS.items()
+        if name in services and isinstance(stats.get(name), dict)
+    }

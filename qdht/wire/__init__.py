@@ -4,6 +4,9 @@
 bytes become messages and back; see ``protocol-spec/00-conventions.md``.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from qdht.wire._bootstrap import CONTACT_LIST_CONTEXT, MAX_LIST_CONTACTS, ContactList
 from qdht.wire._cbor import (
     DEFAULT_LIMITS,
@@ -46,22 +49,14 @@ from qdht.wire._registry import (
     message_types,
     peek_type,
     register,
+    register_lazy,
 )
 
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
-from qdht.wire import _mbox  # noqa: F401
 from qdht.wire import _resolve  # noqa: F401
-from qdht.wire import _echo  # noqa: F401
-from qdht.wire import _models  # noqa: F401
-from qdht.wire import _messaging  # noqa: F401
-from qdht.wire import _groups  # noqa: F401
 
-from qdht.wire import _mixnet  # noqa: F401
-
-from qdht.wire import _training  # noqa: F401
-from qdht.wire import _anon  # noqa: F401
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -85,7 +80,6 @@ from qdht.wire._dht import (
     SINGLE_RECORD_TYPES,
 )
 from qdht.wire._dht_fast import encode_nodes, intern_contact, parse_nodes
-from qdht.wire._echo import Echo, Echoed, MAX_ECHO_DATA
 from qdht.wire._resolve import IdentityResolved, ResolveIdentity
 from qdht.wire._identity import (
     EncryptedKeyFile,
@@ -160,111 +154,188 @@ from qdht.wire._identity import MAX_SCRYPT_LOG2_N, SALT_SIZE
 from qdht.wire._session import MAX_PAYLOAD
 from qdht.wire._session_fast import MAC_INPUT_HEAD
 
-from qdht.wire._models import (
-    CHUNK_KEY_SIZE,
-    CHUNK_SIZES,
-    Chunk,
-    GetChunk,
-    MAX_CHUNK_SIZE,
-    MAX_HAVE_BYTES,
-    MAX_MANIFEST_PAGES,
-    MAX_META_ENTRIES,
-    MAX_META_VALUE,
-    MAX_MODEL_NAME,
-    MAX_RANK,
-    MAX_TENSORS,
-    MAX_TENSOR_NAME,
-    ManifestRef,
-    ModelManifest,
-    ModelProvider,
-    ModelTensor,
-    TENSOR_DTYPES,
-)
+# Messages of the optional layers, imported on first use: a name from one of
+# these modules, or the first decode of one of its types (issue 19: a node
+# that never speaks a layer's messages does not load them).  One line per
+# module, with every type it registers (tests/wire/test_lazy.py checks them).
+# -- lazy message modules --
+LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
+    "qdht.wire._mbox": ("mbox_put", "mbox_get", "mbox_reply"),
+    "qdht.wire._echo": ("echo", "echoed"),
+    "qdht.wire._models": ("manifest", "manifest_ref", "provider", "get_chunk", "chunk"),
+    "qdht.wire._messaging": (
+        "prekeys",
+        "first_msg",
+        "first_env",
+        "ratchet_msg",
+        "slot",
+        "slot_delete",
+        "intro",
+    ),
+    "qdht.wire._groups": (
+        "leaf",
+        "key_package",
+        "proposal",
+        "commit",
+        "sealed",
+        "commit_slot",
+        "group_secrets",
+        "group_info",
+        "welcome",
+        "group_message",
+    ),
+    "qdht.wire._mixnet": ("packet", "delivery", "descriptor", "directory"),
+    "qdht.wire._training": (
+        "round_announce",
+        "round_update",
+        "secagg_setup",
+        "secagg_keys",
+        "secagg_neighbours",
+        "secagg_shares",
+        "secagg_forward",
+        "secagg_masked",
+        "secagg_unmask",
+        "secagg_reveal",
+        "gossip_model",
+        "device_signed",
+    ),
+    "qdht.wire._anon": (
+        "exit_get",
+        "exit_put",
+        "exit_answer",
+        "exit_forward",
+        "handoff",
+        "handoff_ack",
+    ),
+    "qdht.wire._anon_mbox": ("exit_mbox",),
+}
+for _module, _types in LAZY_MESSAGE_MODULES.items():
+    register_lazy(_module, _types)
 
-from qdht.wire._messaging import (
-    CT_SIZE,
-    FirstEnvelope,
-    FirstMessage,
-    HASH_SIZE,
-    IntroEntry,
-    MAX_BODY_SIZE,
-    MAX_ONE_TIME_PREKEYS,
-    MAX_TIME,
-    OneTimePrekey,
-    PrekeyRecord,
-    RatchetMessage,
-    SlotDelete,
-    SlotRecord,
-)
+if TYPE_CHECKING:
+    from qdht.wire._echo import Echo, Echoed, MAX_ECHO_DATA
+    from qdht.wire._models import (
+        CHUNK_KEY_SIZE,
+        CHUNK_SIZES,
+        Chunk,
+        GetChunk,
+        MAX_CHUNK_SIZE,
+        MAX_HAVE_BYTES,
+        MAX_MANIFEST_PAGES,
+        MAX_META_ENTRIES,
+        MAX_META_VALUE,
+        MAX_MODEL_NAME,
+        MAX_RANK,
+        MAX_TENSORS,
+        MAX_TENSOR_NAME,
+        ManifestRef,
+        ModelManifest,
+        ModelProvider,
+        ModelTensor,
+        TENSOR_DTYPES,
+    )
+    from qdht.wire._messaging import (
+        CT_SIZE,
+        FirstEnvelope,
+        FirstMessage,
+        HASH_SIZE,
+        IntroEntry,
+        MAX_BODY_SIZE,
+        MAX_ONE_TIME_PREKEYS,
+        MAX_TIME,
+        OneTimePrekey,
+        PrekeyRecord,
+        RatchetMessage,
+        SlotDelete,
+        SlotRecord,
+    )
+    from qdht.wire._messaging import MAX_SLOT_BOX, MIN_SLOT_BOX
+    from qdht.wire._mbox import MAX_INTROS_PER_REPLY, MAX_REASON_SIZE, MboxGet, MboxPut, MboxReply
+    from qdht.wire._groups import (
+        BLANK_REF,
+        Commit,
+        CommitSlot,
+        DIGEST_SIZE,
+        GROUP_ID_MAX,
+        GroupInfo,
+        GroupMessage,
+        GroupSecrets,
+        IDENTITY_MAX,
+        KeyPackage,
+        LeafNode,
+        MAX_MEMBERS,
+        MAX_PROPOSALS,
+        PROPOSAL_OPS,
+        Proposal,
+        SealedSecret,
+        Welcome,
+    )
+    from qdht.wire._anon import (
+        ANON_RECORD_TYPES,
+        ANON_STATUSES,
+        MAX_ANSWER_FRAGMENTS,
+        AnonAnswer,
+        AnonGet,
+        AnonPut,
+        AnonRecord,
+    )
+    from qdht.wire._anon import MAX_FORWARD_SIZE, AnonForward, AnonHandoff, AnonHandoffAck
+    from qdht.wire._anon_mbox import AnonMbox
+    from qdht.wire._mixnet import (
+        DESCRIPTOR_CONTEXT,
+        DIRECTORY_CONTEXT,
+        MAX_DIRECTORY_MIXES,
+        MAX_DIRECTORY_SIGNATURES,
+        MAX_LAYER,
+        MAX_PACKET_SIZE,
+        MIN_PACKET_SIZE,
+        MixDelivery,
+        MixDescriptor,
+        MixDirectory,
+        MixEntry,
+        MixPacket,
+    )
+    from qdht.wire._training import (
+        COMPRESSIONS,
+        FL_AGGREGATORS,
+        GossipModel,
+        MAX_COHORT,
+        MAX_NEIGHBOURS,
+        MAX_UPDATE_VALUES,
+        ROUND_ANNOUNCE_CONTEXT,
+        ROUND_ID_SIZE,
+        RoundAnnounce,
+        RoundUpdate,
+        SHARE_SIZE,
+        SecAggForward,
+        SecAggKeys,
+        SecAggMasked,
+        SecAggNeighbours,
+        SecAggReveal,
+        SecAggSetup,
+        SecAggShares,
+    )
+    from qdht.wire._training import SecAggUnmask
+    from qdht.wire._training import (
+        FL_SIGNED_CONTEXT,
+        MAX_SIGNED_MESSAGE,
+        DeviceSigned,
+        signed_message_bytes,
+    )
+else:
 
-from qdht.wire._messaging import MAX_SLOT_BOX, MIN_SLOT_BOX
-from qdht.wire._mbox import MAX_INTROS_PER_REPLY, MAX_REASON_SIZE, MboxGet, MboxPut, MboxReply
+    def __getattr__(name: str) -> Any:
+        """A name of a lazy message module: import the modules in turn until one has it."""
+        if name.startswith("__"):  # probes such as __wrapped__ load nothing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        for module_name in LAZY_MESSAGE_MODULES:
+            module = importlib.import_module(module_name)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-from qdht.wire._groups import (
-    BLANK_REF,
-    Commit,
-    CommitSlot,
-    DIGEST_SIZE,
-    GROUP_ID_MAX,
-    GroupInfo,
-    GroupMessage,
-    GroupSecrets,
-    IDENTITY_MAX,
-    KeyPackage,
-    LeafNode,
-    MAX_MEMBERS,
-    MAX_PROPOSALS,
-    PROPOSAL_OPS,
-    Proposal,
-    SealedSecret,
-    Welcome,
-)
-
-from qdht.wire._anon import (
-    ANON_RECORD_TYPES,
-    ANON_STATUSES,
-    AnonAnswer,
-    AnonGet,
-    AnonPut,
-    AnonRecord,
-)
-from qdht.wire._mixnet import (
-    DESCRIPTOR_CONTEXT,
-    DIRECTORY_CONTEXT,
-    MAX_DIRECTORY_MIXES,
-    MAX_DIRECTORY_SIGNATURES,
-    MAX_LAYER,
-    MAX_PACKET_SIZE,
-    MIN_PACKET_SIZE,
-    MixDelivery,
-    MixDescriptor,
-    MixDirectory,
-    MixEntry,
-    MixPacket,
-)
-
-from qdht.wire._training import (
-    COMPRESSIONS,
-    FL_AGGREGATORS,
-    GossipModel,
-    MAX_COHORT,
-    MAX_NEIGHBOURS,
-    MAX_UPDATE_VALUES,
-    ROUND_ANNOUNCE_CONTEXT,
-    ROUND_ID_SIZE,
-    RoundAnnounce,
-    RoundUpdate,
-    SHARE_SIZE,
-    SecAggForward,
-    SecAggKeys,
-    SecAggMasked,
-    SecAggNeighbours,
-    SecAggReveal,
-    SecAggSetup,
-    SecAggShares,
-)
-
-from qdht.wire._training import SecAggUnmask
 
 __all__ = [
     "ANON_RECORD_TYPES",
@@ -280,6 +351,7 @@ __all__ = [
     "DIGEST_SIZE",
     "DIRECTORY_CONTEXT",
     "FL_AGGREGATORS",
+    "FL_SIGNED_CONTEXT",
     "GROUP_ID_MAX",
     "HASH_SIZE",
     "HS_KINDS",
@@ -287,9 +359,11 @@ __all__ = [
     "IDENTITY_VERSION",
     "IMMUTABLE_KEY_PREFIX",
     "KEY_SIZE",
+    "LAZY_MESSAGE_MODULES",
     "MAC_INPUT_HEAD",
     "MAC_SIZE",
     "MAX_ADDRESSES",
+    "MAX_ANSWER_FRAGMENTS",
     "MAX_BODY_SIZE",
     "MAX_CACHE_LIFETIME",
     "MAX_CHUNK_SIZE",
@@ -298,6 +372,7 @@ __all__ = [
     "MAX_DIRECTORY_SIGNATURES",
     "MAX_ECHO_DATA",
     "MAX_ERROR_MESSAGE_BYTES",
+    "MAX_FORWARD_SIZE",
     "MAX_FRAGMENTS",
     "MAX_GRACE_PERIOD",
     "MAX_HAVE",
@@ -323,6 +398,7 @@ __all__ = [
     "MAX_RECORD_TIME",
     "MAX_SALT_SIZE",
     "MAX_SCRYPT_LOG2_N",
+    "MAX_SIGNED_MESSAGE",
     "MAX_SLOT_BOX",
     "MAX_TENSORS",
     "MAX_TENSOR_NAME",
@@ -361,7 +437,11 @@ __all__ = [
     "XWING_PUBLIC_KEY_SIZE",
     "Address",
     "AnonAnswer",
+    "AnonForward",
     "AnonGet",
+    "AnonHandoff",
+    "AnonHandoffAck",
+    "AnonMbox",
     "AnonPut",
     "AnonRecord",
     "AnyRecord",
@@ -374,6 +454,7 @@ __all__ = [
     "ContactList",
     "CookieReply",
     "DataPacket",
+    "DeviceSigned",
     "DhtMessage",
     "DhtRequest",
     "DhtResponse",
@@ -482,5 +563,7 @@ __all__ = [
     "peek_type",
     "record_key",
     "register",
+    "register_lazy",
     "set_key",
+    "signed_message_bytes",
 ]

@@ -7,6 +7,7 @@ that may parse it instead of trying each.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar, Final, Protocol, Self, TypeVar
 
 from qdht.errors import DecodeError
@@ -20,6 +21,7 @@ __all__ = [
     "message_types",
     "peek_type",
     "register",
+    "register_lazy",
 ]
 
 #: Longest allowed ``type`` value, in bytes.
@@ -45,6 +47,8 @@ class WireMessage(Protocol):
 M = TypeVar("M", bound=type[WireMessage])
 
 _REGISTRY: dict[str, type[WireMessage]] = {}
+#: Types whose module is not imported yet → that module (see :func:`register_lazy`).
+_LAZY: dict[str, str] = {}
 
 
 def register(cls: M) -> M:
@@ -53,11 +57,34 @@ def register(cls: M) -> M:
     if existing is not None and existing is not cls:
         raise RuntimeError(f"message type {cls.TYPE!r} registered twice")
     _REGISTRY[cls.TYPE] = cls
+    _LAZY.pop(cls.TYPE, None)
     return cls
 
 
+def register_lazy(module: str, types: tuple[str, ...]) -> None:
+    """Declare that importing ``module`` registers ``types``; import it on first use.
+
+    The messages of an optional layer cost a node that never speaks them
+    nothing (issue 19): the first :func:`decode` of one of ``types`` imports
+    ``module``, whose ``@register`` classes then take over.
+    """
+    for type_name in types:
+        if type_name in _REGISTRY:
+            raise RuntimeError(f"message type {type_name!r} registered twice")
+        _LAZY[type_name] = module
+
+
+def _load(type_name: str) -> type[WireMessage] | None:
+    module = _LAZY.pop(type_name, None)
+    if module is not None:
+        importlib.import_module(module)
+    return _REGISTRY.get(type_name)
+
+
 def message_types() -> dict[str, type[WireMessage]]:
-    """A copy of the registry: ``type`` value → message class."""
+    """A copy of the registry: ``type`` value → message class (lazy modules imported)."""
+    for type_name in list(_LAZY):
+        _load(type_name)
     return dict(_REGISTRY)
 
 
@@ -93,6 +120,12 @@ def decode_object(
     if type(type_name) is not str or len(type_name.encode()) > MAX_TYPE_LEN:
         raise DecodeError("field-type", f"{path}.type", "type must be a short text string")
     cls = _REGISTRY.get(type_name)
+    if cls is None:
+        if type_name in _LAZY and expect is not None:
+            # Every class in ``expect`` is imported, so this type is not one of
+            # them: refuse it without loading a layer for a remote peer's sake.
+            raise DecodeError("unexpected-type", f"{path}.type", repr(type_name))
+        cls = _load(type_name)
     if cls is None:
         raise DecodeError("unknown-type", f"{path}.type", repr(type_name))
     if expect is not None and cls not in expect:

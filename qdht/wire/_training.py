@@ -24,6 +24,7 @@ Pairs and triples inside arrays are CBOR arrays, not maps.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any, ClassVar, Final
 
@@ -37,12 +38,15 @@ from qdht.wire._registry import register
 __all__ = [
     "COMPRESSIONS",
     "FL_AGGREGATORS",
+    "FL_SIGNED_CONTEXT",
     "MAX_COHORT",
     "MAX_NEIGHBOURS",
+    "MAX_SIGNED_MESSAGE",
     "MAX_UPDATE_VALUES",
     "ROUND_ANNOUNCE_CONTEXT",
     "ROUND_ID_SIZE",
     "SHARE_SIZE",
+    "DeviceSigned",
     "GossipModel",
     "RoundAnnounce",
     "RoundUpdate",
@@ -54,6 +58,7 @@ __all__ = [
     "SecAggSetup",
     "SecAggShares",
     "SecAggUnmask",
+    "signed_message_bytes",
 ]
 
 #: ML-DSA-65 context of a round announcement (03-identity.md §1.3).
@@ -712,3 +717,53 @@ class GossipModel:
         if len(params) % 4:
             raise DecodeError("field-size", child_path(path, "params"), "not a multiple of 4")
         return cls(task, age, params)
+
+
+# ------------------------------------------------------------------- through the mixnet (§9.5)
+
+#: ML-DSA-65 context of a device's signed message to its coordinator (03-identity.md §1.3).
+FL_SIGNED_CONTEXT: Final = b"qdht/v1/fl-signed"
+#: The largest training message a device signs for the mixnet.
+MAX_SIGNED_MESSAGE: Final = 65536
+
+
+@register
+@attrs.frozen
+class DeviceSigned:
+    """A device's message to its coordinator, signed, for carriage through the mixnet (§9.5).
+
+    ``message`` is one encoded ``round_update`` or ``secagg_*`` message (which
+    names its round); ``sig`` is ML-DSA-65 by ``node``'s key with context
+    :data:`FL_SIGNED_CONTEXT` over ``node ‖ SHA3-256(message)``.
+    """
+
+    TYPE: ClassVar[str] = "device_signed"
+    node: bytes = attrs.field(validator=_bytes(NODE_ID_SIZE))
+    message: bytes = attrs.field(validator=_bytes(max_size=MAX_SIGNED_MESSAGE))
+    sig: bytes = attrs.field(validator=_bytes(MLDSA_SIG))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.message:
+            raise ConfigError("message must not be empty")
+
+    def signed_bytes(self) -> bytes:
+        """What ``sig`` covers (without the context)."""
+        return signed_message_bytes(self.node, self.message)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "node": self.node, "message": self.message, "sig": self.sig}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> DeviceSigned:
+        r = FieldReader(obj, path)
+        r.type_tag(cls.TYPE)
+        node = r.bytes_("node", size=NODE_ID_SIZE)
+        message = r.bytes_("message", min_size=1, max_size=MAX_SIGNED_MESSAGE)
+        sig = r.bytes_("sig", size=MLDSA_SIG)
+        r.finish()
+        return cls(node, message, sig)
+
+
+def signed_message_bytes(node: bytes, message: bytes) -> bytes:
+    """``node ‖ SHA3-256(message)``: what a device signs (with :data:`FL_SIGNED_CONTEXT`)."""
+    return node + hashlib.sha3_256(message).digest()

@@ -65,8 +65,17 @@ def _messaging_as(stderr: str) -> str:
 
 
 def test_demo_messaging_delivers_everything(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--messaging", "--nodes", "3", "--difficulty", "0"]) == 0
+    assert main(["demo", "--messaging", "--nodes", "3", "--difficulty", "0", "--direct"]) == 0
     out = capsys.readouterr().out
     assert "direct delivery" in out
     assert "read by Bob on return" in out
     assert "3/3" in out
+
+
+def test_demo_messaging_goes_through_mixes(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--messaging", "--nodes", "6", "--difficulty", "0", "--timeout", "120"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mixnet (3 mixes)" in out
+    assert "3/3" in out
+    assert re.search(r"requests sent directly\s*\|\s*0\s*\|", out), out

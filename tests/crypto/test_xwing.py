@@ -156,3 +156,27 @@ def test_repr_does_not_leak_the_seed() -> None:
     key = xwing.XWingPrivateKey.from_seed(bytes(range(32)))
     assert bytes(range(32)).hex() not in repr(key)
     assert "XWingPrivateKey" in repr(key)
+
+
+def test_a_loaded_public_key_encapsulates_like_the_bytes() -> None:
+    key = xwing.XWingPrivateKey.generate()
+    public = xwing.XWingPublicKey(key.public_key_bytes())
+    assert public.public_key_bytes() == key.public_key_bytes()
+    secrets = set()
+    for _ in range(3):
+        secret, ct = public.encapsulate()
+        assert len(ct) == xwing.CIPHERTEXT_SIZE
+        assert key.decapsulate(ct) == secret
+        secrets.add(secret)
+    assert len(secrets) == 3  # fresh randomness every time
+
+
+def test_a_loaded_public_key_refuses_what_encapsulate_refuses() -> None:
+    pk = xwing.XWingPrivateKey.generate().public_key_bytes()
+    with pytest.raises(CryptoError, match="public key must be 1216 bytes"):
+        xwing.XWingPublicKey(pk[:-1])
+    with pytest.raises(CryptoError, match="ML-KEM-768 public key"):
+        xwing.XWingPublicKey(b"\xff" * 3 + pk[3:])
+    low_order = xwing.XWingPublicKey(pk[:1184] + bytes(32))
+    with pytest.raises(CryptoError, match="low-order"):
+        low_order.encapsulate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import random
 from pathlib import Path
@@ -118,3 +119,21 @@ def test_checkpoints_are_saved_every_so_many_simulated_hours(
     )
     assert [hour for hour, _ in saves] == [2, 4]
     assert _durability.load_checkpoint(tmp_path / "run.ckpt").next_hour == 5
+
+
+def test_scenarios_in_parallel_processes_give_the_same_figures() -> None:
+    # --jobs runs each scenario in its own process: the same runs, same figures
+    # (only the times each process measured itself differ).
+    parser = argparse.ArgumentParser()
+    _durability.add_arguments(parser)
+    argv = ["--nodes", "16", "--records", "4", "--hours", "0.5", "--churn", "0.3", "0.5"]
+    one = _durability.run(parser.parse_args(argv)).metrics
+    two = _durability.run(parser.parse_args([*argv, "--jobs", "2"])).metrics
+
+    def figures(metrics: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in metrics.items() if not k.startswith(("wall_s", "cpu_s"))}
+
+    assert figures(two) == figures(one)
+    assert {"retrievable_churn30", "retrievable_churn50", "retrievable_mass30"} <= set(one)
+    assert one["cpu_s_churn50"] > 0
+    assert two["cpu_s_churn50"] > 0

@@ -486,3 +486,35 @@ print("ok")
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
         )
         assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_estimated_size_follows_every_change_of_the_table() -> None:
+    # estimated_size() is cached between changes: after each add, miss, answer,
+    # replacement and removal it equals the estimate computed afresh.
+    rng = random.Random(9)
+    local = rng.randbytes(32)
+    table = RoutingTable(local, now=0.0, config=RoutingConfig(k=4, replace_after_failures=2))
+    k = table.config.k
+
+    def fresh() -> float:
+        m = min(k, len(table))
+        if m == 0:
+            return 1.0
+        far = distance(local, table.closest(local, m)[-1].node_id)
+        return max(m + 1.0, m * float(1 << ID_BITS) / (far + 1))
+
+    ids: list[bytes] = []
+    for step in range(400):
+        now = float(step)
+        action = rng.random()
+        if action < 0.5 or not ids:
+            node_id = id_with_prefix(local, rng.choice([0, 1, 2, 8, 12, 16]), rng)
+            ids.append(node_id)
+            table.update_verified(contact_for(node_id, unique_ip(step)), now)
+        elif action < 0.75:
+            table.on_request_failed(rng.choice(ids), now)
+        elif action < 0.9:
+            table.on_response(rng.choice(ids), now)
+        else:
+            table.remove(rng.choice(ids), now)
+        assert table.estimated_size() == fresh()

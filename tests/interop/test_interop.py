@@ -102,9 +102,8 @@ async def test_js_peer_passes_every_case(node_with_js_peer: str) -> None:
     result = grades(report)
     # The JS peer has no model store (13-models.md is an optional layer).
     assert result.pop("model/5.3/1") == UNIMPLEMENTED
-    # The JS peer has no mix role (10-mixnet.md is optional for a target).
-    mix = {case_id: result.pop(case_id) for case_id in list(result) if case_id[:4] == "mix/"}
-    assert set(mix.values()) <= {UNIMPLEMENTED, OK}
+    # It runs the mix role (QDHT_MIX=1): the mix cases are graded like the rest.
+    assert any(case_id.startswith("mix/") for case_id in result)
     assert set(result.values()) == {OK}, [(r.id, r.details) for r in report.results]
 
 

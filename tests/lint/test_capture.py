@@ -63,6 +63,13 @@ class Sniffer:
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError:
             pytest.skip("capturing on lo needs root or CAP_NET_RAW")
+        # Room for a whole exchange: a sniffer thread starved of CPU on a busy
+        # machine must not lose frames to a full buffer (root may force it).
+        force = getattr(socket, "SO_RCVBUFFORCE", 33)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, force, 32 << 20)
+        except OSError:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.05)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -77,10 +84,14 @@ class Sniffer:
         self._sock.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # Every frame of the exchange is in the socket's buffer once the nodes
+        # have sent it; after the stop, read until the buffer is empty.
+        while True:
             try:
                 frame, addr = self._sock.recvfrom(65536)
             except TimeoutError:
+                if self._stop.is_set():
+                    return
                 continue
             if addr[2] == PACKET_OUTGOING:  # loopback shows every packet twice
                 continue
@@ -147,7 +158,6 @@ def _capture(tmp: Path, exchange: str) -> Captured:
                     return await _python_exchange(sniffer), None
 
             key, js = trio.run(run)
-            time.sleep(0.2)  # let the capture thread drain the socket (not a timed assertion)
     finally:
         if old is None:
             del os.environ[KEYLOG_ENV]

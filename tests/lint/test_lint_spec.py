@@ -216,6 +216,7 @@ SHOULD_TABLE = """
 | `S-MIX-1` | a packet of some geometry |
 | `S-MIX-2` | a descriptor that verifies |
 | `S-MIX-3` | a directory of usable keys |
+| `S-MIX-4` | a forwarded message with a type |
 """
 
 

@@ -348,7 +348,7 @@ async def test_a_holder_keeps_its_mailboxes_across_a_restart(
         await trio.sleep(86400 + 1200)
         assert core.slots.slots == {}
         assert core.stats()["expired"] == 2
-        assert holder.messaging.store.execute("SELECT COUNT(*) FROM held").fetchone() == (0,)
+        assert holder.messaging.held.count() == 0
 
 
 def _put_intro(box: bytes, entry: IntroEntry, rid: bytes) -> MboxPut:
@@ -357,7 +357,7 @@ def _put_intro(box: bytes, entry: IntroEntry, rid: bytes) -> MboxPut:
 
 async def test_local_misuse_raises_clear_errors(autojump_clock: trio.testing.MockClock) -> None:
     with pytest.raises(ConfigError, match="mixnet"):
-        MessagingConfig(delivery="mixnet")
+        MessagingConfig(delivery="mixnets")
     with pytest.raises(ConfigError, match="slot_size"):
         MessagingConfig(slot_size=10)
     async with network(2, seed=6) as net:

@@ -28,7 +28,9 @@ def enc(message: dict[str, Any]) -> bytes:
     return cbor2.dumps(message, canonical=True)
 
 
-@pytest.mark.parametrize("rule", ["mix-packet", "mix-descriptor", "mix-directory"])
+@pytest.mark.parametrize(
+    "rule", ["mix-packet", "mix-descriptor", "mix-directory", "mix-exit_forward", "mix-handoff"]
+)
 def test_the_valid_vectors_are_ok(linter: Linter, rule: str) -> None:
     assert linter.lint(enc(first_valid(rule))).verdict == OK
 
@@ -56,3 +58,9 @@ def test_a_directory_with_an_unusable_key_is_non_strict(linter: Linter) -> None:
     mixes = [dict(directory["mixes"][0], key=b"\xff" * 1216), *directory["mixes"][1:]]
     verdict = linter.lint(enc(dict(directory, mixes=mixes)))
     assert (verdict.verdict, verdict.should) == (NON_STRICT, ("S-MIX-3",))
+
+
+@pytest.mark.parametrize("rule", ["mix-exit_forward", "mix-handoff"])
+def test_a_forwarded_message_without_a_type_is_non_strict(linter: Linter, rule: str) -> None:
+    verdict = linter.lint(enc(dict(first_valid(rule), message=b"not cbor")))
+    assert (verdict.verdict, verdict.should) == (NON_STRICT, ("S-MIX-4",))

@@ -68,7 +68,9 @@ def test_each_hop_holds_for_its_delay_then_forwards_and_the_exit_receives() -> N
     assert out.peer == roles[1].node_id
     assert isinstance(out.message, MixPacket)
     roles[1].receive_packet(out.message.data, roles[0].node_id, T0 + 0.1)
-    (out,) = roles[1].packets_to_send(T0 + 0.14)
+    (out,) = roles[1].packets_to_send(T0 + 0.15)  # its timer ran 10 ms late
+    assert list(roles[0].release_lateness) == [pytest.approx(0.0, abs=1e-6)]
+    assert list(roles[1].release_lateness) == [pytest.approx(0.01, abs=1e-6)]
     assert out.peer == roles[2].node_id
     assert isinstance(out.message, MixPacket)
     roles[2].receive_packet(out.message.data, roles[1].node_id, T0 + 0.14)

@@ -11,17 +11,23 @@ import pytest
 from qdht.crypto import xwing
 from qdht.errors import DecodeError
 from qdht.mixnet import (
+    KIND_REPLY_FRAGMENT,
+    KIND_REQUEST_FRAGMENT,
     Deliver,
     Drop,
     Forward,
     Geometry,
     MixnetConfig,
+    Reassembler,
     ReplayFilter,
     SurbKeys,
     decode_payload,
     derive_hop_keys,
+    fragment_chunk_size,
     open_surb_reply,
+    parse_fragment,
     replay_tag,
+    split_message,
     surb_payload_keys,
     unwrap,
     verify_descriptor,
@@ -86,6 +92,36 @@ def test_forward_payload_is_the_request_with_its_reply_block() -> None:
     assert message is not None
     assert message.surb is not None
     assert message.surb.to_bytes().hex() == PACKETS["surb_reply"]["surb"]
+
+
+def test_fragment_vectors_split_frame_and_join() -> None:
+    vector = PACKETS["fragments"]
+    message_id = bytes.fromhex(vector["message_id"])
+    assert vector["chunk_size"] == fragment_chunk_size(GEOMETRY)
+    for name, kind in (("request", KIND_REQUEST_FRAGMENT), ("answer", KIND_REPLY_FRAGMENT)):
+        store = Reassembler(max_fragments=8, max_open=4, timeout=30.0)
+        whole = None
+        payloads = [bytes.fromhex(p) for p in vector[f"{name}_payloads"]]
+        for payload in payloads:
+            message = decode_payload(GEOMETRY, payload)
+            assert message is not None
+            assert message.kind == kind
+            assert (message.surb is not None) == (kind == KIND_REQUEST_FRAGMENT)
+            fragment = parse_fragment(GEOMETRY, message.data)
+            assert fragment is not None
+            assert fragment.message_id == message_id
+            whole = store.add(fragment, message.surb, 0.0)
+        assert whole is not None
+        assert whole.data == bytes.fromhex(vector[name])
+        # The sender's split is the one the vector shows.
+        count = len(payloads)
+        again = split_message(GEOMETRY, whole.data, message_id, count=count)
+        assert [f.to_bytes() for f in again] == [
+            decode_payload(GEOMETRY, p).data  # type: ignore[union-attr]
+            for p in payloads
+        ]
+    for case in vector["invalid"]:
+        assert parse_fragment(GEOMETRY, bytes.fromhex(case["data"])) is None, case["comment"]
 
 
 def test_reply_creator_opens_the_delivered_payload() -> None:

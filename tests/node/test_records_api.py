@@ -12,11 +12,11 @@ import trio
 import trio.testing
 
 from qdht import Config, Node, open_node
-from qdht.dht import MemoryRecordStore
+from qdht.dht import MemoryRecordStore, sign_mutable
 from qdht.errors import ConfigError, RecordRejectedError
 from qdht.identity import Identity
 from qdht.testing import MemoryNetwork
-from qdht.wire import immutable_key
+from qdht.wire import MutableRecord, immutable_key
 
 DIFFICULTY = 0
 
@@ -229,3 +229,73 @@ async def test_a_get_counts_what_the_node_holds_itself(
         assert record.value == b"mine"
         assert [e.value for e in await a.get_set(b"topic")] == [b"entry"]
         assert skey == a.set_key(b"topic")
+
+
+def _newer(n: int, node: Node, salt: bytes, seq: int, value: bytes) -> MutableRecord:
+    """A version of identity ``n``'s mutable record ``salt`` signed elsewhere."""
+    expires = int(node.core.unix_time(trio.current_time())) + 5000
+    return sign_mutable(identity(n).mldsa, salt=salt, seq=seq, value=value, expires=expires)
+
+
+async def test_a_superseded_version_is_no_longer_republished(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(10, republish_interval=600.0) as nodes:
+        publisher = nodes[2]
+        held = await publisher.put_mutable(b"v0", salt=b"held", ttl=5000)
+        fetched = await publisher.put_mutable(b"v0", salt=b"fetched", ttl=5000)
+        replaced = await publisher.put_signed(_newer(2, publisher, b"replaced", 1, b"v1"))
+        # The same identity publishes newer versions from another device.
+        await nodes[6].put_signed(_newer(2, publisher, b"held", 5, b"v5"), ttl_remember=False)
+        await nodes[6].put_signed(_newer(2, publisher, b"fetched", 3, b"v3"), ttl_remember=False)
+        # The publisher replaces one itself without asking to keep the new one.
+        await publisher.put_signed(_newer(2, publisher, b"replaced", 2, b"v2"), ttl_remember=False)
+        assert replaced not in publisher.published()
+        # A get that finds a newer version of a key this node republishes stops it.
+        publisher.core.records = MemoryRecordStore()  # it holds no copy: only a get can tell
+        record = await publisher.get_record(fetched)
+        assert record is not None
+        assert record.value == b"v3"
+        assert fetched not in publisher.published()
+        # A newer version held here (10 nodes: every node holds every key) stops
+        # the republish when it comes due.
+        await nodes[8].put_signed(_newer(2, publisher, b"held", 5, b"v5"), ttl_remember=False)
+        assert publisher.core.local_records(held, trio.current_time())[0].seq == 5
+        assert held in publisher.published()
+        before = publisher.stats()["records_republished"]
+        await trio.sleep(700)
+        assert publisher.published() == []
+        assert publisher.stats()["records_superseded"] == 3
+        assert publisher.stats()["records_republished"] == before
+        assert await nodes[7].get(held) == b"v5"
+
+
+async def test_a_version_superseded_elsewhere_stops_after_holders_refuse_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(12, k=3, republish_interval=600.0) as nodes:
+        publisher = nodes[2]
+        now = trio.current_time
+
+        # A key the publisher does not hold: it is not among the 3 closest nodes.
+        def closest(key: bytes) -> list[bytes]:
+            by_distance = sorted(n.node_id for n in nodes)
+            by_distance.sort(key=lambda i: int.from_bytes(i, "big") ^ int.from_bytes(key, "big"))
+            return by_distance[:3]
+
+        salt = next(
+            s
+            for s in (b"s%d" % i for i in range(100))
+            if publisher.node_id not in closest(publisher.mutable_key(s))
+        )
+        key = await publisher.put_mutable(b"v0", salt=salt, ttl=5000)
+        await nodes[6].put_signed(_newer(2, publisher, salt, 5, b"v5"), ttl_remember=False)
+        assert not publisher.core.local_records(key, now())  # only the holders know
+        await trio.sleep(700)  # republished once, refused as stale by the holders
+        assert key in publisher.published()
+        republished = publisher.stats()["records_republished"]
+        await trio.sleep(600)  # next turn: a get confirms the newer version first
+        assert key not in publisher.published()
+        assert publisher.stats()["records_superseded"] == 1
+        assert publisher.stats()["records_republished"] == republished
+        assert await nodes[9].get(key) == b"v5"

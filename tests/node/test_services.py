@@ -17,7 +17,7 @@ import trio.testing
 from qdht import Config, Node, open_node
 from qdht.errors import ConfigError, LookupFailedError
 from qdht.identity import Identity
-from qdht.node import Outgoing, Service, ServiceContext, ServiceTable
+from qdht.node import Outgoing, QuietCore, Service, ServiceContext, ServiceTable
 from qdht.testing import EchoCore, MemoryNetwork, echo, echo_service
 from qdht.wire import Echo, Echoed, encode, peek_type
 
@@ -166,3 +166,45 @@ def test_outgoing_and_events_come_from_every_core() -> None:
 )
 def test_peek_type_reads_only_a_well_formed_type(payload: bytes, expected: str | None) -> None:
     assert peek_type(payload) == expected
+
+
+class _TimedCore(QuietCore):
+    """A core with one deadline that records when its timer ran."""
+
+    def __init__(self, at: float) -> None:
+        self.at: float | None = at
+        self.ran: list[float] = []
+
+    def drop(self, reason: str) -> None:
+        raise AssertionError(reason)
+
+    def stats(self) -> dict[str, Any]:
+        return {"ran": len(self.ran)}
+
+    def get_timer(self) -> float | None:
+        return self.at
+
+    def handle_timer(self, now: float) -> None:
+        self.ran.append(now)
+        self.at = None
+
+
+@pytest.mark.parametrize("grace", [True, False])
+async def test_a_late_timer_waits_out_the_stall_only_when_the_service_asks(
+    autojump_clock: trio.testing.MockClock, grace: bool
+) -> None:
+    net = MemoryNetwork(seed=3)
+    start = trio.current_time()
+    core = _TimedCore(start + 1.0)
+
+    def timed(context: ServiceContext) -> Service:
+        return Service("timed", core, stall_grace=grace)
+
+    async with net.open_transport() as t, open_node(config(0), transport=t, services=[timed]):
+        await trio.sleep(0.5)
+        autojump_clock.jump(1.0)  # the process stalls past the deadline, 0.5 s late
+        await trio.sleep(2.0)
+    assert len(core.ran) == 1
+    late = core.ran[0] - (start + 1.0)
+    # With the grace, it first gives the peers the 0.5 s back; without, it catches up at once.
+    assert late == pytest.approx(1.0 if grace else 0.5, abs=0.01)

@@ -138,15 +138,26 @@ def test_rates_must_be_positive(field: str) -> None:
         SessionConfig(**{field: 0})
 
 
-def test_a_garbage_flood_mutes_its_source_but_not_its_sessions() -> None:
+A_ADDR = ("192.0.2.1", 5000)
+
+
+def established(
+    config: SessionConfig | None = None,
+) -> tuple[Wire, SessionEndpoint, SessionEndpoint]:
+    """A (identity 0, at A_ADDR) with a session to B (identity 1, ``config``)."""
     wire = Wire()
-    a_addr = ("192.0.2.1", 5000)
-    config = SessionConfig(unauthenticated_per_address=1.0, unauthenticated_burst_per_address=10)
-    ea = wire.add(a_addr, identity(0))
+    ea = wire.add(A_ADDR, identity(0))
     eb = wire.add(B, identity(1), config)
     ea.send_message(identity(1).node_id, b"before", 0.0, addr=B)
-    wire.pump()  # the handshake's few datagrams fit in the burst
+    wire.pump()  # the handshake's few datagrams fit in any burst below
     assert any(isinstance(e, SessionEstablished) for e in events(eb))
+    return wire, ea, eb
+
+
+def test_a_garbage_flood_mutes_its_source_but_not_its_sessions() -> None:
+    config = SessionConfig(unauthenticated_per_address=1.0, unauthenticated_burst_per_address=10)
+    wire, ea, eb = established(config)
+    a_addr = A_ADDR
     for n in range(200):  # garbage from A's address (A itself, or a forger)
         eb.receive_datagram(bytes([n % 256]) * 40, a_addr, 0.0)
     assert eb.stats()["drops"]["source-muted"] >= 180
@@ -165,13 +176,7 @@ def test_a_garbage_flood_mutes_its_source_but_not_its_sessions() -> None:
 
 
 def test_a_refused_peer_is_dropped_before_decryption_until_the_refusal_ends() -> None:
-    wire = Wire()
-    a_addr = ("192.0.2.1", 5000)
-    ea = wire.add(a_addr, identity(0))
-    eb = wire.add(B, identity(1))
-    ea.send_message(identity(1).node_id, b"before", 0.0, addr=B)
-    wire.pump()
-    events(eb)
+    wire, ea, eb = established()
     eb.refuse(identity(0).node_id, until=5.0)
     ea.send_message(identity(1).node_id, b"while banned", 0.0)
     wire.pump()
@@ -181,10 +186,71 @@ def test_a_refused_peer_is_dropped_before_decryption_until_the_refusal_ends() ->
     wire.now = 6.0
     ea.send_message(identity(1).node_id, b"after", 6.0)
     wire.pump()
-    assert MessageReceived(identity(0).node_id, a_addr, b"after") in events(eb)
+    assert MessageReceived(identity(0).node_id, A_ADDR, b"after") in events(eb)
 
 
 def test_refuse_checks_its_argument() -> None:
     eb = responder()
     with pytest.raises(SessionError, match="node_id"):
         eb.refuse(b"short", 1.0)
+
+
+def test_a_repeat_offender_is_muted_twice_as_long_each_time_up_to_the_maximum() -> None:
+    config = SessionConfig(
+        unauthenticated_per_address=1.0,
+        unauthenticated_burst_per_address=5,
+        mute_time=1.0,
+        max_mute_time=4.0,
+    )
+    eb = SessionEndpoint(identity(1), config)
+    src = ("192.0.2.9", 7000)
+    key = "192.0.2.9"  # sources are counted by IP address (the port is ignored)
+    now = 0.0
+    lengths = []
+    for _ in range(4):
+        while key not in eb.muted_sources:  # garbage until the source is muted
+            eb.receive_datagram(b"\x00" * 40, src, now)
+        lengths.append(eb.muted_sources[key] - now)
+        now = eb.muted_sources[key] + 0.1  # offends again just after its mute ends
+        eb.receive_datagram(b"\x00" * 40, src, now)  # heard again: not muted
+        assert eb.stats()["drops"]["malformed"] >= 1
+    assert lengths == pytest.approx([1.0, 2.0, 4.0, 4.0])
+    # A source that stays quiet as long as its last mute lasted starts again at mute_time.
+    quiet = now + 4.5
+    while eb.muted_sources.get(key, 0.0) <= quiet:
+        eb.receive_datagram(b"\x00" * 40, src, quiet)
+    assert eb.muted_sources[key] - quiet == pytest.approx(1.0)
+
+
+def test_many_sources_under_their_own_limit_share_one_budget_and_get_muted() -> None:
+    config = SessionConfig(unauthenticated_global=100.0, unauthenticated_burst_global=50)
+    wire, ea, eb = established(config)
+    sources = [(f"198.51.100.{i}", 9000) for i in range(1, 17)]
+    for n in range(10):  # 16 sources, 10 datagrams each: far under 200/s apiece
+        for src in sources:
+            eb.receive_datagram(bytes([n]) * 40, src, 0.01 * n)
+    drops = eb.stats()["drops"]
+    assert drops["malformed"] + drops["unauthenticated-global"] <= 160
+    assert drops["malformed"] <= 50 + 1  # the burst, and what refilled meanwhile
+    assert drops["unauthenticated-global"] >= 1
+    muted = [src for src in sources if src[0] in eb.muted_sources]
+    assert len(muted) == len(sources)  # every source of the overload
+    assert drops["source-muted"] >= 16 * 5
+    # The established session is not charged and not queued behind them.
+    ea.send_message(identity(1).node_id, b"during", 0.1)
+    wire.pump()
+    assert MessageReceived(identity(0).node_id, A_ADDR, b"during") in events(eb)
+
+
+def test_a_refused_peer_blocks_its_own_address_only() -> None:
+    _, ea, eb = established()
+    eb.refuse(identity(0).node_id, until=5.0)
+    ea.send_message(identity(1).node_id, b"flood", 1.0)
+    packets = ea.datagrams_to_send(1.0)
+    for data, _ in packets:  # the same packet from a forged address: no block
+        eb.receive_datagram(data, ("203.0.113.5", 1), 1.0)
+    assert eb.blocked_sources == {}
+    for data, _ in packets:
+        eb.receive_datagram(data, A_ADDR, 1.0)
+    assert eb.blocked_sources == {A_ADDR: 5.0}
+    assert eb.stats()["drops"]["refused-peer"] >= 2

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+import trio
 
 from qdht.errors import ConfigError
 from qdht.testing import check_datagram_transport
@@ -64,3 +65,17 @@ async def test_unknown_kind_raises_and_body_errors_are_unwrapped() -> None:
         assert udp.socket.fileno() == -1  # closing the multi-transport closed what it holds
     with pytest.raises(ConfigError, match="at least one"):
         MultiTransport([])
+
+
+async def test_the_source_filter_reaches_the_udp_transport() -> None:
+    async with (
+        open_udp_transport("127.0.0.1", 0) as udp,
+        open_udp_transport("127.0.0.1", 0) as flooder,
+        MultiTransport([udp]) as multi,
+    ):
+        f = flooder.local_addresses[0]
+        multi.set_source_filter({(f.host, f.port): trio.current_time() + 60}, b"\xa4")
+        await flooder.send(b"garbage", udp.local_addresses[0])
+        await flooder.send(b"\xa4kept", udp.local_addresses[0])
+        assert await multi.receive() == (b"\xa4kept", f)
+        assert udp.stats()["drop_source-muted"] == 1

@@ -277,3 +277,30 @@ async def test_rebind_after_close_is_refused() -> None:
         pass
     with pytest.raises(trio.ClosedResourceError):
         t.rebind()
+
+
+async def test_muted_and_blocked_sources_are_dropped_as_they_are_read() -> None:
+    async with (
+        open_udp_transport("127.0.0.1", 0) as t,
+        open_udp_transport("127.0.0.1", 0) as flooder,
+        open_udp_transport("127.0.0.1", 0) as banned,
+        open_udp_transport("127.0.0.1", 0) as honest,
+    ):
+        dst = t.local_addresses[0]
+        f, b = flooder.local_addresses[0], banned.local_addresses[0]
+        until = trio.current_time() + 60.0
+        t.set_source_filter({(f.host, f.port): until}, b"\xa4", {(b.host, b.port): until})
+        await flooder.send(b"garbage", dst)  # muted: dropped
+        await flooder.send(b"\xa4session", dst)  # muted, but may be a session's packet: kept
+        await banned.send(b"\xa4session", dst)  # blocked: dropped, whatever it is
+        await honest.send(b"hello", dst)
+        got = [await t.receive(), await t.receive()]
+        assert got == [(b"\xa4session", f), (b"hello", honest.local_addresses[0])]
+        stats = t.stats()
+        assert stats["drop_source-muted"] == 1
+        assert stats["drop_source-blocked"] == 1
+        assert stats["datagrams_received"] == 4  # what the socket delivered
+        # A mute that has ended drops nothing.
+        t.set_source_filter({(f.host, f.port): trio.current_time()}, b"\xa4")
+        await flooder.send(b"heard again", dst)
+        assert await t.receive() == (b"heard again", f)

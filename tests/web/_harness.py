@@ -4,30 +4,67 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import attrs
 import trio
 
 from qdht import Config, Node, open_node
+from qdht.node import QuietCore, Service, ServiceContext
 from qdht.testing import build_network
 from qdht.web import WEB_SERVICE, WebConfig, WebFace, web_service
 
 DIFFICULTY = 0
 
 
+class TrainingStats(QuietCore):
+    """Stands in for the training layer's service (``node.training`` is not built yet):
+    a coordinator's figures under the name ``training``, moving a round at a time."""
+
+    def __init__(self) -> None:
+        self.round = 0
+
+    def drop(self, reason: str) -> None:
+        raise AssertionError(reason)
+
+    def stats(self) -> dict[str, Any]:
+        self.round += 1
+        return {
+            "role": "coordinator",
+            "round": self.round,
+            "participants": 12,
+            "accuracy": min(0.95, 0.5 + 0.05 * self.round),
+            "epsilon": 0.4 * self.round,
+            "drops": {},
+        }
+
+
+def training_stats(context: ServiceContext) -> Service:
+    return Service("training", TrainingStats())
+
+
 @asynccontextmanager
 async def page_node(
-    peers: int = 6, web: WebConfig | None = None, *, seed: int = 19
+    peers: int = 6,
+    web: WebConfig | None = None,
+    *,
+    seed: int = 19,
+    layers: dict[str, Any] | None = None,
+    training: bool = False,
 ) -> AsyncIterator[tuple[Node, WebFace]]:
     """``peers`` nodes on an in-memory network (real clock) and one more, bootstrapped,
-    serving its page on 127.0.0.1 (an ephemeral port unless ``web`` says otherwise)."""
+    serving its page on 127.0.0.1 (an ephemeral port unless ``web`` says otherwise).
+    ``layers`` are ``Config`` fields turning layers on (``mixnet=MixnetConfig()``...);
+    ``training`` adds the stand-in training service."""
     web = web if web is not None else WebConfig(port=0, update_interval=0.2)
     async with build_network(
         peers, seed=seed, difficulty=DIFFICULTY, access_latency=(0.0, 0.001)
     ) as sim:
-        config = Config(puzzle_difficulty=DIFFICULTY, k=4)
+        config = attrs.evolve(Config(puzzle_difficulty=DIFFICULTY, k=4), **(layers or {}))
+        services = [web_service(web), *([training_stats] if training else [])]
         async with (
             sim.network.open_transport() as transport,
-            open_node(config, transport=transport, services=[web_service(web)]) as node,
+            open_node(config, transport=transport, services=services) as node,
         ):
             await node.bootstrap([sim.nodes[0].contact])
             face = node.services.get(WEB_SERVICE).face

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 import trio
 
+from qdht.messaging import MessagingConfig
+from qdht.mixnet import MixnetConfig
+
 from ._harness import page_node
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -70,15 +73,36 @@ return done('find_node') && done('put') && hops > 0
 """
 
 
-async def test_the_page_fills_its_peer_table_and_draws_a_lookup(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+LAYER_PANELS = """
+const shown = (id) => !document.getElementById('panel-' + id).hidden;
+const cards = (id) => [...document.querySelectorAll('#' + id + '-cards .card')]
+    .map(c => c.textContent);
+const ok = shown('mixnet') && shown('messaging') && shown('training')
+    && cards('mixnet').some(t => t.endsWith('directory epoch'))
+    && cards('messaging').some(t => t.endsWith('contacts'))
+    && cards('training').some(t => t.startsWith('coordinator'))
+    && cards('training').some(t => t.includes('%') && t.endsWith('accuracy'));
+return ok ? [cards('mixnet'), cards('messaging'), cards('training')] : null;
+"""
+NO_LAYER_PANELS = """
+return ['mixnet', 'messaging', 'training'].every(
+    id => document.getElementById('panel-' + id).hidden) ? 'hidden' : null;
+"""
+
+
+def _need_browser(monkeypatch: pytest.MonkeyPatch) -> None:
     if CHROMIUM is None or DRIVER is None:
         if os.environ.get("QDHT_REQUIRE_BROWSER") == "1":
             pytest.fail("chromium and chromium-driver are required (QDHT_REQUIRE_BROWSER=1)")
         pytest.skip("needs Debian's chromium and chromium-driver")
     monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must never fetch a browser
-    shot = Path(os.environ.get("QDHT_WEB_SCREENSHOT", tmp_path / "web-page.png"))
+
+
+async def test_the_page_fills_its_peer_table_and_draws_a_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _need_browser(monkeypatch)
+    shot = tmp_path / "web-page.png"
     async with page_node(peers=12) as (node, face):
         assert face.url is not None
         driver = await trio.to_thread.run_sync(_browser, tmp_path / "profile")
@@ -94,6 +118,42 @@ async def test_the_page_fills_its_peer_table_and_draws_a_lookup(
                 driver.execute_script, "return document.getElementById('status').textContent"
             )
             assert status == "live"
+            assert await trio.to_thread.run_sync(_wait_for, driver, NO_LAYER_PANELS) == "hidden"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            assert await trio.to_thread.run_sync(driver.save_screenshot, str(shot))
+            assert (await trio.Path(shot).stat()).st_size > 10_000
+        finally:
+            await trio.to_thread.run_sync(driver.quit)
+
+
+async def test_the_page_shows_the_mixnet_messaging_and_training_panels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the layers on, each gets its panel (the screenshot in ``docs/`` is this page)."""
+    _need_browser(monkeypatch)
+    shot = Path(os.environ.get("QDHT_WEB_SCREENSHOT", tmp_path / "web-page.png"))
+    layers = {"mixnet": MixnetConfig(), "messaging": MessagingConfig()}
+    async with page_node(peers=12, layers=layers, training=True) as (node, face):
+        assert face.url is not None
+        driver = await trio.to_thread.run_sync(_browser, tmp_path / "profile")
+        try:
+            await trio.to_thread.run_sync(driver.get, face.url)
+            await trio.to_thread.run_sync(_wait_for, driver, PEER_ROWS)
+            await node.find_node(bytes(32))
+            await node.put(b"shown by key and size only")
+            await trio.to_thread.run_sync(_wait_for, driver, LOOKUP_ROW)
+            mixnet, messaging, training = await trio.to_thread.run_sync(
+                _wait_for, driver, LAYER_PANELS
+            )
+            assert "clientrole" in mixnet  # a card is its figure, then its name
+            assert any(card.endswith("outbox") for card in messaging)
+            assert "12participants" in training
+            # A few samples drawn in the panels' charts before the screenshot.
+            await trio.to_thread.run_sync(_wait_for, driver, "return history.length >= 8")
+            height = await trio.to_thread.run_sync(
+                driver.execute_script, "return document.documentElement.scrollHeight"
+            )
+            await trio.to_thread.run_sync(driver.set_window_size, 1500, int(height) + 140)
             shot.parent.mkdir(parents=True, exist_ok=True)
             assert await trio.to_thread.run_sync(driver.save_screenshot, str(shot))
             assert (await trio.Path(shot).stat()).st_size > 10_000

@@ -1,8 +1,10 @@
 """Federated training: local trainers, aggregation, DP, compression, SecAgg, rounds.
 
-Implements ``protocol-spec/14-training.md``.  Everything here is sans-IO:
-time is an argument, randomness is injectable, nothing touches a socket.
-The node wires these cores to the model store and the network.
+Implements ``protocol-spec/14-training.md``.  The cores are sans-IO: time
+is an argument, randomness is injectable, nothing touches a socket.  The
+``training`` service (``Config.training``, ``node.training``: :class:`TrainingCore`
+and its Trio face :class:`TrainingFace`, §9) runs them on a node, with the
+model store carrying each round's model.
 """
 
 from typing import TYPE_CHECKING
@@ -31,6 +33,13 @@ from qdht.models.training._data import (
     split_shards,
 )
 from qdht.models.training._demo import DemoResult, plot_demo, run_demo
+from qdht.models.training._face import (
+    CoordinatedRun,
+    TrainingFace,
+    enrol_topic,
+    training_model_name,
+    training_service,
+)
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import (
     PrivacyAccountant,
@@ -55,6 +64,15 @@ from qdht.models.training._secagg import (
     default_neighbours,
     graph_neighbours,
     quantize_for_sum,
+)
+from qdht.models.training._service import (
+    ANONYMOUS_TRAINING_TYPES,
+    TRAINING_MESSAGE_TYPES,
+    RoundEnded,
+    RoundJoined,
+    SendAnonymously,
+    TrainingCore,
+    TrainingLayerConfig,
 )
 from qdht.models.training._shamir import (
     PRIME,
@@ -96,11 +114,14 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AGGREGATOR_NAMES",
+    "ANONYMOUS_TRAINING_TYPES",
     "MLP",
     "PRIME",
     "SHARE_BYTES",
+    "TRAINING_MESSAGE_TYPES",
     "Aggregator",
     "CoordinateMedian",
+    "CoordinatedRun",
     "Dataset",
     "DemoResult",
     "FedAvg",
@@ -114,17 +135,23 @@ __all__ = [
     "QuantizedUpdate",
     "RoundCoordinator",
     "RoundDevice",
+    "RoundEnded",
+    "RoundJoined",
     "RoundParams",
     "RoundResult",
     "SecAggCoordinator",
     "SecAggDevice",
     "SecAggRun",
+    "SendAnonymously",
     "SoftmaxRegression",
     "SparseUpdate",
     "TopK",
     "TorchTrainer",
     "Trainer",
     "TrainingConfig",
+    "TrainingCore",
+    "TrainingFace",
+    "TrainingLayerConfig",
     "TrimmedMean",
     "aggregator_by_name",
     "check_data",
@@ -135,6 +162,7 @@ __all__ = [
     "dequantize",
     "distributed_noise_std",
     "dp_fedavg",
+    "enrol_topic",
     "gaussian_noise",
     "graph_neighbours",
     "is_sampled",
@@ -154,4 +182,6 @@ __all__ = [
     "split_dirichlet",
     "split_iid",
     "split_shards",
+    "training_model_name",
+    "training_service",
 ]

@@ -75,8 +75,57 @@ function render() {
   drawChart($("chart-bytes"), "bytes/s", [["bytes_out", "#5fb3f9", "out"], ["bytes_in", "#7fd88f", "in"]]);
   drawChart($("chart-rpcs"), "RPCs/s", [["rpcs_out", "#f2c46d", "out"], ["rpcs_in", "#c792ea", "in"]]);
   drawChart($("chart-drops"), "drops/s", [["drops", "#f27878", "all"]]);
-  const layers = s.layers;
-  $("layers").textContent = Object.keys(layers).length ? JSON.stringify(layers, null, 1) : "none";
+  renderLayers(s);
+}
+
+function cardsInto(box, cards) {
+  box.replaceChildren(...cards.map(([k, v, alarm]) => {
+    const c = el("div", k, alarm ? "card alarm" : "card"); c.prepend(el("b", v)); return c;
+  }));
+}
+
+function pct(x) { return x === null || x === undefined ? "–" : (x <= 1 ? x * 100 : x).toFixed(1) + " %"; }
+
+// The mixnet, messaging and training panels (shown only when the layer is on),
+// then the counters of any other layer as they come.
+function renderLayers(s) {
+  const v = s.views || {};
+  for (const name of ["mixnet", "messaging", "training"]) $("panel-" + name).hidden = !v[name];
+  if (v.mixnet) {
+    const m = v.mixnet;
+    cardsInto($("mixnet-cards"), [
+      ["role", m.mix ? "mix" : "client"], ["directory epoch", fmt(m.directory_epoch)],
+      ["mixes listed", m.directory_mixes], ["queued", m.queued], ["mixed", fmt(m.mixed)],
+      ["dropped", fmt(m.dropped)], ["loops sent", fmt(m.loops_sent)],
+      ["loops returned", fmt(m.loops_returned)], ["loop alarm", m.loop_alarm ? "yes" : "no", m.loop_alarm],
+    ]);
+    drawChart($("chart-mix-packets"), "packets/s", [["mix_mixed", "#5fb3f9", "mixed"], ["mix_dropped", "#f27878", "dropped"], ["mix_queued", "#f2c46d", "queued (level)"]]);
+    drawChart($("chart-mix-loops"), "loops/s", [["mix_loops_sent", "#c792ea", "sent"], ["mix_loops_returned", "#7fd88f", "returned"]]);
+    const drops = Object.entries(m.drops).sort((a, b) => b[1] - a[1]);
+    fill($("mixnet-drops").tBodies[0], drops.length ? drops.map(([k, n]) => row([k, n])) : [row(["none", ""], "muted")]);
+  }
+  if (v.messaging) {
+    const g = v.messaging;
+    cardsInto($("messaging-cards"), [
+      ["contacts", g.contacts], ["sessions", g.sessions], ["outbox", g.outbox], ["awaiting reply", g.waiting],
+      ["delivery", g.delivery || "–"], ["writes", fmt(g.writes)], ["polls", fmt(g.polls)],
+      ["one-time prekeys", g.one_time_prekeys], ["dropped", fmt(g.dropped), g.dropped > 0],
+    ]);
+    drawChart($("chart-msg-polls"), "polls and writes/s", [["msg_polls", "#5fb3f9", "polls"], ["msg_writes", "#7fd88f", "writes"]]);
+    drawChart($("chart-msg-outbox"), "outbox (messages waiting)", [["msg_outbox", "#f2c46d", "outbox"]]);
+  }
+  if (v.training) {
+    const t = v.training;
+    cardsInto($("training-cards"), [
+      ["role", t.role || "–"], ["round", fmt(t.round)], ["participants", fmt(t.participants)],
+      ["accuracy", pct(t.accuracy)], ["ε spent", t.epsilon === null ? "–" : t.epsilon.toFixed(2)],
+      ["abandoned", fmt(t.abandoned)], ["dropped", fmt(t.dropped), t.dropped > 0],
+    ]);
+    drawChart($("chart-train-accuracy"), "test accuracy", [["train_accuracy", "#7fd88f", "accuracy"]]);
+    drawChart($("chart-train-epsilon"), "round and ε spent", [["train_round", "#5fb3f9", "round"], ["train_epsilon", "#f27878", "ε"]]);
+  }
+  const others = Object.fromEntries(Object.entries(s.layers).filter(([k]) => !v[k]));
+  $("layers").textContent = Object.keys(others).length ? JSON.stringify(others, null, 1) : "none";
 }
 
 function renderPeers(s) {

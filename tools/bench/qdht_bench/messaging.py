@@ -16,13 +16,19 @@
   directly, without an event loop, so the baseline carries no scheduler cost.
 * Bytes on the wire: encoded first messages and ratchet messages.
 * On the network (``--net-rounds``, 0 to skip): :class:`qdht.messaging.MessagingDemo`
-  on loopback UDP with direct delivery (the mixnet's node integration is not
-  in this build, so no mixes): end-to-end latency of ping-pong messages
-  (median, p90; wall clock), their ratio to the poll interval (the baseline:
-  a message waits for the sender's next write tick and the reader's next
-  poll tick), and an idle client's polling traffic per contact per second,
-  mailbox requests alone and everything the node sends and receives (the
-  lookups that find each key's holders dominate).
+  on loopback UDP with direct delivery: end-to-end latency of ping-pong
+  messages (median, p90; wall clock), their ratio to the poll interval (the
+  baseline: a message waits for the sender's next write tick and the
+  reader's next poll tick), and an idle client's polling traffic per contact
+  per second, mailbox requests alone and everything the node sends and
+  receives (the lookups that find each key's holders dominate).
+* Through mixes (``--mix-rounds``, 0 to skip; ``mix_*``): the same scenario
+  with an authority and ``--mixes`` mixes, Alice and Bob delivering through
+  the mixnet at ``--mix-poll-interval``: end-to-end latency, its ratio to the
+  direct run's and to the poll interval, and idle polling per contact: mix
+  packets of the requests and their replies (each replaces a cover packet of
+  the λ_P stream, so it adds nothing to what the node sends) and all node
+  traffic (the Poisson streams: constant whatever arrives).
 """
 
 from __future__ import annotations
@@ -66,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net-idle", type=float, default=10.0, help="idle seconds measured")
     parser.add_argument(
         "--poll-interval", type=float, default=0.5, help="poll interval of the network run"
+    )
+    parser.add_argument(
+        "--mix-rounds", type=int, default=5, help="ping-pongs through mixes (0: skip)"
+    )
+    parser.add_argument("--mixes", type=int, default=3, help="mixes of the mixnet run")
+    parser.add_argument(
+        "--mix-poll-interval", type=float, default=2.0, help="poll interval through mixes"
     )
 
 
@@ -321,6 +334,43 @@ def _network(args: argparse.Namespace, result: BenchResult) -> None:
     )
 
 
+def _mix_network(args: argparse.Namespace, result: BenchResult) -> None:
+    interval = args.mix_poll_interval
+    with tempfile.TemporaryDirectory(prefix="qdht-bench-msg-mix-") as tmp:
+        demo = MessagingDemo(
+            Path(tmp),
+            rounds=args.mix_rounds,
+            idle=args.net_idle,
+            poll_interval=interval,
+            mixes=args.mixes,
+            timeout=120.0,
+        )
+        report = trio.run(demo.run)
+    latencies = report["latencies_s"]
+    result.add("mix_ok", 1.0 if report["ok"] else 0.0, Target("==", 1.0))
+    result.add("mix_e2e_latency_median_ms", 1000 * median(latencies))
+    result.add("mix_e2e_latency_p90_ms", 1000 * percentile(latencies, 90))
+    result.add("mix_poll_interval_ms", 1000 * interval)
+    result.add("mix_latency_to_poll_interval", median(latencies) / interval)
+    direct = result.metrics.get("net_e2e_latency_median_ms")
+    if direct:
+        result.add("mix_latency_to_direct", 1000 * median(latencies) / direct)
+    result.add("mix_offline_return_to_read_ms", 1000 * report["return_to_all_read_s"])
+    result.add(
+        "mix_idle_polling_bytes_per_s_per_contact", report["idle_mailbox_bytes_per_s_per_contact"]
+    )
+    result.add("mix_idle_node_bytes_per_s_per_contact", report["idle_node_bytes_per_s_per_contact"])
+    result.add("mix_idle_mailbox_ops_per_s", report["idle_mailbox_ops_per_s"])
+    result.add("mix_direct_requests", float(report["direct_requests"]), Target("==", 0.0))
+    result.notes.append(
+        f"through mixes: 1 authority and {report['mixes']} mixes (holders and exits) on "
+        f"loopback UDP; {len(latencies)} ping-pong messages; poll interval {interval:g} s, "
+        f"4 slot reads + 2 intro reads + 2 writes or cover reads per tick, each one "
+        f"exit_mbox in a {demo.mixnet.geometry.packet_size}-byte packet; "
+        f"λ_P {demo.mixnet.lambda_payload:g}/s"
+    )
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("messaging")
     pair = _first_contact(args.count, result)
@@ -328,6 +378,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     _bytes(pair, result)
     if getattr(args, "net_rounds", 0) > 0:
         _network(args, result)
+    if getattr(args, "mix_rounds", 0) > 0:
+        _mix_network(args, result)
     result.notes.append(
         f"{args.count} first messages (signed, one-time prekey); {args.batches} batches of "
         f"{args.messages} messages of {len(_PLAINTEXT)} bytes per shape; process CPU time; "

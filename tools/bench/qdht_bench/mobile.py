@@ -19,9 +19,11 @@ get, which needs new handshakes from the new address.  Linux only (``/proc``).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
-import time
-from pathlib import Path
+import statistics
+import subprocess
+import sys
 from typing import Any, Final
 
 import attrs
@@ -29,17 +31,27 @@ import trio
 
 from qdht import Config, open_node
 from qdht.identity import Identity
-from qdht.transport import UdpTransport
-from qdht.wire import Contact
 from qdht_bench._common import BenchResult, Target
+from qdht_bench._mobile_idle import (
+    DIFFICULTY,
+    VALUE,
+    JumpClock,
+    LoopWakeups,
+    context_switches,
+    memory_kb,
+)
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+__all__ = [
+    "DESCRIPTION",
+    "JumpClock",
+    "LoopWakeups",
+    "add_arguments",
+    "context_switches",
+    "memory_kb",
+    "run",
+]
 
 DESCRIPTION: Final = "idle client in a loopback network: wake-ups/s, B/s, RSS, resume→get"
-DIFFICULTY: Final = 0
-VALUE: Final = b"what the phone asks for"
-#: Seconds after the warm-up get before the idle window opens (handshakes settle).
-SETTLE: Final = 3.0
 BOOTSTRAP_CONCURRENCY: Final = 8
 
 
@@ -48,61 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--jump", type=float, default=600.0, help="clock jump of the suspend, s")
     parser.add_argument(
+        "--runs", type=int, default=3, help="idle client/serving pairs, medians (default 3)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="20 nodes, 10 s idle (a smoke run, not a measurement)"
     )
-
-
-class JumpClock(trio.abc.Clock):
-    """Trio's monotonic clock plus an offset that :meth:`jump` moves forward (a suspend)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def start_clock(self) -> None:
-        pass
-
-    def current_time(self) -> float:
-        return time.perf_counter() + self.offset
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return max(0.0, deadline - self.current_time())
-
-    def jump(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-class LoopWakeups(trio.abc.Instrument):
-    """How often trio's event loop came back from waiting for I/O or a timer."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def after_io_wait(self, timeout: float) -> None:
-        if timeout > 0:
-            self.count += 1
-
-
-def _context_switches() -> int:
-    """Voluntary and involuntary context switches of every thread of this process."""
-    total = 0
-    for status in Path("/proc/self/task").glob("*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue  # a thread that just ended
-        for line in text.splitlines():
-            if "ctxt_switches:" in line:
-                total += int(line.split()[1])
-    return total
-
-
-def _memory_kb() -> dict[str, int]:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            fields[name] = int(value.split()[0])
-    return fields
 
 
 # -- the network process ------------------------------------------------------------
@@ -148,61 +110,66 @@ def _network_main(conn: Any, n: int) -> None:
     trio.run(_network, conn, n)
 
 
-# -- the measured nodes ------------------------------------------------------------
+#: What every Python process running a qdht node loads before qdht itself: the
+#: interpreter, trio (which imports ``ssl``: OpenSSL), ``cryptography`` (its
+#: own statically linked OpenSSL, loaded on first use), cbor2 and attrs.  Measured
+#: as a baseline.
+_FLOOR = """
+import trio, attrs, cbor2
+from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+mlkem.MLKEM768PrivateKey.generate(), mldsa.MLDSA65PrivateKey.generate()  # backend loaded on use
+x25519.X25519PrivateKey.generate(), ChaCha20Poly1305(bytes(32))
+import json
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+print(json.dumps({"vmrss_mb": int(status["VmRSS"].split()[0]) / 1024}))
+"""
 
 
-async def _idle_node(
-    conn: Any, contacts: list[str], key: bytes, idle: float, jump: float, client: bool
-) -> None:
-    clock = trio.lowlevel.current_clock()
-    assert isinstance(clock, JumpClock)
-    config = Config(
-        listen=("udp://127.0.0.1:0",),
-        puzzle_difficulty=DIFFICULTY,
-        client_mode=client,
-        identity=Identity.generate(DIFFICULTY),
+def _python(args: list[str], timeout: float) -> dict[str, float]:
+    """Run ``python ARGS`` and return the JSON line it prints."""
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, timeout=timeout
     )
-    async with open_node(config) as node:
-        await node.bootstrap([Contact.from_uri(uri) for uri in contacts])
-        if await node.get(key) != VALUE:
-            raise RuntimeError("the warm-up get failed")
-        await trio.sleep(SETTLE)
-        loop = LoopWakeups()
-        trio.lowlevel.add_instrument(loop)
-        before, switches, started = node.stats(), _context_switches(), time.perf_counter()
-        await trio.sleep(idle)
-        elapsed = time.perf_counter() - started
-        switches = _context_switches() - switches
-        trio.lowlevel.remove_instrument(loop)
-        after = node.stats()
-        result: dict[str, float] = {
-            "wakeups_per_s": switches / elapsed,
-            "loop_wakeups_per_s": loop.count / elapsed,
-            "bytes_sent_per_s": (after["bytes_sent"] - before["bytes_sent"]) / elapsed,
-            "bytes_received_per_s": (after["bytes_received"] - before["bytes_received"]) / elapsed,
-            **{k.lower() + "_mb": v / 1024 for k, v in _memory_kb().items()},
-        }
-        if client:
-            clock.jump(jump)
-            transport = node.transport
-            assert isinstance(transport, UdpTransport)
-            transport.rebind()
-            resumed = time.perf_counter()
-            with trio.fail_after(60):
-                value = await node.get(key)
-            result["resume_to_get_s"] = time.perf_counter() - resumed
-            result["resume_get_ok"] = float(value == VALUE)
-        conn.send(result)
+    if done.returncode != 0:
+        raise RuntimeError(f"python {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
 
 
-def _idle_main(
-    conn: Any, contacts: list[str], key: bytes, idle: float, jump: float, client: bool
-) -> None:
-    trio.run(_idle_node, conn, contacts, key, idle, jump, client, clock=JumpClock())
+def _idle_pair(contacts: list[str], key: bytes, idle: float, jump: float) -> list[dict[str, float]]:
+    """A client and a serving node, each in a clean process, idle side by side."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "qdht_bench._mobile_idle",
+                key.hex(),
+                str(idle),
+                str(jump),
+                role,
+                *contacts,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for role in ("client", "serving")
+    ]
+    figures = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=idle + 300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"an idle node failed: {err[-2000:]}")
+        figures.append(json.loads(out.splitlines()[-1]))
+    return figures
 
 
 def run(args: argparse.Namespace) -> BenchResult:
     nodes, idle = (20, 10.0) if args.quick else (args.nodes, args.idle)
+    runs = 1 if args.quick else args.runs
+    floor = statistics.median(_python(["-c", _FLOOR], 120)["vmrss_mb"] for _ in range(max(runs, 3)))
     ctx = multiprocessing.get_context("spawn")
     net_conn, net_child = ctx.Pipe()
     network = ctx.Process(target=_network_main, args=(net_child, nodes), daemon=True)
@@ -211,51 +178,42 @@ def run(args: argparse.Namespace) -> BenchResult:
         if not net_conn.poll(600):
             raise RuntimeError("the network did not start")
         contacts, key = net_conn.recv()
-        pipes, procs = [], []
-        for client in (True, False):
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=_idle_main,
-                args=(theirs, contacts, key, idle, args.jump, client),
-                daemon=True,
-            )
-            proc.start()
-            pipes.append(mine)
-            procs.append(proc)
-        figures = []
-        for pipe in pipes:
-            if not pipe.poll(idle + 300):
-                raise RuntimeError("an idle node did not report")
-            figures.append(pipe.recv())
-        for proc in procs:
-            proc.join(30)
-        client, serving = figures
+        pairs = [_idle_pair(contacts, key, idle, args.jump) for _ in range(runs)]
     finally:
         net_conn.send("stop")
         network.join(30)
         if network.is_alive():
             network.kill()
+
+    def med(role: int, name: str) -> float:
+        return statistics.median(pair[role][name] for pair in pairs)
+
     result = BenchResult("mobile")
-    result.add("client_wakeups_per_s", client["wakeups_per_s"], Target("<=", 1.0))
-    result.add("client_loop_wakeups_per_s", client["loop_wakeups_per_s"])
-    result.add("client_bytes_sent_per_s", client["bytes_sent_per_s"], Target("<=", 100.0))
-    result.add("client_bytes_received_per_s", client["bytes_received_per_s"], Target("<=", 100.0))
-    result.add("client_rss_mb", client["vmrss_mb"], Target("<=", 40.0))
-    result.add("client_peak_rss_mb", client["vmhwm_mb"])
+    result.add("client_wakeups_per_s", med(0, "wakeups_per_s"), Target("<=", 1.0))
+    result.add("client_loop_wakeups_per_s", med(0, "loop_wakeups_per_s"))
+    result.add("client_bytes_sent_per_s", med(0, "bytes_sent_per_s"), Target("<=", 100.0))
+    result.add("client_bytes_received_per_s", med(0, "bytes_received_per_s"), Target("<=", 100.0))
+    result.add("client_rss_mb", med(0, "vmrss_mb"), Target("<=", 40.0))
+    result.add("client_peak_rss_mb", med(0, "vmhwm_mb"))
     # Private heap vs mapped files (libpython, OpenSSL, extension modules, code).
-    result.add("client_rss_anon_mb", client["rssanon_mb"])
-    result.add("client_rss_file_mb", client["rssfile_mb"])
-    result.add("resume_to_get_s", client["resume_to_get_s"], Target("<=", 2.0))
-    result.add("resume_get_ok", client["resume_get_ok"], Target("==", 1.0))
-    result.add("serving_wakeups_per_s", serving["wakeups_per_s"])
-    result.add("serving_bytes_sent_per_s", serving["bytes_sent_per_s"])
-    result.add("serving_bytes_received_per_s", serving["bytes_received_per_s"])
-    result.add("serving_rss_mb", serving["vmrss_mb"])
-    if serving["wakeups_per_s"] > 0:
-        result.add("wakeups_ratio_to_serving", client["wakeups_per_s"] / serving["wakeups_per_s"])
+    result.add("client_rss_anon_mb", med(0, "rssanon_mb"))
+    result.add("client_rss_file_mb", med(0, "rssfile_mb"))
+    result.add("floor_rss_mb", floor)
+    result.add("client_rss_above_floor_mb", med(0, "vmrss_mb") - floor)
+    result.add("resume_to_get_s", med(0, "resume_to_get_s"), Target("<=", 2.0))
+    result.add("resume_get_ok", min(pair[0]["resume_get_ok"] for pair in pairs), Target("==", 1.0))
+    result.add("serving_wakeups_per_s", med(1, "wakeups_per_s"))
+    result.add("serving_bytes_sent_per_s", med(1, "bytes_sent_per_s"))
+    result.add("serving_bytes_received_per_s", med(1, "bytes_received_per_s"))
+    result.add("serving_rss_mb", med(1, "vmrss_mb"))
+    if med(1, "wakeups_per_s") > 0:
+        result.add("wakeups_ratio_to_serving", med(0, "wakeups_per_s") / med(1, "wakeups_per_s"))
     result.notes.append(
         f"{nodes} nodes on loopback UDP; idle window {idle:g} s after one get; "
-        f"suspend: clock +{args.jump:g} s and a new UDP port"
+        f"suspend: clock +{args.jump:g} s and a new UDP port; medians of {runs} run(s)"
     )
     result.notes.append("baseline: a serving node (not client mode) idle in the same network")
+    result.notes.append(
+        "floor: a process with only python, trio (ssl), cryptography, cbor2 and attrs imported"
+    )
     return result

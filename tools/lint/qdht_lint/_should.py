@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import attrs
 
-from qdht.wire import dumps_canonical, format_path
+from qdht.wire import dumps_canonical, format_path, peek_type
 
 __all__ = [
     "BY_TYPE",
@@ -200,6 +200,14 @@ def _mix_packet_shape(message: dict[str, Any]) -> Iterator[Breach]:
         yield Breach("S-MIX-1", "$.data", f"{len(data)} bytes is no geometry's packet size")
     elif data[:2] != b"\x00\x01":
         yield Breach("S-MIX-1", "$.data", f"version {data[:2].hex()}, not 0001")
+
+
+@should_check("exit_forward", "handoff", ids=("S-MIX-4",))
+def _forwarded_message(message: dict[str, Any]) -> Iterator[Breach]:
+    """S-MIX-4: a forwarded message is one encoded message: a map with a ``type`` (§14.7)."""
+    data = message.get("message")
+    if type(data) is bytes and peek_type(data) is None:
+        yield Breach("S-MIX-4", "$.message", "not one encoded message (no text type field)")
 
 
 @should_check("descriptor", ids=("S-MIX-2",))

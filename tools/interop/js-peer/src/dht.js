@@ -252,6 +252,8 @@ export class DhtNode {
     this.accepted = null; // the record the last STORE stored or replaced with (08 §4.1)
     this.holder = new WatchHolder(this);
     this.watcher = new Watcher(this, o.onWatchEvent);
+    // type -> (peerId, msg, addr, info): one-way messages of other layers (10-mixnet.md §14.1)
+    this.handlers = new Map();
     endpoint.onMessage = (peerId, bytes, addr, info) => this.onMessage(peerId, bytes, addr, info);
     endpoint.onHandshakeFailed = (peerHex, reason) => this.onHandshakeFailed(peerHex, reason);
   }
@@ -285,6 +287,17 @@ export class DhtNode {
     const type = item && typeof item === 'object' && !Array.isArray(item) && !(item instanceof Uint8Array) ? item.type : undefined;
     const rid = type !== undefined && item.rid instanceof Uint8Array && item.rid.length === 8 ? item.rid : null;
     if (RESPONSE_TYPES.has(type)) return this.onResponse(peerId, item, addr);
+    const handler = typeof type === 'string' ? this.handlers.get(type) : undefined;
+    if (handler) {
+      try {
+        checkMessage(item);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw e;
+        return this.count('dropped', e.reason);
+      }
+      this.count('served', type);
+      return handler(peerId, item, addr, info);
+    }
     let req;
     try {
       req = checkMessage(item, REQUEST_RULES);
@@ -738,9 +751,13 @@ export class DhtNode {
   }
 
   /** Store an immutable value on the k closest nodes; returns {key, stored: count}. */
-  async put(value) {
-    const key = immutableKey(value);
-    const record = { type: 'immutable', value, exp: Math.floor(this.now()) + LIMITS.valueTtl };
+  put(value) {
+    return this.putRecord({ type: 'immutable', value, exp: Math.floor(this.now()) + LIMITS.valueTtl });
+  }
+
+  /** Store a record (this node's own, already signed) here and on the k closest nodes; returns {key, stored: count}. */
+  async putRecord(record) {
+    const key = recordKey(record);
     this.storeRecord(key, record, null);
     const nodes = await this.lookup(key, 'find_node');
     const res = await Promise.allSettled(nodes.map((n) => this.request(n.id, n.addr, { type: 'store', key, record })));

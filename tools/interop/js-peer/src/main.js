@@ -7,6 +7,8 @@
 //   QDHT_BOOTSTRAP   space-separated contact URIs (may be empty)
 //   QDHT_DIFFICULTY  network puzzle difficulty (default 19)
 //   QDHT_KEYLOGFILE  optional: append session keys (one line per keypair)
+//   QDHT_MIX         1: run the mix role (10-mixnet.md §8, §14), publishing
+//                    the descriptor once bootstrapped
 //
 // stdout: one line per listen address with this node's contact URI there
 // (line 1 is the first address's); then one line per answered
@@ -17,6 +19,7 @@ import { generateIdentity } from './crypto.js';
 import { Endpoint } from './session.js';
 import { DhtNode, parseContactUri, formatContactUri } from './dht.js';
 import { Transports } from './transport.js';
+import { MixRole } from './mixrole.js';
 
 const log = (...a) => process.stderr.write(`[js-peer] ${a.join(' ')}\n`);
 const hexOf = (b) => Buffer.from(b).toString('hex');
@@ -62,9 +65,13 @@ async function main() {
   const onWatchEvent = (keyHex, event, r) =>
     process.stdout.write(`event ${keyHex} ${event} ${r.type} ${r.seq ?? '-'} ${r.value === undefined ? '-' : hexOf(r.value)}\n`);
   const node = new DhtNode(ep, { log, kinds: transports.kinds, wsPort, onWatchEvent });
+  const udp = bound.find((b) => b.tr === 'udp');
+  const mix = process.env.QDHT_MIX === '1' && udp ? new MixRole(node, { contactAddr: udp, log, layer: 0 }) : null;
+  let mixStarted = false;
   const timer = setInterval(() => {
     ep.tick();
     node.tick();
+    if (mixStarted) mix.tick();
     transports.tick((addr) => node.watcher.usesAddress(addr));
   }, 200);
 
@@ -91,6 +98,7 @@ async function main() {
         (e) => log(`bootstrap failed: ${e.message}`),
       )
     : Promise.resolve();
+  if (mix) ready.then(() => (mixStarted = true));
 
   // stdin commands: "put <hex>", "get <hex key>", "ping <uri>", "find-node <hex id>",
   // "watch <hex key>", "unwatch <hex key>", "stats"
@@ -119,7 +127,7 @@ async function main() {
         const n = node.watcher.unwatch(Uint8Array.from(Buffer.from(arg, 'hex')));
         process.stdout.write(`unwatched ${arg} ${n}\n`);
       } else if (cmd === 'stats') {
-        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, transport: transports.stats, dht: node.stats, watch: { holder: node.holder.stats, watcher: node.watcher.stats } })}\n`);
+        process.stdout.write(`stats ${JSON.stringify({ contacts: node.table.size(), values: node.store.size, session: ep.stats, transport: transports.stats, dht: node.stats, mix: mix?.stats ?? null, watch: { holder: node.holder.stats, watcher: node.watcher.stats } })}\n`);
       } else if (cmd) process.stdout.write(`error unknown command ${cmd}\n`);
     } catch (e) {
       process.stdout.write(`error ${cmd} ${e.message}\n`);

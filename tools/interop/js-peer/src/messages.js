@@ -345,7 +345,21 @@ export const RULES = {
   // 10-mixnet.md §14: anonymous DHT operations at an exit.
   'mix-exit_get': { key: [bytes(32)] },
   'mix-exit_put': { record: [recordOf(SINGLE_RECORD_TYPES)] },
-  'mix-exit_answer': { status: [textEnum('found', 'not-found', 'stored', 'failed')], record: [recordOf(SINGLE_RECORD_TYPES), true] },
+  'mix-exit_answer': {
+    status: [textEnum('found', 'not-found', 'stored', 'failed', 'too-large', 'delivered')],
+    record: [recordOf(SINGLE_RECORD_TYPES), true],
+    fragments: [uint(2, 255), true],
+  },
+  // 10-mixnet.md §14.7: a message forwarded to a node by an exit (exit_forward in a
+  // Sphinx payload; handoff and handoff_ack between the exit and the node).
+  'mix-exit_forward': { node: [NODE_ID], message: [bytes(1, 65536)] },
+  'mix-handoff': { id: [bytes(16)], message: [bytes(1, 65536)] },
+  'mix-handoff_ack': { id: [bytes(16)], ok: [BOOL] },
+  // 10-mixnet.md §14.8: one mailbox request (11-messaging.md §7.2) through an exit.
+  'mix-exit_mbox': { request: [(v, p) => {
+    recordOf(['mbox_get', 'mbox_put'])(v, p);
+    preChecks(`mbox-${v.type}`, v);
+  }] },
   // 16-resolve.md.
   'resolve-resolve': { rid: [RID], id: [NODE_ID] },
   'resolve-resolved': { rid: [RID], cert: [nested('identity-cert'), true], revocation: [nested('identity-revocation'), true] },
@@ -456,6 +470,8 @@ export const RULES = {
     s: [array(bytes(66), 0, 24)],
   },
   'fl-gossip_model': { task: [bytes(32)], age: [U32], params: [bytes(4, 64000)] },
+  // 14-training.md §9.5: a device's message signed by its identity (through the mixnet).
+  'fl-device_signed': { node: [NODE_ID], message: [bytes(1, 65536)], sig: [bytes(3309)] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],
@@ -537,6 +553,7 @@ function extraChecks(rule, m) {
   if (rule.startsWith('fl-')) flChecks(rule, m);
   // 10-mixnet.md §14: a record comes with "found" and only then.
   if (rule === 'mix-exit_answer' && (m.status === 'found') !== ('record' in m)) throw new DecodeError('field-value', '$.record');
+  if (rule === 'mix-exit_answer' && (m.status === 'too-large') !== ('fragments' in m)) throw new DecodeError('field-value', '$.fragments');
 }
 
 /** Parallel arrays (14-training.md): every column as long as the first. */

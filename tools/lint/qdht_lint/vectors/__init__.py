@@ -21,6 +21,7 @@ __all__ = ["AREAS", "all_vector_files", "render", "write_all"]
 #: Area modules, in spec order.  Add one line per area.
 AREAS: Final[tuple[str, ...]] = (
     # -- vector areas --
+    "_anon_mbox",
     "_mbox",
     "_resolve",
     "_anon",

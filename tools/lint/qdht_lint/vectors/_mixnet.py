@@ -32,18 +32,24 @@ import cbor2
 
 from qdht.crypto import xwing
 from qdht.mixnet import (
+    FRAGMENT_HEADER_SIZE,
     KIND_MESSAGE,
+    KIND_REPLY_FRAGMENT,
     KIND_REQUEST,
+    KIND_REQUEST_FRAGMENT,
     Deliver,
     Forward,
     Geometry,
     PathHop,
+    Surb,
     create_packet,
     create_surb,
     derive_hop_keys,
     encode_payload,
+    fragment_chunk_size,
     open_surb_reply,
     replay_tag,
+    split_message,
     surb_reply_packet,
     unwrap,
 )
@@ -235,6 +241,7 @@ def _processing() -> tuple[dict[str, Any], list[Valid], MixDelivery, list[bytes]
             "hops": surb_hops,
             "opened": reply.hex(),
         },
+        "fragments": _fragments(geometry, surb),
         "rejected": [
             {
                 "comment": "a header bit flipped (routing information): the first hop's MAC fails",
@@ -293,6 +300,42 @@ def _processing() -> tuple[dict[str, Any], list[Valid], MixDelivery, list[bytes]
     ]
     delivery = MixDelivery(delivered, surb_keys.surb_id)
     return vectors, valid, delivery, [*forward_kem.used, *surb_kem.used]
+
+
+def _fragments(geometry: Geometry, surb: Surb) -> dict[str, Any]:
+    """§14.6: a request and an answer in fragments, as payloads (kinds 3 and 4)."""
+    message_id = _bytes("fragments/message-id", 16)
+    request = hashlib.shake_256(b"qdht/vectors/mix/fragments/request").digest(4500)
+    answer = hashlib.shake_256(b"qdht/vectors/mix/fragments/answer").digest(5300)
+    asked = split_message(geometry, request, message_id, count=3)
+    answered = split_message(geometry, answer, message_id)
+    header = FRAGMENT_HEADER_SIZE
+    return {
+        "comment": (
+            "a 4500-byte request in 3 fragments and a 5300-byte answer in 3; each request "
+            "fragment carries its own reply block in a real network (here the vector's SURB "
+            "stands in for all three)"
+        ),
+        "message_id": message_id.hex(),
+        "chunk_size": fragment_chunk_size(geometry),
+        "request": request.hex(),
+        "request_payloads": [
+            encode_payload(geometry, KIND_REQUEST_FRAGMENT, f.to_bytes(), surb).hex() for f in asked
+        ],
+        "answer": answer.hex(),
+        "answer_payloads": [
+            encode_payload(geometry, KIND_REPLY_FRAGMENT, f.to_bytes()).hex() for f in answered
+        ],
+        "invalid": [
+            {"comment": comment, "data": data.hex(), "reason": "bad-fragment"}
+            for comment, data in (
+                ("shorter than the header", message_id + b"\x00"),
+                ("count zero", message_id + bytes([0, 0])),
+                ("index equal to count", message_id + bytes([2, 2]) + b"chunk"),
+            )
+        ],
+        "header_size": header,
+    }
 
 
 def _packet_file() -> dict[str, Any]:

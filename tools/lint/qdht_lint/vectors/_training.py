@@ -20,6 +20,7 @@ import cbor2
 
 from qdht.wire import (
     ROUND_ANNOUNCE_CONTEXT,
+    DeviceSigned,
     GossipModel,
     RoundAnnounce,
     RoundUpdate,
@@ -315,6 +316,25 @@ def _gossip() -> dict[str, Any]:
     )
 
 
+def _device_signed() -> dict[str, Any]:
+    """Shape only: the signature is a placeholder (the coordinator verifies it, §9.5)."""
+    inner = encode(RoundUpdate(ROUND, NODE, 5, 2, "none", _f32(0.25, -0.5)))
+    typical = DeviceSigned(NODE, inner, _bytes("device-sig", 3309))
+    base = typical.to_cbor()
+    invalid = _common_invalid(base)
+    invalid += [
+        _case(base, "sig of 3308 bytes", "field-size", "undersize-field", sig=typical.sig[:-1]),
+        _case(base, "node of 31 bytes", "field-size", "undersize-field", node=NODE[:31]),
+        _case(base, "empty message", "field-size", "undersize-field", message=b""),
+        _case(base, "message too long", "field-size", "oversize-field", message=bytes(65537)),
+        _case(base, "message is text", "field-type", "wrong-field-type", message="x"),
+        _missing(base, "sig"),
+    ]
+    return vector_file(
+        "fl-device_signed", SPEC, [("a signed round_update", [], encode(typical))], invalid
+    )
+
+
 def vector_files() -> dict[str, dict[str, Any]]:
     """Every ``vectors/fl/*.json`` file."""
     builders = (
@@ -329,5 +349,6 @@ def vector_files() -> dict[str, dict[str, Any]]:
         _unmask,
         _reveal,
         _gossip,
+        _device_signed,
     )
     return {f"fl/{content['rule']}.json": content for content in (b() for b in builders)}
