@@ -175,14 +175,18 @@ class AnonymousDelivery(_Records):
         # A Loopix client sends at a fixed rate: more requests at once than it
         # sends in a few ticks only fill its queue (and then fail).
         self._limiter = trio.CapacityLimiter(concurrency)
-        # What one anonymous request carries: the record's keys, signature and
-        # framing take the rest of the payload (12 §14).
-        payload = node.anonymous.config.user_payload_size
-        self.max_value = min(node.config.record_limits.max_value_size, payload - RECORD_OVERHEAD)
+        # What one anonymous request carries, in at most max_fragments packets
+        # (10-mixnet.md §14.6): the record's keys, signature and framing take
+        # the rest (12 §14).
+        from qdht.mixnet import fragment_chunk_size  # the mixnet layer is on here
+
+        mixnet = node.anonymous.config
+        carried = mixnet.max_fragments * fragment_chunk_size(mixnet.geometry)
+        self.max_value = min(node.config.record_limits.max_value_size, carried - RECORD_OVERHEAD)
         if self.max_value < MIN_VALUE:
             raise ConfigError(
-                f"groups through the mixnet need mixnet.user_payload_size ≥ "
-                f"{MIN_VALUE + RECORD_OVERHEAD} bytes, got {payload}"
+                f"groups through the mixnet need requests of ≥ {MIN_VALUE + RECORD_OVERHEAD} "
+                f"bytes; max_fragments times the payload chunk allows {carried}"
             )
 
     async def store(
