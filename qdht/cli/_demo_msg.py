@@ -80,7 +80,8 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
             *(
                 [
                     ("requests answered through exits", str(report["exit_replies"])),
-                    ("requests sent directly", str(report["direct_requests"])),
+                    ("intro reads sent directly (§7.4)", str(report["intro_reads_direct"])),
+                    ("other requests sent directly", str(report["direct_requests"])),
                 ]
                 if mixes
                 else []

@@ -78,4 +78,5 @@ def test_demo_messaging_goes_through_mixes(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "mixnet (3 mixes)" in out
     assert "3/3" in out
-    assert re.search(r"requests sent directly\s*\|\s*0\s*\|", out), out
+    assert re.search(r"other requests sent directly\s*\|\s*0\s*\|", out), out
+    assert re.search(r"intro reads sent directly \(§7.4\)\s*\|\s*[1-9]", out), out
