@@ -366,10 +366,9 @@ class MixnetCore:
         if len(data) > geometry.user_payload_size or (pad and message_id and len(surbs) > 1):
             count = fragment_count(geometry, len(data))
             if message_id and count <= len(surbs):
-                total = len(surbs) if pad else count
-                count = total
+                count = len(surbs) if pad else count
                 for fragment, surb in zip(
-                    split_message(geometry, data, message_id, count=total), surbs, strict=False
+                    split_message(geometry, data, message_id, count=count), surbs, strict=False
                 ):
                     role.reply(surb, fragment.to_bytes(), unix, kind=KIND_REPLY_FRAGMENT)
                 self._counts["exit_answers"] += 1
