@@ -296,7 +296,9 @@ async def test_the_poll_rate_is_the_same_with_and_without_messages(
 async def test_bad_mailbox_requests_through_an_exit_are_refused_and_counted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with mix_network(seed=24, clients=1, settle=0.0) as (mn, _):
+    # Alice polls once an hour: her own ticks add no replies while this runs.
+    rare = attrs.evolve(MSG, poll_interval=3600.0)
+    async with mix_network(seed=24, clients=1, messaging=rare, settle=0.0) as (mn, _):
         alice = mn.clients[0]
         key = bytes(32)  # no token hashes to it
         slot = SlotRecord(b"\x01" * 32, bytes(MSG.slot_size), bytes(32), 2**31)
@@ -309,6 +311,16 @@ async def test_bad_mailbox_requests_through_an_exit_are_refused_and_counted(
         assert refused == 1
         # No holder saw it: the exit refused it by itself.
         assert sum(msg_stats(n)["drops"].get("slot-token", 0) for n in mn.nodes) == 0
+        # A read of an empty slot, in one packet and in two: the same answer,
+        # through one reply block and through both.
+        read = encode(AnonMbox(MboxGet(rid, key)))
+        for fragments in (1, 2):
+            replies = alice.stats()["mixnet"]["client"]["replies_received"]
+            answer = await alice.anonymous.exit_request(read, fragments=fragments)
+            assert answer is not None
+            assert decode(answer, expect=(MboxReply,)) == MboxReply(rid, True)
+            got = alice.stats()["mixnet"]["client"]["replies_received"] - replies
+            assert got == fragments
         # Not a mailbox request at all: the exit drops it.
         garbage = encode(AnonMbox(MboxGet(rid, key)))[:-3]
         assert await alice.anonymous.exit_request(garbage) is None
