@@ -205,6 +205,27 @@ async def test_messages_go_end_to_end_through_mixes(
             assert msg_stats(mix)["waiting"] == 0
 
 
+async def test_the_defaults_deliver_through_mixes(autojump_clock: trio.testing.MockClock) -> None:
+    """``MixnetConfig()`` and ``MessagingConfig()`` as they come: a message each way."""
+    async with mix_network(seed=25, mixnet=MixnetConfig(), messaging=MessagingConfig()) as (
+        mn,
+        _,
+    ):
+        alice, bob = mn.clients
+        await alice.messaging.send(bob.node_id, b"hello at the defaults")
+        [message] = await receive(bob, 1)
+        assert (message.sender, message.data) == (alice.node_id, b"hello at the defaults")
+        await bob.messaging.send(alice.node_id, b"and back")
+        [answer] = await receive(alice, 1)
+        assert answer.data == b"and back"
+        for client in (alice, bob):
+            stats = msg_stats(client)
+            assert stats["delivery"] == "mixnet"
+            assert stats["exit_replies"] > 0
+            assert stats.get("intro_writes_direct", 0) == 0
+            assert stats.get("exit_timeouts", 0) == 0
+
+
 async def test_an_offline_client_gets_its_message_through_mixes_on_return(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
