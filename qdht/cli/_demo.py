@@ -121,6 +121,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="with --messaging: deliver directly, without mixes",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="with --messaging: ping-pong rounds once Bob is back (default 5)",
+    )
+    p.add_argument(
         "--mixnet",
         action="store_true",
         help="run a mixnet instead (an authority, --mixes mixes, --clients clients) and "

@@ -28,6 +28,8 @@ __all__ = ["run_messaging_demo"]
 def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
     if not 3 <= args.nodes <= 64:
         raise usage_error("--nodes must be in 3..64 for the messaging demo")
+    if args.rounds < 1:
+        raise usage_error("--rounds must be at least 1")
     mixes = 0 if args.direct else max(3, min(8, args.nodes - 3))
     if mixes:
         out.note(
@@ -44,6 +46,7 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
             difficulty=args.difficulty,
             timeout=args.timeout,
             mixes=mixes,
+            rounds=args.rounds,
             poll_interval=2.0 if mixes else 0.5,
             note=out.note,
         )
@@ -80,7 +83,8 @@ def run_messaging_demo(args: argparse.Namespace, out: Output) -> int:
             *(
                 [
                     ("requests answered through exits", str(report["exit_replies"])),
-                    ("requests sent directly", str(report["direct_requests"])),
+                    ("intro reads sent directly (§7.4)", str(report["intro_reads_direct"])),
+                    ("other requests sent directly", str(report["direct_requests"])),
                 ]
                 if mixes
                 else []

@@ -1,8 +1,8 @@
 """How mailbox requests reach the holders (11-messaging.md §7.4): directly or through exits.
 
 :class:`DirectDelivery` asks the holders itself, which shows them this
-node's address.  :class:`MixnetDelivery` puts each request in one mix packet
-with a reply block to one exit (``exit_mbox``, 10-mixnet.md §14.8); the exit
+node's address.  :class:`MixnetDelivery` sends each request to one exit in
+F fragments with a reply block each (``exit_mbox``, 10-mixnet.md §14.8); the exit
 runs it with :func:`serve_exit`, which is the same direct delivery run at
 the exit, and answers through the reply block.  The client behaves the same
 way with either: the same requests per tick, the same checks on what comes
@@ -36,6 +36,7 @@ from qdht.wire import (
 )
 
 if TYPE_CHECKING:
+    from qdht.mixnet import Geometry, MixnetConfig
     from qdht.node import Node
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Delivery",
     "DirectDelivery",
     "MixnetDelivery",
+    "intro_fragments",
+    "mailbox_fragments",
     "serve_exit",
     "slot_payload_needed",
 ]
@@ -135,11 +138,32 @@ class DirectDelivery:
 
 
 def slot_payload_needed(slot_size: int) -> int:
-    """The mix user payload a slot write (in ``exit_mbox``) and a slot read's reply need."""
+    """The bytes of a slot write (in ``exit_mbox``) and of a slot read's reply, the larger."""
     slot = SlotRecord(bytes(32), bytes(slot_size), bytes(32), MAX_TIME)
     put = encode(AnonMbox(MboxPut(bytes(RID_SIZE), bytes(32), slot=slot)))
     reply = encode(MboxReply(bytes(RID_SIZE), True, slot=slot))
     return max(len(put), len(reply))
+
+
+def _fragments(geometry: Geometry, size: int) -> int:
+    from qdht.mixnet import fragment_count  # only a node running the mixnet gets here
+
+    return 1 if size <= geometry.user_payload_size else fragment_count(geometry, size)
+
+
+def mailbox_fragments(slot_size: int, geometry: Geometry) -> int:
+    """F, the packets (and reply blocks) of every slot request through the mixnet (§7.4).
+
+    One if a slot write and a slot read's reply fit one payload, else the
+    fragments the larger of them needs (§14.6): 2 for 2,048-byte slots in
+    2,048-byte payloads.
+    """
+    return _fragments(geometry, slot_payload_needed(slot_size))
+
+
+def intro_fragments(slot_size: int, geometry: Geometry) -> int:
+    """The fragments of an intro write, and of an intro read's reply with one entry (§7.4)."""
+    return _fragments(geometry, slot_size + FIRST_MESSAGE_OVERHEAD)
 
 
 def _is_intro(request: Request) -> bool:
@@ -149,12 +173,20 @@ def _is_intro(request: Request) -> bool:
 
 
 class MixnetDelivery:
-    """Each request in one mix packet to one exit, its reply through a reply block (§7.4).
+    """Each request to one exit in fragments with reply blocks, answered through them (§7.4).
 
-    Intro requests that do not fit the mix payload (a first message is about
-    9 KB more than a slot) go through ``direct`` and are counted
-    (``intro_direct``); a slot request always fits, which the layer checks
-    when it starts (:func:`slot_payload_needed`).
+    Every slot request (read, write, deletion, cover read) goes in
+    :attr:`fragments` packets, each with a reply block, and its answer comes
+    back through all of them, so every request of a tick costs the same
+    packets both ways whatever it is.  An intro write (a first message) goes
+    in :attr:`intro_fragments` packets if that is at most ``max_fragments``,
+    else directly.  Intro reads go through the mixnet only if a page of one
+    entry fits :attr:`fragments` (large payloads); else directly: reading the
+    boxes at their own size every tick would overrun the payload stream, and
+    a direct read shows the holders only that this node reads its own box.
+    Requests sent directly are counted (``intro_direct``; the writes among
+    them also as ``intro_writes_direct``).  ``ConfigError``
+    if a slot request needs more than ``max_fragments``.
     """
 
     name = "mixnet"
@@ -163,21 +195,25 @@ class MixnetDelivery:
         self,
         direct: DirectDelivery,
         *,
-        payload_size: int,
+        mixnet: MixnetConfig,
         slot_size: int,
         counters: Counter[str],
         drops: Counter[str],
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        if payload_size < slot_payload_needed(slot_size):
+        geometry = mixnet.geometry
+        self.fragments = mailbox_fragments(slot_size, geometry)
+        if self.fragments > mixnet.max_fragments:
             raise ConfigError(
-                f"messaging through the mixnet needs mixnet.user_payload_size >= "
-                f"{slot_payload_needed(slot_size)} for {slot_size}-byte slots "
-                f"(or messaging delivery='direct')"
+                f"messaging through the mixnet needs {self.fragments} fragments per slot "
+                f"request with {slot_size}-byte slots and mixnet.user_payload_size "
+                f"{geometry.user_payload_size}, more than mixnet.max_fragments "
+                f"{mixnet.max_fragments} (or messaging delivery='direct')"
             )
+        self.intro_fragments = intro_fragments(slot_size, geometry)
+        self.intro_writes_fit = self.intro_fragments <= mixnet.max_fragments
+        self.intro_reads_fit = self.intro_fragments <= self.fragments
         self.direct = direct
-        self.payload_size = payload_size
-        self.intro_reads_fit = payload_size >= slot_size + FIRST_MESSAGE_OVERHEAD
         self.counters = counters
         self.drops = drops
         self.rng = rng
@@ -187,15 +223,21 @@ class MixnetDelivery:
     ) -> list[MboxReply]:
         rid = self.rng(RID_SIZE)
         request = make(rid)
-        data = encode(AnonMbox(request))
-        reading = isinstance(request, MboxGet)
-        if _is_intro(request) and (
-            len(data) > self.payload_size or (reading and not self.intro_reads_fit)
-        ):
-            self.counters["intro_direct"] += 1
-            return await self.direct.request(node, key, make)
+        fragments = self.fragments
+        if _is_intro(request):
+            if isinstance(request, MboxGet):
+                fits = self.intro_reads_fit
+            else:
+                fits, fragments = self.intro_writes_fit, max(fragments, self.intro_fragments)
+            if not fits:
+                self.counters["intro_direct"] += 1
+                if isinstance(request, MboxPut):
+                    self.counters["intro_writes_direct"] += 1
+                return await self.direct.request(node, key, make)
         try:
-            answer = await node.anonymous.exit_request(data)
+            answer = await node.anonymous.exit_request(
+                encode(AnonMbox(request)), fragments=fragments
+            )
         except (NodeStateError, ConfigError):  # no directory (or mixnet service) yet
             self.counters["mixnet_unready"] += 1
             return []
@@ -216,9 +258,11 @@ class MixnetDelivery:
 
 
 async def serve_exit(
-    node: Node, direct: DirectDelivery, message: AnonMbox, *, payload_size: int
+    node: Node, direct: DirectDelivery, message: AnonMbox, *, room: int
 ) -> MboxReply:
-    """Run an ``exit_mbox`` at this exit (10-mixnet.md §14.8): the answer for the reply block.
+    """Run an ``exit_mbox`` at this exit (10-mixnet.md §14.8): the answer for its reply blocks.
+
+    An intro page is cut to the ``room`` its reply blocks have.
 
     Keeps nothing about who asked: the request goes to the holders with
     fresh ``rid``s, which are forgotten once answered or timed out.
@@ -247,7 +291,7 @@ async def serve_exit(
         return MboxReply(rid, True)
     best = max(replies, key=lambda reply: len(reply.intros))
     entries, more = list(best.intros), best.more
-    while entries and len(encode(MboxReply(rid, True, intros=entries, more=True))) > payload_size:
+    while entries and len(encode(MboxReply(rid, True, intros=entries, more=True))) > room:
         entries.pop()
         more = True
     return MboxReply(rid, True, intros=entries, more=more)

@@ -263,7 +263,7 @@ class MessagingFace:
         if config.delivery != "direct" and mixnet is not None:
             self.delivery = MixnetDelivery(
                 self.direct,
-                payload_size=mixnet.user_payload_size,
+                mixnet=mixnet,
                 slot_size=config.slot_size,
                 counters=self.client.counters,
                 drops=self.client.drops,
@@ -570,10 +570,9 @@ class MessagingFace:
         elif replies:
             self.client.write_done(item, False, replies[0].reason or "refused")
 
-    async def serve_exit(self, node: Node, message: AnonMbox) -> MboxReply:
+    async def serve_exit(self, node: Node, message: AnonMbox, room: int) -> MboxReply:
         """Run another client's ``exit_mbox`` as this node's exit (10-mixnet.md §14.8)."""
-        assert self.mix_payload is not None
-        return await serve_exit(node, self.direct, message, payload_size=self.mix_payload)
+        return await serve_exit(node, self.direct, message, room=room)
 
     def close(self) -> None:
         self.held.close()

@@ -52,6 +52,11 @@ def _layer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(f"{attribute.name} must be an integer in 0..{MAX_LAYER}, got {value!r}")
 
 
+def _seed(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and type(value) is not int:
+        raise ConfigError(f"{attribute.name} must be an integer or None, got {value!r}")
+
+
 def _keys(value: Iterable[bytes]) -> tuple[bytes, ...]:
     keys = tuple(value)
     for key in keys:
@@ -120,6 +125,11 @@ class MixnetConfig:
     #: Dummy lookups per second, each an EXIT_GET of a random key without a
     #: reply block in the payload stream, so an exit's lookups hide the real ones.
     lambda_dummy_lookup: float = attrs.field(default=0.05, validator=_rate)
+    #: Seed of this node's path, delay and cover-time draws (``random.Random``),
+    #: for tests and simulations that must replay; None (the default, and the
+    #: only choice in deployment): the system's randomness.  Key material and
+    #: reply block ids always come from the system.
+    random_seed: int | None = attrs.field(default=None, validator=_seed)
     # -- messages larger than one payload (§14.6)
     #: Fragments one request or answer may take (at most 255); more are refused.
     max_fragments: int = attrs.field(default=8, validator=_count)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import struct
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +41,7 @@ from qdht.mixnet._directory import (
     verify_directory,
     with_signatures,
 )
+from qdht.mixnet._fragments import fragment_chunk_size
 from qdht.mixnet._mix import KeysRotated
 from qdht.mixnet._routes import LoopAlarm
 from qdht.mixnet._service import (
@@ -130,9 +132,10 @@ class AnonymousFace:
         self.run_request: Callable[[Node, ExitRequest], Awaitable[AnonAnswer | MboxReply]] = (
             self._run_request
         )
-        #: How this exit runs an ``exit_mbox``: set by the messaging layer when the
+        #: How this exit runs an ``exit_mbox``, given the bytes its answer may take
+        #: (its reply blocks' room, §14.8): set by the messaging layer when the
         #: node runs it; without it the request is refused (``no-mailbox``).
-        self.run_mailbox: Callable[[Node, AnonMbox], Awaitable[MboxReply]] = _no_mailbox
+        self.run_mailbox: Callable[[Node, AnonMbox, int], Awaitable[MboxReply]] = _no_mailbox
 
     # ------------------------------------------------------------ events
 
@@ -233,12 +236,15 @@ class AnonymousFace:
         assert type(done) is AnonymousDone
         return done.ok
 
-    async def exit_request(self, data: bytes) -> bytes | None:
-        """Send ``data`` to one exit with a reply block; the answer's bytes (unchecked),
-        or None if none came in time.  ``NodeStateError`` without a directory yet."""
+    async def exit_request(self, data: bytes, *, fragments: int = 1) -> bytes | None:
+        """Send ``data`` to one exit with reply blocks; the answer's bytes (unchecked),
+        or None if none came in time.  ``NodeStateError`` without a directory yet.
+
+        ``fragments``: send it in that many fragments, each with a reply block,
+        and get the answer back through all of them (§14.8)."""
         node = self._running()
         start = self.core.start_exit_request
-        done = await self.operations.run(node, lambda now: start(data, now))
+        done = await self.operations.run(node, lambda now: start(data, now, fragments=fragments))
         assert type(done) is ExitReplied
         return done.data
 
@@ -310,7 +316,7 @@ class AnonymousFace:
         try:
             wanted = request.request
             if type(wanted) is AnonMbox:
-                return await self.run_mailbox(node, wanted)
+                return await self.run_mailbox(node, wanted, self._answer_room(request))
             if type(wanted) is AnonForward:
                 return await self._hand_off(node, wanted)
             if type(wanted) is AnonGet:
@@ -324,6 +330,14 @@ class AnonymousFace:
         except QdhtError as exc:
             logger.debug("mixnet exit request failed: %s", exc)
             return AnonAnswer("failed")
+
+    def _answer_room(self, request: ExitRequest) -> int:
+        """The bytes an answer to ``request`` may take: one payload, or its reply
+        blocks' fragments (§14.6)."""
+        geometry = self.core.client.geometry
+        if len(request.surbs) > 1:
+            return len(request.surbs) * fragment_chunk_size(geometry)
+        return geometry.user_payload_size
 
     async def _hand_off(self, node: Node, request: AnonForward) -> AnonAnswer:
         """At an exit: hand the message to its node and wait for the ack (§14.7)."""
@@ -444,7 +458,7 @@ class AnonymousFace:
         return False
 
 
-async def _no_mailbox(node: Node, request: AnonMbox) -> MboxReply:
+async def _no_mailbox(node: Node, request: AnonMbox, room: int) -> MboxReply:
     return MboxReply(request.request.rid, False, reason="no-mailbox")
 
 
@@ -465,6 +479,7 @@ def mixnet_service(config: MixnetConfig) -> Any:
             now=context.now,
             unix_offset=context.unix_offset,
             limits=context.config.record_limits,
+            random_source=None if config.random_seed is None else random.Random(config.random_seed),
         )
         face = AnonymousFace(core, context)
         return Service(

@@ -241,7 +241,10 @@ class MixnetCore:
         self.reply_fragments = Reassembler(*bounds)
         self._deadlines: list[tuple[float, int]] = []
         self._next_handle = 1
-        self._exit_requests: dict[bytes, tuple[int, float]] = {}
+        #: Exit requests of other layers: reply block id -> handle, and per
+        #: handle its deadline, reply block ids and fragments' message id.
+        self._exit_requests: dict[bytes, int] = {}
+        self._exit_pending: dict[int, tuple[float, list[bytes], bytes]] = {}
         #: EXIT_FORWARDs this exit runs (one bucket: askers are anonymous), and
         #: the hand-offs this node accepts from each exit (§14.7).
         self._forwards: TokenBuckets[bytes] = TokenBuckets(
@@ -339,11 +342,17 @@ class MixnetCore:
     def answer_request(
         self, request: ExitRequest, answer: AnonAnswer | MboxReply, now: float
     ) -> None:
-        """This exit's answer to ``request``, in as many of its reply blocks as it takes."""
+        """This exit's answer to ``request``, in as many of its reply blocks as it takes.
+
+        An ``exit_mbox`` that came in fragments is answered through every
+        reply block it brought (empty fragments past the answer, §14.8), so
+        the asker gets as many packets back whatever the answer says.
+        """
         surbs = request.surbs or ((request.surb,) if request.surb is not None else ())
         if not surbs:
             raise ConfigError("a request without a reply block (a dummy) gets no answer")
-        self._reply(surbs, request.message_id, answer, now)
+        pad = type(request.request) is AnonMbox
+        self._reply(surbs, request.message_id, answer, now, pad=pad)
 
     def _reply(
         self,
@@ -351,6 +360,8 @@ class MixnetCore:
         message_id: bytes,
         answer: AnonAnswer | MboxReply,
         now: float,
+        *,
+        pad: bool = False,
     ) -> None:
         role = self.role
         if role is None:
@@ -358,11 +369,12 @@ class MixnetCore:
         unix = now + self.unix_offset
         geometry = role.geometry
         data = encode(answer)
-        if len(data) > geometry.user_payload_size:
+        if len(data) > geometry.user_payload_size or (pad and message_id and len(surbs) > 1):
             count = fragment_count(geometry, len(data))
             if message_id and count <= len(surbs):
+                count = len(surbs) if pad else count
                 for fragment, surb in zip(
-                    split_message(geometry, data, message_id), surbs, strict=False
+                    split_message(geometry, data, message_id, count=count), surbs, strict=False
                 ):
                     role.reply(surb, fragment.to_bytes(), unix, kind=KIND_REPLY_FRAGMENT)
                 self._counts["exit_answers"] += 1
@@ -583,13 +595,19 @@ class MixnetCore:
                     assert surb_id is not None
                     self._expect(op, message_id, surb_id)
             self._counts["fragmented_requests"] += len(chosen)
-        # Its last packet leaves after every real message queued before it: give
-        # it those payload slots, twice over for the Poisson stream's spread.
-        queued = self.config.max_send_queue - client.room()
-        rate = self.config.lambda_payload
-        extra = 2 * max(0, queued - len(chosen)) / rate if rate > 0 else 0.0
-        op.deadline = now + self.config.anonymous_timeout + extra
+        op.deadline = self._deadline(now, len(chosen))
         heapq.heappush(self._deadlines, (op.deadline, op.handle))
+
+    def _deadline(self, now: float, last: int) -> float:
+        """When a request whose ``last`` packets were just queued times out.
+
+        Its last packet leaves after every real message queued before it: give
+        it those payload slots, twice over for the Poisson stream's spread.
+        """
+        queued = self.config.max_send_queue - self.client.room()
+        rate = self.config.lambda_payload
+        extra = 2 * max(0, queued - last) / rate if rate > 0 else 0.0
+        return now + self.config.anonymous_timeout + extra
 
     def _expect(self, op: _Operation, message_id: bytes, surb_id: bytes) -> None:
         op.waiting.add(message_id)
@@ -669,7 +687,7 @@ class MixnetCore:
             self._events.append(event)
 
     def _on_reply(self, event: ReplyReceived, unix: float) -> None:
-        if self._exit_replied(event):
+        if self._exit_replied(event, unix):
             return
         message_id = self._by_surb.pop(event.surb_id, None)
         handle = self._by_message.get(message_id) if message_id is not None else None
@@ -767,11 +785,17 @@ class MixnetCore:
     # One request to one exit, its answer's bytes handed back unchecked: the
     # messaging layer's mailbox requests (exit_mbox, 11-messaging.md §7.4).
 
-    def start_exit_request(self, data: bytes, now: float) -> int:
-        """Send ``data`` to one exit drawn from the directory, with a reply block.
+    def start_exit_request(self, data: bytes, now: float, *, fragments: int = 1) -> int:
+        """Send ``data`` to one exit drawn from the directory, with reply blocks.
 
-        The answer comes as :class:`ExitReplied` with the returned handle (its
-        ``data`` None after ``anonymous_timeout``); the caller checks it.
+        With ``fragments`` above one (or ``data`` larger than one payload) the
+        request goes in ``fragments`` fragments (§14.6; at least as many as
+        ``data`` needs), each its own packet with its own reply block on its
+        own path to the same exit, and the exit answers through all of them
+        (10-mixnet.md §14.8), so every request of one shape costs the same
+        packets both ways.  The answer comes as :class:`ExitReplied` with the
+        returned handle (its ``data`` None after ``anonymous_timeout``); the
+        caller checks it.  ``ConfigError`` past ``max_fragments``.
         """
         unix = now + self.unix_offset
         view = self.client.view(unix)
@@ -780,29 +804,73 @@ class MixnetCore:
         exits = [m for m in view.mixes if m.node_id != self.node_id]
         if not exits:
             raise NodeStateError("the directory has no exit but this node")
-        if len(self._exit_requests) >= MAX_OPERATIONS:
+        if len(self._exit_pending) >= MAX_OPERATIONS:
             raise NodeStateError(f"{MAX_OPERATIONS} exit requests are waiting already")
+        count = self._fragments_for(data, fragments)
+        if count > self.config.max_fragments:
+            raise ConfigError(
+                f"the exit request is {len(data)} bytes in {count} fragments, more than "
+                f"max_fragments {self.config.max_fragments}"
+            )
+        if self.client.room() < count:
+            raise NodeStateError("the mixnet send queue is full")
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         exit_entry = self._random.choice(exits)
-        surb_id = self.client.send(data, now=unix, exit=exit_entry, want_reply=True)
-        assert surb_id is not None
-        deadline = now + self.config.anonymous_timeout
-        self._exit_requests[surb_id] = (handle, deadline)
+        message_id = b""
+        if count == 1:
+            surb_id = self.client.send(data, now=unix, exit=exit_entry, want_reply=True)
+            assert surb_id is not None
+            surb_ids = [surb_id]
+        else:
+            message_id = self._rng(16)
+            surb_ids = []
+            for fragment in split_message(self.client.geometry, data, message_id, count=count):
+                surb_id = self.client.send(
+                    fragment.to_bytes(), now=unix, exit=exit_entry, want_reply=True, fragment=True
+                )
+                assert surb_id is not None
+                surb_ids.append(surb_id)
+        self._counts["exit_request_packets"] += count
+        deadline = self._deadline(now, 1)
+        for surb_id in surb_ids:
+            self._exit_requests[surb_id] = handle
+        self._exit_pending[handle] = (deadline, surb_ids, message_id)
         heapq.heappush(self._deadlines, (deadline, handle))
         self._counts["exit_requests_sent"] += 1
         self._pump(unix)
         return handle
 
-    def _exit_replied(self, event: ReplyReceived) -> bool:
-        pending = self._exit_requests.pop(event.surb_id, None)
-        if pending is None:
+    def _exit_replied(self, event: ReplyReceived, unix: float) -> bool:
+        handle = self._exit_requests.get(event.surb_id)
+        if handle is None:
             return False
-        self._events.append(ExitReplied(pending[0], event.data))
+        message_id = self._exit_pending[handle][2]
+        data: bytes | None = event.data
+        if event.kind == KIND_REPLY_FRAGMENT:
+            fragment = parse_fragment(self.client.geometry, event.data)
+            if fragment is None or fragment.message_id != message_id:
+                del self._exit_requests[event.surb_id]
+                self._drops["bad-fragment"] += 1
+                return True
+            whole = self.reply_fragments.add(fragment, None, unix)
+            del self._exit_requests[event.surb_id]
+            if whole is None:
+                return True
+            data = whole.data
+        self._end_exit_request(handle, data)
         return True
 
+    def _end_exit_request(self, handle: int, data: bytes | None) -> None:
+        _, surb_ids, message_id = self._exit_pending.pop(handle)
+        for surb_id in surb_ids:
+            self._exit_requests.pop(surb_id, None)
+        self.client.forget(surb_ids)
+        if message_id:
+            self.reply_fragments.discard([message_id])
+        self._events.append(ExitReplied(handle, data))
+
     def _expire_exit_requests(self, now: float) -> None:
-        for surb_id, (handle, deadline) in list(self._exit_requests.items()):
+        for handle, (deadline, _, _) in list(self._exit_pending.items()):
             if deadline <= now:
-                del self._exit_requests[surb_id]
                 self._counts["exit_requests_timed_out"] += 1
-                self._events.append(ExitReplied(handle, None))
+                self._end_exit_request(handle, None)

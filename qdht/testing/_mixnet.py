@@ -240,7 +240,11 @@ async def open_mix_network(
         for index, (role, identity) in enumerate(zip(roles, identities, strict=True)):
             layer = (index - authorities) % 8 if role == "mix" else 0
             own = attrs.evolve(
-                shared, mix=role == "mix", authority=role == "authority", layer=layer
+                shared,
+                mix=role == "mix",
+                authority=role == "authority",
+                layer=layer,
+                random_seed=rng.getrandbits(64),  # paths, delays and cover times replay
             )
             if role != "client" and not relay_streams:
                 # Loopix: mixes send their own loops (λ_M), not client streams.

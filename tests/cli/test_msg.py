@@ -65,7 +65,8 @@ def _messaging_as(stderr: str) -> str:
 
 
 def test_demo_messaging_delivers_everything(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--messaging", "--nodes", "3", "--difficulty", "0", "--direct"]) == 0
+    argv = ["demo", "--messaging", "--nodes", "3", "--difficulty", "0", "--direct", "--rounds", "1"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "direct delivery" in out
     assert "read by Bob on return" in out
@@ -74,8 +75,11 @@ def test_demo_messaging_delivers_everything(capsys: pytest.CaptureFixture[str]) 
 
 def test_demo_messaging_goes_through_mixes(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["demo", "--messaging", "--nodes", "6", "--difficulty", "0", "--timeout", "120"]
+    argv += ["--rounds", "1"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "mixnet (3 mixes)" in out
+    assert re.search(r"ping-pong messages\s*\|\s*2\s*\|", out), out
     assert "3/3" in out
-    assert re.search(r"requests sent directly\s*\|\s*0\s*\|", out), out
+    assert re.search(r"other requests sent directly\s*\|\s*0\s*\|", out), out
+    assert re.search(r"intro reads sent directly \(§7.4\)\s*\|\s*[1-9]", out), out

@@ -187,6 +187,8 @@ def test_mixnet_config_checks_the_node_roles() -> None:
         MixnetConfig(mix=1)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="mixnet must be a MixnetConfig"):
         Config(mixnet=object())
+    with pytest.raises(ConfigError, match="random_seed must be an integer or None"):
+        MixnetConfig(random_seed="7")  # type: ignore[arg-type]
 
 
 @functools.cache

@@ -362,11 +362,14 @@ def _mix_network(args: argparse.Namespace, result: BenchResult) -> None:
     result.add("mix_idle_node_bytes_per_s_per_contact", report["idle_node_bytes_per_s_per_contact"])
     result.add("mix_idle_mailbox_ops_per_s", report["idle_mailbox_ops_per_s"])
     result.add("mix_direct_requests", float(report["direct_requests"]), Target("==", 0.0))
+    result.add("mix_intro_reads_direct", float(report["intro_reads_direct"]))
+    result.add("mix_packets_per_request", float(report["fragments"]))
     result.notes.append(
         f"through mixes: 1 authority and {report['mixes']} mixes (holders and exits) on "
         f"loopback UDP; {len(latencies)} ping-pong messages; poll interval {interval:g} s, "
-        f"4 slot reads + 2 intro reads + 2 writes or cover reads per tick, each one "
-        f"exit_mbox in a {demo.mixnet.geometry.packet_size}-byte packet; "
+        f"4 slot reads + 2 writes or cover reads per tick through exits, each an "
+        f"exit_mbox in {report['fragments']} {demo.mixnet.geometry.packet_size}-byte "
+        f"packets each way, and 2 intro reads sent directly (§7.4); "
         f"λ_P {demo.mixnet.lambda_payload:g}/s"
     )
 
