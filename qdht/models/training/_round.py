@@ -55,6 +55,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
     decode,
     encode,
@@ -304,7 +306,17 @@ class RoundCoordinator:
     def receive_secagg(self, data: bytes, now: float) -> None:
         """Take one device's SecAgg message (keys, shares, masked input, reveal)."""
         try:
-            msg = decode(data, expect=(SecAggKeys, SecAggShares, SecAggMasked, SecAggReveal))
+            msg = decode(
+                data,
+                expect=(
+                    SecAggKeys,
+                    SecAggShares,
+                    SecAggMasked,
+                    SecAggUnlinked,
+                    SecAggSubmitted,
+                    SecAggReveal,
+                ),
+            )
         except DecodeError:
             self.drops["decode-error"] += 1
             return
