@@ -26,6 +26,8 @@ from qdht.wire import (
     FL_SIGNED_CONTEXT,
     DeviceSigned,
     RoundUpdate,
+    SecAggSubmitted,
+    decode,
     encode,
     peek_type,
     signed_message_bytes,
@@ -94,6 +96,27 @@ def session_types(node: Node) -> list[str | None]:
     return seen
 
 
+def anonymous_types(node: Node) -> list[str]:
+    """Record what the training service gets from anonymous senders: each payload's
+    type, and a signed one's inner type after a slash."""
+    core = node.training.core
+    seen: list[str] = []
+    receive = core.receive_anonymous
+
+    def spy(payload: bytes, now: float) -> bool:
+        kind = str(peek_type(payload))
+        if kind == DeviceSigned.TYPE:
+            signed = decode(payload, expect=(DeviceSigned,))
+            assert isinstance(signed, DeviceSigned)
+            kind += f"/{peek_type(signed.message)}"
+        seen.append(kind)
+        accepted: bool = receive(payload, now)
+        return accepted
+
+    core.receive_anonymous = spy  # type: ignore[method-assign]
+    return seen
+
+
 def total(mn: MixNetwork, counter: str) -> int:
     return sum(n.stats()["mixnet"].get(counter, 0) for n in mn.nodes)
 
@@ -151,6 +174,7 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
 ) -> None:
     async with mix_training(6, seed=42) as (mn, net, seen):
         coordinator, devices = mn.clients[0], mn.clients[1:]
+        anonymous = anonymous_types(coordinator)
         params = RoundParams(duration=120.0, epochs=2, secagg=True, min_participants=3)
         run_ = await secagg_with_a_dropout(coordinator, devices[0], params, net, settle=10.0)
         (result,) = run_.results
@@ -158,8 +182,31 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
         assert result.participants == 5
         stats = coordinator.stats()["training"]
         assert stats.get("updates_accepted", 0) == 0
-        assert stats["received_anonymously"] >= 5 * 4  # keys, shares, masked, reveal
+        assert stats["received_anonymously"] >= 5 * 4  # keys, shares, claim, reveal
         assert all(t not in seen for t in ("secagg_keys", "secagg_masked", "device_signed"))
+        # The masked inputs came unsigned and without index; who took part came
+        # from signed claims; no masked input was ever tied to a node (§9.5).
+        assert anonymous.count("secagg_unlinked") == stats["unlinked_received"] == 5
+        assert anonymous.count("device_signed/secagg_submitted") == 5
+        assert not any(t.endswith("secagg_masked") for t in anonymous)
+        round_core = coordinator.training.core.coordinator
+        assert round_core is not None
+        assert round_core.secagg is not None
+        agg = round_core.secagg
+        assert agg.masked == {}
+        assert agg.unlinked_count == len(agg.claimed) == 5
+        for device in devices[1:]:
+            assert device.stats()["training"]["unlinked_sent"] == 1
+        # A claim in another device's name, signed by the wrong key: refused.
+        rogue, victim = devices[-1], devices[1]
+        index = agg.setup.ids.index(victim.node_id) + 1
+        claim = encode(SecAggSubmitted(agg.setup.round_id, index))
+        forged = rogue.identity.mldsa.sign(
+            signed_message_bytes(victim.node_id, claim), FL_SIGNED_CONTEXT
+        )
+        signed = encode(DeviceSigned(victim.node_id, claim, forged))
+        assert not await rogue.anonymous.forward(coordinator.node_id, signed)
+        assert coordinator.stats()["training"]["drops"]["bad-device-signature"] == 1
         data = digits()
         assert TRAINER.accuracy(run_.model, data.x_test, data.y_test) > 0.5
 
