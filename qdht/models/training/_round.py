@@ -231,6 +231,9 @@ class RoundCoordinator:
         return {
             "rounds": len(self.history),
             "abandoned": sum(r.abandoned for r in self.history),
+            "abandoned_reasons": dict(
+                collections.Counter(r.reason for r in self.history if r.abandoned)
+            ),
             "epsilon": self.budget.spent if self.budget else 0.0,
             "drops": dict(self.drops)
             | (self.secagg.stats()["drops"] if self.secagg is not None else {}),

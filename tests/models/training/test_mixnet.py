@@ -27,13 +27,21 @@ from qdht.wire import (
     DeviceSigned,
     RoundUpdate,
     SecAggSubmitted,
+    SecAggUnlinked,
     decode,
     encode,
     peek_type,
     signed_message_bytes,
 )
 
-from .test_service import TASK, TRAINER, digits, initial_model, secagg_with_a_dropout
+from .test_service import (
+    TASK,
+    TRAINER,
+    digits,
+    initial_model,
+    secagg_with_a_dropout,
+    start_rounds,
+)
 
 #: A payload that carries a signed update of the digits model in one packet.
 MIXNET = MixnetConfig(
@@ -209,6 +217,41 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
         assert coordinator.stats()["training"]["drops"]["bad-device-signature"] == 1
         data = digits()
         assert TRAINER.accuracy(run_.model, data.x_test, data.y_test) > 0.5
+
+
+async def test_an_injected_unlinked_vector_abandons_the_secagg_round(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with mix_training(4, seed=43) as (mn, _, _):
+        coordinator, devices = mn.clients[0], mn.clients[1:]
+        params = RoundParams(duration=120.0, epochs=2, secagg=True, min_participants=3)
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            start_rounds(nursery, coordinator, params, results)
+            while (round_core := coordinator.training.core.coordinator) is None or (  # noqa: ASYNC110
+                round_core.secagg is None or round_core.secagg.stage != "masked"
+            ):
+                await trio.sleep(0.5)
+            # Anyone can hand the coordinator one more masked vector: it is taken ...
+            agg = round_core.secagg
+            extra = encode(SecAggUnlinked(agg.setup.round_id, bytes(4 * agg.setup.size)))
+            assert await devices[0].anonymous.forward(coordinator.node_id, extra)
+        (run_,) = results
+        (result,) = run_.results
+        # ... it came first and filled the cohort's last slot, so one genuine vector was
+        # dropped (and its device told, undelivered): the counts match, but that
+        # device's masks stay in the sum, out of range. The round is abandoned, counted.
+        assert result.abandoned
+        assert result.reason == "secagg-bad-sum"
+        assert np.array_equal(run_.model, initial_model())
+        stats = coordinator.stats()["training"]
+        assert stats["coordinator"]["abandoned_reasons"] == {"secagg-bad-sum": 1}
+        assert stats["drops"]["secagg-unlinked-excess"] == 1
+        assert stats["unlinked_received"] == len(agg.claimed) == 4
+        assert (
+            sum(d.stats()["training"]["drops"].get("anonymous-undelivered", 0) for d in devices)
+            == 1
+        )
 
 
 async def test_training_through_the_mixnet_needs_the_mixnet() -> None:
