@@ -1,7 +1,8 @@
 """The ``training`` service's sans-IO core: rounds and gossip on a node (14-training.md).
 
 :class:`TrainingCore` owns the training message types (``round_announce``,
-``round_update``, the eight ``secagg_*`` messages and ``gossip_model``) and
+``round_update``, the ten ``secagg_*`` messages, ``gossip_model`` and
+``device_signed``) and
 runs, on one node, any of three roles over the round cores of
 :mod:`qdht.models.training`:
 
@@ -125,7 +126,8 @@ class TrainingLayerConfig:
     #: Lifetime of a device's enrolment record (renewed at half of it).
     enrol_ttl: float = attrs.field(default=3600.0, validator=validators.positive)
     #: Through the mixnet (14-training.md §9.5; needs ``Config.mixnet``): a
-    #: device sends its updates and SecAgg messages signed, each through one
+    #: device sends its updates and SecAgg messages signed (its masked SecAgg
+    #: input unsigned and unlinked instead, with a signed claim), each through one
     #: exit, so the coordinator never learns its address or timing; a
     #: coordinator (which also needs ``Config.resolve``) resolves its devices'
     #: certificates to check those signatures.  Off by default: it needs a

@@ -215,6 +215,13 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
         signed = encode(DeviceSigned(victim.node_id, claim, forged))
         assert not await rogue.anonymous.forward(coordinator.node_id, signed)
         assert coordinator.stats()["training"]["drops"]["bad-device-signature"] == 1
+        # Signed by the rogue as itself, but claiming the victim's index: refused too.
+        own = rogue.identity.mldsa.sign(
+            signed_message_bytes(rogue.node_id, claim), FL_SIGNED_CONTEXT
+        )
+        signed = encode(DeviceSigned(rogue.node_id, claim, own))
+        assert not await rogue.anonymous.forward(coordinator.node_id, signed)
+        assert coordinator.stats()["training"]["drops"]["not-the-sender"] == 1
         data = digits()
         assert TRAINER.accuracy(run_.model, data.x_test, data.y_test) > 0.5
 

@@ -13,8 +13,14 @@ import attrs
 import numpy as np
 
 from qdht.crypto.hashes import sha3_256
-from qdht.models.training import SecAggCoordinator, SecAggDevice, default_neighbours
-from qdht.wire import SecAggMasked, SecAggSetup, SecAggSubmitted, SecAggUnlinked
+from qdht.models.training import (
+    SecAggCoordinator,
+    SecAggDevice,
+    TrainingCore,
+    TrainingLayerConfig,
+    default_neighbours,
+)
+from qdht.wire import SecAggMasked, SecAggSetup, SecAggSubmitted, SecAggUnlinked, encode
 
 N = 6
 SIZE = 40
@@ -164,3 +170,12 @@ def test_a_claim_and_a_linked_input_from_one_index_count_once() -> None:
     coordinator.receive(masked[1])  # claimed: its vector came unlinked
     assert coordinator.claimed == {masked[1].index}
     assert coordinator.stats()["drops"] == {"secagg-unexpected": 3}
+
+
+def test_an_unlinked_input_over_a_session_is_refused() -> None:
+    core = TrainingCore(bytes(32), TrainingLayerConfig(), unix_offset=0.0)
+    unlinked = encode(SecAggUnlinked(bytes(32), bytes(8)))
+    core.receive_message(b"\x01" * 32, "addr", unlinked, 0.0)
+    assert core.stats()["drops"] == {"unlinked-over-session": 1}
+    assert not core.receive_anonymous(unlinked, 0.0)  # no coordinator role
+    assert core.stats()["drops"]["not-a-coordinator"] == 1
