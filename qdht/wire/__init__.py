@@ -194,6 +194,8 @@ LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
         "secagg_shares",
         "secagg_forward",
         "secagg_masked",
+        "secagg_unlinked",
+        "secagg_submitted",
         "secagg_unmask",
         "secagg_reveal",
         "gossip_model",
@@ -315,7 +317,7 @@ if TYPE_CHECKING:
         SecAggSetup,
         SecAggShares,
     )
-    from qdht.wire._training import SecAggUnmask
+    from qdht.wire._training import SecAggSubmitted, SecAggUnlinked, SecAggUnmask
     from qdht.wire._training import (
         FL_SIGNED_CONTEXT,
         MAX_SIGNED_MESSAGE,
@@ -520,6 +522,8 @@ __all__ = [
     "SecAggReveal",
     "SecAggSetup",
     "SecAggShares",
+    "SecAggSubmitted",
+    "SecAggUnlinked",
     "SecAggUnmask",
     "SetEntry",
     "SignedRecord",

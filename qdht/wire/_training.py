@@ -11,6 +11,8 @@ message (``fl-`` rule)  direction              meaning
 ``secagg_shares``       device → coordinator   encrypted Shamir shares, mask ciphertexts, escrows
 ``secagg_forward``      coordinator → device   what the device's neighbours sent it
 ``secagg_masked``       device → coordinator   the masked, quantised update
+``secagg_unlinked``     device → coordinator   the same, anonymous: no index (§9.5)
+``secagg_submitted``    device → coordinator   signed claim: my unlinked input is sent (§9.5)
 ``secagg_unmask``       coordinator → devices  who is in the sum and who dropped out
 ``secagg_reveal``       device → coordinator   the shares that remove the masks
 ``gossip_model``        device → device        a gossip-learning model and its age
@@ -57,6 +59,8 @@ __all__ = [
     "SecAggReveal",
     "SecAggSetup",
     "SecAggShares",
+    "SecAggSubmitted",
+    "SecAggUnlinked",
     "SecAggUnmask",
     "signed_message_bytes",
 ]
@@ -182,6 +186,20 @@ def _increasing(_: object, attribute: attrs.Attribute[Any], value: object) -> No
 
 _round = _bytes(ROUND_ID_SIZE)
 _index = _uint(1, MAX_COHORT)
+
+
+def _check_uint32s(name: str, value: bytes) -> None:
+    """A vector of little-endian 32-bit values: not empty, a multiple of 4 bytes."""
+    if not value or len(value) % 4:
+        raise ConfigError(f"{name} must be a positive multiple of 4 bytes")
+
+
+def _read_uint32s(r: FieldReader, path: str, name: str) -> bytes:
+    value: bytes = r.bytes_(name, min_size=4, max_size=4 * MAX_UPDATE_VALUES)
+    if len(value) % 4:
+        raise DecodeError("field-size", child_path(path, name), "not a multiple of 4 bytes")
+    return value
+
 
 # -------------------------------------------------------------- announcement
 
@@ -604,8 +622,7 @@ class SecAggMasked:
     y: bytes = attrs.field(validator=_bytes(max_size=4 * MAX_UPDATE_VALUES))
 
     def __attrs_post_init__(self) -> None:
-        if not self.y or len(self.y) % 4:
-            raise ConfigError("y must be a positive multiple of 4 bytes")
+        _check_uint32s("y", self.y)
 
     def to_cbor(self) -> dict[str, Any]:
         return {"type": self.TYPE, "round": self.round_id, "index": self.index, "y": self.y}
@@ -616,11 +633,58 @@ class SecAggMasked:
         r.type_tag(cls.TYPE)
         round_id = r.bytes_("round", size=ROUND_ID_SIZE)
         index = r.uint("index", min_value=1, max_value=MAX_COHORT)
-        y = r.bytes_("y", min_size=4, max_size=4 * MAX_UPDATE_VALUES)
+        y = _read_uint32s(r, path, "y")
         r.finish()
-        if len(y) % 4:
-            raise DecodeError("field-size", child_path(path, "y"), "not a multiple of 4 bytes")
         return cls(round_id, index, y)
+
+
+@register
+@attrs.frozen
+class SecAggUnlinked:
+    """A masked quantised update sent anonymously through the mixnet: no ``index`` (§9.5)."""
+
+    TYPE: ClassVar[str] = "secagg_unlinked"
+    round_id: bytes = attrs.field(validator=_round)
+    y: bytes = attrs.field(validator=_bytes(max_size=4 * MAX_UPDATE_VALUES))
+
+    def __attrs_post_init__(self) -> None:
+        _check_uint32s("y", self.y)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "round": self.round_id, "y": self.y}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> SecAggUnlinked:
+        r = FieldReader(obj, path)
+        r.type_tag(cls.TYPE)
+        round_id = r.bytes_("round", size=ROUND_ID_SIZE)
+        y = _read_uint32s(r, path, "y")
+        r.finish()
+        return cls(round_id, y)
+
+
+@register
+@attrs.frozen
+class SecAggSubmitted:
+    """A cohort member's claim that its unlinked masked update for the round is sent (§9.5)."""
+
+    TYPE: ClassVar[str] = "secagg_submitted"
+    round_id: bytes = attrs.field(validator=_round)
+    index: int = attrs.field(validator=_index)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "round": self.round_id, "index": self.index}
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> SecAggSubmitted:
+        r = FieldReader(obj, path)
+        r.type_tag(cls.TYPE)
+        out = cls(
+            r.bytes_("round", size=ROUND_ID_SIZE),
+            r.uint("index", min_value=1, max_value=MAX_COHORT),
+        )
+        r.finish()
+        return out
 
 
 @register

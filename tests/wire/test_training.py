@@ -22,6 +22,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
     decode,
     encode,
@@ -64,6 +66,8 @@ MESSAGES: list[Any] = [
     SecAggUnmask(R, (1, 2, 4), (3,)),
     SecAggReveal(R, 2, ((1, SH), (4, SH)), ((3, SH),)),
     GossipModel(R, 7, bytes(12)),
+    SecAggUnlinked(R, bytes(8)),
+    SecAggSubmitted(R, 2),
 ]
 
 
@@ -92,6 +96,7 @@ def _mutated(message: Any, **change: Any) -> bytes:
         (MESSAGES[6], {"spks": [PK]}, "field-size"),  # columns of unequal length
         (MESSAGES[8], {"mask_from": [1, 2]}, "field-size"),
         (MESSAGES[9], {"y": bytes(6)}, "field-size"),
+        (MESSAGES[13], {"y": bytes(6)}, "field-size"),
         (MESSAGES[10], {"alive": [2, 1]}, "field-value"),
         (MESSAGES[11], {"b_of": [1]}, "field-size"),
         (MESSAGES[12], {"params": bytes(5)}, "field-size"),

@@ -163,6 +163,8 @@ class TrainingFace:
         task_status.started()
 
         async def send(message: SendAnonymously) -> None:
+            if message.delay > 0:  # an unlinked input or its claim (§9.5)
+                await trio.sleep(message.delay)
             try:
                 delivered = await node.anonymous.forward(message.coordinator, message.data)
             except QdhtError:  # no directory yet, queue full: the message is lost

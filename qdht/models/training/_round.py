@@ -55,6 +55,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
     decode,
     encode,
@@ -229,6 +231,9 @@ class RoundCoordinator:
         return {
             "rounds": len(self.history),
             "abandoned": sum(r.abandoned for r in self.history),
+            "abandoned_reasons": dict(
+                collections.Counter(r.reason for r in self.history if r.abandoned)
+            ),
             "epsilon": self.budget.spent if self.budget else 0.0,
             "drops": dict(self.drops)
             | (self.secagg.stats()["drops"] if self.secagg is not None else {}),
@@ -304,7 +309,17 @@ class RoundCoordinator:
     def receive_secagg(self, data: bytes, now: float) -> None:
         """Take one device's SecAgg message (keys, shares, masked input, reveal)."""
         try:
-            msg = decode(data, expect=(SecAggKeys, SecAggShares, SecAggMasked, SecAggReveal))
+            msg = decode(
+                data,
+                expect=(
+                    SecAggKeys,
+                    SecAggShares,
+                    SecAggMasked,
+                    SecAggUnlinked,
+                    SecAggSubmitted,
+                    SecAggReveal,
+                ),
+            )
         except DecodeError:
             self.drops["decode-error"] += 1
             return

@@ -57,6 +57,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
 )
 
@@ -285,6 +287,12 @@ class SecAggCoordinator(_Stats):
         self.keys: dict[int, SecAggKeys] = {}
         self.shares: dict[int, SecAggShares] = {}
         self.masked: dict[int, NDArray[np.uint32]] = {}
+        #: Unlinked inputs (§9.5): only their running sum mod 2^32 and their
+        #: number are kept, never which vector came when.
+        self.unlinked_sum = np.zeros(setup.size, dtype=np.uint32)
+        self.unlinked_count = 0
+        #: Cohort indices whose signed claim says their unlinked input is sent.
+        self.claimed: set[int] = set()
         self.reveals: dict[int, SecAggReveal] = {}
         self.stage = "keys"
         self.failure: str | None = None
@@ -293,18 +301,29 @@ class SecAggCoordinator(_Stats):
 
     def receive(self, msg: object) -> None:
         """Take one device message; anything out of place is dropped and counted."""
-        expected = {
-            "keys": SecAggKeys,
-            "shares": SecAggShares,
-            "masked": SecAggMasked,
-            "reveal": SecAggReveal,
-        }.get(self.stage)
-        if expected is None or type(msg) is not expected:
+        expected: tuple[type, ...] = {
+            "keys": (SecAggKeys,),
+            "shares": (SecAggShares,),
+            "masked": (SecAggMasked, SecAggUnlinked, SecAggSubmitted),
+            "reveal": (SecAggReveal,),
+        }.get(self.stage, ())
+        if type(msg) not in expected:
             self.drops["secagg-wrong-stage"] += 1
             return
-        assert isinstance(msg, SecAggKeys | SecAggShares | SecAggMasked | SecAggReveal)
+        assert isinstance(
+            msg,
+            SecAggKeys
+            | SecAggShares
+            | SecAggMasked
+            | SecAggUnlinked
+            | SecAggSubmitted
+            | SecAggReveal,
+        )
         if msg.round_id != self.setup.round_id:
             self.drops["wrong-round"] += 1
+            return
+        if isinstance(msg, SecAggUnlinked):
+            self._receive_unlinked(msg)
             return
         if not 1 <= msg.index <= len(self.setup.ids):
             self.drops["secagg-unknown-index"] += 1
@@ -315,6 +334,8 @@ class SecAggCoordinator(_Stats):
             self._receive_shares(msg)
         elif isinstance(msg, SecAggMasked):
             self._receive_masked(msg)
+        elif isinstance(msg, SecAggSubmitted):
+            self._receive_claim(msg)
         else:
             self._receive_reveal(msg)
 
@@ -340,7 +361,7 @@ class SecAggCoordinator(_Stats):
         self.shares[u] = msg
 
     def _receive_masked(self, msg: SecAggMasked) -> None:
-        if msg.index not in self.shares or msg.index in self.masked:
+        if msg.index not in self.shares or msg.index in self.masked or msg.index in self.claimed:
             self.drops["secagg-unexpected"] += 1
             return
         if len(msg.y) != 4 * self.setup.size:
@@ -348,8 +369,26 @@ class SecAggCoordinator(_Stats):
             return
         self.masked[msg.index] = np.frombuffer(msg.y, dtype="<u4").astype(np.uint32)
 
+    def _receive_unlinked(self, msg: SecAggUnlinked) -> None:
+        """An anonymous masked input: added to the sum, its arrival forgotten (§9.5)."""
+        if len(msg.y) != 4 * self.setup.size:
+            self.drops["wrong-shape"] += 1
+            return
+        if self.unlinked_count >= len(self.setup.ids):  # more than the cohort can send
+            self.drops["secagg-unlinked-excess"] += 1
+            return
+        self.unlinked_sum += np.frombuffer(msg.y, dtype="<u4").astype(np.uint32)
+        self.unlinked_count += 1
+
+    def _receive_claim(self, msg: SecAggSubmitted) -> None:
+        u = msg.index
+        if u not in self.shares or u in self.masked or u in self.claimed:
+            self.drops["secagg-unexpected"] += 1
+            return
+        self.claimed.add(u)
+
     def _receive_reveal(self, msg: SecAggReveal) -> None:
-        if msg.index not in self.masked or msg.index in self.reveals:
+        if msg.index not in self._unmask.alive or msg.index in self.reveals:
             self.drops["secagg-unexpected"] += 1
             return
         self.reveals[msg.index] = msg
@@ -394,8 +433,12 @@ class SecAggCoordinator(_Stats):
     def close_masked(self) -> SecAggUnmask | None:
         """End stage 3: who is in the sum and who dropped (None: round failed)."""
         self.stage = "reveal"
-        alive = tuple(sorted(self.masked))
-        dropped = tuple(sorted(set(self.shares) - set(self.masked)))
+        in_sum = set(self.masked) | self.claimed
+        alive = tuple(sorted(in_sum))
+        dropped = tuple(sorted(set(self.shares) - in_sum))
+        if self.unlinked_count != len(self.claimed):  # an injected or a lost unlinked input
+            self._fail("unlinked-mismatch")
+            return None
         if len(alive) < self.setup.t:
             self._fail("too-few-devices")
             return None
@@ -422,7 +465,9 @@ class SecAggCoordinator(_Stats):
                         continue
                     target[of][holder] = value
         size, round_id = self.setup.size, self.setup.round_id
-        total = np.zeros(size, dtype=np.uint32)
+        total = self.unlinked_sum.copy()
+        for y in self.masked.values():
+            total += y
         for shares in (*b_shares.values(), *s_shares.values()):
             if not consistent(shares, self.setup.t):
                 self._fail("inconsistent-shares")
@@ -432,7 +477,7 @@ class SecAggCoordinator(_Stats):
                 self._fail("unrecoverable")
                 return None
             b = reconstruct(b_shares[u]).to_bytes(66, "big")[-32:]
-            total += self.masked[u] - _prg(_kdf(b, round_id, b"self", u), size)
+            total -= _prg(_kdf(b, round_id, b"self", u), size)
         for u in dropped:
             if len(s_shares[u]) < self.setup.t:
                 self._fail("unrecoverable")
@@ -457,4 +502,8 @@ class SecAggCoordinator(_Stats):
             except CryptoError:
                 self._fail("unrecoverable")
                 return None
+        if int(total.max(initial=0)) > len(alive) * ((1 << self.setup.bits) - 1):
+            # each input is at most 2^bits - 1 per value: a replaced or corrupted input
+            self._fail("bad-sum")
+            return None
         return _dequantize_sum(total, len(alive), self.setup), len(alive)

@@ -1,7 +1,8 @@
 """The ``training`` service's sans-IO core: rounds and gossip on a node (14-training.md).
 
 :class:`TrainingCore` owns the training message types (``round_announce``,
-``round_update``, the eight ``secagg_*`` messages and ``gossip_model``) and
+``round_update``, the ten ``secagg_*`` messages, ``gossip_model`` and
+``device_signed``) and
 runs, on one node, any of three roles over the round cores of
 :mod:`qdht.models.training`:
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import math
+import random
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final
 
@@ -51,6 +53,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
     decode,
     encode,
@@ -70,20 +74,36 @@ __all__ = [
 
 #: What a coordinator receives.
 _TO_COORDINATOR: Final = frozenset(
-    {RoundUpdate.TYPE, SecAggKeys.TYPE, SecAggShares.TYPE, SecAggMasked.TYPE, SecAggReveal.TYPE}
+    {
+        RoundUpdate.TYPE,
+        SecAggKeys.TYPE,
+        SecAggShares.TYPE,
+        SecAggMasked.TYPE,
+        SecAggSubmitted.TYPE,
+        SecAggReveal.TYPE,
+    }
 )
-_COORDINATOR_CLASSES: Final = (RoundUpdate, SecAggKeys, SecAggShares, SecAggMasked, SecAggReveal)
+_COORDINATOR_CLASSES: Final = (
+    RoundUpdate,
+    SecAggKeys,
+    SecAggShares,
+    SecAggMasked,
+    SecAggSubmitted,
+    SecAggReveal,
+)
 #: What a device receives from its coordinator during a SecAgg round.
 _TO_DEVICE: Final = frozenset(
     {SecAggSetup.TYPE, SecAggNeighbours.TYPE, SecAggForward.TYPE, SecAggUnmask.TYPE}
 )
 #: Every message type the ``training`` service owns.
 TRAINING_MESSAGE_TYPES: Final = frozenset(
-    {RoundAnnounce.TYPE, GossipModel.TYPE, DeviceSigned.TYPE} | _TO_COORDINATOR | _TO_DEVICE
+    {RoundAnnounce.TYPE, GossipModel.TYPE, DeviceSigned.TYPE, SecAggUnlinked.TYPE}
+    | _TO_COORDINATOR
+    | _TO_DEVICE
 )
 #: What the service accepts from an anonymous sender (a mixnet exit's hand-off,
-#: 10-mixnet.md §14.7): only a device's signed message (§9.5).
-ANONYMOUS_TRAINING_TYPES: Final = frozenset({DeviceSigned.TYPE})
+#: 10-mixnet.md §14.7): a device's signed message, or an unlinked masked input (§9.5).
+ANONYMOUS_TRAINING_TYPES: Final = frozenset({DeviceSigned.TYPE, SecAggUnlinked.TYPE})
 
 
 @attrs.frozen
@@ -106,13 +126,20 @@ class TrainingLayerConfig:
     #: Lifetime of a device's enrolment record (renewed at half of it).
     enrol_ttl: float = attrs.field(default=3600.0, validator=validators.positive)
     #: Through the mixnet (14-training.md §9.5; needs ``Config.mixnet``): a
-    #: device sends its updates and SecAgg messages signed, each through one
+    #: device sends its updates and SecAgg messages signed (its masked SecAgg
+    #: input unsigned and unlinked instead, with a signed claim), each through one
     #: exit, so the coordinator never learns its address or timing; a
     #: coordinator (which also needs ``Config.resolve``) resolves its devices'
     #: certificates to check those signatures.  Off by default: it needs a
     #: running mixnet, and each message then takes seconds and, signed, a few
     #: packets.
     mixnet: bool = attrs.field(default=False, validator=validators.instance_of(bool))
+    #: Through the mixnet, a SecAgg device sends its masked input unsigned and
+    #: unlinked (``secagg_unlinked``) and, separately, a signed claim
+    #: (``secagg_submitted``); each leaves after its own delay drawn uniformly
+    #: from [0, this many seconds], so arrival times do not pair them (§9.5).
+    #: Keep it well below a SecAgg stage (a quarter of the round).
+    unlinked_delay: float = attrs.field(default=2.0, validator=validators.non_negative)
 
 
 @attrs.frozen
@@ -129,6 +156,8 @@ class SendAnonymously:
 
     coordinator: bytes
     data: bytes
+    #: Seconds to wait before handing it to the mixnet (an unlinked input and its claim, §9.5).
+    delay: float = 0.0
 
 
 @attrs.frozen
@@ -157,8 +186,17 @@ def _claimed_sender(payload: bytes, coordinator: RoundCoordinator) -> bytes | No
 class TrainingCore:
     """Sans-IO: the coordinator, device and gossip roles of one node."""
 
-    def __init__(self, node_id: bytes, config: TrainingLayerConfig, *, unix_offset: float) -> None:
+    def __init__(
+        self,
+        node_id: bytes,
+        config: TrainingLayerConfig,
+        *,
+        unix_offset: float,
+        rng: random.Random | None = None,
+    ) -> None:
         self.node_id = node_id
+        #: Draws the delays of unlinked inputs and claims (§9.5).
+        self.rng = rng if rng is not None else random.SystemRandom()
         self.config = config
         self.unix_offset = unix_offset
         self.coordinator: RoundCoordinator | None = None
@@ -234,6 +272,12 @@ class TrainingCore:
         if coordinator is None:
             self.drops["not-a-coordinator"] += 1
             return False
+        if peek_type(payload) == SecAggUnlinked.TYPE:  # unsigned, from nobody (§9.5)
+            dropped: int = sum(coordinator.stats()["drops"].values())
+            coordinator.receive_secagg(payload, now)
+            accepted: bool = sum(coordinator.stats()["drops"].values()) == dropped
+            self.counters["unlinked_received" if accepted else "unlinked_dropped"] += 1
+            return accepted
         try:
             signed = decode(payload, expect=(DeviceSigned,))
         except DecodeError:
@@ -297,6 +341,8 @@ class TrainingCore:
         kind = peek_type(payload)
         if kind == DeviceSigned.TYPE:  # only through the mixnet (receive_anonymous)
             self.drops["signed-over-session"] += 1
+        elif kind == SecAggUnlinked.TYPE:  # over a session it would be linked: refused
+            self.drops["unlinked-over-session"] += 1
         elif kind == RoundAnnounce.TYPE:
             self._announcement(node_id, addr, payload, now)
         elif kind in _TO_COORDINATOR:
@@ -372,9 +418,33 @@ class TrainingCore:
     def _device_secagg(self, coordinator: bytes, payload: bytes) -> None:
         assert self.device is not None
         reply = self.device.receive_secagg(payload)
-        if reply is not None:
-            self.counters["secagg_sent"] += 1
+        if reply is None:
+            return
+        self.counters["secagg_sent"] += 1
+        if self.sign is not None and peek_type(reply) == SecAggMasked.TYPE:
+            self._send_unlinked(coordinator, reply)
+        else:
             self._to_coordinator(coordinator, reply)
+
+    def _send_unlinked(self, coordinator: bytes, reply: bytes) -> None:
+        """Through the mixnet, the masked input goes unsigned with no index, and a
+        signed claim of it separately, each after its own random delay (§9.5)."""
+        masked = decode(reply, expect=(SecAggMasked,))
+        assert type(masked) is SecAggMasked
+        unlinked = encode(SecAggUnlinked(masked.round_id, masked.y))
+        claim = encode(SecAggSubmitted(masked.round_id, masked.index))
+        signed = encode(
+            DeviceSigned(self.node_id, claim, self._sign(signed_message_bytes(self.node_id, claim)))
+        )
+        limit = self.config.unlinked_delay
+        for data in (unlinked, signed):
+            self._events.append(SendAnonymously(coordinator, data, self.rng.uniform(0.0, limit)))
+        self.counters["sent_anonymously"] += 2
+        self.counters["unlinked_sent"] += 1
+
+    def _sign(self, data: bytes) -> bytes:
+        assert self.sign is not None
+        return self.sign(data)
 
     def messages_to_send(self) -> list[Outgoing]:
         out, self._out = self._out, []

@@ -26,12 +26,22 @@ from qdht.wire import (
     FL_SIGNED_CONTEXT,
     DeviceSigned,
     RoundUpdate,
+    SecAggSubmitted,
+    SecAggUnlinked,
+    decode,
     encode,
     peek_type,
     signed_message_bytes,
 )
 
-from .test_service import TASK, TRAINER, digits, initial_model, secagg_with_a_dropout
+from .test_service import (
+    TASK,
+    TRAINER,
+    digits,
+    initial_model,
+    secagg_with_a_dropout,
+    start_rounds,
+)
 
 #: A payload that carries a signed update of the digits model in one packet.
 MIXNET = MixnetConfig(
@@ -94,6 +104,27 @@ def session_types(node: Node) -> list[str | None]:
     return seen
 
 
+def anonymous_types(node: Node) -> list[str]:
+    """Record what the training service gets from anonymous senders: each payload's
+    type, and a signed one's inner type after a slash."""
+    core = node.training.core
+    seen: list[str] = []
+    receive = core.receive_anonymous
+
+    def spy(payload: bytes, now: float) -> bool:
+        kind = str(peek_type(payload))
+        if kind == DeviceSigned.TYPE:
+            signed = decode(payload, expect=(DeviceSigned,))
+            assert isinstance(signed, DeviceSigned)
+            kind += f"/{peek_type(signed.message)}"
+        seen.append(kind)
+        accepted: bool = receive(payload, now)
+        return accepted
+
+    core.receive_anonymous = spy  # type: ignore[method-assign]
+    return seen
+
+
 def total(mn: MixNetwork, counter: str) -> int:
     return sum(n.stats()["mixnet"].get(counter, 0) for n in mn.nodes)
 
@@ -151,6 +182,7 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
 ) -> None:
     async with mix_training(6, seed=42) as (mn, net, seen):
         coordinator, devices = mn.clients[0], mn.clients[1:]
+        anonymous = anonymous_types(coordinator)
         params = RoundParams(duration=120.0, epochs=2, secagg=True, min_participants=3)
         run_ = await secagg_with_a_dropout(coordinator, devices[0], params, net, settle=10.0)
         (result,) = run_.results
@@ -158,10 +190,75 @@ async def test_a_secagg_round_through_the_mixnet_survives_a_dropout(
         assert result.participants == 5
         stats = coordinator.stats()["training"]
         assert stats.get("updates_accepted", 0) == 0
-        assert stats["received_anonymously"] >= 5 * 4  # keys, shares, masked, reveal
+        assert stats["received_anonymously"] >= 5 * 4  # keys, shares, claim, reveal
         assert all(t not in seen for t in ("secagg_keys", "secagg_masked", "device_signed"))
+        # The masked inputs came unsigned and without index; who took part came
+        # from signed claims; no masked input was ever tied to a node (§9.5).
+        assert anonymous.count("secagg_unlinked") == stats["unlinked_received"] == 5
+        assert anonymous.count("device_signed/secagg_submitted") == 5
+        assert not any(t.endswith("secagg_masked") for t in anonymous)
+        round_core = coordinator.training.core.coordinator
+        assert round_core is not None
+        assert round_core.secagg is not None
+        agg = round_core.secagg
+        assert agg.masked == {}
+        assert agg.unlinked_count == len(agg.claimed) == 5
+        for device in devices[1:]:
+            assert device.stats()["training"]["unlinked_sent"] == 1
+        # A claim in another device's name, signed by the wrong key: refused.
+        rogue, victim = devices[-1], devices[1]
+        index = agg.setup.ids.index(victim.node_id) + 1
+        claim = encode(SecAggSubmitted(agg.setup.round_id, index))
+        forged = rogue.identity.mldsa.sign(
+            signed_message_bytes(victim.node_id, claim), FL_SIGNED_CONTEXT
+        )
+        signed = encode(DeviceSigned(victim.node_id, claim, forged))
+        assert not await rogue.anonymous.forward(coordinator.node_id, signed)
+        assert coordinator.stats()["training"]["drops"]["bad-device-signature"] == 1
+        # Signed by the rogue as itself, but claiming the victim's index: refused too.
+        own = rogue.identity.mldsa.sign(
+            signed_message_bytes(rogue.node_id, claim), FL_SIGNED_CONTEXT
+        )
+        signed = encode(DeviceSigned(rogue.node_id, claim, own))
+        assert not await rogue.anonymous.forward(coordinator.node_id, signed)
+        assert coordinator.stats()["training"]["drops"]["not-the-sender"] == 1
         data = digits()
         assert TRAINER.accuracy(run_.model, data.x_test, data.y_test) > 0.5
+
+
+async def test_an_injected_unlinked_vector_abandons_the_secagg_round(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with mix_training(4, seed=43) as (mn, _, _):
+        coordinator, devices = mn.clients[0], mn.clients[1:]
+        params = RoundParams(duration=120.0, epochs=2, secagg=True, min_participants=3)
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            start_rounds(nursery, coordinator, params, results)
+            while (round_core := coordinator.training.core.coordinator) is None or (  # noqa: ASYNC110
+                round_core.secagg is None or round_core.secagg.stage != "masked"
+            ):
+                await trio.sleep(0.5)
+            # Anyone can hand the coordinator one more masked vector: it is taken ...
+            agg = round_core.secagg
+            extra = encode(SecAggUnlinked(agg.setup.round_id, bytes(4 * agg.setup.size)))
+            assert await devices[0].anonymous.forward(coordinator.node_id, extra)
+        (run_,) = results
+        (result,) = run_.results
+        # ... it came first and filled the cohort's last slot, so one genuine vector was
+        # dropped (and its device told, undelivered): the counts match, but that
+        # device's masks stay in the sum, out of range. The round is abandoned, counted.
+        assert result.abandoned
+        assert result.reason == "secagg-bad-sum"
+        assert np.array_equal(run_.model, initial_model())
+        stats = coordinator.stats()["training"]
+        assert stats["coordinator"]["abandoned_reasons"] == {"secagg-bad-sum": 1}
+        assert stats["drops"]["secagg-unlinked-excess"] == 1
+        assert stats["unlinked_received"] == len(agg.claimed) == 4
+        assert (
+            sum(d.stats()["training"]["drops"].get("anonymous-undelivered", 0) for d in devices)
+            == 1
+        )
 
 
 async def test_training_through_the_mixnet_needs_the_mixnet() -> None:

@@ -95,6 +95,19 @@ def initial_model() -> Any:
     return TRAINER.init_params(np.random.default_rng(0))
 
 
+def start_rounds(
+    nursery: trio.Nursery, coordinator: Node, params: RoundParams, results: list[Any]
+) -> None:
+    """Coordinate one round from the initial model in ``nursery``; its run goes to ``results``."""
+
+    async def run() -> None:
+        results.append(
+            await coordinator.training.coordinate(TASK, initial_model(), params, rounds=1)
+        )
+
+    nursery.start_soon(run)
+
+
 async def secagg_with_a_dropout(
     coordinator: Node, leaver: Node, params: RoundParams, net: MemoryNetwork, settle: float = 0.0
 ) -> Any:
@@ -102,13 +115,7 @@ async def secagg_with_a_dropout(
     seconds (its keys are on their way), then goes silent for good."""
     results: list[Any] = []
     async with trio.open_nursery() as nursery:
-
-        async def run() -> None:
-            results.append(
-                await coordinator.training.coordinate(TASK, initial_model(), params, rounds=1)
-            )
-
-        nursery.start_soon(run)
+        start_rounds(nursery, coordinator, params, results)
         while leaver.stats()["training"].get("secagg_sent", 0) < 1:  # noqa: ASYNC110
             await trio.sleep(0.5)
         await trio.sleep(settle)

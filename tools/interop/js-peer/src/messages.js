@@ -456,6 +456,8 @@ export const RULES = {
     mask_cts: [array(XWING_CT, 0, 24)],
   },
   'fl-secagg_masked': { round: [bytes(32)], index: [FL_INDEX], y: [bytes(4, 64000)] },
+  'fl-secagg_unlinked': { round: [bytes(32)], y: [bytes(4, 64000)] },
+  'fl-secagg_submitted': { round: [bytes(32)], index: [FL_INDEX] },
   'fl-secagg_unmask': {
     round: [bytes(32)],
     alive: [array(FL_INDEX, 0, 1000)],
@@ -575,8 +577,8 @@ function flChecks(rule, m) {
   if (rule === 'fl-secagg_unmask') {
     for (const f of ['alive', 'dropped']) if (!increasing(m[f])) throw new DecodeError('field-value', `$.${f}`);
   }
-  if (rule === 'fl-secagg_masked' || rule === 'fl-gossip_model') {
-    const f = rule === 'fl-secagg_masked' ? 'y' : 'params';
+  if (rule === 'fl-secagg_masked' || rule === 'fl-secagg_unlinked' || rule === 'fl-gossip_model') {
+    const f = rule === 'fl-gossip_model' ? 'params' : 'y';
     if (m[f].length % 4 !== 0) throw new DecodeError('field-size', `$.${f}`);
   }
   if (rule === 'fl-secagg_setup') {

@@ -31,6 +31,8 @@ from qdht.wire import (
     SecAggReveal,
     SecAggSetup,
     SecAggShares,
+    SecAggSubmitted,
+    SecAggUnlinked,
     SecAggUnmask,
     encode,
 )
@@ -277,6 +279,30 @@ def _masked() -> dict[str, Any]:
     return vector_file("fl-secagg_masked", SPEC, [("4 values", [], encode(typical))], invalid)
 
 
+def _unlinked() -> dict[str, Any]:
+    typical = SecAggUnlinked(ROUND, struct.pack("<4I", 0, 1, 2**31, 2**32 - 1))
+    base = typical.to_cbor()
+    invalid = _common_invalid(base)
+    invalid += [
+        _round_case(base),
+        _case(base, "y empty", "field-size", "undersize-field", y=b""),
+        _case(base, "an index", "unknown-field", "unknown-field", index=5),
+    ]
+    return vector_file("fl-secagg_unlinked", SPEC, [("4 values", [], encode(typical))], invalid)
+
+
+def _submitted() -> dict[str, Any]:
+    typical = SecAggSubmitted(ROUND, 5)
+    base = typical.to_cbor()
+    invalid = _common_invalid(base)
+    invalid += [
+        _round_case(base),
+        _case(base, "index 0", "field-value", "wrong-field-value", index=0),
+        _missing(base, "index"),
+    ]
+    return vector_file("fl-secagg_submitted", SPEC, [("index 5", [], encode(typical))], invalid)
+
+
 def _unmask() -> dict[str, Any]:
     typical = SecAggUnmask(ROUND, (1, 2, 4, 5), (3,))
     base = typical.to_cbor()
@@ -346,6 +372,8 @@ def vector_files() -> dict[str, dict[str, Any]]:
         _shares,
         _forward,
         _masked,
+        _unlinked,
+        _submitted,
         _unmask,
         _reveal,
         _gossip,
