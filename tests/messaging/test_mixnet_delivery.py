@@ -311,7 +311,10 @@ async def test_the_poll_rate_is_the_same_with_and_without_messages(
             ticks, requests, fragments = (
                 a - b for a, b in zip(sent(node), before[node], strict=True)
             )
-            assert (ticks, requests, fragments) == (10, 10 * per_tick, 2 * 10 * per_tick)
+            # Ten poll intervals hold ten ticks, give or take the one on the
+            # window's edge; every tick, read or written, costs the same.
+            assert ticks in (9, 10, 11)
+            assert (requests, fragments) == (ticks * per_tick, 2 * ticks * per_tick)
 
 
 async def test_bad_mailbox_requests_through_an_exit_are_refused_and_counted(
