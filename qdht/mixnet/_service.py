@@ -478,10 +478,14 @@ class MixnetCore:
             if handle < 0:  # a hand-off (§14.7)
                 self._expire_handoffs(now)
                 continue
+            pending = self._exit_pending.get(handle)
+            if pending is not None:
+                self._counts["exit_requests_timed_out"] += 1
+                self._end_exit_request(handle, None)
+                continue
             op = self._ops.get(handle)
             if op is not None and op.deadline <= now:  # else: a retry moved it
                 self._finish(op, "timeout")
-        self._expire_exit_requests(now)
         self._pump(unix)
 
     def _expire_handoffs(self, now: float) -> None:
@@ -868,9 +872,3 @@ class MixnetCore:
         if message_id:
             self.reply_fragments.discard([message_id])
         self._events.append(ExitReplied(handle, data))
-
-    def _expire_exit_requests(self, now: float) -> None:
-        for handle, (deadline, _, _) in list(self._exit_pending.items()):
-            if deadline <= now:
-                self._counts["exit_requests_timed_out"] += 1
-                self._end_exit_request(handle, None)
