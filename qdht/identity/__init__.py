@@ -37,6 +37,7 @@ from qdht.identity._puzzle import (
     NONCE_SIZE,
     compute_node_id,
     mint_nonce,
+    node_id_from_hashes,
     puzzle_ok,
 )
 from qdht.identity._resolver import IdentityResolution, ResolveConfig, ResolverCore
@@ -76,6 +77,7 @@ __all__ = [
     "certificate_node_id",
     "compute_node_id",
     "mint_nonce",
+    "node_id_from_hashes",
     "puzzle_ok",
     "read_key_file",
     "revokes",

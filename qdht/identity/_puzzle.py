@@ -21,6 +21,7 @@ __all__ = [
     "NONCE_SIZE",
     "compute_node_id",
     "mint_nonce",
+    "node_id_from_hashes",
     "puzzle_ok",
 ]
 
@@ -48,9 +49,15 @@ def _check(name: str, value: bytes, size: int) -> None:
 
 def compute_node_id(xwing_public: bytes, mldsa_public_hash: bytes, nonce: bytes) -> bytes:
     """The 32-byte node ID; ``mldsa_public_hash`` is SHA3-256 of the ML-DSA public key."""
+    return node_id_from_hashes(sha3_256(xwing_public), mldsa_public_hash, nonce)
+
+
+def node_id_from_hashes(xwing_public_hash: bytes, mldsa_public_hash: bytes, nonce: bytes) -> bytes:
+    """:func:`compute_node_id` from SHA3-256 of both public keys (03-identity.md §3)."""
+    _check("xwing_public_hash", xwing_public_hash, _HASH_SIZE)
     _check("mldsa_public_hash", mldsa_public_hash, _HASH_SIZE)
     _check("nonce", nonce, NONCE_SIZE)
-    return sha3_256(NODE_ID_DOMAIN, sha3_256(xwing_public), mldsa_public_hash, nonce)
+    return sha3_256(NODE_ID_DOMAIN, xwing_public_hash, mldsa_public_hash, nonce)
 
 
 def _leading_zero_bits_ok(digest: bytes, difficulty: int) -> bool:

@@ -200,6 +200,7 @@ LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
         "secagg_reveal",
         "gossip_model",
         "device_signed",
+        "enrolment",
     ),
     "qdht.wire._anon": (
         "exit_get",
@@ -324,6 +325,7 @@ if TYPE_CHECKING:
         DeviceSigned,
         signed_message_bytes,
     )
+    from qdht.wire._training import ENROLMENT_NONCE_SIZE, Enrolment
 else:
 
     def __getattr__(name: str) -> Any:
@@ -352,6 +354,7 @@ __all__ = [
     "DESCRIPTOR_CONTEXT",
     "DIGEST_SIZE",
     "DIRECTORY_CONTEXT",
+    "ENROLMENT_NONCE_SIZE",
     "FL_AGGREGATORS",
     "FL_SIGNED_CONTEXT",
     "GROUP_ID_MAX",
@@ -463,6 +466,7 @@ __all__ = [
     "Echo",
     "Echoed",
     "EncryptedKeyFile",
+    "Enrolment",
     "ErrorCode",
     "ErrorMessage",
     "FieldReader",

@@ -16,6 +16,8 @@ message (``fl-`` rule)  direction              meaning
 ``secagg_unmask``       coordinator → devices  who is in the sum and who dropped out
 ``secagg_reveal``       device → coordinator   the shares that remove the masks
 ``gossip_model``        device → device        a gossip-learning model and its age
+``device_signed``       device → coordinator   a signed message for the mixnet (§9.5)
+``enrolment``           device → DHT set       a device's contact, bound to its keys (§9.1)
 ======================  =====================  ==============================================
 
 The CBOR profile has no floats (00-conventions.md §2): hyperparameters are
@@ -33,12 +35,13 @@ from typing import Any, ClassVar, Final
 import attrs
 
 from qdht.errors import ConfigError, DecodeError
-from qdht.wire._contact import NODE_ID_SIZE
+from qdht.wire._contact import NODE_ID_SIZE, Contact
 from qdht.wire._fields import FieldReader, check_bytes, check_uint, child_path
 from qdht.wire._registry import register
 
 __all__ = [
     "COMPRESSIONS",
+    "ENROLMENT_NONCE_SIZE",
     "FL_AGGREGATORS",
     "FL_SIGNED_CONTEXT",
     "MAX_COHORT",
@@ -49,6 +52,7 @@ __all__ = [
     "ROUND_ID_SIZE",
     "SHARE_SIZE",
     "DeviceSigned",
+    "Enrolment",
     "GossipModel",
     "RoundAnnounce",
     "RoundUpdate",
@@ -831,3 +835,43 @@ class DeviceSigned:
 def signed_message_bytes(node: bytes, message: bytes) -> bytes:
     """``node ‖ SHA3-256(message)``: what a device signs (with :data:`FL_SIGNED_CONTEXT`)."""
     return node + hashlib.sha3_256(message).digest()
+
+
+#: The size of the puzzle nonce an enrolment carries (03-identity.md §4).
+ENROLMENT_NONCE_SIZE: Final = 8
+
+
+@register
+@attrs.frozen
+class Enrolment:
+    """A device's entry in a task's enrolment set (§9.1): its contact, bound to its key.
+
+    The value of the DHT set entry a device publishes.  ``xwing`` is SHA3-256
+    of the device's X-Wing public key and ``nonce`` its puzzle nonce: with
+    the set entry's ``owner`` (SHA3-256 of the ML-DSA key that signed the
+    entry) they give the node ID (03-identity.md §3), which must be the
+    contact's, so a node can enrol itself and nobody else.
+    """
+
+    TYPE: ClassVar[str] = "enrolment"
+    contact: Contact = attrs.field(validator=attrs.validators.instance_of(Contact))
+    xwing: bytes = attrs.field(validator=_bytes(HASH_SIZE))
+    nonce: bytes = attrs.field(validator=_bytes(ENROLMENT_NONCE_SIZE))
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "contact": self.contact.to_cbor(),
+            "xwing": self.xwing,
+            "nonce": self.nonce,
+        }
+
+    @classmethod
+    def from_cbor(cls, obj: Any, path: str) -> Enrolment:
+        r = FieldReader(obj, path)
+        r.type_tag(cls.TYPE)
+        contact = r.nested("contact", Contact.from_cbor)
+        xwing = r.bytes_("xwing", size=HASH_SIZE)
+        nonce = r.bytes_("nonce", size=ENROLMENT_NONCE_SIZE)
+        r.finish()
+        return cls(contact, xwing, nonce)

@@ -15,6 +15,7 @@ from qdht.identity import (
     Identity,
     compute_node_id,
     mint_nonce,
+    node_id_from_hashes,
     puzzle_ok,
 )
 
@@ -29,6 +30,8 @@ def test_node_id_formula(identity: Identity) -> None:
         + identity.nonce
     ).digest()
     assert identity.node_id == expected
+    xwing_hash = sha3_256(identity.xwing.public_key_bytes())
+    assert node_id_from_hashes(xwing_hash, identity.mldsa_public_hash, identity.nonce) == expected
     assert identity.mldsa_public_hash == sha3_256(identity.mldsa.public_key_bytes())
     assert len(identity.nonce) == NONCE_SIZE == 8
 
@@ -81,6 +84,8 @@ def test_compute_node_id_checks_sizes() -> None:
         compute_node_id(bytes(1216), bytes(32), bytes(7))
     with pytest.raises(ConfigError, match="mldsa_public_hash"):
         compute_node_id(bytes(1216), bytes(31), bytes(8))
+    with pytest.raises(ConfigError, match="xwing_public_hash"):
+        node_id_from_hashes(bytes(1216), bytes(32), bytes(8))
 
 
 def test_default_difficulty_is_a_network_parameter_of_sane_size() -> None:

@@ -12,6 +12,9 @@ from qdht_lint._cddl import SpecCddl
 
 from qdht.errors import ConfigError, DecodeError
 from qdht.wire import (
+    Address,
+    Contact,
+    Enrolment,
     GossipModel,
     RoundAnnounce,
     RoundUpdate,
@@ -68,6 +71,7 @@ MESSAGES: list[Any] = [
     GossipModel(R, 7, bytes(12)),
     SecAggUnlinked(R, bytes(8)),
     SecAggSubmitted(R, 2),
+    Enrolment(Contact(N, (Address("udp", "::1", 4433),)), R, bytes(8)),
 ]
 
 

@@ -9,9 +9,10 @@ sans-IO :class:`TrainingCore` and its Trio face, :class:`TrainingFace`.
   and waits for the core to close it at its deadline.
 * :meth:`TrainingFace.join` makes the node a device of a coordinator: it
   enrols in the DHT (a set entry under :func:`enrol_topic` holding its
-  contact), and the service's device task takes part in each round the
-  node is sampled for: fetch the announced version with the model store,
-  check its hash, train on the local data, send the update (or run SecAgg+).
+  contact, bound to its keys: an ``enrolment``), and the service's device
+  task takes part in each round the node is sampled for: fetch the
+  announced version with the model store, check its hash, train on the
+  local data, send the update (or run SecAgg+).
 * :meth:`TrainingFace.start_gossip` runs gossip learning with the node's
   DHT neighbours (§8), no coordinator needed.
 
@@ -34,7 +35,7 @@ from numpy.typing import NDArray
 from qdht.crypto.hashes import sha3_256
 from qdht.errors import (
     ConfigError,
-    ContactError,
+    DecodeError,
     IdentityError,
     LookupFailedError,
     ModelError,
@@ -43,7 +44,7 @@ from qdht.errors import (
     QdhtError,
     RPCError,
 )
-from qdht.identity import certificate_node_id
+from qdht.identity import certificate_node_id, node_id_from_hashes, puzzle_ok
 from qdht.models.training._gossip import GossipLearner
 from qdht.models.training._privacy import PrivacyBudget
 from qdht.models.training._round import (
@@ -63,7 +64,16 @@ from qdht.models.training._service import (
 )
 from qdht.models.training._trainer import Params, Trainer, TrainingConfig
 from qdht.node import Service, ServiceContext
-from qdht.wire import FL_SIGNED_CONTEXT, Contact, ModelManifest, RoundAnnounce, SetEntry
+from qdht.wire import (
+    FL_SIGNED_CONTEXT,
+    Contact,
+    Enrolment,
+    ModelManifest,
+    RoundAnnounce,
+    SetEntry,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from qdht.node import Node
@@ -288,15 +298,24 @@ class TrainingFace:
             entries = await node.get_set(topic)
         except LookupFailedError:
             return []
+        difficulty = node.config.puzzle_difficulty
         out = []
         for entry in entries:
             record = entry.record
             if not isinstance(record, SetEntry):
                 continue
             try:
-                out.append(Contact.from_uri(record.value.decode()))
-            except (UnicodeDecodeError, ContactError):
+                enrolment = decode(record.value, expect=(Enrolment,))
+            except DecodeError:
                 self.core.drops["bad-enrolment"] += 1
+                continue
+            assert isinstance(enrolment, Enrolment)
+            # The entry's signer must be the contact's node (§9.1): no third parties.
+            claimed = node_id_from_hashes(enrolment.xwing, record.owner, enrolment.nonce)
+            if claimed != enrolment.contact.node_id or not puzzle_ok(claimed, difficulty):
+                self.core.drops["enrolment-not-own"] += 1
+                continue
+            out.append(enrolment.contact)
         return out
 
     # ------------------------------------------------------------ device
@@ -346,7 +365,9 @@ class TrainingFace:
             self.core.addresses[coordinator.node_id] = coordinator.addresses[0]
         self.core.device = device
         if enrol:
-            self._enrolment = (enrol_topic(coordinator.node_id, task), node.contact_uri.encode())
+            xwing = sha3_256(self.identity.xwing.public_key_bytes())
+            enrolment = Enrolment(node.contact, xwing, self.identity.nonce)
+            self._enrolment = (enrol_topic(coordinator.node_id, task), encode(enrolment))
             await self._enrol(node)
             self._enrolled.set()
 

@@ -27,13 +27,14 @@ from qdht.models.training import (
     RoundParams,
     SoftmaxRegression,
     TrainingLayerConfig,
+    enrol_topic,
     is_sampled,
     load_digits_split,
     round_id,
     split_iid,
 )
 from qdht.testing import MemoryNetwork
-from qdht.wire import RoundUpdate, encode
+from qdht.wire import Enrolment, RoundUpdate, encode
 
 DIFFICULTY = 4
 TASK = sha3_256(b"test task")
@@ -312,6 +313,28 @@ async def test_misuse_is_reported(autojump_clock: trio.testing.MockClock, tmp_pa
             _ = node.training
     with pytest.raises(ConfigError, match="TrainingLayerConfig"):
         Config(training=ModelsConfig())  # type: ignore[arg-type]
+
+
+async def test_a_node_can_enrol_itself_and_nobody_else(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with network(5, tmp_path) as nodes:
+        coordinator, device, forger, junk, victim = nodes
+        await join_all(coordinator, [device])
+        topic = enrol_topic(coordinator.node_id, TASK)
+        # Everything in the victim's enrolment is public: its contact, the hash of
+        # its X-Wing key, its nonce.  Signed by the forger, it names a third party.
+        xwing = sha3_256(victim.identity.xwing.public_key_bytes())
+        third_party = Enrolment(victim.contact, xwing, victim.identity.nonce)
+        await forger.put_set_entry(topic, encode(third_party))
+        await junk.put_set_entry(topic, junk.contact_uri.encode())  # the old format
+        entries = await coordinator.get_set(topic)
+        assert len(entries) == 3  # all three are in the set ...
+        found = await coordinator.training.enrolled(TASK)
+        assert [c.node_id for c in found] == [device.node_id]  # ... one is a device
+        drops = coordinator.training.core.drops
+        assert drops["enrolment-not-own"] == 1
+        assert drops["bad-enrolment"] == 1
 
 
 async def test_a_device_renews_its_enrolment(

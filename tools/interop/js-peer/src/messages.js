@@ -474,6 +474,8 @@ export const RULES = {
   'fl-gossip_model': { task: [bytes(32)], age: [U32], params: [bytes(4, 64000)] },
   // 14-training.md §9.5: a device's message signed by its identity (through the mixnet).
   'fl-device_signed': { node: [NODE_ID], message: [bytes(1, 65536)], sig: [bytes(3309)] },
+  // 14-training.md §9.1: the value of a device's enrolment set entry.
+  'fl-enrolment': { contact: [CONTACT], xwing: [bytes(32)], nonce: [bytes(8)] },
   'bootstrap-contact_list': {
     v: [V1],
     cert: [map(CERT_FIELDS)],

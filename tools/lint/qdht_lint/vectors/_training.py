@@ -20,7 +20,10 @@ import cbor2
 
 from qdht.wire import (
     ROUND_ANNOUNCE_CONTEXT,
+    Address,
+    Contact,
     DeviceSigned,
+    Enrolment,
     GossipModel,
     RoundAnnounce,
     RoundUpdate,
@@ -361,6 +364,30 @@ def _device_signed() -> dict[str, Any]:
     )
 
 
+def _enrolment() -> dict[str, Any]:
+    """Shape only: whether the contact is the entry's signer is the coordinator's check (§9.1)."""
+    contact = Contact(NODE, (Address("udp", "192.0.2.7", 4433),))
+    typical = Enrolment(contact, _bytes("xwing-hash", 32), _bytes("nonce", 8))
+    base = typical.to_cbor()
+    invalid = _common_invalid(base)
+    invalid += [
+        _case(base, "xwing of 31 bytes", "field-size", "undersize-field", xwing=typical.xwing[:31]),
+        _case(base, "nonce of 9 bytes", "field-size", "oversize-field", nonce=bytes(9)),
+        _case(base, "contact is a URI", "not-a-map", "wrong-field-type", contact=contact.to_uri()),
+        _case(
+            base,
+            "contact without addresses",
+            "field-size",
+            "undersize-field",
+            contact={"id": NODE, "addrs": []},
+        ),
+        _missing(base, "nonce"),
+    ]
+    return vector_file(
+        "fl-enrolment", SPEC, [("a device on 192.0.2.7:4433", [], encode(typical))], invalid
+    )
+
+
 def vector_files() -> dict[str, dict[str, Any]]:
     """Every ``vectors/fl/*.json`` file."""
     builders = (
@@ -378,5 +405,6 @@ def vector_files() -> dict[str, dict[str, Any]]:
         _reveal,
         _gossip,
         _device_signed,
+        _enrolment,
     )
     return {f"fl/{content['rule']}.json": content for content in (b() for b in builders)}
