@@ -31,7 +31,7 @@ from qdht.groups._service import (
     GroupsFace,
     groups_service,
 )
-from qdht.groups._store import GROUPS_FILE, GroupStore
+from qdht.groups._store import GROUPS_FILE, GroupStore, SavedGroup
 
 __all__ = [
     "APP_DATA",
@@ -48,6 +48,7 @@ __all__ = [
     "GroupsConfig",
     "GroupsCore",
     "GroupsFace",
+    "SavedGroup",
     "frame",
     "groups_service",
     "join_parts",

@@ -21,6 +21,7 @@ start.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections import Counter, deque
@@ -57,7 +58,7 @@ from qdht.groups._layout import (
     unframe,
     welcome_signing_key,
 )
-from qdht.groups._store import GROUPS_FILE, GroupStore
+from qdht.groups._store import GROUPS_FILE, GroupStore, SavedGroup
 from qdht.messaging import (
     ApplicationMessage,
     CommitBundle,
@@ -603,6 +604,8 @@ class GroupsFace:
         self.delivery: Delivery = NoDelivery()
         self.store = GroupStore(None if data_dir is None else data_dir / GROUPS_FILE)
         self._dirty: set[bytes] = set()
+        #: SHA-256 of each group's state as last written (dump_parts' first part).
+        self._saved_state: dict[bytes, bytes] = {}
         self._invitations_dirty = False
         self._save_wanted = trio.Event()
         self._save_lock = trio.Lock()
@@ -655,9 +658,11 @@ class GroupsFace:
         assert self._nursery is not None
         for ref in self.core.invitations.pending():
             self._nursery.start_soon(self._await_welcome, ref)
-        for _gid, state, extra in self.store.groups():
+        for _gid, state, extra, trees in self.store.groups():
             try:
-                group = Group.load(state, trio.current_time(), config=self.config.group)
+                group = Group.load(
+                    state, trio.current_time(), config=self.config.group, trees=trees
+                )
                 runner = _Runner(self, group)
                 runner.restore(extra)
             except ConfigError:
@@ -695,10 +700,18 @@ class GroupsFace:
         """Write every change not yet saved; return once it is on disk."""
         async with self._save_lock:
             dirty, self._dirty = self._dirty, set()
-            rows: dict[bytes, tuple[bytes, bytes] | None] = {}
+            rows: dict[bytes, SavedGroup | None] = {}
+            digests: dict[bytes, bytes] = {}
             for gid in dirty:
                 runner = self._runners.get(gid)
-                rows[gid] = None if runner is None else (runner.group.dump(), runner.dump())
+                if runner is None:
+                    rows[gid] = None
+                    continue
+                state, trees = runner.group.dump_parts()
+                # A message changes the trees only: the state is written when it changed.
+                digests[gid] = digest = hashlib.sha256(state).digest()
+                unchanged = self._saved_state.get(gid) == digest
+                rows[gid] = SavedGroup(None if unchanged else state, runner.dump(), trees)
             invitations = None
             if self._invitations_dirty:
                 self._invitations_dirty = False
@@ -710,7 +723,14 @@ class GroupsFace:
             except StoreError:
                 self._dirty |= dirty
                 self._invitations_dirty = self._invitations_dirty or invitations is not None
+                for gid in dirty:  # write the whole state next time
+                    self._saved_state.pop(gid, None)
                 raise
+            for gid in dirty:
+                if gid in digests:
+                    self._saved_state[gid] = digests[gid]
+                else:
+                    self._saved_state.pop(gid, None)
 
     def _start(self, group: Group) -> None:
         self._launch(_Runner(self, group))

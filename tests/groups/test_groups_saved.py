@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
+from messaging._group_helpers import CONFIG, make_group
 
 from qdht import Config, open_node
-from qdht.groups import GROUPS_FILE, GroupStore
+from qdht.errors import StoreError
+from qdht.groups import GROUPS_FILE, GroupStore, SavedGroup
 from qdht.identity import Identity
+from qdht.messaging import Group
 from qdht.node import Node
 from qdht.testing import SimNetwork
 from qdht.wire import CborLimits, loads_canonical
@@ -112,17 +117,62 @@ async def test_a_message_leaves_only_after_its_key_is_gone_from_the_disk(
 
         async def checked(*args: Any, **kwargs: Any) -> bool:
             if args[1].startswith(b"m/"):  # a message record: what is on disk now?
-                ((_, _, runner),) = GroupStore(tmp_path / GROUPS_FILE).groups()
+                ((_, _, runner, _),) = GroupStore(tmp_path / GROUPS_FILE).groups()
                 seen.append(dict(loads_canonical(runner, LIMITS)["sent"]))
             return await store(*args, **kwargs)
 
         delivery.store = checked  # type: ignore[method-assign]
+        await d.groups.flush()  # what joining changed
+        written: list[SavedGroup | None] = []
+        write = d.groups.store.write
+
+        def recorded(groups: dict[bytes, SavedGroup | None], invitations: Any = None) -> None:
+            written.extend(groups.values())
+            write(groups, invitations)
+
+        d.groups.store.write = recorded  # type: ignore[method-assign]
         epoch = d.groups.group(gid).epoch
         await d.groups.send(gid, b"one")
         await d.groups.send(gid, b"two")
         # A crash at the moment either message left would restart past its key.
         assert seen == [{epoch: 1}, {epoch: 2}]
+        # Each message rewrote the runner and the secret trees, not the members' keys.
+        assert written
+        assert all(row is not None and row.state is None for row in written)
         nursery.cancel_scope.cancel()
+
+
+def test_the_store_keeps_the_state_and_loads_the_first_schema(tmp_path: Path) -> None:
+    members = make_group(2)
+    alice = members[0]
+    state, trees = alice.dump_parts()
+    assert len(trees) < len(state) // 10
+    store = GroupStore(tmp_path / GROUPS_FILE)
+    gid = alice.group_id
+    with pytest.raises(StoreError, match="never saved whole"):
+        store.write({gid: SavedGroup(None, b"runner", trees)})
+    assert store.groups() == []  # the failed write left nothing
+    store.write({gid: SavedGroup(state, b"runner", trees)})
+    sealed = alice.seal_message(b"x")
+    _, newer = alice.dump_parts()
+    store.write({gid: SavedGroup(None, b"runner2", newer)})
+    ((_, kept, runner, got),) = store.groups()
+    assert (kept, runner, got) == (state, b"runner2", newer)
+    reloaded = Group.load(kept, 0.0, config=CONFIG, trees=got)
+    assert reloaded.dump() == alice.dump()
+    # A row of the first schema: the whole dump in ``state``, no trees row.
+    store.write({gid: None})
+    assert store.groups() == []
+    db = sqlite3.connect(str(tmp_path / GROUPS_FILE))
+    with db:
+        db.execute("INSERT INTO groups VALUES (?, ?, ?)", (gid, alice.dump(), b"r"))
+    db.close()
+    ((_, whole, _, none),) = store.groups()
+    assert none is None
+    bob = members[1]
+    assert bob.open_message(sealed) is not None
+    assert Group.load(whole, 0.0, config=CONFIG).dump() == alice.dump()
+    store.close()
 
 
 async def test_a_commit_cut_short_by_a_crash_goes_on_after_the_restart(
@@ -145,7 +195,7 @@ async def test_a_commit_cut_short_by_a_crash_goes_on_after_the_restart(
             d.groups.delivery.store = dies_before_the_slot  # type: ignore[method-assign]
             first.start_soon(d.groups.update, gid)
             await trio.sleep(5)
-            ((_, _, runner),) = GroupStore(tmp_path / GROUPS_FILE).groups()
+            ((_, _, runner, _),) = GroupStore(tmp_path / GROUPS_FILE).groups()
             pending = loads_canonical(runner, LIMITS)["pending"]
             assert pending is not None  # the commit was saved before anything left
             d.stop_event.set()  # type: ignore[attr-defined]
