@@ -29,6 +29,7 @@ OPTIONAL: Final = (
     "qdht.web",
     "qdht.testing",
     "qdht.identity._resolver",
+    "qdht.crypto._oqs",
     "qdht.node._resolver",
     "qdht.dht._sqlitestore",
     "qdht.transport._websocket",
