@@ -5,6 +5,7 @@
 """
 
 from qdht import errors
+from qdht._lazy import forget_generated_sources as _forget_generated_sources
 from qdht.config import Config
 from qdht.dht import (
     LookupCompleted,
@@ -20,6 +21,9 @@ from qdht.node import EventSubscription, Node, open_node
 from qdht.wire import Address, Contact
 
 __version__ = "0.1.0.dev0"
+
+# attrs' copies of the generated methods' source: nothing a node reads (issue 19).
+_forget_generated_sources()
 
 __all__ = [
     "Address",

@@ -34,13 +34,13 @@ from qdht.identity import (
     DEFAULT_PUZZLE_DIFFICULTY,
     MAX_PUZZLE_DIFFICULTY,
     Identity,
-    ResolveConfig,
 )
 from qdht.session import SessionConfig
 from qdht.wire import Address, Contact
 
 if TYPE_CHECKING:
     from qdht.groups import GroupsConfig
+    from qdht.identity import ResolveConfig
     from qdht.models import ModelsConfig
     from qdht.models.training import TrainingLayerConfig
 
@@ -260,7 +260,7 @@ class Config:
     #: Identity resolution (``node.resolve_identity``, 16-resolve.md): answer
     #: RESOLVE and resolve node IDs to certificates.  None: off.
     resolve: ResolveConfig | None = attrs.field(
-        default=None, validator=validators.optional(validators.instance_of(ResolveConfig))
+        default=None, validator=_layer_config("ResolveConfig", "qdht.identity")
     )
 
     #: The model store (``qdht.models.ModelsConfig``, needs ``qdht[models]``):

@@ -9,13 +9,21 @@
 Importing this package never imports liboqs-python.
 """
 
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
 from qdht.crypto import aead, backend, hashes, mldsa, xwing
-from qdht.crypto._oqs import OQSBackend
 from qdht.crypto.aead import ChaChaPoly
 from qdht.crypto.backend import get_backend, set_backend
 from qdht.crypto.hashes import sha3_256
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.crypto.xwing import XWingPrivateKey, XWingPublicKey
+
+# The liboqs backend's adapter: imported by set_backend("oqs") or on first use.
+if TYPE_CHECKING:
+    from qdht.crypto._oqs import OQSBackend
+else:
+    __getattr__ = lazy_exports(globals(), {"OQSBackend": "qdht.crypto._oqs"})
 
 __all__ = [
     "ChaChaPoly",

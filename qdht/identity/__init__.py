@@ -6,6 +6,9 @@ the ML-DSA-65 key is its owner identity (it signs certificates and records and
 survives X-Wing rotations; it is replaced only by a successor statement).
 """
 
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
 from qdht.identity._certs import (
     CERTIFICATE_CONTEXT,
     CLOCK_SKEW,
@@ -40,7 +43,6 @@ from qdht.identity._puzzle import (
     node_id_from_hashes,
     puzzle_ok,
 )
-from qdht.identity._resolver import IdentityResolution, ResolveConfig, ResolverCore
 from qdht.wire import (
     EncryptedKeyFile,
     IdentityCertificate,
@@ -48,6 +50,18 @@ from qdht.wire import (
     Revocation,
     SuccessorStatement,
 )
+
+# Identity resolution (16-resolve.md) is a layer a node turns on with
+# ``Config.resolve``: imported on first use (issue 19, a phone's memory).
+if TYPE_CHECKING:
+    from qdht.identity._resolver import IdentityResolution, ResolveConfig, ResolverCore
+else:
+    __getattr__ = lazy_exports(
+        globals(),
+        dict.fromkeys(
+            ["IdentityResolution", "ResolveConfig", "ResolverCore"], "qdht.identity._resolver"
+        ),
+    )
 
 __all__ = [
     "CERTIFICATE_CONTEXT",

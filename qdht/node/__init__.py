@@ -6,6 +6,9 @@ sub-protocol it speaks is a :class:`Service` (a sans-IO
 tree in the node's nursery.
 """
 
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
 from qdht.node._builtin import builtin_services
 from qdht.node._node import EventSubscription, Node, open_node
 from qdht.node._persist import (
@@ -16,7 +19,6 @@ from qdht.node._persist import (
     save_snapshot,
 )
 from qdht.node._published import PUBLISHED_FILE, SCHEMA_VERSION, Published, PublishedRecords
-from qdht.node._resolver import ResolverFace, resolver_service
 from qdht.node._service import (
     Operations,
     Outgoing,
@@ -29,6 +31,14 @@ from qdht.node._service import (
     ServiceTask,
 )
 from qdht.node._watching import DEFAULT_WATCH_BUFFER, MAX_LOCAL_WATCHES, KeyWatch, WatchHub
+
+# The identity resolution service (``Config.resolve``): imported on first use.
+if TYPE_CHECKING:
+    from qdht.node._resolver import ResolverFace, resolver_service
+else:
+    __getattr__ = lazy_exports(
+        globals(), dict.fromkeys(["ResolverFace", "resolver_service"], "qdht.node._resolver")
+    )
 
 __all__ = [
     "DEFAULT_WATCH_BUFFER",

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 
+from qdht._lazy import forget_generated_sources, release_free_memory
 from qdht.config import Config, parse_listen
 from qdht.dht import (
     DEFAULT_LIST_LIFETIME,
@@ -80,7 +81,6 @@ from qdht.identity import Identity
 from qdht.node._builtin import builtin_services
 from qdht.node._persist import RECORDS_FILE, ROUTING_FILE, load_snapshot, save_snapshot
 from qdht.node._published import PUBLISHED_FILE, PublishedRecords
-from qdht.node._resolver import ResolverFace
 from qdht.node._service import (
     Operations,
     Service,
@@ -126,6 +126,7 @@ if TYPE_CHECKING:
     from qdht.mixnet import AnonymousFace
     from qdht.models import ModelsFace
     from qdht.models.training import TrainingFace
+    from qdht.node._resolver import ResolverFace
 
 __all__ = ["EventSubscription", "Node", "open_node"]
 
@@ -448,6 +449,8 @@ class Node:
         ``Config.bootstrap_grace`` more seconds.  Then a lookup for our own
         ID, and one for a random ID in each bucket farther away (Kademlia's
         join), fill the routing table.  Returns how many contacts answered.
+        A client-mode node then returns the memory the join freed to the
+        system (``malloc_trim``; issue 19: a phone's resident memory).
         """
         self._check_running()
         parsed = _parse_contacts(self.config.bootstrap if contacts is None else contacts)
@@ -521,6 +524,8 @@ class Node:
             async with trio.open_nursery() as nursery:
                 for target in targets:
                     nursery.start_soon(self._refresh, target)
+        if self.config.client_mode:
+            release_free_memory()
         return answered
 
     async def find_node(self, node_id: bytes) -> list[Contact]:
@@ -1331,6 +1336,7 @@ async def open_node(
         body_error: BaseException | None = None
         node = Node(config, identity, transport, keylog, services)
         stack.callback(node._close_services)
+        forget_generated_sources()  # the layers' classes, imported just now
         async with trio.open_nursery() as nursery:
             tag = f"qdht node {node.node_id.hex()[:8]}"
             await nursery.start(node._driver.serve, name=f"{tag} session")

@@ -55,8 +55,6 @@ from qdht.wire._registry import (
 # isort: off
 # Message modules register their classes on import.  One line per module.
 # -- message modules --
-from qdht.wire import _resolve  # noqa: F401
-
 from qdht.wire import _watch  # noqa: F401
 from qdht.wire import _records  # noqa: F401
 from qdht.wire import _bootstrap  # noqa: F401
@@ -80,7 +78,6 @@ from qdht.wire._dht import (
     SINGLE_RECORD_TYPES,
 )
 from qdht.wire._dht_fast import encode_nodes, intern_contact, parse_nodes
-from qdht.wire._resolve import IdentityResolved, ResolveIdentity
 from qdht.wire._identity import (
     EncryptedKeyFile,
     IDENTITY_VERSION,
@@ -160,6 +157,7 @@ from qdht.wire._session_fast import MAC_INPUT_HEAD
 # module, with every type it registers (tests/wire/test_lazy.py checks them).
 # -- lazy message modules --
 LAZY_MESSAGE_MODULES: Final[dict[str, tuple[str, ...]]] = {
+    "qdht.wire._resolve": ("resolve", "resolved"),
     "qdht.wire._mbox": ("mbox_put", "mbox_get", "mbox_reply"),
     "qdht.wire._echo": ("echo", "echoed"),
     "qdht.wire._models": ("manifest", "manifest_ref", "provider", "get_chunk", "chunk"),
@@ -216,6 +214,7 @@ for _module, _types in LAZY_MESSAGE_MODULES.items():
     register_lazy(_module, _types)
 
 if TYPE_CHECKING:
+    from qdht.wire._resolve import IdentityResolved, ResolveIdentity
     from qdht.wire._echo import Echo, Echoed, MAX_ECHO_DATA
     from qdht.wire._models import (
         CHUNK_KEY_SIZE,

@@ -37,6 +37,7 @@ _FRAG_TAIL: Final = b"\x64type\x64frag"
 
 
 def _head(major: int, value: int) -> bytes:
+    """The CBOR head of ``value`` in major type 0 or 2."""
     if value < 0x100:
         return _SMALL_HEADS[major][value]
     top = major << 5
@@ -56,8 +57,9 @@ def _small_heads(major: int) -> tuple[bytes, ...]:
     return tuple(bytes([top | v]) if v < 24 else bytes([top | 24, v]) for v in range(0x100))
 
 
-#: Heads of the values 0..255 of each major type, precomputed.
-_SMALL_HEADS: Final = tuple(_small_heads(major) for major in range(8))
+#: Heads of the values 0..255 of the major types this module writes (0: uint,
+#: 2: bstr), precomputed; 1 is never written (a phone keeps 512 heads, not 2,048).
+_SMALL_HEADS: Final = (_small_heads(0), (), _small_heads(2))
 
 
 def encode_data_packet(rid: int, n: int, ct: bytes) -> bytes:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 
 import trio
 import trio.testing
 from qdht_bench import mobile
+
+import qdht
 
 
 def test_a_clock_jump_makes_every_timer_due_at_once() -> None:
@@ -47,3 +51,10 @@ def test_the_loop_counter_counts_waits_that_returned() -> None:
     trio.run(main)
     assert loop.count >= 3  # one per sleep (more if a wait returned early)
     assert mobile.context_switches() > 0
+
+
+def test_the_bench_measures_compiled_bytecode_as_an_installed_package_has_it() -> None:
+    mobile.compile_bytecode()
+    sources = list(Path(qdht.__file__).parent.rglob("*.py"))
+    assert all(Path(importlib.util.cache_from_source(str(path))).exists() for path in sources)
+    assert mobile.compile_bytecode() == 0  # nothing left to compile
