@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING
 
 from qdht._lazy import lazy_exports
 from qdht.transport._base import DatagramTransport, DropCounter, check_payload
+from qdht.transport._bpf import (
+    MAX_FILTER_SOURCES,
+    BpfInstruction,
+    SourceRule,
+    pack_bpf_program,
+    source_filter_program,
+)
 from qdht.transport._multi import MultiTransport
 from qdht.transport._udp import (
     DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -44,15 +51,20 @@ else:
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_RECEIVE_BUFFER_SIZE",
+    "MAX_FILTER_SOURCES",
     "MAX_UDP_PAYLOAD_V4",
     "MAX_UDP_PAYLOAD_V6",
     "WEBSOCKET_PATH",
+    "BpfInstruction",
     "DatagramTransport",
     "DropCounter",
     "MultiTransport",
+    "SourceRule",
     "UdpTransport",
     "WebSocketTransport",
     "check_payload",
     "open_udp_transport",
     "open_websocket_transport",
+    "pack_bpf_program",
+    "source_filter_program",
 ]

@@ -12,11 +12,15 @@ is no reader task: :meth:`UdpTransport.receive` reads the socket, one
 
 from __future__ import annotations
 
+import array
 import errno
 import ipaddress
+import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import struct
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -24,6 +28,12 @@ import trio
 
 from qdht.errors import ConfigError, ContactError, TransportError
 from qdht.transport._base import DropCounter, check_payload
+from qdht.transport._bpf import (
+    MAX_FILTER_SOURCES,
+    SourceRule,
+    pack_bpf_program,
+    source_filter_program,
+)
 from qdht.wire import Address
 
 __all__ = [
@@ -44,6 +54,20 @@ DEFAULT_RECEIVE_BUFFER_SIZE: Final = 1 << 21
 MAX_DROPS_PER_TAKE: Final = 1024
 #: Most sender addresses whose parsed :class:`Address` is cached.
 ADDRESS_CACHE_SIZE: Final = 4096
+#: Seconds between two rebuilds of the kernel filter for new sources.
+KERNEL_FILTER_INTERVAL: Final = 0.1
+#: Seconds after which the kernel filter is checked against the live tables.
+KERNEL_FILTER_RESYNC: Final = 1.0
+
+# linux/socket.h (asm-generic): not in the socket module.
+_SO_ATTACH_FILTER: Final = 26
+_SO_DETACH_FILTER: Final = 27
+_SO_MEMINFO: Final = 55
+_SK_MEMINFO_DROPS: Final = 8
+#: Sources the transport counts drops of between two filter builds, at most.
+_MAX_WEIGHTS: Final = 4096
+
+logger = logging.getLogger(__name__)
 
 _REMOTE_ERRNOS: Final = {
     errno.ECONNREFUSED: "refused",
@@ -79,6 +103,12 @@ class UdpTransport:
         "_dual_stack",
         "_family",
         "_keep",
+        "_kernel",
+        "_kernel_builds",
+        "_kernel_due",
+        "_kernel_keys",
+        "_kernel_next",
+        "_kernel_weights",
         "_local",
         "_max",
         "_muted",
@@ -88,7 +118,14 @@ class UdpTransport:
         "_sock",
     )
 
-    def __init__(self, sock: socket.socket, *, max_datagram_size: int, dual_stack: bool) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        max_datagram_size: int,
+        dual_stack: bool,
+        kernel_filter: bool = True,
+    ) -> None:
         self._sock = sock
         self._family = sock.family
         self._dual_stack = dual_stack
@@ -102,6 +139,14 @@ class UdpTransport:
         self._muted: Mapping[Any, float] = {}
         self._blocked: Mapping[Any, float] = {}
         self._keep = b""
+        # The kernel filter (04 §5.5): on Linux, muted and blocked sources are
+        # dropped before they reach the socket's queue.
+        self._kernel = kernel_filter and sys.platform == "linux"
+        self._kernel_keys: frozenset[tuple[bool, Hashable]] = frozenset()
+        self._kernel_due = math.inf  # when to rebuild it (a source missed, a rule ends)
+        self._kernel_next = -math.inf  # the earliest rebuild for a missed source
+        self._kernel_weights: dict[tuple[bool, Hashable], int] = {}
+        self._kernel_builds = 0
         host, port = sock.getsockname()[:2]
         self._local = (Address("udp", host, port),)
 
@@ -189,7 +234,12 @@ class UdpTransport:
         while (item := self._take(trio.current_time())) is None:
             # wait_readable raises ClosedResourceError if aclose() runs meanwhile
             # (or rebind(): then the wait moves to the new socket).
-            await self._wait(trio.lowlevel.wait_readable)
+            if self._kernel_due < math.inf:
+                # Wake when a rule of the kernel filter ends: its source is heard again.
+                with trio.move_on_at(self._kernel_due):
+                    await self._wait(trio.lowlevel.wait_readable)
+            else:
+                await self._wait(trio.lowlevel.wait_readable)
             waited = True
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -227,6 +277,8 @@ class UdpTransport:
     def _take(self, now: float) -> tuple[bytes, Address] | None:
         """The next valid queued datagram, or None if the socket has none now
         (``now``: the Trio time, for the source filter)."""
+        if now >= self._kernel_due:
+            self._build_kernel_filter(now)
         sock = self._sock
         muted, blocked = self._muted, self._blocked
         dropped = 0
@@ -245,16 +297,20 @@ class UdpTransport:
             # costs its recvfrom and a dictionary lookup or two.
             reason = None
             if blocked and now < blocked.get(sockaddr, -math.inf):
-                reason = "source-blocked"
+                reason, key = "source-blocked", (True, sockaddr)
             elif muted:
-                until = muted.get(sockaddr)
+                source = sockaddr
+                until = muted.get(source)
                 if until is None:
-                    until = muted.get(sockaddr[0])
+                    source = sockaddr[0]
+                    until = muted.get(source)
                 if until is not None and now < until and data[:1] not in self._keep:
-                    reason = "source-muted"
+                    reason, key = "source-muted", (False, source)
             if reason is not None:
                 self._received += 1
                 self._drops.drop(reason)
+                if self._kernel and key not in self._kernel_keys:
+                    self._kernel_missed(key, now)
                 dropped += 1
                 if dropped >= MAX_DROPS_PER_TAKE:
                     return None  # let other tasks run; the caller comes back
@@ -297,6 +353,9 @@ class UdpTransport:
             host, port, dual_stack=self._dual_stack, receive_buffer_size=DEFAULT_RECEIVE_BUFFER_SIZE
         )
         self._addr_cache.clear()
+        if self._kernel:  # the filter stayed with the old socket
+            self._kernel_keys = frozenset()
+            self._build_kernel_filter(trio.current_time())
         new_host, new_port = self._sock.getsockname()[:2]
         self._local = (Address("udp", new_host, new_port),)
         trio.lowlevel.notify_closing(old)  # a waiting task moves to the new socket
@@ -312,13 +371,30 @@ class UdpTransport:
         await trio.lowlevel.checkpoint()
 
     def stats(self) -> dict[str, int]:
-        return {
+        """The counters of :class:`~qdht.transport.DatagramTransport`, and of the
+        kernel filter: ``kernel_filter_sources`` (sources it names now),
+        ``kernel_filter_builds`` (programs attached) and, on Linux,
+        ``datagrams_dropped_in_kernel`` (the socket's drop counter: datagrams
+        the filter dropped and those that found the receive buffer full)."""
+        stats = {
             "datagrams_sent": self._sent,
             "bytes_sent": self._bytes_sent,
             "datagrams_received": self._received,
             "bytes_received": self._bytes_received,
+            "kernel_filter_sources": len(self._kernel_keys),
+            "kernel_filter_builds": self._kernel_builds,
             **self._drops.as_stats(),
         }
+        if sys.platform == "linux" and not self._closed:
+            try:
+                info = self._sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 64)
+            except OSError:
+                pass
+            else:
+                if len(info) > 4 * _SK_MEMINFO_DROPS:
+                    (drops,) = struct.unpack_from("=I", info, 4 * _SK_MEMINFO_DROPS)
+                    stats["datagrams_dropped_in_kernel"] = drops
+        return stats
 
     def set_source_filter(
         self,
@@ -341,6 +417,86 @@ class UdpTransport:
         self._muted = muted
         self._keep = keep
         self._blocked = {} if blocked is None else blocked
+        if self._kernel:
+            self._kernel_keys = frozenset({(True, None)})  # rebuild whatever it was
+            try:
+                now = trio.current_time()
+            except RuntimeError:  # outside Trio: at the first read
+                self._kernel_due = -math.inf
+            else:
+                self._build_kernel_filter(now)
+
+    # -- the kernel filter (04 §5.5) ----------------------------------------
+
+    def _kernel_missed(self, key: tuple[bool, Hashable], now: float) -> None:
+        """A datagram from ``key``'s source was dropped here, not in the kernel:
+        count it, and rebuild the kernel filter soon."""
+        weights = self._kernel_weights
+        if key in weights or len(weights) < _MAX_WEIGHTS:
+            weights[key] = weights.get(key, 0) + 1
+        due = now if now >= self._kernel_next else self._kernel_next
+        if due < self._kernel_due:
+            self._kernel_due = due
+
+    def _build_kernel_filter(self, now: float) -> None:
+        """Attach a filter naming the live muted and blocked sources (the busiest
+        :data:`MAX_FILTER_SOURCES` by the datagrams dropped here), or detach it."""
+        live: list[tuple[int, bool, float, tuple[bool, Hashable], SourceRule]] = []
+        weights, installed = self._kernel_weights, self._kernel_keys
+        for is_blocked, table in ((True, self._blocked), (False, self._muted)):
+            for source, until in table.items():
+                if until > now:
+                    rule = _rule(source, is_blocked)
+                    if rule is not None:
+                        key = (is_blocked, source)
+                        live.append((weights.get(key, 0), key in installed, until, key, rule))
+        if len(live) > MAX_FILTER_SOURCES:
+            live.sort(key=lambda c: (c[0], c[1], c[2]), reverse=True)
+            del live[MAX_FILTER_SOURCES:]
+        keys = frozenset(c[3] for c in live)
+        if keys != installed:
+            if not self._attach_kernel_filter([c[4] for c in live]):
+                return
+            self._kernel_keys = keys
+        # Halve the counts, so that a source that stopped gives way in time.
+        self._kernel_weights = {
+            k: n // 2 for k, n in weights.items() if n > 1 and (k[1] in self._table(k[0]))
+        }
+        self._kernel_next = now + KERNEL_FILTER_INTERVAL
+        resync = now + KERNEL_FILTER_RESYNC
+        self._kernel_due = min(min(c[2] for c in live), resync) if live else math.inf
+
+    def _table(self, is_blocked: bool) -> Mapping[Any, float]:
+        return self._blocked if is_blocked else self._muted
+
+    def _attach_kernel_filter(self, rules: list[SourceRule]) -> bool:
+        """Attach the program for ``rules`` (none: detach); False if the
+        system refuses (the filter is then off, and Python drops everything)."""
+        sock = self._sock
+        try:
+            if rules:
+                program = source_filter_program(
+                    rules, self._keep, ipv6_socket=self._family == socket.AF_INET6
+                )
+                code = array.array("B", pack_bpf_program(program))
+                fprog = struct.pack("@HP", len(program), code.buffer_info()[0])
+                sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+            elif self._kernel_keys:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:  # ENOENT: none was attached
+                        raise
+        except OSError as exc:
+            if self._closed:
+                return False
+            logger.warning("kernel source filter off: %s", exc)
+            self._kernel = False
+            self._kernel_due = math.inf
+            self._kernel_keys = frozenset()
+            return False
+        self._kernel_builds += 1
+        return True
 
     # -- internals --------------------------------------------------------
 
@@ -362,6 +518,18 @@ class UdpTransport:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<UdpTransport {self._local[0]} {state}>"
+
+
+def _rule(source: Any, blocked: bool) -> SourceRule | None:
+    """The kernel rule for a key of the muted or blocked table (None: none fits)."""
+    try:
+        if type(source) is str:
+            return SourceRule(source, None, blocked)
+        if type(source) is tuple and len(source) >= 2 and type(source[0]) is str:
+            return SourceRule(source[0], source[1], blocked)
+    except ConfigError:
+        pass
+    return None
 
 
 def _bind_socket(
@@ -401,12 +569,16 @@ async def open_udp_transport(
     max_datagram_size: int = MAX_UDP_PAYLOAD_V4,
     dual_stack: bool = False,
     receive_buffer_size: int | None = DEFAULT_RECEIVE_BUFFER_SIZE,
+    kernel_filter: bool = True,
 ) -> AsyncIterator[UdpTransport]:
     """Bind a UDP socket on ``host``/``port`` (port 0: an ephemeral port).
 
     ``host`` is an IP literal; ``"::"`` binds IPv6 only unless ``dual_stack`` is
     true, in which case IPv4 peers appear as IPv4 addresses.  The socket is
-    closed when the block exits.
+    closed when the block exits.  With ``kernel_filter`` (the default; Linux
+    only) the sources :meth:`UdpTransport.set_source_filter` names are dropped
+    by a socket filter in the kernel, at most :data:`MAX_FILTER_SOURCES` of them
+    at a time, the rest as they are read (``04-handshake.md`` §5.5).
     """
     limit = MAX_UDP_PAYLOAD_V6 if ":" in host else MAX_UDP_PAYLOAD_V4
     if type(max_datagram_size) is not int or not 1 <= max_datagram_size <= limit:
@@ -414,7 +586,12 @@ async def open_udp_transport(
     if receive_buffer_size is not None and receive_buffer_size < 1:
         raise ConfigError(f"receive_buffer_size must be positive, got {receive_buffer_size!r}")
     sock = _bind_socket(host, port, dual_stack=dual_stack, receive_buffer_size=receive_buffer_size)
-    transport = UdpTransport(sock, max_datagram_size=max_datagram_size, dual_stack=dual_stack)
+    transport = UdpTransport(
+        sock,
+        max_datagram_size=max_datagram_size,
+        dual_stack=dual_stack,
+        kernel_filter=kernel_filter,
+    )
     try:
         yield transport
     finally:

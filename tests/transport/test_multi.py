@@ -78,4 +78,7 @@ async def test_the_source_filter_reaches_the_udp_transport() -> None:
         await flooder.send(b"garbage", udp.local_addresses[0])
         await flooder.send(b"\xa4kept", udp.local_addresses[0])
         assert await multi.receive() == (b"\xa4kept", f)
-        assert udp.stats()["drop_source-muted"] == 1
+        # Dropped in the kernel (Linux: its socket filter) or as it was read.
+        stats = udp.stats()
+        dropped = stats.get("drop_source-muted", 0) + stats.get("datagrams_dropped_in_kernel", 0)
+        assert dropped == 1

@@ -23,13 +23,22 @@ with it.  ``honest_latency_ratio`` is the median honest latency under flood
 over the median without; ``memory_growth_mb`` the target's largest resident
 set during the flood less its resident set before it;
 ``target_received_per_s`` the datagrams per second the target's socket
-delivered to it during the flood (what the kernel did not drop).  Metrics
-carry the source count as a suffix (``_src1``, ``_src16``).
+delivered to it during the flood (what the kernel did not drop),
+``target_dropped_in_kernel`` what the kernel dropped (its socket filter,
+04-handshake.md §5.5, and a full receive buffer; ``netns_rcvbuf_errors``
+counts the latter for every socket of the network namespace).  The CPU
+time of each process during the flood (``*_cpu_share_flood``, of one core)
+and how busy the machine was (``machine_busy_cores_*``: the other engineers'
+work included) say whose CPU an honest request waits for.  Metrics carry the
+source count as a suffix (``_src1``, ``_src16``); with ``--kernel-filter
+both`` each case also runs with the target's kernel filter off first
+(``_src16_python``: every drop in Python), for a same-run comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import random
@@ -42,6 +51,7 @@ import trio
 from qdht import Config, open_node
 from qdht.identity import Identity
 from qdht.session import SessionConfig, SessionEndpoint, SessionEstablished, cookie_mac, mac1_key
+from qdht.transport import open_udp_transport
 from qdht.wire import (
     Address,
     Contact,
@@ -84,6 +94,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
     )
+    parser.add_argument(
+        "--kernel-filter",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the target's kernel source filter (both: each case off, then on)",
+    )
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def _rcvbuf_errors() -> int:
+    """UDP datagrams dropped for a full receive buffer, every socket of this network
+    namespace (``/proc/net/snmp``)."""
+    with open("/proc/net/snmp", encoding="ascii") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def _rss_mb() -> float:
@@ -102,14 +135,17 @@ def _pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def _target_main(conn: Any, cpu: int | None) -> None:
+def _target_main(conn: Any, cpu: int | None, kernel_filter: bool) -> None:
     _pin(cpu)
-    trio.run(_target, conn)
+    trio.run(_target, conn, kernel_filter)
 
 
-async def _target(conn: Any) -> None:
-    config = Config(listen=("udp://127.0.0.1:0",), puzzle_difficulty=DIFFICULTY)
-    async with open_node(config) as node:
+async def _target(conn: Any, kernel_filter: bool) -> None:
+    config = Config(puzzle_difficulty=DIFFICULTY)
+    async with (
+        open_udp_transport("127.0.0.1", 0, kernel_filter=kernel_filter) as udp,
+        open_node(config, transport=udp) as node,
+    ):
         address = node.contact.addresses[0]
         conn.send((node.node_id, node.identity.xwing.public_key_bytes(), address.port))
         samples: list[tuple[float, float, float]] = []
@@ -133,6 +169,7 @@ async def _target(conn: Any) -> None:
                             "rpcs_received": stats["rpcs_received"],
                             "sessions": stats["sessions"],
                             "session": node.endpoint.stats(),
+                            "transport": udp.stats(),
                             "rss": samples,
                         }
                     )
@@ -224,6 +261,7 @@ def _attacker_main(
     per_step = max(3, round(rate * STEP))
     deadline = time.monotonic() + seconds
     next_step = time.monotonic()
+    cpu_start = time.process_time()
     n = 0
     while (now := time.monotonic()) < deadline:
         if now < next_step:
@@ -248,7 +286,7 @@ def _attacker_main(
                     sock.recv(65536)
             except (BlockingIOError, OSError):
                 pass
-    conn.send(sent)
+    conn.send({**sent, "cpu_s": time.process_time() - cpu_start})
     for sock in socks:
         sock.close()
 
@@ -297,8 +335,16 @@ def run(args: argparse.Namespace) -> BenchResult:
     if not args.sources or min(args.sources) < 1 or max(args.sources) > 250:
         raise SystemExit("qdht-bench dos: --sources counts must be in 1..250")
     result = BenchResult("dos")
+    filters = {"on": [True], "off": [False], "both": [False, True]}[args.kernel_filter]
     for sources in args.sources:
-        _case(args, sources, result)
+        for kernel_filter in filters:
+            suffix = f"_src{sources}" + ("" if kernel_filter else "_python")
+            _case(args, sources, kernel_filter, _Suffixed(result, suffix))
+        if len(filters) == 2:
+            for metric in ("honest_latency_ratio", "target_cpu_share_flood"):
+                on = result.metrics[f"{metric}_src{sources}"]
+                off = result.metrics[f"{metric}_src{sources}_python"]
+                result.add(f"{metric}_src{sources}_filter_vs_python", round(on / off, 3))
     result.notes.append(
         f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
         f"{args.rate}/s from {ATTACKER_NET}{FIRST_ATTACKER_HOST}.. (N sources, _srcN) for "
@@ -309,12 +355,14 @@ def run(args: argparse.Namespace) -> BenchResult:
     return result
 
 
-def _case(args: argparse.Namespace, sources: int, result: BenchResult) -> None:
+def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _Suffixed) -> None:
     """One flood from ``sources`` addresses: a fresh target, attacker and honest peers."""
     ctx = multiprocessing.get_context("spawn")
     target_conn, child = ctx.Pipe()
     pin = (os.cpu_count() or 1) >= 2 and args.pin
-    target = ctx.Process(target=_target_main, args=(child, 0 if pin else None), daemon=True)
+    target = ctx.Process(
+        target=_target_main, args=(child, 0 if pin else None, kernel_filter), daemon=True
+    )
     target.start()
     target_id, _static, port = target_conn.recv()
     contact = Contact(target_id, (Address("udp", "127.0.0.1", port),))
@@ -344,14 +392,22 @@ def _case(args: argparse.Namespace, sources: int, result: BenchResult) -> None:
             await trio.sleep_until(phases[0])
             target_conn.send("stats")
             walls["stats_before"] = await trio.to_thread.run_sync(target_conn.recv)
+            walls["machine_baseline"] = _machine_cpu()
+            walls["honest_cpu_baseline"] = time.process_time()
             await trio.sleep_until(phases[1])
             walls["flood_start"] = time.time()
+            walls["machine_flood"] = _machine_cpu()
+            walls["honest_cpu_flood"] = time.process_time()
+            walls["rcvbuf_errors"] = _rcvbuf_errors()
             attacker_conn.send("go")
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flood_at)
             await _honest(contact, args.honest, args.interval, phases, results)
         walls["flood_end"] = time.time()
+        walls["machine_end"] = _machine_cpu()
+        walls["honest_cpu_end"] = time.process_time()
+        walls["rcvbuf_errors"] = _rcvbuf_errors() - walls["rcvbuf_errors"]
 
     trio.run(main)
     sent = attacker_conn.recv() if attacker_conn.poll(args.flood + 30) else {}
@@ -362,7 +418,7 @@ def _case(args: argparse.Namespace, sources: int, result: BenchResult) -> None:
         proc.join(10)
         if proc.is_alive():
             proc.kill()
-    _report(args, results, sent, stats, walls, _Suffixed(result, f"_src{sources}"))
+    _report(args, results, sent, stats, walls, result)
 
 
 class _Suffixed:
@@ -407,7 +463,7 @@ def _report(
     growth = (max(during) - before[-1]) if before and during else float("nan")
     result.add("memory_growth_mb", round(growth, 2), Target("<=", 50.0))
     result.add("target_rss_mb_before", round(before[-1], 1) if before else float("nan"))
-    total_sent = sum(v for k, v in sent.items() if k != "send_errors")
+    total_sent = sum(sent.get(kind, 0) for kind in ("garbage", "handshake", "rpc"))
     result.add("attacker_sent", total_sent)
     result.add("attacker_rate_achieved", round(total_sent / args.flood))
     for kind in ("garbage", "handshake", "rpc"):
@@ -425,6 +481,24 @@ def _report(
         # (datagrams in the sampled span, assuming an even flow over the flood)
         per = cpu / (received * span / (end - start))
         result.add("target_cpu_us_per_datagram", round(per * 1e6, 2))
+    # Whose CPU an honest request waits for (shares of one core; 2.0 = both
+    # cores of a 2-core machine busy).
+    result.add("attacker_cpu_share_flood", round(sent.get("cpu_s", math.nan) / args.flood, 3))
+    honest_cpu = walls["honest_cpu_end"] - walls["honest_cpu_flood"]
+    result.add("honest_cpu_share_flood", round(honest_cpu / (end - start), 3))
+    for phase, (a, b) in {
+        "baseline": (walls["machine_baseline"], walls["machine_flood"]),
+        "flood": (walls["machine_flood"], walls["machine_end"]),
+    }.items():
+        cores = (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+        result.add(f"machine_busy_cores_{phase}", round(cores, 2))
+    kernel = stats["transport"].get("datagrams_dropped_in_kernel", 0) - walls["stats_before"][
+        "transport"
+    ].get("datagrams_dropped_in_kernel", 0)
+    result.add("target_dropped_in_kernel", kernel)
+    result.add("target_dropped_in_kernel_per_s", round(kernel / (end - start)))
+    result.add("netns_rcvbuf_errors_flood", walls["rcvbuf_errors"])
+    result.add("target_kernel_filter_builds", stats["transport"].get("kernel_filter_builds", 0))
     drops_before = walls["stats_before"]["drops"]
     drops = {
         k: v - drops_before.get(k, 0)
