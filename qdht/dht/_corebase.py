@@ -418,6 +418,7 @@ class _CoreBase:
         # Defences (issue 6): peers' reputation, ID clustering near lookup targets.
         self.reputation = Reputation(reputation)
         self.routing.score = self.reputation.score
+        self.routing.any_below = self.reputation.any_below
         self.clusters = ClusterDetector(self.lookup_config)
         self.rpc_config = rpc if rpc is not None else RpcConfig()
         limits = record_limits if record_limits is not None else DEFAULT_RECORD_LIMITS

@@ -61,11 +61,16 @@ class _Peer:
 class Reputation:
     """Scores and bans of the peers this node dealt with; time is passed in."""
 
-    __slots__ = ("_counts", "_offences", "_peers", "_recent", "config")
+    __slots__ = ("_counts", "_low", "_low_mark", "_offences", "_peers", "_recent", "config")
 
     def __init__(self, config: ReputationConfig | None = None) -> None:
         self.config = config if config is not None else ReputationConfig()
         self._peers: OrderedDict[bytes, _Peer] = OrderedDict()
+        # The peers whose stored score is below ``_low_mark`` (<= 0): decay only moves
+        # a score toward 0, so nobody else can score below it, and "is anyone scored
+        # that low?" (:meth:`any_below`) costs nothing when nobody misbehaved much.
+        self._low_mark = 0.0
+        self._low: set[bytes] = set()
         self._offences: dict[str, int] = {}
         self._counts = {"answered": 0, "bans": 0, "forgotten": 0, "dropped": 0}
         # (node ID hex prefix, kind of the banning offence, until), newest last.
@@ -81,6 +86,7 @@ class Reputation:
         peer = self._peer(node_id, now)
         peer.score = min(self.config.max_score, peer.score + self.config.answered)
         self._counts["answered"] += 1
+        self._signed(node_id, peer)
 
     def answered_late(self, node_id: bytes, now: float) -> None:
         """``node_id`` answered a request of ours after it had timed out: the
@@ -88,6 +94,7 @@ class Reputation:
         started stands).  The core counts these as ``late_responses``."""
         peer = self._peer(node_id, now)
         peer.score = min(self.config.max_score, peer.score + float(self.config.timeout))
+        self._signed(node_id, peer)
 
     def offence(self, node_id: bytes, kind: str, now: float) -> bool:
         """``node_id`` did ``kind`` (one of :data:`OFFENCES`); True if it is now banned.
@@ -102,6 +109,7 @@ class Reputation:
         self._offences[kind] = self._offences.get(kind, 0) + 1
         peer = self._peer(node_id, now)
         peer.score = max(peer.score - float(getattr(cfg, attr)), 2 * cfg.ban_below)
+        self._signed(node_id, peer)
         if peer.score > cfg.ban_below or peer.banned_until > now:
             return False
         duration = min(cfg.max_ban, cfg.ban_duration * 2.0**peer.bans)
@@ -109,6 +117,7 @@ class Reputation:
         peer.banned_until = now + duration
         # Serving the ban is the penalty: afterwards the peer starts over.
         peer.score = 0.0
+        self._low.discard(node_id)
         self._counts["bans"] += 1
         if cfg.recent_bans:
             self._recent.append((node_id.hex()[:16], kind, peer.banned_until))
@@ -127,6 +136,15 @@ class Reputation:
         if peer is None:
             return 0.0
         return self._decayed(peer, now)
+
+    def any_below(self, threshold: float) -> bool:
+        """False only if no peer scores below ``threshold`` (True: some may)."""
+        if threshold > 0:
+            return True  # a positive score decays below a positive threshold
+        if threshold != self._low_mark:
+            self._low_mark = threshold
+            self._low = {n for n, p in self._peers.items() if p.score < threshold}
+        return bool(self._low)
 
     def banned(self, node_id: bytes, now: float) -> bool:
         """Whether ``node_id`` is serving a ban at ``now``."""
@@ -164,6 +182,12 @@ class Reputation:
             return peer.score
         return peer.score * exp(-_LN2 * age / self.config.half_life)
 
+    def _signed(self, node_id: bytes, peer: _Peer) -> None:
+        if peer.score < self._low_mark:
+            self._low.add(node_id)
+        else:
+            self._low.discard(node_id)
+
     def _peer(self, node_id: bytes, now: float) -> _Peer:
         peers = self._peers
         peer = peers.pop(node_id, None)
@@ -174,6 +198,6 @@ class Reputation:
             peer.updated = max(peer.updated, now)
         peers[node_id] = peer
         if len(peers) > self.config.max_peers:
-            peers.popitem(last=False)
+            self._low.discard(peers.popitem(last=False)[0])
             self._counts["forgotten"] += 1
         return peer

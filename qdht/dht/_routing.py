@@ -225,6 +225,10 @@ class RoutingTable:
         #: ``score(node_id, now)``: the peer's reputation (set by the core); entries
         #: scored below ``evict_below_score`` are replaced first in a full bucket.
         self.score: Callable[[bytes, float], float] | None = None
+        #: ``any_below(threshold)``: False only if no peer scores below ``threshold``
+        #: (set by the core with ``score``): then a full bucket has no entry to
+        #: replace for its score, and its entries are not scored one by one.
+        self.any_below: Callable[[float], bool] | None = None
         #: estimated_size() until the entries or their misses change (None: stale).
         self._estimate: float | None = None
 
@@ -757,7 +761,11 @@ class RoutingTable:
         # worst-scored entry below evict_below_score, or else of an entry that
         # already missed enough replies to be replaceable.
         score = self.score
-        if score is not None and not restoring:
+        if (
+            score is not None
+            and not restoring
+            and (self.any_below is None or self.any_below(cfg.evict_below_score))
+        ):
             worst, worst_score = -1, cfg.evict_below_score
             for i, old in enumerate(bucket.entries):
                 value = score(old.contact.node_id, now)

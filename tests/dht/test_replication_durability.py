@@ -137,3 +137,20 @@ def test_scenarios_in_parallel_processes_give_the_same_figures() -> None:
     assert {"retrievable_churn30", "retrievable_churn50", "retrievable_mass30"} <= set(one)
     assert one["cpu_s_churn50"] > 0
     assert two["cpu_s_churn50"] > 0
+
+
+def test_the_mass_departure_branched_off_the_churn_run_ends_as_a_run_of_its_own() -> None:
+    # Until the departure the mass run is the churn run of the same hourly churn:
+    # it starts from that run's half-way state, and must end exactly where a run
+    # from the start ends.
+    parser = argparse.ArgumentParser()
+    _durability.add_arguments(parser)
+    argv = ["--nodes", "16", "--records", "4", "--hours", "1", "--churn", "0.3", "--seed", "2"]
+    branched = _durability.run(parser.parse_args(argv)).metrics
+    alone = run_one(nodes=16, records=4, hours=1.0, churn=0.3, mass=0.3, seed=2, join_interval=0.05)
+    assert branched["departures_mass30"] == alone["departures"]
+    for name, value in alone.items():
+        if name not in ("wall_s", "cpu_s", "puts_ok", "found"):
+            assert branched[f"{name}_mass30"] == value, name
+    assert branched["retrievable_mass30"] == alone["found"] / 4
+    assert 0 < branched["cpu_s_own_mass30"] < branched["cpu_s_mass30"]

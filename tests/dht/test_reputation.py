@@ -119,3 +119,37 @@ def test_core_bans_a_peer_that_keeps_sending_garbage_and_drops_its_messages() ->
     # Another peer is served as usual.
     core.receive_message(B, addr, encode(Ping(b"S" * 8)), 2.0)
     assert {dst for dst, _a, _p in core.messages_to_send()} == {B}
+
+
+def test_any_below_is_false_only_when_no_peer_can_score_below_the_threshold() -> None:
+    # The routing table skips scoring a full bucket's entries one by one when
+    # nobody scores below its eviction threshold: never a wrong "no".
+    rep = Reputation(ReputationConfig(max_peers=2, ban_below=-30.0))
+    assert not rep.any_below(-10.0)
+    for _ in range(9):
+        rep.offence(A, "timeout", 0.0)
+    assert not rep.any_below(-10.0)  # -9
+    rep.offence(A, "timeout", 0.0)
+    rep.offence(A, "timeout", 0.0)
+    assert rep.score(A, 0.0) == -11.0
+    assert rep.any_below(-10.0)
+    assert not rep.any_below(-12.0)
+    assert rep.any_below(-10.0)
+    for _ in range(20):
+        rep.answered(A, 1.0)
+    assert not rep.any_below(-10.0)  # answered back above it
+    rep.offence(B, "invalid-message", 2.0)
+    rep.offence(B, "timeout", 2.0)
+    assert rep.any_below(-10.0)
+    rep.offence(B, "forged-record", 2.0)  # banned: starts over at 0
+    assert rep.banned(B, 2.0)
+    assert not rep.any_below(-10.0)
+    rep.offence(A, "invalid-message", 3.0)
+    rep.offence(A, "invalid-message", 3.0)
+    assert rep.score(A, 3.0) < -10.0
+    assert rep.any_below(-10.0)
+    rep.answered(b"C" * 32, 4.0)
+    rep.answered(B, 4.0)  # max_peers = 2: A is forgotten
+    assert rep.score(A, 4.0) == 0.0
+    assert not rep.any_below(-10.0)
+    assert rep.any_below(1.0)  # a positive score may decay below a positive threshold

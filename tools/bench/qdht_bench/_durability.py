@@ -64,10 +64,12 @@ import os
 import pickle
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -341,13 +343,33 @@ def load_checkpoint(path: Path) -> _Run:
     return run
 
 
-def _advance(run: _Run, *, progress: bool, checkpoint: Path | None, every: int = 1) -> None:
+def _advance(
+    run: _Run,
+    *,
+    progress: bool,
+    checkpoint: Path | None,
+    every: int = 1,
+    branch: tuple[float, Path] | None = None,
+) -> None:
     """Run the churn phase to its end, stopping at every simulated hour (and
-    saving to ``checkpoint``, if given, every ``every`` hours)."""
+    saving to ``checkpoint``, if given, every ``every`` hours).
+
+    ``branch`` = (``at``, ``path``): save the run to ``path`` when it reaches
+    ``at`` simulated seconds into the churn, at the very point of the loop where
+    a mass departure at ``at`` would be applied (:func:`run_branch`)."""
     net, end = run.net, run.start + run.hours * _HOUR
     wall, cpu = time.perf_counter(), time.process_time()
     while True:
         hour_at = run.start + run.next_hour * _HOUR
+        if branch is not None and (run.start + branch[0] < hour_at or hour_at > end):
+            net.run_until(run.start + branch[0])
+            now, now_cpu = time.perf_counter(), time.process_time()
+            run.wall_spent += now - wall
+            run.cpu_spent += now_cpu - cpu
+            save_checkpoint(run, branch[1])
+            branch = None
+            wall, cpu = time.perf_counter(), time.process_time()
+            continue
         if run.next_event < len(run.events):
             event = run.events[run.next_event]
             if run.start + event.at < hour_at or hour_at > end:
@@ -416,6 +438,7 @@ def run_one(
     progress: bool = False,
     checkpoint: Path | None = None,
     checkpoint_every: int = 1,
+    branch_to: Path | None = None,
 ) -> dict[str, float]:
     """One simulated run; returns its flat metrics (without the scenario suffix).
 
@@ -424,6 +447,9 @@ def run_one(
 
     With ``checkpoint``, the run is saved there every ``checkpoint_every``
     simulated hours of the churn phase (:func:`resume` takes it up again).
+    With ``branch_to``, the run is also saved there half-way, where a mass
+    departure would happen: :func:`run_branch` finishes that copy as the
+    mass-departure run.
     """
     wall, cpu = time.perf_counter(), time.process_time()
     run = _start(
@@ -438,8 +464,40 @@ def run_one(
     )
     run.wall_spent = time.perf_counter() - wall
     run.cpu_spent = time.process_time() - cpu
-    _advance(run, progress=progress, checkpoint=checkpoint, every=checkpoint_every)
+    branch = None if branch_to is None else (hours * _HOUR / 2, branch_to)
+    _advance(run, progress=progress, checkpoint=checkpoint, every=checkpoint_every, branch=branch)
     return _finish(run)
+
+
+def run_branch(
+    path: Path,
+    *,
+    mass: float,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 1,
+) -> dict[str, float]:
+    """The mass-departure run, taken up from a churn run's half-way state at ``path``
+    (``run_one(branch_to=path)``): ``mass`` of the nodes leave now, then the churn
+    goes on to the end.
+
+    Until the departure a mass run *is* the churn run of the same hourly churn
+    and seed (same seeds, same events in the same order), so it starts from that
+    run's state instead of simulating the first half again: same figures as
+    ``run_one(mass=mass)``, for half its CPU.  ``wall_s`` and ``cpu_s`` include
+    the shared first half (what the run costs alone); ``wall_s_own`` and
+    ``cpu_s_own`` are what the branch itself took.
+    """
+    run = load_checkpoint(path)
+    shared_wall, shared_cpu = run.wall_spent, run.cpu_spent
+    run.mass = mass
+    run.events = ChurnSchedule.kill_fraction(mass, run.nodes, at=run.hours * _HOUR / 2).events
+    run.next_event = 0
+    _advance(run, progress=progress, checkpoint=checkpoint, every=checkpoint_every)
+    metrics = _finish(run)
+    metrics["wall_s_own"] = metrics["wall_s"] - shared_wall
+    metrics["cpu_s_own"] = metrics["cpu_s"] - shared_cpu
+    return metrics
 
 
 def resume(
@@ -484,6 +542,82 @@ def _add(result: BenchResult, scenario: str, records: int, metrics: dict[str, fl
             result.add(f"{name}_{scenario}", value)
 
 
+def _run_scenarios(
+    args: argparse.Namespace, tmp: Path, notes: list[str]
+) -> tuple[list[tuple[str, float, float]], list[dict[str, float]]]:
+    """Every scenario's metrics: ([(scenario, hourly churn, mass)], [metrics]).
+
+    The mass-departure run branches off the churn run of the same hourly churn
+    at the departure (:func:`run_branch`) when there is one; otherwise it runs
+    from the start."""
+    runs = [(f"churn{round(c * 100)}", c, 0.0) for c in args.churn]
+    if args.mass > 0:
+        runs.append((f"mass{round(args.mass * 100)}", args.mass_churn, args.mass))
+    common: dict[str, Any] = {
+        "progress": args.progress,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    branch_path = tmp / "branch.ckpt"
+    parent = next(
+        (i for i, (_, churn, mass) in enumerate(runs) if mass == 0 and churn == args.mass_churn),
+        None,
+    )
+    jobs: list[Callable[[], dict[str, float]]] = []
+    for i, (scenario, churn, mass) in enumerate(runs):
+        checkpoint = _checkpoint_path(args.checkpoint, scenario, len(runs))
+        if mass > 0 and parent is not None:
+            jobs.append(
+                functools.partial(
+                    run_branch, branch_path, mass=mass, checkpoint=checkpoint, **common
+                )
+            )
+            notes.append(
+                f"{scenario} branched off {runs[parent][0]}'s state at the departure "
+                "(identical until then); its wall_s and cpu_s include that shared half"
+            )
+            continue
+        jobs.append(
+            functools.partial(
+                run_one,
+                nodes=args.nodes,
+                records=args.records,
+                hours=args.hours,
+                churn=churn,
+                seed=args.seed,
+                join_interval=args.join_interval,
+                mass=mass,
+                loss=args.loss,
+                checkpoint=checkpoint,
+                branch_to=branch_path if i == parent and args.mass > 0 else None,
+                **common,
+            )
+        )
+    if args.jobs <= 1 or len(jobs) == 1:
+        return runs, [job() for job in jobs]
+    # One process per scenario (the simulation is single-threaded): the scenarios
+    # run side by side; each measures its own wall and CPU time.  A branch starts
+    # once its parent has saved the state it starts from.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        futures: list[Future[dict[str, float]] | None] = [None] * len(jobs)
+        for i, job in enumerate(jobs):
+            if not (parent is not None and runs[i][2] > 0):
+                futures[i] = pool.submit(_call, job)
+        for i, job in enumerate(jobs):
+            if futures[i] is None:
+                parent_future = futures[parent] if parent is not None else None
+                while not branch_path.exists():
+                    assert parent_future is not None
+                    if parent_future.done():
+                        parent_future.result()  # raises what stopped it
+                        raise RuntimeError("the churn run ended without saving its branch")
+                    wait([parent_future], timeout=1.0)
+                futures[i] = pool.submit(_call, job)
+        outcomes = [future.result() for future in futures if future is not None]
+    notes.append(f"{len(jobs)} scenarios in {min(args.jobs, len(jobs))} processes")
+    return runs, outcomes
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("durability")
     if args.resume is not None:
@@ -503,35 +637,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         result.add("records", args.records)
         result.add("hours", args.hours)
         result.add("loss", args.loss)
-        runs = [(f"churn{round(c * 100)}", c, 0.0) for c in args.churn]
-        if args.mass > 0:
-            runs.append((f"mass{round(args.mass * 100)}", args.mass_churn, args.mass))
-        jobs = [
-            functools.partial(
-                run_one,
-                nodes=args.nodes,
-                records=args.records,
-                hours=args.hours,
-                churn=churn,
-                seed=args.seed,
-                join_interval=args.join_interval,
-                mass=mass,
-                loss=args.loss,
-                progress=args.progress,
-                checkpoint=_checkpoint_path(args.checkpoint, scenario, len(runs)),
-                checkpoint_every=args.checkpoint_every,
-            )
-            for scenario, churn, mass in runs
-        ]
-        if args.jobs > 1 and len(jobs) > 1:
-            # One process per scenario (the simulation is single-threaded): the
-            # scenarios run side by side; each measures its own wall and CPU time.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-                outcomes = list(pool.map(_call, jobs))
-            result.notes.append(f"{len(jobs)} scenarios in {min(args.jobs, len(jobs))} processes")
-        else:
-            outcomes = [job() for job in jobs]
+        with tempfile.TemporaryDirectory(prefix="qdht-durability-") as tmp:
+            runs, outcomes = _run_scenarios(args, Path(tmp), result.notes)
         for (scenario, _, _), metrics in zip(runs, outcomes, strict=True):
             _add(result, scenario, args.records, metrics)
     result.notes.append(
