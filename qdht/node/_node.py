@@ -24,6 +24,7 @@ import hashlib
 import ipaddress
 import logging
 import math
+import os
 import socket
 import sys
 import time
@@ -91,11 +92,11 @@ from qdht.node._service import (
 )
 from qdht.node._watching import KeyWatch, WatchHub
 from qdht.session import (
+    KEYLOG_ENV,
     HandshakeFailed,
     MessageReceived,
     SessionDriver,
     SessionEndpoint,
-    keylog_from_environ,
 )
 from qdht.transport import (
     DatagramTransport,
@@ -1329,7 +1330,11 @@ async def open_node(
         identity = config.identity
     else:
         identity = await trio.to_thread.run_sync(config.load_identity)
-    keylog = keylog_from_environ()  # QDHT_KEYLOGFILE (protocol-spec/09-keylog.md)
+    keylog = None
+    if os.environ.get(KEYLOG_ENV):  # QDHT_KEYLOGFILE (protocol-spec/09-keylog.md)
+        from qdht.session import keylog_from_environ
+
+        keylog = keylog_from_environ()
     async with AsyncExitStack() as stack:
         if transport is None:
             transport = await stack.enter_async_context(_open_transports(config))

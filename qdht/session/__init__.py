@@ -4,7 +4,10 @@ The sans-IO core is :class:`SessionEndpoint` (``protocol-spec/04-handshake.md``,
 ``05-transport.md``); :func:`open_session_host` runs it over any datagram transport.
 """
 
-from qdht.session._config import SessionConfig
+from typing import TYPE_CHECKING
+
+from qdht._lazy import lazy_exports
+from qdht.session._config import KEYLOG_ENV, SessionConfig
 from qdht.session._endpoint import SessionEndpoint
 from qdht.session._events import (
     Event,
@@ -12,14 +15,6 @@ from qdht.session._events import (
     MessageReceived,
     SessionClosed,
     SessionEstablished,
-)
-from qdht.session._keylog import (
-    KEYLOG_ENV,
-    KEYLOG_LABEL,
-    KeyLogEntry,
-    KeyLogFile,
-    keylog_from_environ,
-    parse_keylog,
 )
 from qdht.session._noise import (
     HASHLEN,
@@ -49,6 +44,25 @@ from qdht.session._trio import (
     open_session_host,
     wait_out_stall,
 )
+
+# The session key log (09-keylog.md, debugging only): loaded when QDHT_KEYLOGFILE
+# is set or on first use of one of its names (issue 19: a phone's memory).
+if TYPE_CHECKING:
+    from qdht.session._keylog import (
+        KEYLOG_LABEL,
+        KeyLogEntry,
+        KeyLogFile,
+        keylog_from_environ,
+        parse_keylog,
+    )
+else:
+    __getattr__ = lazy_exports(
+        globals(),
+        dict.fromkeys(
+            ["KEYLOG_LABEL", "KeyLogEntry", "KeyLogFile", "keylog_from_environ", "parse_keylog"],
+            "qdht.session._keylog",
+        ),
+    )
 
 __all__ = [
     "BISCUIT_SIZE",

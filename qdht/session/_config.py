@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import attrs
 
 from qdht import validators
 from qdht.errors import ConfigError
 from qdht.wire import DEFAULT_LIMITS
 
-__all__ = ["SessionConfig"]
+__all__ = ["KEYLOG_ENV", "SessionConfig"]
+
+#: The environment variable naming the session key log file (09-keylog.md);
+#: here, so that a node checks it without loading :mod:`qdht.session._keylog`.
+KEYLOG_ENV: Final = "QDHT_KEYLOGFILE"
 
 
 @attrs.frozen

@@ -18,7 +18,6 @@ from qdht.session._events import (
     MessageReceived,
     SessionEstablished,
 )
-from qdht.session._keylog import KeyLogEntry
 from qdht.session._noise import PQIK, PQXX, HandshakeState, SymmetricState
 from qdht.session._peers import (
     _BISCUIT_PLAIN,
@@ -509,6 +508,8 @@ class _Handshakes(_EndpointBase):
         self, peer_id: bytes, local: int, remote: int, keys: tuple[bytes, bytes], hh: bytes
     ) -> None:
         """One key log line (09-keylog.md), before any packet uses the keys."""
+        from qdht.session._keylog import KeyLogEntry  # only with a key log (issue 19)
+
         assert self.keylog is not None
         line = KeyLogEntry(peer_id, local, remote, keys[0], keys[1], hh).line()
         try:

@@ -19,9 +19,9 @@ from typing import Final
 import attrs
 
 from qdht.errors import ConfigError
+from qdht.session._config import KEYLOG_ENV
 
 __all__ = [
-    "KEYLOG_ENV",
     "KEYLOG_LABEL",
     "KeyLogEntry",
     "KeyLogFile",
@@ -31,8 +31,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The environment variable naming the key log file.
-KEYLOG_ENV: Final = "QDHT_KEYLOGFILE"
 #: First field of every key log line.
 KEYLOG_LABEL: Final = "QDHT_SESSION"
 #: Longest line a reader accepts (a valid line is at most 358 characters).

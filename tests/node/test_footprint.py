@@ -30,6 +30,7 @@ OPTIONAL: Final = (
     "qdht.testing",
     "qdht.identity._resolver",
     "qdht.crypto._oqs",
+    "qdht.session._keylog",
     "qdht.node._resolver",
     "qdht.dht._sqlitestore",
     "qdht.transport._websocket",
