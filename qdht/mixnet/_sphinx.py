@@ -143,7 +143,9 @@ def _mac(key: bytes, ct: bytes, routing: bytes) -> bytes:
 
 def replay_tag(geometry: Geometry, packet: bytes) -> bytes:
     """The replay tag of a packet: SHA-256 of its hop's KEM ciphertext (§6)."""
-    return hashlib.sha256(_REPLAY_LABEL + packet[_V : _V + _CT]).digest()
+    digest = hashlib.sha256(_REPLAY_LABEL)
+    digest.update(memoryview(packet)[_V : _V + _CT])
+    return digest.digest()
 
 
 # ------------------------------------------------------------------- commands
@@ -348,23 +350,24 @@ def unwrap(
         shared = key.decapsulate(packet[_V : _V + _CT])
     except CryptoError:
         return Drop("bad-kem")
-    okm = _okm(salt, shared)
+    okm = HKDF(_SHA256, _KEYS_SIZE, salt, _HOP_INFO).derive(shared)  # as derive_hop_keys
     view = memoryview(packet)  # slices of the packet without copies
     # The MAC covers version ‖ ct ‖ routing information: the header up to its MAC.
-    if not hmac.compare_digest(
-        hmac.digest(okm[0:32], view[:mac_at], "sha256"), packet[mac_at:header_end]
-    ):
+    mac = hmac.digest(okm[0:32], view[:mac_at], "sha256")
+    if not hmac.compare_digest(mac, view[mac_at:header_end]):
         return Drop("bad-mac")
-    stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), mode=None).encryptor()
+    stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), None).encryptor()
     head = stream.update(view[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
     commands = _parse_commands(head[:COMMANDS_SIZE])
     if commands is None:
         return Drop("bad-commands")
-    block = lioness.decrypt(okm[76:204], okm[204:252], view[header_end:])
     if commands.next_hop is not None:
+        # The halves of the payload go straight into the packet: no joined copy.
+        left, right = lioness.decrypt_parts(okm[76:204], okm[204:252], view[header_end:])
         tail = stream.update(zero_slot)  # what this hop appends: keystream only
-        parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, commands.next_mac, block)
+        parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, commands.next_mac, left, right)
         return Forward(commands.next_hop, commands.delay_ms, b"".join(parts))
+    block = lioness.decrypt(okm[76:204], okm[204:252], view[header_end:])
     if commands.surb_id is not None:
         return Deliver(commands.recipient, commands.delay_ms, commands.surb_id, block)
     if any(block[:TAG_SIZE]):
