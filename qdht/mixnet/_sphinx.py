@@ -185,12 +185,9 @@ class _Commands(NamedTuple):
 def _parse_commands(data: bytes) -> _Commands | None:
     """The commands of a decrypted slot, or None if they are malformed (§5).
 
-    A forwarding slot is exactly ``next-hop ‖ delay`` (the common case, read
-    directly); anything else goes through the general reader.
+    :func:`unwrap` reads the common forwarding slot, exactly ``next-hop ‖
+    delay``, itself; every other slot comes here.
     """
-    if data[0] == CMD_NEXT_HOP and data[65] == CMD_DELAY and len(data) == 70:
-        delay = int.from_bytes(data[66:70], "big")
-        return _Commands(data[1:33], data[33:65], b"", None, delay)
     fields: dict[str, Any] = {}
     pos = 0
     while pos < len(data):
@@ -358,16 +355,24 @@ def unwrap(
         return Drop("bad-mac")
     stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), None).encryptor()
     head = stream.update(view[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
-    commands = _parse_commands(head[:COMMANDS_SIZE])
-    if commands is None:
-        return Drop("bad-commands")
-    if commands.next_hop is not None:
-        # The halves of the payload go straight into the packet: no joined copy.
-        left, right = lioness.decrypt_parts(okm[76:204], okm[204:252], view[header_end:])
-        tail = stream.update(zero_slot)  # what this hop appends: keystream only
-        parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, commands.next_mac, left, right)
-        return Forward(commands.next_hop, commands.delay_ms, b"".join(parts))
-    block = lioness.decrypt(okm[76:204], okm[204:252], view[header_end:])
+    if head[0] == CMD_NEXT_HOP and head[65] == CMD_DELAY:  # exactly next-hop ‖ delay: forward
+        next_hop, next_mac, delay_ms = head[1:33], head[33:65], int.from_bytes(head[66:70], "big")
+    else:
+        commands = _parse_commands(head[:COMMANDS_SIZE])
+        if commands is None:
+            return Drop("bad-commands")
+        if commands.next_hop is None:
+            return _deliver(commands, lioness.decrypt(okm[76:204], okm[204:252], view[header_end:]))
+        next_hop, next_mac, delay_ms = commands.next_hop, commands.next_mac, commands.delay_ms
+    # The halves of the payload go straight into the packet: no joined copy.
+    left, right = lioness.decrypt_parts(okm[76:204], okm[204:252], view[header_end:])
+    tail = stream.update(zero_slot)  # what this hop appends: keystream only
+    parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, next_mac, left, right)
+    return Forward(next_hop, delay_ms, b"".join(parts))
+
+
+def _deliver(commands: _Commands, block: bytes) -> Deliver | Drop:
+    """The last hop's result for its decrypted payload ``block``."""
     if commands.surb_id is not None:
         return Deliver(commands.recipient, commands.delay_ms, commands.surb_id, block)
     if any(block[:TAG_SIZE]):
