@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as hmac_sha256
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -138,7 +139,9 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 def _mac(key: bytes, ct: bytes, routing: bytes) -> bytes:
-    return hmac.digest(key, VERSION + ct + routing, "sha256")
+    mac = hmac_sha256.HMAC(key, _SHA256)
+    mac.update(VERSION + ct + routing)
+    return mac.finalize()
 
 
 def replay_tag(geometry: Geometry, packet: bytes) -> bytes:
@@ -350,8 +353,12 @@ def unwrap(
     okm = HKDF(_SHA256, _KEYS_SIZE, salt, _HOP_INFO).derive(shared)  # as derive_hop_keys
     view = memoryview(packet)  # slices of the packet without copies
     # The MAC covers version ‖ ct ‖ routing information: the header up to its MAC.
-    mac = hmac.digest(okm[0:32], view[:mac_at], "sha256")
-    if not hmac.compare_digest(mac, view[mac_at:header_end]):
+    # HMAC-SHA256 from ``cryptography``, as the HKDF: the stdlib's hmac.digest
+    # calls the system OpenSSL's one-shot HMAC(), which fetches the MAC by
+    # name on every call (slow in OpenSSL 3.0), and a mix pays that per packet.
+    mac = hmac_sha256.HMAC(okm[0:32], _SHA256)
+    mac.update(view[:mac_at])
+    if not hmac.compare_digest(mac.finalize(), view[mac_at:header_end]):
         return Drop("bad-mac")
     stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), None).encryptor()
     head = stream.update(view[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
