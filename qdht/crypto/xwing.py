@@ -124,17 +124,11 @@ class XWingPrivateKey:
         never an error; a wrong length or a low-order X25519 part raises
         CryptoError.
         """
-        # A mix runs this for every packet: the helpers' work is written out here.
-        if type(ciphertext) is not bytes or len(ciphertext) != CIPHERTEXT_SIZE:
-            _check_bytes("ciphertext", ciphertext, CIPHERTEXT_SIZE)  # raises, naming why
+        _check_bytes("ciphertext", ciphertext, CIPHERTEXT_SIZE)
         ct_x = ciphertext[MLKEM768_CIPHERTEXT_SIZE:]
         ss_m = self._mlkem.decapsulate(ciphertext[:MLKEM768_CIPHERTEXT_SIZE])
-        try:
-            ss_x = self._x25519.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
-        except ValueError:
-            raise CryptoError("ciphertext X25519 part is a low-order X25519 point") from None
-        parts = (ss_m, ss_x, ct_x, self._x25519_public, XWING_LABEL)
-        return hashlib.sha3_256(b"".join(parts)).digest()  # the combiner
+        ss_x = _exchange(self._x25519, ct_x, "ciphertext X25519 part")
+        return _combiner(ss_m, ss_x, ct_x, self._x25519_public)
 
     def __repr__(self) -> str:
         return f"XWingPrivateKey(public={sha3_256(self._public)[:8].hex()}…)"
