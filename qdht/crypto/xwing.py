@@ -22,6 +22,7 @@ secret; honest peers never send one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -69,7 +70,8 @@ def _check_bytes(name: str, value: object, size: int) -> bytes:
 
 
 def _combiner(ss_m: bytes, ss_x: bytes, ct_x: bytes, pk_x: bytes) -> bytes:
-    return sha3_256(ss_m, ss_x, ct_x, pk_x, XWING_LABEL)
+    """SHA3-256 of the draft's concatenation: one call over one buffer (it runs per packet)."""
+    return hashlib.sha3_256(b"".join((ss_m, ss_x, ct_x, pk_x, XWING_LABEL))).digest()
 
 
 def _exchange(private: x25519.X25519PrivateKey, public: bytes, what: str) -> bytes:

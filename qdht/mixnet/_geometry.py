@@ -56,7 +56,7 @@ def _payload(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(f"{attribute.name} must be an integer in 256..65536, got {value!r}")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # the hop's layout is looked up by geometry per packet
 class Geometry:
     """Path length and user payload size, and every size derived from them (§2).
 

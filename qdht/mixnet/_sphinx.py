@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as hmac_sha256
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -138,12 +139,16 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 def _mac(key: bytes, ct: bytes, routing: bytes) -> bytes:
-    return hmac.digest(key, VERSION + ct + routing, "sha256")
+    mac = hmac_sha256.HMAC(key, _SHA256)
+    mac.update(VERSION + ct + routing)
+    return mac.finalize()
 
 
 def replay_tag(geometry: Geometry, packet: bytes) -> bytes:
     """The replay tag of a packet: SHA-256 of its hop's KEM ciphertext (§6)."""
-    return hashlib.sha256(_REPLAY_LABEL + packet[_V : _V + _CT]).digest()
+    digest = hashlib.sha256(_REPLAY_LABEL)
+    digest.update(memoryview(packet)[_V : _V + _CT])
+    return digest.digest()
 
 
 # ------------------------------------------------------------------- commands
@@ -183,12 +188,9 @@ class _Commands(NamedTuple):
 def _parse_commands(data: bytes) -> _Commands | None:
     """The commands of a decrypted slot, or None if they are malformed (§5).
 
-    A forwarding slot is exactly ``next-hop ‖ delay`` (the common case, read
-    directly); anything else goes through the general reader.
+    :func:`unwrap` reads the common forwarding slot, exactly ``next-hop ‖
+    delay``, itself; every other slot comes here.
     """
-    if data[0] == CMD_NEXT_HOP and data[65] == CMD_DELAY and len(data) == 70:
-        delay = int.from_bytes(data[66:70], "big")
-        return _Commands(data[1:33], data[33:65], b"", None, delay)
     fields: dict[str, Any] = {}
     pos = 0
     while pos < len(data):
@@ -348,23 +350,36 @@ def unwrap(
         shared = key.decapsulate(packet[_V : _V + _CT])
     except CryptoError:
         return Drop("bad-kem")
-    okm = _okm(salt, shared)
+    okm = HKDF(_SHA256, _KEYS_SIZE, salt, _HOP_INFO).derive(shared)  # as derive_hop_keys
     view = memoryview(packet)  # slices of the packet without copies
     # The MAC covers version ‖ ct ‖ routing information: the header up to its MAC.
-    if not hmac.compare_digest(
-        hmac.digest(okm[0:32], view[:mac_at], "sha256"), packet[mac_at:header_end]
-    ):
+    # HMAC-SHA256 from ``cryptography``, as the HKDF: the stdlib's hmac.digest
+    # calls the system OpenSSL's one-shot HMAC(), which fetches the MAC by
+    # name on every call (slow in OpenSSL 3.0), and a mix pays that per packet.
+    mac = hmac_sha256.HMAC(okm[0:32], _SHA256)
+    mac.update(view[:mac_at])
+    if not hmac.compare_digest(mac.finalize(), view[mac_at:header_end]):
         return Drop("bad-mac")
-    stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), mode=None).encryptor()
+    stream = Cipher(algorithms.ChaCha20(okm[32:64], _COUNTER0 + okm[64:76]), None).encryptor()
     head = stream.update(view[_V + _CT : mac_at])  # commands ‖ ct' ‖ routing'[: R - S]
-    commands = _parse_commands(head[:COMMANDS_SIZE])
-    if commands is None:
-        return Drop("bad-commands")
-    block = lioness.decrypt(okm[76:204], okm[204:252], view[header_end:])
-    if commands.next_hop is not None:
-        tail = stream.update(zero_slot)  # what this hop appends: keystream only
-        parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, commands.next_mac, block)
-        return Forward(commands.next_hop, commands.delay_ms, b"".join(parts))
+    if head[0] == CMD_NEXT_HOP and head[65] == CMD_DELAY:  # exactly next-hop ‖ delay: forward
+        next_hop, next_mac, delay_ms = head[1:33], head[33:65], int.from_bytes(head[66:70], "big")
+    else:
+        commands = _parse_commands(head[:COMMANDS_SIZE])
+        if commands is None:
+            return Drop("bad-commands")
+        if commands.next_hop is None:
+            return _deliver(commands, lioness.decrypt(okm[76:204], okm[204:252], view[header_end:]))
+        next_hop, next_mac, delay_ms = commands.next_hop, commands.next_mac, commands.delay_ms
+    # The halves of the payload go straight into the packet: no joined copy.
+    left, right = lioness.decrypt_parts(okm[76:204], okm[204:252], view[header_end:])
+    tail = stream.update(zero_slot)  # what this hop appends: keystream only
+    parts = (VERSION, memoryview(head)[COMMANDS_SIZE:], tail, next_mac, left, right)
+    return Forward(next_hop, delay_ms, b"".join(parts))
+
+
+def _deliver(commands: _Commands, block: bytes) -> Deliver | Drop:
+    """The last hop's result for its decrypted payload ``block``."""
     if commands.surb_id is not None:
         return Deliver(commands.recipient, commands.delay_ms, commands.surb_id, block)
     if any(block[:TAG_SIZE]):

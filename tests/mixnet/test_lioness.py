@@ -19,6 +19,9 @@ def test_published_vector_encrypts_and_decrypts() -> None:
     plain, cipher = bytes.fromhex(vector["plaintext"]), bytes.fromhex(vector["ciphertext"])
     assert lioness.encrypt(key, iv, plain) == cipher
     assert lioness.decrypt(key, iv, cipher) == plain
+    # The halves a forwarding mix joins into its packet, from a view of the block.
+    left, right = lioness.decrypt_parts(key, iv, memoryview(cipher))
+    assert (left, right) == (plain[:32], plain[32:])
 
 
 @pytest.mark.parametrize("position", [0, 31, 32, 1000, 2079])

@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import random
 import time
 from collections.abc import Callable
 from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from qdht.crypto import xwing
 from qdht.mixnet import (
@@ -48,6 +52,7 @@ from qdht.mixnet import (
     ReplayFilter,
     create_packet,
     create_surb,
+    derive_hop_keys,
     encode_payload,
     replay_tag,
     unwrap,
@@ -68,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--replay-probes", type=int, default=200_000, help="fresh tags probed in a full filter"
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of a hop")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time each step of a hop alone, ours and sphinxmix's, in the same run",
+    )
 
 
 def _seed(label: str) -> bytes:
@@ -143,6 +153,114 @@ class _Sphinxmix:
         header, delta = self.messages[self._next % len(self.messages)]
         self._next += 1
         return self._process(self.params, self.secrets[0], header, delta)
+
+
+def _chacha20(key: bytes, iv: bytes, *data: bytes | memoryview) -> None:
+    stream = Cipher(algorithms.ChaCha20(key, bytes(4) + iv), None).encryptor()
+    for part in data:
+        stream.update(part)
+
+
+def _our_steps(ours: _Ours) -> list[tuple[str, Callable[[], Any]]]:
+    """Each step of ``ours.hop`` alone, on its first packet, from public APIs only.
+
+    The X-Wing parts are rebuilt from the key's seed as the draft expands it
+    (SHAKE256 → ML-KEM seed ‖ X25519 secret), so each primitive is called
+    exactly as the X-Wing code calls it.
+    """
+    geometry, packet = ours.geometry, ours.packets[0]
+    expanded = hashlib.shake_256(_seed("mix-0")).digest(96)
+    kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    dh = x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
+    pk_x = dh.public_key().public_bytes_raw()
+    ct = packet[2 : 2 + xwing.CIPHERTEXT_SIZE]
+    ct_m, ct_x = ct[:-32], ct[-32:]
+    ss_m = kem.decapsulate(ct_m)
+    ss_x = dh.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
+    shared = ours.keys[0].decapsulate(ct)
+    keys = derive_hop_keys(geometry, shared)
+    view = memoryview(packet)
+    mac_at = geometry.header_size - 32
+    right = view[geometry.header_size + 32 :]
+    zero_slot = bytes(geometry.slot_size)
+    k, iv = keys.payload_key, keys.payload_iv
+
+    def combiner() -> bytes:
+        parts = (ss_m, ss_x, ct_x, pk_x, xwing.XWING_LABEL)
+        return hashlib.sha3_256(b"".join(parts)).digest()
+
+    def blake2b_x2() -> None:
+        for key in (k[96:128] + iv[36:48], k[32:64] + iv[12:24]):
+            hashlib.blake2b(right, digest_size=32, key=key).digest()
+
+    def chacha20_x2() -> None:
+        _chacha20(k[64:96], iv[24:36], right)
+        _chacha20(k[0:32], iv[0:12], right)
+
+    return [
+        ("mlkem768_decap", lambda: kem.decapsulate(ct_m)),
+        ("x25519", lambda: dh.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))),
+        ("xwing_combiner", combiner),
+        ("hkdf", lambda: derive_hop_keys(geometry, shared)),
+        ("header_mac", lambda: hmac.digest(keys.mac, view[:mac_at], "sha256")),
+        (
+            "header_chacha20",
+            lambda: _chacha20(keys.header_key, keys.header_iv, view[2 + 1120 : mac_at], zero_slot),
+        ),
+        ("lioness_blake2b_x2", blake2b_x2),
+        ("lioness_chacha20_x2", chacha20_x2),
+        ("replay_tag", lambda: replay_tag(geometry, packet)),
+    ]
+
+
+def _their_steps(theirs: _Sphinxmix) -> list[tuple[str, Callable[[], Any]]]:
+    """Each step of ``sphinxmix``'s ``sphinx_process``, alone, on its first message."""
+    params, secret = theirs.params, theirs.secrets[0]
+    group = params.group
+    (alpha, beta, _), delta = theirs.messages[0]
+    shared = group.expon(alpha, [secret])
+    aes_s = params.get_aes_key(shared)
+    blinding = params.hb(aes_s)
+    beta_pad = beta + bytes(2 * params.max_len)
+
+    def derive() -> None:  # every key it derives from the shared point, as it does
+        params.get_aes_key(shared)
+        params.hmu(aes_s), params.hrho(aes_s), params.htau(aes_s), params.hb(aes_s)
+        params.hpi(aes_s), params.hpi(aes_s)
+
+    return [
+        ("p224_check", lambda: group.in_group(alpha)),
+        ("p224_mult_x2", lambda: (group.expon(alpha, [secret]), group.expon(alpha, [blinding]))),
+        ("key_derivation", derive),
+        ("header_mac", lambda: params.mu(params.hmu(aes_s), beta)),
+        ("header_aes_ctr", lambda: params.xor_rho(params.hrho(aes_s), beta_pad)),
+        ("lioness", lambda: params.pii(params.hpi(aes_s), delta)),
+    ]
+
+
+def _breakdown(
+    result: BenchResult, ours: _Ours, theirs: _Sphinxmix | None, samples: int, batch: int
+) -> None:
+    """Every step of each hop timed alone, interleaved; ``*_rest_us`` is the hop minus them."""
+    sides = [("step", ours.hop, _our_steps(ours))]
+    if theirs is not None:
+        sides.append(("sphinxmix_step", theirs.hop, _their_steps(theirs)))
+    jobs = [(f"{side}_{name}_us", fn) for side, _, steps in sides for name, fn in steps]
+    jobs += [(f"{side}_hop_us", hop) for side, hop, _ in sides]
+    for _, fn in jobs:
+        fn()
+    times: dict[str, list[float]] = {}
+    order = random.Random(6)
+    for _ in range(samples):
+        for name, fn in order.sample(jobs, len(jobs)):
+            times.setdefault(name, []).append(_timed(fn, batch))
+    for side, _, steps in sides:
+        med = {name: median(times[f"{side}_{name}_us"]) for name, _ in steps}
+        hop = median(times[f"{side}_hop_us"])
+        for name, value in med.items():
+            result.add(f"{side}_{name}_us", value)
+        result.add(f"{side}_rest_us", hop - sum(med.values()))
+        result.add(f"{side}_hop_us", hop)
 
 
 def _mix_receive(samples: int, batch: int) -> float:
@@ -316,6 +434,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"replay filter per epoch key: {replay.replay_capacity:,} tags at "
         f"p={replay.replay_fp_rate:g}"
     )
+    if args.breakdown:
+        _breakdown(result, ours3, theirs, args.samples, args.batch)
     if args.profile:
         import cProfile
         import pstats
