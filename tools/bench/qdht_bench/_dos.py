@@ -32,7 +32,11 @@ and how busy the machine was (``machine_busy_cores_*``: the other engineers'
 work included) say whose CPU an honest request waits for.  Metrics carry the
 source count as a suffix (``_src1``, ``_src16``); with ``--kernel-filter
 both`` each case also runs with the target's kernel filter off first
-(``_src16_python``: every drop in Python), for a same-run comparison.
+(``_src16_python``: every drop in Python), for a same-run comparison;
+``--sink`` adds a control (``_src16_sink``): the same attacker sending the
+same flood into a socket of its own that nobody reads, so the target does no
+work for it, and what is left of the honest slowdown is the machine's (the
+attacker's CPU and the kernel's loopback path).
 """
 
 from __future__ import annotations
@@ -97,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
+    )
+    parser.add_argument(
+        "--sink",
+        action="store_true",
+        help="also a control per case: the same flood into a socket nobody reads "
+        "(_srcN_sink: what the flood costs honest requests through the machine alone)",
     )
     parser.add_argument(
         "--kernel-filter",
@@ -246,10 +256,16 @@ def _attacker_main(
     seconds: float,
     sources: int,
     cpu: int | None,
+    sink: bool,
 ) -> None:
     _pin(cpu)
     rng = random.Random(7)
     dst = ("127.0.0.1", port)
+    # The control (--sink): the same flood into a socket of the attacker's own
+    # that is never read, so the kernel drops it there, and the target sees none.
+    sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink_sock.bind((LOCAL, 0))
+    flood_dst = sink_sock.getsockname() if sink else dst
     socks: list[socket.socket] = []
     for i in range(sources):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -297,11 +313,11 @@ def _attacker_main(
             which = n % sources
             sock, own = socks[which], rpcs[which]
             try:
-                sock.sendto(garbage[n % len(garbage)], dst)
+                sock.sendto(garbage[n % len(garbage)], flood_dst)
                 sent["garbage"] += 1
-                sock.sendto(handshakes[n % len(handshakes)], dst)
+                sock.sendto(handshakes[n % len(handshakes)], flood_dst)
                 sent["handshake"] += 1
-                sock.sendto(own[(n // sources) % len(own)], dst)
+                sock.sendto(own[(n // sources) % len(own)], flood_dst)
                 sent["rpc"] += 1
             except (BlockingIOError, OSError):
                 sent["send_errors"] += 1
@@ -312,7 +328,7 @@ def _attacker_main(
             except (BlockingIOError, OSError):
                 pass
     conn.send({**sent, "cpu_s": time.process_time() - cpu_start})
-    for sock in socks:
+    for sock in [*socks, sink_sock]:
         sock.close()
 
 
@@ -372,6 +388,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         for kernel_filter in filters:
             suffix = f"_src{sources}" + ("" if kernel_filter else "_python")
             _case(args, sources, kernel_filter, _Suffixed(result, suffix))
+        if args.sink:
+            _case(args, sources, True, _Suffixed(result, f"_src{sources}_sink"), sink=True)
         if len(filters) == 2:
             for metric in ("honest_latency_ratio", "target_cpu_share_flood"):
                 on = result.metrics[f"{metric}_src{sources}"]
@@ -387,8 +405,15 @@ def run(args: argparse.Namespace) -> BenchResult:
     return result
 
 
-def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _Suffixed) -> None:
-    """One flood from ``sources`` addresses: a fresh target, attacker and honest peers."""
+def _case(
+    args: argparse.Namespace,
+    sources: int,
+    kernel_filter: bool,
+    result: _Suffixed,
+    sink: bool = False,
+) -> None:
+    """One flood from ``sources`` addresses: a fresh target, attacker and honest peers
+    (``sink``: the flood goes to a socket of the attacker's own, not to the target)."""
     ctx = multiprocessing.get_context("spawn")
     target_conn, child = ctx.Pipe()
     pin = (os.cpu_count() or 1) >= 2 and args.pin
@@ -401,7 +426,7 @@ def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _
     attacker_conn, child = ctx.Pipe()
     attacker = ctx.Process(
         target=_attacker_main,
-        args=(child, target_id, port, args.rate, args.flood, sources, 1 if pin else None),
+        args=(child, target_id, port, args.rate, args.flood, sources, 1 if pin else None, sink),
         daemon=True,
     )
     attacker.start()
