@@ -399,8 +399,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
         f"{args.rate}/s from {ATTACKER_NET}{FIRST_ATTACKER_HOST}.. (N sources, _srcN) for "
         f"{args.flood}s after {args.baseline}s baseline, same priority as the target; "
-        "datagrams the kernel dropped = attacker_sent - target_datagrams_received "
-        "(roughly: honest traffic is included in the latter)"
+        "target_dropped_in_kernel is the target socket's drop counter (its source filter "
+        "and a full receive buffer); *_cpu_share_flood are shares of one core"
     )
     return result
 
