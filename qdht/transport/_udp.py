@@ -56,8 +56,6 @@ MAX_DROPS_PER_TAKE: Final = 1024
 ADDRESS_CACHE_SIZE: Final = 4096
 #: Seconds between two rebuilds of the kernel filter for new sources.
 KERNEL_FILTER_INTERVAL: Final = 0.1
-#: Seconds after which the kernel filter is checked against the live tables.
-KERNEL_FILTER_RESYNC: Final = 1.0
 
 # linux/socket.h (asm-generic): not in the socket module.
 _SO_ATTACH_FILTER: Final = 26
@@ -467,8 +465,9 @@ class UdpTransport:
             k: n // 2 for k, n in weights.items() if n > 1 and (k[1] in self._table(k[0]))
         }
         self._kernel_next = now + KERNEL_FILTER_INTERVAL
-        resync = now + KERNEL_FILTER_RESYNC
-        self._kernel_due = min(min(c[2] for c in live), resync) if live else math.inf
+        # Next rebuild: when the first of its rules ends (no timer otherwise: an
+        # idle node does not wake for it).
+        self._kernel_due = min(c[2] for c in live) if live else math.inf
 
     def _table(self, is_blocked: bool) -> Mapping[Any, float]:
         return self._blocked if is_blocked else self._muted
