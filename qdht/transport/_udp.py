@@ -56,8 +56,6 @@ MAX_DROPS_PER_TAKE: Final = 1024
 ADDRESS_CACHE_SIZE: Final = 4096
 #: Seconds between two rebuilds of the kernel filter for new sources.
 KERNEL_FILTER_INTERVAL: Final = 0.1
-#: Seconds after which the kernel filter is checked against the live tables.
-KERNEL_FILTER_RESYNC: Final = 1.0
 
 # linux/socket.h (asm-generic): not in the socket module.
 _SO_ATTACH_FILTER: Final = 26
@@ -108,6 +106,7 @@ class UdpTransport:
         "_kernel_due",
         "_kernel_keys",
         "_kernel_next",
+        "_kernel_stale",
         "_kernel_weights",
         "_local",
         "_max",
@@ -147,6 +146,7 @@ class UdpTransport:
         self._kernel_next = -math.inf  # the earliest rebuild for a missed source
         self._kernel_weights: dict[tuple[bool, Hashable], int] = {}
         self._kernel_builds = 0
+        self._kernel_stale = False
         host, port = sock.getsockname()[:2]
         self._local = (Address("udp", host, port),)
 
@@ -355,6 +355,7 @@ class UdpTransport:
         self._addr_cache.clear()
         if self._kernel:  # the filter stayed with the old socket
             self._kernel_keys = frozenset()
+            self._kernel_stale = True
             self._build_kernel_filter(trio.current_time())
         new_host, new_port = self._sock.getsockname()[:2]
         self._local = (Address("udp", new_host, new_port),)
@@ -418,7 +419,7 @@ class UdpTransport:
         self._keep = keep
         self._blocked = {} if blocked is None else blocked
         if self._kernel:
-            self._kernel_keys = frozenset({(True, None)})  # rebuild whatever it was
+            self._kernel_stale = True  # new tables, maybe new keep bytes: attach anew
             try:
                 now = trio.current_time()
             except RuntimeError:  # outside Trio: at the first read
@@ -454,17 +455,19 @@ class UdpTransport:
             live.sort(key=lambda c: (c[0], c[1], c[2]), reverse=True)
             del live[MAX_FILTER_SOURCES:]
         keys = frozenset(c[3] for c in live)
-        if keys != installed:
+        if keys != installed or self._kernel_stale:
             if not self._attach_kernel_filter([c[4] for c in live]):
                 return
             self._kernel_keys = keys
+            self._kernel_stale = False
         # Halve the counts, so that a source that stopped gives way in time.
         self._kernel_weights = {
             k: n // 2 for k, n in weights.items() if n > 1 and (k[1] in self._table(k[0]))
         }
         self._kernel_next = now + KERNEL_FILTER_INTERVAL
-        resync = now + KERNEL_FILTER_RESYNC
-        self._kernel_due = min(min(c[2] for c in live), resync) if live else math.inf
+        # Next rebuild: when the first of its rules ends (no timer otherwise: an
+        # idle node does not wake for it).
+        self._kernel_due = min(c[2] for c in live) if live else math.inf
 
     def _table(self, is_blocked: bool) -> Mapping[Any, float]:
         return self._blocked if is_blocked else self._muted
@@ -481,7 +484,7 @@ class UdpTransport:
                 code = array.array("B", pack_bpf_program(program))
                 fprog = struct.pack("@HP", len(program), code.buffer_info()[0])
                 sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-            elif self._kernel_keys:
+            else:
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
                 except OSError as exc:

@@ -11,15 +11,18 @@ flood.
 from __future__ import annotations
 
 import random
+import socket
+import sys
 
 import pytest
 import trio
 import trio.testing
 
-from qdht import Config, Node
+from qdht import Config, Node, open_node
 from qdht.identity import Identity
 from qdht.session import SessionConfig, SessionEndpoint
 from qdht.testing import MemoryNetwork, build_network
+from qdht.transport import open_udp_transport
 
 NODES = 20
 K = 4
@@ -101,3 +104,34 @@ async def test_an_honest_get_keeps_its_round_trips_under_a_flood_from_16_sources
     assert drops["session.unauthenticated-global"] >= SOURCES
     parsed = sent[0] - drops["session.source-muted"] - drops["session.unauthenticated-global"]
     assert parsed < sent[0] // 4
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel filter is Linux's")
+async def test_a_node_on_udp_drops_a_muted_flooder_in_the_kernel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The session layer mutes the source; the transport names it in its socket
+    # filter (04 §5.5), so the rest of the flood never reaches the node.
+    config = Config(puzzle_difficulty=0, session=LIMITS)
+    async with (
+        open_udp_transport("127.0.0.1", 0) as udp,
+        open_node(config, transport=udp) as node,
+    ):
+        dst = node.contact.addresses[0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder:
+            flooder.bind(("127.0.0.2", 0))
+            rng = random.Random(5)
+            for _ in range(LIMITS.unauthenticated_burst_per_address * 2):
+                flooder.sendto(rng.randbytes(64), (dst.host, dst.port))
+            await trio.sleep(0.1)  # the node reads them and mutes the source (for 1 s)
+            # The next datagram is dropped as it is read, and the filter names the source.
+            flooder.sendto(rng.randbytes(64), (dst.host, dst.port))
+            await trio.sleep(0.2)
+            assert udp.stats()["kernel_filter_sources"] == 1
+            before = node.stats()["drops"].get("session.malformed", 0)
+            for _ in range(500):  # (none begins with 0xa4, a transport packet's first byte)
+                flooder.sendto(b"\x00" + rng.randbytes(63), (dst.host, dst.port))
+            await trio.sleep(0.1)
+        stats = udp.stats()
+        assert stats["datagrams_dropped_in_kernel"] == 500
+        assert node.stats()["drops"].get("session.malformed", 0) == before

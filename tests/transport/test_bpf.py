@@ -282,3 +282,39 @@ async def test_without_the_kernel_filter_everything_drops_in_python() -> None:
             assert stats["drop_source-muted"] == 3
             assert stats["kernel_filter_sources"] == 0
             assert stats.get("datagrams_dropped_in_kernel", 0) == 0
+
+
+def _v6_unavailable() -> str | None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        return f"no dual-stack IPv6 loopback: {exc}"
+    return None
+
+
+@linux_only
+@pytest.mark.skipif(_v6_unavailable() is not None, reason=_v6_unavailable() or "")
+async def test_a_dual_stack_socket_drops_ipv4_and_ipv6_sources_in_the_kernel() -> None:
+    with (
+        _sender("127.0.0.2") as v4,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as v6,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as other,
+    ):
+        v6.bind(("::1", 0))
+        other.bind(("::1", 0))
+        async with open_udp_transport("::", 0, dual_stack=True) as t:
+            port = t.local_addresses[0].port
+            until = trio.current_time() + 60.0
+            # As the session layer keys them: an IPv4 sender by its IPv4 address,
+            # a loopback sender with its port.
+            t.set_source_filter({"127.0.0.2": until, ("::1", v6.getsockname()[1]): until}, KEEP)
+            v4.sendto(b"garbage", ("127.0.0.1", port))
+            v6.sendto(b"garbage", ("::1", port))
+            v6.sendto(b"\xa4session", ("::1", port))
+            other.sendto(b"hello", ("::1", port))
+            assert await _drain(t) == [(b"\xa4session", "::1"), (b"hello", "::1")]
+            assert t.stats()["datagrams_dropped_in_kernel"] == 2

@@ -32,7 +32,11 @@ and how busy the machine was (``machine_busy_cores_*``: the other engineers'
 work included) say whose CPU an honest request waits for.  Metrics carry the
 source count as a suffix (``_src1``, ``_src16``); with ``--kernel-filter
 both`` each case also runs with the target's kernel filter off first
-(``_src16_python``: every drop in Python), for a same-run comparison.
+(``_src16_python``: every drop in Python), for a same-run comparison;
+``--sink`` adds a control (``_src16_sink``): the same attacker sending the
+same flood into a socket of its own that nobody reads, so the target does no
+work for it, and what is left of the honest slowdown is the machine's (the
+attacker's CPU and the kernel's loopback path).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import multiprocessing
 import os
 import random
 import socket
+import struct
 import time
 from typing import Any, Final
 
@@ -71,6 +76,9 @@ DIFFICULTY: Final = 4
 #: The attacker's addresses: 127.0.0.2, 127.0.0.3, ... (one per source).
 ATTACKER_NET: Final = "127.0.0."
 FIRST_ATTACKER_HOST: Final = 2
+LOCAL: Final = "127.0.0.1"
+#: The flood's first seconds, reported apart (before the attacker's sessions are banned).
+EARLY: Final = 2.0
 #: Datagrams the attacker sends per pacing step.
 STEP: Final = 0.002
 
@@ -95,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pin", action="store_true", help="pin the target to CPU 0, attacker and peers to CPU 1"
     )
     parser.add_argument(
+        "--sink",
+        action="store_true",
+        help="also a control per case: the same flood into a socket nobody reads "
+        "(_srcN_sink: what the flood costs honest requests through the machine alone)",
+    )
+    parser.add_argument(
         "--kernel-filter",
         choices=("on", "off", "both"),
         default="on",
@@ -117,6 +131,26 @@ def _rcvbuf_errors() -> int:
     with open("/proc/net/snmp", encoding="ascii") as f:
         rows = [line.split() for line in f if line.startswith("Udp:")]
     return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def _rx_queue_fill(sock: socket.socket) -> float:
+    """How full the socket's receive queue is (0..1: queued bytes over SO_RCVBUF)."""
+    alloc, rcvbuf = struct.unpack_from("=II", sock.getsockopt(socket.SOL_SOCKET, 55, 64))
+    return alloc / rcvbuf if rcvbuf else math.nan
+
+
+def _socket_drops() -> dict[tuple[str, int], int]:
+    """(host, port) → the kernel's drop counter, for every IPv4 UDP socket of this
+    network namespace (``/proc/net/udp``)."""
+    drops: dict[tuple[str, int], int] = {}
+    with open("/proc/net/udp", encoding="ascii") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            host, port = fields[1].split(":")
+            ip = socket.inet_ntoa(bytes.fromhex(host)[::-1])
+            drops[(ip, int(port, 16))] = drops.get((ip, int(port, 16)), 0) + int(fields[-1])
+    return drops
 
 
 def _rss_mb() -> float:
@@ -148,11 +182,12 @@ async def _target(conn: Any, kernel_filter: bool) -> None:
     ):
         address = node.contact.addresses[0]
         conn.send((node.node_id, node.identity.xwing.public_key_bytes(), address.port))
-        samples: list[tuple[float, float, float]] = []
+        samples: list[tuple[float, float, float, float]] = []
 
         async def sample() -> None:
             while True:
-                samples.append((time.time(), _rss_mb(), time.process_time()))
+                fill = _rx_queue_fill(udp.socket)
+                samples.append((time.time(), _rss_mb(), time.process_time(), fill))
                 await trio.sleep(0.25)
 
         async with trio.open_nursery() as nursery:
@@ -221,10 +256,16 @@ def _attacker_main(
     seconds: float,
     sources: int,
     cpu: int | None,
+    sink: bool,
 ) -> None:
     _pin(cpu)
     rng = random.Random(7)
     dst = ("127.0.0.1", port)
+    # The control (--sink): the same flood into a socket of the attacker's own
+    # that is never read, so the kernel drops it there, and the target sees none.
+    sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink_sock.bind((LOCAL, 0))
+    flood_dst = sink_sock.getsockname() if sink else dst
     socks: list[socket.socket] = []
     for i in range(sources):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -272,11 +313,11 @@ def _attacker_main(
             which = n % sources
             sock, own = socks[which], rpcs[which]
             try:
-                sock.sendto(garbage[n % len(garbage)], dst)
+                sock.sendto(garbage[n % len(garbage)], flood_dst)
                 sent["garbage"] += 1
-                sock.sendto(handshakes[n % len(handshakes)], dst)
+                sock.sendto(handshakes[n % len(handshakes)], flood_dst)
                 sent["handshake"] += 1
-                sock.sendto(own[(n // sources) % len(own)], dst)
+                sock.sendto(own[(n // sources) % len(own)], flood_dst)
                 sent["rpc"] += 1
             except (BlockingIOError, OSError):
                 sent["send_errors"] += 1
@@ -287,7 +328,7 @@ def _attacker_main(
             except (BlockingIOError, OSError):
                 pass
     conn.send({**sent, "cpu_s": time.process_time() - cpu_start})
-    for sock in socks:
+    for sock in [*socks, sink_sock]:
         sock.close()
 
 
@@ -295,15 +336,22 @@ def _attacker_main(
 
 
 async def _honest(
-    target: Contact, n: int, interval: float, phases: list[float], out: list[list[Any]]
+    target: Contact,
+    n: int,
+    interval: float,
+    phases: list[float],
+    out: list[list[Any]],
+    ports: list[int],
 ) -> None:
-    """``n`` client nodes; ``out[i]`` gets (phase, latency or None) per request."""
+    """``n`` client nodes; ``out[phase]`` gets (wall time, latency or None) per
+    request, ``ports`` the nodes' UDP ports."""
 
     async def peer(i: int) -> None:
         config = Config(
             listen=("udp://127.0.0.1:0",), puzzle_difficulty=DIFFICULTY, client_mode=True
         )
         async with open_node(config) as node:
+            ports.append(node.contact.addresses[0].port)
             rng = random.Random(i)
             core = node.core
 
@@ -323,7 +371,7 @@ async def _honest(
                 latency = time.perf_counter() - began
                 ok = type(event).__name__ == "RequestCompleted"
                 phase = sum(1 for p in phases[:-1] if trio.current_time() >= p)
-                out[phase].append(latency if ok else None)
+                out[phase].append((time.time(), latency if ok else None))
                 await trio.sleep(interval)
 
     async with trio.open_nursery() as nursery:
@@ -340,6 +388,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         for kernel_filter in filters:
             suffix = f"_src{sources}" + ("" if kernel_filter else "_python")
             _case(args, sources, kernel_filter, _Suffixed(result, suffix))
+        if args.sink:
+            _case(args, sources, True, _Suffixed(result, f"_src{sources}_sink"), sink=True)
         if len(filters) == 2:
             for metric in ("honest_latency_ratio", "target_cpu_share_flood"):
                 on = result.metrics[f"{metric}_src{sources}"]
@@ -349,14 +399,21 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"{args.honest} honest client nodes, one request each per {args.interval}s; attacker "
         f"{args.rate}/s from {ATTACKER_NET}{FIRST_ATTACKER_HOST}.. (N sources, _srcN) for "
         f"{args.flood}s after {args.baseline}s baseline, same priority as the target; "
-        "datagrams the kernel dropped = attacker_sent - target_datagrams_received "
-        "(roughly: honest traffic is included in the latter)"
+        "target_dropped_in_kernel is the target socket's drop counter (its source filter "
+        "and a full receive buffer); *_cpu_share_flood are shares of one core"
     )
     return result
 
 
-def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _Suffixed) -> None:
-    """One flood from ``sources`` addresses: a fresh target, attacker and honest peers."""
+def _case(
+    args: argparse.Namespace,
+    sources: int,
+    kernel_filter: bool,
+    result: _Suffixed,
+    sink: bool = False,
+) -> None:
+    """One flood from ``sources`` addresses: a fresh target, attacker and honest peers
+    (``sink``: the flood goes to a socket of the attacker's own, not to the target)."""
     ctx = multiprocessing.get_context("spawn")
     target_conn, child = ctx.Pipe()
     pin = (os.cpu_count() or 1) >= 2 and args.pin
@@ -369,7 +426,7 @@ def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _
     attacker_conn, child = ctx.Pipe()
     attacker = ctx.Process(
         target=_attacker_main,
-        args=(child, target_id, port, args.rate, args.flood, sources, 1 if pin else None),
+        args=(child, target_id, port, args.rate, args.flood, sources, 1 if pin else None, sink),
         daemon=True,
     )
     attacker.start()
@@ -380,7 +437,7 @@ def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _
         _pin(1)  # the honest peers share the attacker's core, not the target's
     # phase 0: warm-up (handshakes), 1: baseline, 2: flood; the last entry is the end.
     results: list[list[Any]] = [[], [], []]
-    walls: dict[str, Any] = {}
+    walls: dict[str, Any] = {"ports": []}
 
     async def main() -> None:
         t0 = trio.current_time()
@@ -399,15 +456,23 @@ def _case(args: argparse.Namespace, sources: int, kernel_filter: bool, result: _
             walls["machine_flood"] = _machine_cpu()
             walls["honest_cpu_flood"] = time.process_time()
             walls["rcvbuf_errors"] = _rcvbuf_errors()
+            walls["socket_drops"] = _socket_drops()
             attacker_conn.send("go")
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flood_at)
-            await _honest(contact, args.honest, args.interval, phases, results)
+            await _honest(contact, args.honest, args.interval, phases, results, walls["ports"])
         walls["flood_end"] = time.time()
         walls["machine_end"] = _machine_cpu()
         walls["honest_cpu_end"] = time.process_time()
         walls["rcvbuf_errors"] = _rcvbuf_errors() - walls["rcvbuf_errors"]
+        after = _socket_drops()
+        before = walls["socket_drops"]
+        delta = {a: n - before.get(a, 0) for a, n in after.items()}
+        walls["honest_socket_drops"] = sum(delta.get(("127.0.0.1", p), 0) for p in walls["ports"])
+        walls["attacker_socket_drops"] = sum(
+            n for (host, _), n in delta.items() if host.startswith(ATTACKER_NET) and host != LOCAL
+        )
 
     trio.run(main)
     sent = attacker_conn.recv() if attacker_conn.poll(args.flood + 30) else {}
@@ -445,8 +510,8 @@ def _report(
     walls: dict[str, Any],
     result: _Suffixed,
 ) -> None:
-    base = [x for x in results[1] if x is not None]
-    flood = [x for x in results[2] if x is not None]
+    base = [x for _, x in results[1] if x is not None]
+    flood = [x for _, x in results[2] if x is not None]
     base_ms, flood_ms = median(base) * 1e3, median(flood) * 1e3
     result.add("honest_latency_ms_baseline", round(base_ms, 3))
     result.add("honest_latency_ms_flood", round(flood_ms, 3))
@@ -454,12 +519,24 @@ def _report(
     result.add("honest_latency_ratio", round(flood_ms / base_ms, 3), Target("<=", 2.0))
     result.add("honest_requests_baseline", len(results[1]))
     result.add("honest_requests_flood", len(results[2]))
-    failed = sum(1 for x in results[2] if x is None)
+    failed = sum(1 for _, x in results[2] if x is None)
     result.add("honest_failed_flood", failed, Target("==", 0))
     result.add_rate("honest_success_flood", len(results[2]) - failed, len(results[2]))
     start, end = walls["flood_start"], walls["flood_end"]
-    before = [rss for t, rss, _ in stats["rss"] if t < start]
-    during = [rss for t, rss, _ in stats["rss"] if start <= t <= end]
+    # The flood's first seconds apart: authenticated requests over the
+    # attacker's sessions are served until the DHT bans each identity.
+    early = [x for t, x in results[2] if t < start + EARLY]
+    result.add("honest_failed_flood_first_2s", sum(1 for x in early if x is None))
+    late = [x for t, x in results[2] if t >= start + EARLY and x is not None]
+    if late:
+        result.add("honest_latency_ratio_after_2s", round(median(late) * 1e3 / base_ms, 3))
+    fills = [fill for t, _, _, fill in stats["rss"] if start <= t <= end]
+    if fills:
+        result.add("target_rx_queue_max_fill_flood", round(max(fills), 3))
+        full = sum(1 for f in fills if f >= 0.9) / len(fills) * (end - start)
+        result.add("target_rx_queue_full_s_flood", round(full, 2))
+    before = [rss for t, rss, _, _ in stats["rss"] if t < start]
+    during = [rss for t, rss, _, _ in stats["rss"] if start <= t <= end]
     growth = (max(during) - before[-1]) if before and during else float("nan")
     result.add("memory_growth_mb", round(growth, 2), Target("<=", 50.0))
     result.add("target_rss_mb_before", round(before[-1], 1) if before else float("nan"))
@@ -473,7 +550,7 @@ def _report(
     result.add("target_received_per_s", round(received / (end - start)))
     # CPU the target spent per datagram during the flood: what the machine's
     # other load does not change (its inverse is the rate one core can absorb).
-    window = [(t, c) for t, _, c in stats["rss"] if start <= t <= end]
+    window = [(t, c) for t, _, c, _ in stats["rss"] if start <= t <= end]
     if len(window) >= 2 and received:
         span = window[-1][0] - window[0][0]
         cpu = window[-1][1] - window[0][1]
@@ -498,6 +575,10 @@ def _report(
     result.add("target_dropped_in_kernel", kernel)
     result.add("target_dropped_in_kernel_per_s", round(kernel / (end - start)))
     result.add("netns_rcvbuf_errors_flood", walls["rcvbuf_errors"])
+    # Honest datagrams lost for a full buffer at the honest peers (the target's
+    # are in target_dropped_in_kernel), and the attacker's unread replies.
+    result.add("honest_sockets_dropped_in_kernel_flood", walls["honest_socket_drops"])
+    result.add("attacker_sockets_dropped_in_kernel_flood", walls["attacker_socket_drops"])
     result.add("target_kernel_filter_builds", stats["transport"].get("kernel_filter_builds", 0))
     drops_before = walls["stats_before"]["drops"]
     drops = {
