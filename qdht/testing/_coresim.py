@@ -43,7 +43,6 @@ other fields (rid, flags) have fixed or nearly fixed sizes.
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -111,9 +110,6 @@ class SimCore:
     joined: bool = False
     join_attempts: int = 0
     timer_at: float | None = None
-    #: The core's last ``rpc_timer()`` (inf: none), still valid while its
-    #: ``new_deadline`` is not earlier; None: ask again (after a timer run).
-    rpc_at: float | None = None
     #: Consecutive timer runs that asked to run again at the same instant.
     spins: int = 0
 
@@ -435,7 +431,6 @@ class CoreNetwork:
             if node.timer_at != at or not node.alive:
                 return  # superseded by a later _flush, or dead
             node.timer_at = None
-            node.rpc_at = None
             node.core.handle_timer(at)
             self._flush(node)
             self._check_spin(node, at)
@@ -489,22 +484,8 @@ class CoreNetwork:
                 self._push(now + delay, DELIVER, dst, (node, payload))
         if not alive:
             return
-        # The three parts' timers (DhtCore.get_timer), asking the requests part
-        # only when it made an earlier deadline since it was last asked, as a
-        # node's timer task does (ServiceTable.wake_timers): a timer left early
-        # by an answered request only wakes the node for nothing.
-        rpc_at = node.rpc_at
-        if rpc_at is None or core.new_deadline < rpc_at:
-            rpc = core.rpc_timer()
-            rpc_at = node.rpc_at = math.inf if rpc is None else rpc
-        timer = rpc_at
-        other = core.watch_timer()
-        if other is not None and other < timer:
-            timer = other
-        other = core.replication_timer()
-        if other is not None and other < timer:
-            timer = other
-        if timer != math.inf and timer != node.timer_at:
+        timer = core.get_timer()
+        if timer is not None and timer != node.timer_at:
             # A superseded queue entry finds timer_at changed and is skipped.
             node.timer_at = max(timer, now)
             self._push(node.timer_at, _TIMER, node, None)

@@ -94,9 +94,9 @@ def test_core_network_reports_a_core_that_cannot_make_progress(
     net = CoreNetwork(seed=13)
     net.build(5)
     stuck = net.nodes[2]
-    real = DhtCore.rpc_timer
+    real = DhtCore.get_timer
     monkeypatch.setattr(
-        DhtCore, "rpc_timer", lambda core: net.now if core is stuck.core else real(core)
+        DhtCore, "get_timer", lambda core: net.now if core is stuck.core else real(core)
     )
     net.start_lookup(stuck, bytes(32))
     with pytest.raises(RuntimeError, match=r"node 2's core .* cannot make progress"):
@@ -298,23 +298,20 @@ def test_new_deadline_never_hides_an_earlier_timer_in_a_churning_network(
 ) -> None:
     # The Node's wake rule, checked on every core of a churning network with
     # records, replication and slow requests: whenever handling input made a
-    # core's timer earlier, new_deadline (read just before the timer is asked
-    # for) said so.  The simulator itself relies on it (it asks the requests
-    # part only when new_deadline is earlier); here it is made to ask every time.
+    # core's timer earlier, new_deadline (read just before get_timer) said so.
     seen: dict[int, float] = {}
-    real_rpc_timer = DhtCore.rpc_timer
+    real_get_timer = DhtCore.get_timer
 
-    def rpc_timer(core: DhtCore) -> float | None:
+    def get_timer(core: DhtCore) -> float | None:
         seen[id(core)] = core.new_deadline
-        return real_rpc_timer(core)
+        return real_get_timer(core)
 
-    monkeypatch.setattr(DhtCore, "rpc_timer", rpc_timer)
+    monkeypatch.setattr(DhtCore, "get_timer", get_timer)
     hidden: list[tuple[int, float]] = []
     real_flush = CoreNetwork._flush
 
     def flush(net: CoreNetwork, node: SimCore) -> None:
         before = node.timer_at
-        node.rpc_at = None
         real_flush(net, node)
         after = node.timer_at
         earlier = before is not None and after is not None and after < before
