@@ -165,6 +165,10 @@ class Lookup:
         self._known: dict[int, _Candidate] = {}
         self._excluded = frozenset(int.from_bytes(x, "big") for x in exclude)
         self._drops: dict[str, int] = {}
+        # get_timer()'s answer until the next input changes the state (the driver
+        # asks after every message of every lookup it runs; each answer is a scan).
+        self._timer: float | None = None
+        self._timer_valid = False
         firsts = []
         for contact in initial:
             if not isinstance(contact, Contact):
@@ -253,6 +257,7 @@ class Lookup:
         Per path, at most ``alpha`` requests that are not slow are in flight, and
         at most ``alpha + max_slow_extra`` in all.
         """
+        self._timer_valid = False
         self._last = max(self._last, now)
         if self._finished is not None:
             return []
@@ -287,6 +292,8 @@ class Lookup:
         timeouts (``RoutingTable.timeout_for``) and reports them with
         :meth:`on_failure`.
         """
+        if self._timer_valid:
+            return self._timer
         slow_after = self.config.slow_after
         if self._finished is not None or slow_after is None:
             return None
@@ -300,10 +307,13 @@ class Lookup:
             for c in path.candidates
             if c.state == _IN_FLIGHT and c.sent_at + slow_after > last
         ]
-        return min(times, default=None)
+        self._timer = min(times, default=None)
+        self._timer_valid = True
+        return self._timer
 
     def on_nodes(self, from_id: bytes, contacts: Iterable[object], now: float) -> None:
         """``from_id`` answered with ``contacts`` (unverified, may be junk)."""
+        self._timer_valid = False
         self._last = max(self._last, now)
         cand = self._responder(from_id)
         if cand is None:
@@ -327,6 +337,7 @@ class Lookup:
 
         Report a value that fails validation with :meth:`on_failure` instead.
         """
+        self._timer_valid = False
         self._last = max(self._last, now)
         cand = self._responder(from_id)
         if cand is None:
@@ -341,6 +352,7 @@ class Lookup:
 
     def on_failure(self, from_id: bytes, now: float) -> None:
         """The request to ``from_id`` timed out or failed."""
+        self._timer_valid = False
         self._last = max(self._last, now)
         cand = self._known.get(_id_int(from_id))
         if cand is None or cand.state != _IN_FLIGHT:

@@ -47,6 +47,7 @@ Republish sweeps
 from __future__ import annotations
 
 import contextlib
+import math
 from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Hashable
@@ -456,6 +457,9 @@ class MemoryRecordStore(_StoreBase):
         self._unsorted: list[bytes] = []
         self._stale = 0
         self._lru: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        # No entry expires before this (a lower bound: the earliest expiry written
+        # since the last sweep), so a sweep with nothing due scans nothing.
+        self._earliest = math.inf
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -501,6 +505,8 @@ class MemoryRecordStore(_StoreBase):
     ) -> None:
         for k, s in evict:
             self._drop(k, s)
+        if row.expires < self._earliest:
+            self._earliest = row.expires
         slots = self._keys.get(key)
         if slots is None:
             slots = self._keys[key] = {}
@@ -534,12 +540,17 @@ class MemoryRecordStore(_StoreBase):
     def delete_expired(self, now: float) -> int:
         """Remove every entry whose expiry is at or before ``now``; return how many."""
         self._check_open()
-        gone = [
-            (key, slot)
-            for key, slots in self._keys.items()
-            for slot, row in slots.items()
-            if row.expires <= now
-        ]
+        if now < self._earliest:
+            return 0
+        gone = []
+        earliest = math.inf
+        for key, slots in self._keys.items():
+            for slot, row in slots.items():
+                if row.expires <= now:
+                    gone.append((key, slot))
+                elif row.expires < earliest:
+                    earliest = row.expires
+        self._earliest = earliest
         for key, slot in gone:
             self._charge(self._drop(key, slot), -1)
         self._expired += len(gone)

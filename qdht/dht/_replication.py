@@ -365,6 +365,11 @@ class Replicator:
     def _should_hand(self, key: bytes, newcomer: bytes) -> bool:
         """Whether ``newcomer`` ranks among the k closest to ``key`` we know, and we
         among the ``handoff_senders`` nearest holders other than it."""
+        senders = self.config.handoff_senders
+        if self.routing.count_closer(key, senders, exclude=newcomer) >= senders:
+            # That many answering nodes are nearer than we are: we are not among
+            # the nearest holders, whatever the rest of the table (no sorting).
+            return False
         k = self.k
         t = int.from_bytes(key, "big")
         known = self.routing.closest(key, k + 1)
@@ -378,7 +383,7 @@ class Replicator:
             return False  # our table is too thin to judge (we are joining ourselves)
         if len(dists) == k and int.from_bytes(newcomer, "big") ^ t >= dists[-1]:
             return False  # the newcomer is not among the k closest
-        return own in dists[: self.config.handoff_senders]
+        return own in dists[:senders]
 
     # ------------------------------------------------------------ rounds
 

@@ -288,6 +288,34 @@ class RoutingTable:
             chosen.extend(questionable[: n - len(chosen)])
         return [entry.contact for entry in chosen]
 
+    def count_closer(self, target: bytes, limit: int, *, exclude: bytes | None = None) -> int:
+        """How many entries without missed replies are closer to ``target`` than
+        this node itself, not counting ``exclude``; counting stops at ``limit``.
+
+        Without sorting anything: an entry of bucket ``i`` (above the last)
+        differs from the local ID first at bit ``i``, so the whole bucket is
+        closer to ``target`` than we are exactly when ``target`` differs from
+        the local ID at that bit; only the last bucket is compared entry by entry.
+        """
+        t = _check_id(target, "target")
+        x = t ^ self._local
+        buckets = self._buckets
+        last = len(buckets) - 1
+        count = 0
+        for i in range(last):
+            if x >> (ID_BITS - 1 - i) & 1:
+                for entry in buckets[i].entries:
+                    if not entry.failures and entry.contact.node_id != exclude:
+                        count += 1
+                        if count >= limit:
+                            return count
+        for entry in buckets[last].entries:
+            if not entry.failures and entry.id_int ^ t < x and entry.contact.node_id != exclude:
+                count += 1
+                if count >= limit:
+                    return count
+        return count
+
     def _groups_by_distance(self, t: int) -> Iterator[list[_Entry]]:
         """Entries in groups of strictly increasing distance from ``t``."""
         buckets = self._buckets

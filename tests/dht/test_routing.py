@@ -399,6 +399,16 @@ def test_malformed_snapshot_raises_decode_error(mutate: object, reason: str) -> 
     assert info.value.reason == reason
 
 
+def mixed_table(local: bytes, rng: random.Random, count: int) -> RoutingTable:
+    """A table fed ``count`` peers: uniform IDs mixed with IDs near the local one,
+    so that it splits deep."""
+    table = RoutingTable(local, now=0.0)
+    for i in range(count):
+        node_id = rng.randbytes(32) if i % 2 else id_with_prefix(local, rng.randrange(256), rng)
+        table.update_verified(contact_for(node_id, unique_ip(i)), 0.0)
+    return table
+
+
 @given(
     local=st.binary(min_size=32, max_size=32),
     seed=st.integers(0, 2**32),
@@ -411,16 +421,41 @@ def test_closest_equals_brute_force(
     local: bytes, seed: int, count: int, target: bytes, n: int, excluded: int
 ) -> None:
     rng = random.Random(seed)
-    table = RoutingTable(local, now=0.0)
-    for i in range(count):
-        # Mix uniform IDs with IDs near the local one so the table splits deep.
-        node_id = rng.randbytes(32) if i % 2 else id_with_prefix(local, rng.randrange(256), rng)
-        table.update_verified(contact_for(node_id, unique_ip(i)), 0.0)
+    table = mixed_table(local, rng, count)
     check_layout(table)
     members = sorted(table, key=lambda c: distance(c.node_id, target))
     exclude = {c.node_id for c in rng.sample(members, min(excluded, len(members)))}
     expected = [c for c in members if c.node_id not in exclude][:n]
     assert table.closest(target, n, exclude=exclude) == expected
+
+
+@given(
+    local=st.binary(min_size=32, max_size=32),
+    seed=st.integers(0, 2**32),
+    count=st.integers(0, 200),
+    target=st.binary(min_size=32, max_size=32),
+    limit=st.integers(1, 30),
+)
+def test_count_closer_equals_brute_force(
+    local: bytes, seed: int, count: int, target: bytes, limit: int
+) -> None:
+    # The handoff's shortcut (07-records.md §10.3): how many answering entries
+    # are nearer to a key than this node, without sorting the table.
+    rng = random.Random(seed)
+    table = mixed_table(local, rng, count)
+    members = list(table)
+    missed = {c.node_id for c in rng.sample(members, len(members) // 4)}
+    for node_id in missed:
+        table.on_request_failed(node_id, 1.0)  # one miss: kept, but not counted
+    assert {c.node_id for c in table} == {c.node_id for c in members}
+    exclude = rng.choice(members).node_id if members else None
+    own = distance(local, target)
+    expected = sum(
+        1
+        for c in members
+        if distance(c.node_id, target) < own and c.node_id != exclude and c.node_id not in missed
+    )
+    assert table.count_closer(target, limit, exclude=exclude) == min(expected, limit)
 
 
 def test_closest_prefers_answering_contacts() -> None:

@@ -335,5 +335,5 @@ def test_new_deadline_never_hides_an_earlier_timer_in_a_churning_network(
     gets = [net.start_lookup(rng.choice(net.alive), op.target, kind="get") for op in puts]
     net.wait(gets)
     assert all(op.succeeded for op in gets)
-    assert net.stats()["delivered"] > 10_000
+    assert net.stats()["delivered"] > 5_000
     assert hidden == []
