@@ -237,6 +237,12 @@ class RecordConfig:
     #: default, k, reads every holder among the k closest, so a stale answer
     #: needs all k of them to collude.  Lower it to trade that for RPCs.
     get_quorum: int = attrs.field(default=20, validator=validators.positive_int)
+    #: Keys whose last put's holders this node remembers (the least recently put
+    #: forgotten first; up to 2k holders each, about 0.4 KB a key): a put of a
+    #: new version of such a key (mutable, tombstone, set entry) also goes to
+    #: them (07-records.md §10.2), so holders of the old version its lookup did
+    #: not reach are not left serving it.  0: only the lookup's k closest.
+    update_holders: int = attrs.field(default=1024, validator=validators.non_negative_int)
     #: Lifetime of an immutable record made by :meth:`DhtCore.start_put` (24 h).
     immutable_ttl: int = attrs.field(default=86_400, validator=validators.positive_int)
     #: STOREs accepted per second from one source address (07-records.md §6.3) ...
