@@ -194,7 +194,7 @@ class _Lookups(_Requests):
             target,
             self.routing.closest(target, cfg.k),
             now=now,
-            config=cfg,
+            config=cfg.for_put() if kind == "put" else cfg,
             find_value=kind == "get",
             exclude=(self.local_id,),
             priority=functools.partial(self._priority, now),
