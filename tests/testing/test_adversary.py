@@ -156,6 +156,7 @@ def test_tiny_adversarial_benchmark_reports_every_cell() -> None:
             assert 0.0 <= metrics[f"success_{strategy}_20_d{d}"] <= 1.0
     assert "success_20_d4" in metrics
     assert metrics["forged_accepted"] == 0
+    assert metrics["not_wrong_trials"] == 7 * 2 * 4
     assert "eclipse_detected_20" in metrics
 
 
