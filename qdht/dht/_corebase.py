@@ -344,6 +344,7 @@ class _CoreBase:
         "_outcomes",
         "_own_stores",
         "_pending",
+        "_put_holders",
         "_refresh_deferred",
         "_requests",
         "_requests_by_address",
@@ -506,6 +507,9 @@ class _CoreBase:
         # a holder refused as stale (07 §10.2), both bounded by max_pending.
         self._own_stores: dict[bytes, bytes] = {}
         self._stale_own: dict[bytes, None] = {}
+        # Key -> the contacts that stored this node's last put of it (a new
+        # version goes there too, 07 §10.2); None until the first such put.
+        self._put_holders: dict[bytes, tuple[Contact, ...]] | None = None
         self.drops: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}

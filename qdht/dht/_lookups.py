@@ -120,7 +120,9 @@ class _Lookups(_Requests):
         an invalid one raises :class:`~qdht.errors.RecordRejectedError` naming
         the rule.  Then a FIND_NODE lookup for the key, and a STORE to each of
         the k closest nodes that answered (and to this node's own store when
-        it is among them), each carrying ``pk`` (so no holder answers
+        it is among them; for a new version of a key this node put before,
+        also to the nodes that stored that put, ``RecordConfig.update_holders``),
+        each carrying ``pk`` (so no holder answers
         ``owner-key-unknown``) and ``cas`` when given (the compare-and-swap
         precondition: the ``seq`` the holders should hold).
         :class:`PutCompleted` reports the node IDs that stored it and the
@@ -192,7 +194,7 @@ class _Lookups(_Requests):
             target,
             self.routing.closest(target, cfg.k),
             now=now,
-            config=cfg,
+            config=cfg.for_put() if kind == "put" else cfg,
             find_value=kind == "get",
             exclude=(self.local_id,),
             priority=functools.partial(self._priority, now),
@@ -280,13 +282,55 @@ class _Lookups(_Requests):
             # answer owner-key-unknown, so no second round trip (07 §4).
             return Store(rid, key, record.record, cas=cas, ro=ro)
 
-        for contact in result[:k]:
+        closest = result[:k]
+        for contact in [*closest, *self._previous_holders(key, closest, now)]:
             if self._request(contact, make, op.handle, now):
                 op.stores_pending += 1
+                op.contacts[contact.node_id] = contact
             else:
                 op.errors["unreachable"] = op.errors.get("unreachable", 0) + 1
         if op.stores_pending == 0:
             self._put_done(op, now)
+
+    def _previous_holders(self, key: bytes, closest: list[Contact], now: float) -> list[Contact]:
+        """The nodes that stored this node's last put of ``key`` and are not among
+        ``closest`` (nor banned): a new version goes to them too (07-records.md §10.2).
+
+        A lookup can be led astray (nodes that answer FIND_NODE only with each
+        other): then the new version reaches none of the honest holders of the
+        old one, which go on serving it, and no getter can tell that a newer
+        version exists.
+        """
+        memory = self._put_holders
+        previous = memory.get(key) if memory else None
+        if not previous:
+            return []
+        sent = {contact.node_id for contact in closest}
+        banned = self.reputation.banned
+        return [c for c in previous if c.node_id not in sent and not banned(c.node_id, now)]
+
+    def _remember_holders(self, op: _LookupOp) -> None:
+        """Keep the contacts that stored a put of a versioned record (not an
+        immutable one), up to 2k nearest the key, for the next put of its key."""
+        record = op.record
+        limit = self.record_config.update_holders
+        if record is None or not limit or isinstance(record.record, ImmutableRecord):
+            return
+        key = op.lookup.target
+        contacts = op.contacts
+        held = sorted(
+            (contacts[node_id] for node_id in op.stored_at if node_id in contacts),
+            key=lambda c: distance(c.node_id, key),
+        )
+        if not held:
+            return  # stored nowhere: the previous holders still hold the previous version
+        memory = self._put_holders
+        if memory is None:
+            memory = self._put_holders = {}
+        memory.pop(key, None)
+        memory[key] = tuple(held[: 2 * self.lookup_config.k])
+        while len(memory) > limit:
+            del memory[next(iter(memory))]
 
     def _store_done(
         self,
@@ -410,6 +454,7 @@ class _Lookups(_Requests):
             self.corrections_sent += 1
 
     def _put_done(self, op: _LookupOp, now: float) -> None:
+        self._remember_holders(op)
         self._finish(op, bool(op.stored_at), now)
         self._event(
             PutCompleted(

@@ -484,6 +484,56 @@ def test_cas_put_succeeds_then_reports_cas_mismatch(alice: MLDSAPrivateKey) -> N
     assert get(peers[5], first.key).value == b"two"
 
 
+def _update_after_joins(
+    alice: MLDSAPrivateKey, update_holders: int, *, then_other_key: bool = False
+) -> tuple[set[bytes], dict[bytes, list[AnyRecord]], PutCompleted]:
+    """Put seq 1 from one node, let 15 nodes join (some closer to the key than
+    some of its holders), put seq 2: (seq 1's holders, the holders now, the put)."""
+    config = RecordConfig(update_holders=update_holders)
+    net = build(30, seed=45, record_config=config)
+    publisher, *_ = peers = list(net.peers.values())
+    v1, v2 = mutable(alice, 1, b"v1"), mutable(alice, 2, b"v2")
+    publisher.core.start_put_record(v1, net.now)
+    net.deliver()
+    if then_other_key:
+        publisher.core.start_put_record(mutable(alice, 1, b"x", salt=b"other"), net.now)
+        net.deliver()
+    old = set(holders_of(net, v1.key()))
+    for _ in range(15):
+        peer = net.add(record_config=config)
+        peer.core.ping(peers[1].contact, net.now)
+        net.deliver()
+        peer.core.start_lookup(peer.node_id, net.now, kind="bootstrap")
+        net.deliver()
+    publisher.core.start_put_record(v2, net.now)
+    net.deliver()
+    return old, holders_of(net, v1.key()), puts(publisher)[-1]
+
+
+def test_an_update_also_goes_to_the_holders_of_the_previous_put(
+    alice: MLDSAPrivateKey,
+) -> None:
+    def seq_1(old: set[bytes], held_now: dict[bytes, list[AnyRecord]]) -> set[bytes]:
+        return {h for h in old if [getattr(r, "seq", None) for r in held_now[h]] == [1]}
+
+    # Without the memory, the update's lookup finds the new k closest and
+    # holders of seq 1 beyond them keep serving it (07-records.md §10.2).
+    old, held_now, put = _update_after_joins(alice, update_holders=0)
+    left_behind = seq_1(old, held_now)
+    assert left_behind
+    stores = len(put.stored_at)
+    old, held_now, put = _update_after_joins(alice, update_holders=1024)
+    assert not seq_1(old, held_now)
+    assert all(h in put.stored_at for h in left_behind)
+    assert len(put.stored_at) == stores + len(left_behind)
+    assert not put.errors
+    # The memory is bounded: with room for one key, a put of another forgets it.
+    old, held_now, put = _update_after_joins(alice, update_holders=1, then_other_key=True)
+    assert seq_1(old, held_now)
+    with pytest.raises(ConfigError, match="update_holders"):
+        RecordConfig(update_holders=-1)
+
+
 def test_a_tombstone_makes_get_report_the_key_deleted(alice: MLDSAPrivateKey) -> None:
     net = build(24, seed=43)
     peers = list(net.peers.values())

@@ -123,22 +123,42 @@ def test_cluster_detector_flags_sybils_near_a_key_but_not_honest_density() -> No
     assert stats["recent"][0]["seen"] >= 25
 
 
-def test_a_wider_window_reaches_past_liars_that_answer_with_each_other() -> None:
-    rng = random.Random(43)
+def past_liars(config: LookupConfig, seed: int = 43) -> tuple[bytes, list[bytes]]:
+    """A lookup from 20 liars that answer with each other and one honest node
+    that knows the holder (closer than every liar): (the holder, the result)."""
+    rng = random.Random(seed)
     target = rng.randbytes(32)
     liars = [contact_for(near(target, 200, rng), unique_ip(i)) for i in range(20)]
     honest = contact_for(near(target, 230, rng), unique_ip(100))
     holder = contact_for(near(target, 190, rng), unique_ip(101))
+    lookup = Lookup(target, [*liars, honest], now=0.0, config=config)
+    now = 0.0
+    while not lookup.done and (batch := lookup.next_requests(now)):
+        for contact in batch:
+            now += 0.01
+            answer = [holder] if contact == honest else liars
+            lookup.on_nodes(contact.node_id, answer, now)
+    return holder.node_id, [c.node_id for c in lookup.result]
 
-    def run(window: int | None) -> list[bytes]:
-        lookup = Lookup(target, [*liars, honest], now=0.0, config=LookupConfig(window=window))
-        now = 0.0
-        while not lookup.done and (batch := lookup.next_requests(now)):
-            for contact in batch:
-                now += 0.01
-                answer = [holder] if contact == honest else liars
-                lookup.on_nodes(contact.node_id, answer, now)
-        return [c.node_id for c in lookup.result]
 
-    assert holder.node_id not in run(None)
-    assert holder.node_id in run(40)
+def test_a_wider_window_reaches_past_liars_that_answer_with_each_other() -> None:
+    holder, result = past_liars(LookupConfig())
+    assert holder not in result
+    holder, result = past_liars(LookupConfig(window=40))
+    assert holder in result
+
+
+def test_a_put_lookup_hears_from_2k_candidates_over_all_its_paths() -> None:
+    plain = LookupConfig()
+    assert plain.for_put().window == 40
+    holder, result = past_liars(plain.for_put(), seed=44)
+    assert holder in result
+    assert len(result) == 20  # it still stores at the k closest
+    holder, result = past_liars(plain, seed=44)
+    assert holder not in result
+    for d in (2, 4):  # d paths of k already cover 2k
+        assert LookupConfig(disjoint_paths=d).for_put() == LookupConfig(disjoint_paths=d)
+    assert LookupConfig(put_window=90, disjoint_paths=3).for_put().window == 30
+    assert LookupConfig(put_window=30).for_put().window == 30
+    assert LookupConfig(window=50).for_put().window == 50
+    assert LookupConfig(put_window=500).for_put().window == 200  # max_candidates

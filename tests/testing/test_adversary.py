@@ -156,6 +156,7 @@ def test_tiny_adversarial_benchmark_reports_every_cell() -> None:
             assert 0.0 <= metrics[f"success_{strategy}_20_d{d}"] <= 1.0
     assert "success_20_d4" in metrics
     assert metrics["forged_accepted"] == 0
+    assert metrics["not_wrong_trials"] == 7 * 2 * 4
     assert "eclipse_detected_20" in metrics
 
 
@@ -187,3 +188,42 @@ def test_a_get_never_returns_a_version_that_agreeing_stale_holders_replay() -> N
     # Issue 20 item 9: 45 % of the nodes replay seq 1; by default a get hears
     # every holder among the k closest, so it returns seq 2 every time.
     assert _stale_gets(quorum=None) == [b"new"] * 200
+
+
+def test_an_update_reaches_the_old_versions_holders_when_misrouters_capture_its_lookup() -> None:
+    # Issue 20 item 9, the stale answers of the misroute 30 % d = 1 cell
+    # (qdht-bench adversarial --nodes 1000 and 2000).  There, a publisher's
+    # bucket around the key filled with misrouting nodes while its first put
+    # ran (they answer first, with each other), so its update's lookup met no
+    # one else: seq 2 went to misrouters only, which never serve a value, and
+    # every get that reached an honest holder returned seq 1.  Here the
+    # publisher's table is made to hold only the coalition after its first put.
+    net = AdversarialNetwork(seed=11)
+    net.build_mixed(60, 0.3, settle=10.0)
+    honest = net.honest
+    publisher, getters = honest[0], honest[1:]
+    owner = MLDSAPrivateKey.from_seed(bytes(range(32)))
+    v1 = sign_mutable(owner, salt=b"news", seq=1, value=b"old", expires=100_000)
+    v2 = sign_mutable(owner, salt=b"news", seq=2, value=b"new", expires=100_000)
+    key = v1.key()
+    net.wait([net.start_put_record(publisher, v1)])
+    old_holders = [n for n in getters if n.core.local_records(key, net.now)]
+    assert old_holders
+    net.activate("misroute")
+    coalition = {a.node_id for a in net.adversaries}
+    routing = publisher.core.routing
+    while known := [c for c in routing if c.node_id not in coalition]:
+        for contact in known:
+            routing.remove(contact.node_id, net.now)
+    for adversary in net.adversaries:
+        routing.update_verified(adversary.contact, net.now)
+    put = net.start_put_record(publisher, v2)
+    net.wait([put])
+    assert put.trace is not None
+    assert {p.node_id for p in put.trace.queried} <= coalition  # the lookup met no one else
+    assert [[r.seq for r in n.core.local_records(key, net.now)] for n in old_holders] == [
+        [2]
+    ] * len(old_holders)
+    gets = [net.start_lookup(node, key, kind="get") for node in getters[:20]]
+    net.wait(gets)
+    assert [op.value for op in gets] == [b"new"] * 20

@@ -18,10 +18,12 @@ worst strategy's (eclipse apart).  ``forged_accepted`` counts
 gets, over all cells, that returned a value never published (a forged record
 accepted as valid), ``stale_accepted`` those that returned the superseded
 version (seq 1): both must be 0; the notes name the cells where either
-occurred.  ``combined`` deals drop, misroute, forge, stale and flood
-round-robin among the adversaries.  ``flood``
-adversaries also send FIND_NODE at ``--flood-rate`` per second to one honest
-node each during the cell's first ``--flood-seconds``.
+occurred, and ``not_wrong`` is the fraction of all gets (every cell) that
+returned the latest value or none, with its trial count and lower bound.
+``combined`` deals drop, misroute, forge, stale and flood round-robin among
+the adversaries.  ``flood`` adversaries also send FIND_NODE at
+``--flood-rate`` per second to one honest node each during the cell's first
+``--flood-seconds``.
 
 ``eclipse`` is measured apart: after the values are published, ``pct`` % of
 the network joins with IDs sharing ``ceil(log2 N) + 3`` leading bits with
@@ -178,7 +180,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     build_s = time.perf_counter() - started
     del base
 
-    forged_accepted = stale_accepted = 0
+    forged_accepted = stale_accepted = gets_done = 0
     wrong_cells: list[str] = []
     table: dict[tuple[str, int], dict[int, float]] = {}
     for strategy in strategies:
@@ -199,6 +201,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                     wrong_cells.append(f"{strategy} {pct} % d={d}: {forged} forged, {stale} stale")
                 row[d] = success
                 n = len(ops[d])
+                gets_done += n
                 result.add_rate(f"success_{strategy}_{pct}_d{d}", round(success * n), n)
             print(f"  {strategy:>9} {pct:>3} %  {row}", file=sys.stderr, flush=True)
 
@@ -236,6 +239,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                     wrong_cells.append(f"eclipse {pct} % d={d}: {forged} forged, {stale} stale")
                 row[d] = success
                 n = len(ops_by_d[d])
+                gets_done += n
                 result.add_rate(f"success_eclipse_{pct}_d{d}", round(success * n), n)
             result.add(f"eclipse_detected_{pct}", min(detected.values()))
             result.add(
@@ -253,6 +257,8 @@ def run(args: argparse.Namespace) -> BenchResult:
             result.add(f"success_{pct}_d{d}", worst, target)
     result.add("forged_accepted", forged_accepted, Target("==", 0))
     result.add("stale_accepted", stale_accepted, Target("==", 0))
+    # Every get of every cell: returned the latest value or none, never a wrong one.
+    result.add_rate("not_wrong", gets_done - forged_accepted - stale_accepted, gets_done)
     result.add("build_seconds", round(build_s, 1))
     result.add("total_seconds", round(time.perf_counter() - started, 1))
     header = "strategy   pct   " + "  ".join(f"d={d:<5}" for d in PATHS)
