@@ -80,25 +80,14 @@ def decrypt_parts(key: bytes, iv: bytes, block: Buffer) -> tuple[bytes, bytes]:
 
     For a caller that places the plaintext into a larger buffer (a mix
     building the packet it forwards): joining the halves there saves a copy
-    of ``R``.  A memoryview ``block`` is not copied either.  Every mix runs
-    this once per packet, so the rounds are written out: one BLAKE2b or
-    one ChaCha20 call each, and nothing else that costs.
+    of ``R``.  A memoryview ``block`` is not copied either.
     """
     _check(key, iv, block)
-    blake2b, chacha20 = hashlib.blake2b, algorithms.ChaCha20
     left, right = int.from_bytes(block[:_L], "little"), block[_L:]
-    # L ^= H(k4 ‖ iv4, R)
-    digest = blake2b(right, digest_size=_L, key=key[96:128] + iv[36:48]).digest()
-    left ^= int.from_bytes(digest, "little")
-    # R ^= S(L ^ k3, iv3)
-    round_key = (left ^ int.from_bytes(key[64:96], "little")).to_bytes(_L, "little")
-    right = Cipher(chacha20(round_key, _COUNTER0 + iv[24:36]), None).encryptor().update(right)
-    # L ^= H(k2 ‖ iv2, R)
-    digest = blake2b(right, digest_size=_L, key=key[32:64] + iv[12:24]).digest()
-    left ^= int.from_bytes(digest, "little")
-    # R ^= S(L ^ k1, iv1)
-    round_key = (left ^ int.from_bytes(key[0:32], "little")).to_bytes(_L, "little")
-    right = Cipher(chacha20(round_key, _COUNTER0 + iv[0:12]), None).encryptor().update(right)
+    left ^= _hash(key[96:128] + iv[36:48], right)
+    right = _stream(left ^ int.from_bytes(key[64:96], "little"), iv[24:36], right)
+    left ^= _hash(key[32:64] + iv[12:24], right)
+    right = _stream(left ^ int.from_bytes(key[0:32], "little"), iv[0:12], right)
     return left.to_bytes(_L, "little"), right
 
 
