@@ -66,6 +66,7 @@ __all__ = [
 
 #: Bits in a node ID: the XOR metric's keyspace is 2**256.
 ID_BITS: Final = 8 * NODE_ID_SIZE
+_SPACE: Final = 1 << ID_BITS
 #: Version of the :meth:`RoutingTable.to_snapshot` format.
 SNAPSHOT_VERSION: Final = 1
 #: Slots of the table's prefix counter (2 bytes each).
@@ -196,6 +197,12 @@ class RoutingTable:
         self.config = config if config is not None else RoutingConfig()
         self._rng = rng
         self._buckets = [_Bucket(now)]
+        #: Every entry (not replacements) by node ID: finding a peer costs a
+        #: dict lookup, not a scan of its bucket (a node does it per message).
+        self._index: dict[bytes, _Entry] = {}
+        #: min(bucket.last_active) until a bucket holding it is touched (None:
+        #: stale); next_refresh_time runs after every event a node handles.
+        self._idle_since: float | None = now
         self._size = 0
         # Entries per IP prefix (replacements not counted), as a counting hash
         # table: a slot's count bounds any one prefix's count from above, and an
@@ -231,6 +238,8 @@ class RoutingTable:
         self.any_below: Callable[[float], bool] | None = None
         #: estimated_size() until the entries or their misses change (None: stale).
         self._estimate: float | None = None
+        #: The XOR distance within which a change of entries invalidates _estimate.
+        self._estimate_reach = _SPACE
 
     # -- queries -----------------------------------------------------------------
 
@@ -240,8 +249,7 @@ class RoutingTable:
     def __contains__(self, node_id: object) -> bool:
         if type(node_id) is not bytes or len(node_id) != NODE_ID_SIZE:
             return False
-        id_int = int.from_bytes(node_id, "big")
-        return _find(self._bucket_for(id_int).entries, node_id) >= 0
+        return node_id in self._index
 
     def __iter__(self) -> Iterator[Contact]:
         for bucket in self._buckets:
@@ -368,6 +376,7 @@ class RoutingTable:
         next, so they are counted again from the entries.
         """
         self.__dict__.update(state)
+        self._index = {e.contact.node_id: e for b in self._buckets for e in b.entries}
         self._prefix_slots = array.array("H", bytes(2 * PREFIX_SLOTS))
         for bucket in self._buckets:
             for entry in bucket.entries:
@@ -410,7 +419,7 @@ class RoutingTable:
             self._drop("self")
             return []
         bucket = self._bucket_for(id_int)
-        i = _find(bucket.entries, contact.node_id)
+        i = self._position(bucket, contact.node_id)
         if i >= 0:
             entry = self._touch(bucket, i, now, rtt, outbound=not inbound)
             if entry.contact != contact:
@@ -470,7 +479,18 @@ class RoutingTable:
         nearest = self.closest(self.local_id, m)
         far = distance(self.local_id, nearest[-1].node_id)
         self._estimate = max(m + 1.0, m * float(1 << ID_BITS) / (far + 1))
+        # Entries farther than the m-th nearest cannot change the estimate, as
+        # long as the m nearest are m answering entries (closest() fills up
+        # with entries that missed only when too few answering ones exist).
+        index = self._index
+        whole = m < self.config.k or any(index[c.node_id].failures for c in nearest)
+        self._estimate_reach = _SPACE if whole else far
         return self._estimate
+
+    def _stale_estimate(self, entry: _Entry) -> None:
+        """``entry`` was added, removed, missed or answered after missing."""
+        if entry.id_int ^ self._local <= self._estimate_reach:
+            self._estimate = None
 
     def on_response(self, node_id: bytes, now: float, rtt: float | None = None) -> None:
         """A request to ``node_id`` was answered: reset its misses, feed its RTT.
@@ -480,7 +500,7 @@ class RoutingTable:
         """
         id_int = _check_id(node_id, "node_id")
         bucket = self._bucket_for(id_int)
-        i = _find(bucket.entries, node_id)
+        i = self._position(bucket, node_id)
         if i >= 0:
             self._touch(bucket, i, now, rtt, outbound=True)
             return
@@ -505,7 +525,7 @@ class RoutingTable:
         """
         id_int = _check_id(node_id, "node_id")
         bucket = self._bucket_for(id_int)
-        i = _find(bucket.entries, node_id)
+        i = self._position(bucket, node_id)
         if i < 0:
             r = _find(bucket.replacements, node_id)
             if r >= 0:
@@ -513,7 +533,7 @@ class RoutingTable:
             return []
         entry = bucket.entries[i]
         entry.failures += 1
-        self._estimate = None  # closest() prefers entries without misses
+        self._stale_estimate(entry)  # closest() prefers entries without misses
         if i == 0:
             bucket.ping_at = None
         cfg = self.config
@@ -530,7 +550,7 @@ class RoutingTable:
         r = _find(bucket.replacements, node_id)
         if r >= 0:
             del bucket.replacements[r]
-        i = _find(bucket.entries, node_id)
+        i = self._position(bucket, node_id)
         if i < 0:
             return []
         return self._evict(bucket, i, "removed")
@@ -548,7 +568,7 @@ class RoutingTable:
         for index, bucket in enumerate(self._buckets):
             if now >= bucket.last_active + interval:  # the sum next_refresh_time uses
                 targets.append(self.random_id_in_bucket(index))
-                bucket.last_active = now
+                self._active(bucket, now)
         walk = self.config.random_walk_interval
         if walk is not None and now >= self._walk_at:
             # A random walk: a uniformly random target, whatever the buckets' state.
@@ -560,8 +580,16 @@ class RoutingTable:
     def next_refresh_time(self) -> float:
         """When :meth:`buckets_needing_refresh` will next return something
         (an idle bucket's refresh or the next random walk)."""
-        idle = min(b.last_active for b in self._buckets) + self.config.refresh_interval
-        return min(idle, self._walk_at)
+        idle = self._idle_since
+        if idle is None:
+            idle = self._idle_since = min(b.last_active for b in self._buckets)
+        return min(idle + self.config.refresh_interval, self._walk_at)
+
+    def _active(self, bucket: _Bucket, now: float) -> None:
+        """``bucket`` was active at ``now``."""
+        if bucket.last_active == self._idle_since:
+            self._idle_since = None  # it may have been the idlest
+        bucket.last_active = now
 
     def random_id_in_bucket(self, index: int) -> bytes:
         """A random node ID in bucket ``index``'s range (from the injected rng)."""
@@ -665,9 +693,12 @@ class RoutingTable:
         return self._buckets[min(ID_BITS - (id_int ^ self._local).bit_length(), last)]
 
     def _entry(self, node_id: bytes) -> _Entry | None:
-        bucket = self._bucket_for(int.from_bytes(node_id, "big"))
-        i = _find(bucket.entries, node_id)
-        return bucket.entries[i] if i >= 0 else None
+        return self._index.get(node_id)
+
+    def _position(self, bucket: _Bucket, node_id: bytes) -> int:
+        """Where ``node_id``'s entry is in ``bucket`` (its own bucket), or -1."""
+        entry = self._index.get(node_id)
+        return -1 if entry is None else bucket.entries.index(entry)
 
     def _touch(
         self, bucket: _Bucket, i: int, now: float, rtt: float | None, *, outbound: bool
@@ -681,10 +712,10 @@ class RoutingTable:
         if i == 0 or entry.failures:
             bucket.ping_at = None
         if entry.failures:
-            self._estimate = None
+            self._stale_estimate(entry)
         entry.last_seen = now
         entry.failures = 0
-        bucket.last_active = now
+        self._active(bucket, now)
         if rtt is not None:
             self._sample(entry, rtt)
         return entry
@@ -775,7 +806,7 @@ class RoutingTable:
             self._split_last(now)
             bucket = self._bucket_for(id_int)
         if not restoring:
-            bucket.last_active = now
+            self._active(bucket, now)
         prefix = self._prefix(entry.contact)
         if len(bucket.entries) < cfg.k:
             reason = self._prefix_allowed(bucket, prefix)
@@ -850,16 +881,18 @@ class RoutingTable:
         while i > 0 and entries[i - 1].last_seen > entry.last_seen:
             i -= 1
         entries.insert(i, entry)
+        self._index[entry.contact.node_id] = entry
         self._count_prefix(prefix, +1)
         self._size += 1
-        self._estimate = None
+        self._stale_estimate(entry)
         self._outbound += entry.outbound
 
     def _remove_at(self, bucket: _Bucket, i: int) -> _Entry:
         entry = bucket.entries.pop(i)
+        del self._index[entry.contact.node_id]
         self._count_prefix(self._prefix(entry.contact), -1)
         self._size -= 1
-        self._estimate = None
+        self._stale_estimate(entry)
         self._outbound -= entry.outbound
         if i == 0:
             bucket.ping_at = None

@@ -47,9 +47,9 @@ from qdht.wire import (
     Store,
     Stored,
     Value,
+    contact_at,
     encode,
     encode_nodes,
-    intern_contact,
 )
 
 __all__: list[str] = []
@@ -263,11 +263,10 @@ class _Serving(_CoreBase):
         contact: Contact | None = None
         if type(addr) is Address and addr.transport in self.transports:
             if addr.transport == "udp":
-                contact = Contact(node_id, (addr,))
+                contact = contact_at(node_id, addr)
             elif addr.transport == "ws" and ws_port is not None:
-                contact = Contact(node_id, (Address("ws", addr.host, ws_port),))
+                contact = contact_at(node_id, Address("ws", addr.host, ws_port))
         if contact is not None:
-            contact = intern_contact(contact)
             self._routing_events(self.routing.update_verified(contact, now, inbound=True), now)
         elif node_id in self.routing:
             self.routing.on_response(node_id, now)

@@ -77,7 +77,7 @@ from qdht.wire._dht import (
     RESPONSE_TYPES,
     SINGLE_RECORD_TYPES,
 )
-from qdht.wire._dht_fast import encode_nodes, intern_contact, parse_nodes
+from qdht.wire._dht_fast import contact_at, encode_nodes, intern_contact, parse_nodes
 from qdht.wire._identity import (
     EncryptedKeyFile,
     IDENTITY_VERSION,
@@ -544,6 +544,7 @@ __all__ = [
     "check_bytes",
     "check_uint",
     "child_path",
+    "contact_at",
     "decode",
     "decode_object",
     "decode_record",

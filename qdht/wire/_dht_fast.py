@@ -21,7 +21,7 @@ from qdht.wire._cbor import dumps_canonical
 from qdht.wire._contact import MAX_ADDRESSES, NODE_ID_SIZE, Address, Contact, _unpacked
 from qdht.wire._dht import MAX_NODES, RID_SIZE, Nodes
 
-__all__ = ["encode_nodes", "intern_contact", "parse_nodes"]
+__all__ = ["contact_at", "encode_nodes", "intern_contact", "parse_nodes"]
 
 _NODES_HEAD: Final = b"\xa3\x63rid\x48"
 _NODES_MID: Final = b"\x64type\x65nodes\x65nodes"
@@ -51,6 +51,16 @@ def intern_contact(contact: Contact) -> Contact:
         # The key is the contact's own node_id object: no extra bytes per entry.
         _interned[contact.node_id] = contact
     return contact
+
+
+def contact_at(node_id: bytes, address: Address) -> Contact:
+    """The shared contact of ``node_id`` at ``address`` alone (:func:`intern_contact`
+    of ``Contact(node_id, (address,))``), without building a new one when the
+    shared instance is it already: a node does this for every request it serves."""
+    cached = _interned.get(node_id)
+    if cached is not None and cached.addresses == (address,):
+        return cached
+    return intern_contact(Contact(node_id, (address,)))
 
 
 @functools.lru_cache(maxsize=CONTACT_CACHE_SIZE)

@@ -264,9 +264,12 @@ def test_a_former_holder_hands_the_key_over_and_then_pauses_it() -> None:
     key = immutable_key(value)
     _lookups, sent = _run_round(world, world.rep.next_round_at)
     got = {contact.node_id for contact, k in sent if k == key}
-    # Far from us our table is thin: the midpoint's k closest stand in, nearly all right.
-    assert len(got) == K
-    assert len(got & set(world.true_closest(key))) >= K - 2
+    # It goes to the nearest few of the k closest (outside_stores), not to all
+    # k: they republish it to the others.  Far from us our table is thin, but
+    # the region lookup finds the key's true nearest.
+    few = world.rep.config.outside_stores
+    assert few < K
+    assert got == set(world.true_closest(key)[:few])
     # The next rounds leave it to the k closest (outside_pause, 6 h).
     _lookups, sent = _run_round(world, world.rep.next_round_at)
     assert sent == []

@@ -553,3 +553,36 @@ def test_estimated_size_follows_every_change_of_the_table() -> None:
         else:
             table.remove(rng.choice(ids), now)
         assert table.estimated_size() == fresh()
+        # Membership (an index by node ID) agrees with the buckets' contents.
+        assert {c.node_id for c in table} == {i for i in ids if i in table}
+
+
+def test_next_refresh_time_follows_every_change_of_the_table() -> None:
+    # next_refresh_time() caches the idlest bucket's time until a bucket that
+    # holds it is touched: after adds, answers, splits and refreshes it equals
+    # the minimum taken afresh over every bucket.
+    rng = random.Random(11)
+    local = rng.randbytes(32)
+    config = RoutingConfig(k=4, refresh_interval=50.0, random_walk_interval=None)
+    table = RoutingTable(local, now=0.0, config=config, rng=rng.randbytes)
+
+    def fresh() -> float:
+        idle = min(b.last_active for b in table._buckets)
+        return idle + config.refresh_interval
+
+    ids: list[bytes] = []
+    refreshed = 0
+    for step in range(600):
+        now = float(step)
+        action = rng.random()
+        if action < 0.5 or not ids:
+            node_id = id_with_prefix(local, rng.choice([0, 1, 2, 3, 5, 8]), rng)
+            ids.append(node_id)
+            table.update_verified(contact_for(node_id, unique_ip(step)), now)
+        elif action < 0.8:
+            table.on_response(rng.choice(ids), now)
+        else:
+            refreshed += len(table.buckets_needing_refresh(now))
+        assert table.next_refresh_time() == fresh()
+    assert table.bucket_count > 3
+    assert refreshed > 0
