@@ -179,6 +179,10 @@ class ReputationConfig:
 
     #: Peers remembered (least recently updated forgotten first).
     max_peers: int = attrs.field(default=4096, validator=validators.positive_int)
+    #: A peer never banned whose score has decayed to within this of 0 is
+    #: forgotten (a forgotten peer *is* one at 0): memory follows the peers
+    #: dealt with lately, not every peer ever seen (under churn, thousands).
+    neutral: float = attrs.field(default=0.05, validator=validators.non_negative)
     answered: float = attrs.field(default=1.0, validator=validators.number)
     max_score: float = attrs.field(default=20.0, validator=validators.number)
     #: Penalties (positive numbers, subtracted) by kind of offence.
@@ -229,6 +233,9 @@ class RpcConfig:
     #: Timed-out requests remembered so that a late answer still counts as a sign
     #: of life (the routing table and the lookup use it).
     late_responses: int = attrs.field(default=1024, validator=validators.positive)
+    #: ... for at most this long after their timeout (seconds): an answer later
+    #: still is no sign of a peer we could use (most never come: the peer left).
+    late_window: float = attrs.field(default=60.0, validator=validators.positive)
     #: Bucket-refresh lookups started per timer tick (the rest wait an interval).
     max_refresh_lookups: int = attrs.field(default=4, validator=validators.positive)
     #: A request to a peer without a session yet waits this many times the

@@ -350,9 +350,15 @@ class Replicator:
         if last is not None and now - last < cfg.handoff_cooldown:
             self._handed[node_id] = last
             return
-        self._handed[node_id] = now
-        if len(self._handed) > cfg.max_handoff_peers:
-            self._handed.popitem(last=False)
+        recent = self._handed
+        recent[node_id] = now
+        if len(recent) > cfg.max_handoff_peers:
+            recent.popitem(last=False)
+        for _ in range(2):  # forget the oldest whose cooldown is over
+            oldest = next(iter(recent))
+            if now - recent[oldest] < cfg.handoff_cooldown:
+                break
+            del recent[oldest]
         # The keys the newcomer can be among the k closest of lie in the region
         # around it that holds about k nodes (one bit wider, to be safe).
         size = self.routing.estimated_size()

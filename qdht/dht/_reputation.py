@@ -20,7 +20,8 @@ Scores decay toward 0 with a half-life, so that an honest peer that timed out
 during an outage is forgiven; a ban lasts ``ban_duration`` and doubles with
 every earlier ban of the same peer.  Memory is bounded: at most
 ``max_peers`` peers are remembered, the least recently updated forgotten
-first (a forgotten peer starts again at 0).  An attacker needs that many
+first (a forgotten peer starts again at 0), and a peer never banned is
+forgotten once its score has decayed back to 0 (within ``neutral``).  An attacker needs that many
 puzzle-solving identities to flush a ban out, and a banned peer that keeps
 sending keeps its entry fresh.
 """
@@ -199,5 +200,15 @@ class Reputation:
         peers[node_id] = peer
         if len(peers) > self.config.max_peers:
             self._low.discard(peers.popitem(last=False)[0])
+            self._counts["forgotten"] += 1
+        # Forget up to two of the least recently updated that are back to neutral.
+        neutral = self.config.neutral
+        for _ in range(2):
+            oldest = next(iter(peers))
+            old = peers[oldest]
+            if old is peer or old.bans or abs(self._decayed(old, now)) > neutral:
+                break
+            del peers[oldest]
+            self._low.discard(oldest)
             self._counts["forgotten"] += 1
         return peer

@@ -200,10 +200,20 @@ class _Requests(_Serving):
         return True
 
     def _remember_late(self, rid: bytes, pending: _Pending) -> None:
+        """Remember a request that timed out (at ``pending.deadline``, now), up
+        to ``late_responses`` of them for ``late_window`` each; oldest first."""
         late = self._late
         late[rid] = pending
-        if len(late) > self.rpc_config.late_responses:
+        cfg = self.rpc_config
+        if len(late) > cfg.late_responses:
             del late[next(iter(late))]
+        # Two at most per call: what comes in one at a time leaves as fast.
+        since = pending.deadline - cfg.late_window
+        for _ in range(2):
+            oldest = next(iter(late))
+            if late[oldest].deadline >= since:
+                break
+            del late[oldest]
 
     def _request_done(
         self,

@@ -504,6 +504,30 @@ def test_timeout_then_late_answer() -> None:
     assert a.core.reputation.score(b.node_id, 1.5) >= 0  # ... and the charge is taken back
 
 
+def test_an_answer_after_the_late_window_is_unsolicited() -> None:
+    # Timed-out requests are remembered for late_window after their timeout
+    # (RpcConfig): an answer within it counts, one after it does not.
+    net = CoreNet(16)
+    a, b, c = net.add(), net.add(), net.add()
+    window = a.core.rpc_config.late_window
+    rids = []
+    for peer in (b, c):
+        a.core.ping(peer.contact, net.now)
+        [(_, _, payload)] = a.core.messages_to_send()
+        rids.append(rid_of(payload))
+    net.now = 1.0
+    a.core.handle_timer(net.now)  # both time out
+    collect(a)
+    # A later timeout makes room: the window is counted from each deadline.
+    a.core.ping(b.contact, 1.0 + window)
+    a.core.messages_to_send()
+    net.now = 2.0 + window + 0.5
+    a.core.handle_timer(net.now)
+    a.core.receive_message(c.node_id, c.addr, encode(Pong(rids[1])), net.now)
+    assert a.core.stats()["late_responses"] == 0
+    assert a.core.stats()["drops"].get("unsolicited-response") == 1
+
+
 def test_wrong_identity_fails_requests_and_removes_the_peer() -> None:
     net = CoreNet(15)
     a, b = net.add(), net.add()

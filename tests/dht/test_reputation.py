@@ -91,6 +91,27 @@ def test_memory_is_bounded_least_recently_updated_forgotten() -> None:
     assert rep.stats()["forgotten"] == 2
 
 
+def test_peers_back_at_neutral_are_forgotten_but_banned_ones_are_not() -> None:
+    # Memory follows the peers dealt with lately: once a never-banned peer's
+    # score has decayed to about 0 it is dropped (it scores 0 either way).
+    cfg = ReputationConfig(half_life=10.0, ban_below=-30.0, neutral=0.05)
+    rep = Reputation(cfg)
+    rep.answered(A, 0.0)  # +1
+    rep.offence(B, "invalid-message", 0.0)  # -10
+    c, d = b"C" * 32, b"D" * 32
+    for _ in range(3):
+        rep.offence(c, "invalid-message", 0.0)  # banned at -30
+    assert rep.banned(c, 0.0)
+    rep.answered(d, 50.0)  # 5 half-lives on: A at 1/32, B at -10/32
+    assert rep.score(A, 50.0) == 0.0  # forgotten
+    assert rep.score(B, 50.0) == pytest.approx(-10 / 32)  # not yet neutral
+    assert len(rep) == 3
+    rep.answered(d, 200.0)  # 20 half-lives: B neutral too; c was banned, kept
+    assert len(rep) == 2
+    assert rep.ban_ends(c) > 0
+    assert rep.stats()["forgotten"] == 2
+
+
 def test_unknown_offence_and_bad_config_raise_config_error() -> None:
     rep = Reputation()
     with pytest.raises(ConfigError, match="kind"):
