@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from qdht import validators
-from qdht.dht._routing import ID_BITS, RoutingTable, distance
+from qdht.dht._routing import _SPACE, ID_BITS, RoutingTable, distance
 from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
 
@@ -83,8 +83,6 @@ __all__ = [
     "cache_lifetime",
     "region_of",
 ]
-
-_SPACE: Final = 1 << ID_BITS
 
 
 @attrs.frozen
@@ -456,19 +454,11 @@ class Replicator:
         local = self.local_id
         queued = 0
         found = {c.node_id: c for c in contacts}
-        rnd = self._round
         cfg = self.config
-        # A STORE of the key that arrived while the lookup ran (another
-        # holder's round came first) skips it now, as it would have at planning.
-        skip_before = now - cfg.skip_fraction * cfg.republish_interval
-        if rnd is None or rnd.force:
-            skip_before = math.inf
-        replicated = self._replicated
         for key in region.keys:
-            last = replicated.get(key)
-            if last is not None and last > skip_before:
-                if rnd is not None:
-                    rnd.skipped += 1
+            # A STORE of the key that arrived while the lookup ran (another
+            # holder's round came first) skips it now, as it would have at planning.
+            if self._skips(key, now):
                 continue
             # The lookup found the k closest to the region's midpoint; our own
             # table (verified peers, best known near us, where our keys lie)
@@ -545,7 +535,6 @@ class Replicator:
         cfg = self.config
         store = self.store
         bits = region_bits(self.routing.estimated_size(), cfg.region_nodes)
-        skip_before = now - cfg.skip_fraction * cfg.republish_interval
         while rnd.cursor is not None and rnd.keys < cfg.max_keys_per_round:
             first = store.keys_for_republish(rnd.cursor, None, limit=1)
             if not first:
@@ -558,13 +547,7 @@ class Replicator:
                 rnd.cursor = _after(keys[-1])  # a dense region: its next page next time
             else:
                 rnd.cursor = high
-            due = []
-            for key in keys:
-                last = self._replicated.get(key)
-                if not rnd.force and last is not None and last > skip_before:
-                    rnd.skipped += 1
-                else:
-                    due.append(key)
+            due = [key for key in keys if not self._skips(key, now)]
             room = cfg.max_keys_per_round - rnd.keys
             due = due[:room]
             rnd.keys += len(due)
@@ -575,6 +558,19 @@ class Replicator:
             if due:  # a dense region's second page: look up again, it is cheap
                 self._regions[mid].keys.extend(due)
         return None
+
+    def _skips(self, key: bytes, now: float) -> bool:
+        """Whether the running round skips ``key`` (counted): it came in a STORE
+        within the last ``skip_fraction`` of the interval (07 §10.4)."""
+        rnd = self._round
+        if rnd is None or rnd.force:
+            return False
+        cfg = self.config
+        last = self._replicated.get(key)
+        if last is None or last <= now - cfg.skip_fraction * cfg.republish_interval:
+            return False
+        rnd.skipped += 1
+        return True
 
     def _plan_own(self) -> _Region:
         """The region of the first pending own key, with every pending key in it."""
