@@ -238,7 +238,7 @@ class AdversarialNetwork(CoreNetwork):
         """A new node (see :meth:`CoreNetwork.add_node`), an adversary if ``adversary``."""
         if not adversary:
             return super().add_node(bootstrap=bootstrap, node_id=node_id)
-        index = len(self.nodes)
+        index = self._new_index()
         if node_id is None:
             node_id = self.rng.randbytes(32)
         if type(node_id) is not bytes or len(node_id) != 32 or node_id in self._by_id:

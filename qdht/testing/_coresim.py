@@ -147,6 +147,16 @@ class CoreNetwork:
     contact, then looks up its own ID (kind ``"bootstrap"``); ``join_refresh``
     additionally refreshes that many of its farthest buckets (Kademlia's join
     refreshes all buckets farther than the nearest neighbour).
+
+    ``forget_dead``: a long churn run kills tens of thousands of nodes, and a
+    dead node's core (routing table, records, counters) would stay in memory
+    to the end, growing the heap every cyclic collection scans (measured at
+    2,000 nodes and 30 % hourly churn: 85 MB and 0.5 s more garbage-collection
+    time per simulated hour).  With this callable, a killed node is handed to
+    it (to read what it wants kept, such as its counters), then dropped from
+    ``nodes`` and from the ID index: a message sent to its ID later goes
+    nowhere, counted as to a dead node, without drawing on the loss generator
+    (so a run with it draws another random sequence than one without it).
     """
 
     def __init__(
@@ -159,6 +169,7 @@ class CoreNetwork:
         join_refresh: int = 0,
         core_options: Mapping[str, Any] | None = None,
         pass_objects: bool = False,
+        forget_dead: Callable[[SimCore], None] | None = None,
     ) -> None:
         low, high = access_latency
         if not 0 <= low <= high:
@@ -179,10 +190,13 @@ class CoreNetwork:
         self.join_refresh = join_refresh
         self.core_options = dict(core_options or {})
         self.pass_objects = pass_objects
+        self.forget_dead = forget_dead
         #: Encoded size by message shape (pass_objects; module docstring).
         self._sizes: dict[Any, int] = {}
         self.now = 0.0
         self.nodes: list[SimCore] = []
+        #: Nodes ever added (their indexes are 0 .. added - 1).
+        self.added = 0
         #: The live nodes in index order (``nodes`` keeps the dead too: a long
         #: churn run adds tens of thousands, which the loop must not scan).
         self._live: list[SimCore] = []
@@ -208,7 +222,7 @@ class CoreNetwork:
         ``node_id`` picks its ID (a test placing a node next to a key); by
         default it is drawn from the network's generator.
         """
-        index = len(self.nodes)
+        index = self._new_index()
         if node_id is None:
             node_id = self.rng.randbytes(32)
             while node_id in self._by_id:
@@ -239,6 +253,10 @@ class CoreNetwork:
         self._flush(node)
         return node
 
+    def _new_index(self) -> int:
+        self.added += 1
+        return self.added - 1
+
     def _join_through(self, node: SimCore, other: SimCore) -> None:
         node.join_attempts += 1
         handle = node.core.ping(other.contact, self.now)
@@ -262,6 +280,12 @@ class CoreNetwork:
         if node.alive:
             node.alive = False
             self._live.remove(node)
+            if self.forget_dead is not None:
+                # A message already on its way still finds it dead; a new one to
+                # its ID goes nowhere, as to an ID never seen.
+                self.forget_dead(node)
+                self.nodes.remove(node)
+                del self._by_id[node.node_id]
 
     def kill_random(self, count: int) -> list[SimCore]:
         """Kill ``count`` live nodes chosen by the network's seeded generator."""
@@ -279,9 +303,9 @@ class CoreNetwork:
         if type(n) is not int or n < 1:
             raise ConfigError(f"n must be a positive integer, got {n!r}")
         start = self.now
-        first = len(self.nodes)
+        first = self.added
         while len(self.nodes) < n:
-            self.run_until(start + (len(self.nodes) - first) * join_interval)
+            self.run_until(start + (self.added - first) * join_interval)
             other = self._random_alive()
             self.add_node(bootstrap=[other] if other is not None else [])
         self.run_until(self.now + settle)
@@ -563,7 +587,7 @@ class CoreNetwork:
     def stats(self) -> dict[str, int]:
         """Simulation counters: nodes, events, messages delivered / lost / to dead nodes."""
         return {
-            "nodes": len(self.nodes),
+            "nodes": self.added,
             "alive": len(self._live),
             "joined": sum(1 for n in self.nodes if n.joined),
             "events": self.events_processed,

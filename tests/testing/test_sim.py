@@ -124,6 +124,30 @@ def test_core_network_survives_killing_30_percent() -> None:
     assert sum(op.trace.timeouts for op in finds if op.trace is not None) > 0
 
 
+def test_a_forgetting_network_drops_its_dead_and_hands_them_over_first() -> None:
+    handed: list[tuple[bytes, bool, int]] = []
+
+    def keep(node: SimCore) -> None:
+        handed.append((node.node_id, node.alive, node.core.stats()["routing"]["size"]))
+
+    net = CoreNetwork(seed=14, forget_dead=keep)
+    net.build(80)
+    victims = net.kill_random(20)
+    assert [h[0] for h in handed] == [v.node_id for v in victims]
+    assert all(not alive and size > 0 for _, alive, size in handed)  # whole, once dead
+    assert len(net.nodes) == 60
+    assert net.stats()["nodes"] == 80
+    assert all(net.node(v.node_id) is None for v in victims)
+    before = net.stats()["to_dead"]
+    # Lookups from the living still end, their requests to the dead going nowhere.
+    finds = [net.start_lookup(node, node.node_id) for node in net.alive[:10]]
+    net.wait(finds)
+    assert all(op.contacts for op in finds)
+    assert net.stats()["to_dead"] > before
+    new = net.add_node(bootstrap=[net.alive[0]])
+    assert new.index == 80  # indexes are never reused
+
+
 def _core_churn_run(seed: int) -> tuple[list[bytes], list[bytes], dict[str, int]]:
     net = CoreNetwork(seed=seed)
     net.build(60)

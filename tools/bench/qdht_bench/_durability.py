@@ -92,7 +92,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -225,8 +225,25 @@ class LifetimeChurn:
             self._schedule(new, self.sessions.draw(self.rng))
 
 
+_TOTALS: Final = ("round_lookups", "round_stores", "handoff_stores", "stores_sent")
+
+
+@attrs.define(eq=False)
+class _Retired:
+    """The replication counters of the nodes that left (``CoreNetwork(forget_dead=)``):
+    what the run's totals need of them, once their cores are dropped."""
+
+    totals: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(_TOTALS, 0))
+
+    def __call__(self, node: SimCore) -> None:
+        counts = node.core.replication.counts
+        for name in _TOTALS:
+            self.totals[name] += counts[name]
+
+
 def _replication_totals(net: CoreNetwork) -> dict[str, int]:
-    totals = {"round_lookups": 0, "round_stores": 0, "handoff_stores": 0, "stores_sent": 0}
+    retired = net.forget_dead
+    totals = dict(retired.totals) if isinstance(retired, _Retired) else dict.fromkeys(_TOTALS, 0)
     for node in net.nodes:
         counts = node.core.replication.counts
         for name in totals:
@@ -277,7 +294,11 @@ def _start(
     rng = random.Random(seed)
     loss, mass = churn["loss"], churn["mass"]
     net = CoreNetwork(
-        seed=seed, loss=loss, core_options={"unix_offset": float(UNIX_START)}, pass_objects=True
+        seed=seed,
+        loss=loss,
+        core_options={"unix_offset": float(UNIX_START)},
+        pass_objects=True,
+        forget_dead=_Retired(),
     )
     net.build(nodes, join_interval=join_interval)
     built_at = net.now
