@@ -111,12 +111,15 @@ class DhtCore(_WatchRpc):
         (:meth:`rpc_timer`), watching (:meth:`watch_timer`) and replication
         (:meth:`replication_timer`).
         """
-        when = [
-            t
-            for t in (self.rpc_timer(), self.watch_timer(), self.replication_timer())
-            if t is not None
-        ]
-        return min(when) if when else None
+        # A driver asks after every message it hands over: no lists, no min().
+        when = self.rpc_timer()
+        other = self.watch_timer()
+        if other is not None and (when is None or other < when):
+            when = other
+        other = self.replication_timer()
+        if other is not None and (when is None or other < when):
+            when = other
+        return when
 
     def handle_timer(self, now: float) -> None:
         """Everything due: :meth:`handle_rpc_timer`, :meth:`handle_watch_timer`,
@@ -128,30 +131,34 @@ class DhtCore(_WatchRpc):
     def rpc_timer(self) -> float | None:
         """When requests time out, slow lookups move on, buckets refresh, records expire."""
         self._new_deadline = float("inf")
-        when: list[float] = []
+        when = None if self._refresh_deferred else self.routing.next_refresh_time()
         deadlines = self._deadlines
+        pending_of = self._pending
         while deadlines:
             deadline, rid = deadlines[0]
-            pending = self._pending.get(rid)
+            pending = pending_of.get(rid)
             if pending is not None and pending.deadline == deadline:
-                when.append(deadline)
+                if when is None or deadline < when:
+                    when = deadline
                 break
             heapq.heappop(deadlines)  # answered already: stale
         for op in self._ops.values():
             if type(op) is _LookupOp and op.stores_pending < 0:
                 timer = op.lookup.get_timer()
-                if timer is not None:
-                    when.append(timer)
-        if not self._refresh_deferred:
-            when.append(self.routing.next_refresh_time())
-        if self._sweep_at is not None:
-            when.append(self._sweep_at)
-        return min(when, default=None)
+                if timer is not None and (when is None or timer < when):
+                    when = timer
+        sweep = self._sweep_at
+        if sweep is not None and (when is None or sweep < when):
+            when = sweep
+        return when
 
     def watch_timer(self) -> float | None:
         """When a subscription (holder side) or a watch round (watcher side) is due."""
-        when = [t for t in (self.watches.get_timer(), self.watching.get_timer()) if t is not None]
-        return min(when) if when else None
+        when = self.watches.get_timer()
+        other = self.watching.get_timer()
+        if other is not None and (when is None or other < when):
+            when = other
+        return when
 
     def replication_timer(self) -> float | None:
         """When the replicator's next round or paced STORE is due (None in client mode)."""

@@ -403,8 +403,10 @@ class Replicator:
         when = self.next_round_at if self._round is None else math.inf
         if self._retry_at is not None:
             when = min(when, self._retry_at)
-        earliest = min((self._send_time(p) for p in self._peers.values() if p.keys), default=None)
-        if earliest is not None:
+        if self._queued:  # asked after every message: most of the time nothing waits
+            earliest = min(p.tat for p in self._peers.values() if p.keys)
+            cfg = self.config
+            earliest -= (cfg.store_burst - 1) / cfg.store_rate  # as _send_time
             when = min(when, max(earliest, self._total_send_time()))
         return None if when == math.inf else when
 

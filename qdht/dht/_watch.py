@@ -268,10 +268,12 @@ class WatchRegistry:
 
     def get_timer(self) -> float | None:
         """When :meth:`expire` or :meth:`expiries_due` next has work (None: never)."""
+        heap = self._record_heap
+        if not heap and not self._deadlines:
+            return None  # nobody watches anything here: asked after every message
         when = []
         if self._deadlines:
             when.append(self._deadlines[0][0])
-        heap = self._record_heap
         while heap and self._record_exp.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)  # superseded
         if heap:

@@ -404,8 +404,10 @@ class WatchSubscriptions:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` next has work: a round due or a reported record expiring."""
-        when = [w.round_at for w in self._watched.values() if not w.looking]
         expiries = self._expiries
+        if not expiries and not self._watched:
+            return None  # most nodes watch nothing: the driver asks after every message
+        when = [w.round_at for w in self._watched.values() if not w.looking]
         while expiries and not self._live_expiry(expiries[0]):
             heapq.heappop(expiries)
         if expiries:
