@@ -29,6 +29,7 @@ signal).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final
 
@@ -99,7 +100,7 @@ class LookupTrace:
 
 
 class _Candidate:
-    __slots__ = ("contact", "dist", "hop", "path", "score", "sent_at", "state")
+    __slots__ = ("contact", "dist", "hop", "order", "path", "score", "sent_at", "state")
 
     def __init__(self, contact: Contact, dist: int, hop: int, path: int, score: float) -> None:
         self.contact = contact
@@ -109,10 +110,11 @@ class _Candidate:
         self.score = score
         self.state = _FRESH
         self.sent_at = 0.0
+        #: Query order: distance class first, then the higher score.
+        self.order = (dist.bit_length(), -score)
 
-    def order(self) -> tuple[int, float]:
-        """Query order: distance class first, then the higher score."""
-        return (self.dist.bit_length(), -self.score)
+
+_QUERY_ORDER: Final = operator.attrgetter("order")
 
 
 class _Path:
@@ -266,12 +268,11 @@ class Lookup:
         for path in self._paths:
             if path.done:
                 continue
-            window = self._window(path)
-            fresh = [c for c in window if c.state == _FRESH]
+            fresh = self._fresh_in_window(path)
             if not fresh:
                 continue
             if self._priority is not None:
-                fresh.sort(key=_Candidate.order)
+                fresh.sort(key=_QUERY_ORDER)
             slow = self._slow_count(path, now)
             budget = min(
                 cfg.alpha - (path.in_flight - slow),
@@ -419,16 +420,34 @@ class Lookup:
                     self._drop("candidates-full")
                     break
 
-    def _window(self, path: _Path) -> list[_Candidate]:
-        """The path's ``window`` (default k) closest candidates that have not failed."""
-        k = self.config.window or self.config.k
-        window = []
+    def _fresh_in_window(self, path: _Path) -> list[_Candidate]:
+        """The not yet queried candidates of the path's window: its ``window``
+        (default k) closest candidates that have not failed."""
+        room = self.config.window or self.config.k
+        fresh = []
         for cand in path.candidates:
-            if cand.state != _FAILED:
-                window.append(cand)
-                if len(window) == k:
+            state = cand.state
+            if state != _FAILED:
+                if state == _FRESH:
+                    fresh.append(cand)
+                room -= 1
+                if not room:
                     break
-        return window
+        return fresh
+
+    def _window_answered(self, path: _Path) -> bool:
+        """Whether every candidate of the path's window (as in :meth:`_fresh_in_window`)
+        answered."""
+        room = self.config.window or self.config.k
+        for cand in path.candidates:
+            state = cand.state
+            if state != _FAILED:
+                if state != _ANSWERED:
+                    return False
+                room -= 1
+                if not room:
+                    break
+        return True
 
     def _slow_count(self, path: _Path, now: float) -> int:
         slow_after = self.config.slow_after
@@ -444,8 +463,7 @@ class Lookup:
         for path in self._paths:
             if path.done:
                 continue
-            window = self._window(path)
-            if all(c.state == _ANSWERED for c in window):
+            if self._window_answered(path):
                 path.done = True
         if all(path.done for path in self._paths):
             self._finished = now

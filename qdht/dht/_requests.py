@@ -18,7 +18,7 @@ from qdht.dht._corebase import (
     _LookupOp,
     _Pending,
     _RequestOp,
-    _usable_address,
+    _usable_host,
     _WatchOp,
 )
 from qdht.dht._events import (
@@ -393,19 +393,22 @@ class _Requests(_Serving):
             self._drop("nodes-oversized")
         out: list[Contact] = []
         seen: set[bytes] = set()
-        for contact in contacts:
+        local_id, transports = self.local_id, self.transports
+        for contact in contacts:  # every answer of every lookup: _address_for inlined
             node_id = contact.node_id
-            if node_id == self.local_id:
+            if node_id == local_id:
                 continue  # ourselves: normal, not an offence
             if node_id in seen:
                 self._drop("contact-duplicate")
                 continue
             seen.add(node_id)
-            address = self._address_for(contact)
-            if address is None:
+            for address in contact.addresses:
+                if address.transport in transports:
+                    break
+            else:
                 self._drop("contact-no-usable-address")
                 continue
-            if not _usable_address(address):
+            if not _usable_host(address.host):
                 self._drop("contact-bad-address")
                 continue
             out.append(contact)  # already shared: parse_nodes interns
