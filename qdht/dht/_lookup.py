@@ -118,12 +118,15 @@ _QUERY_ORDER: Final = operator.attrgetter("order")
 
 
 class _Path:
-    __slots__ = ("candidates", "done", "in_flight", "responses", "rpcs", "timeouts")
+    __slots__ = ("candidates", "done", "flying", "in_flight", "responses", "rpcs", "timeouts")
 
     def __init__(self) -> None:
         # Sorted by distance, nearest first.
         self.candidates: list[_Candidate] = []
         self.in_flight = 0
+        #: The candidates in flight (``in_flight`` of them, a handful: ``alpha`` and
+        #: the slow extra), so that timers do not scan all candidates.
+        self.flying: list[_Candidate] = []
         self.rpcs = 0
         self.responses = 0
         self.timeouts = 0
@@ -282,6 +285,7 @@ class Lookup:
                 cand.state = _IN_FLIGHT
                 cand.sent_at = now
                 path.in_flight += 1
+                path.flying.append(cand)
                 path.rpcs += 1
                 out.append(cand.contact)
         return out
@@ -305,8 +309,8 @@ class Lookup:
             c.sent_at + slow_after
             for path in self._paths
             if path.in_flight and not path.done
-            for c in path.candidates
-            if c.state == _IN_FLIGHT and c.sent_at + slow_after > last
+            for c in path.flying
+            if c.sent_at + slow_after > last
         ]
         self._timer = min(times, default=None)
         self._timer_valid = True
@@ -362,6 +366,7 @@ class Lookup:
         path = self._paths[cand.path]
         cand.state = _FAILED
         path.in_flight -= 1
+        path.flying.remove(cand)
         path.timeouts += 1
         self._update_done(now)
 
@@ -384,6 +389,7 @@ class Lookup:
     def _answered(self, cand: _Candidate, path: _Path) -> None:
         if cand.state == _IN_FLIGHT:
             path.in_flight -= 1
+            path.flying.remove(cand)
         cand.state = _ANSWERED
         path.responses += 1
 
@@ -453,9 +459,7 @@ class Lookup:
         slow_after = self.config.slow_after
         if slow_after is None or not path.in_flight:
             return 0
-        return sum(
-            1 for c in path.candidates if c.state == _IN_FLIGHT and c.sent_at + slow_after <= now
-        )
+        return sum(1 for c in path.flying if c.sent_at + slow_after <= now)
 
     def _update_done(self, now: float) -> None:
         if self._finished is not None:
