@@ -596,10 +596,7 @@ class _CoreBase:
 
     def _priority(self, now: float, node_id: bytes) -> float | None:
         """A lookup's view of a peer: None if banned, else its reputation score."""
-        reputation = self.reputation
-        if reputation.banned(node_id, now):
-            return None
-        return reputation.score(node_id, now)
+        return self.reputation.priority(node_id, now)
 
     def _event(self, event: DhtEvent) -> None:
         if len(self._events) >= _MAX_EVENTS:

@@ -30,6 +30,7 @@ signal).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final
 
@@ -115,6 +116,7 @@ class _Candidate:
 
 
 _QUERY_ORDER: Final = operator.attrgetter("order")
+_DIST: Final = operator.attrgetter("dist")
 
 
 class _Path:
@@ -406,13 +408,7 @@ class Lookup:
             score = given
         cand = _Candidate(contact, id_int ^ self._t, hop, path, score)
         candidates = self._paths[path].candidates
-        lo, hi = 0, len(candidates)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if candidates[mid].dist < cand.dist:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect_left(candidates, cand.dist, key=_DIST)
         if lo >= self.config.max_candidates:
             self._drop("candidates-full")
             return

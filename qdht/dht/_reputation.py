@@ -147,6 +147,16 @@ class Reputation:
             self._low = {n for n, p in self._peers.items() if p.score < threshold}
         return bool(self._low)
 
+    def priority(self, node_id: bytes, now: float) -> float | None:
+        """None if ``node_id`` is serving a ban at ``now``, else its score (one lookup
+        for both: a lookup asks this of every contact it learns)."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return 0.0
+        if peer.banned_until > now:
+            return None
+        return self._decayed(peer, now)
+
     def banned(self, node_id: bytes, now: float) -> bool:
         """Whether ``node_id`` is serving a ban at ``now``."""
         peer = self._peers.get(node_id)

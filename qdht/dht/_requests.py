@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import attrs
 
@@ -394,7 +395,8 @@ class _Requests(_Serving):
         out: list[Contact] = []
         seen: set[bytes] = set()
         local_id, transports = self.local_id, self.transports
-        for contact in contacts:  # every answer of every lookup: _address_for inlined
+        verdicts = _VERDICTS
+        for contact in contacts:
             node_id = contact.node_id
             if node_id == local_id:
                 continue  # ourselves: normal, not an offence
@@ -402,14 +404,34 @@ class _Requests(_Serving):
                 self._drop("contact-duplicate")
                 continue
             seen.add(node_id)
-            for address in contact.addresses:
-                if address.transport in transports:
-                    break
+            cached = verdicts.get(node_id)
+            if cached is not None and cached[0] is contact and cached[1] == transports:
+                problem = cached[2]
             else:
-                self._drop("contact-no-usable-address")
-                continue
-            if not _usable_host(address.host):
-                self._drop("contact-bad-address")
+                problem = _contact_problem(contact, transports)
+            if problem:
+                self._drop(problem)
                 continue
             out.append(contact)  # already shared: parse_nodes interns
         return out
+
+
+#: Node ID → (the contact last checked, the transports it was checked for, what is
+#: wrong with it or ""): every answer of every lookup names 20 contacts, nearly
+#: all seen before as the very same object (parse_nodes interns them).
+_VERDICTS: dict[bytes, tuple[Contact, frozenset[str], str]] = {}
+_MAX_VERDICTS: Final = 65_536
+
+
+def _contact_problem(contact: Contact, transports: frozenset[str]) -> str:
+    """Why a NODES answer's ``contact`` is unusable here ("" if it is usable), remembered."""
+    for address in contact.addresses:
+        if address.transport in transports:
+            problem = "" if _usable_host(address.host) else "contact-bad-address"
+            break
+    else:
+        problem = "contact-no-usable-address"
+    if len(_VERDICTS) >= _MAX_VERDICTS:
+        _VERDICTS.clear()
+    _VERDICTS[contact.node_id] = (contact, transports, problem)
+    return problem

@@ -54,6 +54,10 @@ def test_repeated_offences_ban_for_a_while_and_longer_each_time() -> None:
     assert rep.banned(A, 1.0)
     assert rep.banned(A, 59.9)
     assert not rep.banned(A, 60.0)
+    # A lookup's view: None while banned, then the score, which started over at the ban.
+    assert rep.priority(A, 59.9) is None
+    assert rep.priority(A, 60.0) == rep.score(A, 60.0)
+    assert rep.priority(B, 1.0) == 0.0  # never seen
     # An offence during a ban does not start another one.
     assert not rep.offence(A, "invalid-message", 30.0)
     # The score started over at the ban; the next ban lasts twice as long, then the cap.
