@@ -290,8 +290,9 @@ class RecordConfig:
     #: Signature verdicts remembered (07-records.md §6.2), shared by STORE,
     #: FIND_VALUE answers and gets.
     verdict_cache: int = attrs.field(default=4096, validator=validators.positive_int)
-    #: Seconds between sweeps that delete expired records from the store (an
-    #: expired record is never served in between: every answer is re-validated).
+    #: Expired records are deleted when the earliest held one expires, at most
+    #: one sweep per this many seconds (expiries close together go in one); an
+    #: expired record is never served in between: every answer is re-validated.
     expire_interval: float = attrs.field(default=60.0, validator=validators.positive)
     #: Entry-correction STOREs one get may send (07-records.md §7.3).
     max_corrections: int = attrs.field(default=32, validator=validators.positive_int)

@@ -169,6 +169,12 @@ class RecordStore(Protocol):
         """Remove every entry whose expiry is at or before ``now``; return how many."""
         ...
 
+    def next_expiry(self) -> float:
+        """A Unix time before which no held entry expires: the earliest expiry or a
+        lower bound of it (``math.inf`` when nothing is held).  The core sweeps
+        then (:meth:`delete_expired`), instead of polling."""
+        ...
+
     def __len__(self) -> int:
         """The entries held (stored and cached; a set counts one per entry)."""
         ...
@@ -536,6 +542,13 @@ class MemoryRecordStore(_StoreBase):
             return []
         self._touch(key, [s for s, row in slots.items() if row.cached])
         return [slots[s].record for s in sorted(slots) if now is None or slots[s].expires > now]
+
+    def next_expiry(self) -> float:
+        """A Unix time before which no held entry expires (:class:`RecordStore`):
+        exact after a :meth:`delete_expired` that found something due, a lower
+        bound otherwise (an entry replaced or evicted since may have been the
+        earliest, and then a sweep finds nothing and sets it right)."""
+        return self._earliest if self._keys else math.inf
 
     def delete_expired(self, now: float) -> int:
         """Remove every entry whose expiry is at or before ``now``; return how many."""

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from qdht.crypto.mldsa import MLDSAPrivateKey
 from qdht.dht import (
     LookupCompleted,
+    MemoryRecordStore,
     PutCompleted,
     RecordConfig,
     RecordLimits,
+    RecordValidator,
     SqliteRecordStore,
     ValidRecord,
     sign_mutable,
@@ -378,6 +380,52 @@ def test_record_expiry_follows_the_unix_offset(alice: MLDSAPrivateKey) -> None:
     assert held(b, record.key()) == []
     [answer] = request(a, b, encode(FindValue(RID, record.key())))
     assert isinstance(decode(answer), Nodes)
+
+
+class _CountingStore(MemoryRecordStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweeps = 0
+
+    def delete_expired(self, now: float) -> int:
+        self.sweeps += 1
+        return super().delete_expired(now)
+
+
+def _run_timers(peer: Peer, until: float) -> None:
+    """Handle ``peer``'s timers up to ``until``, as its driver would."""
+    while (at := peer.core.get_timer()) is not None and at <= until:
+        peer.core.handle_timer(at)
+        peer.core.messages_to_send()  # nobody answers: lookups and pings time out
+
+
+def test_records_are_swept_when_they_expire_not_every_interval(alice: MLDSAPrivateKey) -> None:
+    # A record living a day is deleted at its expiry, by one sweep: a holder does
+    # not wake every expire_interval (60 s) for nothing.
+    swept = _CountingStore()
+    net = CoreNet(39)
+    a, b = net.add(), net.add(records=swept)
+    record = mutable(alice, 1, b"x")  # expires at EXP (b's clock: Unix time = now)
+    assert stored_ok(request(a, b, store(record)))
+    _run_timers(b, EXP - 1.0)
+    assert swept.sweeps == 0
+    assert len(swept) == 1
+    _run_timers(b, EXP + 61.0)
+    assert swept.sweeps == 1
+    assert len(swept) == 0
+
+
+def test_a_store_loaded_with_records_is_swept_from_the_start(alice: MLDSAPrivateKey) -> None:
+    # Records a node held before a restart expire like any other, before any new STORE.
+    loaded = _CountingStore()
+    record = mutable(alice, 1, b"x", expires=600)
+    valid = RecordValidator(RecordLimits()).validate(record, record.key(), 0.0)
+    loaded.put(valid, source="disk", cached=False, now=0.0)
+    net = CoreNet(40)
+    b = net.add(records=loaded)
+    _run_timers(b, 700.0)
+    assert loaded.sweeps == 1
+    assert len(loaded) == 0
 
 
 # ------------------------------------------------------------------ put and get
