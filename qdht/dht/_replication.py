@@ -359,7 +359,9 @@ class Replicator:
             del recent[oldest]
         # The keys the newcomer can be among the k closest of lie in the region
         # around it that holds about k nodes (one bit wider, to be safe).
-        size = self.routing.estimated_size()
+        # Only its order of magnitude matters here, and the bit of margin covers
+        # the newcomer's own effect on it: no recomputing after every newcomer.
+        size = self.routing.rough_size()
         bits = max(0, region_bits(size, self.k) - 1)
         low, high, _mid = region_of(node_id, bits)
         keys = self.store.keys_for_republish(low, high, limit=cfg.max_handoff_keys)

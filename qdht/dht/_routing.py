@@ -238,6 +238,8 @@ class RoutingTable:
         self.any_below: Callable[[float], bool] | None = None
         #: estimated_size() until the entries or their misses change (None: stale).
         self._estimate: float | None = None
+        #: The estimate as last computed (rough_size()).
+        self._rough: float | None = None
         #: The XOR distance within which a change of entries invalidates _estimate.
         self._estimate_reach = _SPACE
 
@@ -478,7 +480,7 @@ class RoutingTable:
             return 1.0
         nearest = self.closest(self.local_id, m)
         far = distance(self.local_id, nearest[-1].node_id)
-        self._estimate = max(m + 1.0, m * float(1 << ID_BITS) / (far + 1))
+        self._estimate = self._rough = max(m + 1.0, m * float(1 << ID_BITS) / (far + 1))
         # Entries farther than the m-th nearest cannot change the estimate, as
         # long as the m nearest are m answering entries (closest() fills up
         # with entries that missed only when too few answering ones exist).
@@ -486,6 +488,13 @@ class RoutingTable:
         whole = m < self.config.k or any(index[c.node_id].failures for c in nearest)
         self._estimate_reach = _SPACE if whole else far
         return self._estimate
+
+    def rough_size(self) -> float:
+        """:meth:`estimated_size` as last computed, not recomputed after the entries
+        changed since: for callers that need only its order of magnitude (one
+        newcomer near us moves it by about 1/k), after every change."""
+        rough = self._rough
+        return self.estimated_size() if rough is None else rough
 
     def _stale_estimate(self, entry: _Entry) -> None:
         """``entry`` was added, removed, missed or answered after missing."""

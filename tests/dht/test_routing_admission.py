@@ -169,6 +169,22 @@ def test_network_size_estimate_tracks_the_neighbourhood() -> None:
     assert RoutingTable(ZERO, now=0.0).estimated_size() == 1.0
 
 
+def test_the_rough_size_is_the_estimate_as_last_computed() -> None:
+    rng = random.Random(9)
+    table = RoutingTable(ZERO, now=0.0, config=RoutingConfig(outbound_first=0))
+    for i in range(60):
+        table.update_verified(contact_for(rng.randbytes(32), unique_ip(i)), 0.0)
+    first = table.rough_size()  # nothing computed yet: computed now
+    assert first == table.estimated_size()
+    # A newcomer next to us moves the estimate; the rough size stays as it was
+    # until someone asks for the estimate again.
+    table.update_verified(contact_for(b"\x00" * 31 + b"\x01", unique_ip(99)), 1.0)
+    assert table.rough_size() == first
+    moved = table.estimated_size()
+    assert moved != first
+    assert table.rough_size() == moved
+
+
 def test_outbound_first_never_asks_for_more_than_k_outbound_peers() -> None:
     # A k = 2 table with the default outbound_first (20): in a small network it
     # could never hold 20 outbound peers, and requesters would stay out for good.
