@@ -88,6 +88,9 @@ _TIMER: Final = 1
 _CALL: Final = 2
 
 
+#: The events the loop acts on (operations ending, join pings answered).
+_TRACKED: Final = frozenset({RequestCompleted, RequestFailed, LookupCompleted, PutCompleted})
+
 #: Bootstrap contacts a joining node tries before it gives up.
 MAX_JOIN_ATTEMPTS: Final = 4
 
@@ -532,8 +535,11 @@ class CoreNetwork:
         return size
 
     def _on_event(self, node: SimCore, event: DhtEvent) -> None:
+        kind = type(event)
+        if kind not in _TRACKED:
+            return  # routing-table changes, stored values, ...: nothing to track
         key = (node.index, getattr(event, "handle", 0))
-        if type(event) is RequestCompleted or type(event) is RequestFailed:
+        if kind is RequestCompleted or kind is RequestFailed:
             if key in self._join_pings:
                 self._join_pings.discard(key)
                 self._on_join_ping(node, type(event) is RequestCompleted)

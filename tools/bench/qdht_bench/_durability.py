@@ -402,7 +402,12 @@ def _advance(
     ``at`` simulated seconds into the churn, at the very point of the loop where
     a mass departure at ``at`` would be applied (:func:`run_branch`)."""
     with _gc_paused():
-        _advance_hours(run, progress=progress, checkpoint=checkpoint, every=every, branch=branch)
+        try:
+            _advance_hours(
+                run, progress=progress, checkpoint=checkpoint, every=every, branch=branch
+            )
+        finally:
+            gc.unfreeze()
 
 
 def _advance_hours(
@@ -415,7 +420,13 @@ def _advance_hours(
 ) -> None:
     """:func:`_advance`, with cyclic garbage collected once per simulated hour
     (not whenever allocations pass the thresholds: measured 5-8 % of the CPU at
-    500 nodes, every collection rescanning the simulation's growing heap)."""
+    500 nodes, every collection rescanning the simulation's growing heap), and
+    only among the objects made since the last collection: what survived one is
+    frozen (``gc.freeze``).  The simulation makes little cyclic garbage
+    (measured at 500 nodes: 400-700 unreachable objects a simulated hour, of
+    220,000-280,000 tracked), so what freezing keeps of it is small, while a full
+    collection at 2,000 nodes scanned about a million objects every hour (1.2 s,
+    4 % of the hour's CPU).  Refcounting frees frozen objects as usual."""
     net, end = run.net, run.start + run.hours * _HOUR
     wall, cpu = time.perf_counter(), time.process_time()
     while True:
@@ -440,6 +451,7 @@ def _advance_hours(
             break
         net.run_until(hour_at)
         gc.collect()
+        gc.freeze()
         now, now_cpu = time.perf_counter(), time.process_time()
         run.wall_spent += now - wall
         run.cpu_spent += now_cpu - cpu
