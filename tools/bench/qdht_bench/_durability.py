@@ -70,6 +70,25 @@ and at 30 % churn many of those it tries have left), 34 STOREs, 25 PINGs of
 stale bucket heads, and 13 FIND_NODEs of the arrivals' joins -- about 0.43 M
 messages per hour at about 100 µs each, in a flat profile.
 
+Then (session 10): the cost of a simulated hour had doubled over the 48 hours
+(48 to 100 CPU-seconds) because every node that left kept its whole core to
+the end: 85 MB and 0.5 s more hourly garbage collection per simulated hour.
+The run now forgets its dead (``CoreNetwork(forget_dead=)``, keeping their
+counters), and what survives an hourly collection is frozen.  Counting the
+timer events showed 2,000 record holders sweeping their stores 120,000 times
+an hour, each deleting nothing: a node now sweeps when its earliest record
+expires (``RecordConfig.expire_interval``), which a phone needs as much.
+Lookups keep their in-flight requests apart (the slow-request scan went over
+up to 200 candidates per message), and a NODES answer's contacts are checked
+once per shared contact.  In same-run pairs at 2,000 nodes (two processes at
+once) a simulated hour costs 0.80-0.90 of what it cost before these changes
+(after forgetting the dead, which shows in the later hours).  Where the
+messages go (per node and hour at 30 % churn): 88 FIND_NODEs (47 of the
+hourly random walk and idle-bucket refreshes, 27 of republish region
+lookups, 13 of joins), 34 STOREs and 26 PINGs; 36 % of the FIND_NODEs and
+PINGs are never answered (the node left, or a message was lost).  Without the random walk an hour
+sends 15 % fewer messages (measured; 02-dht-rpc.md §8 says why it stays).
+
 A full-size run takes hours of CPU: ``--checkpoint PATH`` saves it (a
 pickle of the whole simulation) every ``--checkpoint-every`` simulated hours
 and ``--resume PATH`` finishes it from there, with the same result as an
