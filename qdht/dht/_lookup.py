@@ -120,14 +120,13 @@ _DIST: Final = operator.attrgetter("dist")
 
 
 class _Path:
-    __slots__ = ("candidates", "done", "flying", "in_flight", "responses", "rpcs", "timeouts")
+    __slots__ = ("candidates", "done", "flying", "responses", "rpcs", "timeouts")
 
     def __init__(self) -> None:
         # Sorted by distance, nearest first.
         self.candidates: list[_Candidate] = []
-        self.in_flight = 0
-        #: The candidates in flight (``in_flight`` of them, a handful: ``alpha`` and
-        #: the slow extra), so that timers do not scan all candidates.
+        #: The candidates in flight (a handful: ``alpha`` and the slow extra), so
+        #: that timers do not scan all candidates.
         self.flying: list[_Candidate] = []
         self.rpcs = 0
         self.responses = 0
@@ -280,13 +279,12 @@ class Lookup:
                 fresh.sort(key=_QUERY_ORDER)
             slow = self._slow_count(path, now)
             budget = min(
-                cfg.alpha - (path.in_flight - slow),
-                cfg.alpha + cfg.max_slow_extra - path.in_flight,
+                cfg.alpha - (len(path.flying) - slow),
+                cfg.alpha + cfg.max_slow_extra - len(path.flying),
             )
             for cand in fresh[: max(0, budget)]:
                 cand.state = _IN_FLIGHT
                 cand.sent_at = now
-                path.in_flight += 1
                 path.flying.append(cand)
                 path.rpcs += 1
                 out.append(cand.contact)
@@ -305,12 +303,12 @@ class Lookup:
         if self._finished is not None or slow_after is None:
             return None
         # Requests already slow at the latest input were accounted for then.
-        # Only paths with requests in flight can have any (in_flight counts them).
+        # Only paths with requests in flight can have any (``flying`` holds them).
         last = self._last
         times = [
             c.sent_at + slow_after
             for path in self._paths
-            if path.in_flight and not path.done
+            if path.flying and not path.done
             for c in path.flying
             if c.sent_at + slow_after > last
         ]
@@ -367,7 +365,6 @@ class Lookup:
             return
         path = self._paths[cand.path]
         cand.state = _FAILED
-        path.in_flight -= 1
         path.flying.remove(cand)
         path.timeouts += 1
         self._update_done(now)
@@ -390,7 +387,6 @@ class Lookup:
 
     def _answered(self, cand: _Candidate, path: _Path) -> None:
         if cand.state == _IN_FLIGHT:
-            path.in_flight -= 1
             path.flying.remove(cand)
         cand.state = _ANSWERED
         path.responses += 1
@@ -453,7 +449,7 @@ class Lookup:
 
     def _slow_count(self, path: _Path, now: float) -> int:
         slow_after = self.config.slow_after
-        if slow_after is None or not path.in_flight:
+        if slow_after is None or not path.flying:
             return 0
         return sum(1 for c in path.flying if c.sent_at + slow_after <= now)
 

@@ -406,9 +406,7 @@ class Replicator:
         if self._retry_at is not None:
             when = min(when, self._retry_at)
         if self._queued:  # asked after every message: most of the time nothing waits
-            earliest = min(p.tat for p in self._peers.values() if p.keys)
-            cfg = self.config
-            earliest -= (cfg.store_burst - 1) / cfg.store_rate  # as _send_time
+            earliest = min(self._send_time(p) for p in self._peers.values() if p.keys)
             when = min(when, max(earliest, self._total_send_time()))
         return None if when == math.inf else when
 
