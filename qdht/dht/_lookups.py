@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 
+import attrs
+
 from qdht.dht._corebase import (
     LOOKUP_KINDS,
     STORE_ERROR_CODES,
@@ -181,7 +183,9 @@ class _Lookups(_Requests):
         *,
         record: ValidRecord | None = None,
         cas: int | None = None,
+        window: int | None = None,
     ) -> int:
+        """Start a lookup of ``kind``; ``window`` narrows its window (the random walk)."""
         handle = self._handle()
         if kind in USER_KINDS:
             # A client's refresh deferred while it was idle runs now, with this lookup.
@@ -190,6 +194,8 @@ class _Lookups(_Requests):
                 self._refresh_deferred = False
                 self._new_deadline = min(self._new_deadline, now)
         cfg = self.lookup_config
+        if window is not None:
+            cfg = attrs.evolve(cfg, window=min(window, cfg.max_candidates))
         lookup = Lookup(
             target,
             self.routing.closest(target, cfg.k),

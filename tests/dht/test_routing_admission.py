@@ -7,6 +7,7 @@ import random
 
 from qdht.dht import PeerAdded, PeerReplaced, PingNeeded, RoutingConfig, RoutingTable
 from qdht.identity import puzzle_ok
+from qdht.testing import CoreNetwork
 from qdht.wire import dumps_canonical, loads_canonical
 
 from .sim import contact_for, id_with_prefix, unique_ip
@@ -141,16 +142,20 @@ def test_random_walks_run_at_the_configured_interval() -> None:
     table = RoutingTable(ZERO, now=0.0, config=config, rng=random.Random(7).randbytes)
     table.update_verified(contact_for(b"\x80" + bytes(31)), 0.0)
     assert table.next_refresh_time() == 300.0
-    assert table.buckets_needing_refresh(299.0) == []
-    walk = table.buckets_needing_refresh(300.0)
-    assert len(walk) == 1
+    assert table.random_walk_due(299.0) is None
+    assert table.buckets_needing_refresh(300.0) == []  # the walk is not an idle bucket
+    walk = table.random_walk_due(300.0)
+    assert walk is not None
+    assert len(walk) == 32
+    assert table.random_walk_due(300.0) is None  # once per interval
     assert table.next_refresh_time() == 600.0
-    second = table.buckets_needing_refresh(600.0)
-    assert len(second) == 1
+    second = table.random_walk_due(600.0)
+    assert second is not None
     assert second != walk
     assert table.stats()["random_walks"] == 2
     off = RoutingTable(ZERO, now=0.0, config=RoutingConfig(random_walk_interval=None))
     assert off.next_refresh_time() == 3600.0
+    assert off.random_walk_due(1e9) is None
 
 
 def test_network_size_estimate_tracks_the_neighbourhood() -> None:
@@ -199,3 +204,20 @@ def test_outbound_first_never_asks_for_more_than_k_outbound_peers() -> None:
         [],  # its bucket was full: it waits in the replacement cache
     )
     assert "inbound-before-outbound" not in table.stats()["drops"]
+
+
+def test_the_random_walk_ends_at_its_own_narrow_window() -> None:
+    """A walk's lookup stops once ``random_walk_window`` closest answered (02 §8):
+    in the same network, an hour of nothing but walks costs a narrow walk far
+    fewer messages than a k-wide one, with every node walking once in both."""
+    delivered = {}
+    for window in (20, 3):
+        routing = RoutingConfig(random_walk_interval=600.0, random_walk_window=window)
+        net = CoreNetwork(seed=5, core_options={"routing": routing})
+        net.build(150)
+        start = net.now
+        before = net.stats()["delivered"]
+        net.run_until(start + 600.0)
+        assert sum(n.core.routing.stats()["random_walks"] for n in net.alive) == 150
+        delivered[window] = net.stats()["delivered"] - before
+    assert delivered[3] < 0.7 * delivered[20]

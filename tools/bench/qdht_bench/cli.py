@@ -31,6 +31,7 @@ BENCHMARKS: Final[dict[str, str]] = {
     "fl": "fl",
     "durability": "_durability",
     "adversarial": "_adversarial",
+    "walk": "_walk",
     "fuzz": "_fuzz",
     "dos": "_dos",
     "records": "records_net",
