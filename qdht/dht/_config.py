@@ -80,13 +80,14 @@ class RoutingConfig:
     random_walk_interval: float | None = attrs.field(
         default=3600.0, validator=validators.optional(validators.positive)
     )
-    #: A random walk's lookup ends when this many of the closest nodes it found
-    #: have answered (its window; every other lookup uses ``LookupConfig.window``).
-    #: The walk is there to meet nodes on the way, not to find the k closest to
-    #: a random ID: ending at the closest 5 sent a quarter fewer of the DHT's
-    #: messages at 30 % hourly churn, and no walk, narrow or k-wide, measurably
+    #: A refresh lookup (an idle bucket's, the join's, the random walk) ends when
+    #: this many of the closest nodes it found have answered (its window; every
+    #: other lookup uses ``LookupConfig.window``).  Refreshing is there to meet
+    #: nodes on the way, not to find the k closest to a random ID: ending at
+    #: the closest 5 sent a quarter fewer of the DHT's messages at 30 % hourly
+    #: churn with every record kept, and no walk, narrow or k-wide, measurably
     #: repaired an eclipsed table (``qdht-bench walk``; ``02-dht-rpc.md`` §8).
-    random_walk_window: int = attrs.field(default=5, validator=validators.positive_int)
+    refresh_window: int = attrs.field(default=5, validator=validators.positive_int)
     #: A full bucket replaces an entry whose reputation score is below this at once
     #: when a fresh verified peer arrives (lowest score first).
     evict_below_score: float = attrs.field(default=-10.0, validator=validators.number)

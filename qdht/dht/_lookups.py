@@ -183,9 +183,7 @@ class _Lookups(_Requests):
         *,
         record: ValidRecord | None = None,
         cas: int | None = None,
-        window: int | None = None,
     ) -> int:
-        """Start a lookup of ``kind``; ``window`` narrows its window (the random walk)."""
         handle = self._handle()
         if kind in USER_KINDS:
             # A client's refresh deferred while it was idle runs now, with this lookup.
@@ -194,8 +192,11 @@ class _Lookups(_Requests):
                 self._refresh_deferred = False
                 self._new_deadline = min(self._new_deadline, now)
         cfg = self.lookup_config
-        if window is not None:
-            cfg = attrs.evolve(cfg, window=min(window, cfg.max_candidates))
+        if kind == "refresh":
+            # Table maintenance meets nodes on the way; it does not need the k
+            # closest to a random ID (RoutingConfig.refresh_window, 02-dht-rpc.md §8).
+            window = min(self.routing.config.refresh_window, cfg.max_candidates)
+            cfg = attrs.evolve(cfg, window=window)
         lookup = Lookup(
             target,
             self.routing.closest(target, cfg.k),

@@ -584,8 +584,8 @@ class RoutingTable:
     def random_walk_due(self, now: float) -> bytes | None:
         """A uniformly random target when a random walk is due (every
         ``random_walk_interval``, whatever the buckets' state), else None.
-        Returning it counts as walking; the driver runs a lookup for it whose
-        window is ``random_walk_window`` (``02-dht-rpc.md`` §8)."""
+        Returning it counts as walking; the driver runs a refresh lookup for it
+        (narrow: ``refresh_window``, ``02-dht-rpc.md`` §8)."""
         walk = self.config.random_walk_interval
         if walk is None or now < self._walk_at:
             return None

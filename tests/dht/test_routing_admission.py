@@ -207,12 +207,12 @@ def test_outbound_first_never_asks_for_more_than_k_outbound_peers() -> None:
 
 
 def test_the_random_walk_ends_at_its_own_narrow_window() -> None:
-    """A walk's lookup stops once ``random_walk_window`` closest answered (02 §8):
+    """A walk's lookup stops once ``refresh_window`` closest answered (02 §8):
     in the same network, an hour of nothing but walks costs a narrow walk far
     fewer messages than a k-wide one, with every node walking once in both."""
     delivered = {}
     for window in (20, 3):
-        routing = RoutingConfig(random_walk_interval=600.0, random_walk_window=window)
+        routing = RoutingConfig(random_walk_interval=600.0, refresh_window=window)
         net = CoreNetwork(seed=5, core_options={"routing": routing})
         net.build(150)
         start = net.now

@@ -14,10 +14,11 @@ table holds an honest node ``--hours`` later, and
 ``found_nearest_<mode>`` the fraction of ten FIND_NODE lookups per victim
 (random targets, at the end) whose answer includes the live honest node
 nearest the target.  ``messages_<mode>`` counts every message the network
-delivered over the hours.  Modes: ``full`` (the walk's lookup ends when the
-k = 20 closest it found answered), ``narrow`` (the default
-``RoutingConfig.random_walk_window``), ``none`` (no walk; idle buckets are
-still refreshed).  Every mode starts from the same seed, so the same network
+delivered over the hours.  Modes: ``full`` (every refresh lookup, the
+walk's and idle buckets', ends when the k = 20 closest it found answered: the
+reference implementation before session 11), ``narrow`` (the default
+``RoutingConfig.refresh_window`` = 5), ``none`` (no walk; idle buckets are
+still refreshed, narrow).  Every mode starts from the same seed, so the same network
 and the same victims.
 """
 
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _routing(mode: str) -> RoutingConfig:
     if mode == "full":
-        return RoutingConfig(random_walk_window=RoutingConfig().k)
+        return RoutingConfig(refresh_window=RoutingConfig().k)
     if mode == "none":
         return RoutingConfig(random_walk_interval=None)
     return RoutingConfig()
