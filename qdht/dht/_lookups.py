@@ -91,7 +91,8 @@ class _Lookups(_Requests):
 
         ``kind`` ``"get"`` runs FIND_VALUE for the key ``target`` and accepts
         only a value that hashes to it; ``"find_node"``, ``"bootstrap"`` and
-        ``"refresh"`` run FIND_NODE.  Raises ``LookupFailedError`` when
+        ``"refresh"`` run FIND_NODE (a ``"refresh"`` lookup, table maintenance,
+        ends at ``RoutingConfig.refresh_window``, not k).  Raises ``LookupFailedError`` when
         ``max_lookups`` lookups are already running.
         """
         if kind not in ("find_node", "get", "bootstrap", "refresh"):

@@ -89,6 +89,18 @@ lookups, 13 of joins), 34 STOREs and 26 PINGs; 36 % of the FIND_NODEs and
 PINGs are never answered (the node left, or a message was lost).  Without the random walk an hour
 sends 15 % fewer messages (measured; 02-dht-rpc.md §8 says why it stays).
 
+Then (session 11): the walk and idle-bucket refreshes are narrow lookups
+(``RoutingConfig.refresh_window`` = 5: they end when the 5 closest nodes
+they found answered, not k; 02-dht-rpc.md §8 has the measurements, including
+that no walk, narrow or k-wide, measurably repairs an eclipsed table).  A
+simulated hour at 30 % churn sends about 0.31 M messages instead of 0.41-0.42 M.
+Where the rest goes (hour 2, 2,000 nodes, per node and hour): 75 FIND_NODEs
+(32 of refresh lookups, 27 of republish region lookups, 13 of joins), 33
+STOREs, 15 PINGs.  The republish rounds plan about 3 keys per record and hour
+(1,711 region lookups for 3,022 due keys at hour 2): the first holder of the
+hour, holders that missed its STOREs, and holders outside the k closest
+coming off their 6-hour pause (``outside_pause``) -- the next place to look.
+
 A full-size run takes hours of CPU: ``--checkpoint PATH`` saves it (a
 pickle of the whole simulation) every ``--checkpoint-every`` simulated hours
 and ``--resume PATH`` finishes it from there, with the same result as an
