@@ -80,14 +80,6 @@ class RoutingConfig:
     random_walk_interval: float | None = attrs.field(
         default=3600.0, validator=validators.optional(validators.positive)
     )
-    #: A refresh lookup (an idle bucket's, the join's, the random walk) ends when
-    #: this many of the closest nodes it found have answered (its window; every
-    #: other lookup uses ``LookupConfig.window``).  Refreshing is there to meet
-    #: nodes on the way, not to find the k closest to a random ID: ending at
-    #: the closest 5 sent a quarter fewer of the DHT's messages at 30 % hourly
-    #: churn with every record kept, and no walk, narrow or k-wide, measurably
-    #: repaired an eclipsed table (``qdht-bench walk``; ``02-dht-rpc.md`` §8).
-    refresh_window: int = attrs.field(default=5, validator=validators.positive_int)
     #: A full bucket replaces an entry whose reputation score is below this at once
     #: when a fresh verified peer arrives (lowest score first).
     evict_below_score: float = attrs.field(default=-10.0, validator=validators.number)
@@ -151,6 +143,14 @@ class LookupConfig:
     put_window: int | None = attrs.field(
         default=None, validator=validators.optional(validators.positive_int)
     )
+    #: A refresh lookup (an idle bucket's, the join's, the random walk) ends when
+    #: this many of the closest nodes it found have answered.  Refreshing is
+    #: there to meet nodes on the way, not to find the k closest to a random
+    #: ID: ending at the closest 5 sent a quarter fewer of the DHT's messages
+    #: at 30 % hourly churn with every record kept, and no walk, narrow or
+    #: k-wide, measurably repaired an eclipsed table (``qdht-bench walk``;
+    #: ``02-dht-rpc.md`` §8).
+    refresh_window: int = attrs.field(default=5, validator=validators.positive_int)
     #: ID clustering check (S/Kademlia's Sybil signal): a lookup that saw at least
     #: ``cluster_threshold`` distinct IDs within the distance of its target where
     #: ``cluster_expected`` IDs are expected for the estimated network size is
@@ -162,8 +162,8 @@ class LookupConfig:
     cluster_threshold: int = attrs.field(default=20, validator=validators.positive_int)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_candidates < max(self.k, self.window or 0):
-            raise ConfigError("max_candidates must be at least k and window")
+        if self.max_candidates < max(self.k, self.window or 0, self.refresh_window):
+            raise ConfigError("max_candidates must be at least k, window and refresh_window")
 
     def for_put(self) -> LookupConfig:
         """This configuration with each path's window wide enough for a put
@@ -173,6 +173,10 @@ class LookupConfig:
         if per_path <= (self.window or self.k):
             return self
         return attrs.evolve(self, window=per_path)
+
+    def for_refresh(self) -> LookupConfig:
+        """This configuration with the narrow window of a refresh lookup."""
+        return attrs.evolve(self, window=self.refresh_window)
 
 
 @attrs.frozen

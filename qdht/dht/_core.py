@@ -195,22 +195,15 @@ class DhtCore(_WatchRpc):
 
     def _refresh_buckets(self, now: float) -> None:
         """Look up a random ID in every bucket idle for ``refresh_interval`` (Kademlia §2.3),
-        and a random target when the random walk is due (both narrow lookups, 02 §8)."""
+        and a random target when the random walk is due (narrow lookups, 02 §8)."""
         self._used_since_refresh = False
         targets = self.routing.buckets_needing_refresh(now)
-        walk = self.routing.random_walk_due(now)
         if len(self.routing):
             budget = self.rpc_config.max_refresh_lookups
             for target in targets[:budget]:
                 if self._lookups >= self.rpc_config.max_lookups:
-                    return
+                    break
                 self._start(target, "refresh", now)
-            if (
-                walk is not None
-                and len(targets) < budget
-                and self._lookups < self.rpc_config.max_lookups
-            ):
-                self._start(walk, "refresh", now)
 
     def receive_message(
         self, node_id: bytes, addr: Hashable, payload: bytes, now: float, *, early: bool = False

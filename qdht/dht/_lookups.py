@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import attrs
-
 from qdht.dht._corebase import (
     LOOKUP_KINDS,
     STORE_ERROR_CODES,
@@ -92,7 +90,7 @@ class _Lookups(_Requests):
         ``kind`` ``"get"`` runs FIND_VALUE for the key ``target`` and accepts
         only a value that hashes to it; ``"find_node"``, ``"bootstrap"`` and
         ``"refresh"`` run FIND_NODE (a ``"refresh"`` lookup, table maintenance,
-        ends at ``RoutingConfig.refresh_window``, not k).  Raises ``LookupFailedError`` when
+        ends at ``LookupConfig.refresh_window``, not k).  Raises ``LookupFailedError`` when
         ``max_lookups`` lookups are already running.
         """
         if kind not in ("find_node", "get", "bootstrap", "refresh"):
@@ -193,16 +191,15 @@ class _Lookups(_Requests):
                 self._refresh_deferred = False
                 self._new_deadline = min(self._new_deadline, now)
         cfg = self.lookup_config
-        if kind == "refresh":
-            # Table maintenance meets nodes on the way; it does not need the k
-            # closest to a random ID (RoutingConfig.refresh_window, 02-dht-rpc.md §8).
-            window = min(self.routing.config.refresh_window, cfg.max_candidates)
-            cfg = attrs.evolve(cfg, window=window)
+        if kind == "put":
+            cfg = cfg.for_put()
+        elif kind == "refresh":
+            cfg = cfg.for_refresh()  # table maintenance: a narrow window (02 §8)
         lookup = Lookup(
             target,
             self.routing.closest(target, cfg.k),
             now=now,
-            config=cfg.for_put() if kind == "put" else cfg,
+            config=cfg,
             find_value=kind == "get",
             exclude=(self.local_id,),
             priority=functools.partial(self._priority, now),

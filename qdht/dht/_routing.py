@@ -571,7 +571,7 @@ class RoutingTable:
 
         Returning a target counts as refreshing its bucket (so each idle bucket
         is returned once per interval); the driver runs a lookup for each.
-        The random walk is apart: :meth:`random_walk_due`.
+        A random walk's target, when one is due, comes last.
         """
         interval = self.config.refresh_interval
         targets = []
@@ -579,23 +579,17 @@ class RoutingTable:
             if now >= bucket.last_active + interval:  # the sum next_refresh_time uses
                 targets.append(self.random_id_in_bucket(index))
                 self._active(bucket, now)
+        walk = self.config.random_walk_interval
+        if walk is not None and now >= self._walk_at:
+            # A random walk: a uniformly random target, whatever the buckets' state.
+            targets.append(self._rng(NODE_ID_SIZE))
+            self._walk_at = now + walk
+            self._counts["random_walks"] += 1
         return targets
 
-    def random_walk_due(self, now: float) -> bytes | None:
-        """A uniformly random target when a random walk is due (every
-        ``random_walk_interval``, whatever the buckets' state), else None.
-        Returning it counts as walking; the driver runs a refresh lookup for it
-        (narrow: ``refresh_window``, ``02-dht-rpc.md`` §8)."""
-        walk = self.config.random_walk_interval
-        if walk is None or now < self._walk_at:
-            return None
-        self._walk_at = now + walk
-        self._counts["random_walks"] += 1
-        return self._rng(NODE_ID_SIZE)
-
     def next_refresh_time(self) -> float:
-        """When :meth:`buckets_needing_refresh` or :meth:`random_walk_due` will
-        next return something (an idle bucket's refresh or the next random walk)."""
+        """When :meth:`buckets_needing_refresh` will next return something
+        (an idle bucket's refresh or the next random walk)."""
         idle = self._idle_since
         if idle is None:
             idle = self._idle_since = min(b.last_active for b in self._buckets)

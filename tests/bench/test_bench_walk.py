@@ -27,10 +27,6 @@ def test_every_walk_mode_measures_the_same_victims() -> None:
     result = _walk.run(args).metrics
     # The joins end long before the first walk (an hour after each node starts):
     # both modes see the same eclipsed newcomers, from the same seed.
-    assert result["eclipsed_narrow"] == result["eclipsed_none"]
-    assert result["found_nearest_narrow_trials"] == 12 * _walk.LOOKUPS_PER_VICTIM
-    for mode in ("narrow", "none"):
-        assert 0 <= result[f"repaired_{mode}_trials"] == result[f"eclipsed_{mode}"]
-        assert result[f"messages_{mode}"] > 0
+    assert result["eclipsed_narrow"] == result["eclipsed_none"] > 0
     # An hour and more: the narrow walks ran, so the two modes' traffic differs.
     assert result["messages_narrow"] != result["messages_none"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import random
 
-from qdht.dht import PeerAdded, PeerReplaced, PingNeeded, RoutingConfig, RoutingTable
+from qdht.dht import (
+    LookupConfig,
+    PeerAdded,
+    PeerReplaced,
+    PingNeeded,
+    RoutingConfig,
+    RoutingTable,
+)
 from qdht.identity import puzzle_ok
 from qdht.testing import CoreNetwork
 from qdht.wire import dumps_canonical, loads_canonical
@@ -142,20 +149,16 @@ def test_random_walks_run_at_the_configured_interval() -> None:
     table = RoutingTable(ZERO, now=0.0, config=config, rng=random.Random(7).randbytes)
     table.update_verified(contact_for(b"\x80" + bytes(31)), 0.0)
     assert table.next_refresh_time() == 300.0
-    assert table.random_walk_due(299.0) is None
-    assert table.buckets_needing_refresh(300.0) == []  # the walk is not an idle bucket
-    walk = table.random_walk_due(300.0)
-    assert walk is not None
-    assert len(walk) == 32
-    assert table.random_walk_due(300.0) is None  # once per interval
+    assert table.buckets_needing_refresh(299.0) == []
+    walk = table.buckets_needing_refresh(300.0)
+    assert len(walk) == 1
     assert table.next_refresh_time() == 600.0
-    second = table.random_walk_due(600.0)
-    assert second is not None
+    second = table.buckets_needing_refresh(600.0)
+    assert len(second) == 1
     assert second != walk
     assert table.stats()["random_walks"] == 2
     off = RoutingTable(ZERO, now=0.0, config=RoutingConfig(random_walk_interval=None))
     assert off.next_refresh_time() == 3600.0
-    assert off.random_walk_due(1e9) is None
 
 
 def test_network_size_estimate_tracks_the_neighbourhood() -> None:
@@ -212,8 +215,13 @@ def test_the_random_walk_ends_at_its_own_narrow_window() -> None:
     fewer messages than a k-wide one, with every node walking once in both."""
     delivered = {}
     for window in (20, 3):
-        routing = RoutingConfig(random_walk_interval=600.0, refresh_window=window)
-        net = CoreNetwork(seed=5, core_options={"routing": routing})
+        net = CoreNetwork(
+            seed=5,
+            core_options={
+                "routing": RoutingConfig(random_walk_interval=600.0),
+                "lookup": LookupConfig(refresh_window=window),
+            },
+        )
         net.build(150)
         start = net.now
         before = net.stats()["delivered"]

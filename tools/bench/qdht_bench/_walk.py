@@ -17,7 +17,7 @@ nearest the target.  ``messages_<mode>`` counts every message the network
 delivered over the hours.  Modes: ``full`` (every refresh lookup, the
 walk's and idle buckets', ends when the k = 20 closest it found answered: the
 reference implementation before session 11), ``narrow`` (the default
-``RoutingConfig.refresh_window`` = 5), ``none`` (no walk; idle buckets are
+``LookupConfig.refresh_window`` = 5), ``none`` (no walk; idle buckets are
 still refreshed, narrow).  Every mode starts from the same seed, so the same network
 and the same victims.
 """
@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Final
 
-from qdht.dht import RoutingConfig
+from qdht.dht import LookupConfig, RoutingConfig
 from qdht.testing import AdversarialNetwork, SimCore
 from qdht_bench._common import BenchResult
 
@@ -52,12 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
 
 
-def _routing(mode: str) -> RoutingConfig:
+def _core_options(mode: str) -> dict[str, object]:
     if mode == "full":
-        return RoutingConfig(refresh_window=RoutingConfig().k)
+        return {"lookup": LookupConfig(refresh_window=LookupConfig().k)}
     if mode == "none":
-        return RoutingConfig(random_walk_interval=None)
-    return RoutingConfig()
+        return {"routing": RoutingConfig(random_walk_interval=None)}
+    return {}
 
 
 def _eclipsed(victims: list[SimCore], adversaries: set[bytes]) -> set[int]:
@@ -70,7 +70,7 @@ def _eclipsed(victims: list[SimCore], adversaries: set[bytes]) -> set[int]:
 def _one(args: argparse.Namespace, mode: str) -> dict[str, float]:
     started = time.process_time()
     net = AdversarialNetwork(
-        seed=args.seed, loss=0.05, pass_objects=True, core_options={"routing": _routing(mode)}
+        seed=args.seed, loss=0.05, pass_objects=True, core_options=_core_options(mode)
     )
     net.build_mixed(args.nodes, args.adversaries)
     net.activate("misroute")
