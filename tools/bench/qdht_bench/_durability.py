@@ -90,16 +90,18 @@ PINGs are never answered (the node left, or a message was lost).  Without the ra
 sends 15 % fewer messages (measured; 02-dht-rpc.md §8 says why it stays).
 
 Then (session 11): the walk and idle-bucket refreshes are narrow lookups
-(``RoutingConfig.refresh_window`` = 5: they end when the 5 closest nodes
+(``LookupConfig.refresh_window`` = 5: they end when the 5 closest nodes
 they found answered, not k; 02-dht-rpc.md §8 has the measurements, including
 that no walk, narrow or k-wide, measurably repairs an eclipsed table).  A
 simulated hour at 30 % churn sends about 0.31 M messages instead of 0.41-0.42 M.
-Where the rest goes (hour 2, 2,000 nodes, per node and hour): 75 FIND_NODEs
-(32 of refresh lookups, 27 of republish region lookups, 13 of joins), 33
-STOREs, 15 PINGs.  The republish rounds plan about 3 keys per record and hour
+Where the rest goes (hour 2, 2,000 nodes, per node and hour): 62 FIND_NODEs
+(22 of refresh lookups, 27 of republish region lookups, 13 of joins), 33
+STOREs, 10 PINGs.  The republish rounds plan about 3 keys per record and hour
 (1,711 region lookups for 3,022 due keys at hour 2): the first holder of the
 hour, holders that missed its STOREs, and holders outside the k closest
-coming off their 6-hour pause (``outside_pause``).  Counted at hour 3: of the
+(mostly new ones, pushed out by closer newcomers: at 1,000 nodes and 50 %
+churn, a 24-hour ``outside_pause`` instead of 6 sent 2,584,112 messages in
+16 simulated hours against 2,584,492).  Counted at hour 3: of the
 keys due when their region lookup ended, 1,506 were held by a node among
 their k closest and 1,724 by one outside them (325 more had meanwhile
 arrived in another holder's STORE): outside holders are most of the
