@@ -23,8 +23,10 @@ itself:
   our own routing table.  A key that reached us in a STORE within the
   interval is skipped (:meth:`Replicator.on_store_received`): the holder
   whose round comes first republishes for all of them, as in Kademlia §2.5.
-  A holder that finds itself outside a key's k closest hands it to them
-  and pauses that key for ``outside_pause``.
+  A holder that finds itself outside a key's k closest hands it to the
+  nearest few of them and pauses that key for ``outside_pause``; for a key
+  in its neighbourhood its own table can show that without the lookup
+  (``outside_reach``).
 * **Pacing.**  Queued STOREs leave through :meth:`Replicator.stores_due` at
   most ``store_rate`` per second to one destination after a burst of
   ``store_burst`` (below a receiver's default flood guard, 07 §6.3), and at
@@ -107,6 +109,12 @@ class ReplicationConfig:
     #: storing at all k made four fifths of all republish STOREs, nearly all
     #: to nodes that held the record already).
     outside_stores: int = attrs.field(default=3, validator=validators.positive_int)
+    #: A round settles a key lying within about ``outside_reach`` · k nodes of
+    #: us (by the size estimate) without a region lookup when the routing
+    #: table already knows k answering peers nearer to it than we are: the
+    #: table holds most of that neighbourhood, and a lookup could only find
+    #: more nodes nearer still.  0: every key waits for its region lookup.
+    outside_reach: float = attrs.field(default=4.0, validator=validators.non_negative)
     #: Expected nodes in one republish region: small enough that one lookup
     #: to the region's midpoint finds the k closest of every key in it.
     region_nodes: int = attrs.field(default=8, validator=validators.positive_int)
@@ -228,7 +236,17 @@ class _Region:
 
 
 class _Round:
-    __slots__ = ("cursor", "done", "force", "keys", "lookups", "skipped", "started_at", "stores")
+    __slots__ = (
+        "cursor",
+        "done",
+        "force",
+        "keys",
+        "lookups",
+        "outside",
+        "skipped",
+        "started_at",
+        "stores",
+    )
 
     def __init__(self, started_at: float, *, force: bool = False) -> None:
         self.started_at = started_at
@@ -238,6 +256,7 @@ class _Round:
         self.skipped = 0
         self.lookups = 0
         self.stores = 0
+        self.outside = 0  # keys settled by the table alone (no lookup)
         self.done = False
 
     def summary(self, finished_at: float) -> dict[str, float]:
@@ -248,6 +267,7 @@ class _Round:
             "skipped": self.skipped,
             "lookups": self.lookups,
             "stores": self.stores,
+            "outside": self.outside,
         }
 
 
@@ -323,6 +343,7 @@ class Replicator:
             "round_stores": 0,
             "round_keys": 0,
             "round_skipped": 0,
+            "round_outside": 0,
             "handoffs": 0,
             "handoff_stores": 0,
             "cache_stores": 0,
@@ -553,6 +574,7 @@ class Replicator:
             room = cfg.max_keys_per_round - rnd.keys
             due = due[:room]
             rnd.keys += len(due)
+            due = self._outside_by_table(due, rnd, now)
             if due and mid not in self._regions:
                 region = _Region(mid, due)
                 self._regions[mid] = region
@@ -560,6 +582,34 @@ class Replicator:
             if due:  # a dense region's second page: look up again, it is cheap
                 self._regions[mid].keys.extend(due)
         return None
+
+    def _outside_by_table(self, keys: list[bytes], rnd: _Round, now: float) -> list[bytes]:
+        """Settle the ``keys`` our own table already puts us outside the k closest
+        of (k answering peers nearer to the key than we are, 07 §10.4): store each
+        at the ``outside_stores`` nearest of them and pause it, without a region
+        lookup, which could only find more nodes nearer still.  The rest, the
+        keys a lookup must decide, are returned."""
+        k = self.k
+        routing = self.routing
+        cfg = self.config
+        # Our neighbourhood, about outside_reach · k nodes around us: the deepest
+        # buckets know all of it (the size estimate's premise, 07 §10.5), the
+        # next ones most of it.
+        reach = cfg.outside_reach * k * float(1 << 256) / routing.rough_size()
+        if not reach or rnd.force:
+            return keys  # (a forced round: our table may be stale)
+        local = int.from_bytes(self.local_id, "big")
+        rest: list[bytes] = []
+        for key in keys:
+            if (int.from_bytes(key, "big") ^ local) > reach or routing.count_closer(key, k) < k:
+                rest.append(key)
+                continue
+            for contact in routing.closest(key, cfg.outside_stores):
+                if self._enqueue(contact, key, None, now):
+                    rnd.stores += 1
+            rnd.outside += 1
+            self._mark(key, now + cfg.outside_pause)
+        return rest
 
     def _skips(self, key: bytes, now: float) -> bool:
         """Whether the running round skips ``key`` (counted): it came in a STORE
@@ -646,6 +696,7 @@ class Replicator:
         counts["round_stores"] += rnd.stores
         counts["round_keys"] += rnd.keys
         counts["round_skipped"] += rnd.skipped
+        counts["round_outside"] += rnd.outside
         self._history.append(rnd.summary(now))
         del self._history[: -self.config.round_history]
 

@@ -274,3 +274,42 @@ def test_a_former_holder_hands_the_key_over_and_then_pauses_it() -> None:
     _lookups, sent = _run_round(world, world.rep.next_round_at)
     assert sent == []
     assert world.rep.stats()["round_skipped"] == 1
+
+
+def _outside_near_us(world: World, rng: random.Random) -> bytes:
+    """A value whose key lies in our neighbourhood (within the default
+    outside_reach · k nodes of us) but has k nodes nearer to it than we are."""
+    reach = ReplicationConfig().outside_reach * K * 2**256 / world.routing.rough_size()
+    while True:
+        value = rng.randbytes(16)
+        key = immutable_key(value)
+        if distance(world.local, key) <= reach and world.local not in world.true_closest(key):
+            return value
+
+
+@pytest.mark.parametrize("reach", [4.0, 0.0])
+def test_a_holder_its_table_shows_outside_needs_no_lookup(reach: float) -> None:
+    # Our table knows our neighbourhood: when it already holds k answering
+    # peers nearer to a key near us than we are, a lookup cannot bring us back
+    # among the k closest; the round stores at the nearest few it knows and
+    # pauses the key, as after a lookup (07 §10.4).  outside_reach 0: the
+    # region lookup decides, as for every key.
+    world = World(300, seed=17, config=ReplicationConfig(outside_reach=reach))
+    value = _outside_near_us(world, random.Random(19))
+    world.hold(_record(value))
+    key = immutable_key(value)
+    known = [contact.node_id for contact in world.routing.closest(key, K)]
+    lookups, sent = _run_round(world, world.rep.next_round_at)
+    few = world.rep.config.outside_stores
+    got = {contact.node_id for contact, k in sent if k == key}
+    # At the nearest few: those the lookup found, or, without one, those our
+    # table knows, all among the key's true k closest.
+    assert len(got) == few
+    assert got <= set(world.true_closest(key))
+    assert got == set(known[:few] if reach else world.true_closest(key)[:few])
+    assert lookups == (0 if reach else 1)
+    stats = world.rep.stats()
+    assert stats["round_outside"] == (1 if reach else 0)
+    assert stats["round_lookups"] == lookups
+    _lookups, sent = _run_round(world, world.rep.next_round_at)
+    assert sent == []  # paused (outside_pause), either way
