@@ -107,6 +107,17 @@ their k closest and 1,724 by one outside them (325 more had meanwhile
 arrived in another holder's STORE): outside holders are most of the
 republish work, and the next place to look.
 
+Then (session 12): most of those outside holders learn it from their own
+routing table, without the region lookup (07-records.md §10.4,
+``ReplicationConfig.outside_reach``): at 2,000 nodes and 50 % churn a
+simulated hour sends 0.87-0.89 of the messages it did and costs 0.83-0.90 of
+the CPU (hours 2-3, both commits side by side at the same time); the full
+``churn50`` run sent 14.2 M messages instead of 16.1 M, with the same
+replicas (17 / 20 / 29).  What is left is flat (py-spy, hours 1-3: serving
+FIND_NODE and ``closest`` 11 %, handoff 14 %, request timeouts 12 %, this
+loop about 8 %); compiling the hot modules with mypyc is the lever left,
+blocked for now by mypyc's support of the classic ``attr.s`` API only.
+
 A full-size run takes hours of CPU: ``--checkpoint PATH`` saves it (a
 pickle of the whole simulation) every ``--checkpoint-every`` simulated hours
 and ``--resume PATH`` finishes it from there, with the same result as an
