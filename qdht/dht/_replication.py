@@ -589,19 +589,18 @@ class Replicator:
         at the ``outside_stores`` nearest of them and pause it, without a region
         lookup, which could only find more nodes nearer still.  The rest, the
         keys a lookup must decide, are returned."""
+        cfg = self.config
+        if not cfg.outside_reach or rnd.force:
+            return keys  # (a forced round: our table may be stale)
         k = self.k
         routing = self.routing
-        cfg = self.config
         # Our neighbourhood, about outside_reach · k nodes around us: the deepest
         # buckets know all of it (the size estimate's premise, 07 §10.5), the
         # next ones most of it.
-        reach = cfg.outside_reach * k * float(1 << 256) / routing.rough_size()
-        if not reach or rnd.force:
-            return keys  # (a forced round: our table may be stale)
-        local = int.from_bytes(self.local_id, "big")
+        reach = cfg.outside_reach * k * _SPACE / routing.rough_size()
         rest: list[bytes] = []
         for key in keys:
-            if (int.from_bytes(key, "big") ^ local) > reach or routing.count_closer(key, k) < k:
+            if distance(self.local_id, key) > reach or routing.count_closer(key, k) < k:
                 rest.append(key)
                 continue
             for contact in routing.closest(key, cfg.outside_stores):

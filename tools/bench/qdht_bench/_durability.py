@@ -113,9 +113,9 @@ routing table, without the region lookup (07-records.md §10.4,
 simulated hour sends 0.87-0.89 of the messages it did and costs 0.83-0.90 of
 the CPU (hours 2-3, both commits side by side at the same time); the full
 ``churn50`` run sent 14.2 M messages instead of 16.1 M, with the same
-replicas (17 / 20 / 29).  What is left is flat (py-spy, hours 1-3: serving
-FIND_NODE and ``closest`` 11 %, handoff 14 %, request timeouts 12 %, this
-loop about 8 %); compiling the hot modules with mypyc is the lever left,
+replicas (17 / 20 / 29).  What is left is flat (py-spy over the build and
+hours 1-3, inclusive: ``closest`` 11 %, handoff 14 %, request timeouts 12 %,
+this loop about 8 %); compiling the hot modules with mypyc is the lever left,
 blocked for now by mypyc's support of the classic ``attr.s`` API only.
 
 A full-size run takes hours of CPU: ``--checkpoint PATH`` saves it (a
