@@ -55,10 +55,10 @@ from typing import Any, Final, Protocol, Self
 
 import attrs
 
-from qdht import validators
 from qdht.errors import ConfigError, StoreError
 from qdht.wire import SetEntry, dumps_canonical
 
+from ._config import StoreLimits
 from ._records import (
     DEFAULT_RECORD_LIMITS,
     Decision,
@@ -79,32 +79,9 @@ __all__ = [
     "source_label",
 ]
 
-_MiB: Final = 1024 * 1024
 
 #: The reasons a put is refused for lack of room (besides the rule refusals of §7).
 QUOTA_REASONS: Final = frozenset({"quota-total", "quota-publisher", "quota-source", "quota-cache"})
-
-
-@attrs.frozen
-class StoreLimits:
-    """Byte quotas of a record store; every one bounds memory or disk.
-
-    The defaults suit a node on a small server: 256 MiB in all, of which at
-    most 32 MiB of cached entries; one publisher (owner key) may fill 8 MiB
-    (over a hundred records of the 64 KiB maximum) and one source address
-    16 MiB (a node that legitimately replicates many publishers' records to
-    us), so a flood from one address or one key stops at a small share of
-    the store.  A quota above ``max_bytes`` is bounded by it.
-    """
-
-    #: All entries, stored and cached, in bytes of canonical CBOR.
-    max_bytes: int = attrs.field(default=256 * _MiB, validator=validators.positive_int)
-    #: Cached entries (LRU-evicted), in bytes; part of ``max_bytes``.
-    max_cached_bytes: int = attrs.field(default=32 * _MiB, validator=validators.positive_int)
-    #: Stored entries signed by one owner, in bytes.
-    max_bytes_per_publisher: int = attrs.field(default=8 * _MiB, validator=validators.positive_int)
-    #: Stored entries put by one source address, in bytes.
-    max_bytes_per_source: int = attrs.field(default=16 * _MiB, validator=validators.positive_int)
 
 
 DEFAULT_STORE_LIMITS: Final = StoreLimits()
@@ -349,7 +326,7 @@ class _StoreBase:
                 keep = record
             blob = _encode(keep)
             still_cached = cached and (old is None or old.cached)
-            expires: float = keep.expires
+            expires = float(keep.expires)
             if still_cached:
                 if cache_until is None and old is not None:
                     cache_until = old.expires

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from qdht import validators
+from qdht.dht._config import ReplicationConfig
 from qdht.dht._routing import _SPACE, ID_BITS, RoutingTable, distance
 from qdht.errors import ConfigError
 from qdht.wire import NODE_ID_SIZE, Contact
@@ -85,81 +85,6 @@ __all__ = [
     "cache_lifetime",
     "region_of",
 ]
-
-
-@attrs.frozen
-class ReplicationConfig:
-    """Tunables of replication (07-records.md §10); every queue and table is bounded."""
-
-    #: Holders re-replicate the records they store this often (seconds; Kademlia: 1 h).
-    republish_interval: float = attrs.field(default=3600.0, validator=validators.positive)
-    #: Each round comes ``republish_interval`` times a factor drawn from
-    #: [1 - jitter, 1 + jitter], so that holders' rounds drift apart.
-    republish_jitter: float = attrs.field(default=0.1, validator=validators.fraction)
-    #: A key received in a STORE (from its publisher, a handoff or another
-    #: holder's round) this long before a round is skipped by it, as a fraction
-    #: of ``republish_interval`` (Kademlia: the whole interval).  A holder's own
-    #: republishing does not count: the earliest round keeps the key alive.
-    skip_fraction: float = attrs.field(default=1.0, validator=validators.unit_interval)
-    #: A holder that finds itself outside a key's k closest hands the record to
-    #: them and then leaves the key out of its rounds for this long (seconds).
-    outside_pause: float = attrs.field(default=6 * 3600.0, validator=validators.positive)
-    #: ... having stored it at this many of the k closest, the nearest (not all
-    #: k: they hold it and republish it to one another; at 30 % hourly churn,
-    #: storing at all k made four fifths of all republish STOREs, nearly all
-    #: to nodes that held the record already).
-    outside_stores: int = attrs.field(default=3, validator=validators.positive_int)
-    #: A round settles a key lying within about ``outside_reach`` · k nodes of
-    #: us (by the size estimate) without a region lookup when the routing
-    #: table already knows k answering peers nearer to it than we are: the
-    #: table holds most of that neighbourhood, and a lookup could only find
-    #: more nodes nearer still.  0: every key waits for its region lookup.
-    outside_reach: float = attrs.field(default=4.0, validator=validators.non_negative)
-    #: Expected nodes in one republish region: small enough that one lookup
-    #: to the region's midpoint finds the k closest of every key in it.
-    region_nodes: int = attrs.field(default=8, validator=validators.positive_int)
-    #: Keys taken from the store per region and page (a denser region is cut).
-    max_keys_per_region: int = attrs.field(default=1024, validator=validators.positive_int)
-    #: Keys a round may plan in all; the rest wait for the next round.
-    max_keys_per_round: int = attrs.field(default=100_000, validator=validators.positive_int)
-    #: Republish lookups running at once.
-    max_lookups: int = attrs.field(default=4, validator=validators.positive_int)
-    #: Only holders that rank among this many of the key's nearest holders we
-    #: know hand a record to a newcomer (the rest leave it to them).
-    handoff_senders: int = attrs.field(default=3, validator=validators.positive_int)
-    #: Keys handed to one newcomer per routing-table event (more wait for the round).
-    max_handoff_keys: int = attrs.field(default=256, validator=validators.positive_int)
-    #: A peer re-added within this long (seconds) is not handed records again.
-    handoff_cooldown: float = attrs.field(default=600.0, validator=validators.positive)
-    #: Peers whose last handoff time is remembered (least recently added forgotten).
-    max_handoff_peers: int = attrs.field(default=4096, validator=validators.positive_int)
-    #: STOREs per second sent to one destination once its burst is spent ...
-    store_rate: float = attrs.field(default=5.0, validator=validators.positive)
-    #: ... and the burst: half of a receiver's default flood guard (10/s, 50).
-    store_burst: int = attrs.field(default=25, validator=validators.positive_int)
-    #: STOREs per second sent to all destinations together once the total burst
-    #: is spent (a publisher's batch or a round must not flood its own uplink
-    #: and receive queue with answers) ...
-    total_store_rate: float = attrs.field(default=200.0, validator=validators.positive)
-    #: ... and that burst.
-    total_store_burst: int = attrs.field(default=100, validator=validators.positive_int)
-    #: STOREs queued in all; beyond it they are dropped and counted.
-    max_queued_stores: int = attrs.field(default=20_000, validator=validators.positive_int)
-    #: STOREs queued for one destination.
-    max_queued_per_peer: int = attrs.field(default=2048, validator=validators.positive_int)
-    #: Keys whose last replication time is remembered (oldest forgotten:
-    #: forgetting only costs one extra republish).
-    max_tracked_keys: int = attrs.field(default=200_000, validator=validators.positive_int)
-    #: Lifetime of a path-cache copy next to the closest holder (seconds).
-    cache_ttl: float = attrs.field(default=3600.0, validator=validators.positive)
-    #: Copies whose lifetime would be shorter are not made.
-    min_cache_ttl: float = attrs.field(default=60.0, validator=validators.positive)
-    #: Republish rounds whose counters ``stats()`` keeps.
-    round_history: int = attrs.field(default=24, validator=validators.positive_int)
-
-    def __attrs_post_init__(self) -> None:
-        if self.min_cache_ttl > self.cache_ttl:
-            raise ConfigError("min_cache_ttl must not exceed cache_ttl")
 
 
 # ----------------------------------------------------------------- keyspace

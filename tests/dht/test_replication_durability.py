@@ -126,7 +126,10 @@ def test_scenarios_in_parallel_processes_give_the_same_figures() -> None:
     # (only the times each process measured itself differ).
     parser = argparse.ArgumentParser()
     _durability.add_arguments(parser)
-    argv = ["--nodes", "16", "--records", "4", "--hours", "0.5", "--churn", "0.3", "0.5"]
+    argv = [
+        *("--core", "python", "--nodes", "16", "--records", "4"),
+        *("--hours", "0.5", "--churn", "0.3", "0.5"),
+    ]
     one = _durability.run(parser.parse_args(argv)).metrics
     two = _durability.run(parser.parse_args([*argv, "--jobs", "2"])).metrics
 
@@ -145,7 +148,10 @@ def test_the_mass_departure_branched_off_the_churn_run_ends_as_a_run_of_its_own(
     # from the start ends.
     parser = argparse.ArgumentParser()
     _durability.add_arguments(parser)
-    argv = ["--nodes", "16", "--records", "4", "--hours", "1", "--churn", "0.3", "--seed", "2"]
+    argv = [
+        *("--core", "python", "--nodes", "16", "--records", "4"),
+        *("--hours", "1", "--churn", "0.3", "--seed", "2"),
+    ]
     branched = _durability.run(parser.parse_args(argv)).metrics
     alone = run_one(nodes=16, records=4, hours=1.0, churn=0.3, mass=0.3, seed=2, join_interval=0.05)
     assert branched["departures_mass30"] == alone["departures"]

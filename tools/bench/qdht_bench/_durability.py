@@ -130,6 +130,7 @@ import argparse
 import contextlib
 import functools
 import gc
+import json
 import multiprocessing
 import os
 import pickle
@@ -154,6 +155,7 @@ from qdht.testing import (
     SimOperation,
 )
 from qdht.wire import immutable_key
+from qdht_bench import _compiled
 from qdht_bench._common import BenchResult, median, percentile
 
 DESCRIPTION = "records retrievable after 48 simulated hours of churn, with replication"
@@ -209,6 +211,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="run the scenarios in this many processes at once (default 1: one after the "
         "other); each scenario is still one process, its wall_s and cpu_s its own",
+    )
+    parser.add_argument(
+        "--core",
+        choices=("compiled", "python"),
+        default="compiled",
+        help="compiled (default): run the DHT core compiled with mypyc (built once per "
+        "source version into --core-cache, about 2.5 min; checked against the pure-Python "
+        "core on a reference scenario before the run); python: as it is",
+    )
+    parser.add_argument(
+        "--core-cache",
+        type=Path,
+        metavar="DIR",
+        help="where compiled cores are kept (default $XDG_CACHE_HOME/qdht-bench/mypyc)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -682,6 +698,8 @@ def _run_scenarios(
         (i for i, (_, churn, mass) in enumerate(runs) if mass == 0 and churn == args.mass_churn),
         None,
     )
+    if args.core == "compiled":
+        parent = None  # a branch is a pickled run: the compiled classes cannot be pickled
     jobs: list[Callable[[], dict[str, float]]] = []
     for i, (scenario, churn, mass) in enumerate(runs):
         checkpoint = _checkpoint_path(args.checkpoint, scenario, len(runs))
@@ -738,8 +756,77 @@ def _run_scenarios(
     return runs, outcomes
 
 
+#: The scenario every compiled run first checks against the pure-Python core:
+#: small, but with churn, loss, handoff, republish rounds and gets.
+_REFERENCE_NODES, _REFERENCE_RECORDS, _REFERENCE_HOURS, _REFERENCE_CHURN = 120, 30, 2.0, 0.5
+
+
+def reference_metrics(args: argparse.Namespace) -> dict[str, float]:
+    """The reference scenario's figures (times left out): identical for a seed,
+    whichever core runs it, if the compiled core decides as the Python one."""
+    metrics = run_one(
+        nodes=_REFERENCE_NODES,
+        records=_REFERENCE_RECORDS,
+        hours=_REFERENCE_HOURS,
+        churn=_REFERENCE_CHURN,
+        seed=args.seed,
+        join_interval=args.join_interval,
+        loss=args.loss,
+    )
+    return {k: v for k, v in metrics.items() if k not in ("wall_s", "cpu_s")}
+
+
+def check_core(args: argparse.Namespace, result: BenchResult) -> None:
+    """Make this process run the core ``args.core`` asks for.
+
+    ``python``: nothing to do.  ``compiled``, in the pure-Python process: build
+    (or find) the compiled copy, run the reference scenario, and replace this
+    process with one importing the copy (``_compiled.reexec``); in that process:
+    run the reference scenario again and refuse to go on unless its figures are
+    the pure-Python ones."""
+    if args.core == "python":
+        result.add("core_compiled", 0)
+        return
+    if args.checkpoint is not None or args.resume is not None:
+        raise SystemExit(
+            "durability: --checkpoint and --resume need --core python "
+            "(the compiled core's classes cannot be pickled)"
+        )
+    if not _compiled.running_compiled():
+        cache = args.core_cache if args.core_cache is not None else _compiled.default_cache()
+        try:
+            copy, spent = _compiled.build(cache)
+        except RuntimeError as exc:
+            raise SystemExit(f"durability: {exc}") from exc
+        reference = reference_metrics(args)
+        _compiled.reexec(
+            copy,
+            list(args.argv),
+            {
+                _compiled.REFERENCE_ENV: json.dumps(reference),
+                _compiled.BUILD_ENV: f"{spent:.1f}",
+            },
+        )
+    expected = json.loads(os.environ.get(_compiled.REFERENCE_ENV, "null"))
+    got = reference_metrics(args)
+    if expected != got:
+        differ = sorted(k for k in got if expected is None or expected.get(k) != got[k])
+        raise SystemExit(
+            "durability: the compiled core's reference run differs from the pure-Python "
+            f"core's in {differ}; run with --core python"
+        )
+    result.add("core_compiled", 1)
+    result.add("core_build_s", float(os.environ.get(_compiled.BUILD_ENV, "0")))
+    result.notes.append(
+        "DHT core compiled with mypyc (same source); a reference run "
+        f"({_REFERENCE_NODES} nodes, {_REFERENCE_HOURS:g} h, churn "
+        f"{_REFERENCE_CHURN:g}) gave the pure-Python core's figures exactly"
+    )
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     result = BenchResult("durability")
+    check_core(args, result)
     if args.resume is not None:
         saved, metrics = resume(
             args.resume,

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(p)
         p.set_defaults(module=module)
     args = parser.parse_args(argv)
+    # The command line as given, for a benchmark that re-runs itself (durability's
+    # compiled core).
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.name is None:
         parser.print_help()
         return 2
