@@ -191,4 +191,6 @@ def reexec(copy: Path, argv: list[str], env: dict[str, str]) -> None:
     full = {**os.environ, **env, ENV: str(copy), "PYTHONPATH": os.pathsep.join(paths)}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "qdht_bench.cli", *argv], full)
+    # -P: not the working directory first on sys.path (python -m puts it there),
+    # where a checkout's own qdht would shadow the compiled copy.
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "qdht_bench.cli", *argv], full)
