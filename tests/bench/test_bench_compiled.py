@@ -123,3 +123,14 @@ def test_a_compiled_core_that_decides_differently_stops_the_run(
     monkeypatch.setenv(_compiled.REFERENCE_ENV, json.dumps(altered))
     with pytest.raises(SystemExit, match=r"differs .* in \['messages'\]"):
         _durability.check_core(args, BenchResult("durability"))
+
+
+def test_a_compiled_run_needs_its_command_line_before_it_builds(tmp_path: Path) -> None:
+    # The compiled process is the same command run again: without the command
+    # line (a caller of run() that did not come through cli.main) it says so at
+    # once, before minutes of building.
+    args = _args("--core-cache", str(tmp_path))
+    del args.argv
+    with pytest.raises(SystemExit, match="--core python"):
+        _durability.check_core(args, BenchResult("durability"))
+    assert list(tmp_path.iterdir()) == []

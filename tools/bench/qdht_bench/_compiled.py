@@ -50,7 +50,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 import qdht
 
@@ -181,7 +181,7 @@ def running_compiled() -> bool:
     return True
 
 
-def reexec(copy: Path, argv: list[str], env: dict[str, str]) -> None:
+def reexec(copy: Path, argv: list[str], env: dict[str, str]) -> NoReturn:
     """Replace this process with ``python -m qdht_bench.cli *argv`` importing ``copy``
     first; ``env`` is added to the environment (the reference figures)."""
     bench = Path(__file__).resolve().parent.parent  # the directory holding qdht_bench

@@ -808,17 +808,17 @@ def check_core(args: argparse.Namespace, result: BenchResult) -> None:
             "(the compiled core's classes cannot be pickled)"
         )
     if not _compiled.running_compiled():
-        cache = args.core_cache if args.core_cache is not None else _compiled.default_cache()
-        try:
-            copy, spent = _compiled.build(cache)
-        except RuntimeError as exc:
-            raise SystemExit(f"durability: {exc}") from exc
         argv = getattr(args, "argv", None)
         if argv is None:
             raise SystemExit(
                 "durability: the compiled core re-runs the command line; run it through "
                 "qdht_bench.cli.main (qdht-bench durability), or pass --core python"
             )
+        cache = args.core_cache if args.core_cache is not None else _compiled.default_cache()
+        try:
+            copy, spent = _compiled.build(cache)
+        except RuntimeError as exc:
+            raise SystemExit(f"durability: {exc}") from exc
         reference = reference_metrics(args)
         _compiled.reexec(
             copy,
