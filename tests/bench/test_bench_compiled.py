@@ -19,10 +19,6 @@ from qdht_bench._common import BenchResult
 ROOT = _compiled.package_root()
 
 
-def _module_name(path: str) -> str:
-    return path.removesuffix(".py").replace("/", ".")
-
-
 @pytest.mark.parametrize("path", _compiled.HOT_MODULES)
 def test_no_hot_module_defines_an_attrs_field_default(path: str) -> None:
     # mypyc compiles an attrs class as a native class and takes an
@@ -43,7 +39,7 @@ def test_no_hot_module_defines_an_attrs_field_default(path: str) -> None:
 def test_every_base_class_of_a_compiled_class_is_compiled() -> None:
     # A native class calls its own methods through a vtable: a Python subclass
     # (or a Python base in between) would silently not override them.
-    hot = {_module_name(p) for p in _compiled.HOT_MODULES}
+    hot = set(map(_compiled.module_name, _compiled.HOT_MODULES))
     missing = set()
     for name in hot:
         module = importlib.import_module(name)

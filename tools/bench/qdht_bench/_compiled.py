@@ -82,6 +82,11 @@ HOT_MODULES: Final = (
 )
 
 
+def module_name(path: str) -> str:
+    """The importable name of a :data:`HOT_MODULES` path."""
+    return path.removesuffix(".py").replace("/", ".")
+
+
 def package_root() -> Path:
     """The directory holding the ``qdht`` package this process imported."""
     return Path(qdht.__file__).resolve().parent.parent
@@ -114,7 +119,7 @@ def digest(root: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def build(cache: Path, *, log: bool = True) -> tuple[Path, float]:
+def build(cache: Path) -> tuple[Path, float]:
     """The compiled copy's directory (to put first on ``sys.path``) and the
     seconds spent building it (0 when the cache had it).
 
@@ -139,12 +144,11 @@ def build(cache: Path, *, log: bool = True) -> tuple[Path, float]:
         config = root / "pyproject.toml"  # the project's mypy settings, if this is a checkout
         if config.exists():
             shutil.copy(config, work / "pyproject.toml")
-        if log:
-            print(
-                f"compiling the DHT core with mypyc into {dest} (once per source version)",
-                file=sys.stderr,
-                flush=True,
-            )
+        print(
+            f"compiling the DHT core with mypyc into {dest} (once per source version)",
+            file=sys.stderr,
+            flush=True,
+        )
         done = subprocess.run(
             [sys.executable, "-m", "mypyc", *HOT_MODULES],
             cwd=work,
@@ -171,8 +175,7 @@ def running_compiled() -> bool:
     where = os.environ.get(ENV)
     if not where:
         return False
-    for module_path in HOT_MODULES:
-        name = module_path.removesuffix(".py").replace("/", ".")
+    for name in map(module_name, HOT_MODULES):
         module = importlib.import_module(name)
         origin = Path(module.__file__ or "")
         if not origin.name.endswith(".so") or not origin.is_relative_to(Path(where)):
